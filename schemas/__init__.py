@@ -1,0 +1,1 @@
+"""Pydantic models of the wire contract (events) and of the session state."""

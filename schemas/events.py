@@ -1,0 +1,219 @@
+"""The wire contract: every event a channel may publish, as pydantic v2 models.
+
+These models are the single source of truth. The JSON Schema files under
+``schemas/json/`` are exported from them (``continuity schema export``) and a
+test fails when the checked-in files are stale.
+
+Every event is one JSON object with a common envelope and a ``type``-specific
+``payload``. Unknown extra fields are ignored so producers can add fields
+without breaking older workers; missing or malformed required fields are not.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    model_validator,
+)
+from pydantic_extra_types.currency_code import ISO4217
+
+# Ids become part of Redis keys and log lines: a strict alphabet and a length
+# bound make key injection (``}``, ``*``, spaces, newlines) impossible.
+Id = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@+\-]{0,127}$"),
+]
+Sku = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/\-]{0,63}$")]
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+MAX_LINE_QUANTITY = 999
+
+
+def _decimal_from_string(value: Any) -> Any:
+    # Floats lose cents on the way (19.99 is not representable), so the
+    # contract demands a decimal string and refuses JSON numbers outright.
+    if not isinstance(value, str):
+        raise ValueError('unit_price must be a decimal string such as "19.99"')
+    return value
+
+
+Money = Annotated[
+    Decimal,
+    BeforeValidator(_decimal_from_string),
+    Field(ge=0, max_digits=12, decimal_places=4, json_schema_extra={"type": "string"}),
+]
+Quantity = Annotated[int, Field(strict=True, ge=1, le=MAX_LINE_QUANTITY)]
+
+
+class Channel(StrEnum):
+    """Where the customer acted."""
+
+    WEB = "web"
+    MOBILE_APP = "mobile_app"
+    POS = "pos"
+    CALL_CENTER = "call_center"
+    KIOSK = "kiosk"
+    SOCIAL = "social"
+    VOICE = "voice"
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class ItemAdded(_Payload):
+    sku: Sku
+    quantity: Quantity
+    unit_price: Money
+    currency: ISO4217
+    name: ShortText | None = None
+
+
+class ItemRemoved(_Payload):
+    sku: Sku
+
+
+class QuantitySet(_Payload):
+    sku: Sku
+    quantity: Annotated[int, Field(strict=True, ge=0, le=MAX_LINE_QUANTITY)]
+
+
+class Empty(_Payload):
+    pass
+
+
+class ProductViewed(_Payload):
+    sku: Sku
+    name: ShortText | None = None
+    category: ShortText | None = None
+
+
+class SearchMade(_Payload):
+    query: ShortText
+
+
+class CheckoutCompleted(_Payload):
+    order_id: Id
+
+
+class _Envelope(BaseModel):
+    """Fields every event carries."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    event_id: Id = Field(description="Unique per event; the idempotency key.")
+    occurred_at: AwareDatetime = Field(description="RFC 3339 time with offset.")
+    channel: Channel
+    customer_id: Id | None = None
+    anonymous_id: Id | None = None
+    device_id: Id | None = None
+    store_id: Id | None = None
+
+    @model_validator(mode="after")
+    def _has_identity(self) -> _Envelope:
+        if self.customer_id is None and self.anonymous_id is None:
+            raise ValueError("an event needs customer_id, anonymous_id or both")
+        return self
+
+    @property
+    def routing_key(self) -> str:
+        """The Kafka message key: the customer when known, else the guest."""
+        return self.customer_id or self.anonymous_id or ""
+
+
+class CartItemAdded(_Envelope):
+    type: Literal["cart.item_added"]
+    payload: ItemAdded
+
+
+class CartItemRemoved(_Envelope):
+    type: Literal["cart.item_removed"]
+    payload: ItemRemoved
+
+
+class CartQuantitySet(_Envelope):
+    type: Literal["cart.quantity_set"]
+    payload: QuantitySet
+
+
+class CartCleared(_Envelope):
+    type: Literal["cart.cleared"]
+    payload: Empty = Empty()
+
+
+class BrowseProductViewed(_Envelope):
+    type: Literal["browse.product_viewed"]
+    payload: ProductViewed
+
+
+class BrowseSearch(_Envelope):
+    type: Literal["browse.search"]
+    payload: SearchMade
+
+
+class CheckoutStarted(_Envelope):
+    type: Literal["checkout.started"]
+    payload: Empty = Empty()
+
+
+class CheckoutCompletedEvent(_Envelope):
+    type: Literal["checkout.completed"]
+    payload: CheckoutCompleted
+
+
+class SessionIdentified(_Envelope):
+    """The customer logged in: the guest ``anonymous_id`` is now ``customer_id``."""
+
+    type: Literal["session.identified"]
+    payload: Empty = Empty()
+
+    @model_validator(mode="after")
+    def _has_both_ids(self) -> SessionIdentified:
+        if self.customer_id is None or self.anonymous_id is None:
+            raise ValueError("session.identified needs both customer_id and anonymous_id")
+        return self
+
+
+EVENT_MODELS: tuple[type[_Envelope], ...] = (
+    CartItemAdded,
+    CartItemRemoved,
+    CartQuantitySet,
+    CartCleared,
+    BrowseProductViewed,
+    BrowseSearch,
+    CheckoutStarted,
+    CheckoutCompletedEvent,
+    SessionIdentified,
+)
+
+Event = Annotated[
+    CartItemAdded
+    | CartItemRemoved
+    | CartQuantitySet
+    | CartCleared
+    | BrowseProductViewed
+    | BrowseSearch
+    | CheckoutStarted
+    | CheckoutCompletedEvent
+    | SessionIdentified,
+    Field(discriminator="type"),
+]
+
+EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+
+EVENT_TYPES: tuple[str, ...] = tuple(
+    m.model_fields["type"].annotation.__args__[0]  # type: ignore[union-attr]
+    for m in EVENT_MODELS
+)
+
+AnyEvent = _Envelope

@@ -1,0 +1,88 @@
+"""The per-customer session state: what every channel resumes from.
+
+Stored in Redis as JSON (see ``streams/redis_state.py`` for the layout) and
+served as is to operators and, later, to frontends. ``recent_event_ids`` is
+internal bookkeeping for idempotence and is left out of the public view.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.events import Channel
+
+CheckoutStatus = Literal["none", "started", "completed"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class CartLine(_Frozen):
+    """One sku in the cart."""
+
+    sku: str
+    name: str | None = None
+    quantity: int
+    unit_price: Decimal
+    currency: str
+    channel: Channel = Field(description="The channel that last touched this line.")
+    updated_at: datetime
+
+
+class ViewedProduct(_Frozen):
+    """A recently viewed product, newest first in the session."""
+
+    sku: str
+    name: str | None = None
+    category: str | None = None
+    channel: Channel
+    viewed_at: datetime
+
+
+class Checkout(_Frozen):
+    """Checkout progress of the current cart."""
+
+    status: CheckoutStatus = "none"
+    order_id: str | None = None
+    channel: Channel | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    based_on_version: int | None = Field(
+        default=None, description="Session version the checkout started from."
+    )
+    items: dict[str, int] = Field(
+        default_factory=dict,
+        description="Cart quantities when the checkout started; a completion removes these.",
+    )
+
+
+class Session(_Frozen):
+    """One customer's (or guest's) session across every channel."""
+
+    key: str = Field(description="The customer_id, or the anonymous_id for a guest.")
+    customer_id: str | None = None
+    anonymous_ids: list[str] = Field(default_factory=list)
+    cart: list[CartLine] = Field(default_factory=list)
+    currency: str | None = None
+    item_count: int = 0
+    subtotal: Decimal = Decimal("0")
+    recently_viewed: list[ViewedProduct] = Field(default_factory=list)
+    recent_searches: list[str] = Field(default_factory=list)
+    checkout: Checkout = Field(default_factory=Checkout)
+    orders: list[str] = Field(default_factory=list, description="Recent order ids, newest first.")
+    channels: list[Channel] = Field(default_factory=list)
+    last_channel: Channel | None = None
+    last_device_id: str | None = None
+    last_store_id: str | None = None
+    version: int = 0
+    updated_at: datetime | None = None
+    recent_event_ids: list[str] = Field(default_factory=list)
+
+    def public(self) -> dict[str, object]:
+        """The JSON-ready view served to operators and frontends."""
+        return self.model_dump(mode="json", exclude={"recent_event_ids"})

@@ -1,0 +1,29 @@
+"""Topic names and the routing of event types to topics (part of the wire contract)."""
+
+from __future__ import annotations
+
+CART_EVENTS = "cart-events"
+BROWSE_EVENTS = "browse-events"
+CHECKOUT_EVENTS = "checkout-events"
+DEAD_LETTERS = "events-dlq"
+
+SOURCE_TOPICS: tuple[str, ...] = (CART_EVENTS, BROWSE_EVENTS, CHECKOUT_EVENTS)
+
+# A login changes the cart (the guest cart is merged), so it travels with cart events.
+_PREFIX_TOPIC = {
+    "cart.": CART_EVENTS,
+    "session.": CART_EVENTS,
+    "browse.": BROWSE_EVENTS,
+    "checkout.": CHECKOUT_EVENTS,
+}
+
+
+def topic_for(event_type: str) -> str:
+    """Return the topic an event of ``event_type`` is published to.
+
+    Raises ``ValueError`` for a type outside the contract.
+    """
+    for prefix, topic in _PREFIX_TOPIC.items():
+        if event_type.startswith(prefix):
+            return topic
+    raise ValueError(f"no topic for event type {event_type!r}")

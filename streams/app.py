@@ -1,0 +1,127 @@
+"""The Faust app and its folding agent: the thin edge around ``BatchProcessor``.
+
+One agent consumes the three event topics. Faust's assignor gives the same
+partition number of every topic to the same worker, and the message key is
+the customer key, so all events of one customer key reach one agent. The
+agent runs with ``concurrency=1`` (Faust can commit past in-flight messages
+otherwise: faust-streaming #606) and folds ``noack_take`` batches, acknowledging
+each event only after Redis holds the batch's result. (``take_events`` acks in a
+``finally``, so a cancelled or failed batch would be committed unapplied.)
+Kafka offsets are only a hint: the applied offsets stored with the states in
+Redis decide what is skipped on redelivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import faust
+from redis.asyncio import Redis
+
+from schemas.topics import DEAD_LETTERS, SOURCE_TOPICS
+from streams.batch import Record, RecordOutcome
+from streams.dlq import dead_letter
+from streams.processor import BatchProcessor
+from streams.redis_state import RedisState
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def broker_urls(bootstrap: str) -> list[str]:
+    """``host:port,host:port`` -> Faust broker URLs."""
+    return [f"kafka://{h.strip()}" for h in bootstrap.split(",") if h.strip()]
+
+
+def create_app(settings: Settings) -> faust.App:
+    """Build the Faust app with its folding agent, configured from ``settings``."""
+    app = faust.App(
+        settings.app_id,
+        broker=broker_urls(settings.kafka_bootstrap),
+        store="memory://",
+        key_serializer="raw",
+        value_serializer="raw",
+        topic_partitions=settings.topic_partitions,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.session_timeout,
+        broker_heartbeat_interval=settings.heartbeat_interval,
+        broker_rebalance_timeout=settings.rebalance_timeout,
+        broker_commit_interval=settings.commit_interval,
+        producer_acks=-1,
+        stream_wait_empty=False,
+        web_enabled=False,
+    )
+    source = app.topic(*SOURCE_TOPICS, key_type=bytes, value_type=bytes)
+
+    async def fold_sessions(stream: Any) -> None:
+        redis = Redis.from_url(
+            settings.redis_dsn(),
+            socket_timeout=5,
+            socket_connect_timeout=5,
+            health_check_interval=10,
+        )
+        state = RedisState(redis, settings.redis_prefix, settings.app_id)
+        processor = BatchProcessor(
+            state,
+            _dead_letter_sink(app, settings.retry_max_delay),
+            retry_max_delay=settings.retry_max_delay,
+        )
+        try:
+            async for events in stream.noack_take(settings.batch_max, settings.batch_within):
+                try:
+                    await processor.process([_record(e.message) for e in events])
+                except Exception:
+                    # Only a bug gets here (input errors are outcomes, Redis errors
+                    # are retried). Faust would restart the agent and move on,
+                    # leaving this batch unapplied behind later offsets: die
+                    # instead, so the batch is redelivered to a fresh process.
+                    log.critical("unexpected error folding a batch; exiting", exc_info=True)
+                    os._exit(70)
+                for event in events:
+                    await stream.ack(event)
+        finally:
+            await redis.aclose()
+
+    app.agent(source, name="fold_sessions", concurrency=1)(fold_sessions)
+    return app
+
+
+def _record(message: Any) -> Record:
+    return Record(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key,
+        value=message.value,
+        timestamp_ms=int(message.timestamp * 1000) if message.timestamp else None,
+    )
+
+
+def _dead_letter_sink(app: faust.App, max_delay: float) -> Any:
+    async def send_once(outcomes: Sequence[RecordOutcome]) -> None:
+        pending = []
+        for outcome in outcomes:
+            dl = dead_letter(outcome)
+            pending.append(
+                await app.producer.send(DEAD_LETTERS, dl.key, dl.value, None, None, dl.headers)
+            )
+        await asyncio.gather(*pending)
+
+    async def send(outcomes: Sequence[RecordOutcome]) -> None:
+        # A dead letter is the only copy of a bad event's fate: never drop it,
+        # hold the partition until the DLQ accepts it.
+        delay = 0.1
+        while True:
+            try:
+                await send_once(outcomes)
+                return
+            except Exception as exc:
+                log.warning("dead-letter send failed (%r); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, max_delay)
+
+    return send

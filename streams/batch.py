@@ -1,0 +1,216 @@
+"""Plan one batch of records against a snapshot of Redis. Pure.
+
+The worker reads a ``Snapshot`` (aliases, per-partition applied offsets and
+sessions), calls ``plan_batch`` and commits the resulting ``Plan`` with one
+compare-and-set script (``streams/redis_state.py``). The plan records what it
+assumed (``expected_*``), so a commit that raced with another worker is
+refused whole and the batch is simply re-planned against fresh state.
+
+Exactly-once effect: a record whose offset is at or below the applied offset
+stored for its partition is skipped (``already_applied``), and the new
+applied offsets are written in the same atomic step as the states. A record
+that carries an ``event_id`` seen recently by its session is a ``duplicate``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from schemas.events import AnyEvent
+from schemas.session import CartLine, Session
+from streams.fold import DEFAULT_LIMITS, Applied, Duplicate, Limits, Reason, Rejected, fold
+from streams.fold import new_session as _new_session
+from streams.merge import merge_guest
+
+
+@dataclass(frozen=True)
+class Record:
+    """One Kafka record as the worker received it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int | None = None
+
+    @property
+    def tp(self) -> str:
+        """The field naming this record's partition in the offsets hash."""
+        return f"{self.topic}:{self.partition}"
+
+
+class Kind(StrEnum):
+    """What became of one record. Metric label values; part of the interface."""
+
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"
+    ALREADY_APPLIED = "already_applied"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True)
+class RecordOutcome:
+    record: Record
+    kind: Kind
+    event: AnyEvent | None = None
+    session_key: str | None = None
+    reason: Reason | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What the planner must read before it can plan a batch."""
+
+    anonymous_ids: frozenset[str]
+    keys: frozenset[str]
+    partitions: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the planner saw in Redis. Absent entries are simply missing."""
+
+    aliases: Mapping[str, str]
+    offsets: Mapping[str, int]
+    sessions: Mapping[str, Session]
+
+
+@dataclass
+class Plan:
+    """The effect of one batch, and the assumptions it was computed under."""
+
+    outcomes: list[RecordOutcome] = field(default_factory=list)
+    writes: dict[str, Session] = field(default_factory=dict)
+    deletes: dict[str, str] = field(default_factory=dict)  # merged guest key -> customer key
+    aliases: dict[str, str] = field(default_factory=dict)
+    offsets: dict[str, int] = field(default_factory=dict)
+    dropped_lines: list[CartLine] = field(default_factory=list)
+    expected_versions: dict[str, int] = field(default_factory=dict)
+    expected_aliases: dict[str, str | None] = field(default_factory=dict)
+    expected_offsets: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rejected(self) -> list[RecordOutcome]:
+        return [o for o in self.outcomes if o.kind is Kind.REJECTED]
+
+
+def needs(records: Sequence[Record], decoded: Sequence[AnyEvent | Rejected]) -> Needs:
+    """The aliases, session keys and partitions a batch depends on."""
+    anon: set[str] = set()
+    keys: set[str] = set()
+    for event in decoded:
+        if isinstance(event, Rejected):
+            continue
+        if event.anonymous_id is not None:
+            anon.add(event.anonymous_id)
+            keys.add(event.anonymous_id)
+        if event.customer_id is not None:
+            keys.add(event.customer_id)
+    return Needs(frozenset(anon), frozenset(keys), frozenset(r.tp for r in records))
+
+
+def plan_batch(
+    records: Sequence[Record],
+    decoded: Sequence[AnyEvent | Rejected],
+    snapshot: Snapshot,
+    limits: Limits = DEFAULT_LIMITS,
+) -> Plan:
+    """Apply a batch in arrival order to the snapshot and return its plan."""
+    plan = Plan()
+    aliases = dict(snapshot.aliases)
+    sessions = dict(snapshot.sessions)
+    applied_upto = dict(snapshot.offsets)
+    for record, event in zip(records, decoded, strict=True):
+        if record.offset <= applied_upto.get(record.tp, -1):
+            plan.outcomes.append(RecordOutcome(record, Kind.ALREADY_APPLIED))
+            continue
+        applied_upto[record.tp] = record.offset
+        plan.offsets[record.tp] = record.offset
+        if isinstance(event, Rejected):
+            plan.outcomes.append(_rejected(record, event))
+            continue
+        if _is_login(event, aliases):
+            _merge(plan, event, aliases, sessions, limits)
+        key = route(event, aliases)
+        session = sessions.get(key) or _new_session(key, event.customer_id)
+        outcome = fold(session, event, limits)
+        if isinstance(outcome, Rejected):
+            plan.outcomes.append(_rejected(record, outcome, event, key))
+        elif isinstance(outcome, Duplicate):
+            plan.outcomes.append(
+                RecordOutcome(record, Kind.DUPLICATE, event, key, detail=outcome.why)
+            )
+        else:
+            assert isinstance(outcome, Applied)
+            sessions[key] = outcome.session
+            plan.writes[key] = outcome.session
+            plan.outcomes.append(RecordOutcome(record, Kind.APPLIED, event, key))
+    _record_expectations(plan, records, decoded, snapshot)
+    return plan
+
+
+def route(event: AnyEvent, aliases: Mapping[str, str]) -> str:
+    """The session key an event applies to: the customer, the guest's alias, or the guest."""
+    if event.customer_id is not None:
+        return event.customer_id
+    assert event.anonymous_id is not None  # the envelope guarantees one of the two
+    return aliases.get(event.anonymous_id, event.anonymous_id)
+
+
+def _is_login(event: AnyEvent, aliases: Mapping[str, str]) -> bool:
+    return (
+        event.customer_id is not None
+        and event.anonymous_id is not None
+        and event.anonymous_id != event.customer_id
+        and aliases.get(event.anonymous_id) != event.customer_id
+    )
+
+
+def _merge(
+    plan: Plan,
+    event: AnyEvent,
+    aliases: dict[str, str],
+    sessions: dict[str, Session],
+    limits: Limits,
+) -> None:
+    customer_id, anonymous_id = event.customer_id, event.anonymous_id
+    assert customer_id is not None
+    assert anonymous_id is not None
+    guest = sessions.pop(anonymous_id, None)
+    merged = merge_guest(sessions.get(customer_id), guest, customer_id, anonymous_id, limits)
+    # The merge is a change of its own: it gets a version before the event is folded.
+    session = merged.session.model_copy(update={"version": merged.session.version + 1})
+    sessions[customer_id] = session
+    plan.writes[customer_id] = session
+    plan.dropped_lines.extend(merged.dropped)
+    if guest is not None:
+        plan.writes.pop(anonymous_id, None)
+        plan.deletes[anonymous_id] = customer_id
+    aliases[anonymous_id] = customer_id
+    plan.aliases[anonymous_id] = customer_id
+
+
+def _rejected(
+    record: Record, rejected: Rejected, event: AnyEvent | None = None, key: str | None = None
+) -> RecordOutcome:
+    return RecordOutcome(record, Kind.REJECTED, event, key, rejected.reason, rejected.detail)
+
+
+def _record_expectations(
+    plan: Plan,
+    records: Sequence[Record],
+    decoded: Sequence[AnyEvent | Rejected],
+    snapshot: Snapshot,
+) -> None:
+    for key in (*plan.writes, *plan.deletes):
+        current = snapshot.sessions.get(key)
+        plan.expected_versions[key] = current.version if current else 0
+    for event in decoded:
+        if not isinstance(event, Rejected) and event.anonymous_id is not None:
+            plan.expected_aliases[event.anonymous_id] = snapshot.aliases.get(event.anonymous_id)
+    for record in records:
+        plan.expected_offsets[record.tp] = snapshot.offsets.get(record.tp, -1)

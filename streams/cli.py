@@ -1,0 +1,195 @@
+"""The ``continuity`` command: thin wrappers that parse arguments and call the modules."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any, TextIO
+
+import orjson
+
+DEFAULT_STATE_DIR = Path(".continuity")
+
+
+def load_settings() -> Any:
+    """Settings from the environment; addresses of a running ``continuity dev`` fill gaps."""
+    from streams.settings import Settings
+
+    dev_file = Path(os.environ.get("CONTINUITY_STATE_DIR", DEFAULT_STATE_DIR)) / "dev.json"
+    overrides: dict[str, Any] = {}
+    if dev_file.exists():
+        info = json.loads(dev_file.read_text())
+        if "KAFKA_BOOTSTRAP" not in os.environ:
+            overrides["KAFKA_BOOTSTRAP"] = info["kafka_bootstrap"]
+        if "REDIS_URL" not in os.environ:
+            overrides["REDIS_URL"] = info["redis_url"]
+    return Settings(**overrides)
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from streams import dev
+
+    args.state_dir.mkdir(parents=True, exist_ok=True)
+    return dev.run(args.state_dir, args.workers, not args.no_demo, args.rate, args.seed)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    import faust
+    from prometheus_client import start_http_server
+
+    from streams.app import create_app
+    from streams.topics_admin import TopicLayoutError, ensure_topics
+
+    settings = load_settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        layout = asyncio.run(ensure_topics(settings.kafka_bootstrap, settings.topic_partitions))
+    except TopicLayoutError as exc:
+        print(f"continuity worker: {exc}", file=sys.stderr)
+        return 2
+    if layout.get("cart-events") != settings.topic_partitions:
+        print(
+            f"continuity worker: topics have {layout.get('cart-events')} partitions, "
+            f"CONTINUITY_TOPIC_PARTITIONS says {settings.topic_partitions}; using the topics'",
+            file=sys.stderr,
+        )
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, addr=settings.metrics_host)
+    print(
+        f"continuity worker: group {settings.app_id!r} on {settings.kafka_bootstrap}, "
+        f"metrics {'on :' + str(settings.metrics_port) if settings.metrics_port else 'off'}",
+        flush=True,
+    )
+    app = create_app(settings)
+    # Faust's worker installs its own loop; the one asyncio.run used above is closed.
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    faust.Worker(app, loglevel=settings.log_level).execute_from_commandline()
+    return 0  # pragma: no cover - execute_from_commandline exits the process
+
+
+def cmd_session_show(args: argparse.Namespace) -> int:
+    from redis.asyncio import Redis
+
+    from streams.redis_state import RedisState
+
+    settings = load_settings()
+
+    async def show() -> dict[str, object] | None:
+        redis = Redis.from_url(settings.redis_dsn())
+        try:
+            session = await RedisState(redis, settings.redis_prefix, settings.app_id).get(args.id)
+        finally:
+            await redis.aclose()
+        return None if session is None else session.public()
+
+    public = asyncio.run(show())
+    if public is None:
+        print(f"no session for {args.id!r}", file=sys.stderr)
+        return 1
+    sys.stdout.write(orjson.dumps(public, option=orjson.OPT_INDENT_2).decode() + "\n")
+    return 0
+
+
+def cmd_produce(args: argparse.Namespace) -> int:
+    from streams.fold import Rejected
+    from streams.publish import Outgoing, Publisher, prepare
+
+    settings = load_settings()
+    source: TextIO = (
+        sys.stdin if args.file in (None, "-") else open(args.file, encoding="utf-8")  # noqa: SIM115
+    )
+    good: list[Outgoing] = []
+    bad = 0
+    with source:
+        for n, line in enumerate(source, start=1):
+            if not line.strip():
+                continue
+            raw = line.strip().encode()
+            if args.raw:
+                good.append(Outgoing(args.topic, args.key.encode() if args.key else b"", raw))
+                continue
+            out = prepare(raw)
+            if isinstance(out, Rejected):
+                bad += 1
+                print(f"line {n}: {out.reason.value}: {out.detail}", file=sys.stderr)
+            else:
+                good.append(out)
+
+    async def send() -> int:
+        async with Publisher(settings.kafka_bootstrap) as pub:
+            return await pub.send_all(good)
+
+    sent = asyncio.run(send()) if good else 0
+    per_topic = Counter(o.topic for o in good)
+    print(
+        f"sent {sent} events to {settings.kafka_bootstrap} "
+        f"({', '.join(f'{t}: {c}' for t, c in sorted(per_topic.items())) or 'none'})"
+        + (f"; {bad} invalid lines skipped" if bad else "")
+    )
+    return 1 if bad else 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from streams.schema_export import SCHEMA_DIR, export, stale
+
+    if args.check:
+        names = stale()
+        for name in names:
+            print(f"stale: {SCHEMA_DIR / name}", file=sys.stderr)
+        return 1 if names else 0
+    for path in export():
+        print(f"wrote {path}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="continuity", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("dev", help="run broker, Redis, workers and demo traffic in the foreground")
+    d.add_argument("--no-demo", action="store_true", help="leave out the simulated traffic")
+    d.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    d.add_argument("--rate", type=float, default=4.0, help="demo events per second (default 4)")
+    d.add_argument("--seed", type=int, default=7, help="demo workload seed")
+    d.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    d.set_defaults(func=cmd_dev)
+
+    w = sub.add_parser("worker", help="run one Faust worker (KAFKA_BOOTSTRAP, REDIS_URL)")
+    w.set_defaults(func=cmd_worker)
+
+    s = sub.add_parser("session", help="inspect sessions")
+    ssub = s.add_subparsers(dest="action", required=True)
+    show = ssub.add_parser("show", help="print one session's state as JSON")
+    show.add_argument("id", help="customer_id or anonymous_id")
+    show.set_defaults(func=cmd_session_show)
+
+    pr = sub.add_parser("produce", help="publish events from a JSON-lines file or stdin")
+    pr.add_argument("file", nargs="?", help="JSON-lines file; '-' or nothing for stdin")
+    pr.add_argument("--raw", action="store_true", help="send lines unvalidated to --topic")
+    pr.add_argument("--topic", default="cart-events", help="topic for --raw")
+    pr.add_argument("--key", default=None, help="message key for --raw")
+    pr.set_defaults(func=cmd_produce)
+
+    sc = sub.add_parser("schema", help="export the JSON Schema files from the models")
+    sc.add_argument("--check", action="store_true", help="exit 1 if checked-in files are stale")
+    sc.set_defaults(func=cmd_schema)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``continuity`` console script."""
+    args = parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

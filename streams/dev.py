@@ -1,0 +1,217 @@
+"""``continuity dev``: the whole stack on loopback, with simulated traffic and a live view."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer
+from redis.asyncio import Redis
+
+from schemas.topics import CART_EVENTS, DEAD_LETTERS
+from streams import devstack
+from streams.dlq import describe
+from streams.publish import Publisher, prepare_dict
+from streams.redis_state import RedisState
+from streams.settings import Settings
+from streams.simulate import endless
+
+DEV_FILE = "dev.json"
+
+# Bad events the demo slips in, so the dead-letter path is visible too.
+_BAD_EVENTS: tuple[bytes, ...] = (
+    b'{"type": "cart.item_added", "event_id": "broken',
+    b'{"type": "cart.teleported", "event_id": "bad-2", "occurred_at": "2026-11-24T09:00:00Z",'
+    b' "channel": "web", "customer_id": "demo-bad", "payload": {}}',
+    b'{"type": "cart.item_added", "event_id": "bad-3", "occurred_at": "2026-11-24T09:00:00Z",'
+    b' "channel": "kiosk", "customer_id": "demo-bad", "payload": {"sku": "CAP-SUN",'
+    b' "quantity": -2, "unit_price": "24.50", "currency": "EUR"}}',
+)
+
+
+def run(state_dir: Path, workers: int, demo: bool, rate: float, seed: int) -> int:
+    """Start broker, Redis and workers; run the demo and the live view until Ctrl-C."""
+    logs = state_dir / "logs"
+    children: list[devstack.Child] = []
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        print(f"continuity dev: starting the embedded stack (logs in {logs}/)", flush=True)
+        broker = devstack.start_broker(logs)
+        children.append(broker)
+        # The embedded broker keeps nothing across restarts, so neither may Redis:
+        # applied offsets from an earlier run would make the new run skip events.
+        shutil.rmtree(state_dir / "redis", ignore_errors=True)
+        redis = devstack.start_redis(state_dir / "redis", logs)
+        children.append(redis)
+        bootstrap = f"127.0.0.1:{broker.port}"
+        redis_url = f"redis://127.0.0.1:{redis.port}/0"
+        settings = Settings(KAFKA_BOOTSTRAP=bootstrap, REDIS_URL=redis_url)
+        metrics = []
+        for i in range(workers):
+            port = devstack.free_port()
+            env = {
+                "KAFKA_BOOTSTRAP": bootstrap,
+                "REDIS_URL": redis_url,
+                "CONTINUITY_METRICS_PORT": str(port),
+                "CONTINUITY_METRICS_HOST": "127.0.0.1",
+            }
+            children.append(devstack.start_worker(f"worker-{i + 1}", env, logs))
+            metrics.append(f"http://127.0.0.1:{port}/metrics")
+        info = {
+            "kafka_bootstrap": bootstrap,
+            "redis_url": redis_url,
+            "worker_metrics": metrics,
+            "logs": str(logs.resolve()),
+            "pids": {c.name: c.pid for c in children},
+        }
+        (state_dir / DEV_FILE).write_text(json.dumps(info, indent=2) + "\n")
+        _banner(info, state_dir, demo)
+        asyncio.run(_live(settings, children, demo, rate, seed))
+    except KeyboardInterrupt:
+        print("\ncontinuity dev: stopping", flush=True)
+    finally:
+        for child in reversed(children):
+            child.stop()
+        with contextlib.suppress(FileNotFoundError):
+            (state_dir / DEV_FILE).unlink()
+    print("continuity dev: every process stopped", flush=True)
+    return 0
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def _banner(info: dict[str, Any], state_dir: Path, demo: bool) -> None:
+    print(
+        f"""
+  Kafka (embedded)   {info["kafka_bootstrap"]}
+  Redis              {info["redis_url"]}
+  worker metrics     {", ".join(info["worker_metrics"])}
+  addresses          {state_dir / DEV_FILE}
+  logs               {info["logs"]}/
+
+  Look at a session: .venv/bin/continuity session show <customer or guest id>
+  Publish events:    .venv/bin/continuity produce events.jsonl
+  {"Simulated shoppers start once a worker is ready (about 10 s)." if demo else "No demo traffic."}
+  Ctrl-C stops everything.
+""",
+        flush=True,
+    )
+
+
+async def _live(
+    settings: Settings, children: list[devstack.Child], demo: bool, rate: float, seed: int
+) -> None:
+    redis = Redis.from_url(settings.redis_dsn())
+    state = RedisState(redis, settings.redis_prefix, settings.app_id)
+    tasks = [
+        asyncio.create_task(_watch(state)),
+        asyncio.create_task(_watch_dead_letters(settings.kafka_bootstrap)),
+        asyncio.create_task(_watch_children(children)),
+    ]
+    if demo:
+        tasks.append(asyncio.create_task(_demo(settings.kafka_bootstrap, rate, seed)))
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for t in done:
+            t.result()
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await redis.aclose()
+
+
+async def _demo(bootstrap: str, rate: float, seed: int) -> None:
+    async with Publisher(bootstrap) as pub:
+        for i, event in enumerate(endless(seed)):
+            fut = await pub.send(prepare_dict(event))
+            await fut
+            if i % 37 == 36:
+                bad = _BAD_EVENTS[(i // 37) % len(_BAD_EVENTS)]
+                await pub.send_raw(CART_EVENTS, b"demo-bad", bad)
+            await asyncio.sleep(1.0 / rate)
+
+
+async def _watch(state: RedisState) -> None:
+    """Print one line per committed session version: carts moving between channels."""
+    pubsub = state.redis.pubsub()
+    await pubsub.psubscribe(f"{state.prefix}:u:*")
+    async for message in pubsub.listen():
+        if message["type"] != "pmessage":
+            continue
+        notice = orjson.loads(message["data"])
+        if notice.get("merged_into"):
+            print(
+                f"{_now()}  {notice['key']:<24} guest session merged into {notice['merged_into']}",
+                flush=True,
+            )
+            continue
+        session = await state.get(notice["key"])
+        if session is None or session.version != notice["version"]:
+            continue  # a newer version is already on its way
+        cart = ", ".join(f"{ln.quantity}x {ln.name or ln.sku}" for ln in session.cart) or "empty"
+        path = " > ".join(c.value for c in session.channels)
+        checkout: str = session.checkout.status
+        if session.checkout.order_id and checkout == "completed":
+            checkout += f" {session.checkout.order_id}"
+        print(
+            f"{_now()}  {session.key:<24} v{session.version:<3} "
+            f"[{path}] last={session.last_channel}  cart: {cart} = {session.subtotal} "
+            f"{session.currency or ''}  checkout: {checkout}",
+            flush=True,
+        )
+
+
+async def _watch_dead_letters(bootstrap: str) -> None:
+    consumer = AIOKafkaConsumer(
+        DEAD_LETTERS,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="latest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        async for msg in consumer:
+            h = describe(list(msg.headers))
+            print(
+                f"{_now()}  DEAD LETTER  {h.get('continuity.dlq.reason')}  from "
+                f"{h.get('continuity.dlq.topic')}[{h.get('continuity.dlq.partition')}]"
+                f"@{h.get('continuity.dlq.offset')}: {h.get('continuity.dlq.detail')}",
+                flush=True,
+            )
+    finally:
+        await consumer.stop()
+
+
+async def _watch_children(children: list[devstack.Child]) -> None:
+    """Restart a worker that died (as a process supervisor would); stop if infra died."""
+    while True:
+        for i, child in enumerate(children):
+            if child.alive():
+                continue
+            print(
+                f"continuity dev: {child.name} exited with {child.proc.returncode}; "
+                f"see {child.log_path}",
+                file=sys.stderr,
+                flush=True,
+            )
+            if not child.name.startswith("worker"):
+                raise SystemExit(1)
+            children[i] = child.restart()
+            print(f"continuity dev: {child.name} restarted", file=sys.stderr, flush=True)
+        await asyncio.sleep(1.0)
+
+
+def _now() -> str:
+    return time.strftime("%H:%M:%S")

@@ -1,0 +1,49 @@
+"""The dead-letter record format. Pure.
+
+A dead letter keeps the original key and the original value bytes untouched;
+why and where it came from travel in headers, in the style of Kafka Connect's
+error headers, so a repaired event can be re-published byte for byte.
+Delivery to the DLQ is at-least-once: a consumer of ``events-dlq`` may see the
+same source record twice and can deduplicate on (topic, partition, offset).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from streams.batch import RecordOutcome
+
+REASON = "continuity.dlq.reason"
+DETAIL = "continuity.dlq.detail"
+TOPIC = "continuity.dlq.topic"
+PARTITION = "continuity.dlq.partition"
+OFFSET = "continuity.dlq.offset"
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+def dead_letter(outcome: RecordOutcome) -> DeadLetter:
+    """The DLQ record for a rejected record."""
+    rec = outcome.record
+    reason = outcome.reason.value if outcome.reason else "unknown"
+    return DeadLetter(
+        key=rec.key,
+        value=rec.value or b"",
+        headers=[
+            (REASON, reason.encode()),
+            (DETAIL, outcome.detail.encode("utf-8", "replace")),
+            (TOPIC, rec.topic.encode()),
+            (PARTITION, str(rec.partition).encode()),
+            (OFFSET, str(rec.offset).encode()),
+        ],
+    )
+
+
+def describe(headers: list[tuple[str, bytes]] | tuple[tuple[str, bytes], ...]) -> dict[str, str]:
+    """Headers of a dead letter as a plain dict (for tools and tests)."""
+    return {k: v.decode("utf-8", "replace") for k, v in headers if k.startswith("continuity.dlq.")}

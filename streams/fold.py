@@ -1,0 +1,275 @@
+"""The fold: session state + one event -> outcome. Pure: no I/O, no clock.
+
+Semantics (documented in the README's "Session semantics"):
+
+* ``version`` counts applied events: every accepted event raises it by one.
+* ``updated_at`` is the newest ``occurred_at`` applied, never the wall clock,
+  so replaying the same events rebuilds the same bytes.
+* An ``event_id`` already among the last ``Limits.dedup_window`` applied ids
+  is a duplicate and changes nothing; a repeated ``order_id`` likewise.
+* A cart holds one currency; an add in another currency is rejected.
+* ``checkout.started`` snapshots the cart; ``checkout.completed`` removes the
+  snapshotted quantities (the whole cart when no start was seen), so an item
+  added on another channel while the customer pays stays in the new cart,
+  whichever of the two events the worker sees first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+
+from schemas.events import (
+    MAX_LINE_QUANTITY,
+    AnyEvent,
+    BrowseProductViewed,
+    BrowseSearch,
+    CartCleared,
+    CartItemAdded,
+    CartItemRemoved,
+    CartQuantitySet,
+    CheckoutCompletedEvent,
+    CheckoutStarted,
+    SessionIdentified,
+)
+from schemas.session import CartLine, Checkout, Session, ViewedProduct
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds that keep one session small; part of the fold's definition."""
+
+    max_cart_lines: int = 100
+    recently_viewed: int = 20
+    recent_searches: int = 10
+    recent_orders: int = 10
+    anonymous_ids: int = 20
+    dedup_window: int = 256
+
+
+DEFAULT_LIMITS = Limits()
+
+
+class Reason(StrEnum):
+    """Why an event was dead-lettered. Part of the documented interface."""
+
+    OVERSIZED = "oversized"
+    MALFORMED_JSON = "malformed_json"
+    UNKNOWN_TYPE = "unknown_type"
+    INVALID_EVENT = "invalid_event"
+    CURRENCY_MISMATCH = "currency_mismatch"
+    LINE_NOT_IN_CART = "line_not_in_cart"
+    QUANTITY_LIMIT = "quantity_limit"
+    CART_FULL = "cart_full"
+
+
+@dataclass(frozen=True)
+class Applied:
+    session: Session
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    why: str
+
+
+@dataclass(frozen=True)
+class Rejected:
+    reason: Reason
+    detail: str
+
+
+Outcome = Applied | Duplicate | Rejected
+
+
+def new_session(key: str, customer_id: str | None) -> Session:
+    """An empty session stored under ``key``."""
+    return Session(key=key, customer_id=customer_id)
+
+
+def fold(session: Session, event: AnyEvent, limits: Limits = DEFAULT_LIMITS) -> Outcome:
+    """Apply ``event`` to ``session`` and say what happened. Never raises on valid events."""
+    if event.event_id in session.recent_event_ids:
+        return Duplicate("event_id already applied")
+    changed = _apply_type(session, event, limits)
+    if not isinstance(changed, Session):
+        return changed
+    return Applied(_touch(changed, event, limits))
+
+
+def _apply_type(session: Session, event: AnyEvent, limits: Limits) -> Session | Outcome:
+    match event:
+        case CartItemAdded():
+            return _item_added(session, event, limits)
+        case CartItemRemoved():
+            return with_cart(session, [ln for ln in session.cart if ln.sku != event.payload.sku])
+        case CartQuantitySet():
+            return _quantity_set(session, event)
+        case CartCleared():
+            return with_cart(session, [])
+        case BrowseProductViewed():
+            return _viewed(session, event, limits)
+        case BrowseSearch():
+            searches = [event.payload.query, *session.recent_searches]
+            return session.model_copy(
+                update={"recent_searches": searches[: limits.recent_searches]}
+            )
+        case CheckoutStarted():
+            return _checkout_started(session, event)
+        case CheckoutCompletedEvent():
+            return _checkout_completed(session, event, limits)
+        case SessionIdentified():
+            # The merge itself happens before the fold (streams/merge.py); the
+            # event then counts as an ordinary applied event.
+            return session
+    raise TypeError(f"fold has no rule for {type(event).__name__}")
+
+
+def _item_added(session: Session, event: CartItemAdded, limits: Limits) -> Session | Outcome:
+    p = event.payload
+    if session.currency is not None and session.currency != p.currency:
+        return Rejected(
+            Reason.CURRENCY_MISMATCH,
+            f"cart is in {session.currency}, event adds {p.sku} in {p.currency}",
+        )
+    cart = list(session.cart)
+    for i, line in enumerate(cart):
+        if line.sku == p.sku:
+            quantity = line.quantity + p.quantity
+            if quantity > MAX_LINE_QUANTITY:
+                return Rejected(
+                    Reason.QUANTITY_LIMIT, f"{p.sku} would reach {quantity} > {MAX_LINE_QUANTITY}"
+                )
+            cart[i] = line.model_copy(
+                update={
+                    "quantity": quantity,
+                    "unit_price": p.unit_price,
+                    "name": p.name or line.name,
+                    "channel": event.channel,
+                    "updated_at": event.occurred_at,
+                }
+            )
+            return with_cart(session, cart)
+    if len(cart) >= limits.max_cart_lines:
+        return Rejected(Reason.CART_FULL, f"cart already holds {len(cart)} lines")
+    cart.append(
+        CartLine(
+            sku=p.sku,
+            name=p.name,
+            quantity=p.quantity,
+            unit_price=p.unit_price,
+            currency=p.currency,
+            channel=event.channel,
+            updated_at=event.occurred_at,
+        )
+    )
+    return with_cart(session, cart)
+
+
+def _quantity_set(session: Session, event: CartQuantitySet) -> Session | Outcome:
+    p = event.payload
+    if p.quantity == 0:
+        return with_cart(session, [ln for ln in session.cart if ln.sku != p.sku])
+    cart = list(session.cart)
+    for i, line in enumerate(cart):
+        if line.sku == p.sku:
+            cart[i] = line.model_copy(
+                update={
+                    "quantity": p.quantity,
+                    "channel": event.channel,
+                    "updated_at": event.occurred_at,
+                }
+            )
+            return with_cart(session, cart)
+    return Rejected(Reason.LINE_NOT_IN_CART, f"{p.sku} is not in the cart; add it with a price")
+
+
+def _viewed(session: Session, event: BrowseProductViewed, limits: Limits) -> Session:
+    p = event.payload
+    item = ViewedProduct(
+        sku=p.sku,
+        name=p.name,
+        category=p.category,
+        channel=event.channel,
+        viewed_at=event.occurred_at,
+    )
+    rest = [v for v in session.recently_viewed if v.sku != p.sku]
+    return session.model_copy(update={"recently_viewed": [item, *rest][: limits.recently_viewed]})
+
+
+def _checkout_started(session: Session, event: CheckoutStarted) -> Session:
+    checkout = Checkout(
+        status="started",
+        channel=event.channel,
+        started_at=event.occurred_at,
+        based_on_version=session.version,
+        items={line.sku: line.quantity for line in session.cart},
+    )
+    return session.model_copy(update={"checkout": checkout})
+
+
+def _checkout_completed(
+    session: Session, event: CheckoutCompletedEvent, limits: Limits
+) -> Session | Outcome:
+    order_id = event.payload.order_id
+    if order_id in session.orders:
+        return Duplicate(f"order {order_id} already completed")
+    started = session.checkout.status == "started"
+    bought = session.checkout.items if started else {ln.sku: ln.quantity for ln in session.cart}
+    cart = []
+    for line in session.cart:
+        left = line.quantity - bought.get(line.sku, 0)
+        if left > 0:
+            cart.append(
+                line if left == line.quantity else line.model_copy(update={"quantity": left})
+            )
+    checkout = Checkout(
+        status="completed",
+        order_id=order_id,
+        channel=event.channel,
+        started_at=session.checkout.started_at if started else None,
+        completed_at=event.occurred_at,
+        based_on_version=session.checkout.based_on_version if started else session.version,
+    )
+    orders = [order_id, *session.orders][: limits.recent_orders]
+    return with_cart(session, cart).model_copy(update={"checkout": checkout, "orders": orders})
+
+
+def with_cart(session: Session, cart: list[CartLine]) -> Session:
+    """Replace the cart and recompute what derives from it (Decimal arithmetic)."""
+    subtotal = sum((ln.unit_price * ln.quantity for ln in cart), Decimal("0"))
+    return session.model_copy(
+        update={
+            "cart": cart,
+            "currency": cart[0].currency if cart else None,
+            "item_count": sum(ln.quantity for ln in cart),
+            "subtotal": subtotal,
+        }
+    )
+
+
+def _touch(session: Session, event: AnyEvent, limits: Limits) -> Session:
+    """What every applied event changes, whatever its type."""
+    channels = session.channels
+    if event.channel not in channels:
+        channels = [*channels, event.channel]
+    anonymous_ids = session.anonymous_ids
+    if event.anonymous_id is not None and event.anonymous_id not in anonymous_ids:
+        anonymous_ids = [*anonymous_ids, event.anonymous_id][-limits.anonymous_ids :]
+    updated_at: datetime | None = session.updated_at
+    if updated_at is None or event.occurred_at > updated_at:
+        updated_at = event.occurred_at
+    return session.model_copy(
+        update={
+            "channels": channels,
+            "anonymous_ids": anonymous_ids,
+            "last_channel": event.channel,
+            "last_device_id": event.device_id or session.last_device_id,
+            "last_store_id": event.store_id or session.last_store_id,
+            "version": session.version + 1,
+            "updated_at": updated_at,
+            "recent_event_ids": [*session.recent_event_ids, event.event_id][-limits.dedup_window :],
+        }
+    )

@@ -1,0 +1,57 @@
+-- Apply one batch plan atomically, if and only if nothing it read has changed.
+-- ARGV: prefix, offsets_key, then counted sections:
+--   expected versions (key, version) | expected aliases (anon, target or '')
+--   expected offsets (tp, offset or -1) | writes (key, version, json, notice)
+--   deletes (key, notice) | alias writes (anon, target) | offset writes (tp, offset)
+-- Returns {1} on success, {0, what, name} on a conflict (nothing written).
+local prefix, offsets_key = ARGV[1], ARGV[2]
+local i = 3
+local function section(width)
+  local n = tonumber(ARGV[i]); i = i + 1
+  local start = i
+  i = i + n * width
+  return start, n
+end
+local function skey(k) return prefix .. ':s:{' .. k .. '}' end
+local function akey(k) return prefix .. ':a:{' .. k .. '}' end
+local function channel(k) return prefix .. ':u:{' .. k .. '}' end
+
+local s, n = section(2)
+for j = 0, n - 1 do
+  local k, want = ARGV[s + 2 * j], tonumber(ARGV[s + 2 * j + 1])
+  local have = tonumber(redis.call('HGET', skey(k), 'v') or '0')
+  if have ~= want then return {0, 'version', k} end
+end
+s, n = section(2)
+for j = 0, n - 1 do
+  local k, want = ARGV[s + 2 * j], ARGV[s + 2 * j + 1]
+  local have = redis.call('GET', akey(k)) or ''
+  if have ~= want then return {0, 'alias', k} end
+end
+s, n = section(2)
+for j = 0, n - 1 do
+  local tp, want = ARGV[s + 2 * j], tonumber(ARGV[s + 2 * j + 1])
+  local have = tonumber(redis.call('HGET', offsets_key, tp) or '-1')
+  if have ~= want then return {0, 'offset', tp} end
+end
+
+s, n = section(4)
+for j = 0, n - 1 do
+  local b = s + 4 * j
+  redis.call('HSET', skey(ARGV[b]), 'v', ARGV[b + 1], 'd', ARGV[b + 2])
+  redis.call('PUBLISH', channel(ARGV[b]), ARGV[b + 3])
+end
+s, n = section(2)
+for j = 0, n - 1 do
+  redis.call('DEL', skey(ARGV[s + 2 * j]))
+  redis.call('PUBLISH', channel(ARGV[s + 2 * j]), ARGV[s + 2 * j + 1])
+end
+s, n = section(2)
+for j = 0, n - 1 do
+  redis.call('SET', akey(ARGV[s + 2 * j]), ARGV[s + 2 * j + 1])
+end
+s, n = section(2)
+for j = 0, n - 1 do
+  redis.call('HSET', offsets_key, ARGV[s + 2 * j], ARGV[s + 2 * j + 1])
+end
+return {1}

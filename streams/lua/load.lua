@@ -1,0 +1,33 @@
+-- Read everything one batch depends on, in one round trip.
+-- ARGV: prefix, offsets_key, n_anon, anon..., n_keys, key..., n_tp, tp...
+-- Returns {aliases (anon, target pairs), offsets (in tp order), sessions (key, json pairs)}.
+local prefix, offsets_key = ARGV[1], ARGV[2]
+local i = 3
+local aliases, want, seen = {}, {}, {}
+local function wants(k)
+  if not seen[k] then seen[k] = true; want[#want + 1] = k end
+end
+local n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+  local anon = ARGV[i]; i = i + 1
+  local target = redis.call('GET', prefix .. ':a:{' .. anon .. '}')
+  if target then
+    aliases[#aliases + 1] = anon; aliases[#aliases + 1] = target
+    wants(target)
+  end
+end
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do wants(ARGV[i]); i = i + 1 end
+n = tonumber(ARGV[i]); i = i + 1
+local offsets = {}
+if n > 0 then
+  local tps = {}
+  for _ = 1, n do tps[#tps + 1] = ARGV[i]; i = i + 1 end
+  offsets = redis.call('HMGET', offsets_key, unpack(tps))
+end
+local sessions = {}
+for _, k in ipairs(want) do
+  local d = redis.call('HGET', prefix .. ':s:{' .. k .. '}', 'd')
+  if d then sessions[#sessions + 1] = k; sessions[#sessions + 1] = d end
+end
+return {aliases, offsets, sessions}

@@ -1,0 +1,124 @@
+"""Identity merge: a guest session meets the customer's on login. Pure.
+
+Rules (the README's "Identity" section):
+
+* Lines of the same sku combine quantities (capped at the line maximum); the
+  more recently touched line gives price, name and channel.
+* A cart holds one currency. When both carts are non-empty in different
+  currencies, the more recently updated cart wins and the other's lines are
+  returned as ``dropped`` so the caller can report them.
+* Recently viewed products are merged newest first, searches and orders are
+  unioned, channels and anonymous ids are unioned in first-seen order.
+* The merged ``version`` is the larger of the two so versions under the
+  customer key never go backwards; applying the login event adds one.
+* Applied event ids are unioned so a guest event re-delivered after the merge
+  is still recognised as a duplicate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TypeVar
+
+from schemas.events import MAX_LINE_QUANTITY
+from schemas.session import CartLine, Session
+from streams.fold import Limits, new_session, with_cart
+
+T = TypeVar("T")
+_EPOCH = datetime.fromisoformat("0001-01-01T00:00:00+00:00")
+
+
+@dataclass(frozen=True)
+class Merged:
+    session: Session
+    dropped: tuple[CartLine, ...] = ()
+
+
+def merge_guest(
+    customer: Session | None,
+    guest: Session | None,
+    customer_id: str,
+    anonymous_id: str,
+    limits: Limits,
+) -> Merged:
+    """Fold the guest session of ``anonymous_id`` into the session of ``customer_id``."""
+    base = customer or new_session(customer_id, customer_id)
+    if guest is None:
+        ids = _union(base.anonymous_ids, [anonymous_id])[-limits.anonymous_ids :]
+        return Merged(base.model_copy(update={"anonymous_ids": ids}))
+    guest_newer = _stamp(guest) > _stamp(base)
+    cart, dropped = _merge_carts(base.cart, guest.cart, guest_newer, limits)
+    newest = guest if guest_newer else base
+    viewed = sorted(
+        {
+            v.sku: v
+            for v in sorted(
+                [*base.recently_viewed, *guest.recently_viewed], key=lambda v: v.viewed_at
+            )
+        }.values(),
+        key=lambda v: v.viewed_at,
+        reverse=True,
+    )
+    merged = with_cart(base, cart).model_copy(
+        update={
+            "customer_id": customer_id,
+            "anonymous_ids": _union(base.anonymous_ids, guest.anonymous_ids, [anonymous_id])[
+                -limits.anonymous_ids :
+            ],
+            "recently_viewed": viewed[: limits.recently_viewed],
+            "recent_searches": _union(base.recent_searches, guest.recent_searches)[
+                : limits.recent_searches
+            ],
+            "checkout": base.checkout if base.checkout.status != "none" else guest.checkout,
+            "orders": _union(base.orders, guest.orders)[: limits.recent_orders],
+            "channels": _union(base.channels, guest.channels),
+            "last_channel": newest.last_channel,
+            "last_device_id": newest.last_device_id,
+            "last_store_id": newest.last_store_id,
+            "version": max(base.version, guest.version),
+            "updated_at": max(_stamp(base), _stamp(guest))
+            if (base.updated_at or guest.updated_at)
+            else None,
+            "recent_event_ids": _union(base.recent_event_ids, guest.recent_event_ids)[
+                -limits.dedup_window :
+            ],
+        }
+    )
+    return Merged(merged, tuple(dropped))
+
+
+def _merge_carts(
+    mine: list[CartLine], theirs: list[CartLine], theirs_newer: bool, limits: Limits
+) -> tuple[list[CartLine], list[CartLine]]:
+    if mine and theirs and mine[0].currency != theirs[0].currency:
+        return (list(theirs), list(mine)) if theirs_newer else (list(mine), list(theirs))
+    cart = list(mine)
+    dropped: list[CartLine] = []
+    index = {line.sku: i for i, line in enumerate(cart)}
+    for line in theirs:
+        i = index.get(line.sku)
+        if i is None:
+            if len(cart) >= limits.max_cart_lines:
+                dropped.append(line)
+                continue
+            index[line.sku] = len(cart)
+            cart.append(line)
+            continue
+        other = cart[i]
+        newer = line if line.updated_at > other.updated_at else other
+        quantity = min(MAX_LINE_QUANTITY, line.quantity + other.quantity)
+        cart[i] = newer.model_copy(update={"quantity": quantity})
+    return cart, dropped
+
+
+def _stamp(session: Session) -> datetime:
+    return session.updated_at or _EPOCH
+
+
+def _union(*lists: list[T]) -> list[T]:
+    seen: dict[T, None] = {}
+    for items in lists:
+        for item in items:
+            seen.setdefault(item, None)
+    return list(seen)

@@ -1,0 +1,135 @@
+"""Session state in Redis: the layout, one-round-trip reads and atomic commits.
+
+Layout (``P`` is ``CONTINUITY_REDIS_PREFIX``, default ``cont``):
+
+=====================  ======  ===================================================
+key                    type    holds
+=====================  ======  ===================================================
+``P:s:{<key>}``        hash    ``v`` = version, ``d`` = session JSON
+``P:a:{<anon>}``       string  the customer a merged guest id now points at
+``P:o:<group>``        hash    ``<topic>:<partition>`` -> last applied offset
+``P:u:{<key>}``        pubsub  a notice per committed version (after the write)
+=====================  ======  ===================================================
+
+The commit script checks every version, alias and offset the plan was computed
+from and writes nothing if one changed, so concurrent workers (a rebalance,
+a guest and a customer on different partitions) can never interleave writes.
+Keys of different customers meet in one script, so this layout needs a single
+Redis primary (with replicas or Sentinel), not Redis Cluster.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+
+from schemas.session import Session
+from streams.batch import Needs, Plan, Snapshot
+
+
+def _script(name: str) -> str:
+    return resources.files("streams").joinpath("lua", name).read_text(encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """Why a commit was refused: what changed since the snapshot."""
+
+    what: str
+    name: str
+
+
+class RedisState:
+    """Async adapter between the planner and Redis. Holds no state of its own."""
+
+    def __init__(self, redis: Redis, prefix: str = "cont", group: str = "continuity") -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self.offsets_key = f"{prefix}:o:{group}"
+        self._load = redis.register_script(_script("load.lua"))
+        self._commit = redis.register_script(_script("commit.lua"))
+
+    def session_key(self, key: str) -> str:
+        return f"{self.prefix}:s:{{{key}}}"
+
+    def alias_key(self, anonymous_id: str) -> str:
+        return f"{self.prefix}:a:{{{anonymous_id}}}"
+
+    def channel(self, key: str) -> str:
+        """The pub/sub channel that announces every committed version of ``key``."""
+        return f"{self.prefix}:u:{{{key}}}"
+
+    async def load(self, needs: Needs) -> Snapshot:
+        """Read the aliases, offsets and sessions a batch needs, in one round trip."""
+        tps = sorted(needs.partitions)
+        args: list[Any] = [self.prefix, self.offsets_key]
+        for group in (sorted(needs.anonymous_ids), sorted(needs.keys), tps):
+            args.append(len(group))
+            args.extend(group)
+        aliases_raw, offsets_raw, sessions_raw = await self._load(args=args)
+        aliases = {
+            _s(aliases_raw[i]): _s(aliases_raw[i + 1]) for i in range(0, len(aliases_raw), 2)
+        }
+        offsets = {tp: int(v) for tp, v in zip(tps, offsets_raw, strict=True) if v is not None}
+        sessions = {
+            _s(sessions_raw[i]): Session.model_validate_json(sessions_raw[i + 1])
+            for i in range(0, len(sessions_raw), 2)
+        }
+        return Snapshot(aliases, offsets, sessions)
+
+    async def commit(self, plan: Plan) -> Conflict | None:
+        """Write the plan if nothing it read changed; return the conflict otherwise."""
+        args: list[Any] = [self.prefix, self.offsets_key]
+        _section(args, [(k, v) for k, v in plan.expected_versions.items()])
+        _section(args, [(k, v or "") for k, v in plan.expected_aliases.items()])
+        _section(args, [(k, v) for k, v in plan.expected_offsets.items()])
+        _section(
+            args,
+            [
+                (k, s.version, s.model_dump_json(), _notice(k, s.version))
+                for k, s in plan.writes.items()
+            ],
+        )
+        _section(args, [(k, _notice(k, None, merged_into=c)) for k, c in plan.deletes.items()])
+        _section(args, list(plan.aliases.items()))
+        _section(args, list(plan.offsets.items()))
+        result = await self._commit(args=args)
+        if int(result[0]) == 1:
+            return None
+        return Conflict(_s(result[1]), _s(result[2]))
+
+    async def resolve(self, some_id: str) -> str:
+        """The session key for a customer or guest id (following a merged guest's alias)."""
+        target = await self.redis.get(self.alias_key(some_id))
+        return _s(target) if target is not None else some_id
+
+    async def get(self, some_id: str) -> Session | None:
+        """The current session of a customer or guest id, or ``None``."""
+        blob = await self.redis.hget(self.session_key(await self.resolve(some_id)), "d")
+        return None if blob is None else Session.model_validate_json(blob)
+
+    async def applied_offsets(self) -> dict[str, int]:
+        """``topic:partition`` -> last applied offset, as recorded with the states."""
+        raw = await self.redis.hgetall(self.offsets_key)
+        return {_s(k): int(v) for k, v in raw.items()}
+
+
+def _section(args: list[Any], rows: list[tuple[Any, ...]]) -> None:
+    args.append(len(rows))
+    for row in rows:
+        args.extend(row)
+
+
+def _notice(key: str, version: int | None, merged_into: str | None = None) -> bytes:
+    body: dict[str, object] = {"key": key, "version": version}
+    if merged_into is not None:
+        body["merged_into"] = merged_into
+    return orjson.dumps(body)
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
