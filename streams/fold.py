@@ -9,9 +9,11 @@ Semantics (documented in the README's "Session semantics"):
   is a duplicate and changes nothing; a repeated ``order_id`` likewise.
 * A cart holds one currency; an add in another currency is rejected.
 * ``checkout.started`` snapshots the cart; ``checkout.completed`` removes the
-  snapshotted quantities (the whole cart when no start was seen), so an item
-  added on another channel while the customer pays stays in the new cart,
-  whichever of the two events the worker sees first.
+  snapshotted quantities, so an item added on another channel while the
+  customer pays stays in the new cart, whichever of the two events the worker
+  sees first. Events on different topics have no order in Kafka, so a line the
+  snapshot missed (or a completion with no start) is judged by ``occurred_at``:
+  changed before the checkout began means bought, after means kept.
 """
 
 from __future__ import annotations
@@ -217,10 +219,9 @@ def _checkout_completed(
     if order_id in session.orders:
         return Duplicate(f"order {order_id} already completed")
     started = session.checkout.status == "started"
-    bought = session.checkout.items if started else {ln.sku: ln.quantity for ln in session.cart}
     cart = []
     for line in session.cart:
-        left = line.quantity - bought.get(line.sku, 0)
+        left = line.quantity - _bought(session.checkout, line, started, event)
         if left > 0:
             cart.append(
                 line if left == line.quantity else line.model_copy(update={"quantity": left})
@@ -235,6 +236,20 @@ def _checkout_completed(
     )
     orders = [order_id, *session.orders][: limits.recent_orders]
     return with_cart(session, cart).model_copy(update={"checkout": checkout, "orders": orders})
+
+
+def _bought(checkout: Checkout, line: CartLine, started: bool, event: AnyEvent) -> int:
+    """How much of ``line`` the completed order took.
+
+    The start's snapshot decides for the skus it saw. A line it did not see, or
+    a completion with no start, is judged by time: last changed before the
+    checkout began (its event was merely delivered late from another topic)
+    means bought; changed after means added while the customer paid.
+    """
+    if started and line.sku in checkout.items:
+        return checkout.items[line.sku]
+    cutoff = checkout.started_at if started and checkout.started_at else event.occurred_at
+    return line.quantity if line.updated_at <= cutoff else 0
 
 
 def with_cart(session: Session, cart: list[CartLine]) -> Session:

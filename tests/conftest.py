@@ -1,0 +1,287 @@
+"""Real parts for the tests: a Kafka-protocol broker, redis-server and worker processes.
+
+One broker and one Redis serve the whole session (isolation comes from unique
+customer ids per test). Tests that need their own workers also get their own
+consumer group and Redis key prefix, so their state never meets another's.
+
+``TEST_BACKEND=containers`` swaps the embedded broker and redis-server for
+testcontainers' Kafka and Redis where a Docker engine exists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from redis.asyncio import Redis
+
+from schemas.session import Session
+from streams import devstack
+from streams.publish import Publisher, prepare_dict
+from streams.redis_state import RedisState
+from streams.topics_admin import ensure_topics
+
+PARTITIONS = 4
+
+
+@dataclass
+class Stack:
+    """Addresses of the shared broker and Redis."""
+
+    bootstrap: str
+    redis_url: str
+    log_dir: Path
+    redis_child: devstack.Child | None = None
+    workers: list[devstack.Child] = field(default_factory=list)
+
+    def worker_env(self, group: str, prefix: str, **extra: str) -> dict[str, str]:
+        return {
+            "KAFKA_BOOTSTRAP": self.bootstrap,
+            "REDIS_URL": self.redis_url,
+            "CONTINUITY_APP_ID": group,
+            "CONTINUITY_REDIS_PREFIX": prefix,
+            "CONTINUITY_TOPIC_PARTITIONS": str(PARTITIONS),
+            "CONTINUITY_METRICS_HOST": "127.0.0.1",
+            "CONTINUITY_SESSION_TIMEOUT": "6",
+            "CONTINUITY_LOG_LEVEL": "info",
+            **extra,
+        }
+
+    def start_worker(self, name: str, group: str, prefix: str, **extra: str) -> devstack.Child:
+        child = devstack.start_worker(name, self.worker_env(group, prefix, **extra), self.log_dir)
+        self.workers.append(child)
+        return child
+
+
+def _docker_engine_available() -> bool:
+    try:
+        import docker
+
+        docker.from_env().ping()
+    except Exception:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The broker and Redis every test shares, started once per session."""
+    log_dir = tmp_path_factory.mktemp("logs")
+    if os.environ.get("TEST_BACKEND") == "containers":
+        if not _docker_engine_available():
+            pytest.skip("TEST_BACKEND=containers needs a Docker engine; none is reachable here")
+        from testcontainers.kafka import KafkaContainer
+        from testcontainers.redis import RedisContainer
+
+        with KafkaContainer() as kafka, RedisContainer() as redis:
+            host, port = redis.get_container_host_ip(), redis.get_exposed_port(6379)
+            st = Stack(kafka.get_bootstrap_server(), f"redis://{host}:{port}/0", log_dir)
+            asyncio.run(ensure_topics(st.bootstrap, PARTITIONS))
+            yield st
+            for w in st.workers:
+                w.stop()
+        return
+    broker = devstack.start_broker(log_dir)
+    redis = devstack.start_redis(tmp_path_factory.mktemp("redis"), log_dir)
+    st = Stack(f"127.0.0.1:{broker.port}", f"redis://127.0.0.1:{redis.port}/0", log_dir, redis)
+    asyncio.run(ensure_topics(st.bootstrap, PARTITIONS))
+    try:
+        yield st
+    finally:
+        for w in st.workers:
+            w.stop()
+        redis.stop()
+        broker.stop()
+
+
+@pytest.fixture
+async def redis(stack: Stack) -> AsyncIterator[Redis]:
+    client = Redis.from_url(stack.redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture(scope="session")
+async def publisher(stack: Stack) -> AsyncIterator[Publisher]:
+    async with Publisher(stack.bootstrap, linger_ms=1) as pub:
+        yield pub
+
+
+@pytest.fixture
+def ids() -> Callable[[str], str]:
+    """Unique ids per test, so tests can share the broker and Redis."""
+    run = uuid.uuid4().hex[:8]
+    return lambda name: f"t{run}-{name}"
+
+
+async def wait_until(
+    check: Callable[[], Awaitable[Any]], timeout: float = 30.0, interval: float = 0.1
+) -> Any:
+    """Poll ``check`` until it returns something truthy; fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s (last value: {last!r})")
+
+
+async def publish(pub: Publisher, events: list[dict[str, Any]]) -> None:
+    """Publish events in order, addressed by the contract, and wait for the broker."""
+    await pub.send_all([prepare_dict(e) for e in events])
+
+
+async def wait_version(state: RedisState, some_id: str, version: int, timeout: float = 30) -> Session:
+    """Wait until the session of ``some_id`` reaches ``version``."""
+
+    async def reached() -> Session | None:
+        s = await state.get(some_id)
+        return s if s is not None and s.version >= version else None
+
+    result: Session = await wait_until(reached, timeout)
+    return result
+
+
+def event(
+    type_: str,
+    payload: dict[str, Any] | None = None,
+    *,
+    customer: str | None = None,
+    anon: str | None = None,
+    channel: str = "web",
+    at: str = "2026-11-24T10:00:00Z",
+    event_id: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """One contract-valid event dict."""
+    ev: dict[str, Any] = {
+        "event_id": event_id or uuid.uuid4().hex,
+        "type": type_,
+        "occurred_at": at,
+        "channel": channel,
+        "payload": payload or {},
+        **extra,
+    }
+    if customer:
+        ev["customer_id"] = customer
+    if anon:
+        ev["anonymous_id"] = anon
+    return ev
+
+
+def added(sku: str, quantity: int = 1, price: str = "10.00", currency: str = "EUR") -> dict[str, Any]:
+    return {"sku": sku, "quantity": quantity, "unit_price": price, "currency": currency}
+
+
+@dataclass
+class WorkerGroup:
+    """Workers of one consumer group with their own Redis prefix."""
+
+    stack: Stack
+    group: str
+    prefix: str
+    state: RedisState
+
+    def start(self, name: str) -> devstack.Child:
+        port = devstack.free_port()
+        child = self.stack.start_worker(
+            f"{self.group}-{name}", self.group, self.prefix, CONTINUITY_METRICS_PORT=str(port)
+        )
+        child.port = port
+        return child
+
+    async def ready(self, pub: Publisher, timeout: float = 60) -> None:
+        """Wait until the group folds a fresh probe event (proves assignment + Redis)."""
+        probe = f"probe-{uuid.uuid4().hex[:10]}"
+        await publish(pub, [event("browse.search", {"query": "probe"}, customer=probe)])
+        await wait_version(self.state, probe, 1, timeout)
+
+
+@pytest.fixture
+async def group(stack: Stack, redis: Redis) -> AsyncIterator[WorkerGroup]:
+    """A fresh consumer group + Redis prefix; its workers are stopped afterwards."""
+    name = f"g{uuid.uuid4().hex[:8]}"
+    wg = WorkerGroup(stack, name, name, RedisState(redis, name, name))
+    started = len(stack.workers)
+    yield wg
+    for w in stack.workers[started:]:
+        w.stop()
+
+
+@pytest.fixture(scope="session")
+async def shared_worker(stack: Stack, publisher: Publisher) -> AsyncIterator[RedisState]:
+    """One worker (group ``continuity-tests``, prefix ``cont``) shared by read-only e2e tests."""
+    client = Redis.from_url(stack.redis_url)
+    wg = WorkerGroup(stack, "continuity-tests", "cont", RedisState(client, "cont", "continuity-tests"))
+    wg.start("shared")
+    await wg.ready(publisher)
+    yield wg.state
+    await client.aclose()
+
+
+async def read_topic(bootstrap: str, topic: str, timeout: float = 5.0) -> list[Any]:
+    """Every record currently in ``topic`` (reads to the end offsets)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        parts = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or set())]
+        if not parts:
+            await consumer.force_metadata_update()
+            parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        end = await consumer.end_offsets(parts)
+        records: list[Any] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            positions = [await consumer.position(tp) for tp in parts]
+            if all(pos >= end[tp] for pos, tp in zip(positions, parts, strict=True)):
+                break
+            batch = await consumer.getmany(timeout_ms=200)
+            for msgs in batch.values():
+                records.extend(msgs)
+        return records
+    finally:
+        await consumer.stop()
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in Prometheus text output (0 when absent)."""
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        if line.startswith("#") or " " not in line:
+            continue
+        series, value = line.rsplit(" ", 1)
+        sname, _, rest = series.partition("{")
+        if sname != name:
+            continue
+        got = ",".join(sorted(p for p in rest.rstrip("}").split(",") if p))
+        if got == want:
+            return float(value)
+    return 0.0
+
+
+async def scrape(port: int) -> str:
+    """GET /metrics from a worker on 127.0.0.1."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+    await writer.drain()
+    body = await reader.read()
+    writer.close()
+    await writer.wait_closed()
+    return body.split(b"\r\n\r\n", 1)[1].decode()
+
+
+def dumps(obj: Any) -> bytes:
+    return orjson.dumps(obj)
