@@ -64,7 +64,7 @@ def create_app(settings: Settings) -> faust.App:
             socket_connect_timeout=5,
             health_check_interval=10,
         )
-        state = RedisState(redis, settings.redis_prefix, settings.app_id)
+        state = RedisState(redis, settings.redis_prefix)
         processor = BatchProcessor(
             state,
             _dead_letter_sink(app, settings.retry_max_delay),

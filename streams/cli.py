@@ -85,7 +85,7 @@ def cmd_session_show(args: argparse.Namespace) -> int:
     async def show() -> dict[str, object] | None:
         redis = Redis.from_url(settings.redis_dsn())
         try:
-            session = await RedisState(redis, settings.redis_prefix, settings.app_id).get(args.id)
+            session = await RedisState(redis, settings.redis_prefix).get(args.id)
         finally:
             await redis.aclose()
         return None if session is None else session.public()
@@ -125,7 +125,7 @@ def cmd_produce(args: argparse.Namespace) -> int:
 
     async def send() -> int:
         async with Publisher(settings.kafka_bootstrap) as pub:
-            return await pub.send_all(good)
+            return len(await pub.send_all(good))
 
     sent = asyncio.run(send()) if good else 0
     per_topic = Counter(o.topic for o in good)

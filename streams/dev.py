@@ -113,7 +113,7 @@ async def _live(
     settings: Settings, children: list[devstack.Child], demo: bool, rate: float, seed: int
 ) -> None:
     redis = Redis.from_url(settings.redis_dsn())
-    state = RedisState(redis, settings.redis_prefix, settings.app_id)
+    state = RedisState(redis, settings.redis_prefix)
     tasks = [
         asyncio.create_task(_watch(state)),
         asyncio.create_task(_watch_dead_letters(settings.kafka_bootstrap)),

@@ -64,11 +64,13 @@ class Publisher:
         fut: asyncio.Future[Any] = await self._producer.send(out.topic, out.value, key=out.key)
         return fut
 
-    async def send_all(self, records: Iterable[Outgoing]) -> int:
-        """Send records in order and wait until the broker acknowledged every one."""
+    async def send_all(self, records: Iterable[Outgoing]) -> list[Any]:
+        """Send records in order; wait until the broker acknowledged every one.
+
+        Returns the ``RecordMetadata`` of each record (topic, partition, offset).
+        """
         futures = [await self.send(r) for r in records]
-        await asyncio.gather(*futures)
-        return len(futures)
+        return list(await asyncio.gather(*futures))
 
     async def send_raw(self, topic: str, key: bytes | None, value: bytes) -> None:
         """Send bytes as they are (for tests and repairs); waits for the broker."""

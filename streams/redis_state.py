@@ -7,7 +7,7 @@ key                    type    holds
 =====================  ======  ===================================================
 ``P:s:{<key>}``        hash    ``v`` = version, ``d`` = session JSON
 ``P:a:{<anon>}``       string  the customer a merged guest id now points at
-``P:o:<group>``        hash    ``<topic>:<partition>`` -> last applied offset
+``P:o``                hash    ``<topic>:<partition>`` -> last applied offset
 ``P:u:{<key>}``        pubsub  a notice per committed version (after the write)
 =====================  ======  ===================================================
 
@@ -46,10 +46,13 @@ class Conflict:
 class RedisState:
     """Async adapter between the planner and Redis. Holds no state of its own."""
 
-    def __init__(self, redis: Redis, prefix: str = "cont", group: str = "continuity") -> None:
+    def __init__(self, redis: Redis, prefix: str = "cont") -> None:
         self.redis = redis
         self.prefix = prefix
-        self.offsets_key = f"{prefix}:o:{group}"
+        # Applied positions belong to the state, not to a consumer group: a second
+        # group (a blue/green deploy, a rewound group) folding into the same state
+        # must skip what the state already holds.
+        self.offsets_key = f"{prefix}:o"
         self._load = redis.register_script(_script("load.lua"))
         self._commit = redis.register_script(_script("commit.lua"))
 

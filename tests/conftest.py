@@ -137,9 +137,27 @@ async def wait_until(
     raise AssertionError(f"condition not met within {timeout}s (last value: {last!r})")
 
 
-async def publish(pub: Publisher, events: list[dict[str, Any]]) -> None:
-    """Publish events in order, addressed by the contract, and wait for the broker."""
-    await pub.send_all([prepare_dict(e) for e in events])
+async def publish(pub: Publisher, events: list[dict[str, Any]]) -> dict[str, int]:
+    """Publish events in order, addressed by the contract, and wait for the broker.
+
+    Returns ``topic:partition`` -> highest offset written, to wait on the worker with.
+    (The embedded broker answers ListOffsets wrongly, so end offsets cannot be asked.)
+    """
+    written: dict[str, int] = {}
+    for md in await pub.send_all([prepare_dict(e) for e in events]):
+        tp = f"{md.topic}:{md.partition}"
+        written[tp] = max(written.get(tp, -1), md.offset)
+    return written
+
+
+async def applied_through(state: RedisState, written: dict[str, int], timeout: float = 90) -> None:
+    """Wait until the worker group behind ``state`` applied every offset in ``written``."""
+
+    async def done() -> bool:
+        applied = await state.applied_offsets()
+        return all(applied.get(tp, -1) >= off for tp, off in written.items())
+
+    await wait_until(done, timeout, interval=0.25)
 
 
 async def wait_version(state: RedisState, some_id: str, version: int, timeout: float = 30) -> Session:
@@ -212,7 +230,7 @@ class WorkerGroup:
 async def group(stack: Stack, redis: Redis) -> AsyncIterator[WorkerGroup]:
     """A fresh consumer group + Redis prefix; its workers are stopped afterwards."""
     name = f"g{uuid.uuid4().hex[:8]}"
-    wg = WorkerGroup(stack, name, name, RedisState(redis, name, name))
+    wg = WorkerGroup(stack, name, name, RedisState(redis, name))
     started = len(stack.workers)
     yield wg
     for w in stack.workers[started:]:
@@ -223,7 +241,7 @@ async def group(stack: Stack, redis: Redis) -> AsyncIterator[WorkerGroup]:
 async def shared_worker(stack: Stack, publisher: Publisher) -> AsyncIterator[RedisState]:
     """One worker (group ``continuity-tests``, prefix ``cont``) shared by read-only e2e tests."""
     client = Redis.from_url(stack.redis_url)
-    wg = WorkerGroup(stack, "continuity-tests", "cont", RedisState(client, "cont", "continuity-tests"))
+    wg = WorkerGroup(stack, "continuity-tests", "cont", RedisState(client, "cont"))
     wg.start("shared")
     await wg.ready(publisher)
     yield wg.state
@@ -241,16 +259,19 @@ async def read_topic(bootstrap: str, topic: str, timeout: float = 5.0) -> list[A
             parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
-        end = await consumer.end_offsets(parts)
         records: list[Any] = []
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            positions = [await consumer.position(tp) for tp in parts]
-            if all(pos >= end[tp] for pos, tp in zip(positions, parts, strict=True)):
-                break
             batch = await consumer.getmany(timeout_ms=200)
             for msgs in batch.values():
                 records.extend(msgs)
+            # The fetch high watermark is right where ListOffsets is not (embedded broker).
+            marks = [consumer.highwater(tp) for tp in parts]
+            positions = [await consumer.position(tp) for tp in parts]
+            if not batch and all(
+                m is not None and pos >= m for m, pos in zip(marks, positions, strict=True)
+            ):
+                break
         return records
     finally:
         await consumer.stop()
