@@ -101,6 +101,7 @@ def cmd_session_show(args: argparse.Namespace) -> int:
 def cmd_produce(args: argparse.Namespace) -> int:
     from streams.fold import Rejected
     from streams.publish import Outgoing, Publisher, prepare
+    from streams.topics_admin import ensure_topics
 
     settings = load_settings()
     source: TextIO = (
@@ -124,6 +125,7 @@ def cmd_produce(args: argparse.Namespace) -> int:
                 good.append(out)
 
     async def send() -> int:
+        await ensure_topics(settings.kafka_bootstrap, settings.topic_partitions)
         async with Publisher(settings.kafka_bootstrap) as pub:
             return len(await pub.send_all(good))
 
@@ -135,6 +137,39 @@ def cmd_produce(args: argparse.Namespace) -> int:
         + (f"; {bad} invalid lines skipped" if bad else "")
     )
     return 1 if bad else 0
+
+
+def cmd_offsets_rewind(args: argparse.Namespace) -> int:
+    from schemas.topics import SOURCE_TOPICS
+    from streams.offsets_admin import rewind_group
+    from streams.topics_admin import ensure_topics
+
+    settings = load_settings()
+    group = args.group or settings.app_id
+
+    async def rewind() -> int:
+        layout = await ensure_topics(settings.kafka_bootstrap, settings.topic_partitions)
+        partitions = layout[SOURCE_TOPICS[0]]
+        print(
+            f"rewinding group {group!r} on {settings.kafka_bootstrap} to the earliest offsets "
+            f"({len(SOURCE_TOPICS)} topics x {partitions} partitions); waiting for the "
+            "group to be empty...",
+            flush=True,
+        )
+        return await rewind_group(
+            settings.kafka_bootstrap, group, SOURCE_TOPICS, partitions, timeout=args.timeout
+        )
+
+    try:
+        count = asyncio.run(rewind())
+    except TimeoutError as exc:
+        print(f"continuity offsets rewind: {exc}; are workers still running?", file=sys.stderr)
+        return 1
+    print(
+        f"rewound {count} partitions; restart the workers to re-read every topic "
+        "(events already in Redis are skipped)"
+    )
+    return 0
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -177,6 +212,13 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("--topic", default="cart-events", help="topic for --raw")
     pr.add_argument("--key", default=None, help="message key for --raw")
     pr.set_defaults(func=cmd_produce)
+
+    o = sub.add_parser("offsets", help="consumer group offsets")
+    osub = o.add_subparsers(dest="action", required=True)
+    rw = osub.add_parser("rewind", help="reset a stopped worker group to the earliest offsets")
+    rw.add_argument("--group", default=None, help="consumer group (default CONTINUITY_APP_ID)")
+    rw.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the group")
+    rw.set_defaults(func=cmd_offsets_rewind)
 
     sc = sub.add_parser("schema", help="export the JSON Schema files from the models")
     sc.add_argument("--check", action="store_true", help="exit 1 if checked-in files are stale")

@@ -24,8 +24,10 @@ from streams.publish import Publisher, prepare_dict
 from streams.redis_state import RedisState
 from streams.settings import Settings
 from streams.simulate import endless
+from streams.topics_admin import ensure_topics
 
 DEV_FILE = "dev.json"
+EXIT_CONFIG = 2  # a worker refusing its configuration: restarting cannot help
 
 # Bad events the demo slips in, so the dead-letter path is visible too.
 _BAD_EVENTS: tuple[bytes, ...] = (
@@ -55,6 +57,9 @@ def run(state_dir: Path, workers: int, demo: bool, rate: float, seed: int) -> in
         bootstrap = f"127.0.0.1:{broker.port}"
         redis_url = f"redis://127.0.0.1:{redis.port}/0"
         settings = Settings(KAFKA_BOOTSTRAP=bootstrap, REDIS_URL=redis_url)
+        # Before anything publishes: a broker auto-creates a missing topic with
+        # its default partition count, which would break co-partitioning.
+        asyncio.run(ensure_topics(bootstrap, settings.topic_partitions))
         metrics = []
         for i in range(workers):
             port = devstack.free_port()
@@ -120,7 +125,7 @@ async def _live(
         asyncio.create_task(_watch_children(children)),
     ]
     if demo:
-        tasks.append(asyncio.create_task(_demo(settings.kafka_bootstrap, rate, seed)))
+        tasks.append(asyncio.create_task(_demo(settings.kafka_bootstrap, state, rate, seed)))
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         for t in done:
@@ -132,8 +137,9 @@ async def _live(
         await redis.aclose()
 
 
-async def _demo(bootstrap: str, rate: float, seed: int) -> None:
+async def _demo(bootstrap: str, state: RedisState, rate: float, seed: int) -> None:
     async with Publisher(bootstrap) as pub:
+        await _wait_for_worker(pub, state)
         for i, event in enumerate(endless(seed)):
             fut = await pub.send(prepare_dict(event))
             await fut
@@ -141,6 +147,32 @@ async def _demo(bootstrap: str, rate: float, seed: int) -> None:
                 bad = _BAD_EVENTS[(i // 37) % len(_BAD_EVENTS)]
                 await pub.send_raw(CART_EVENTS, b"demo-bad", bad)
             await asyncio.sleep(1.0 / rate)
+
+
+async def _wait_for_worker(pub: Publisher, state: RedisState) -> None:
+    """Publish a probe and wait until a worker has folded it: the stack is live."""
+    started = time.monotonic()
+    probe = f"probe-{int(time.time())}"
+    fut = await pub.send(
+        prepare_dict(
+            {
+                "event_id": probe,
+                "type": "browse.search",
+                "channel": "web",
+                "customer_id": probe,
+                "occurred_at": "2026-11-24T09:00:00Z",
+                "payload": {"query": "ready?"},
+            }
+        )
+    )
+    await fut
+    while await state.get(probe) is None:
+        await asyncio.sleep(0.1)
+    print(
+        f"{_now()}  a worker is folding events ({time.monotonic() - started:.1f} s after "
+        "start); simulated shoppers begin",
+        flush=True,
+    )
 
 
 async def _watch(state: RedisState) -> None:
@@ -206,7 +238,7 @@ async def _watch_children(children: list[devstack.Child]) -> None:
                 file=sys.stderr,
                 flush=True,
             )
-            if not child.name.startswith("worker"):
+            if not child.name.startswith("worker") or child.proc.returncode == EXIT_CONFIG:
                 raise SystemExit(1)
             children[i] = child.restart()
             print(f"continuity dev: {child.name} restarted", file=sys.stderr, flush=True)

@@ -19,7 +19,7 @@ from aiokafka.errors import InconsistentGroupProtocolError
 from aiokafka.structs import OffsetAndMetadata
 
 
-class _AsFaust(RoundRobinPartitionAssignor):
+class _AsFaust(RoundRobinPartitionAssignor):  # type: ignore[misc]  # aiokafka is untyped
     """Round robin under the protocol name Faust workers register with the group."""
 
     name = "faust"
@@ -41,9 +41,13 @@ async def rewind_group(
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         consumer = AIOKafkaConsumer(
-            *topics, bootstrap_servers=bootstrap, group_id=group_id,
-            enable_auto_commit=False, partition_assignment_strategy=(_AsFaust,),
-            session_timeout_ms=session_timeout_ms, heartbeat_interval_ms=1000,
+            *topics,
+            bootstrap_servers=bootstrap,
+            group_id=group_id,
+            enable_auto_commit=False,
+            partition_assignment_strategy=(_AsFaust,),
+            session_timeout_ms=session_timeout_ms,
+            heartbeat_interval_ms=1000,
         )
         try:
             await consumer.start()

@@ -160,7 +160,9 @@ async def applied_through(state: RedisState, written: dict[str, int], timeout: f
     await wait_until(done, timeout, interval=0.25)
 
 
-async def wait_version(state: RedisState, some_id: str, version: int, timeout: float = 30) -> Session:
+async def wait_version(
+    state: RedisState, some_id: str, version: int, timeout: float = 30
+) -> Session:
     """Wait until the session of ``some_id`` reaches ``version``."""
 
     async def reached() -> Session | None:
@@ -198,7 +200,9 @@ def event(
     return ev
 
 
-def added(sku: str, quantity: int = 1, price: str = "10.00", currency: str = "EUR") -> dict[str, Any]:
+def added(
+    sku: str, quantity: int = 1, price: str = "10.00", currency: str = "EUR"
+) -> dict[str, Any]:
     return {"sku": sku, "quantity": quantity, "unit_price": price, "currency": currency}
 
 

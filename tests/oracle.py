@@ -24,7 +24,9 @@ from streams.redis_state import RedisState
 SKUS = ("A-1", "B-2", "C-3", "D-4", "E-5")
 
 
-def cart_workload(seed: int, customers: int, per_customer: int, prefix: str) -> list[dict[str, Any]]:
+def cart_workload(
+    seed: int, customers: int, per_customer: int, prefix: str
+) -> list[dict[str, Any]]:
     """Adds, quantity changes and removals for many customers, interleaved."""
     rng = random.Random(seed)
     streams: list[list[dict[str, Any]]] = []
@@ -34,8 +36,12 @@ def cart_workload(seed: int, customers: int, per_customer: int, prefix: str) -> 
         in_cart: set[str] = set()
         for i in range(per_customer):
             at = f"2026-11-24T10:{i // 60:02d}:{i % 60:02d}Z"
-            base = {"event_id": f"{cid}-{i}", "occurred_at": at, "customer_id": cid,
-                    "channel": rng.choice(("web", "mobile_app", "pos", "kiosk"))}
+            base = {
+                "event_id": f"{cid}-{i}",
+                "occurred_at": at,
+                "customer_id": cid,
+                "channel": rng.choice(("web", "mobile_app", "pos", "kiosk")),
+            }
             roll = rng.random()
             if in_cart and roll < 0.15:
                 sku = rng.choice(sorted(in_cart))
@@ -43,13 +49,27 @@ def cart_workload(seed: int, customers: int, per_customer: int, prefix: str) -> 
                 in_cart.discard(sku)
             elif in_cart and roll < 0.3:
                 sku = rng.choice(sorted(in_cart))
-                evs.append({**base, "type": "cart.quantity_set",
-                            "payload": {"sku": sku, "quantity": rng.randint(1, 5)}})
+                evs.append(
+                    {
+                        **base,
+                        "type": "cart.quantity_set",
+                        "payload": {"sku": sku, "quantity": rng.randint(1, 5)},
+                    }
+                )
             else:
                 sku = rng.choice(SKUS)
-                evs.append({**base, "type": "cart.item_added", "payload": {
-                    "sku": sku, "quantity": rng.randint(1, 3), "unit_price": "9.99",
-                    "currency": "EUR"}})
+                evs.append(
+                    {
+                        **base,
+                        "type": "cart.item_added",
+                        "payload": {
+                            "sku": sku,
+                            "quantity": rng.randint(1, 3),
+                            "unit_price": "9.99",
+                            "currency": "EUR",
+                        },
+                    }
+                )
                 in_cart.add(sku)
         streams.append(evs)
     out: list[dict[str, Any]] = []
@@ -75,7 +95,8 @@ async def mismatches(state: RedisState, expected: dict[str, Session]) -> list[st
         pipe.hget(state.session_key(key), "d")
     blobs = await pipe.execute()
     return [
-        k for k, blob in zip(keys, blobs, strict=True)
+        k
+        for k, blob in zip(keys, blobs, strict=True)
         if blob is None or blob.decode() != expected[k].model_dump_json()
     ]
 

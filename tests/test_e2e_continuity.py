@@ -28,28 +28,60 @@ async def test_cart_moves_from_mobile_to_desktop_to_store(
     shared_worker: RedisState, publisher: Publisher, ids: Callable[[str], str]
 ) -> None:
     c = ids("ana")
-    await publish(publisher, [
-        event("cart.item_added", added("JKT-1", 1, "149.90"), customer=c, channel="mobile_app",
-              device_id="phone-1", at="2026-11-24T10:00:00Z"),
-    ])
+    await publish(
+        publisher,
+        [
+            event(
+                "cart.item_added",
+                added("JKT-1", 1, "149.90"),
+                customer=c,
+                channel="mobile_app",
+                device_id="phone-1",
+                at="2026-11-24T10:00:00Z",
+            ),
+        ],
+    )
     on_desktop = await wait_version(shared_worker, c, 1)
     assert cart_of(on_desktop) == {"JKT-1": 1}, "the desktop sees the cart the phone started"
 
-    await publish(publisher, [
-        event("cart.item_added", added("SCK-2", 2, "14.95"), customer=c, channel="web",
-              device_id="laptop-1", at="2026-11-24T10:05:00Z"),
-    ])
+    await publish(
+        publisher,
+        [
+            event(
+                "cart.item_added",
+                added("SCK-2", 2, "14.95"),
+                customer=c,
+                channel="web",
+                device_id="laptop-1",
+                at="2026-11-24T10:05:00Z",
+            ),
+        ],
+    )
     at_store = await wait_version(shared_worker, c, 2)
     assert cart_of(at_store) == {"JKT-1": 1, "SCK-2": 2}
     assert str(at_store.subtotal) == "179.80"
     assert at_store.item_count == 3
 
-    await publish(publisher, [
-        event("checkout.started", customer=c, channel="pos", store_id="store-12",
-              at="2026-11-24T11:00:00Z"),
-        event("checkout.completed", {"order_id": f"ord-{c}"}, customer=c, channel="pos",
-              store_id="store-12", at="2026-11-24T11:02:00Z"),
-    ])
+    await publish(
+        publisher,
+        [
+            event(
+                "checkout.started",
+                customer=c,
+                channel="pos",
+                store_id="store-12",
+                at="2026-11-24T11:00:00Z",
+            ),
+            event(
+                "checkout.completed",
+                {"order_id": f"ord-{c}"},
+                customer=c,
+                channel="pos",
+                store_id="store-12",
+                at="2026-11-24T11:02:00Z",
+            ),
+        ],
+    )
     done = await wait_version(shared_worker, c, 4)
     assert done.cart == []
     assert done.checkout.status == "completed"
@@ -64,11 +96,14 @@ async def test_guest_cart_merges_into_customer_on_login(
     shared_worker: RedisState, publisher: Publisher, ids: Callable[[str], str]
 ) -> None:
     c, a = ids("bo"), ids("guest-bo")
-    await publish(publisher, [
-        event("cart.item_added", added("CAP-1", 1), customer=c, channel="web"),
-        event("cart.item_added", added("CAP-1", 2), anon=a, channel="mobile_app"),
-        event("cart.item_added", added("TEE-1", 1), anon=a, channel="mobile_app"),
-    ])
+    await publish(
+        publisher,
+        [
+            event("cart.item_added", added("CAP-1", 1), customer=c, channel="web"),
+            event("cart.item_added", added("CAP-1", 2), anon=a, channel="mobile_app"),
+            event("cart.item_added", added("TEE-1", 1), anon=a, channel="mobile_app"),
+        ],
+    )
     await wait_version(shared_worker, c, 1)
     await wait_version(shared_worker, a, 2)
 
@@ -79,9 +114,14 @@ async def test_guest_cart_merges_into_customer_on_login(
     assert a in merged.anonymous_ids
     assert await shared_worker.resolve(a) == c, "the guest id now points at the customer"
 
-    await publish(publisher, [
-        event("cart.item_added", added("BTL-1", 1), anon=a, channel="kiosk", device_id="kiosk-9"),
-    ])
+    await publish(
+        publisher,
+        [
+            event(
+                "cart.item_added", added("BTL-1", 1), anon=a, channel="kiosk", device_id="kiosk-9"
+            ),
+        ],
+    )
     later = await wait_version(shared_worker, c, 5)
     assert cart_of(later) == {"CAP-1": 3, "TEE-1": 1, "BTL-1": 1}, "later guest events land here"
     assert await shared_worker.redis.exists(shared_worker.session_key(a)) == 0
@@ -97,10 +137,18 @@ async def test_login_racing_guest_events_from_another_device_loses_nothing(
     # guest) go to different partitions: the worker may see them in either order.
     await asyncio.gather(
         publish(publisher, [event("session.identified", customer=c, anon=a, channel="web")]),
-        publish(publisher, [
-            event("cart.item_added", added("B-2", 1), anon=a, channel="mobile_app",
-                  device_id="tablet-2"),
-        ]),
+        publish(
+            publisher,
+            [
+                event(
+                    "cart.item_added",
+                    added("B-2", 1),
+                    anon=a,
+                    channel="mobile_app",
+                    device_id="tablet-2",
+                ),
+            ],
+        ),
     )
 
     async def both_in_customer_cart() -> bool:
@@ -118,19 +166,35 @@ async def test_item_added_while_checkout_completes_stays_in_new_cart(
 ) -> None:
     c = ids("di")
     # Published together on purpose: the two topics may be seen in either order.
-    await publish(publisher, [
-        event("cart.item_added", added("A-1", 2), customer=c, at="2026-11-24T10:00:00Z"),
-        event("checkout.started", customer=c, at="2026-11-24T10:01:00Z"),
-    ])
+    await publish(
+        publisher,
+        [
+            event("cart.item_added", added("A-1", 2), customer=c, at="2026-11-24T10:00:00Z"),
+            event("checkout.started", customer=c, at="2026-11-24T10:01:00Z"),
+        ],
+    )
     await wait_version(shared_worker, c, 2)
     await asyncio.gather(
-        publish(publisher, [
-            event("cart.item_added", added("B-1", 1), customer=c, channel="mobile_app",
-                  at="2026-11-24T10:02:00Z"),
-        ]),
-        publish(publisher, [
-            event("checkout.completed", {"order_id": "o-1"}, customer=c, at="2026-11-24T10:03:00Z"),
-        ]),
+        publish(
+            publisher,
+            [
+                event(
+                    "cart.item_added",
+                    added("B-1", 1),
+                    customer=c,
+                    channel="mobile_app",
+                    at="2026-11-24T10:02:00Z",
+                ),
+            ],
+        ),
+        publish(
+            publisher,
+            [
+                event(
+                    "checkout.completed", {"order_id": "o-1"}, customer=c, at="2026-11-24T10:03:00Z"
+                ),
+            ],
+        ),
     )
     final = await wait_version(shared_worker, c, 4)
     assert cart_of(final) == {"B-1": 1}, "the paid items leave; the new one stays"

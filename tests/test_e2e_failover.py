@@ -73,12 +73,14 @@ async def test_two_workers_share_partitions_and_agree_with_the_oracle(
         return not await mismatches(group.state, expected)
 
     await wait_until(converged, timeout=90, interval=0.5)
-    assert a.port is not None and b.port is not None
+    assert a.port is not None
+    assert b.port is not None
     applied = []
     for w in (a, b):
         text = await scrape(w.port)
-        applied.append(metric(text, "continuity_events_total", topic="cart-events",
-                              outcome="applied"))
+        applied.append(
+            metric(text, "continuity_events_total", topic="cart-events", outcome="applied")
+        )
     assert all(n > 0 for n in applied), f"both workers folded events: {applied}"
 
 
@@ -105,8 +107,10 @@ async def test_full_replay_from_earliest_leaves_every_key_byte_identical(
             text = await scrape(worker.port)  # type: ignore[arg-type]
         except OSError:
             return 0.0  # the restarted worker is not listening yet
-        return sum(metric(text, "continuity_events_total", topic=t, outcome="already_applied")
-                   for t in SOURCE_TOPICS)
+        return sum(
+            metric(text, "continuity_events_total", topic=t, outcome="already_applied")
+            for t in SOURCE_TOPICS
+        )
 
     total = sum(int(v) + 1 for v in (await group.state.applied_offsets()).values())
     await wait_until(lambda: _ge(replayed, total), timeout=90, interval=0.5)
