@@ -6,12 +6,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PIP_QUIET := --quiet --disable-pip-version-check
 
-.PHONY: run test lint unit e2e schemas setup system-deps clean help
+.PHONY: run test lint unit e2e bench schemas setup system-deps clean help
 
 help:
 	@echo "make run    - set up and run the whole stack on loopback with simulated traffic"
 	@echo "make test   - set up and run lint and every test"
 	@echo "make lint   - ruff and mypy"
+	@echo "make bench  - measure worker start time and events folded per second"
 	@echo "make schemas - re-export JSON Schema files from the models"
 
 setup: $(STAMP) system-deps
@@ -34,7 +35,8 @@ run: setup
 	$(BIN)/continuity dev
 
 lint: $(STAMP)
-	$(BIN)/ruff check streams schemas tests
+	$(BIN)/ruff check streams schemas tests bench
+	$(BIN)/ruff format --check streams schemas tests bench
 	$(BIN)/mypy
 
 unit: setup
@@ -45,6 +47,9 @@ e2e: setup
 
 test: setup lint
 	$(BIN)/pytest -q
+
+bench: setup
+	$(BIN)/python -m bench.core --events 30000 --runs 3
 
 schemas: $(STAMP)
 	$(BIN)/continuity schema
