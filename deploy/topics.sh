@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Create Continuity's topics on a real Kafka cluster (idempotent), then check
+# the one layout rule the workers depend on.
+#
+#   BOOTSTRAP=broker-1:9092 PARTITIONS=12 REPLICATION=3 deploy/topics.sh
+#
+# TLS/SASL: put client settings in a file and pass COMMAND_CONFIG=/path/client.properties.
+# kafka-topics.sh is taken from PATH, else /opt/kafka/bin (the apache/kafka image),
+# or from KAFKA_TOPICS.
+set -euo pipefail
+
+BOOTSTRAP="${BOOTSTRAP:-localhost:9092}"
+PARTITIONS="${PARTITIONS:-12}"
+REPLICATION="${REPLICATION:-3}"
+# acks=all only waits for the *in-sync* replicas; with 3 replicas, 2 must hold a
+# write before it is acknowledged, so one lost broker cannot lose history.
+if ((REPLICATION >= 3)); then default_isr=2; else default_isr=1; fi
+MIN_ISR="${MIN_ISR:-$default_isr}"
+# Source topics are the replayable history: `continuity offsets rewind` and any
+# rebuild of Redis re-read them from offset 0, so whatever retention deletes is
+# gone from every future replay. Keep them forever (-1) with cleanup.policy=delete
+# (never compact: the key is the customer, and compaction would keep only each
+# customer's last event). If storage forces a limit, make it longer than any
+# rebuild you would want to run, and know older history is then lost for good.
+RETENTION_MS="${RETENTION_MS:--1}"
+# Dead letters are few and the only record of why an event was refused.
+DLQ_RETENTION_MS="${DLQ_RETENTION_MS:-$RETENTION_MS}"
+
+SOURCE_TOPICS=(cart-events browse-events checkout-events) # schemas/topics.py
+DLQ_TOPIC=events-dlq
+
+KAFKA_TOPICS="${KAFKA_TOPICS:-$(command -v kafka-topics.sh || echo /opt/kafka/bin/kafka-topics.sh)}"
+client=("$KAFKA_TOPICS" --bootstrap-server "$BOOTSTRAP")
+if [[ -n "${COMMAND_CONFIG:-}" ]]; then client+=(--command-config "$COMMAND_CONFIG"); fi
+
+create() { # topic retention_ms
+  "${client[@]}" --create --if-not-exists --topic "$1" \
+    --partitions "$PARTITIONS" --replication-factor "$REPLICATION" \
+    --config cleanup.policy=delete --config retention.ms="$2" \
+    --config min.insync.replicas="$MIN_ISR"
+}
+
+partition_count() { # topic -> PartitionCount from --describe
+  local out n attempt
+  # A topic just created may not be in every broker's metadata yet.
+  for attempt in 1 2 3 4 5; do
+    if out="$("${client[@]}" --describe --topic "$1" 2>/dev/null)"; then
+      n="$(sed -n 's/.*PartitionCount:[[:space:]]*\([0-9][0-9]*\).*/\1/p' <<<"$out")"
+      if [[ -n "$n" ]]; then
+        echo "${n%%$'\n'*}"
+        return 0
+      fi
+    fi
+    sleep "$attempt"
+  done
+  echo "topics.sh: cannot describe topic $1 on $BOOTSTRAP" >&2
+  return 1
+}
+
+echo "topics.sh: $BOOTSTRAP, $PARTITIONS partitions, replication $REPLICATION, min ISR $MIN_ISR"
+for topic in "${SOURCE_TOPICS[@]}"; do create "$topic" "$RETENTION_MS"; done
+# Same count as the sources: nothing requires it, but one number is one less
+# thing to get wrong when scaling.
+create "$DLQ_TOPIC" "$DLQ_RETENTION_MS"
+
+# --if-not-exists leaves an existing topic as it is, so check what is really
+# there. A customer's events are keyed by customer and must land on the same
+# partition number of every source topic (one worker owns partition n of all
+# three); that only holds if the three partition counts are equal. The worker
+# refuses to start otherwise; failing here fails earlier.
+status=0
+first=""
+for topic in "${SOURCE_TOPICS[@]}"; do
+  n="$(partition_count "$topic")"
+  echo "  $topic: $n partitions"
+  first="${first:-$n}"
+  if [[ "$n" != "$first" ]]; then status=1; fi
+done
+if ((status)); then
+  echo "topics.sh: source topics disagree on their partition count; workers will refuse to start" >&2
+  exit 1
+fi
+if [[ "$first" != "$PARTITIONS" ]]; then
+  # Not fatal: the workers follow the topics. Partitions can only be added, and
+  # adding them moves customers to other partitions (see deploy/README.md).
+  echo "topics.sh: warning: topics already existed with $first partitions, not $PARTITIONS;" \
+    "set CONTINUITY_TOPIC_PARTITIONS=$first" >&2
+fi
+echo "topics.sh: ok"
