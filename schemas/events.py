@@ -23,6 +23,7 @@ from pydantic import (
     Field,
     StringConstraints,
     TypeAdapter,
+    WithJsonSchema,
     model_validator,
 )
 from pydantic_extra_types.currency_code import ISO4217
@@ -47,10 +48,14 @@ def _decimal_from_string(value: Any) -> Any:
     return value
 
 
+MONEY_PATTERN = r"^[0-9]{1,8}(\.[0-9]{1,4})?$"
+
 Money = Annotated[
     Decimal,
     BeforeValidator(_decimal_from_string),
-    Field(ge=0, max_digits=12, decimal_places=4, json_schema_extra={"type": "string"}),
+    Field(ge=0, max_digits=12, decimal_places=4),
+    # What producers must send, stated plainly for non-Python readers of the contract.
+    WithJsonSchema({"type": "string", "pattern": MONEY_PATTERN, "examples": ["19.99"]}),
 ]
 Quantity = Annotated[int, Field(strict=True, ge=1, le=MAX_LINE_QUANTITY)]
 

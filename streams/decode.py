@@ -39,7 +39,9 @@ def _rejection(exc: ValidationError) -> Rejected:
     kinds = {e["type"] for e in errors}
     if "json_invalid" in kinds or "json_type" in kinds:
         return Rejected(Reason.MALFORMED_JSON, _describe(errors))
-    if kinds & {"union_tag_invalid", "union_tag_not_found"} and len(errors) == 1:
+    if kinds == {"union_tag_not_found"}:
+        return Rejected(Reason.INVALID_EVENT, "type: field required (a string naming the event)")
+    if kinds == {"union_tag_invalid"}:
         return Rejected(Reason.UNKNOWN_TYPE, _describe(errors))
     return Rejected(Reason.INVALID_EVENT, _describe(errors))
 

@@ -20,7 +20,9 @@ def rendered() -> dict[str, str]:
         event_type = model.model_fields["type"].annotation.__args__[0]  # type: ignore[union-attr]
         files[f"{event_type}.schema.json"] = _dump(model.model_json_schema())
     files["event.schema.json"] = _dump(EVENT_ADAPTER.json_schema())
-    files["session.schema.json"] = _dump(TypeAdapter(Session).json_schema())
+    # The session is what the API serves, so its schema describes the serialized form
+    # (Decimal as a string), not what the model would accept as input.
+    files["session.schema.json"] = _dump(TypeAdapter(Session).json_schema(mode="serialization"))
     return files
 
 

@@ -1,0 +1,101 @@
+"""Helpers for the pure tests: contract-valid events and an in-memory stand-in for Redis.
+
+``MemoryState`` applies a ``Plan`` exactly as ``streams/lua/commit.lua`` does
+(writes, deletes, aliases, applied offsets), so the planner's guarantees can be
+checked by the thousand without any process. The Lua script itself is proven
+against a real redis-server in ``test_redis_state.py`` and the e2e tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from schemas.events import EVENT_ADAPTER, AnyEvent
+from schemas.session import Session
+from streams.batch import Plan, Record, Snapshot, plan_batch
+from streams.decode import decode
+from streams.fold import Rejected
+
+
+def ev(
+    type_: str,
+    payload: dict[str, Any] | None = None,
+    *,
+    customer: str | None = None,
+    anon: str | None = None,
+    channel: str = "web",
+    at: str = "2026-11-24T10:00:00Z",
+    event_id: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """One event as the wire carries it (a dict)."""
+    out: dict[str, Any] = {
+        "event_id": event_id or f"e-{type_}-{at}-{customer or anon}",
+        "type": type_,
+        "occurred_at": at,
+        "channel": channel,
+        "payload": payload or {},
+        **extra,
+    }
+    if customer is not None:
+        out["customer_id"] = customer
+    if anon is not None:
+        out["anonymous_id"] = anon
+    return out
+
+
+def model(event: dict[str, Any]) -> AnyEvent:
+    """The validated model of an event dict (raises if it breaks the contract)."""
+    parsed: AnyEvent = EVENT_ADAPTER.validate_python(event)
+    return parsed
+
+
+def add(sku: str, quantity: int = 1, price: str = "10.00", currency: str = "EUR") -> dict[str, Any]:
+    return {"sku": sku, "quantity": quantity, "unit_price": price, "currency": currency}
+
+
+def records(
+    events: Sequence[dict[str, Any] | bytes], topic: str = "cart-events", partition: int = 0
+) -> list[Record]:
+    """Records at offsets 0.. of one partition, in the given order."""
+    return [
+        Record(topic, partition, i, None, e if isinstance(e, bytes) else orjson.dumps(e))
+        for i, e in enumerate(events)
+    ]
+
+
+@dataclass
+class MemoryState:
+    """What Redis holds, applied plan by plan as ``commit.lua`` would."""
+
+    sessions: dict[str, Session] = field(default_factory=dict)
+    aliases: dict[str, str] = field(default_factory=dict)
+    offsets: dict[str, int] = field(default_factory=dict)
+
+    def snapshot(self) -> Snapshot:
+        return Snapshot(dict(self.aliases), dict(self.offsets), dict(self.sessions))
+
+    def apply(self, plan: Plan) -> None:
+        for key, version in plan.expected_versions.items():
+            current = self.sessions.get(key)
+            assert (current.version if current else 0) == version, "plan built on a stale read"
+        self.sessions.update(plan.writes)
+        for key in plan.deletes:
+            self.sessions.pop(key, None)
+        self.aliases.update(plan.aliases)
+        self.offsets.update(plan.offsets)
+
+    def process(self, batch: Sequence[Record]) -> Plan:
+        """Decode, plan against the current state and commit: one worker batch."""
+        decoded: list[AnyEvent | Rejected] = [decode(r.value) for r in batch]
+        plan = plan_batch(batch, decoded, self.snapshot())
+        self.apply(plan)
+        return plan
+
+    def dump(self) -> dict[str, bytes]:
+        """Every session's stored bytes, for byte-for-byte comparisons."""
+        return {k: s.model_dump_json().encode() for k, s in sorted(self.sessions.items())}
