@@ -23,6 +23,8 @@ from streams.processor import BatchProcessor
 from streams.redis_state import RedisState
 from tests.conftest import added, event
 
+pytestmark = pytest.mark.e2e
+
 
 def records(
     events: list[dict[str, object]], topic: str = "cart-events", start: int = 0, partition: int = 0
