@@ -12,7 +12,7 @@ help:
 	@echo "make run    - set up and run the whole stack on loopback with simulated traffic"
 	@echo "make test   - set up and run lint and every test"
 	@echo "make lint   - ruff and mypy"
-	@echo "make bench  - measure worker start time and events folded per second"
+	@echo "make bench  - the worker against a ceiling, an empty Faust agent and a naive agent"
 	@echo "make schemas - re-export JSON Schema files from the models"
 
 setup: $(STAMP) system-deps
@@ -24,12 +24,21 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install $(PIP_QUIET) -e '.[dev]'
 	@touch $(STAMP)
 
-# Debian's redis-server, when the machine lacks it (root or sudo needed only then).
+# Debian packages, each only when its command is missing (root or sudo needed only
+# then): redis-server for the test Redis, promtool (package prometheus) to check
+# the alert rules and the /metrics output.
+SYSTEM_DEPS := redis-server:redis-server promtool:prometheus
+
 system-deps:
-	@command -v redis-server >/dev/null || { \
-	  echo "installing redis-server (Debian package)"; \
+	@missing=""; for dep in $(SYSTEM_DEPS); do \
+	  command -v "$${dep%%:*}" >/dev/null || missing="$$missing $${dep#*:}"; done; \
+	[ -z "$$missing" ] || { \
+	  echo "installing$$missing (Debian packages)"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends redis-server; }
+	  log=$$(mktemp); \
+	  { $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends $$missing; } >"$$log" 2>&1 \
+	    || { cat "$$log"; rm -f "$$log"; exit 1; }; rm -f "$$log"; }
 
 run: setup
 	$(BIN)/continuity dev
@@ -48,8 +57,13 @@ e2e: setup
 test: setup lint
 	$(BIN)/pytest -q
 
+# Seeded backlog drained by a plain-aiokafka ceiling, an empty Faust agent, a naive
+# GET/fold/SET agent, the worker and two workers; medians of 3 rounds, each run on a
+# fresh broker and Redis and checked against the oracle (a few minutes on 2 cores).
+# Bigger runs: make bench BENCH_ARGS="--events 50000 --runs 5 --memory-customers 10000,1000000"
+BENCH_ARGS ?=
 bench: setup
-	$(BIN)/python -m bench.core --events 30000 --runs 3
+	$(BIN)/python -m bench --events 30000 --customers 3000 --runs 3 $(BENCH_ARGS)
 
 schemas: $(STAMP)
 	$(BIN)/continuity schema

@@ -33,11 +33,11 @@ KAFKA_TOPICS="${KAFKA_TOPICS:-$(command -v kafka-topics.sh || echo /opt/kafka/bi
 client=("$KAFKA_TOPICS" --bootstrap-server "$BOOTSTRAP")
 if [[ -n "${COMMAND_CONFIG:-}" ]]; then client+=(--command-config "$COMMAND_CONFIG"); fi
 
-create() { # topic retention_ms
+create() { # topic retention_ms [extra kafka-topics.sh arguments...]
   "${client[@]}" --create --if-not-exists --topic "$1" \
     --partitions "$PARTITIONS" --replication-factor "$REPLICATION" \
     --config cleanup.policy=delete --config retention.ms="$2" \
-    --config min.insync.replicas="$MIN_ISR"
+    --config min.insync.replicas="$MIN_ISR" "${@:3}"
 }
 
 partition_count() { # topic -> PartitionCount from --describe
@@ -58,7 +58,15 @@ partition_count() { # topic -> PartitionCount from --describe
 }
 
 echo "topics.sh: $BOOTSTRAP, $PARTITIONS partitions, replication $REPLICATION, min ISR $MIN_ISR"
-for topic in "${SOURCE_TOPICS[@]}"; do create "$topic" "$RETENTION_MS"; done
+# LogAppendTime: the record timestamp is the broker's append time, not the
+# producer's clock, so continuity_kafka_age_at_commit_seconds measures the
+# pipeline (append -> Redis commit) and not clock skew. Events carry their own
+# occurred_at. An existing topic keeps its setting; change it with
+# `kafka-configs.sh --alter --entity-type topics --entity-name <topic>
+# --add-config message.timestamp.type=LogAppendTime`.
+for topic in "${SOURCE_TOPICS[@]}"; do
+  create "$topic" "$RETENTION_MS" --config message.timestamp.type=LogAppendTime
+done
 # Same count as the sources: nothing requires it, but one number is one less
 # thing to get wrong when scaling.
 create "$DLQ_TOPIC" "$DLQ_RETENTION_MS"

@@ -9,6 +9,10 @@ each event only after Redis holds the batch's result. (``take_events`` acks in a
 ``finally``, so a cancelled or failed batch would be committed unapplied.)
 Kafka offsets are only a hint: the applied offsets stored with the states in
 Redis decide what is skipped on redelivery.
+
+A timer refreshes the consumer-lag and sessions-active gauges, and the
+rebalance signals drop the series of partitions this worker no longer owns
+(``streams/gauges.py``).
 """
 
 from __future__ import annotations
@@ -16,15 +20,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Sequence
 from typing import Any
 
 import faust
+from faust.types import TP
 from redis.asyncio import Redis
 
 from schemas.topics import DEAD_LETTERS, SOURCE_TOPICS
 from streams.batch import Record, RecordOutcome
 from streams.dlq import dead_letter
+from streams.gauges import GaugeRefresher
+from streams.logs import batch_fields
 from streams.processor import BatchProcessor
 from streams.redis_state import RedisState
 from streams.settings import Settings
@@ -56,6 +64,9 @@ def create_app(settings: Settings) -> faust.App:
         web_enabled=False,
     )
     source = app.topic(*SOURCE_TOPICS, key_type=bytes, value_type=bytes)
+    # The agent opens Redis on the worker's loop; the gauge timer borrows it.
+    states: list[RedisState] = []
+    gauges = GaugeRefresher()
 
     async def fold_sessions(stream: Any) -> None:
         redis = Redis.from_url(
@@ -65,6 +76,7 @@ def create_app(settings: Settings) -> faust.App:
             health_check_interval=10,
         )
         state = RedisState(redis, settings.redis_prefix)
+        states.append(state)
         processor = BatchProcessor(
             state,
             _dead_letter_sink(app, settings.retry_max_delay),
@@ -72,22 +84,56 @@ def create_app(settings: Settings) -> faust.App:
         )
         try:
             async for events in stream.noack_take(settings.batch_max, settings.batch_within):
+                records = [_record(e.message) for e in events]
                 try:
-                    await processor.process([_record(e.message) for e in events])
+                    await processor.process(records)
                 except Exception:
                     # Only a bug gets here (input errors are outcomes, Redis errors
                     # are retried). Faust would restart the agent and move on,
                     # leaving this batch unapplied behind later offsets: die
                     # instead, so the batch is redelivered to a fresh process.
-                    log.critical("unexpected error folding a batch; exiting", exc_info=True)
+                    log.critical(
+                        "unexpected error folding a batch; exiting",
+                        exc_info=True,
+                        extra=batch_fields(records),
+                    )
                     os._exit(70)
                 for event in events:
                     await stream.ack(event)
         finally:
+            states.remove(state)
             await redis.aclose()
 
+    async def refresh_gauges() -> None:
+        if not states:
+            return
+        try:
+            await gauges.refresh(states[0], lambda tp: _highwater(app, tp), time.time())
+        except Exception:
+            # A gauge is never worth a worker: Faust would crash the app on a timer error.
+            log.exception("gauge refresh failed")
+
+    # Faust sends (app, partitions, signal=...): the partitions are the one positional.
+    def on_revoked(sender: Any, /, *partitions: Any, **_: Any) -> None:
+        gauges.revoked((tp.topic, tp.partition) for tp in partitions[0])
+
+    def on_assigned(sender: Any, /, *partitions: Any, **_: Any) -> None:
+        gauges.assigned((tp.topic, tp.partition) for tp in partitions[0])
+
     app.agent(source, name="fold_sessions", concurrency=1)(fold_sessions)
+    app.timer(interval=settings.metrics_interval, name="refresh_gauges")(refresh_gauges)
+    app.on_partitions_revoked.connect(on_revoked)
+    app.on_partitions_assigned.connect(on_assigned)
     return app
+
+
+def _highwater(app: faust.App, tp: tuple[str, int]) -> int | None:
+    """The fetch high watermark of an assigned partition, or None before its first fetch."""
+    try:
+        mark = app.consumer.highwater(TP(*tp))
+    except Exception:  # not (or no longer) assigned mid-rebalance: no answer, not a crash
+        return None
+    return int(mark) if mark is not None else None
 
 
 def _record(message: Any) -> Record:
@@ -120,7 +166,12 @@ def _dead_letter_sink(app: faust.App, max_delay: float) -> Any:
                 await send_once(outcomes)
                 return
             except Exception as exc:
-                log.warning("dead-letter send failed (%r); retrying in %.1fs", exc, delay)
+                log.warning(
+                    "dead-letter send failed (%r); retrying in %.1fs",
+                    exc,
+                    delay,
+                    extra=batch_fields([o.record for o in outcomes]),
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, max_delay)
 

@@ -15,6 +15,8 @@ from typing import Any, TextIO
 import orjson
 
 DEFAULT_STATE_DIR = Path(".continuity")
+# The token key of a running ``continuity dev`` (mode 0600, next to dev.json).
+DEV_SECRET_FILE = "auth-secret"
 
 
 def load_settings() -> Any:
@@ -29,6 +31,9 @@ def load_settings() -> Any:
             overrides["KAFKA_BOOTSTRAP"] = info["kafka_bootstrap"]
         if "REDIS_URL" not in os.environ:
             overrides["REDIS_URL"] = info["redis_url"]
+        secret = dev_file.parent / DEV_SECRET_FILE
+        if "CONTINUITY_AUTH_SECRET" not in os.environ and secret.exists():
+            overrides["auth_secret"] = secret.read_text().strip()
     return Settings(**overrides)
 
 
@@ -43,36 +48,51 @@ def cmd_worker(args: argparse.Namespace) -> int:
     import faust
     from prometheus_client import start_http_server
 
+    from streams import logs
     from streams.app import create_app
     from streams.topics_admin import TopicLayoutError, ensure_topics
 
     settings = load_settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(settings.log_level, settings.log_format)
+    json_logs = settings.log_format == "json"
     try:
         layout = asyncio.run(ensure_topics(settings.kafka_bootstrap, settings.topic_partitions))
     except TopicLayoutError as exc:
-        print(f"continuity worker: {exc}", file=sys.stderr)
+        _say(json_logs, f"continuity worker: {exc}", logging.ERROR)
         return 2
     if layout.get("cart-events") != settings.topic_partitions:
-        print(
+        _say(
+            json_logs,
             f"continuity worker: topics have {layout.get('cart-events')} partitions, "
             f"CONTINUITY_TOPIC_PARTITIONS says {settings.topic_partitions}; using the topics'",
-            file=sys.stderr,
+            logging.WARNING,
         )
     if settings.metrics_port:
         start_http_server(settings.metrics_port, addr=settings.metrics_host)
-    print(
+    _say(
+        json_logs,
         f"continuity worker: group {settings.app_id!r} on {settings.kafka_bootstrap}, "
         f"metrics {'on :' + str(settings.metrics_port) if settings.metrics_port else 'off'}",
-        flush=True,
     )
     app = create_app(settings)
     # Faust's worker installs its own loop; the one asyncio.run used above is closed.
     asyncio.set_event_loop(asyncio.new_event_loop())
-    faust.Worker(app, loglevel=settings.log_level).execute_from_commandline()
+    faust.Worker(
+        app,
+        loglevel=settings.log_level,
+        # JSON: Faust's own records too, and no banner (it is not a JSON line).
+        logging_config=logs.logging_config(settings.log_level, "json") if json_logs else None,
+        quiet=json_logs,
+    ).execute_from_commandline()
     return 0  # pragma: no cover - execute_from_commandline exits the process
+
+
+def _say(json_logs: bool, message: str, level: int = logging.INFO) -> None:
+    """A worker start-up message: a plain line, or a log record when logs are JSON."""
+    if json_logs:
+        logging.getLogger("streams.cli").log(level, message)
+    else:
+        print(message, file=sys.stdout if level == logging.INFO else sys.stderr, flush=True)
 
 
 def cmd_session_show(args: argparse.Namespace) -> int:
@@ -185,6 +205,54 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gateway(args: argparse.Namespace) -> int:
+    from aiokafka.errors import KafkaError
+
+    from streams import logs
+    from streams.gateway.app import run
+    from streams.gateway.auth import check_secret
+    from streams.topics_admin import TopicLayoutError
+
+    settings = load_settings()
+    logs.configure(settings.log_level, settings.log_format)
+    try:
+        secret = check_secret(
+            settings.auth_secret.get_secret_value() if settings.auth_secret else None
+        )
+    except ValueError as exc:
+        print(f"continuity gateway: {exc}; refusing to start", file=sys.stderr)
+        return 2
+    try:
+        run(settings, secret)
+    except TopicLayoutError as exc:
+        print(f"continuity gateway: {exc}", file=sys.stderr)
+        return 2
+    except (KafkaError, OSError) as exc:
+        print(f"continuity gateway: cannot start: {exc!r}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from streams.gateway.auth import Role, issue
+
+    settings = load_settings()
+    try:
+        token = issue(
+            settings.auth_secret.get_secret_value() if settings.auth_secret else "",
+            Role(args.role),
+            subject=args.customer or args.subject,
+            store=args.store,
+            anon=args.anon,
+            ttl=args.ttl if args.ttl is not None else settings.token_ttl,
+        )
+    except ValueError as exc:
+        print(f"continuity token: {exc}", file=sys.stderr)
+        return 2
+    print(token)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="continuity", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -223,6 +291,18 @@ def parser() -> argparse.ArgumentParser:
     sc = sub.add_parser("schema", help="export the JSON Schema files from the models")
     sc.add_argument("--check", action="store_true", help="exit 1 if checked-in files are stale")
     sc.set_defaults(func=cmd_schema)
+
+    g = sub.add_parser("gateway", help="run the HTTP/SSE gateway (CONTINUITY_AUTH_SECRET)")
+    g.set_defaults(func=cmd_gateway)
+
+    t = sub.add_parser("token", help="print a gateway token signed with CONTINUITY_AUTH_SECRET")
+    t.add_argument("--role", required=True, choices=["customer", "pos", "service"])
+    t.add_argument("--customer", help="customer key a customer token acts for (or a guest id)")
+    t.add_argument("--store", help="store id of a pos token")
+    t.add_argument("--anon", help="guest id a customer token may link (sign-in)")
+    t.add_argument("--subject", help="sub claim of a pos or service token (who holds it)")
+    t.add_argument("--ttl", type=int, default=None, help="lifetime in seconds")
+    t.set_defaults(func=cmd_token)
     return p
 
 

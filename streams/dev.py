@@ -19,14 +19,17 @@ from redis.asyncio import Redis
 
 from schemas.topics import CART_EVENTS, DEAD_LETTERS
 from streams import devstack
+from streams.cli import DEV_SECRET_FILE
 from streams.dlq import describe
+from streams.gateway.auth import Role, issue
 from streams.publish import Publisher, prepare_dict
 from streams.redis_state import RedisState
 from streams.settings import Settings
-from streams.simulate import endless
+from streams.simulate import endless, journey
 from streams.topics_admin import ensure_topics
 
 DEV_FILE = "dev.json"
+DEV_TOKEN_TTL = 12 * 3600
 EXIT_CONFIG = 2  # a worker refusing its configuration: restarting cannot help
 
 # Bad events the demo slips in, so the dead-letter path is visible too.
@@ -71,15 +74,29 @@ def run(state_dir: Path, workers: int, demo: bool, rate: float, seed: int) -> in
             }
             children.append(devstack.start_worker(f"worker-{i + 1}", env, logs))
             metrics.append(f"http://127.0.0.1:{port}/metrics")
+        # The gateway's token key: in a 0600 file for ``continuity token``, in the
+        # child's environment for the gateway, never on screen or in a log.
+        secret = devstack.write_secret(state_dir / DEV_SECRET_FILE)
+        gateway = devstack.start_gateway(
+            "gateway",
+            {
+                "KAFKA_BOOTSTRAP": bootstrap,
+                "REDIS_URL": redis_url,
+                "CONTINUITY_AUTH_SECRET": secret,
+            },
+            logs,
+        )
+        children.append(gateway)
         info = {
             "kafka_bootstrap": bootstrap,
             "redis_url": redis_url,
+            "gateway": f"http://127.0.0.1:{gateway.port}",
             "worker_metrics": metrics,
             "logs": str(logs.resolve()),
             "pids": {c.name: c.pid for c in children},
         }
         (state_dir / DEV_FILE).write_text(json.dumps(info, indent=2) + "\n")
-        _banner(info, state_dir, demo)
+        _banner(info, state_dir, demo, secret, _demo_shopper(seed))
         asyncio.run(_live(settings, children, demo, rate, seed))
     except KeyboardInterrupt:
         print("\ncontinuity dev: stopping", flush=True)
@@ -88,6 +105,8 @@ def run(state_dir: Path, workers: int, demo: bool, rate: float, seed: int) -> in
             child.stop()
         with contextlib.suppress(FileNotFoundError):
             (state_dir / DEV_FILE).unlink()
+        with contextlib.suppress(FileNotFoundError):
+            (state_dir / DEV_SECRET_FILE).unlink()
     print("continuity dev: every process stopped", flush=True)
     return 0
 
@@ -96,17 +115,36 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def _banner(info: dict[str, Any], state_dir: Path, demo: bool) -> None:
+def _demo_shopper(seed: int) -> str:
+    """The first simulated shopper who signs in (so has a customer session to show)."""
+    for n in range(40):
+        for ev in journey(seed, n, "demo0"):
+            if "customer_id" in ev:
+                return str(ev["customer_id"])
+    return "demo0-00000"
+
+
+def _banner(info: dict[str, Any], state_dir: Path, demo: bool, secret: str, who: str) -> None:
+    gw = info["gateway"]
+    shopper = issue(secret, Role.CUSTOMER, subject=who, ttl=DEV_TOKEN_TTL)
+    service = issue(secret, Role.SERVICE, subject="dev", ttl=DEV_TOKEN_TTL)
     print(
         f"""
   Kafka (embedded)   {info["kafka_bootstrap"]}
   Redis              {info["redis_url"]}
+  gateway            {gw}
   worker metrics     {", ".join(info["worker_metrics"])}
   addresses          {state_dir / DEV_FILE}
   logs               {info["logs"]}/
 
   Look at a session: .venv/bin/continuity session show <customer or guest id>
   Publish events:    .venv/bin/continuity produce events.jsonl
+  Gateway tokens (valid {DEV_TOKEN_TTL // 3600} h; more with .venv/bin/continuity token --help):
+    shopper {who}: {shopper}
+    service: {service}
+  Try it:     TOKEN=<the shopper token above>
+              curl -H "Authorization: Bearer $TOKEN" {gw}/v1/sessions/{who}
+              curl -N -H "Authorization: Bearer $TOKEN" {gw}/v1/sessions/{who}/stream
   {"Simulated shoppers start once a worker is ready (about 10 s)." if demo else "No demo traffic."}
   Ctrl-C stops everything.
 """,
@@ -238,7 +276,9 @@ async def _watch_children(children: list[devstack.Child]) -> None:
                 file=sys.stderr,
                 flush=True,
             )
-            if not child.name.startswith("worker") or child.proc.returncode == EXIT_CONFIG:
+            # Workers and the gateway hold no state of their own: restart them.
+            restartable = child.name.startswith(("worker", "gateway"))
+            if not restartable or child.proc.returncode == EXIT_CONFIG:
                 raise SystemExit(1)
             children[i] = child.restart()
             print(f"continuity dev: {child.name} restarted", file=sys.stderr, flush=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -176,3 +177,30 @@ def start_worker(name: str, env: Mapping[str, str], log_dir: Path) -> Child:
     """One ``continuity worker`` process."""
     argv = [sys.executable, "-m", "streams.cli", "worker"]
     return spawn(name, argv, log_dir / f"{name}.log", env=env)
+
+
+def start_gateway(
+    name: str, env: Mapping[str, str], log_dir: Path, port: int | None = None
+) -> Child:
+    """One ``continuity gateway`` process on 127.0.0.1:``port``, waited for until it listens."""
+    port = port or free_port()
+    argv = [sys.executable, "-m", "streams.cli", "gateway"]
+    child = spawn(
+        name,
+        argv,
+        log_dir / f"{name}.log",
+        env={**env, "CONTINUITY_GATEWAY_HOST": "127.0.0.1", "CONTINUITY_GATEWAY_PORT": str(port)},
+        port=port,
+    )
+    wait_port(port, timeout=60.0, proc=child.proc)
+    return child
+
+
+def write_secret(path: Path) -> str:
+    """A fresh random token key in ``path``, readable by its owner only (mode 0600)."""
+    secret = secrets.token_urlsafe(48)
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secret + "\n")
+    return secret

@@ -1,13 +1,42 @@
-"""Prometheus metrics of the worker. Labels are bounded: never a customer id."""
+"""Prometheus metrics of the worker, and how the facts of a batch are recorded in them.
+
+Labels are bounded: a channel or event type from the contract (or
+``unknown``), a topic, a partition number, an outcome, a reason, a Redis
+operation; never a customer id. Each worker process is its own scrape target
+with its own registry, so nothing here is counted by two processes: batch
+counters belong to the worker that committed the batch (a plan is committed
+once), per-partition gauges to the worker assigned the partition
+(``streams/gauges.py``).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import Counter, Gauge, Histogram
+
+from schemas.events import Channel
+from schemas.topics import SOURCE_TOPICS
+from streams.facts import BatchFacts, RecordLabels
+from streams.fold import Reason
+
+REDIS_OPERATIONS = ("load", "commit", "refresh")
 
 EVENTS = Counter(
     "continuity_events_total",
     "Records consumed by source topic and outcome: applied, duplicate, already_applied, rejected.",
     ["topic", "outcome"],
+)
+RECEIVED = Counter(
+    "continuity_events_received_total",
+    "Records received from Kafka by channel and event type (counted before folding).",
+    ["channel", "type"],
+)
+PROCESSED = Counter(
+    "continuity_events_processed_total",
+    "Records folded and committed, by channel, event type and outcome "
+    "(applied, duplicate, already_applied, rejected = dead-lettered).",
+    ["channel", "type", "outcome"],
 )
 DEAD_LETTERS = Counter(
     "continuity_dead_letters_total",
@@ -24,6 +53,17 @@ REDIS_RETRIES = Counter(
     "Redis operations retried after a connection error or timeout.",
 )
 REDIS_UP = Gauge("continuity_redis_up", "1 while the worker's last Redis operation succeeded.")
+REDIS_SECONDS = Histogram(
+    "continuity_redis_command_duration_seconds",
+    "Duration of the worker's Redis round trips by operation (load, commit, refresh).",
+    ["operation"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+REDIS_ERRORS = Counter(
+    "continuity_redis_errors_total",
+    "Redis round trips that failed, by operation (load, commit, refresh).",
+    ["operation"],
+)
 MERGE_DROPPED_LINES = Counter(
     "continuity_merge_dropped_lines_total",
     "Guest cart lines not merged (other currency or cart full) on login.",
@@ -38,3 +78,80 @@ BATCH_SECONDS = Histogram(
     "Time to decode, fold and commit one batch.",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
+EVENT_AGE = Histogram(
+    "continuity_event_age_at_commit_seconds",
+    "Seconds from an applied event's occurred_at to its state being committed in Redis.",
+    ["channel"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
+)
+APPEND_AGE = Histogram(
+    "continuity_kafka_age_at_commit_seconds",
+    "Seconds from an applied event's Kafka record timestamp to its state being committed.",
+    ["topic"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+CONSUMER_LAG = Gauge(
+    "continuity_consumer_lag_records",
+    "Records beyond the last applied offset, per partition assigned to this worker.",
+    ["topic", "partition"],
+)
+SESSIONS_ACTIVE = Gauge(
+    "continuity_sessions_active",
+    "Distinct sessions changed within the window (HyperLogLog estimate); exported only by "
+    "the worker assigned partition 0 of cart-events.",
+    ["window"],
+)
+MULTICHANNEL_SESSIONS = Counter(
+    "continuity_multichannel_sessions_total",
+    "Sessions whose channel set grew to two or more channels.",
+)
+CROSS_CHANNEL_RESUMES = Counter(
+    "continuity_cross_channel_resumes_total",
+    "Cart lines changed on one channel and next changed on another, by channel pair.",
+    ["from_channel", "to_channel"],
+)
+CHECKOUTS_COMPLETED = Counter(
+    "continuity_checkouts_completed_total",
+    "Checkouts completed (applied checkout.completed events), by channel.",
+    ["channel"],
+)
+
+
+# Series an alert or a rate() reads exist at 0 from the start: a counter that
+# appears with its first increment hides that increment from increase().
+for _op in REDIS_OPERATIONS:
+    REDIS_ERRORS.labels(_op)
+for _topic in SOURCE_TOPICS:
+    for _reason in Reason:
+        DEAD_LETTERS.labels(_topic, _reason.value)
+for _channel in Channel:
+    CHECKOUTS_COMPLETED.labels(_channel.value)
+
+
+def record_received(labels: Iterable[RecordLabels]) -> None:
+    """Count records as they arrive, before the batch is folded."""
+    for lab in labels:
+        RECEIVED.labels(lab.channel, lab.type).inc()
+
+
+def record_batch(facts: BatchFacts) -> None:
+    """Count the facts of one committed batch."""
+    BATCH_SIZE.observe(facts.size)
+    for (topic, outcome), n in facts.by_topic.items():
+        EVENTS.labels(topic, outcome).inc(n)
+    for (topic, reason), n in facts.dead_letters.items():
+        DEAD_LETTERS.labels(topic, reason).inc(n)
+    if facts.dropped_lines:
+        MERGE_DROPPED_LINES.inc(facts.dropped_lines)
+    for (channel, type_, outcome), n in facts.processed.items():
+        PROCESSED.labels(channel, type_, outcome).inc(n)
+    for channel, seconds in facts.event_ages:
+        EVENT_AGE.labels(channel).observe(seconds)
+    for topic, seconds in facts.append_ages:
+        APPEND_AGE.labels(topic).observe(seconds)
+    if facts.multichannel_sessions:
+        MULTICHANNEL_SESSIONS.inc(facts.multichannel_sessions)
+    for (before, after), n in facts.resumes.items():
+        CROSS_CHANNEL_RESUMES.labels(before.value, after.value).inc(n)
+    for channel, n in facts.checkouts.items():
+        CHECKOUTS_COMPLETED.labels(channel.value).inc(n)

@@ -5,6 +5,9 @@ a batch is committed to Redis (states + applied offsets, atomically) before
 the caller acknowledges it to Kafka. Dead letters are delivered before the
 commit that marks their offsets applied, so a crash in between re-sends them
 rather than losing them.
+
+What a batch counts in the metrics is derived from the committed plan by the
+pure ``streams/facts.py``; this module only times Redis and records the result.
 """
 
 from __future__ import annotations
@@ -12,20 +15,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TypeVar
 
 from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
 
 from streams import metrics
-from streams.batch import Kind, Plan, Record, RecordOutcome, needs, plan_batch
+from streams.batch import Plan, Record, RecordOutcome, needs, plan_batch
 from streams.decode import decode
+from streams.facts import RecordId, RecordLabels, batch_facts, labels_by_record, record_id
 from streams.fold import DEFAULT_LIMITS, Limits
+from streams.logs import batch_fields, record_fields
 from streams.redis_state import RedisState
 
 log = logging.getLogger(__name__)
 
 DeadLetterSink = Callable[[Sequence[RecordOutcome]], Awaitable[None]]
 _RETRYABLE = (ConnectionError, TimeoutError, BusyLoadingError, OSError)
+T = TypeVar("T")
 
 
 class BatchProcessor:
@@ -51,20 +58,25 @@ class BatchProcessor:
         """
         started = time.perf_counter()
         decoded = [decode(r.value) for r in records]
+        labels = labels_by_record(records, decoded)
+        metrics.record_received(labels.values())
         need = needs(records, decoded)
         delivered: set[tuple[str, int, int]] = set()
         delay = 0.05
         while True:
             try:
-                snapshot = await self.state.load(need)
+                snapshot = await _timed("load", self.state.load(need))
                 plan = plan_batch(records, decoded, snapshot, self.limits)
                 await self._send_dead_letters(plan, delivered)
-                conflict = await self.state.commit(plan)
+                conflict = await _timed("commit", self.state.commit(plan, time.time()))
             except _RETRYABLE as exc:
                 metrics.REDIS_UP.set(0)
                 metrics.REDIS_RETRIES.inc()
                 log.warning(
-                    "redis unavailable (%s); retrying batch in %.2fs", type(exc).__name__, delay
+                    "redis unavailable (%s); retrying batch in %.2fs",
+                    type(exc).__name__,
+                    delay,
+                    extra=batch_fields(records),
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.retry_max_delay)
@@ -74,34 +86,42 @@ class BatchProcessor:
                 break
             metrics.COMMIT_CONFLICTS.labels(conflict.what).inc()
             log.info("commit conflict on %s %s; re-planning batch", conflict.what, conflict.name)
-        self._observe(plan, len(records), time.perf_counter() - started)
+        metrics.record_batch(batch_facts(plan, snapshot, labels, time.time()))
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+        _log_dead_letters(plan, labels)
         return plan
 
     async def _send_dead_letters(self, plan: Plan, delivered: set[tuple[str, int, int]]) -> None:
-        fresh = [
-            o
-            for o in plan.rejected
-            if (o.record.topic, o.record.partition, o.record.offset) not in delivered
-        ]
+        fresh = [o for o in plan.rejected if record_id(o.record) not in delivered]
         if not fresh:
             return
         await self.dead_letter(fresh)
-        delivered.update((o.record.topic, o.record.partition, o.record.offset) for o in fresh)
+        delivered.update(record_id(o.record) for o in fresh)
 
-    def _observe(self, plan: Plan, size: int, seconds: float) -> None:
-        metrics.BATCH_SIZE.observe(size)
-        metrics.BATCH_SECONDS.observe(seconds)
-        if plan.dropped_lines:
-            metrics.MERGE_DROPPED_LINES.inc(len(plan.dropped_lines))
-        for o in plan.outcomes:
-            metrics.EVENTS.labels(o.record.topic, o.kind.value).inc()
-            if o.kind is Kind.REJECTED and o.reason is not None:
-                metrics.DEAD_LETTERS.labels(o.record.topic, o.reason.value).inc()
-                log.warning(
-                    "dead-lettered %s[%d]@%d: %s (%s)",
-                    o.record.topic,
-                    o.record.partition,
-                    o.record.offset,
-                    o.reason.value,
-                    o.detail,
-                )
+
+async def _timed(operation: str, call: Awaitable[T]) -> T:
+    """Await one Redis round trip, observing its duration and counting its failure."""
+    started = time.perf_counter()
+    try:
+        return await call
+    except Exception:
+        metrics.REDIS_ERRORS.labels(operation).inc()
+        raise
+    finally:
+        metrics.REDIS_SECONDS.labels(operation).observe(time.perf_counter() - started)
+
+
+def _log_dead_letters(plan: Plan, labels: Mapping[RecordId, RecordLabels]) -> None:
+    for o in plan.rejected:
+        reason = o.reason.value if o.reason else "unknown"
+        event_id = labels.get(record_id(o.record), RecordLabels()).event_id
+        log.warning(
+            "dead-lettered %s[%d]@%d event_id=%s: %s (%s)",
+            o.record.topic,
+            o.record.partition,
+            o.record.offset,
+            event_id or "-",
+            reason,
+            o.detail,
+            extra=record_fields(o.record, event_id, reason=reason),
+        )

@@ -9,6 +9,7 @@ key                    type    holds
 ``P:a:{<anon>}``       string  the customer a merged guest id now points at
 ``P:o``                hash    ``<topic>:<partition>`` -> last applied offset
 ``P:u:{<key>}``        pubsub  a notice per committed version (after the write)
+``P:h:<bucket>``       HLL     session keys committed in one time bucket (expires)
 =====================  ======  ===================================================
 
 The commit script checks every version, alias and offset the plan was computed
@@ -28,6 +29,7 @@ import orjson
 from redis.asyncio import Redis
 
 from schemas.session import Session
+from streams.activity import BUCKET_TTL_SECONDS, bucket, bucket_key
 from streams.batch import Needs, Plan, Snapshot
 
 
@@ -84,8 +86,12 @@ class RedisState:
         }
         return Snapshot(aliases, offsets, sessions)
 
-    async def commit(self, plan: Plan) -> Conflict | None:
-        """Write the plan if nothing it read changed; return the conflict otherwise."""
+    async def commit(self, plan: Plan, active_at: float | None = None) -> Conflict | None:
+        """Write the plan if nothing it read changed; return the conflict otherwise.
+
+        With ``active_at`` (Unix seconds), the written keys are also counted in
+        that time bucket's sessions-active HyperLogLog (``streams/activity.py``).
+        """
         args: list[Any] = [self.prefix, self.offsets_key]
         _section(args, [(k, v) for k, v in plan.expected_versions.items()])
         _section(args, [(k, v or "") for k, v in plan.expected_aliases.items()])
@@ -100,6 +106,11 @@ class RedisState:
         _section(args, [(k, _notice(k, None, merged_into=c)) for k, c in plan.deletes.items()])
         _section(args, list(plan.aliases.items()))
         _section(args, list(plan.offsets.items()))
+        activity = []
+        if active_at is not None:
+            key = bucket_key(self.prefix, bucket(active_at))
+            activity.append((key, BUCKET_TTL_SECONDS))
+        _section(args, activity)
         result = await self._commit(args=args)
         if int(result[0]) == 1:
             return None

@@ -28,12 +28,48 @@ class Settings(BaseSettings):
     batch_within: float = Field(default=0.05, gt=0, description="Longest wait to fill a batch (s).")
     metrics_host: str = Field(default="0.0.0.0", description="Address the /metrics server binds.")
     metrics_port: int = Field(default=0, ge=0, le=65535, description="Worker /metrics port; 0=off.")
+    metrics_interval: float = Field(
+        default=5.0, gt=0, description="Refresh of the lag and sessions-active gauges (s)."
+    )
     session_timeout: float = Field(default=10.0, gt=0, description="Kafka session timeout (s).")
     heartbeat_interval: float = Field(default=1.0, gt=0, description="Kafka heartbeat (s).")
     rebalance_timeout: float = Field(default=3.0, gt=0, description="Kafka rebalance timeout (s).")
     commit_interval: float = Field(default=1.0, gt=0, description="Kafka offset commit every (s).")
     retry_max_delay: float = Field(default=5.0, gt=0, description="Cap of Redis retry backoff (s).")
     log_level: str = Field(default="info", pattern=r"^(debug|info|warning|error)$")
+    log_format: str = Field(default="text", pattern=r"^(text|json)$", description="Log lines.")
+
+    # The gateway (``continuity gateway``, README: Gateway API).
+    gateway_host: str = Field(default="127.0.0.1", description="Address the gateway binds.")
+    gateway_port: int = Field(default=8080, ge=0, le=65535, description="Gateway HTTP port.")
+    auth_secret: SecretStr | None = Field(
+        default=None,
+        description="HS256 key of the bearer tokens (32+ characters); never logged. "
+        "The gateway refuses to start without one.",
+    )
+    token_ttl: int = Field(default=3600, ge=1, description="Lifetime of issued tokens (s).")
+    gateway_max_body_bytes: int = Field(
+        default=256 * 1024, ge=1024, description="Largest request body the gateway reads."
+    )
+    gateway_max_events: int = Field(default=500, ge=1, description="Most events per ingest.")
+    gateway_max_wait: float = Field(
+        default=10.0, ge=0, description="Cap of a read's ``wait`` parameter (s)."
+    )
+    gateway_produce_timeout: float = Field(
+        default=10.0, gt=0, description="Longest wait for Kafka to acknowledge an ingest (s)."
+    )
+    sse_heartbeat: float = Field(default=15.0, gt=0, description="SSE comment every (s).")
+    sse_send_timeout: float = Field(
+        default=10.0, gt=0, description="A stream write slower than this drops the client (s)."
+    )
+    sse_max_connections: int = Field(
+        default=1000, ge=1, description="Open event streams per gateway process."
+    )
+    producer_idempotence: bool = Field(
+        default=False,
+        description="Idempotent Kafka producer; the embedded broker refuses it, production "
+        "turns it on.",
+    )
 
     def redis_dsn(self) -> str:
         """The Redis URL with its secret, for client constructors only."""

@@ -3,6 +3,7 @@
 --   expected versions (key, version) | expected aliases (anon, target or '')
 --   expected offsets (tp, offset or -1) | writes (key, version, json, notice)
 --   deletes (key, notice) | alias writes (anon, target) | offset writes (tp, offset)
+--   activity (0 or 1 row: hyperloglog key, ttl seconds)
 -- Returns {1} on success, {0, what, name} on a conflict (nothing written).
 local prefix, offsets_key = ARGV[1], ARGV[2]
 local i = 3
@@ -35,7 +36,8 @@ for j = 0, n - 1 do
   if have ~= want then return {0, 'offset', tp} end
 end
 
-s, n = section(4)
+local ws, wn = section(4)
+s, n = ws, wn
 for j = 0, n - 1 do
   local b = s + 4 * j
   redis.call('HSET', skey(ARGV[b]), 'v', ARGV[b + 1], 'd', ARGV[b + 2])
@@ -53,5 +55,12 @@ end
 s, n = section(2)
 for j = 0, n - 1 do
   redis.call('HSET', offsets_key, ARGV[s + 2 * j], ARGV[s + 2 * j + 1])
+end
+-- The sessions-active estimate: written keys join the current time bucket's
+-- HyperLogLog, in the same step so a replay that writes nothing adds nothing.
+s, n = section(2)
+if n == 1 and wn > 0 then
+  for j = 0, wn - 1 do redis.call('PFADD', ARGV[s], ARGV[ws + 4 * j]) end
+  redis.call('EXPIRE', ARGV[s], ARGV[s + 1])
 end
 return {1}

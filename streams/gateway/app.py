@@ -1,0 +1,157 @@
+"""Assembling and running the gateway's aiohttp application.
+
+Routes live in ``routes_*`` modules, each with a ``register(app)``; add a
+module to ``ROUTE_MODULES`` to add an area (a demo page, a POS handoff).
+Middlewares, outermost first: request metrics, JSON errors, authentication.
+
+Shared per process: one Redis client for reads, one Redis connection for
+pub/sub (``Fanout``), one Kafka producer. Nothing else is kept between
+requests, so gateways scale out behind any load balancer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from types import ModuleType
+
+from aiohttp import web
+from aiokafka.errors import KafkaError
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from streams.gateway import (
+    routes_health,
+    routes_index,
+    routes_ingest,
+    routes_sessions,
+    routes_stream,
+)
+from streams.gateway.access_log import PathOnlyAccessLogger, ScrubBadRequests
+from streams.gateway.fanout import Fanout
+from streams.gateway.guard import authenticate
+from streams.gateway.keys import (
+    FANOUT,
+    PRODUCER,
+    REDIS,
+    SECRET,
+    SESSIONS,
+    SETTINGS,
+    STREAM_SLOTS,
+)
+from streams.gateway.middleware import count_requests, json_errors
+from streams.gateway.producer import EventProducer
+from streams.gateway.sessions import Sessions
+from streams.gateway.slots import Slots
+from streams.redis_state import RedisState
+from streams.settings import Settings
+from streams.topics_admin import TopicLayoutError, ensure_topics
+
+log = logging.getLogger(__name__)
+
+ROUTE_MODULES: tuple[ModuleType, ...] = (
+    routes_index,
+    routes_health,
+    routes_sessions,
+    routes_stream,
+    routes_ingest,
+)
+# How long a starting gateway waits for Kafka before giving up.
+STARTUP_TIMEOUT = 30.0
+# Open streams get this long to end after a shutdown signal (they are told at once).
+SHUTDOWN_TIMEOUT = 5.0
+
+
+def create_app(settings: Settings, secret: str) -> web.Application:
+    """The application with every route; connections open when it starts."""
+    app = web.Application(
+        client_max_size=settings.gateway_max_body_bytes,
+        middlewares=[count_requests, json_errors, authenticate],
+    )
+    app[SETTINGS] = settings
+    app[SECRET] = secret
+    app[STREAM_SLOTS] = Slots(settings.sse_max_connections)
+    app.cleanup_ctx.append(_connections)
+    app.on_shutdown.append(_end_streams)
+    for module in ROUTE_MODULES:
+        module.register(app)
+    return app
+
+
+def run(settings: Settings, secret: str) -> None:
+    """Serve until SIGINT or SIGTERM."""
+    logging.getLogger("aiohttp.server").addFilter(ScrubBadRequests())
+    web.run_app(
+        create_app(settings, secret),
+        host=settings.gateway_host,
+        port=settings.gateway_port,
+        access_log_class=PathOnlyAccessLogger,
+        # A client that goes away cancels its handler: streams end at once.
+        handler_cancellation=True,
+        shutdown_timeout=SHUTDOWN_TIMEOUT,
+        print=None,
+    )
+
+
+async def _connections(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    producer = await _start_producer(settings)
+    redis = Redis.from_url(settings.redis_dsn(), socket_timeout=5, socket_connect_timeout=2)
+    # No retries on the pub/sub connection: the fan-out reconnects itself, so it
+    # knows when notices may have been lost.
+    pubsub_client = Redis.from_url(
+        settings.redis_dsn(), socket_connect_timeout=2, retry=Retry(NoBackoff(), 0)
+    )
+    state = RedisState(redis, settings.redis_prefix)
+    fanout = Fanout(pubsub_client, state.channel)
+    await fanout.start()
+    app[PRODUCER] = producer
+    app[REDIS] = redis
+    app[FANOUT] = fanout
+    app[SESSIONS] = Sessions(redis, state, fanout)
+    log.info(
+        "continuity gateway: listening on http://%s:%d (Kafka %s, prefix %r)",
+        settings.gateway_host,
+        settings.gateway_port,
+        settings.kafka_bootstrap,
+        settings.redis_prefix,
+    )
+    try:
+        yield
+    finally:
+        await fanout.stop()
+        await producer.stop()
+        await redis.aclose()
+
+
+async def _end_streams(app: web.Application) -> None:
+    if FANOUT in app:
+        app[FANOUT].close_all()
+
+
+async def _start_producer(settings: Settings) -> EventProducer:
+    """Create missing topics (as the worker does) and connect the producer; retry a while."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while True:
+        producer = EventProducer(
+            settings.kafka_bootstrap,
+            idempotence=settings.producer_idempotence,
+            timeout=settings.gateway_produce_timeout,
+        )
+        try:
+            await ensure_topics(settings.kafka_bootstrap, settings.topic_partitions)
+            await producer.start()
+            return producer
+        except TopicLayoutError:
+            raise
+        except (KafkaError, OSError) as exc:
+            await producer.stop()
+            if time.monotonic() > deadline:
+                raise
+            log.warning(
+                "Kafka at %s not reachable yet (%r); retrying", settings.kafka_bootstrap, exc
+            )
+            await asyncio.sleep(1.0)

@@ -1,0 +1,25 @@
+"""Typed keys of what the gateway app and its requests carry (aiohttp ``AppKey``/``RequestKey``)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from redis.asyncio import Redis
+
+from streams.gateway.auth import Principal
+from streams.gateway.fanout import Fanout
+from streams.gateway.producer import EventProducer
+from streams.gateway.sessions import Sessions
+from streams.gateway.slots import Slots
+from streams.settings import Settings
+
+SETTINGS = web.AppKey("settings", Settings)
+SECRET = web.AppKey("secret", str)
+REDIS = web.AppKey("redis", Redis)
+SESSIONS = web.AppKey("sessions", Sessions)
+FANOUT = web.AppKey("fanout", Fanout)
+PRODUCER = web.AppKey("producer", EventProducer)
+STREAM_SLOTS = web.AppKey("stream_slots", Slots)
+
+PRINCIPAL = web.RequestKey("principal", Principal)
+# Status of a response already streaming, for metrics when the client leaves mid-stream.
+STREAMING = web.RequestKey("streaming", int)

@@ -1,0 +1,106 @@
+"""JSON error bodies for every failure, and request metrics by route template.
+
+Whatever goes wrong, the client gets ``{"error", "message"}`` with a fitting
+status: an ``ApiError`` from a handler, aiohttp's own 404/405/413, Redis
+down (503), or an unexpected bug (500, logged with the route template and
+never with the query string, which may carry a token).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import orjson
+from aiohttp import web
+
+from streams.gateway import metrics
+from streams.gateway.errors import CODE_BY_STATUS, INTERNAL, REDIS_UNAVAILABLE, ApiError
+from streams.gateway.guard import Handler
+from streams.gateway.keys import STREAMING
+from streams.gateway.sessions import RedisUnavailable
+
+log = logging.getLogger(__name__)
+
+UNMATCHED = "unmatched"
+
+
+def json_response(
+    body: object, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    """A JSON response (orjson: decimals as strings are already strings in the models)."""
+    return web.Response(
+        body=orjson.dumps(body), status=status, headers=headers, content_type="application/json"
+    )
+
+
+def render(exc: ApiError) -> web.Response:
+    """The response for an ``ApiError``."""
+    return json_response(exc.body(), exc.status, exc.headers)
+
+
+@web.middleware
+async def count_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count every answered request by route template, method and status class."""
+    try:
+        response = await handler(request)
+    except asyncio.CancelledError:
+        # The client left; an event stream normally ends this way, after its 200.
+        if STREAMING in request:
+            _count(request, request[STREAMING])
+        raise
+    _count(request, response.status)
+    return response
+
+
+def _count(request: web.Request, status: int) -> None:
+    metrics.HTTP_REQUESTS.labels(
+        route_template(request), request.method, f"{status // 100}xx"
+    ).inc()
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn every failure into a JSON error body; the gateway never crashes on input."""
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return render(exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = CODE_BY_STATUS.get(exc.status, f"http_{exc.status}")
+        headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
+        return render(ApiError(exc.status, code, _http_message(exc), headers=headers))
+    except RedisUnavailable:
+        log.warning("Redis unavailable on %s %s", request.method, route_template(request))
+        return render(
+            ApiError(
+                503,
+                REDIS_UNAVAILABLE,
+                "session storage is unavailable; retry shortly",
+                headers={"Retry-After": "1"},
+            )
+        )
+    except Exception:
+        log.exception("unexpected error on %s %s", request.method, route_template(request))
+        return render(ApiError(500, INTERNAL, "unexpected error; it has been logged"))
+
+
+def route_template(request: web.Request) -> str:
+    """The route's path template (``/v1/sessions/{id}``), never the concrete path."""
+    resource = request.match_info.route.resource
+    if resource is None or request.match_info.http_exception is not None:
+        return UNMATCHED
+    return resource.canonical
+
+
+def _http_message(exc: web.HTTPException) -> str:
+    if exc.status == 413:
+        # aiohttp's text names both sizes; say it plainly, with the limit.
+        return f"the request body is too large: {exc.text}"
+    if exc.status == 404:
+        return "no such route"
+    if exc.status == 405:
+        return "method not allowed on this route"
+    return exc.reason

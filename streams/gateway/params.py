@@ -1,0 +1,123 @@
+"""Path and query values of the read routes, checked before anything touches Redis. Pure.
+
+* ``{id}``: the wire contract's id pattern (``schemas.events.Id``); anything
+  else (an encoded slash, ``..``, a brace, a space) is a 400, never a key.
+* ``min_version=N``: wait until the session's version is at least N.
+* ``after=P[,P...]``: wait until the worker applied every position ``P``
+  (``topic:partition:offset``, as ``POST /v1/events`` returns them).
+* ``wait=S`` (seconds, ``5``, ``2.5`` or ``5s``): how long to wait; capped by
+  ``CONTINUITY_GATEWAY_MAX_WAIT``, which is also the default when a
+  condition is given.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from pydantic import TypeAdapter, ValidationError
+
+from schemas.events import Id
+from schemas.topics import SOURCE_TOPICS
+from streams.gateway.errors import INVALID_ID, INVALID_PARAMETER, ApiError
+
+MAX_POSITIONS = 64
+_ID = TypeAdapter(Id)
+_INT = re.compile(r"^[0-9]{1,19}$")
+_SECONDS = re.compile(r"^[0-9]{1,6}(\.[0-9]{1,3})?s?$")
+
+
+@dataclass(frozen=True, order=True)
+class Position:
+    """Where one accepted event is in Kafka."""
+
+    topic: str
+    partition: int
+    offset: int
+
+    @property
+    def tp(self) -> str:
+        """The field naming the partition in the applied-offsets hash."""
+        return f"{self.topic}:{self.partition}"
+
+    def __str__(self) -> str:
+        return f"{self.topic}:{self.partition}:{self.offset}"
+
+
+@dataclass(frozen=True)
+class ReadWait:
+    """What a read waits for, and for how long at most (seconds)."""
+
+    min_version: int | None = None
+    after: tuple[Position, ...] = ()
+    timeout: float = 0.0
+
+    @property
+    def wanted(self) -> bool:
+        """True if the read asked to wait for anything."""
+        return self.min_version is not None or bool(self.after)
+
+
+def session_id(raw: str) -> str:
+    """The session id of the path, or a 400 ``invalid_id``."""
+    try:
+        return _ID.validate_python(raw)
+    except ValidationError:
+        raise ApiError(
+            400, INVALID_ID, "the id must match [A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}"
+        ) from None
+
+
+def read_wait(query: Mapping[str, str], max_wait: float) -> ReadWait:
+    """The wait a read asks for (``min_version``, ``after``, ``wait``), or a 400."""
+    min_version = _optional_int(query.get("min_version"), "min_version")
+    after = positions(query["after"]) if "after" in query else ()
+    wanted = min_version is not None or bool(after)
+    timeout = wait_seconds(query.get("wait"), max_wait) if wanted else 0.0
+    return ReadWait(min_version, after, timeout)
+
+
+def wait_seconds(raw: str | None, max_wait: float) -> float:
+    """``wait`` in seconds, capped by ``max_wait`` (the default when absent)."""
+    if raw is None:
+        return max_wait
+    if not _SECONDS.match(raw):
+        raise _bad("wait", "seconds, e.g. 5, 2.5 or 5s")
+    return min(float(raw.removesuffix("s")), max_wait)
+
+
+def positions(raw: str) -> tuple[Position, ...]:
+    """Comma-separated ``topic:partition:offset`` positions, or a 400."""
+    parts = [p for p in raw.split(",") if p]
+    if not parts or len(parts) > MAX_POSITIONS:
+        raise _bad("after", f"1 to {MAX_POSITIONS} positions topic:partition:offset")
+    found = []
+    for part in parts:
+        topic, _, rest = part.partition(":")
+        partition, _, offset = rest.partition(":")
+        if topic not in SOURCE_TOPICS or not _INT.match(partition) or not _INT.match(offset):
+            raise _bad("after", "positions as returned by POST /v1/events (topic:partition:offset)")
+        found.append(Position(topic, int(partition), int(offset)))
+    return tuple(found)
+
+
+def newest_per_partition(found: list[Position]) -> tuple[Position, ...]:
+    """One position per partition, the highest: what ``after`` needs to cover them all."""
+    best: dict[str, Position] = {}
+    for p in found:
+        if p.tp not in best or p.offset > best[p.tp].offset:
+            best[p.tp] = p
+    return tuple(sorted(best.values()))
+
+
+def _optional_int(raw: str | None, name: str) -> int | None:
+    if raw is None:
+        return None
+    if not _INT.match(raw):
+        raise _bad(name, "a non-negative integer")
+    return int(raw)
+
+
+def _bad(name: str, expected: str) -> ApiError:
+    return ApiError(400, INVALID_PARAMETER, f"{name} must be {expected}", extra={"parameter": name})

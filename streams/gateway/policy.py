@@ -1,0 +1,89 @@
+"""Who may read which session and publish which event. Pure (no I/O).
+
+Reads are judged on the session key an id *resolves* to (a merged guest's
+id resolves to its customer), never on the id in the URL alone, so an alias
+cannot be used to reach another customer's session. Events are judged on the
+ids they carry, after they passed the wire contract.
+
+=========  =====================================  ================================================
+role       may read                               may publish
+=========  =====================================  ================================================
+customer   the session whose key is its ``sub``   events with ``customer_id == sub`` (carrying an
+                                                  ``anonymous_id`` only when it is ``sub`` or the
+                                                  token's ``anon``), or with no ``customer_id``
+                                                  and ``anonymous_id == sub``
+pos        any session                            events with ``channel == "pos"`` and
+                                                  ``store_id`` equal to the token's ``store``
+service    any session                            any event
+=========  =====================================  ================================================
+
+Why the ``anon`` rule: an event carrying both ids merges the guest session
+into the customer's and points the guest id at the customer for good. If a
+customer token could name any guest id, knowing someone's device id would be
+enough to take over their guest cart; so linking a guest needs a token issued
+for that sign-in (claim ``anon``), or a ``service`` token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from schemas.events import AnyEvent, Channel
+from streams.gateway.auth import Principal, Role
+
+FORBIDDEN = "forbidden"
+SIGN_IN_REQUIRED = "sign_in_required"
+
+
+@dataclass(frozen=True)
+class Denied:
+    """Why a valid token may not do something. ``code`` is part of the interface."""
+
+    code: str
+    message: str
+
+
+def may_read(principal: Principal, requested: str, key: str) -> Denied | None:
+    """May ``principal`` read the session ``requested`` resolves to (``key``)?"""
+    if principal.role is not Role.CUSTOMER:
+        return None
+    if key == principal.subject:
+        return None
+    if requested == principal.subject:
+        # The guest this token was issued for has since signed in: the cart now
+        # belongs to a customer account, which a guest token cannot read.
+        return Denied(
+            SIGN_IN_REQUIRED,
+            "this guest session was merged into a customer account; sign in to read it",
+        )
+    return Denied(FORBIDDEN, "a customer token may read only its own session")
+
+
+def may_ingest(principal: Principal, event: AnyEvent) -> Denied | None:
+    """May ``principal`` publish ``event`` (already valid under the wire contract)?"""
+    if principal.role is Role.SERVICE:
+        return None
+    if principal.role is Role.POS:
+        if event.channel is not Channel.POS:
+            return Denied(FORBIDDEN, 'a pos token may publish only events with channel "pos"')
+        if event.store_id != principal.store:
+            return Denied(FORBIDDEN, "a pos token may publish only events of its own store_id")
+        return None
+    return _customer_may_ingest(principal, event)
+
+
+def _customer_may_ingest(principal: Principal, event: AnyEvent) -> Denied | None:
+    sub = principal.subject
+    if event.customer_id is None:
+        if event.anonymous_id == sub:
+            return None
+        return Denied(FORBIDDEN, "a customer token may publish only events with its own id")
+    if event.customer_id != sub:
+        return Denied(FORBIDDEN, "a customer token may publish only events with its own id")
+    if event.anonymous_id in (None, sub, principal.anon):
+        return None
+    return Denied(
+        FORBIDDEN,
+        "an event carrying an anonymous_id links that guest to the customer; "
+        "the token must name the guest (claim anon)",
+    )

@@ -1,0 +1,169 @@
+"""``GET /v1/sessions/{id}/stream``: a session's states as Server-Sent Events.
+
+Order of work, so that no version is missed: authorise on the resolved key,
+subscribe to its notices (confirmed by Redis), *then* read the state and
+send it unless the client's ``Last-Event-ID`` already covers it; after that,
+re-read and send on every notice (see ``streams.gateway.sse`` for what is
+sent when). A slow client whose write times out
+(``CONTINUITY_SSE_SEND_TIMEOUT``) is dropped; it reconnects with its
+``Last-Event-ID`` and gets the newest state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from aiohttp import web
+from aiohttp_sse import EventSourceResponse, sse_response
+
+from streams.gateway import metrics, sse
+from streams.gateway.errors import REDIS_UNAVAILABLE, TOO_MANY_STREAMS, ApiError
+from streams.gateway.fanout import FanoutUnavailable, Subscriber
+from streams.gateway.guard import forbidden, principal_of, query_token
+from streams.gateway.keys import FANOUT, SESSIONS, SETTINGS, STREAM_SLOTS, STREAMING
+from streams.gateway.params import session_id
+from streams.gateway.policy import may_read
+from streams.gateway.sessions import RedisUnavailable, Sessions
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@query_token
+async def stream_session(request: web.Request) -> web.StreamResponse:
+    """Follow one session live (``text/event-stream``)."""
+    sid = session_id(request.match_info["id"])
+    resume = sse.resume_from(
+        request.headers.get("Last-Event-ID"), request.query.get("last_event_id")
+    )
+    app = request.app
+    view = await app[SESSIONS].locate(sid)
+    denied = may_read(principal_of(request), sid, view.key)
+    if denied is not None:
+        raise forbidden(denied)
+    slots = app[STREAM_SLOTS]
+    if not slots.take():
+        metrics.SSE_REFUSED.inc()
+        raise ApiError(
+            503,
+            TOO_MANY_STREAMS,
+            "this gateway has no room for another stream; retry",
+            headers={"Retry-After": "2"},
+        )
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                sub = await stack.enter_async_context(app[FANOUT].subscribe(view.key))
+            except FanoutUnavailable:
+                raise ApiError(
+                    503,
+                    REDIS_UNAVAILABLE,
+                    "live updates are unavailable right now; retry",
+                    headers={"Retry-After": "1"},
+                ) from None
+            return await _follow(request, app[SETTINGS], app[SESSIONS], sub, resume)
+    finally:
+        slots.give_back()
+
+
+async def _follow(
+    request: web.Request,
+    settings: Settings,
+    sessions: Sessions,
+    sub: Subscriber,
+    resume: int | None,
+) -> web.StreamResponse:
+    cursor = sse.Cursor(resume)
+    if resume is not None:
+        metrics.SSE_RESUMES.inc()
+    metrics.SSE_SUBSCRIBERS.inc()
+    started = time.monotonic()
+    ending = "client gone"
+    try:
+        async with sse_response(
+            request,
+            ping_interval=settings.sse_heartbeat,
+            send_timeout=settings.sse_send_timeout,
+            headers={"Cache-Control": "no-store"},
+        ) as resp:
+            request[STREAMING] = resp.status
+            ending = await _pump(resp, sessions, sub, cursor)
+    finally:
+        metrics.SSE_SUBSCRIBERS.dec()
+        # The access log has no line for a stream the client closed (its handler is
+        # cancelled), so the stream says how it ended itself: path only, never the query.
+        log.info(
+            "stream %s ended: %s after %.1fs at version %d",
+            request.rel_url.raw_path,
+            ending,
+            time.monotonic() - started,
+            cursor.last,
+        )
+    return resp
+
+
+async def _pump(
+    resp: EventSourceResponse, sessions: Sessions, sub: Subscriber, cursor: sse.Cursor
+) -> str:
+    """Send states until the session is merged away, the gateway stops or the client goes.
+
+    Returns how the stream ended.
+    """
+    closed = asyncio.ensure_future(resp.wait())
+    try:
+        await resp.write(sse.retry_field())
+        while not sub.closing:
+            sub.dirty.clear()
+            frame, last = await _next_frame(sessions, sub, cursor)
+            if frame is not None:
+                await resp.send(frame.data, id=frame.id, event=frame.event)
+                metrics.SSE_MESSAGES.inc()
+            if last:
+                return "merged"
+            dirty = asyncio.ensure_future(sub.dirty.wait())
+            await asyncio.wait({closed, dirty}, return_when=asyncio.FIRST_COMPLETED)
+            dirty.cancel()
+            if closed.done():
+                metrics.SSE_DROPS.labels("closed").inc()
+                return "client gone"
+        return "gateway stopping"
+    except TimeoutError:
+        metrics.SSE_DROPS.labels("slow").inc()
+        return "dropped: a write timed out (slow client)"
+    except ConnectionError:
+        metrics.SSE_DROPS.labels("closed").inc()
+        return "client gone"
+    except asyncio.CancelledError:
+        metrics.SSE_DROPS.labels("closed").inc()
+        raise
+    except RedisUnavailable:
+        # The client reconnects with Last-Event-ID and resumes.
+        return "Redis unavailable"
+    except Exception:
+        # The headers are sent: no error body is possible any more, only an end.
+        log.exception("ending a stream after an unexpected error")
+        return "unexpected error"
+    finally:
+        closed.cancel()
+
+
+async def _next_frame(
+    sessions: Sessions, sub: Subscriber, cursor: sse.Cursor
+) -> tuple[sse.Frame | None, bool]:
+    """What to send after a wake-up, and whether it ends the stream."""
+    if sub.merged_into is not None:
+        return sse.merged_frame(sub.key, sub.merged_into), True
+    view = await sessions.view(sub.key)
+    if view.merged_into is not None:
+        return sse.merged_frame(view.key, view.merged_into), True
+    if view.session is not None and cursor.offer(view.session.version):
+        return sse.session_frame(view.session.public(), view.session.version), False
+    return None, False
+
+
+def register(app: web.Application) -> None:
+    """Add the stream route."""
+    app.router.add_get("/v1/sessions/{id}/stream", stream_session, name="session_stream")

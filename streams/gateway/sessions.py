@@ -1,0 +1,140 @@
+"""Reading sessions from Redis, and read-your-writes waits.
+
+``locate`` resolves a customer or guest id to its session key and reads that
+session; ``view`` reads one key as it is (a stream follows one key and must
+notice when a guest key was merged away, rather than silently follow the
+alias to a customer's session the client may not be allowed to read).
+
+``wait`` implements blocking reads (Consul's blocking-query style): it
+subscribes to the session's notices *first*, then re-checks the condition
+after every notice, and also every ``poll`` seconds, because some progress
+publishes nothing (an event the worker rejected still advances the applied
+offset) and pub/sub may be down. Whatever happens, it returns the current
+state by the deadline and says whether the condition was met.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from schemas.session import Session
+from streams.gateway import metrics
+from streams.gateway.fanout import Fanout, FanoutUnavailable, Subscriber
+from streams.gateway.params import Position, ReadWait
+from streams.redis_state import RedisState
+
+
+class RedisUnavailable(Exception):
+    """Redis did not answer; the request gets a 503."""
+
+
+@dataclass(frozen=True)
+class View:
+    """A session key and what Redis holds for it right now."""
+
+    key: str
+    session: Session | None
+    merged_into: str | None = None
+
+    @property
+    def version(self) -> int:
+        """The session's version, 0 when there is none."""
+        return self.session.version if self.session is not None else 0
+
+
+class Sessions:
+    """Reads for the routes. Holds no state of its own."""
+
+    def __init__(self, redis: Redis, state: RedisState, fanout: Fanout, poll: float = 0.25) -> None:
+        self._redis = redis
+        self._state = state
+        self._fanout = fanout
+        self._poll = poll
+
+    async def locate(self, some_id: str) -> View:
+        """The session ``some_id`` resolves to (following a merged guest's alias)."""
+        view = await self.view(some_id)
+        if view.merged_into is None:
+            return view
+        # An alias is permanent and points at a customer, never at another alias.
+        return await self.view(view.merged_into)
+
+    async def view(self, key: str) -> View:
+        """Exactly key ``key``: its session, or the customer it was merged into, or nothing."""
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hget(self._state.session_key(key), "d")
+                pipe.get(self._state.alias_key(key))
+                blob, alias = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise RedisUnavailable(repr(exc)) from None
+        if blob is not None:
+            return View(key, Session.model_validate_json(blob))
+        return View(key, None, _s(alias) if alias is not None else None)
+
+    async def applied(self, positions: tuple[Position, ...]) -> bool:
+        """Has the worker applied (or dead-lettered) every one of ``positions``?"""
+        if not positions:
+            return True
+        try:
+            raw = await self._redis.hmget(self._state.offsets_key, [p.tp for p in positions])
+        except (RedisError, OSError) as exc:
+            raise RedisUnavailable(repr(exc)) from None
+        return all(
+            v is not None and int(v) >= p.offset for p, v in zip(positions, raw, strict=True)
+        )
+
+    async def wait(self, some_id: str, want: ReadWait) -> tuple[View, bool]:
+        """The session of ``some_id`` once ``want`` holds, or by its timeout: (view, satisfied)."""
+        view = await self.locate(some_id)
+        if not want.wanted or await self._holds(view, want):
+            return view, True
+        metrics.WAITING.inc()
+        try:
+            async with self._notices(view.key) as sub:
+                view, ok = await self._wait_loop(some_id, want, sub)
+        finally:
+            metrics.WAITING.dec()
+        metrics.READ_WAITS.labels("satisfied" if ok else "timeout").inc()
+        return view, ok
+
+    async def _wait_loop(self, some_id: str, want: ReadWait, sub: Subscriber) -> tuple[View, bool]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + want.timeout
+        while True:
+            # Clear before reading: a notice landing during the read wakes the next round.
+            sub.dirty.clear()
+            view = await self.locate(some_id)
+            if await self._holds(view, want):
+                return view, True
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return view, False
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(self._poll, remaining)):
+                    await sub.dirty.wait()
+
+    async def _holds(self, view: View, want: ReadWait) -> bool:
+        if want.min_version is not None and view.version < want.min_version:
+            return False
+        return await self.applied(want.after)
+
+    @contextlib.asynccontextmanager
+    async def _notices(self, key: str) -> AsyncIterator[Subscriber]:
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                sub = await stack.enter_async_context(self._fanout.subscribe(key))
+            except FanoutUnavailable:
+                # Pub/sub is down: a subscriber nobody wakes; the poll alone decides.
+                sub = Subscriber(key)
+            yield sub
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
