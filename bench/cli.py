@@ -1,0 +1,221 @@
+"""``python -m bench``: the whole benchmark, as ``make bench`` runs it.
+
+1. Generate the seeded workload (``bench.workload``), decode every event, and
+   compute the oracle and its order-independent projection, proven over several
+   delivery orders (``bench.expect``).
+2. Measure Redis bytes per session (``bench.memory``).
+3. For each round, each variant (``bench.variants``) drains the backlog on a
+   fresh broker and Redis (``bench.run``); one progress line per run.
+4. Print the medians as a table with the ratios and write everything to
+   ``bench/results/bench-<time>.json`` (``bench.report``).
+
+Flags make bigger runs (``--events``, ``--customers``, ``--runs``), the worker
+memory check (``--memory-customers 10000,1000000``) and, against a running
+stack with a gateway, the freshness measurement (``--freshness URL``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import memory, report
+from bench.expect import PROJECTION_NOTE, expect
+from bench.procstat import machine
+from bench.run import RunResult, run_once
+from bench.variants import all_variants
+from bench.workload import WorkloadSpec, encode, generate, self_check
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    p.add_argument("--events", type=int, default=30_000, help="events in the backlog")
+    p.add_argument("--customers", type=int, default=3_000, help="shoppers (Zipf-skewed)")
+    p.add_argument("--runs", type=int, default=3, help="runs of every variant (median)")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument(
+        "--variants",
+        default="ceiling,faust-empty,naive,backbone,backbone-2",
+        help="comma-separated subset, run in this order each round",
+    )
+    p.add_argument("--orders", type=int, default=5, help="delivery orders the oracle is proven on")
+    p.add_argument("--out", type=Path, default=RESULTS, help="where results and logs go")
+    p.add_argument(
+        "--memory-customers",
+        default="",
+        help="also fold one event per customer for each count, e.g. 10000,1000000, and report "
+        "the worker's peak RSS (should stay flat) and Redis memory",
+    )
+    f = p.add_argument_group("freshness through the gateway (instead of the benchmark)")
+    f.add_argument("--freshness", metavar="URL", help="SSE URL of a session with {key}")
+    f.add_argument("--freshness-header", action="append", default=[], help="'Name: value'")
+    f.add_argument("--freshness-bootstrap", help="broker (default: KAFKA_BOOTSTRAP or dev.json)")
+    f.add_argument("--freshness-rate", type=float, default=200.0, help="events/s in total")
+    f.add_argument("--freshness-subscribers", type=int, default=200)
+    f.add_argument("--freshness-seconds", type=float, default=30.0)
+    return p.parse_args(argv)
+
+
+async def benchmark(args: argparse.Namespace) -> int:
+    began = time.monotonic()
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    logs = args.out / "logs" / stamp
+    host = machine()
+    say(
+        f"machine: {host['cpu_count']} CPUs ({host.get('cpu_model', '?')}), "
+        f"{host.get('memory_gib', '?')} GiB, {host['platform']}, Python {host['python']}, "
+        f"load average {host.get('load_average_at_start')}"
+    )
+    spec = WorkloadSpec(events=args.events, customers=args.customers, seed=args.seed)
+    workload = generate(spec)
+    self_check(workload)
+    summary = workload.summary()
+    say(
+        f"workload: {spec.events:,} events, {spec.customers:,} customers "
+        f"({_counts(summary['kinds'])}); every event decoded under the wire contract"
+    )
+    say(f"  topics: {_counts(summary['topics'])}")
+    say(f"  types: {_counts(summary['types'])}")
+    say(f"  channels: {_counts(summary['channels'])}")
+    say(
+        f"  Zipf: busiest customer {summary['events_per_customer_max']} events, median "
+        f"{summary['events_per_customer_median']}, top 1% of customers "
+        f"{summary['share_of_top_1pct_customers']:.0%} of events"
+    )
+    t = time.monotonic()
+    expected = expect(workload, orders=args.orders)
+    say(
+        f"oracle: pure planner in publish order; projection identical under "
+        f"{len(expected.orders_tried)} delivery orders ({', '.join(expected.orders_tried)}); "
+        f"{expected.bytes_order_dependent:,} of {len(expected.oracle.sessions):,} sessions' bytes "
+        f"depend on delivery order ({time.monotonic() - t:.0f} s)"
+    )
+    say(f"check: {PROJECTION_NOTE}")
+    sizes = await memory.session_bytes(logs / "session-bytes")
+    for row in sizes:
+        say(
+            f"session size: {row['session']}: {row['redis_bytes']:,} B in Redis "
+            f"({row['json_bytes']:,} B JSON)"
+        )
+    records = encode(workload.events)
+    wanted = [v.strip() for v in args.variants.split(",") if v.strip()]
+    variants = [v for v in all_variants(len(records)) if v.name in wanted]
+    unknown = set(wanted) - {v.name for v in variants}
+    if unknown:
+        raise SystemExit(f"unknown variants: {', '.join(sorted(unknown))}")
+    say(f"runs: {args.runs} rounds x {len(variants)} consumers; logs under {logs}")
+    results: list[RunResult] = []
+    for round_no in range(1, args.runs + 1):
+        for variant in variants:
+            results.append(
+                await run_once(variant, workload, records, expected, round_no, logs, say)
+            )
+    med = report.medians(results)
+    rat = report.ratios(med)
+    if results:
+        say("")
+        say(report.table(med, len(records)))
+        say("")
+        say("ratios of events/s (medians):")
+        say(report.ratio_lines(rat, med))
+        start = med.get("backbone", {}).get("start_s")
+        if start is not None:
+            say(f"worker start (process start -> first event folded), median: {start:.1f} s")
+        for r in results:
+            if r.variant == "backbone-2" and r.note:
+                say(f"two workers, round {r.round}: {r.note}")
+        for r in results:
+            if not r.ok:
+                say(f"FAILED: {r.variant}, round {r.round}: {r.verdict}")
+        say("")
+        say(report.LEGEND)
+        say(f"check: {PROJECTION_NOTE}")
+        say("freshness through the gateway: not measured here (python -m bench --freshness URL)")
+    rss_rows: list[dict[str, Any]] = []
+    if args.memory_customers:
+        counts = [int(c) for c in args.memory_customers.split(",") if c]
+        rss_rows = await memory.rss_by_customers(counts, logs, say)
+        say("")
+        say(report.memory_table(rss_rows))
+    path = report.write_json(
+        args.out,
+        {
+            "machine": host,
+            "workload": {"spec": spec.__dict__, "summary": summary},
+            "oracle": {
+                "orders_tried": expected.orders_tried,
+                "sessions": len(expected.oracle.sessions),
+                "aliases": len(expected.oracle.aliases),
+                "byte_exact_sessions": len(expected.exact),
+                "sessions_whose_bytes_depend_on_order": expected.bytes_order_dependent,
+                "projection": PROJECTION_NOTE,
+            },
+            "session_bytes": sizes,
+            "medians": med,
+            "ratios": rat,
+            "worker_rss_by_customers": rss_rows,
+            "legend": report.LEGEND,
+            "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+            "logs": str(logs),
+            "seconds": round(time.monotonic() - began, 1),
+        },
+        results,
+    )
+    say(f"\nresults: {path} ({time.monotonic() - began:.0f} s in all)")
+    return 0 if all(r.ok for r in results) else 1
+
+
+async def freshness(args: argparse.Namespace) -> int:
+    from bench.freshness import FreshnessSpec, measure_freshness
+
+    bootstrap = args.freshness_bootstrap or os.environ.get("KAFKA_BOOTSTRAP") or _dev_bootstrap()
+    headers = dict(h.split(":", 1) for h in args.freshness_header)
+    spec = FreshnessSpec(
+        args.freshness,
+        bootstrap,
+        subscribers=args.freshness_subscribers,
+        rate=args.freshness_rate,
+        seconds=args.freshness_seconds,
+        headers={k.strip(): v.strip() for k, v in headers.items()},
+    )
+    say(
+        f"freshness: {spec.subscribers} subscribers, {spec.rate:g} events/s for {spec.seconds:g} s "
+        f"via {bootstrap}"
+    )
+    result = await measure_freshness(spec)
+    say(json.dumps(result.__dict__, indent=2))
+    return 0
+
+
+def _dev_bootstrap() -> str:
+    dev = Path(".continuity/dev.json")
+    if not dev.exists():
+        raise SystemExit("no broker: pass --freshness-bootstrap or run `make run` first")
+    return str(json.loads(dev.read_text())["kafka_bootstrap"])
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    if args.freshness:
+        return asyncio.run(freshness(args))
+    return asyncio.run(benchmark(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""A fresh embedded broker and redis-server per run, the backlog, and what they can tell us.
+
+Each run gets its own broker (memory only) and Redis, started exactly as
+``continuity dev`` starts them (``streams.devstack``: Redis with AOF,
+``appendfsync everysec``); Redis's data directory is temporary and removed
+with the stack, the logs are kept. The backlog is written before any consumer
+starts, as pre-encoded records with the keys the wire contract prescribes, so
+every consumer drains the same bytes from the same partitions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from redis.asyncio import Redis
+
+from bench.workload import Encoded
+from streams import devstack
+from streams.topics_admin import ensure_topics
+
+PARTITIONS = 8
+
+
+@dataclass
+class Stack:
+    """One run's broker and Redis."""
+
+    broker: devstack.Child
+    redis_server: devstack.Child
+    redis: Redis
+    data_dir: Path
+    log_dir: Path
+    harness_calls: Counter[str] = field(default_factory=Counter)
+    """Redis commands the harness itself sent, so they can be left out of the consumer's."""
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.broker.port}"
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.redis_server.port}/0"
+
+    @classmethod
+    async def start(cls, log_dir: Path) -> Stack:
+        """Broker and Redis on free loopback ports, with the event topics created."""
+        await asyncio.to_thread(log_dir.mkdir, parents=True, exist_ok=True)
+        data_dir = Path(tempfile.mkdtemp(prefix="continuity-bench-redis-"))
+        broker = devstack.start_broker(log_dir)
+        try:
+            redis_server = devstack.start_redis(data_dir, log_dir)
+        except BaseException:
+            broker.stop()
+            raise
+        stack = cls(
+            broker,
+            redis_server,
+            Redis.from_url(f"redis://127.0.0.1:{redis_server.port}/0"),
+            data_dir,
+            log_dir,
+        )
+        try:
+            await ensure_topics(stack.bootstrap, PARTITIONS)
+        except BaseException:
+            await stack.stop()
+            raise
+        return stack
+
+    def worker_env(self, **extra: str) -> dict[str, str]:
+        """The environment of a worker (or bench runner) on this stack."""
+        return {
+            "KAFKA_BOOTSTRAP": self.bootstrap,
+            "REDIS_URL": self.redis_url,
+            "CONTINUITY_TOPIC_PARTITIONS": str(PARTITIONS),
+            "CONTINUITY_LOG_LEVEL": "warning",
+            **extra,
+        }
+
+    async def produce(self, records: Sequence[Encoded]) -> Backlog:
+        """Write the backlog; return where every partition ends."""
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            acks="all",
+            linger_ms=20,
+            max_batch_size=256 * 1024,
+            enable_idempotence=False,
+        )
+        await producer.start()
+        started = time.monotonic()
+        try:
+            futures = [await producer.send(r.topic, r.value, key=r.key) for r in records]
+            written: dict[str, int] = {}
+            for md in await asyncio.gather(*futures):
+                tp = f"{md.topic}:{md.partition}"
+                written[tp] = max(written.get(tp, -1), md.offset)
+        finally:
+            await producer.stop()
+        return Backlog(len(records), written, time.monotonic() - started)
+
+    async def applied_offsets(self, prefix: str) -> dict[str, int]:
+        """The worker's applied offsets (``<prefix>:o``): ``topic:partition`` -> offset."""
+        self.harness_calls["hgetall"] += 1
+        raw = await self.redis.hgetall(f"{prefix}:o")
+        return {_text(k): int(v) for k, v in raw.items()}
+
+    async def commandstats(self) -> dict[str, int]:
+        """Calls per Redis command so far (commands run inside Lua scripts included)."""
+        self.harness_calls["info"] += 1
+        info: dict[str, Any] = await self.redis.info("commandstats")
+        return {
+            name.removeprefix("cmdstat_"): int(stats["calls"])
+            for name, stats in info.items()
+            if isinstance(stats, dict)
+        }
+
+    async def stop(self) -> None:
+        await self.redis.aclose()
+        self.redis_server.stop()
+        self.broker.stop()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+def script_commands() -> frozenset[str]:
+    """Every Redis command the worker's Lua scripts can run (parsed from ``streams/lua``)."""
+    names: set[str] = set()
+    for script in resources.files("streams").joinpath("lua").iterdir():
+        if script.name.endswith(".lua"):
+            text = script.read_text(encoding="utf-8")
+            names.update(m.lower() for m in re.findall(r"redis\.p?call\(\s*['\"](\w+)", text))
+    return frozenset(names)
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """What was written before the consumer started."""
+
+    events: int
+    last_offsets: dict[str, int]
+    seconds: float
+
+    def drained(self, applied: dict[str, int]) -> bool:
+        """Whether ``applied`` (``topic:partition`` -> offset) reaches every partition's end."""
+        return all(applied.get(tp, -1) >= off for tp, off in self.last_offsets.items())
+
+
+@dataclass
+class GroupWatch:
+    """Polls a consumer group's state and membership; remembers every change with its time."""
+
+    bootstrap: str
+    group: str
+    changes: list[tuple[float, str, int]] = field(default_factory=list)
+    _task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._watch())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def stable_since(self, members: int) -> float | None:
+        """When the group last became Stable with ``members`` members, if it is now."""
+        if self.changes and self.changes[-1][1:] == ("Stable", members):
+            return self.changes[-1][0]
+        return None
+
+    def story(self, since: float) -> str:
+        """The group's changes as ``+2.1s Stable/2`` steps, relative to ``since``."""
+        return ", ".join(f"+{t - since:.1f}s {state}/{n}" for t, state, n in self.changes)
+
+    async def _watch(self) -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        await admin.start()
+        try:
+            while True:
+                try:
+                    described = await admin.describe_consumer_groups([self.group])
+                    state, n = _group_state(described)
+                except Exception:  # the broker is busy or the group not known yet: ask again
+                    state, n = "?", 0
+                if not self.changes or self.changes[-1][1:] != (state, n):
+                    self.changes.append((time.time(), state, n))
+                await asyncio.sleep(0.1)
+        finally:
+            await admin.close()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _group_state(described: list[Any]) -> tuple[str, int]:
+    for response in described:
+        for group in response.groups:
+            # (error_code, group, state, protocol_type, protocol, members)
+            return str(group[2]), len(group[5])
+    return "?", 0
