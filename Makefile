@@ -6,12 +6,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PIP_QUIET := --quiet --disable-pip-version-check
 
-.PHONY: run test lint unit e2e bench schemas setup system-deps clean help
+.PHONY: run test lint unit e2e bench schemas setup system-deps clean help test-faults
 
 help:
 	@echo "make run    - set up and run the whole stack on loopback with simulated traffic"
 	@echo "make test   - set up and run lint and every test"
 	@echo "make lint   - ruff and mypy"
+	@echo "make test-faults - the fault suite, long versions (FAULT_SCALE=long)"
 	@echo "make bench  - the worker against a ceiling, an empty Faust agent and a naive agent"
 	@echo "make schemas - re-export JSON Schema files from the models"
 
@@ -26,8 +27,9 @@ $(STAMP): pyproject.toml
 
 # Debian packages, each only when its command is missing (root or sudo needed only
 # then): redis-server for the test Redis, promtool (package prometheus) to check
-# the alert rules and the /metrics output.
-SYSTEM_DEPS := redis-server:redis-server promtool:prometheus
+# the alert rules and the /metrics output, chromium for the demo page's browser test
+# (Playwright drives it; it never downloads a browser of its own).
+SYSTEM_DEPS := redis-server:redis-server promtool:prometheus chromium:chromium
 
 system-deps:
 	@missing=""; for dep in $(SYSTEM_DEPS); do \
@@ -56,6 +58,10 @@ e2e: setup
 
 test: setup lint
 	$(BIN)/pytest -q
+
+# The fault suite's long versions (more injections and events); prints the fault table.
+test-faults: setup
+	FAULT_SCALE=long $(BIN)/pytest -m faults -q
 
 # Seeded backlog drained by a plain-aiokafka ceiling, an empty Faust agent, a naive
 # GET/fold/SET agent, the worker and two workers; medians of 3 rounds, each run on a

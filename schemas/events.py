@@ -111,6 +111,10 @@ class CheckoutCompleted(_Payload):
     order_id: Id
 
 
+class HandoffClaimed(_Payload):
+    terminal_id: Id | None = None
+
+
 class _Envelope(BaseModel):
     """Fields every event carries."""
 
@@ -176,6 +180,23 @@ class CheckoutCompletedEvent(_Envelope):
     payload: CheckoutCompleted
 
 
+class CheckoutHandoffClaimed(_Envelope):
+    """A store's POS claimed the customer's handoff code and took over the session.
+
+    Published by the gateway (``POST /v1/handoffs/{code}/claim``) on the
+    checkout topic: channel ``pos``, ``store_id`` the claiming store.
+    """
+
+    type: Literal["checkout.handoff_claimed"]
+    payload: HandoffClaimed = HandoffClaimed()
+
+    @model_validator(mode="after")
+    def _at_a_store(self) -> CheckoutHandoffClaimed:
+        if self.channel is not Channel.POS or self.store_id is None:
+            raise ValueError('checkout.handoff_claimed needs channel "pos" and a store_id')
+        return self
+
+
 class SessionIdentified(_Envelope):
     """The customer logged in: the guest ``anonymous_id`` is now ``customer_id``."""
 
@@ -198,6 +219,7 @@ EVENT_MODELS: tuple[type[_Envelope], ...] = (
     BrowseSearch,
     CheckoutStarted,
     CheckoutCompletedEvent,
+    CheckoutHandoffClaimed,
     SessionIdentified,
 )
 
@@ -210,6 +232,7 @@ Event = Annotated[
     | BrowseSearch
     | CheckoutStarted
     | CheckoutCompletedEvent
+    | CheckoutHandoffClaimed
     | SessionIdentified,
     Field(discriminator="type"),
 ]

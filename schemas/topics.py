@@ -9,6 +9,8 @@ DEAD_LETTERS = "events-dlq"
 
 SOURCE_TOPICS: tuple[str, ...] = (CART_EVENTS, BROWSE_EVENTS, CHECKOUT_EVENTS)
 
+# ``checkout.handoff_claimed`` (a POS took a session over) travels with the
+# checkout it leads to, on checkout-events.
 # A login changes the cart (the guest cart is merged), so it travels with cart events.
 _PREFIX_TOPIC = {
     "cart.": CART_EVENTS,

@@ -10,6 +10,12 @@ each event only after Redis holds the batch's result. (``take_events`` acks in a
 Kafka offsets are only a hint: the applied offsets stored with the states in
 Redis decide what is skipped on redelivery.
 
+Before the first batch of a newly assigned partition, ``ResetGuard`` checks
+that the partition's log is still the one Redis applied (a broker that lost
+its data starts again at offset 0: ``streams/log_reset.py``). With a metrics
+port, ``/metrics``, ``/healthz`` and ``/readyz`` are served on the worker's loop
+(``streams/health.py``).
+
 A timer refreshes the consumer-lag and sessions-active gauges, and the
 rebalance signals drop the series of partitions this worker no longer owns
 (``streams/gauges.py``).
@@ -32,9 +38,13 @@ from schemas.topics import DEAD_LETTERS, SOURCE_TOPICS
 from streams.batch import Record, RecordOutcome
 from streams.dlq import dead_letter
 from streams.gauges import GaugeRefresher
+from streams.health import health_app, serve
+from streams.kafka_transport import transport_class
 from streams.logs import batch_fields
 from streams.processor import BatchProcessor
+from streams.readiness import Readiness
 from streams.redis_state import RedisState
+from streams.reset_guard import ResetGuard
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -63,10 +73,15 @@ def create_app(settings: Settings) -> faust.App:
         stream_wait_empty=False,
         web_enabled=False,
     )
+    # Before anything touches app.transport (app.topic does): Faust has no setting
+    # for the consumer's fetch wait, and the default 1.5 s is latency on some brokers.
+    app.transport = transport_class(settings.fetch_max_wait_ms)(app.conf.broker_consumer, app)
     source = app.topic(*SOURCE_TOPICS, key_type=bytes, value_type=bytes)
     # The agent opens Redis on the worker's loop; the gauge timer borrows it.
     states: list[RedisState] = []
+    guards: list[ResetGuard] = []
     gauges = GaugeRefresher()
+    readiness = Readiness(retry_budget=settings.redis_retry_budget)
 
     async def fold_sessions(stream: Any) -> None:
         redis = Redis.from_url(
@@ -77,10 +92,14 @@ def create_app(settings: Settings) -> faust.App:
         )
         state = RedisState(redis, settings.redis_prefix)
         states.append(state)
+        guard = ResetGuard.for_bootstrap(state, settings.kafka_bootstrap, settings.retry_max_delay)
+        guards.append(guard)
         processor = BatchProcessor(
             state,
             _dead_letter_sink(app, settings.retry_max_delay),
             retry_max_delay=settings.retry_max_delay,
+            guard=guard.check,
+            readiness=readiness,
         )
         try:
             async for events in stream.noack_take(settings.batch_max, settings.batch_within):
@@ -102,6 +121,7 @@ def create_app(settings: Settings) -> faust.App:
                     await stream.ack(event)
         finally:
             states.remove(state)
+            guards.remove(guard)
             await redis.aclose()
 
     async def refresh_gauges() -> None:
@@ -115,15 +135,34 @@ def create_app(settings: Settings) -> faust.App:
 
     # Faust sends (app, partitions, signal=...): the partitions are the one positional.
     def on_revoked(sender: Any, /, *partitions: Any, **_: Any) -> None:
-        gauges.revoked((tp.topic, tp.partition) for tp in partitions[0])
+        revoked = [(tp.topic, tp.partition) for tp in partitions[0]]
+        gauges.revoked(revoked)
+        for guard in guards:
+            guard.revoked(revoked)
+        readiness.on_revoked()
 
     def on_assigned(sender: Any, /, *partitions: Any, **_: Any) -> None:
-        gauges.assigned((tp.topic, tp.partition) for tp in partitions[0])
+        assigned = [(tp.topic, tp.partition) for tp in partitions[0]]
+        gauges.assigned(assigned)
+        # Partitions kept across a rebalance are verified again too: cheap, and
+        # a rebalance is exactly when a reset broker makes itself known.
+        for guard in guards:
+            guard.revoked(assigned)
+        readiness.on_assigned()
+
+    runners: list[Any] = []  # keeps the HTTP server referenced for the process's life
+
+    async def serve_health() -> None:
+        redis = Redis.from_url(settings.redis_dsn(), socket_timeout=2, socket_connect_timeout=2)
+        app_ = health_app(readiness, redis)
+        runners.append(await serve(app_, settings.metrics_host, settings.metrics_port))
 
     app.agent(source, name="fold_sessions", concurrency=1)(fold_sessions)
     app.timer(interval=settings.metrics_interval, name="refresh_gauges")(refresh_gauges)
     app.on_partitions_revoked.connect(on_revoked)
     app.on_partitions_assigned.connect(on_assigned)
+    if settings.metrics_port:
+        app.task(serve_health)
     return app
 
 

@@ -22,6 +22,7 @@ from schemas.events import AnyEvent
 from schemas.session import CartLine, Session
 from streams.fold import DEFAULT_LIMITS, Applied, Duplicate, Limits, Reason, Rejected, fold
 from streams.fold import new_session as _new_session
+from streams.log_reset import fingerprint
 from streams.merge import merge_guest
 
 
@@ -88,10 +89,16 @@ class Plan:
     deletes: dict[str, str] = field(default_factory=dict)  # merged guest key -> customer key
     aliases: dict[str, str] = field(default_factory=dict)
     offsets: dict[str, int] = field(default_factory=dict)
+    # tp -> fingerprint of the record at the new applied offset (streams/log_reset.py)
+    fingerprints: dict[str, str] = field(default_factory=dict)
     dropped_lines: list[CartLine] = field(default_factory=list)
     expected_versions: dict[str, int] = field(default_factory=dict)
     expected_aliases: dict[str, str | None] = field(default_factory=dict)
     expected_offsets: dict[str, int] = field(default_factory=dict)
+    # Every session key a decision looked at, found or not: an absent guest at a
+    # login, the target of a rejected event. Another worker may write any of them
+    # (a guest's partition is not its customer's), so each is checked at commit.
+    read_keys: set[str] = field(default_factory=set)
 
     @property
     def rejected(self) -> list[RecordOutcome]:
@@ -130,12 +137,14 @@ def plan_batch(
             continue
         applied_upto[record.tp] = record.offset
         plan.offsets[record.tp] = record.offset
+        plan.fingerprints[record.tp] = fingerprint(record.key, record.value)
         if isinstance(event, Rejected):
             plan.outcomes.append(_rejected(record, event))
             continue
         if _is_login(event, aliases):
             _merge(plan, event, aliases, sessions, limits)
         key = route(event, aliases)
+        plan.read_keys.add(key)
         session = sessions.get(key) or _new_session(key, event.customer_id)
         outcome = fold(session, event, limits)
         if isinstance(outcome, Rejected):
@@ -180,6 +189,7 @@ def _merge(
     customer_id, anonymous_id = event.customer_id, event.anonymous_id
     assert customer_id is not None
     assert anonymous_id is not None
+    plan.read_keys.update((customer_id, anonymous_id))
     guest = sessions.pop(anonymous_id, None)
     merged = merge_guest(sessions.get(customer_id), guest, customer_id, anonymous_id, limits)
     # The merge is a change of its own: it gets a version before the event is folded.
@@ -206,7 +216,7 @@ def _record_expectations(
     decoded: Sequence[AnyEvent | Rejected],
     snapshot: Snapshot,
 ) -> None:
-    for key in (*plan.writes, *plan.deletes):
+    for key in dict.fromkeys((*plan.writes, *plan.deletes, *sorted(plan.read_keys))):
         current = snapshot.sessions.get(key)
         plan.expected_versions[key] = current.version if current else 0
     for event in decoded:

@@ -46,7 +46,6 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     import faust
-    from prometheus_client import start_http_server
 
     from streams import logs
     from streams.app import create_app
@@ -67,12 +66,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
             f"CONTINUITY_TOPIC_PARTITIONS says {settings.topic_partitions}; using the topics'",
             logging.WARNING,
         )
-    if settings.metrics_port:
-        start_http_server(settings.metrics_port, addr=settings.metrics_host)
     _say(
         json_logs,
         f"continuity worker: group {settings.app_id!r} on {settings.kafka_bootstrap}, "
-        f"metrics {'on :' + str(settings.metrics_port) if settings.metrics_port else 'off'}",
+        f"metrics, /healthz, /readyz "
+        f"{'on :' + str(settings.metrics_port) if settings.metrics_port else 'off'}",
     )
     app = create_app(settings)
     # Faust's worker installs its own loop; the one asyncio.run used above is closed.
@@ -192,6 +190,70 @@ def cmd_offsets_rewind(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    import time
+
+    from redis.asyncio import Redis
+
+    from schemas.topics import SOURCE_TOPICS
+    from streams.offsets_admin import ensure_group_empty
+    from streams.rebuild import Progress, rebuild, wipe
+    from streams.redis_state import RedisState
+    from streams.topics_admin import ensure_topics
+
+    settings = load_settings()
+    if args.into_live:
+        prefix = settings.redis_prefix
+    else:
+        prefix = args.prefix or f"{settings.redis_prefix}-rebuild-{time.strftime('%Y%m%d%H%M%S')}"
+        if prefix == settings.redis_prefix:
+            print("continuity rebuild: that is the live prefix; use --into-live", file=sys.stderr)
+            return 2
+
+    def report(p: Progress) -> None:
+        print(f"  {p.line()}", flush=True)
+
+    async def run() -> Progress:
+        layout = await ensure_topics(settings.kafka_bootstrap, settings.topic_partitions)
+        redis = Redis.from_url(settings.redis_dsn(), socket_timeout=30)
+        try:
+            if args.into_live:
+                group = args.group or settings.app_id
+                print(f"checking that group {group!r} has no worker...", flush=True)
+                await ensure_group_empty(
+                    settings.kafka_bootstrap,
+                    group,
+                    SOURCE_TOPICS,
+                    layout[SOURCE_TOPICS[0]],
+                    timeout=args.timeout,
+                )
+                print(f"wiped {await wipe(redis, prefix)} keys of live prefix {prefix!r}")
+            elif await redis.exists(f"{prefix}:o"):
+                raise FileExistsError(prefix)
+            print(f"rebuilding {', '.join(SOURCE_TOPICS)} into prefix {prefix!r}...", flush=True)
+            return await rebuild(
+                settings.kafka_bootstrap,
+                RedisState(redis, prefix),
+                SOURCE_TOPICS,
+                batch_max=args.batch,
+                report=report,
+            )
+        finally:
+            await redis.aclose()
+
+    try:
+        done = asyncio.run(run())
+    except TimeoutError as exc:
+        print(f"continuity rebuild: {exc}; stop the workers first", file=sys.stderr)
+        return 1
+    except FileExistsError:
+        print(f"continuity rebuild: prefix {prefix!r} already holds state", file=sys.stderr)
+        return 2
+    print(f"  {done.line()}")
+    print(f"rebuilt {done.records} records into prefix {prefix!r}")
+    return 0
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from streams.schema_export import SCHEMA_DIR, export, stale
 
@@ -287,6 +349,18 @@ def parser() -> argparse.ArgumentParser:
     rw.add_argument("--group", default=None, help="consumer group (default CONTINUITY_APP_ID)")
     rw.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the group")
     rw.set_defaults(func=cmd_offsets_rewind)
+
+    rb = sub.add_parser("rebuild", help="recompute every session from the topics into Redis")
+    rb.add_argument("--prefix", help="target Redis prefix (default <prefix>-rebuild-<time>)")
+    rb.add_argument(
+        "--into-live",
+        action="store_true",
+        help="wipe and rebuild the live prefix (workers stopped)",
+    )
+    rb.add_argument("--group", default=None, help="worker group that must be empty (--into-live)")
+    rb.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the group")
+    rb.add_argument("--batch", type=int, default=2000, help="records per committed batch")
+    rb.set_defaults(func=cmd_rebuild)
 
     sc = sub.add_parser("schema", help="export the JSON Schema files from the models")
     sc.add_argument("--check", action="store_true", help="exit 1 if checked-in files are stale")

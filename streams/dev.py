@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from types import FrameType
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 from aiokafka import AIOKafkaConsumer
@@ -30,6 +31,7 @@ from streams.topics_admin import ensure_topics
 
 DEV_FILE = "dev.json"
 DEV_TOKEN_TTL = 12 * 3600
+DEMO_STORE = "store-1"
 EXIT_CONFIG = 2  # a worker refusing its configuration: restarting cannot help
 
 # Bad events the demo slips in, so the dead-letter path is visible too.
@@ -83,6 +85,8 @@ def run(state_dir: Path, workers: int, demo: bool, rate: float, seed: int) -> in
                 "KAFKA_BOOTSTRAP": bootstrap,
                 "REDIS_URL": redis_url,
                 "CONTINUITY_AUTH_SECRET": secret,
+                # The three-pane demo page at / (development only).
+                "CONTINUITY_GATEWAY_DEMO": "1",
             },
             logs,
         )
@@ -128,12 +132,14 @@ def _banner(info: dict[str, Any], state_dir: Path, demo: bool, secret: str, who:
     gw = info["gateway"]
     shopper = issue(secret, Role.CUSTOMER, subject=who, ttl=DEV_TOKEN_TTL)
     service = issue(secret, Role.SERVICE, subject="dev", ttl=DEV_TOKEN_TTL)
+    pos = issue(secret, Role.POS, store=DEMO_STORE, ttl=DEV_TOKEN_TTL)
     print(
         f"""
   Kafka (embedded)   {info["kafka_bootstrap"]}
   Redis              {info["redis_url"]}
   gateway            {gw}
   worker metrics     {", ".join(info["worker_metrics"])}
+  gateway metrics    {gw}/metrics
   addresses          {state_dir / DEV_FILE}
   logs               {info["logs"]}/
 
@@ -142,6 +148,9 @@ def _banner(info: dict[str, Any], state_dir: Path, demo: bool, secret: str, who:
   Gateway tokens (valid {DEV_TOKEN_TTL // 3600} h; more with .venv/bin/continuity token --help):
     shopper {who}: {shopper}
     service: {service}
+    pos ({DEMO_STORE}): {pos}
+  Demo page (mobile, desktop and in-store POS panes for the shopper):
+    {demo_url(gw, who, shopper, pos)}
   Try it:     TOKEN=<the shopper token above>
               curl -H "Authorization: Bearer $TOKEN" {gw}/v1/sessions/{who}
               curl -N -H "Authorization: Bearer $TOKEN" {gw}/v1/sessions/{who}/stream
@@ -150,6 +159,12 @@ def _banner(info: dict[str, Any], state_dir: Path, demo: bool, secret: str, who:
 """,
         flush=True,
     )
+
+
+def demo_url(gateway: str, customer: str, token: str, pos: str) -> str:
+    """The demo page's address; tokens ride in the fragment, which browsers never send."""
+    fragment = urlencode({"customer": customer, "token": token, "pos": pos, "store": DEMO_STORE})
+    return f"{gateway}/#{fragment}"
 
 
 async def _live(

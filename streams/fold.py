@@ -8,6 +8,8 @@ Semantics (documented in the README's "Session semantics"):
 * An ``event_id`` already among the last ``Limits.dedup_window`` applied ids
   is a duplicate and changes nothing; a repeated ``order_id`` likewise.
 * A cart holds one currency; an add in another currency is rejected.
+* ``checkout.handoff_claimed`` (a POS took the session over) changes only
+  what every applied event changes: version, ``last_channel``, ``last_store_id``.
 * ``checkout.started`` snapshots the cart; ``checkout.completed`` removes the
   snapshotted quantities, so an item added on another channel while the
   customer pays stays in the new cart, whichever of the two events the worker
@@ -33,6 +35,7 @@ from schemas.events import (
     CartItemRemoved,
     CartQuantitySet,
     CheckoutCompletedEvent,
+    CheckoutHandoffClaimed,
     CheckoutStarted,
     SessionIdentified,
 )
@@ -122,6 +125,10 @@ def _apply_type(session: Session, event: AnyEvent, limits: Limits) -> Session | 
             return _checkout_started(session, event)
         case CheckoutCompletedEvent():
             return _checkout_completed(session, event, limits)
+        case CheckoutHandoffClaimed():
+            # A store took the session over: only what every applied event
+            # changes (version, last_channel "pos", last_store_id), in _touch.
+            return session
         case SessionIdentified():
             # The merge itself happens before the fold (streams/merge.py); the
             # event then counts as an ordinary applied event.

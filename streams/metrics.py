@@ -52,6 +52,11 @@ REDIS_RETRIES = Counter(
     "continuity_redis_retries_total",
     "Redis operations retried after a connection error or timeout.",
 )
+LOG_RESETS = Counter(
+    "continuity_log_resets_total",
+    "Partitions whose log was found reset (broker data lost, topic recreated): a new epoch.",
+    ["topic"],
+)
 REDIS_UP = Gauge("continuity_redis_up", "1 while the worker's last Redis operation succeeded.")
 REDIS_SECONDS = Histogram(
     "continuity_redis_command_duration_seconds",
@@ -124,6 +129,7 @@ for _op in REDIS_OPERATIONS:
 for _topic in SOURCE_TOPICS:
     for _reason in Reason:
         DEAD_LETTERS.labels(_topic, _reason.value)
+    LOG_RESETS.labels(_topic)
 for _channel in Channel:
     CHECKOUTS_COMPLETED.labels(_channel.value)
 

@@ -1,4 +1,4 @@
-"""Rewind a worker group's Kafka offsets (for replays and rebuilds). Workers must be stopped.
+"""Rewind a worker group's Kafka offsets, or prove it empty. Workers must be stopped.
 
 Brokers accept offset commits from group members only (the embedded one even
 for an empty group), and a group remembers the assignment protocol its
@@ -37,6 +37,39 @@ async def rewind_group(
 
     Waits (up to ``timeout`` s) for departed members' sessions to expire.
     """
+    return await _take_over(
+        bootstrap, group_id, topics, partitions, timeout, session_timeout_ms, commit=True
+    )
+
+
+async def ensure_group_empty(
+    bootstrap: str,
+    group_id: str,
+    topics: tuple[str, ...],
+    partitions: int,
+    timeout: float = 60.0,
+    session_timeout_ms: int = 10_000,
+) -> None:
+    """Return once this tool alone holds every partition of ``group_id`` (no worker runs).
+
+    Raises ``TimeoutError`` if a member keeps a partition for ``timeout`` s.
+    Commits nothing: the group's offsets are left as they are.
+    """
+    await _take_over(
+        bootstrap, group_id, topics, partitions, timeout, session_timeout_ms, commit=False
+    )
+
+
+async def _take_over(
+    bootstrap: str,
+    group_id: str,
+    topics: tuple[str, ...],
+    partitions: int,
+    timeout: float,
+    session_timeout_ms: int,
+    commit: bool,
+) -> int:
+    """Join ``group_id`` until it assigns us every partition; then optionally rewind it."""
     want = {TopicPartition(t, p) for t in topics for p in range(partitions)}
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -54,6 +87,8 @@ async def rewind_group(
             while time.monotonic() < deadline:
                 await consumer.getmany(timeout_ms=200, max_records=1)
                 if consumer.assignment() == want:
+                    if not commit:
+                        return 0
                     offsets: dict[Any, OffsetAndMetadata] = {
                         tp: OffsetAndMetadata(0, "") for tp in want
                     }

@@ -26,11 +26,14 @@ from streams.decode import decode
 from streams.facts import RecordId, RecordLabels, batch_facts, labels_by_record, record_id
 from streams.fold import DEFAULT_LIMITS, Limits
 from streams.logs import batch_fields, record_fields
+from streams.readiness import Readiness
 from streams.redis_state import RedisState
 
 log = logging.getLogger(__name__)
 
 DeadLetterSink = Callable[[Sequence[RecordOutcome]], Awaitable[None]]
+# Runs before each attempt's read, inside the retry loop (e.g. ``ResetGuard.check``).
+BatchGuard = Callable[[Sequence[Record]], Awaitable[None]]
 _RETRYABLE = (ConnectionError, TimeoutError, BusyLoadingError, OSError)
 T = TypeVar("T")
 
@@ -44,11 +47,15 @@ class BatchProcessor:
         dead_letter: DeadLetterSink,
         limits: Limits = DEFAULT_LIMITS,
         retry_max_delay: float = 5.0,
+        guard: BatchGuard | None = None,
+        readiness: Readiness | None = None,
     ) -> None:
         self.state = state
         self.dead_letter = dead_letter
         self.limits = limits
         self.retry_max_delay = retry_max_delay
+        self.guard = guard
+        self.readiness = readiness
 
     async def process(self, records: Sequence[Record]) -> Plan:
         """Apply ``records`` (in arrival order); return only once they are committed.
@@ -65,6 +72,8 @@ class BatchProcessor:
         delay = 0.05
         while True:
             try:
+                if self.guard is not None:
+                    await self.guard(records)
                 snapshot = await _timed("load", self.state.load(need))
                 plan = plan_batch(records, decoded, snapshot, self.limits)
                 await self._send_dead_letters(plan, delivered)
@@ -72,6 +81,8 @@ class BatchProcessor:
             except _RETRYABLE as exc:
                 metrics.REDIS_UP.set(0)
                 metrics.REDIS_RETRIES.inc()
+                if self.readiness is not None:
+                    self.readiness.redis_failed(time.monotonic())
                 log.warning(
                     "redis unavailable (%s); retrying batch in %.2fs",
                     type(exc).__name__,
@@ -82,6 +93,8 @@ class BatchProcessor:
                 delay = min(delay * 2, self.retry_max_delay)
                 continue
             metrics.REDIS_UP.set(1)
+            if self.readiness is not None:
+                self.readiness.redis_ok()
             if conflict is None:
                 break
             metrics.COMMIT_CONFLICTS.labels(conflict.what).inc()

@@ -8,6 +8,7 @@ key                    type    holds
 ``P:s:{<key>}``        hash    ``v`` = version, ``d`` = session JSON
 ``P:a:{<anon>}``       string  the customer a merged guest id now points at
 ``P:o``                hash    ``<topic>:<partition>`` -> last applied offset
+``P:f``                hash    ``<topic>:<partition>`` -> that record's fingerprint
 ``P:u:{<key>}``        pubsub  a notice per committed version (after the write)
 ``P:h:<bucket>``       HLL     session keys committed in one time bucket (expires)
 =====================  ======  ===================================================
@@ -31,6 +32,7 @@ from redis.asyncio import Redis
 from schemas.session import Session
 from streams.activity import BUCKET_TTL_SECONDS, bucket, bucket_key
 from streams.batch import Needs, Plan, Snapshot
+from streams.log_reset import Applied
 
 
 def _script(name: str) -> str:
@@ -55,8 +57,11 @@ class RedisState:
         # group (a blue/green deploy, a rewound group) folding into the same state
         # must skip what the state already holds.
         self.offsets_key = f"{prefix}:o"
+        # Written with the offsets, so a reset log can be recognised (streams/log_reset.py).
+        self.fingerprints_key = f"{prefix}:f"
         self._load = redis.register_script(_script("load.lua"))
         self._commit = redis.register_script(_script("commit.lua"))
+        self._reset = redis.register_script(_script("reset.lua"))
 
     def session_key(self, key: str) -> str:
         return f"{self.prefix}:s:{{{key}}}"
@@ -92,7 +97,7 @@ class RedisState:
         With ``active_at`` (Unix seconds), the written keys are also counted in
         that time bucket's sessions-active HyperLogLog (``streams/activity.py``).
         """
-        args: list[Any] = [self.prefix, self.offsets_key]
+        args: list[Any] = [self.prefix, self.offsets_key, self.fingerprints_key]
         _section(args, [(k, v) for k, v in plan.expected_versions.items()])
         _section(args, [(k, v or "") for k, v in plan.expected_aliases.items()])
         _section(args, [(k, v) for k, v in plan.expected_offsets.items()])
@@ -105,7 +110,7 @@ class RedisState:
         )
         _section(args, [(k, _notice(k, None, merged_into=c)) for k, c in plan.deletes.items()])
         _section(args, list(plan.aliases.items()))
-        _section(args, list(plan.offsets.items()))
+        _section(args, [(tp, o, plan.fingerprints.get(tp, "")) for tp, o in plan.offsets.items()])
         activity = []
         if active_at is not None:
             key = bucket_key(self.prefix, bucket(active_at))
@@ -125,6 +130,29 @@ class RedisState:
         """The current session of a customer or guest id, or ``None``."""
         blob = await self.redis.hget(self.session_key(await self.resolve(some_id)), "d")
         return None if blob is None else Session.model_validate_json(blob)
+
+    async def applied_positions(self, tps: list[str]) -> dict[str, Applied]:
+        """``topic:partition`` -> applied offset and fingerprint, for those of ``tps`` applied."""
+        if not tps:
+            return {}
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hmget(self.offsets_key, tps)
+        pipe.hmget(self.fingerprints_key, tps)
+        offsets, prints = await pipe.execute()
+        return {
+            tp: Applied(int(o), _s(f) if f else None)
+            for tp, o, f in zip(tps, offsets, prints, strict=True)
+            if o is not None
+        }
+
+    async def reset_partition(self, tp: str, old_offset: int) -> bool:
+        """Forget ``tp``'s applied offset (a new log epoch) if it is still ``old_offset``.
+
+        Atomic compare-and-delete: a worker that lost the partition meanwhile
+        cannot erase what its new owner has applied since. True if reset.
+        """
+        done = await self._reset(args=[self.offsets_key, self.fingerprints_key, tp, old_offset])
+        return int(done) == 1
 
     async def applied_offsets(self) -> dict[str, int]:
         """``topic:partition`` -> last applied offset, as recorded with the states."""

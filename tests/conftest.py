@@ -32,6 +32,7 @@ from streams.gateway.auth import Role, issue
 from streams.publish import Publisher, prepare_dict
 from streams.redis_state import RedisState
 from streams.topics_admin import ensure_topics
+from tests.fault_report import pytest_terminal_summary  # noqa: F401  (the fault table hook)
 
 PARTITIONS = 4
 

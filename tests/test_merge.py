@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from schemas.session import Session
-from streams.batch import Kind
+from streams.batch import Kind, plan_batch
+from streams.decode import decode
 from streams.fold import Limits
 from streams.merge import merge_guest
 from tests.pure import MemoryState, add, ev, records
@@ -148,3 +149,30 @@ def test_planner_reports_each_records_fate_and_what_it_assumed() -> None:
     again = state.process(batch)
     assert {o.kind for o in again.outcomes} == {Kind.ALREADY_APPLIED}
     assert not again.writes
+
+
+def test_a_login_planned_before_the_guests_first_event_commits_is_refused() -> None:
+    """Two workers: the guest's partition and the customer's are folded concurrently.
+
+    Worker B plans the login while no guest session exists; worker A then commits
+    the guest's first event. B's plan assumed the guest absent, so its commit must
+    be refused (and re-planned), or the guest's cart would be orphaned.
+    """
+    state = MemoryState()
+    login = records([ev("session.identified", customer=C, anon=G, event_id="login")])
+    stale = state.snapshot()
+    state.process(records([ev("cart.item_added", add("A"), anon=G, event_id="g1")], partition=1))
+    planned_on_stale = plan_batch(login, [decode(r.value) for r in login], stale)
+    assert planned_on_stale.expected_versions[G] == 0, "the absent guest is an assumption"
+    assert state.sessions[G].version != planned_on_stale.expected_versions[G]
+    state.process(login)  # re-planned on fresh state, as the worker does after a conflict
+    assert set(state.sessions) == {C}
+    assert cart(state.sessions[C]) == {"A": 1}
+
+
+def test_a_rejection_depends_on_what_the_planner_saw() -> None:
+    state = MemoryState()
+    batch = records([ev("cart.quantity_set", {"sku": "A", "quantity": 2}, customer=C)])
+    plan = state.process(batch)
+    assert plan.rejected
+    assert plan.expected_versions == {C: 0}, "a rejection is re-judged if the cart changed"

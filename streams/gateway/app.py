@@ -24,6 +24,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from streams.gateway import (
+    routes_demo,
+    routes_handoff,
     routes_health,
     routes_index,
     routes_ingest,
@@ -33,8 +35,10 @@ from streams.gateway import (
 from streams.gateway.access_log import PathOnlyAccessLogger, ScrubBadRequests
 from streams.gateway.fanout import Fanout
 from streams.gateway.guard import authenticate
+from streams.gateway.handoff_store import HandoffStore
 from streams.gateway.keys import (
     FANOUT,
+    HANDOFFS,
     PRODUCER,
     REDIS,
     SECRET,
@@ -58,6 +62,9 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     routes_sessions,
     routes_stream,
     routes_ingest,
+    routes_handoff,
+    # Last: in development it takes ``GET /`` over from the index.
+    routes_demo,
 )
 # How long a starting gateway waits for Kafka before giving up.
 STARTUP_TIMEOUT = 30.0
@@ -112,6 +119,7 @@ async def _connections(app: web.Application) -> AsyncIterator[None]:
     app[REDIS] = redis
     app[FANOUT] = fanout
     app[SESSIONS] = Sessions(redis, state, fanout)
+    app[HANDOFFS] = HandoffStore(redis, settings.redis_prefix)
     log.info(
         "continuity gateway: listening on http://%s:%d (Kafka %s, prefix %r)",
         settings.gateway_host,

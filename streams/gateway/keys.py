@@ -7,6 +7,7 @@ from redis.asyncio import Redis
 
 from streams.gateway.auth import Principal
 from streams.gateway.fanout import Fanout
+from streams.gateway.handoff_store import HandoffStore
 from streams.gateway.producer import EventProducer
 from streams.gateway.sessions import Sessions
 from streams.gateway.slots import Slots
@@ -19,6 +20,7 @@ SESSIONS = web.AppKey("sessions", Sessions)
 FANOUT = web.AppKey("fanout", Fanout)
 PRODUCER = web.AppKey("producer", EventProducer)
 STREAM_SLOTS = web.AppKey("stream_slots", Slots)
+HANDOFFS = web.AppKey("handoffs", HandoffStore)
 
 PRINCIPAL = web.RequestKey("principal", Principal)
 # Status of a response already streaming, for metrics when the client leaves mid-stream.

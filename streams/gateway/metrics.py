@@ -72,3 +72,10 @@ INGEST_UNAVAILABLE = Counter(
     "continuity_ingest_kafka_unavailable_total",
     "Ingest requests answered 503 because Kafka did not acknowledge in time.",
 )
+HANDOFFS = Counter(
+    "continuity_handoffs_total",
+    "POS handoffs by outcome: created (a code issued), claimed (a POS took the session), "
+    "expired_or_unknown (a claim of a code that is unknown, expired or already claimed), "
+    "refused (a claim refused by the failed-claim lockout).",
+    ["outcome"],
+)

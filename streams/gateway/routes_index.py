@@ -1,7 +1,7 @@
 """``GET /``: what this service is and where its routes are.
 
-A plain JSON index for now; a demo page may take this route over (a module
-of its own with a ``register(app)``, listed in ``streams.gateway.app``).
+A plain JSON index; in development (``CONTINUITY_GATEWAY_DEMO``) the demo
+page (``routes_demo``) takes this route over.
 """
 
 from __future__ import annotations
@@ -9,12 +9,15 @@ from __future__ import annotations
 from aiohttp import web
 
 from streams.gateway.guard import public
+from streams.gateway.keys import SETTINGS
 from streams.gateway.middleware import json_response
 
 ROUTES = {
     "read": "GET /v1/sessions/{id}?min_version=&after=&wait=",
     "stream": "GET /v1/sessions/{id}/stream (text/event-stream)",
     "ingest": "POST /v1/events",
+    "handoff": "POST /v1/sessions/{id}/handoff",
+    "claim": "POST /v1/handoffs/{code}/claim",
     "health": "GET /healthz",
     "ready": "GET /readyz",
     "metrics": "GET /metrics",
@@ -28,5 +31,7 @@ async def index(request: web.Request) -> web.StreamResponse:
 
 
 def register(app: web.Application) -> None:
-    """Add ``GET /``."""
+    """Add ``GET /``, unless the demo page serves it."""
+    if app[SETTINGS].gateway_demo:
+        return
     app.router.add_get("/", index, name="index")

@@ -1,12 +1,13 @@
 -- Apply one batch plan atomically, if and only if nothing it read has changed.
--- ARGV: prefix, offsets_key, then counted sections:
+-- ARGV: prefix, offsets_key, fingerprints_key, then counted sections:
 --   expected versions (key, version) | expected aliases (anon, target or '')
 --   expected offsets (tp, offset or -1) | writes (key, version, json, notice)
---   deletes (key, notice) | alias writes (anon, target) | offset writes (tp, offset)
+--   deletes (key, notice) | alias writes (anon, target)
+--   offset writes (tp, offset, fingerprint of the record at that offset)
 --   activity (0 or 1 row: hyperloglog key, ttl seconds)
 -- Returns {1} on success, {0, what, name} on a conflict (nothing written).
-local prefix, offsets_key = ARGV[1], ARGV[2]
-local i = 3
+local prefix, offsets_key, prints_key = ARGV[1], ARGV[2], ARGV[3]
+local i = 4
 local function section(width)
   local n = tonumber(ARGV[i]); i = i + 1
   local start = i
@@ -52,9 +53,11 @@ s, n = section(2)
 for j = 0, n - 1 do
   redis.call('SET', akey(ARGV[s + 2 * j]), ARGV[s + 2 * j + 1])
 end
-s, n = section(2)
+s, n = section(3)
 for j = 0, n - 1 do
-  redis.call('HSET', offsets_key, ARGV[s + 2 * j], ARGV[s + 2 * j + 1])
+  local b = s + 3 * j
+  redis.call('HSET', offsets_key, ARGV[b], ARGV[b + 1])
+  redis.call('HSET', prints_key, ARGV[b], ARGV[b + 2])
 end
 -- The sessions-active estimate: written keys join the current time bucket's
 -- HyperLogLog, in the same step so a replay that writes nothing adds nothing.

@@ -1,0 +1,84 @@
+"""POS handoff codes and the failed-claim policy. Pure (no I/O, no clock of its own).
+
+A shopper asks for a code on the phone; a store's POS types or scans it and
+takes the session over (README: Gateway API, Handing a session to a POS).
+
+* A code is 8 characters of Crockford's base32 (``0-9`` and ``A-Z`` without
+  ``I L O U``) drawn from ``secrets``: 40 bits, so guessing one of the codes
+  alive at any moment is hopeless under the failed-claim lockout below.
+  Input is forgiving the way Crockford intends: case, spaces and dashes are
+  ignored, ``I``/``L`` read as ``1`` and ``O`` as ``0``.
+* The QR payload is the string ``continuity:handoff:<CODE>``, not an http
+  URL: a phone camera scanning it must not open a page, and a POS scanner
+  reads it as text and claims the code it carries.
+* Failed claims (unknown, expired or already claimed codes) are counted per
+  store and per client address in fixed windows; at the limit, every claim
+  from that store or address is refused with the window's remaining time as
+  ``Retry-After``, even with a valid code, so a lockout cannot be probed.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+
+ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+CODE_LENGTH = 8
+QR_PREFIX = "continuity:handoff:"
+# Crockford's decoding of look-alike characters.
+_LOOKALIKES = str.maketrans({"I": "1", "L": "1", "O": "0"})
+_ALLOWED = frozenset(ALPHABET)
+# Anything much longer than a code (or the QR payload carrying one) is not one.
+_MAX_INPUT = 64
+
+
+def new_code(randbelow: Callable[[int], int] = secrets.randbelow) -> str:
+    """A fresh code; ``randbelow`` is ``secrets.randbelow`` except in tests."""
+    return "".join(ALPHABET[randbelow(len(ALPHABET))] for _ in range(CODE_LENGTH))
+
+
+def normalize_code(raw: str) -> str | None:
+    """The canonical code a typed or scanned value stands for, or ``None`` if it is none."""
+    if len(raw) > _MAX_INPUT:
+        return None
+    text = raw.strip()
+    if text.lower().startswith(QR_PREFIX):
+        text = text[len(QR_PREFIX) :]
+    text = text.replace("-", "").replace(" ", "").upper().translate(_LOOKALIKES)
+    if len(text) != CODE_LENGTH or not set(text) <= _ALLOWED:
+        return None
+    return text
+
+
+def display(code: str) -> str:
+    """The code as people read it aloud: two groups of four (``7K3M-Q9TX``)."""
+    return f"{code[:4]}-{code[4:]}"
+
+
+def qr_payload(code: str) -> str:
+    """What a frontend encodes in the QR image for a POS scanner."""
+    return f"{QR_PREFIX}{code}"
+
+
+@dataclass(frozen=True)
+class ClaimLimit:
+    """At most ``max_failures`` failed claims per ``window`` seconds per store and address."""
+
+    max_failures: int = 5
+    window: int = 300
+
+    def retry_after(self, counters: list[tuple[int, int]]) -> int | None:
+        """Seconds until claims are allowed again, or ``None`` when they are now.
+
+        ``counters`` holds (failures in the current window, milliseconds that
+        window has left) for each counter that applies (store, address); a
+        counter with no expiry left is treated as a full window.
+        """
+        waits = [
+            max(1, math.ceil(ttl_ms / 1000)) if ttl_ms > 0 else self.window
+            for failures, ttl_ms in counters
+            if failures >= self.max_failures
+        ]
+        return max(waits) if waits else None

@@ -1,0 +1,160 @@
+"""Handoff codes and failed-claim counters in Redis: the thin edge of ``handoff``.
+
+Keys (``<prefix>`` is ``CONTINUITY_REDIS_PREFIX``):
+
+* ``<prefix>:handoff:<code>``: the pending code, JSON of its ``Ticket``, with
+  ``CONTINUITY_HANDOFF_TTL`` as Redis TTL; claiming takes it with ``GETDEL``,
+  so exactly one claimer ever gets it, whichever gateway each one reaches;
+* ``<prefix>:handoff-seen:<code>``: ``issued`` or ``claimed``, kept an hour
+  longer than the code, only so a late or repeated claim gets a clear 410
+  instead of a bare 404;
+* ``<prefix>:handoff-fail:store:<store>`` and ``...:addr:<address>``:
+  failed claims in the current window (``INCR``, expiring with the window).
+
+The gateway keeps nothing in memory: any gateway can claim a code another
+one created.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from streams.gateway.sessions import RedisUnavailable
+
+# How long after its expiry a code is still known as issued or claimed.
+SEEN_GRACE_SECONDS = 3600
+ISSUED = "issued"
+CLAIMED = "claimed"
+
+# Atomic: take the code (GETDEL) and, if it was there, mark it claimed, so a
+# second claimer can be told "already claimed" rather than "unknown".
+# Returns {ticket, pttl before the take} or {false, the seen marker}.
+_CLAIM = """
+local pttl = redis.call('PTTL', KEYS[1])
+local ticket = redis.call('GETDEL', KEYS[1])
+if ticket then
+  redis.call('SET', KEYS[2], 'claimed', 'KEEPTTL')
+  return {ticket, pttl}
+end
+return {false, redis.call('GET', KEYS[2])}
+"""
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """What a code stands for: the session key and the ids its claim event carries."""
+
+    key: str
+    customer_id: str | None
+    anonymous_id: str | None
+
+    def dumps(self) -> bytes:
+        """The stored JSON."""
+        return orjson.dumps(
+            {"key": self.key, "customer_id": self.customer_id, "anonymous_id": self.anonymous_id}
+        )
+
+    @staticmethod
+    def loads(raw: bytes | str) -> Ticket:
+        """A stored ticket."""
+        d = orjson.loads(raw)
+        return Ticket(str(d["key"]), d.get("customer_id"), d.get("anonymous_id"))
+
+
+@dataclass(frozen=True)
+class Taken:
+    """The code was pending and is now this claimer's."""
+
+    ticket: Ticket
+    pttl_ms: int
+
+
+@dataclass(frozen=True)
+class Gone:
+    """No pending code: ``claimed`` before, ``expired``, or ``unknown``."""
+
+    why: Literal["claimed", "expired", "unknown"]
+
+
+class HandoffStore:
+    """Redis operations of the handoff routes. Holds no state of its own."""
+
+    def __init__(self, redis: Redis, prefix: str) -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self._claim = redis.register_script(_CLAIM)
+
+    async def create(self, code: str, ticket: Ticket, ttl: int) -> bool:
+        """Store a new code; ``False`` if that code is pending already (draw another)."""
+        try:
+            if not await self._redis.set(self._code(code), ticket.dumps(), ex=ttl, nx=True):
+                return False
+            await self._redis.set(self._seen(code), ISSUED, ex=ttl + SEEN_GRACE_SECONDS)
+        except (RedisError, OSError) as exc:
+            raise RedisUnavailable(repr(exc)) from None
+        return True
+
+    async def claim(self, code: str) -> Taken | Gone:
+        """Take the code if it is pending (single use, atomic across gateways)."""
+        try:
+            found, extra = await self._claim(keys=[self._code(code), self._seen(code)])
+        except (RedisError, OSError) as exc:
+            raise RedisUnavailable(repr(exc)) from None
+        if found:
+            return Taken(Ticket.loads(found), int(extra))
+        seen = extra.decode() if isinstance(extra, bytes) else extra
+        if seen == CLAIMED:
+            return Gone("claimed")
+        if seen == ISSUED:
+            return Gone("expired")
+        return Gone("unknown")
+
+    async def put_back(self, code: str, taken: Taken) -> None:
+        """Make a taken code pending again for what was left of its life (a failed publish)."""
+        ttl_ms = max(taken.pttl_ms, 1000)
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.set(self._code(code), taken.ticket.dumps(), px=ttl_ms, nx=True)
+                pipe.set(self._seen(code), ISSUED, keepttl=True)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise RedisUnavailable(repr(exc)) from None
+
+    async def failures(self, store: str, address: str) -> list[tuple[int, int]]:
+        """(failed claims, ms left in the window) for the store and the address."""
+        keys = [self._fail("store", store), self._fail("addr", address)]
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for k in keys:
+                    pipe.get(k)
+                    pipe.pttl(k)
+                raw = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise RedisUnavailable(repr(exc)) from None
+        return [(int(raw[i] or 0), int(raw[i + 1])) for i in range(0, len(raw), 2)]
+
+    async def record_failure(self, store: str, address: str, window: int) -> None:
+        """Count one failed claim against the store and the address."""
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                for k in (self._fail("store", store), self._fail("addr", address)):
+                    pipe.incr(k)
+                    # NX: the window starts with its first failure and is not extended.
+                    pipe.expire(k, window, nx=True)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise RedisUnavailable(repr(exc)) from None
+
+    def _code(self, code: str) -> str:
+        return f"{self._prefix}:handoff:{code}"
+
+    def _seen(self, code: str) -> str:
+        return f"{self._prefix}:handoff-seen:{code}"
+
+    def _fail(self, kind: str, who: str) -> str:
+        return f"{self._prefix}:handoff-fail:{kind}:{who}"

@@ -1,0 +1,155 @@
+// Continuity demo: three panes over the public gateway API, no build step.
+// Tokens come from the URL fragment (never sent to the server, so never logged):
+//   /#customer=<id>&token=<customer token>&pos=<pos token>&store=<store id>
+"use strict";
+
+const PRODUCTS = [
+  { sku: "SHOE-RUN-42", name: "Running shoes", price: "89.90" },
+  { sku: "SOCK-3PK", name: "Sport socks (3 pack)", price: "12.50" },
+  { sku: "CAP-SUN", name: "Sun cap", price: "24.50" },
+  { sku: "BOTTLE-750", name: "Water bottle", price: "15.00" },
+];
+const CURRENCY = "EUR";
+
+const params = new URLSearchParams(location.hash.slice(1));
+const customer = params.get("customer") || "";
+const customerToken = params.get("token") || "";
+const posToken = params.get("pos") || "";
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  for (const c of children) node.append(c);
+  return node;
+}
+
+function showError(message) {
+  const p = document.getElementById("setup-error");
+  p.textContent = message;
+  p.hidden = false;
+}
+
+// The cart of a session as a table (textContent only: ids and names are data, not HTML).
+function renderCart(container, session) {
+  container.replaceChildren();
+  if (!session.cart.length) {
+    container.append(el("p", { class: "empty" }, "The cart is empty."));
+  } else {
+    const rows = session.cart.map((line) =>
+      el("tr", { "data-sku": line.sku },
+        el("td", {}, line.name || line.sku),
+        el("td", { class: "num" }, String(line.quantity)),
+        el("td", { class: "num" }, `${line.unit_price} ${line.currency}`),
+        el("td", {}, line.channel)));
+    container.append(el("table", {},
+      el("thead", {}, el("tr", {}, el("th", {}, "Item"), el("th", { class: "num" }, "Qty"),
+        el("th", { class: "num" }, "Price"), el("th", {}, "Last touched on"))),
+      el("tbody", {}, ...rows)));
+  }
+  container.append(el("p", { class: "meta" },
+    `${session.item_count} item(s), subtotal ${session.subtotal} ${session.currency || ""}. ` +
+    `Version ${session.version}, last channel ${session.last_channel || "-"}` +
+    (session.last_store_id ? `, last store ${session.last_store_id}` : "") + "."));
+}
+
+// Follow the session live; EventSource reconnects by itself with Last-Event-ID.
+function follow(pane, token) {
+  const status = pane.querySelector(".status");
+  const cart = pane.querySelector(".cart");
+  const url = `/v1/sessions/${encodeURIComponent(customer)}/stream?access_token=${encodeURIComponent(token)}`;
+  const source = new EventSource(url);
+  source.onopen = () => { status.textContent = "live"; };
+  source.onerror = () => { status.textContent = "reconnecting..."; };
+  source.addEventListener("session", (ev) => {
+    renderCart(cart, JSON.parse(ev.data));
+    status.textContent = `live, version ${ev.lastEventId}`;
+  });
+  cart.append(el("p", { class: "empty" }, "No session yet: add an item."));
+}
+
+async function api(method, path, token, body) {
+  const headers = { Authorization: `Bearer ${token}` };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const resp = await fetch(path, {
+    method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const data = await resp.json().catch(() => ({}));
+  return { ok: resp.ok, status: resp.status, data };
+}
+
+function setupAdd(pane) {
+  const form = pane.querySelector("form.add");
+  const select = form.elements.sku;
+  for (const p of PRODUCTS) select.append(el("option", { value: p.sku }, `${p.name} (${p.price} ${CURRENCY})`));
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const product = PRODUCTS.find((p) => p.sku === select.value);
+    const event = {
+      event_id: crypto.randomUUID(),
+      type: "cart.item_added",
+      occurred_at: new Date().toISOString(),
+      channel: pane.dataset.channel,
+      customer_id: customer,
+      payload: {
+        sku: product.sku, name: product.name, quantity: Number(form.elements.quantity.value),
+        unit_price: product.price, currency: CURRENCY,
+      },
+    };
+    const status = pane.querySelector(".status");
+    const r = await api("POST", "/v1/events", customerToken, event);
+    if (!r.ok) status.textContent = `not added: ${r.data.message || r.status}`;
+  });
+}
+
+function setupHandoff() {
+  const out = document.getElementById("handoff");
+  document.getElementById("handoff-create").addEventListener("click", async () => {
+    const r = await api("POST", `/v1/sessions/${encodeURIComponent(customer)}/handoff`, customerToken);
+    out.replaceChildren();
+    if (!r.ok) {
+      out.append(el("p", { class: "error", role: "alert" }, r.data.message || `error ${r.status}`));
+      return;
+    }
+    const expires = new Date(r.data.expires_at).toLocaleTimeString();
+    out.append(
+      el("p", {}, "Show this code at the till: ", el("span", { class: "code", id: "handoff-code" }, r.data.display)),
+      el("p", { class: "meta" }, `QR payload: ${r.data.qr}. Valid until ${expires}, single use.`));
+  });
+}
+
+function setupClaim() {
+  const form = document.getElementById("claim-form");
+  const out = document.getElementById("claim-result");
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const code = form.elements.code.value.trim();
+    const r = await api("POST", `/v1/handoffs/${encodeURIComponent(code)}/claim`, posToken, {});
+    out.replaceChildren();
+    if (!r.ok) {
+      out.append(el("p", { class: "error", role: "alert" }, `${r.data.error || r.status}: ${r.data.message || ""}`));
+      return;
+    }
+    const who = r.data.customer_id || r.data.key;
+    const cart = el("div", { class: "claimed-cart" });
+    if (r.data.session) renderCart(cart, r.data.session);
+    out.append(el("p", { id: "claimed", class: "meta" }, `Claimed for store ${r.data.store_id}: customer ${who}.`), cart);
+  });
+}
+
+function main() {
+  document.getElementById("customer-name").textContent = customer || "(none)";
+  if (!customer || !customerToken || !posToken) {
+    showError("Open this page with the URL continuity dev prints (it carries the customer, its token and a POS token after #).");
+    return;
+  }
+  for (const id of ["mobile", "desktop"]) {
+    const pane = document.getElementById(id);
+    setupAdd(pane);
+    follow(pane, customerToken);
+  }
+  follow(document.getElementById("pos"), posToken);
+  setupHandoff();
+  setupClaim();
+}
+
+main();

@@ -1,0 +1,149 @@
+"""Recompute every session from the retained topics into Redis. Thin edge.
+
+A plain consumer (manual assignment, no consumer group, so running workers
+are not disturbed) reads every partition of the source topics from its
+beginning to the end it had when the rebuild started: the fetch high
+watermark of the partition's first fetch (not ListOffsets, which the embedded
+broker answers wrongly). Batches are planned by the same pure planner and
+committed by the same ``RedisState.commit`` as the workers', into the target
+prefix, applied offsets and fingerprints included; so workers pointed at the
+rebuilt prefix carry on from where it ends. Records are not dead-lettered
+again (the live run did that once already).
+
+Arrival order across topics is the consumer's, not the live run's, so the
+fields that depend on it may differ from the live state (README: Rebuild).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from redis.asyncio import Redis
+
+from streams.batch import Record, RecordOutcome
+from streams.processor import BatchProcessor
+from streams.redis_state import RedisState
+
+
+@dataclass
+class Progress:
+    """Where a rebuild stands: records folded, and per partition (position, end)."""
+
+    records: int = 0
+    started: float = field(default_factory=time.monotonic)
+    positions: dict[str, tuple[int, int | None]] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        """Records per second so far."""
+        return self.records / max(time.monotonic() - self.started, 1e-9)
+
+    def line(self) -> str:
+        """One progress line: totals and every partition not yet at its end."""
+        todo = [
+            f"{tp} {pos}/{'?' if end is None else end}"
+            for tp, (pos, end) in sorted(self.positions.items())
+            if end is None or pos < end
+        ]
+        done = len(self.positions) - len(todo)
+        return (
+            f"{self.records} records, {self.rate:.0f}/s, {done}/{len(self.positions)} "
+            f"partitions done" + (f"; {', '.join(todo)}" if todo else "")
+        )
+
+
+async def _no_dead_letters(outcomes: Sequence[RecordOutcome]) -> None:
+    """Dead letters were sent by the live run; a rebuild only folds."""
+
+
+async def rebuild(
+    bootstrap: str,
+    state: RedisState,
+    topics: Sequence[str],
+    batch_max: int = 2000,
+    report: Callable[[Progress], None] | None = None,
+    report_every: float = 2.0,
+) -> Progress:
+    """Fold every record of ``topics`` (up to their ends at the start) into ``state``."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    processor = BatchProcessor(state, _no_dead_letters)
+    progress = Progress()
+    try:
+        await consumer.topics()  # a metadata round trip, so partitions_for_topic answers
+        tps = [
+            TopicPartition(t, p)
+            for t in topics
+            for p in sorted(consumer.partitions_for_topic(t) or ())
+        ]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends: dict[TopicPartition, int] = {}
+        last_report = time.monotonic()
+        while True:
+            fetched = await consumer.getmany(timeout_ms=500, max_records=batch_max)
+            records: list[Record] = []
+            for tp in tps:
+                if tp not in ends and consumer.highwater(tp) is not None:
+                    ends[tp] = int(consumer.highwater(tp))
+                end = ends.get(tp)
+                for m in fetched.get(tp, ()):
+                    if end is not None and m.offset >= end:
+                        break  # written after the rebuild started: the workers' business
+                    records.append(_record(m))
+            if records:
+                await processor.process(records)
+                progress.records += len(records)
+            done = True
+            for tp in tps:
+                pos = await consumer.position(tp)
+                end = ends.get(tp)
+                progress.positions[f"{tp.topic}:{tp.partition}"] = (
+                    pos if end is None else min(pos, end),
+                    end,
+                )
+                if end is None or pos < end:
+                    done = False
+                elif tp not in consumer.paused():
+                    consumer.pause(tp)
+            if report is not None and time.monotonic() - last_report >= report_every:
+                report(progress)
+                last_report = time.monotonic()
+            if done:
+                return progress
+    finally:
+        await consumer.stop()
+
+
+async def wipe(redis: Redis, prefix: str) -> int:
+    """Delete a prefix's sessions, aliases, applied offsets and fingerprints; return the count."""
+    deleted = 0
+    for pattern in (f"{prefix}:s:*", f"{prefix}:a:*"):
+        batch: list[bytes] = []
+        async for key in redis.scan_iter(match=pattern, count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                deleted += await redis.unlink(*batch)
+                batch = []
+        if batch:
+            deleted += await redis.unlink(*batch)
+    deleted += await redis.unlink(f"{prefix}:o", f"{prefix}:f")
+    return deleted
+
+
+def _record(msg: Any) -> Record:
+    """A Record from aiokafka's (untyped) ConsumerRecord."""
+    return Record(
+        topic=msg.topic,
+        partition=msg.partition,
+        offset=msg.offset,
+        key=msg.key,
+        value=msg.value,
+        timestamp_ms=int(msg.timestamp) if msg.timestamp else None,
+    )

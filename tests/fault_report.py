@@ -1,0 +1,80 @@
+"""The fault suite's scale switch and its report table (hook imported by conftest).
+
+``FAULT_SCALE=long`` (``make test-faults``) runs the long versions; the
+default, ``bounded``, keeps ``make test`` short. Each fault test records one
+row (fault, injections, events sent, sessions checked, lost, doubled); rows
+are appended to ``.continuity/fault-report.json`` (git-ignored) and printed as
+a table at the end of the session.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from schemas.session import Session
+
+REPORT = Path(".continuity") / "fault-report.json"
+T = TypeVar("T")
+_rows: list[FaultRow] = []
+
+
+def long_scale() -> bool:
+    """True when the long versions of the fault tests were asked for."""
+    return os.environ.get("FAULT_SCALE", "bounded") == "long"
+
+
+def pick(bounded: T, long: T) -> T:
+    """``bounded`` normally, ``long`` under ``FAULT_SCALE=long``."""
+    return long if long_scale() else bounded
+
+
+@dataclass
+class FaultRow:
+    fault: str
+    injections: int
+    events: int
+    sessions: int
+    lost: int
+    doubled: int
+    wrong: int = 0
+
+
+def compare(
+    expected: dict[str, Session], stored: dict[str, Session | None]
+) -> tuple[int, int, int]:
+    """(lost, doubled, wrong) sessions: version short of, beyond, or equal to the oracle's
+    but with different bytes. A missing session counts as lost."""
+    lost = doubled = wrong = 0
+    for key, want in expected.items():
+        have = stored.get(key)
+        if have is None or have.version < want.version:
+            lost += 1
+        elif have.version > want.version:
+            doubled += 1
+        elif have.model_dump_json() != want.model_dump_json():
+            wrong += 1
+    return lost, doubled, wrong
+
+
+def record(row: FaultRow) -> None:
+    """Add a row to this session's table and to the JSON report."""
+    _rows.append(row)
+    REPORT.parent.mkdir(parents=True, exist_ok=True)
+    REPORT.write_text(json.dumps([asdict(r) for r in _rows], indent=2) + "\n")
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not _rows:
+        return
+    tr = terminalreporter
+    tr.section(f"fault suite ({'long' if long_scale() else 'bounded'}; {REPORT})")
+    head = ("fault", "injections", "events", "sessions", "lost", "doubled", "wrong")
+    width = max(len(r.fault) for r in _rows) + 2
+    tr.write_line(f"{head[0]:<{width}}" + "".join(f"{h:>11}" for h in head[1:]))
+    for r in _rows:
+        nums = (r.injections, r.events, r.sessions, r.lost, r.doubled, r.wrong)
+        tr.write_line(f"{r.fault:<{width}}" + "".join(f"{n:>11}" for n in nums))
