@@ -55,8 +55,12 @@ def broker_urls(bootstrap: str) -> list[str]:
     return [f"kafka://{h.strip()}" for h in bootstrap.split(",") if h.strip()]
 
 
-def create_app(settings: Settings) -> faust.App:
-    """Build the Faust app with its folding agent, configured from ``settings``."""
+def base_app(settings: Settings) -> tuple[faust.App, Any]:
+    """The worker's Faust app and its source topic (the three event topics), with no agent.
+
+    Shared with the benchmark's Faust variants, so they differ from the worker
+    only in what their agent does with the events.
+    """
     app = faust.App(
         settings.app_id,
         broker=broker_urls(settings.kafka_bootstrap),
@@ -76,7 +80,12 @@ def create_app(settings: Settings) -> faust.App:
     # Before anything touches app.transport (app.topic does): Faust has no setting
     # for the consumer's fetch wait, and the default 1.5 s is latency on some brokers.
     app.transport = transport_class(settings.fetch_max_wait_ms)(app.conf.broker_consumer, app)
-    source = app.topic(*SOURCE_TOPICS, key_type=bytes, value_type=bytes)
+    return app, app.topic(*SOURCE_TOPICS, key_type=bytes, value_type=bytes)
+
+
+def create_app(settings: Settings) -> faust.App:
+    """Build the Faust app with its folding agent, configured from ``settings``."""
+    app, source = base_app(settings)
     # The agent opens Redis on the worker's loop; the gauge timer borrows it.
     states: list[RedisState] = []
     guards: list[ResetGuard] = []

@@ -13,30 +13,13 @@ from typing import Any
 
 import faust
 
-from schemas.topics import SOURCE_TOPICS
-from streams.app import broker_urls
+from streams.app import base_app
 from streams.settings import Settings
 
 
 def bench_app(settings: Settings) -> tuple[faust.App, Any]:
     """The app and its source topic (the three event topics), ready for one agent."""
-    app = faust.App(
-        settings.app_id,
-        broker=broker_urls(settings.kafka_bootstrap),
-        store="memory://",
-        key_serializer="raw",
-        value_serializer="raw",
-        topic_partitions=settings.topic_partitions,
-        consumer_auto_offset_reset="earliest",
-        broker_session_timeout=settings.session_timeout,
-        broker_heartbeat_interval=settings.heartbeat_interval,
-        broker_rebalance_timeout=settings.rebalance_timeout,
-        broker_commit_interval=settings.commit_interval,
-        producer_acks=-1,
-        stream_wait_empty=False,
-        web_enabled=False,
-    )
-    return app, app.topic(*SOURCE_TOPICS, key_type=bytes, value_type=bytes)
+    return base_app(settings)
 
 
 def run(app: faust.App, settings: Settings) -> None:
