@@ -59,9 +59,9 @@ e2e: setup
 test: setup lint
 	$(BIN)/pytest -q
 
-# The fault suite's long versions (more injections and events); prints the fault table.
+# The fault suite's and the SSE load test's long versions; prints the fault table.
 test-faults: setup
-	FAULT_SCALE=long $(BIN)/pytest -m faults -q
+	FAULT_SCALE=long $(BIN)/pytest -m "faults or load" -q
 
 # Seeded backlog drained by a plain-aiokafka ceiling, an empty Faust agent, a naive
 # GET/fold/SET agent, the worker and two workers; medians of 3 rounds, each run on a

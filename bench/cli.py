@@ -6,12 +6,16 @@
 2. Measure Redis bytes per session (``bench.memory``).
 3. For each round, each variant (``bench.variants``) drains the backlog on a
    fresh broker and Redis (``bench.run``); one progress line per run.
-4. Print the medians as a table with the ratios and write everything to
-   ``bench/results/bench-<time>.json`` (``bench.report``).
+4. Freshness through the gateway on a fresh stack with one worker and one
+   gateway (``bench.freshness_stack``).
+5. Print the medians as a table with the ratios and the freshness figures, and
+   write everything to ``bench/results/bench-<time>.json`` (``bench.report``).
 
 Flags make bigger runs (``--events``, ``--customers``, ``--runs``), the worker
-memory check (``--memory-customers 10000,1000000``) and, against a running
-stack with a gateway, the freshness measurement (``--freshness URL``).
+memory check (``--memory-customers 10000,1000000``), change the freshness load
+(``--freshness-rate``, ``--freshness-subscribers``, ``--freshness-seconds``)
+or measure freshness alone against a running stack with a gateway
+(``--freshness URL``).
 """
 
 from __future__ import annotations
@@ -25,8 +29,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import memory, report
+from bench import freshness_stack, memory, report
 from bench.expect import PROJECTION_NOTE, expect
+from bench.freshness import measure_freshness
+from bench.freshness_stack import FreshnessPlan
 from bench.procstat import machine
 from bench.run import RunResult, run_once
 from bench.variants import all_variants
@@ -58,14 +64,30 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         help="also fold one event per customer for each count, e.g. 10000,1000000, and report "
         "the worker's peak RSS (should stay flat) and Redis memory",
     )
-    f = p.add_argument_group("freshness through the gateway (instead of the benchmark)")
+    f = p.add_argument_group(
+        "freshness through the gateway",
+        "measured after the variants on a fresh stack (one worker, one gateway); with "
+        "--freshness URL instead of the benchmark, against a running stack",
+    )
+    f.add_argument("--freshness-rate", type=float, default=1_000.0, help="events/s in total")
+    f.add_argument("--freshness-subscribers", type=int, default=100)
+    f.add_argument("--freshness-seconds", type=float, default=30.0, help="counted, after warm-up")
+    f.add_argument("--freshness-warmup", type=float, default=5.0, help="seconds not counted")
+    f.add_argument("--no-freshness", action="store_true", help="skip it in the benchmark")
     f.add_argument("--freshness", metavar="URL", help="SSE URL of a session with {key}")
     f.add_argument("--freshness-header", action="append", default=[], help="'Name: value'")
     f.add_argument("--freshness-bootstrap", help="broker (default: KAFKA_BOOTSTRAP or dev.json)")
-    f.add_argument("--freshness-rate", type=float, default=200.0, help="events/s in total")
-    f.add_argument("--freshness-subscribers", type=int, default=200)
-    f.add_argument("--freshness-seconds", type=float, default=30.0)
     return p.parse_args(argv)
+
+
+def freshness_plan(args: argparse.Namespace) -> FreshnessPlan:
+    """The freshness load the flags ask for (both for the fresh stack and for ``--freshness``)."""
+    return FreshnessPlan(
+        rate=args.freshness_rate,
+        subscribers=args.freshness_subscribers,
+        seconds=args.freshness_seconds,
+        warmup=args.freshness_warmup,
+    )
 
 
 async def benchmark(args: argparse.Namespace) -> int:
@@ -122,6 +144,9 @@ async def benchmark(args: argparse.Namespace) -> int:
             results.append(
                 await run_once(variant, workload, records, expected, round_no, logs, say)
             )
+    fresh = None
+    if not args.no_freshness:
+        fresh = await freshness_stack.measure(freshness_plan(args), logs / "freshness", say)
     med = report.medians(results)
     rat = report.ratios(med)
     if results:
@@ -142,7 +167,10 @@ async def benchmark(args: argparse.Namespace) -> int:
         say("")
         say(report.LEGEND)
         say(f"check: {PROJECTION_NOTE}")
-        say("freshness through the gateway: not measured here (python -m bench --freshness URL)")
+    if fresh is not None:
+        say("")
+        for line in fresh.lines():
+            say(line)
     rss_rows: list[dict[str, Any]] = []
     if args.memory_customers:
         counts = [int(c) for c in args.memory_customers.split(",") if c]
@@ -165,6 +193,7 @@ async def benchmark(args: argparse.Namespace) -> int:
             "session_bytes": sizes,
             "medians": med,
             "ratios": rat,
+            "freshness": fresh.as_json() if fresh is not None else None,
             "worker_rss_by_customers": rss_rows,
             "legend": report.LEGEND,
             "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
@@ -174,25 +203,18 @@ async def benchmark(args: argparse.Namespace) -> int:
         results,
     )
     say(f"\nresults: {path} ({time.monotonic() - began:.0f} s in all)")
-    return 0 if all(r.ok for r in results) else 1
+    fresh_ok = fresh is None or fresh.result is not None
+    return 0 if all(r.ok for r in results) and fresh_ok else 1
 
 
 async def freshness(args: argparse.Namespace) -> int:
-    from bench.freshness import FreshnessSpec, measure_freshness
-
     bootstrap = args.freshness_bootstrap or os.environ.get("KAFKA_BOOTSTRAP") or _dev_bootstrap()
     headers = dict(h.split(":", 1) for h in args.freshness_header)
-    spec = FreshnessSpec(
-        args.freshness,
-        bootstrap,
-        subscribers=args.freshness_subscribers,
-        rate=args.freshness_rate,
-        seconds=args.freshness_seconds,
-        headers={k.strip(): v.strip() for k, v in headers.items()},
-    )
+    plan = freshness_plan(args)
+    spec = plan.spec(args.freshness, bootstrap, {k.strip(): v.strip() for k, v in headers.items()})
     say(
         f"freshness: {spec.subscribers} subscribers, {spec.rate:g} events/s for {spec.seconds:g} s "
-        f"via {bootstrap}"
+        f"({spec.warmup:g} s warm-up) via {bootstrap}"
     )
     result = await measure_freshness(spec)
     say(json.dumps(result.__dict__, indent=2))

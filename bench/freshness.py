@@ -1,8 +1,9 @@
 """Freshness through the gateway: Kafka append -> Server-Sent Event at a subscriber.
 
-The hook for the gateway (``python -m bench --freshness URL``). It needs a
-running stack with a gateway (broker, Redis, a worker, the gateway), such as
-``continuity dev``; the benchmark's own fresh stacks do not start a gateway.
+``make bench`` measures it on a fresh stack of its own after the variants
+(``bench.freshness_stack``: broker, Redis, one worker, one gateway); against
+any running stack with a gateway, such as ``continuity dev``, it is
+``python -m bench --freshness URL``.
 
 How it measures:
 
@@ -18,7 +19,14 @@ How it measures:
   a customer with an id at or above n delivers version n (the gateway may
   coalesce versions under a burst); freshness = its arrival - the append;
 * after ``warmup`` seconds, every append counts: p50, p99, p99.9 and max, and
-  the appends no event ever covered (``lost``).
+  the appends no event ever covered (``lost``);
+* with ``notices_redis`` (the worker's Redis), the worker's pub/sub notices
+  (``<prefix>:u:{key}``, one per committed version) are timed the same way:
+  append -> commit notice is the worker's share, the rest the gateway's.
+
+The subscribers and the producer run in the measuring process, so its own
+scheduling delays are in the figures: a stream read late inflates a sample,
+an acknowledgement callback run late shrinks one.
 """
 
 from __future__ import annotations
@@ -28,13 +36,14 @@ import contextlib
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import orjson
 from aiokafka import AIOKafkaProducer
+from redis.asyncio import Redis
 
 from schemas.topics import topic_for
 
@@ -51,6 +60,9 @@ class FreshnessSpec:
     seconds: float = 30.0
     warmup: float = 3.0
     headers: Mapping[str, str] = field(default_factory=dict)
+    notices_redis: str | None = None
+    """Redis URL of the worker's state, to time its commit notices too (optional)."""
+    notices_prefix: str = "cont"
 
 
 @dataclass(frozen=True)
@@ -61,6 +73,9 @@ class FreshnessResult:
     p99_ms: float | None
     p999_ms: float | None
     max_ms: float | None
+    committed_p50_ms: float | None = None
+    """Append -> the worker's commit notice of that version (or a newer one) arrived here."""
+    committed_p99_ms: float | None = None
 
 
 @dataclass(frozen=True)
@@ -70,24 +85,58 @@ class SseEvent:
     data: str
 
 
-async def measure_freshness(spec: FreshnessSpec) -> FreshnessResult:
-    """Subscribe, produce at the fixed rate for ``seconds``, and return the distribution."""
+async def measure_freshness(
+    spec: FreshnessSpec, on_phase: Callable[[str], None] | None = None
+) -> FreshnessResult:
+    """Subscribe, produce at the fixed rate for ``seconds``, and return the distribution.
+
+    ``on_phase`` is called with ``"counting"`` when the warm-up ends and with
+    ``"produced"`` after the last append, so a caller can read what the stack's
+    processes spent over exactly the counted window.
+    """
     run = uuid.uuid4().hex[:8]
     keys = [f"fresh-{run}-{i:05d}" for i in range(spec.subscribers)]
     arrivals: dict[str, list[tuple[int, float]]] = {k: [] for k in keys}
     followers = [asyncio.create_task(_follow(spec, k, arrivals[k])) for k in keys]
+    notices: dict[str, list[tuple[int, float]]] = {k: [] for k in keys}
+    if spec.notices_redis is not None:
+        pattern = f"{spec.notices_prefix}:u:{{fresh-{run}-*"
+        followers.append(asyncio.create_task(_notices(spec.notices_redis, pattern, notices)))
     appended: dict[tuple[str, int], float] = {}
+    timer: asyncio.TimerHandle | None = None
     try:
         await asyncio.sleep(1.0)  # let the streams open
+        _streams_alive(followers)
         started = time.time()
+        if on_phase is not None:
+            timer = asyncio.get_running_loop().call_later(spec.warmup, on_phase, "counting")
         await _produce(spec, keys, appended)
+        if on_phase is not None:
+            on_phase("produced")
         await asyncio.sleep(2.0)  # the last events' way through
+        # A stream that ended early would show up as lost appends: say why instead.
+        _streams_alive(followers)
     finally:
+        if timer is not None:
+            timer.cancel()
         for task in followers:
             task.cancel()
         await asyncio.gather(*followers, return_exceptions=True)
     counted = {kv: t for kv, t in appended.items() if t >= started + spec.warmup}
-    return summarize(counted, arrivals)
+    result = summarize(counted, arrivals)
+    if spec.notices_redis is None:
+        return result
+    committed = summarize(counted, notices)
+    return replace(result, committed_p50_ms=committed.p50_ms, committed_p99_ms=committed.p99_ms)
+
+
+def _streams_alive(followers: list[asyncio.Task[None]]) -> None:
+    ended = [t for t in followers if t.done()]
+    if ended:
+        first = ended[0].exception() if not ended[0].cancelled() else None
+        raise RuntimeError(
+            f"{len(ended)} of {len(followers)} streams ended early: {first or 'end of stream'}"
+        )
 
 
 def summarize(
@@ -137,7 +186,7 @@ async def _produce(
         while time.monotonic() < deadline:
             key = keys[i % len(keys)]
             versions[key] += 1
-            event = _viewed(key, versions[key])
+            event = product_viewed(key, versions[key])
             topic = topic_for(str(event["type"]))
             fut = await producer.send(topic, orjson.dumps(event), key=key.encode())
             fut.add_done_callback(_stamp(appended, (key, versions[key])))
@@ -158,7 +207,8 @@ def _stamp(appended: dict[tuple[str, int], float], kv: tuple[str, int]) -> objec
     return done
 
 
-def _viewed(key: str, n: int) -> dict[str, object]:
+def product_viewed(key: str, n: int) -> dict[str, object]:
+    """The ``n``-th event of customer ``key``: a product view, valid under the wire contract."""
     return {
         "event_id": f"{key}-{n}",
         "type": "browse.product_viewed",
@@ -174,6 +224,23 @@ async def _follow(spec: FreshnessSpec, key: str, into: list[tuple[int, float]]) 
     async for ev in sse_events(spec.stream_url.format(key=key), spec.headers):
         if ev.event == "session" and ev.id is not None and ev.id.isdigit():
             into.append((int(ev.id), time.time()))
+
+
+async def _notices(url: str, pattern: str, into: dict[str, list[tuple[int, float]]]) -> None:
+    """Record (version, arrival time) of every commit notice matching ``pattern``, by key."""
+    redis = Redis.from_url(url)
+    pubsub = redis.pubsub()
+    try:
+        await pubsub.psubscribe(pattern)
+        async for message in pubsub.listen():
+            if message["type"] != "pmessage":
+                continue
+            body = orjson.loads(message["data"])
+            if body.get("version") is not None and body.get("key") in into:
+                into[body["key"]].append((int(body["version"]), time.time()))
+    finally:
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await redis.aclose()
 
 
 async def sse_events(url: str, headers: Mapping[str, str]) -> AsyncIterator[SseEvent]:

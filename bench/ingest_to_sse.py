@@ -9,7 +9,7 @@ SSE write. Latency = arrival of the stream event carrying the new version
 - the moment before the POST was sent.
 
     .venv/bin/python -m bench.ingest_to_sse --gateway http://127.0.0.1:8080 \\
-        --customer c-1 --token "$(.venv/bin/continuity token --role customer --customer c-1)"
+        --customer c-1 --token "$(.venv/bin/continuity token --role service)"
 """
 
 from __future__ import annotations
@@ -81,7 +81,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--gateway", required=True)
     p.add_argument("--customer", required=True)
-    p.add_argument("--token", required=True, help="a customer token for --customer (or service)")
+    p.add_argument(
+        "--token",
+        required=True,
+        help="a service token (a customer token would meet its ingest rate limit)",
+    )
     p.add_argument("--events", type=int, default=300)
     args = p.parse_args()
     samples = sorted(asyncio.run(measure(args.gateway, args.customer, args.token, args.events)))

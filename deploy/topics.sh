@@ -28,6 +28,7 @@ DLQ_RETENTION_MS="${DLQ_RETENTION_MS:-$RETENTION_MS}"
 
 SOURCE_TOPICS=(cart-events browse-events checkout-events) # schemas/topics.py
 DLQ_TOPIC=events-dlq
+ERASURES_TOPIC=session-erasures
 
 KAFKA_TOPICS="${KAFKA_TOPICS:-$(command -v kafka-topics.sh || echo /opt/kafka/bin/kafka-topics.sh)}"
 client=("$KAFKA_TOPICS" --bootstrap-server "$BOOTSTRAP")
@@ -70,6 +71,12 @@ done
 # Same count as the sources: nothing requires it, but one number is one less
 # thing to get wrong when scaling.
 create "$DLQ_TOPIC" "$DLQ_RETENTION_MS"
+# Erasures: compacted (the key is the customer; the latest erasure is what counts)
+# and never deleted, so a rebuild after years still honours them. One partition:
+# they are few, and a rebuild reads them all before folding anything.
+"${client[@]}" --create --if-not-exists --topic "$ERASURES_TOPIC" \
+  --partitions 1 --replication-factor "$REPLICATION" \
+  --config cleanup.policy=compact --config min.insync.replicas="$MIN_ISR"
 
 # --if-not-exists leaves an existing topic as it is, so check what is really
 # there. A customer's events are keyed by customer and must land on the same

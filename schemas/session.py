@@ -32,6 +32,14 @@ class CartLine(_Frozen):
     currency: str
     channel: Channel = Field(description="The channel that last touched this line.")
     updated_at: datetime
+    price_changed_from: Decimal | None = Field(
+        default=None,
+        description="The unit price before the last change of price (one sku has one price "
+        "across channels: the latest wins); frontends tell the customer.",
+    )
+    price_changed_at: datetime | None = Field(
+        default=None, description="When the unit price last changed."
+    )
 
 
 class ViewedProduct(_Frozen):

@@ -6,6 +6,9 @@ CART_EVENTS = "cart-events"
 BROWSE_EVENTS = "browse-events"
 CHECKOUT_EVENTS = "checkout-events"
 DEAD_LETTERS = "events-dlq"
+# Compacted, keyed by customer: every erasure, kept for as long as events are
+# retained, so a rebuild restores the erasures before it folds (streams/erasure.py).
+ERASURES = "session-erasures"
 
 SOURCE_TOPICS: tuple[str, ...] = (CART_EVENTS, BROWSE_EVENTS, CHECKOUT_EVENTS)
 

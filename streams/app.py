@@ -39,6 +39,7 @@ from streams.batch import Record, RecordOutcome
 from streams.dlq import dead_letter
 from streams.gauges import GaugeRefresher
 from streams.health import health_app, serve
+from streams.kafka_security import faust_broker_credentials, kafka_client_kwargs
 from streams.kafka_transport import transport_class
 from streams.logs import batch_fields
 from streams.processor import BatchProcessor
@@ -59,11 +60,13 @@ def base_app(settings: Settings) -> tuple[faust.App, Any]:
     """The worker's Faust app and its source topic (the three event topics), with no agent.
 
     Shared with the benchmark's Faust variants, so they differ from the worker
-    only in what their agent does with the events.
+    only in what their agent does with the events. Faust hands the broker
+    credentials to its consumer and producer alike.
     """
     app = faust.App(
         settings.app_id,
         broker=broker_urls(settings.kafka_bootstrap),
+        broker_credentials=faust_broker_credentials(settings),
         store="memory://",
         key_serializer="raw",
         value_serializer="raw",
@@ -86,6 +89,8 @@ def base_app(settings: Settings) -> tuple[faust.App, Any]:
 def create_app(settings: Settings) -> faust.App:
     """Build the Faust app with its folding agent, configured from ``settings``."""
     app, source = base_app(settings)
+    # The log probe's own consumer connects like Faust's (TLS, SASL).
+    kafka = kafka_client_kwargs(settings)
     # The agent opens Redis on the worker's loop; the gauge timer borrows it.
     states: list[RedisState] = []
     guards: list[ResetGuard] = []
@@ -101,11 +106,14 @@ def create_app(settings: Settings) -> faust.App:
         )
         state = RedisState(redis, settings.redis_prefix)
         states.append(state)
-        guard = ResetGuard.for_bootstrap(state, settings.kafka_bootstrap, settings.retry_max_delay)
+        guard = ResetGuard.for_bootstrap(
+            state, settings.kafka_bootstrap, settings.retry_max_delay, kafka
+        )
         guards.append(guard)
         processor = BatchProcessor(
             state,
             _dead_letter_sink(app, settings.retry_max_delay),
+            limits=settings.fold_limits(),
             retry_max_delay=settings.retry_max_delay,
             guard=guard.check,
             readiness=readiness,

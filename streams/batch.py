@@ -20,6 +20,7 @@ from enum import StrEnum
 
 from schemas.events import AnyEvent
 from schemas.session import CartLine, Session
+from streams.erasure import Erasure, covering
 from streams.fold import DEFAULT_LIMITS, Applied, Duplicate, Limits, Reason, Rejected, fold
 from streams.fold import new_session as _new_session
 from streams.log_reset import fingerprint
@@ -50,6 +51,8 @@ class Kind(StrEnum):
     DUPLICATE = "duplicate"
     ALREADY_APPLIED = "already_applied"
     REJECTED = "rejected"
+    # Published before its customer was erased (streams/erasure.py): skipped for good.
+    ERASED = "erased"
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,10 @@ class Snapshot:
     aliases: Mapping[str, str]
     offsets: Mapping[str, int]
     sessions: Mapping[str, Session]
+    # Erasures naming any id the batch needs, and the count of erasures ever made:
+    # a commit is refused if an erasure happened after this snapshot was read.
+    erasures: Mapping[str, Erasure] = field(default_factory=dict)
+    erasure_epoch: int = 0
 
 
 @dataclass
@@ -88,6 +95,8 @@ class Plan:
     writes: dict[str, Session] = field(default_factory=dict)
     deletes: dict[str, str] = field(default_factory=dict)  # merged guest key -> customer key
     aliases: dict[str, str] = field(default_factory=dict)
+    # Guest ids whose alias goes: their sign-in to an erased customer was skipped.
+    alias_deletes: set[str] = field(default_factory=set)
     offsets: dict[str, int] = field(default_factory=dict)
     # tp -> fingerprint of the record at the new applied offset (streams/log_reset.py)
     fingerprints: dict[str, str] = field(default_factory=dict)
@@ -99,6 +108,7 @@ class Plan:
     # login, the target of a rejected event. Another worker may write any of them
     # (a guest's partition is not its customer's), so each is checked at commit.
     read_keys: set[str] = field(default_factory=set)
+    expected_erasure_epoch: int = 0
 
     @property
     def rejected(self) -> list[RecordOutcome]:
@@ -141,11 +151,21 @@ def plan_batch(
         if isinstance(event, Rejected):
             plan.outcomes.append(_rejected(record, event))
             continue
+        # Judged on the session the record folds into: a login of another customer
+        # on a device an erased customer once used is theirs, not the erased one's.
+        erased = covering(snapshot.erasures, (route(event, aliases),), record.tp, record.offset)
+        if erased is not None:
+            if _is_login(event, aliases):
+                _unlink(plan, event, aliases)
+            plan.outcomes.append(
+                RecordOutcome(record, Kind.ERASED, event, detail="published before an erasure")
+            )
+            continue
         if _is_login(event, aliases):
-            _merge(plan, event, aliases, sessions, limits)
+            _merge(plan, event, aliases, sessions, snapshot, limits)
         key = route(event, aliases)
         plan.read_keys.add(key)
-        session = sessions.get(key) or _new_session(key, event.customer_id)
+        session = sessions.get(key) or _fresh(key, event.customer_id, snapshot)
         outcome = fold(session, event, limits)
         if isinstance(outcome, Rejected):
             plan.outcomes.append(_rejected(record, outcome, event, key))
@@ -157,6 +177,9 @@ def plan_batch(
             assert isinstance(outcome, Applied)
             sessions[key] = outcome.session
             plan.writes[key] = outcome.session
+            # A guest merged earlier in the batch and started again (its sign-in to an
+            # erased customer was undone): the new session stands.
+            plan.deletes.pop(key, None)
             plan.outcomes.append(RecordOutcome(record, Kind.APPLIED, event, key))
     _record_expectations(plan, records, decoded, snapshot)
     return plan
@@ -179,11 +202,21 @@ def _is_login(event: AnyEvent, aliases: Mapping[str, str]) -> bool:
     )
 
 
+def _fresh(key: str, customer_id: str | None, snapshot: Snapshot) -> Session:
+    """A new session; after an erasure its versions go on from the erased one's,
+    so a client's ``Last-Event-ID`` or ``min_version`` never points past it."""
+    session = _new_session(key, customer_id)
+    erasure = snapshot.erasures.get(key)
+    floor = erasure.floors.get(key, 0) if erasure is not None else 0
+    return session.model_copy(update={"version": floor}) if floor else session
+
+
 def _merge(
     plan: Plan,
     event: AnyEvent,
     aliases: dict[str, str],
     sessions: dict[str, Session],
+    snapshot: Snapshot,
     limits: Limits,
 ) -> None:
     customer_id, anonymous_id = event.customer_id, event.anonymous_id
@@ -191,7 +224,8 @@ def _merge(
     assert anonymous_id is not None
     plan.read_keys.update((customer_id, anonymous_id))
     guest = sessions.pop(anonymous_id, None)
-    merged = merge_guest(sessions.get(customer_id), guest, customer_id, anonymous_id, limits)
+    base = sessions.get(customer_id) or _fresh(customer_id, customer_id, snapshot)
+    merged = merge_guest(base, guest, customer_id, anonymous_id, limits)
     # The merge is a change of its own: it gets a version before the event is folded.
     session = merged.session.model_copy(update={"version": merged.session.version + 1})
     sessions[customer_id] = session
@@ -202,6 +236,18 @@ def _merge(
         plan.deletes[anonymous_id] = customer_id
     aliases[anonymous_id] = customer_id
     plan.aliases[anonymous_id] = customer_id
+    plan.alias_deletes.discard(anonymous_id)
+
+
+def _unlink(plan: Plan, event: AnyEvent, aliases: dict[str, str]) -> None:
+    """A sign-in to an erased customer is skipped, but the device it names no longer
+    belongs to whoever it pointed at before: live, that alias moved to the erased
+    customer and the erasure deleted it. Doing the same in a replay keeps the
+    guest's later records out of the previous owner's session."""
+    assert event.anonymous_id is not None
+    aliases.pop(event.anonymous_id, None)
+    plan.aliases.pop(event.anonymous_id, None)
+    plan.alias_deletes.add(event.anonymous_id)
 
 
 def _rejected(
@@ -224,3 +270,4 @@ def _record_expectations(
             plan.expected_aliases[event.anonymous_id] = snapshot.aliases.get(event.anonymous_id)
     for record in records:
         plan.expected_offsets[record.tp] = snapshot.offsets.get(record.tp, -1)
+    plan.expected_erasure_epoch = snapshot.erasure_epoch

@@ -46,19 +46,39 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     import faust
+    from aiokafka.errors import KafkaError
 
     from streams import logs
     from streams.app import create_app
+    from streams.kafka_security import KafkaSecurityError, describe, kafka_client_kwargs
     from streams.topics_admin import TopicLayoutError, ensure_topics
 
     settings = load_settings()
     logs.configure(settings.log_level, settings.log_format)
     json_logs = settings.log_format == "json"
     try:
-        layout = asyncio.run(ensure_topics(settings.kafka_bootstrap, settings.topic_partitions))
-    except TopicLayoutError as exc:
+        kafka = kafka_client_kwargs(settings)
+        layout = asyncio.run(
+            ensure_topics(settings.kafka_bootstrap, settings.topic_partitions, kafka=kafka)
+        )
+    except (TopicLayoutError, KafkaSecurityError) as exc:
         _say(json_logs, f"continuity worker: {exc}", logging.ERROR)
         return 2
+    except Exception as exc:
+        # Unreachable brokers, refused TLS or SASL: one clear line, not a traceback.
+        hint = ""
+        if "SASL" in settings.kafka_security_protocol and not isinstance(
+            exc, (KafkaError, OSError)
+        ):
+            # aiokafka's SCRAM client fails on a refusal with a bare KeyError/ValueError.
+            hint = "; the SASL login was refused: check the user name and password"
+        _say(
+            json_logs,
+            f"continuity worker: cannot connect to Kafka at {settings.kafka_bootstrap} "
+            f"({describe(settings)}): {exc!r}{hint}",
+            logging.ERROR,
+        )
+        return 1
     if layout.get("cart-events") != settings.topic_partitions:
         _say(
             json_logs,
@@ -68,7 +88,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         )
     _say(
         json_logs,
-        f"continuity worker: group {settings.app_id!r} on {settings.kafka_bootstrap}, "
+        f"continuity worker: group {settings.app_id!r} on {settings.kafka_bootstrap} "
+        f"({describe(settings)}), "
         f"metrics, /healthz, /readyz "
         f"{'on :' + str(settings.metrics_port) if settings.metrics_port else 'off'}",
     )
@@ -118,6 +139,7 @@ def cmd_session_show(args: argparse.Namespace) -> int:
 
 def cmd_produce(args: argparse.Namespace) -> int:
     from streams.fold import Rejected
+    from streams.kafka_security import kafka_client_kwargs
     from streams.publish import Outgoing, Publisher, prepare
     from streams.topics_admin import ensure_topics
 
@@ -143,8 +165,9 @@ def cmd_produce(args: argparse.Namespace) -> int:
                 good.append(out)
 
     async def send() -> int:
-        await ensure_topics(settings.kafka_bootstrap, settings.topic_partitions)
-        async with Publisher(settings.kafka_bootstrap) as pub:
+        kafka = kafka_client_kwargs(settings)
+        await ensure_topics(settings.kafka_bootstrap, settings.topic_partitions, kafka=kafka)
+        async with Publisher(settings.kafka_bootstrap, kafka=kafka) as pub:
             return len(await pub.send_all(good))
 
     sent = asyncio.run(send()) if good else 0
@@ -159,6 +182,7 @@ def cmd_produce(args: argparse.Namespace) -> int:
 
 def cmd_offsets_rewind(args: argparse.Namespace) -> int:
     from schemas.topics import SOURCE_TOPICS
+    from streams.kafka_security import kafka_client_kwargs
     from streams.offsets_admin import rewind_group
     from streams.topics_admin import ensure_topics
 
@@ -166,7 +190,10 @@ def cmd_offsets_rewind(args: argparse.Namespace) -> int:
     group = args.group or settings.app_id
 
     async def rewind() -> int:
-        layout = await ensure_topics(settings.kafka_bootstrap, settings.topic_partitions)
+        kafka = kafka_client_kwargs(settings)
+        layout = await ensure_topics(
+            settings.kafka_bootstrap, settings.topic_partitions, kafka=kafka
+        )
         partitions = layout[SOURCE_TOPICS[0]]
         print(
             f"rewinding group {group!r} on {settings.kafka_bootstrap} to the earliest offsets "
@@ -175,7 +202,12 @@ def cmd_offsets_rewind(args: argparse.Namespace) -> int:
             flush=True,
         )
         return await rewind_group(
-            settings.kafka_bootstrap, group, SOURCE_TOPICS, partitions, timeout=args.timeout
+            settings.kafka_bootstrap,
+            group,
+            SOURCE_TOPICS,
+            partitions,
+            timeout=args.timeout,
+            kafka=kafka,
         )
 
     try:
@@ -196,6 +228,7 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     from redis.asyncio import Redis
 
     from schemas.topics import SOURCE_TOPICS
+    from streams.kafka_security import kafka_client_kwargs
     from streams.offsets_admin import ensure_group_empty
     from streams.rebuild import Progress, rebuild, wipe
     from streams.redis_state import RedisState
@@ -214,7 +247,10 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
         print(f"  {p.line()}", flush=True)
 
     async def run() -> Progress:
-        layout = await ensure_topics(settings.kafka_bootstrap, settings.topic_partitions)
+        kafka = kafka_client_kwargs(settings)
+        layout = await ensure_topics(
+            settings.kafka_bootstrap, settings.topic_partitions, kafka=kafka
+        )
         redis = Redis.from_url(settings.redis_dsn(), socket_timeout=30)
         try:
             if args.into_live:
@@ -226,6 +262,7 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
                     SOURCE_TOPICS,
                     layout[SOURCE_TOPICS[0]],
                     timeout=args.timeout,
+                    kafka=kafka,
                 )
                 print(f"wiped {await wipe(redis, prefix)} keys of live prefix {prefix!r}")
             elif await redis.exists(f"{prefix}:o"):
@@ -237,6 +274,8 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
                 SOURCE_TOPICS,
                 batch_max=args.batch,
                 report=report,
+                kafka=kafka,
+                limits=settings.fold_limits(),
             )
         finally:
             await redis.aclose()
@@ -251,6 +290,45 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
         return 2
     print(f"  {done.line()}")
     print(f"rebuilt {done.records} records into prefix {prefix!r}")
+    return 0
+
+
+def cmd_erase(args: argparse.Namespace) -> int:
+    from pydantic import TypeAdapter, ValidationError
+    from redis.asyncio import Redis
+
+    from schemas.events import Id
+    from streams.erase import EraseError, erase_customer, report
+    from streams.kafka_security import kafka_client_kwargs
+    from streams.redis_state import Erased, RedisState
+
+    try:
+        ids = [TypeAdapter(Id).validate_python(i) for i in [args.customer, *args.anonymous_id]]
+    except ValidationError:
+        print("continuity erase: ids must match the wire contract's id pattern", file=sys.stderr)
+        return 2
+    settings = load_settings()
+
+    async def run() -> Erased:
+        redis = Redis.from_url(settings.redis_dsn(), socket_timeout=30)
+        try:
+            return await erase_customer(
+                RedisState(redis, settings.redis_prefix),
+                settings.kafka_bootstrap,
+                ids[0],
+                also=ids[1:],
+                kafka=kafka_client_kwargs(settings),
+            )
+        finally:
+            await redis.aclose()
+
+    print(f"erasing customer {ids[0]!r} (prefix {settings.redis_prefix!r})...", flush=True)
+    try:
+        done = asyncio.run(run())
+    except (EraseError, OSError) as exc:
+        print(f"continuity erase: {exc}; nothing is lost by running it again", file=sys.stderr)
+        return 1
+    print(json.dumps(report(done), indent=2))
     return 0
 
 
@@ -273,6 +351,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     from streams import logs
     from streams.gateway.app import run
     from streams.gateway.auth import check_secret
+    from streams.kafka_security import KafkaSecurityError, check
     from streams.topics_admin import TopicLayoutError
 
     settings = load_settings()
@@ -282,6 +361,11 @@ def cmd_gateway(args: argparse.Namespace) -> int:
             settings.auth_secret.get_secret_value() if settings.auth_secret else None
         )
     except ValueError as exc:
+        print(f"continuity gateway: {exc}; refusing to start", file=sys.stderr)
+        return 2
+    try:
+        check(settings)
+    except KafkaSecurityError as exc:
         print(f"continuity gateway: {exc}; refusing to start", file=sys.stderr)
         return 2
     try:
@@ -362,6 +446,16 @@ def parser() -> argparse.ArgumentParser:
     rb.add_argument("--batch", type=int, default=2000, help="records per committed batch")
     rb.set_defaults(func=cmd_rebuild)
 
+    er = sub.add_parser("erase", help="erase a customer's session state for good")
+    er.add_argument("--customer", required=True, help="customer_id to erase")
+    er.add_argument(
+        "--anonymous-id",
+        action="append",
+        default=[],
+        help="a guest id of this customer to erase too (repeatable); merged guests are found",
+    )
+    er.set_defaults(func=cmd_erase)
+
     sc = sub.add_parser("schema", help="export the JSON Schema files from the models")
     sc.add_argument("--check", action="store_true", help="exit 1 if checked-in files are stale")
     sc.set_defaults(func=cmd_schema)
@@ -382,8 +476,17 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``continuity`` console script."""
+    from pydantic_settings import SettingsError
+
+    from streams.kafka_security import KafkaSecurityError
+
     args = parser().parse_args(argv)
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+    except (KafkaSecurityError, SettingsError) as exc:
+        # Configuration the command cannot work with: say which, without a traceback.
+        print(f"continuity {args.command}: {exc}", file=sys.stderr)
+        return 2
     return code
 
 

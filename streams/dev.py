@@ -9,6 +9,7 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -23,6 +24,7 @@ from streams import devstack
 from streams.cli import DEV_SECRET_FILE
 from streams.dlq import describe
 from streams.gateway.auth import Role, issue
+from streams.kafka_security import kafka_client_kwargs
 from streams.publish import Publisher, prepare_dict
 from streams.redis_state import RedisState
 from streams.settings import Settings
@@ -64,7 +66,9 @@ def run(state_dir: Path, workers: int, demo: bool, rate: float, seed: int) -> in
         settings = Settings(KAFKA_BOOTSTRAP=bootstrap, REDIS_URL=redis_url)
         # Before anything publishes: a broker auto-creates a missing topic with
         # its default partition count, which would break co-partitioning.
-        asyncio.run(ensure_topics(bootstrap, settings.topic_partitions))
+        asyncio.run(
+            ensure_topics(bootstrap, settings.topic_partitions, kafka=kafka_client_kwargs(settings))
+        )
         metrics = []
         for i in range(workers):
             port = devstack.free_port()
@@ -172,13 +176,14 @@ async def _live(
 ) -> None:
     redis = Redis.from_url(settings.redis_dsn())
     state = RedisState(redis, settings.redis_prefix)
+    kafka = kafka_client_kwargs(settings)
     tasks = [
         asyncio.create_task(_watch(state)),
-        asyncio.create_task(_watch_dead_letters(settings.kafka_bootstrap)),
+        asyncio.create_task(_watch_dead_letters(settings.kafka_bootstrap, kafka)),
         asyncio.create_task(_watch_children(children)),
     ]
     if demo:
-        tasks.append(asyncio.create_task(_demo(settings.kafka_bootstrap, state, rate, seed)))
+        tasks.append(asyncio.create_task(_demo(settings.kafka_bootstrap, kafka, state, rate, seed)))
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         for t in done:
@@ -190,8 +195,10 @@ async def _live(
         await redis.aclose()
 
 
-async def _demo(bootstrap: str, state: RedisState, rate: float, seed: int) -> None:
-    async with Publisher(bootstrap) as pub:
+async def _demo(
+    bootstrap: str, kafka: Mapping[str, Any], state: RedisState, rate: float, seed: int
+) -> None:
+    async with Publisher(bootstrap, kafka=kafka) as pub:
         await _wait_for_worker(pub, state)
         for i, event in enumerate(endless(seed)):
             fut = await pub.send(prepare_dict(event))
@@ -258,12 +265,13 @@ async def _watch(state: RedisState) -> None:
         )
 
 
-async def _watch_dead_letters(bootstrap: str) -> None:
+async def _watch_dead_letters(bootstrap: str, kafka: Mapping[str, Any]) -> None:
     consumer = AIOKafkaConsumer(
         DEAD_LETTERS,
         bootstrap_servers=bootstrap,
         auto_offset_reset="latest",
         enable_auto_commit=False,
+        **kafka,
     )
     await consumer.start()
     try:

@@ -42,9 +42,22 @@ from schemas.events import (
 from schemas.session import CartLine, Checkout, Session, ViewedProduct
 
 
+class MergePolicy(StrEnum):
+    """How a guest cart meets the customer's at login (``CONTINUITY_MERGE_POLICY``)."""
+
+    # One line per sku with the quantities added up (capped), the rest of the
+    # line from whichever side changed it last.
+    COMBINE = "combine"
+    # The customer's saved cart stays as it is; the guest's lines are dropped,
+    # unless the customer's cart is empty, then the guest's cart is taken.
+    KEEP_CUSTOMER = "keep_customer"
+    # The cart of the side active most recently is kept whole, the other dropped.
+    KEEP_NEWEST = "keep_newest"
+
+
 @dataclass(frozen=True)
 class Limits:
-    """Bounds that keep one session small; part of the fold's definition."""
+    """Bounds that keep one session small, and the merge policy; the fold's definition."""
 
     max_cart_lines: int = 100
     recently_viewed: int = 20
@@ -52,6 +65,7 @@ class Limits:
     recent_orders: int = 10
     anonymous_ids: int = 20
     dedup_window: int = 256
+    merge_policy: MergePolicy = MergePolicy.COMBINE
 
 
 DEFAULT_LIMITS = Limits()
@@ -151,10 +165,9 @@ def _item_added(session: Session, event: CartItemAdded, limits: Limits) -> Sessi
                 return Rejected(
                     Reason.QUANTITY_LIMIT, f"{p.sku} would reach {quantity} > {MAX_LINE_QUANTITY}"
                 )
-            cart[i] = line.model_copy(
+            cart[i] = repriced(line, p.unit_price, event.occurred_at).model_copy(
                 update={
                     "quantity": quantity,
-                    "unit_price": p.unit_price,
                     "name": p.name or line.name,
                     "channel": event.channel,
                     "updated_at": event.occurred_at,
@@ -175,6 +188,15 @@ def _item_added(session: Session, event: CartItemAdded, limits: Limits) -> Sessi
         )
     )
     return with_cart(session, cart)
+
+
+def repriced(line: CartLine, price: Decimal, at: datetime) -> CartLine:
+    """``line`` at ``price``: the latest price wins, and a change is flagged on the line."""
+    if price == line.unit_price:
+        return line
+    return line.model_copy(
+        update={"unit_price": price, "price_changed_from": line.unit_price, "price_changed_at": at}
+    )
 
 
 def _quantity_set(session: Session, event: CartQuantitySet) -> Session | Outcome:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -19,9 +20,16 @@ from streams.log_reset import Applied, Probe, fingerprint, probe_complete
 
 
 async def probe_logs(
-    bootstrap: str, applied: Mapping[tuple[str, int], Applied], timeout: float = 10.0
+    bootstrap: str,
+    applied: Mapping[tuple[str, int], Applied],
+    timeout: float = 10.0,
+    *,
+    kafka: Mapping[str, Any] | None = None,
 ) -> dict[tuple[str, int], Probe]:
-    """What each partition's log holds at its applied offset. Raises on a broker error."""
+    """What each partition's log holds at its applied offset. Raises on a broker error.
+
+    ``kafka``: the security arguments (``streams.kafka_security.kafka_client_kwargs``).
+    """
     if not applied:
         return {}
     consumer = AIOKafkaConsumer(
@@ -29,6 +37,7 @@ async def probe_logs(
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=256 * 1024,
+        **(kafka or {}),
     )
     await consumer.start()
     try:

@@ -23,7 +23,7 @@ from typing import TypeVar
 
 from schemas.events import MAX_LINE_QUANTITY
 from schemas.session import CartLine, Session
-from streams.fold import Limits, new_session, with_cart
+from streams.fold import Limits, MergePolicy, new_session, repriced, with_cart
 
 T = TypeVar("T")
 _EPOCH = datetime.fromisoformat("0001-01-01T00:00:00+00:00")
@@ -48,7 +48,7 @@ def merge_guest(
         ids = _union(base.anonymous_ids, [anonymous_id])[-limits.anonymous_ids :]
         return Merged(base.model_copy(update={"anonymous_ids": ids}))
     guest_newer = _stamp(guest) > _stamp(base)
-    cart, dropped = _merge_carts(base.cart, guest.cart, guest_newer, limits)
+    cart, dropped = merge_carts(base.cart, guest.cart, guest_newer, limits)
     newest = guest if guest_newer else base
     viewed = sorted(
         {
@@ -88,11 +88,24 @@ def merge_guest(
     return Merged(merged, tuple(dropped))
 
 
-def _merge_carts(
+def merge_carts(
     mine: list[CartLine], theirs: list[CartLine], theirs_newer: bool, limits: Limits
 ) -> tuple[list[CartLine], list[CartLine]]:
-    if mine and theirs and mine[0].currency != theirs[0].currency:
+    """The customer's cart (``mine``) merged with the guest's under ``limits.merge_policy``:
+    (the cart, the guest or customer lines it could not keep)."""
+    if not mine or not theirs:
+        return list(mine or theirs), []
+    if limits.merge_policy is MergePolicy.KEEP_CUSTOMER:
+        return list(mine), list(theirs)
+    # Two currencies cannot share a cart: the newer side wins, whatever the policy.
+    if limits.merge_policy is MergePolicy.KEEP_NEWEST or mine[0].currency != theirs[0].currency:
         return (list(theirs), list(mine)) if theirs_newer else (list(mine), list(theirs))
+    return _combine(mine, theirs, limits)
+
+
+def _combine(
+    mine: list[CartLine], theirs: list[CartLine], limits: Limits
+) -> tuple[list[CartLine], list[CartLine]]:
     cart = list(mine)
     dropped: list[CartLine] = []
     index = {line.sku: i for i, line in enumerate(cart)}
@@ -106,9 +119,17 @@ def _merge_carts(
             cart.append(line)
             continue
         other = cart[i]
-        newer = line if line.updated_at > other.updated_at else other
+        newer, older = (line, other) if line.updated_at > other.updated_at else (other, line)
         quantity = min(MAX_LINE_QUANTITY, line.quantity + other.quantity)
-        cart[i] = newer.model_copy(update={"quantity": quantity})
+        # The sku had two prices on two channels: the newer wins, flagged.
+        merged = repriced(older, newer.unit_price, newer.updated_at)
+        cart[i] = newer.model_copy(
+            update={
+                "quantity": quantity,
+                "price_changed_from": merged.price_changed_from or newer.price_changed_from,
+                "price_changed_at": merged.price_changed_at or newer.price_changed_at,
+            }
+        )
     return cart, dropped
 
 

@@ -11,6 +11,7 @@ is always safe: it can only make the workers re-read, never re-apply.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -32,13 +33,16 @@ async def rewind_group(
     partitions: int,
     timeout: float = 60.0,
     session_timeout_ms: int = 10_000,
+    *,
+    kafka: Mapping[str, Any] | None = None,
 ) -> int:
     """Commit offset 0 for every partition of ``topics`` in ``group_id``; return the count.
 
     Waits (up to ``timeout`` s) for departed members' sessions to expire.
+    ``kafka``: the security arguments (``streams.kafka_security.kafka_client_kwargs``).
     """
     return await _take_over(
-        bootstrap, group_id, topics, partitions, timeout, session_timeout_ms, commit=True
+        bootstrap, group_id, topics, partitions, timeout, session_timeout_ms, True, kafka
     )
 
 
@@ -49,6 +53,8 @@ async def ensure_group_empty(
     partitions: int,
     timeout: float = 60.0,
     session_timeout_ms: int = 10_000,
+    *,
+    kafka: Mapping[str, Any] | None = None,
 ) -> None:
     """Return once this tool alone holds every partition of ``group_id`` (no worker runs).
 
@@ -56,7 +62,7 @@ async def ensure_group_empty(
     Commits nothing: the group's offsets are left as they are.
     """
     await _take_over(
-        bootstrap, group_id, topics, partitions, timeout, session_timeout_ms, commit=False
+        bootstrap, group_id, topics, partitions, timeout, session_timeout_ms, False, kafka
     )
 
 
@@ -68,6 +74,7 @@ async def _take_over(
     timeout: float,
     session_timeout_ms: int,
     commit: bool,
+    kafka: Mapping[str, Any] | None,
 ) -> int:
     """Join ``group_id`` until it assigns us every partition; then optionally rewind it."""
     want = {TopicPartition(t, p) for t in topics for p in range(partitions)}
@@ -81,6 +88,7 @@ async def _take_over(
             partition_assignment_strategy=(_AsFaust,),
             session_timeout_ms=session_timeout_ms,
             heartbeat_interval_ms=1000,
+            **(kafka or {}),
         )
         try:
             await consumer.start()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -44,12 +44,16 @@ class Publisher:
     """A thin aiokafka producer: acks=all, no idempotence (the embedded broker refuses it;
     the fold is idempotent anyway)."""
 
-    def __init__(self, bootstrap: str, linger_ms: int = 5) -> None:
+    def __init__(
+        self, bootstrap: str, linger_ms: int = 5, *, kafka: Mapping[str, Any] | None = None
+    ) -> None:
+        """A producer for ``bootstrap``; ``kafka``: the security arguments (kafka_security)."""
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap,
             acks="all",
             linger_ms=linger_ms,
             enable_idempotence=False,
+            **(kafka or {}),
         )
 
     async def __aenter__(self) -> Self:

@@ -10,6 +10,10 @@ prefix, applied offsets and fingerprints included; so workers pointed at the
 rebuilt prefix carry on from where it ends. Records are not dead-lettered
 again (the live run did that once already).
 
+Erasures are restored from the ``session-erasures`` topic before the first
+batch, so no record an erasure covers is ever folded, even into a Redis
+that lost everything (``streams/erasure.py``).
+
 Arrival order across topics is the consumer's, not the live run's, so the
 fields that depend on it may differ from the live state (README: Rebuild).
 """
@@ -25,6 +29,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from redis.asyncio import Redis
 
 from streams.batch import Record, RecordOutcome
+from streams.erase import read_erasures
+from streams.fold import DEFAULT_LIMITS, Limits
 from streams.processor import BatchProcessor
 from streams.redis_state import RedisState
 
@@ -67,13 +73,23 @@ async def rebuild(
     batch_max: int = 2000,
     report: Callable[[Progress], None] | None = None,
     report_every: float = 2.0,
+    kafka: dict[str, Any] | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> Progress:
-    """Fold every record of ``topics`` (up to their ends at the start) into ``state``."""
+    """Fold every record of ``topics`` (up to their ends at the start) into ``state``.
+
+    ``kafka``: the clients' security arguments (``streams.kafka_security``);
+    ``limits``: the fold's definition, the workers' (``Settings.fold_limits``).
+    """
+    await state.restore_erasures(await read_erasures(bootstrap, kafka=kafka))
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        **(kafka or {}),
     )
     await consumer.start()
-    processor = BatchProcessor(state, _no_dead_letters)
+    processor = BatchProcessor(state, _no_dead_letters, limits)
     progress = Progress()
     try:
         await consumer.topics()  # a metadata round trip, so partitions_for_topic answers
@@ -122,9 +138,12 @@ async def rebuild(
 
 
 async def wipe(redis: Redis, prefix: str) -> int:
-    """Delete a prefix's sessions, aliases, applied offsets and fingerprints; return the count."""
+    """Delete a prefix's sessions, aliases, applied offsets and fingerprints; return the count.
+
+    Erasures stay: they are what keeps the next fold from restoring erased sessions.
+    """
     deleted = 0
-    for pattern in (f"{prefix}:s:*", f"{prefix}:a:*"):
+    for pattern in (f"{prefix}:s:*", f"{prefix}:a:*", f"{prefix}:l:*"):
         batch: list[bytes] = []
         async for key in redis.scan_iter(match=pattern, count=1000):
             batch.append(key)

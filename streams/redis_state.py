@@ -11,6 +11,10 @@ key                    type    holds
 ``P:f``                hash    ``<topic>:<partition>`` -> that record's fingerprint
 ``P:u:{<key>}``        pubsub  a notice per committed version (after the write)
 ``P:h:<bucket>``       HLL     session keys committed in one time bucket (expires)
+``P:l:{<customer>}``   set     guest ids whose alias points at the customer
+``P:x:{<id>}``         string  the erasure covering this id (``streams/erasure.py``)
+``P:xs``               set     every id with an erasure
+``P:xe``               string  erasures made so far; a commit checks it is unchanged
 =====================  ======  ===================================================
 
 The commit script checks every version, alias and offset the plan was computed
@@ -32,6 +36,8 @@ from redis.asyncio import Redis
 from schemas.session import Session
 from streams.activity import BUCKET_TTL_SECONDS, bucket, bucket_key
 from streams.batch import Needs, Plan, Snapshot
+from streams.erasure import Erasure, latest
+from streams.erasure import loads as load_erasure
 from streams.log_reset import Applied
 
 
@@ -62,6 +68,7 @@ class RedisState:
         self._load = redis.register_script(_script("load.lua"))
         self._commit = redis.register_script(_script("commit.lua"))
         self._reset = redis.register_script(_script("reset.lua"))
+        self._erase = redis.register_script(_script("erase.lua"))
 
     def session_key(self, key: str) -> str:
         return f"{self.prefix}:s:{{{key}}}"
@@ -80,7 +87,7 @@ class RedisState:
         for group in (sorted(needs.anonymous_ids), sorted(needs.keys), tps):
             args.append(len(group))
             args.extend(group)
-        aliases_raw, offsets_raw, sessions_raw = await self._load(args=args)
+        aliases_raw, offsets_raw, sessions_raw, erasures_raw, epoch = await self._load(args=args)
         aliases = {
             _s(aliases_raw[i]): _s(aliases_raw[i + 1]) for i in range(0, len(aliases_raw), 2)
         }
@@ -89,7 +96,11 @@ class RedisState:
             _s(sessions_raw[i]): Session.model_validate_json(sessions_raw[i + 1])
             for i in range(0, len(sessions_raw), 2)
         }
-        return Snapshot(aliases, offsets, sessions)
+        erasures = {
+            _s(erasures_raw[i]): load_erasure(erasures_raw[i + 1])
+            for i in range(0, len(erasures_raw), 2)
+        }
+        return Snapshot(aliases, offsets, sessions, erasures, int(epoch))
 
     async def commit(self, plan: Plan, active_at: float | None = None) -> Conflict | None:
         """Write the plan if nothing it read changed; return the conflict otherwise.
@@ -97,7 +108,12 @@ class RedisState:
         With ``active_at`` (Unix seconds), the written keys are also counted in
         that time bucket's sessions-active HyperLogLog (``streams/activity.py``).
         """
-        args: list[Any] = [self.prefix, self.offsets_key, self.fingerprints_key]
+        args: list[Any] = [
+            self.prefix,
+            self.offsets_key,
+            self.fingerprints_key,
+            plan.expected_erasure_epoch,
+        ]
         _section(args, [(k, v) for k, v in plan.expected_versions.items()])
         _section(args, [(k, v or "") for k, v in plan.expected_aliases.items()])
         _section(args, [(k, v) for k, v in plan.expected_offsets.items()])
@@ -110,6 +126,7 @@ class RedisState:
         )
         _section(args, [(k, _notice(k, None, merged_into=c)) for k, c in plan.deletes.items()])
         _section(args, list(plan.aliases.items()))
+        _section(args, [(anon,) for anon in sorted(plan.alias_deletes)])
         _section(args, [(tp, o, plan.fingerprints.get(tp, "")) for tp, o in plan.offsets.items()])
         activity = []
         if active_at is not None:
@@ -151,13 +168,72 @@ class RedisState:
         Atomic compare-and-delete: a worker that lost the partition meanwhile
         cannot erase what its new owner has applied since. True if reset.
         """
-        done = await self._reset(args=[self.offsets_key, self.fingerprints_key, tp, old_offset])
+        done = await self._reset(
+            args=[self.offsets_key, self.fingerprints_key, tp, old_offset, self.prefix]
+        )
         return int(done) == 1
+
+    async def linked_ids(self, customer_id: str) -> set[str]:
+        """Guest ids linked to a customer: merged guests and the session's ``anonymous_ids``."""
+        linked = {_s(m) for m in await self.redis.smembers(f"{self.prefix}:l:{{{customer_id}}}")}
+        session = await self.get(customer_id)
+        if session is not None:
+            linked.update(session.anonymous_ids)
+        return linked
+
+    async def erase(self, erasure: Erasure) -> Erased | Unnamed:
+        """Delete the erasure's ids' state and record it, unless more ids are linked.
+
+        ``Unnamed`` lists linked ids the erasure does not name (a login got
+        in between): record a wider erasure and call again.
+        """
+        args: list[Any] = [self.prefix, self.offsets_key, erasure.dumps(), *erasure.ids]
+        result = await self._erase(args=args)
+        if int(result[0]) == 0:
+            return Unnamed(tuple(_s(r) for r in result[1:]))
+        recorded = load_erasure(result[4])
+        return Erased(int(result[1]), int(result[2]), int(result[3]), recorded)
+
+    async def erasure(self, some_id: str) -> Erasure | None:
+        """The erasure recorded for an id, if any."""
+        raw = await self.redis.get(f"{self.prefix}:x:{{{some_id}}}")
+        return None if raw is None else load_erasure(raw)
+
+    async def restore_erasures(self, erasures: list[Erasure]) -> int:
+        """Record erasures read back from Kafka (a rebuild); return how many ids they name."""
+        count = 0
+        if not erasures:
+            return 0
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for some_id, erasure in latest(erasures).items():
+                pipe.set(f"{self.prefix}:x:{{{some_id}}}", erasure.dumps())
+                pipe.sadd(f"{self.prefix}:xs", some_id)
+                count += 1
+            pipe.incr(f"{self.prefix}:xe")
+            await pipe.execute()
+        return count
 
     async def applied_offsets(self) -> dict[str, int]:
         """``topic:partition`` -> last applied offset, as recorded with the states."""
         raw = await self.redis.hgetall(self.offsets_key)
         return {_s(k): int(v) for k, v in raw.items()}
+
+
+@dataclass(frozen=True)
+class Erased:
+    """What an erasure deleted."""
+
+    sessions: int
+    aliases: int
+    handoff_codes: int
+    erasure: Erasure  # as recorded: log ends raised to what the state had applied
+
+
+@dataclass(frozen=True)
+class Unnamed:
+    """Linked ids an erasure must also name before it can run."""
+
+    ids: tuple[str, ...]
 
 
 def _section(args: list[Any], rows: list[tuple[Any, ...]]) -> None:

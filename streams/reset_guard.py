@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from aiokafka.errors import KafkaError
 
@@ -37,11 +38,19 @@ class ResetGuard:
         self.verified: set[str] = set()
 
     @classmethod
-    def for_bootstrap(cls, state: RedisState, bootstrap: str, retry_max_delay: float) -> ResetGuard:
+    def for_bootstrap(
+        cls,
+        state: RedisState,
+        bootstrap: str,
+        retry_max_delay: float,
+        kafka: Mapping[str, Any] | None = None,
+    ) -> ResetGuard:
+        """A guard probing the brokers at ``bootstrap`` (``kafka``: security arguments)."""
+
         async def prober(
             applied: Mapping[tuple[str, int], Applied],
         ) -> dict[tuple[str, int], Probe]:
-            return await probe_logs(bootstrap, applied)
+            return await probe_logs(bootstrap, applied, kafka=kafka)
 
         return cls(state, prober, retry_max_delay)
 

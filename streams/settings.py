@@ -2,12 +2,37 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SecretsSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
+
+from streams.fold import Limits, MergePolicy
+
+# A directory of one file per setting, named like its variable (a Kubernetes
+# secret volume): secrets need not pass through the environment.
+SECRETS_DIR_ENV = "CONTINUITY_SECRETS_DIR"
+
+KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+KafkaSaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
 
 class Settings(BaseSettings):
-    """Every knob of a worker or tool. Secrets (a Redis password) stay in ``REDIS_URL``."""
+    """Every knob of a worker or tool.
+
+    Secrets (the Redis URL with its password, the Kafka SASL password, the token
+    key) are ``SecretStr``: masked in reprs and never logged. Each setting is read
+    from its environment variable or, when ``CONTINUITY_SECRETS_DIR`` names a
+    directory, from a file of that variable's name in it (the variable wins).
+    """
 
     model_config = SettingsConfigDict(env_prefix="CONTINUITY_", extra="ignore")
 
@@ -21,9 +46,42 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("REDIS_URL", "CONTINUITY_REDIS_URL"),
         description="Redis URL; may carry a password, so it is never logged.",
     )
+    kafka_security_protocol: KafkaSecurityProtocol = Field(
+        default="PLAINTEXT",
+        description="Kafka security protocol: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.",
+    )
+    kafka_sasl_mechanism: KafkaSaslMechanism = Field(
+        default="PLAIN",
+        description="SASL mechanism (SASL_* protocols): PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.",
+    )
+    kafka_sasl_username: str | None = Field(
+        default=None, description="SASL user name (SASL_* protocols)."
+    )
+    kafka_sasl_password: SecretStr | None = Field(
+        default=None, description="SASL password (SASL_* protocols); never logged."
+    )
+    kafka_ssl_ca_file: Path | None = Field(
+        default=None,
+        description="PEM file of the CAs that sign the brokers' certificates (SSL, SASL_SSL); "
+        "default: the system's trust store.",
+    )
+    kafka_ssl_cert_file: Path | None = Field(
+        default=None, description="PEM client certificate for mutual TLS (SSL, SASL_SSL)."
+    )
+    kafka_ssl_key_file: Path | None = Field(
+        default=None, description="PEM private key of the client certificate."
+    )
+    kafka_ssl_key_password: SecretStr | None = Field(
+        default=None, description="Password of an encrypted client key; never logged."
+    )
     app_id: str = Field(default="continuity", description="Faust app id = consumer group.")
     topic_partitions: int = Field(default=8, ge=1, description="Partitions of each event topic.")
     redis_prefix: str = Field(default="cont", pattern=r"^[a-z][a-z0-9_-]{0,31}$")
+    merge_policy: MergePolicy = Field(
+        default=MergePolicy.COMBINE,
+        description="How a guest cart meets the customer's at login: combine (quantities "
+        "added up), keep_customer, keep_newest. Part of the fold: a rebuild uses it too.",
+    )
     batch_max: int = Field(default=500, ge=1, description="Largest batch folded at once.")
     # Faust's take() yields on a fixed timer, so at low rates this is added to every
     # event's latency; under load the batch fills to batch_max first.
@@ -86,6 +144,19 @@ class Settings(BaseSettings):
     handoff_failure_window: int = Field(
         default=300, ge=1, description="Window (s) of the failed-claim count, and the lockout."
     )
+    ingest_rate_limit: str = Field(
+        default="50/second;2000/minute",
+        description="Events a customer or pos token may post to /v1/events (limits syntax, "
+        "every window applies; empty = no limit). Shared by all gateways through Redis.",
+    )
+    service_ingest_rate_limit: str = Field(
+        default="5000/second",
+        description="Events a service token (a channel's backend) may post to /v1/events.",
+    )
+    handoff_claim_rate_limit: str = Field(
+        default="30/minute",
+        description="Claims a pos token may attempt, on top of the failed-claim lockout.",
+    )
     gateway_demo: bool = Field(
         default=False, description="Serve the demo page at / (development only)."
     )
@@ -95,6 +166,55 @@ class Settings(BaseSettings):
         "turns it on.",
     )
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Pydantic's sources in its order, the secrets directory taken from the environment.
+
+        ``secrets_dir`` is otherwise fixed in the class or passed to every
+        constructor; reading it here keeps ``Settings()`` the one way to load.
+        """
+        if (
+            isinstance(file_secret_settings, SecretsSettingsSource)
+            and file_secret_settings.secrets_dir is None
+        ):
+            file_secret_settings.secrets_dir = secrets_dir()
+        return init_settings, env_settings, dotenv_settings, file_secret_settings
+
+    @field_validator("ingest_rate_limit", "service_ingest_rate_limit", "handoff_claim_rate_limit")
+    @classmethod
+    def _rate_limit(cls, spec: str) -> str:
+        from limits import parse_many
+
+        if spec.strip():
+            parse_many(spec)  # ValueError names what is wrong
+        return spec
+
+    def fold_limits(self) -> Limits:
+        """The fold's definition as configured (bounds at their defaults, the merge policy)."""
+        return Limits(merge_policy=self.merge_policy)
+
     def redis_dsn(self) -> str:
         """The Redis URL with its secret, for client constructors only."""
         return self.redis_url.get_secret_value()
+
+
+def secrets_dir() -> Path | None:
+    """The directory ``CONTINUITY_SECRETS_DIR`` names, or None; an error if it is no directory.
+
+    Pydantic only warns about a missing secrets directory; a worker that silently
+    starts without its credentials would fail later and less clearly.
+    """
+    raw = os.environ.get(SECRETS_DIR_ENV, "").strip()
+    if not raw:
+        return None
+    path = Path(raw).expanduser()
+    if not path.is_dir():
+        raise SettingsError(f"{SECRETS_DIR_ENV}={raw!r} is not a directory")
+    return path

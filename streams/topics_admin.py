@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from schemas.topics import DEAD_LETTERS, SOURCE_TOPICS
+from schemas.topics import DEAD_LETTERS, ERASURES, SOURCE_TOPICS
 
 log = logging.getLogger(__name__)
 
@@ -17,22 +19,29 @@ class TopicLayoutError(RuntimeError):
     """The event topics exist with partition counts that do not match."""
 
 
-async def ensure_topics(bootstrap: str, partitions: int, replication: int = 1) -> dict[str, int]:
+async def ensure_topics(
+    bootstrap: str,
+    partitions: int,
+    replication: int = 1,
+    *,
+    kafka: Mapping[str, Any] | None = None,
+) -> dict[str, int]:
     """Create missing topics; return ``topic -> partitions``.
 
     Events of one customer are keyed by customer and must land on the same
     partition number of every topic, so the source topics must agree on their
     partition count; this raises ``TopicLayoutError`` when they do not.
+    ``kafka``: the security arguments (``streams.kafka_security.kafka_client_kwargs``).
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **(kafka or {}))
     await admin.start()
     try:
-        wanted = [*SOURCE_TOPICS, DEAD_LETTERS]
+        wanted = [*SOURCE_TOPICS, DEAD_LETTERS, ERASURES]
         existing = set(await admin.list_topics())
         missing = [t for t in wanted if t not in existing]
         if missing:
             response = await admin.create_topics(
-                [NewTopic(t, partitions, replication) for t in missing]
+                [_new_topic(t, partitions, replication) for t in missing]
             )
             for topic, code, message in _errors(response):
                 if code not in (0, _TOPIC_ALREADY_EXISTS):
@@ -48,6 +57,13 @@ async def ensure_topics(bootstrap: str, partitions: int, replication: int = 1) -
             + ", ".join(f"{t}={layout.get(t)}" for t in SOURCE_TOPICS)
         )
     return layout
+
+
+def _new_topic(topic: str, partitions: int, replication: int) -> NewTopic:
+    if topic == ERASURES:
+        # Keyed by customer, latest erasure wins, kept for good (deploy/topics.sh).
+        return NewTopic(topic, 1, replication, topic_configs={"cleanup.policy": "compact"})
+    return NewTopic(topic, partitions, replication)
 
 
 def _errors(response: object) -> list[tuple[str, int, str | None]]:

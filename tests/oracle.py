@@ -87,6 +87,23 @@ def oracle(events: Sequence[dict[str, Any]]) -> dict[str, Session]:
     return plan.writes
 
 
+def oracle_versions(events: Sequence[dict[str, Any]]) -> dict[str, dict[int, Session]]:
+    """Every state each session passes through, by version, in a one-event-at-a-time fold.
+
+    What a client following a session may be shown: any of these, never anything
+    else. The last state of each key is ``oracle(events)``'s (the tests check it).
+    """
+    sessions: dict[str, Session] = {}
+    out: dict[str, dict[int, Session]] = {}
+    for i, e in enumerate(events):
+        record = Record("oracle", 0, i, None, orjson.dumps(e))
+        plan = plan_batch([record], [decode(record.value)], Snapshot({}, {}, sessions))
+        for key, session in plan.writes.items():
+            sessions[key] = session
+            out.setdefault(key, {})[session.version] = session
+    return out
+
+
 async def mismatches(state: RedisState, expected: dict[str, Session]) -> list[str]:
     """Keys whose stored JSON differs from the oracle's (missing counts as different)."""
     keys = sorted(expected)

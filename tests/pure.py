@@ -18,6 +18,7 @@ from schemas.events import EVENT_ADAPTER, AnyEvent
 from schemas.session import Session
 from streams.batch import Plan, Record, Snapshot, plan_batch
 from streams.decode import decode
+from streams.erasure import Erasure
 from streams.fold import Rejected
 
 
@@ -75,9 +76,30 @@ class MemoryState:
     sessions: dict[str, Session] = field(default_factory=dict)
     aliases: dict[str, str] = field(default_factory=dict)
     offsets: dict[str, int] = field(default_factory=dict)
+    erasures: dict[str, Erasure] = field(default_factory=dict)
+    links: dict[str, set[str]] = field(default_factory=dict)  # customer -> guests ever linked
 
     def snapshot(self) -> Snapshot:
-        return Snapshot(dict(self.aliases), dict(self.offsets), dict(self.sessions))
+        return Snapshot(
+            dict(self.aliases), dict(self.offsets), dict(self.sessions), dict(self.erasures)
+        )
+
+    def erase(self, customer_id: str, ends: dict[str, int], at_ms: int = 1) -> Erasure:
+        """Erase a customer as ``streams/lua/erase.lua`` does, linked guests found here."""
+        linked = set(self.links.get(customer_id, set()))
+        if customer_id in self.sessions:
+            linked |= set(self.sessions[customer_id].anonymous_ids)
+        ids = [customer_id, *sorted(linked - {customer_id})]
+        upto = {tp: max(end, self.offsets.get(tp, -1) + 1) for tp, end in ends.items()}
+        floors = {i: self.sessions[i].version for i in ids if i in self.sessions}
+        erasure = Erasure(customer_id, tuple(ids), at_ms, upto, floors)
+        for i in ids:
+            self.erasures[i] = erasure
+            self.sessions.pop(i, None)
+            if self.aliases.get(i) in ids:
+                del self.aliases[i]
+        self.links.pop(customer_id, None)
+        return erasure
 
     def apply(self, plan: Plan) -> None:
         for key, version in plan.expected_versions.items():
@@ -87,6 +109,10 @@ class MemoryState:
         for key in plan.deletes:
             self.sessions.pop(key, None)
         self.aliases.update(plan.aliases)
+        for anon in plan.alias_deletes:
+            self.aliases.pop(anon, None)
+        for anon, target in plan.aliases.items():
+            self.links.setdefault(target, set()).add(anon)
         self.offsets.update(plan.offsets)
 
     def process(self, batch: Sequence[Record]) -> Plan:

@@ -235,5 +235,5 @@ async def test_unknown_routes_and_methods_answer_json(
         assert resp.status == 405
         assert (await resp.json())["error"] == "method_not_allowed"
         assert "POST" in resp.headers["Allow"]
-    async with http.delete(f"{a.url}/v1/sessions/c-1", headers=SERVICE) as resp:
+    async with http.patch(f"{a.url}/v1/sessions/c-1", headers=SERVICE) as resp:
         assert (resp.status, (await resp.json())["error"]) == (405, "method_not_allowed")

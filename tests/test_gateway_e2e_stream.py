@@ -15,6 +15,7 @@ the log.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -234,6 +235,39 @@ async def test_a_browser_style_stream_works_and_its_token_is_never_logged(
     log = a.child.log_path.read_text()
     assert secret_token not in log
     assert "access_token" not in log
+
+
+async def test_a_crowd_of_streams_woken_at_once_all_get_the_new_state(
+    gateways: list[Gateway], shared_worker: RedisState, ids: Callable[[str], str]
+) -> None:
+    # One commit wakes every stream of a session in the same instant, and each re-reads
+    # Redis: more at once than the read client's connection pool holds (redis-py's
+    # default, 100). The same burst follows a pub/sub reconnect (every stream re-reads)
+    # or a gateway restart (every client reconnects). No stream may end for it.
+    a, _ = gateways
+    c = ids("crowd")
+    crowd = 160
+    auth = bearer("customer", subject=c)
+    # No connection limit in this client (aiohttp's default of 100 would queue the rest).
+    async with (
+        aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, force_close=True),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+        ) as http,
+        contextlib.AsyncExitStack() as streams,
+    ):
+        await add(http, a, c, "C-1")
+        await wait_version(shared_worker, c, 1)
+        followers = [
+            await streams.enter_async_context(stream(http, a, c, auth)) for _ in range(crowd)
+        ]
+        firsts = await asyncio.gather(*(next_event(f) for f in followers))
+        assert {ev.id for ev in firsts} == {"1"}
+        await add(http, a, c, "C-2")
+        seconds = await asyncio.gather(*(next_event(f) for f in followers), return_exceptions=True)
+        ended = [r for r in seconds if not isinstance(r, SseEvent)]
+        assert ended == [], f"{len(ended)} of {crowd} streams ended instead of sending v2"
+        assert {r.id for r in seconds if isinstance(r, SseEvent)} == {"2"}
 
 
 async def _dispatched(events: AsyncIterator[SseEvent]) -> AsyncIterator[SseEvent]:

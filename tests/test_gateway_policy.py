@@ -84,7 +84,9 @@ def test_read_rules(principal: Principal, requested: str, key: str, verdict: str
         (GUEST, ev(customer="c-1"), FORBIDDEN),
         # pos tokens
         (POS, ev(customer="c-1", channel="pos", store_id="s-1"), None),
-        (POS, ev(customer="c-7", anon="a-7", channel="pos", store_id="s-1"), None),
+        # Linking a guest to a customer would let a till take over any session.
+        (POS, ev(customer="c-7", anon="a-7", channel="pos", store_id="s-1"), FORBIDDEN),
+        (POS, ev(customer="c-7", anon="c-7", channel="pos", store_id="s-1"), None),
         (POS, ev(anon="a-3", channel="pos", store_id="s-1"), None),
         (POS, ev(customer="c-1", channel="pos", store_id="s-2"), FORBIDDEN),
         (POS, ev(customer="c-1", channel="pos"), FORBIDDEN),
@@ -135,7 +137,8 @@ def test_every_id_combination_follows_the_stated_rule(
     else:
         allowed = anon == sub
     assert (may_ingest(principal, e) is None) == allowed
-    pos_allowed = channel == "pos" and store == "s-1"
+    links = customer is not None and anon is not None and anon != customer
+    pos_allowed = channel == "pos" and store == "s-1" and not links
     assert (may_ingest(POS, e) is None) == pos_allowed
     assert may_ingest(SERVICE, e) is None
 

@@ -23,6 +23,7 @@ from bench.runners.tracker import Tracker, arguments
 from schemas.topics import SOURCE_TOPICS
 from streams.decode import decode
 from streams.fold import Rejected
+from streams.kafka_security import kafka_client_kwargs
 from streams.settings import Settings
 
 BATCH = 2000
@@ -33,6 +34,7 @@ async def drain(settings: Settings, tracker: Tracker) -> None:
         bootstrap_servers=settings.kafka_bootstrap,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
+        **kafka_client_kwargs(settings),
     )
     redis = Redis.from_url(settings.redis_dsn())
     await consumer.start()

@@ -14,6 +14,7 @@ import logging
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web import RequestPayloadError
 
 
 class PathOnlyAccessLogger(AbstractAccessLogger):
@@ -37,12 +38,16 @@ class ScrubBadRequests(logging.Filter):
     aiohttp's server logger reports an unparsable request with a traceback
     that quotes the request line, query string (and so a token) included.
     This filter turns such a record into one line naming the error class.
+    A body that cannot be decoded (``RequestPayloadError``: a broken gzip or
+    chunked framing) is answered 400 by the gateway, and aiohttp then reports
+    it again as an "Unhandled exception" when it drains the rest: the same
+    client garbage, so the same one line, not an ERROR with a traceback.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Rewrite a malformed-request record in place; never drop a record."""
         exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, HttpProcessingError):
+        if isinstance(exc, HttpProcessingError | RequestPayloadError):
             remote = record.args[0] if isinstance(record.args, tuple) and record.args else "-"
             record.msg = "malformed HTTP request from %s: %s (request line not logged)"
             record.args = (remote, type(exc).__name__)

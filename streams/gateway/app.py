@@ -19,12 +19,13 @@ from types import ModuleType
 
 from aiohttp import web
 from aiokafka.errors import KafkaError
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from streams.gateway import (
     routes_demo,
+    routes_erase,
     routes_handoff,
     routes_health,
     routes_index,
@@ -39,6 +40,7 @@ from streams.gateway.handoff_store import HandoffStore
 from streams.gateway.keys import (
     FANOUT,
     HANDOFFS,
+    LIMITER,
     PRODUCER,
     REDIS,
     SECRET,
@@ -48,8 +50,10 @@ from streams.gateway.keys import (
 )
 from streams.gateway.middleware import count_requests, json_errors
 from streams.gateway.producer import EventProducer
+from streams.gateway.rate_limit import RateLimiter
 from streams.gateway.sessions import Sessions
 from streams.gateway.slots import Slots
+from streams.kafka_security import describe, kafka_client_kwargs
 from streams.redis_state import RedisState
 from streams.settings import Settings
 from streams.topics_admin import TopicLayoutError, ensure_topics
@@ -60,6 +64,7 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     routes_index,
     routes_health,
     routes_sessions,
+    routes_erase,
     routes_stream,
     routes_ingest,
     routes_handoff,
@@ -106,7 +111,18 @@ def run(settings: Settings, secret: str) -> None:
 async def _connections(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     producer = await _start_producer(settings)
-    redis = Redis.from_url(settings.redis_dsn(), socket_timeout=5, socket_connect_timeout=2)
+    # A blocking pool sized for every open stream plus the other routes: a burst of
+    # reads waits for a connection instead of failing (redis-py's default pool of
+    # 100 raises at once when exhausted).
+    redis = Redis(
+        connection_pool=BlockingConnectionPool.from_url(
+            settings.redis_dsn(),
+            max_connections=settings.sse_max_connections + 100,
+            timeout=5,
+            socket_timeout=5,
+            socket_connect_timeout=2,
+        )
+    )
     # No retries on the pub/sub connection: the fan-out reconnects itself, so it
     # knows when notices may have been lost.
     pubsub_client = Redis.from_url(
@@ -120,11 +136,21 @@ async def _connections(app: web.Application) -> AsyncIterator[None]:
     app[FANOUT] = fanout
     app[SESSIONS] = Sessions(redis, state, fanout)
     app[HANDOFFS] = HandoffStore(redis, settings.redis_prefix)
+    app[LIMITER] = RateLimiter(
+        redis,
+        settings.redis_prefix,
+        {
+            "ingest": settings.ingest_rate_limit,
+            "ingest-service": settings.service_ingest_rate_limit,
+            "claim": settings.handoff_claim_rate_limit,
+        },
+    )
     log.info(
-        "continuity gateway: listening on http://%s:%d (Kafka %s, prefix %r)",
+        "continuity gateway: listening on http://%s:%d (Kafka %s %s, prefix %r)",
         settings.gateway_host,
         settings.gateway_port,
         settings.kafka_bootstrap,
+        describe(settings),
         settings.redis_prefix,
     )
     try:
@@ -143,14 +169,16 @@ async def _end_streams(app: web.Application) -> None:
 async def _start_producer(settings: Settings) -> EventProducer:
     """Create missing topics (as the worker does) and connect the producer; retry a while."""
     deadline = time.monotonic() + STARTUP_TIMEOUT
+    kafka = kafka_client_kwargs(settings)
     while True:
         producer = EventProducer(
             settings.kafka_bootstrap,
             idempotence=settings.producer_idempotence,
             timeout=settings.gateway_produce_timeout,
+            kafka=kafka,
         )
         try:
-            await ensure_topics(settings.kafka_bootstrap, settings.topic_partitions)
+            await ensure_topics(settings.kafka_bootstrap, settings.topic_partitions, kafka=kafka)
             await producer.start()
             return producer
         except TopicLayoutError:

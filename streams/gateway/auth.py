@@ -133,6 +133,10 @@ def issue(
 
 def verify(secret: str, token: str) -> Principal:
     """The principal of a valid token; raises ``TokenError`` otherwise. Never echoes the token."""
+    if not token.isascii():
+        # A JWT is base64url and dots. Header bytes that are not UTF-8 reach us as
+        # surrogate escapes, which PyJWT cannot even encode: refuse them here.
+        raise TokenError("invalid_token", "the token is not valid: it is not ASCII")
     try:
         payload = jwt.decode(
             token,

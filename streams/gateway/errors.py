@@ -30,10 +30,12 @@ PAYLOAD_TOO_LARGE = "payload_too_large"  # 413
 UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"  # 415
 NO_EVENT_ACCEPTED = "no_event_accepted"  # 422
 TOO_MANY_FAILED_CLAIMS = "too_many_failed_claims"  # 429
+RATE_LIMITED = "rate_limited"  # 429
 INTERNAL = "internal"  # 500
 KAFKA_UNAVAILABLE = "kafka_unavailable"  # 503
 REDIS_UNAVAILABLE = "redis_unavailable"  # 503
 TOO_MANY_STREAMS = "too_many_streams"  # 503
+ERASURE_UNAVAILABLE = "erasure_unavailable"  # 503
 NOT_READY = "not_ready"  # 503
 
 # What aiohttp's own HTTP exceptions (routing, body size) become.

@@ -4,7 +4,8 @@ Every route needs ``Authorization: Bearer <token>`` unless its handler is
 marked ``@public`` (health, readiness, metrics, the index). A handler marked
 ``@query_token`` also takes ``?access_token=`` (the event stream: browsers'
 ``EventSource`` cannot set headers); elsewhere a token in the URL is ignored,
-so tokens do not spread into URLs that need not carry them.
+so tokens do not spread into URLs that need not carry them. Two
+``Authorization`` headers (or two ``access_token``) are a 401 ``invalid_token``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from aiohttp import web
 
 from streams.gateway import metrics
 from streams.gateway.auth import Principal, TokenError, bearer_token, verify
-from streams.gateway.errors import MISSING_TOKEN, ApiError
+from streams.gateway.errors import INVALID_TOKEN, MISSING_TOKEN, ApiError
 from streams.gateway.keys import PRINCIPAL, SECRET
 from streams.gateway.policy import Denied
 
@@ -45,9 +46,18 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     # Unknown routes and methods get their 404/405 whatever the token.
     if match.http_exception is not None or getattr(match.handler, _PUBLIC, False):
         return await handler(request)
-    token = bearer_token(request.headers.get("Authorization"))
+    # More than one credential is refused, not picked from: a proxy in front may
+    # have judged another one than the gateway would use.
+    headers = request.headers.getall("Authorization", [])
+    if len(headers) > 1:
+        raise _invalid(TokenError(INVALID_TOKEN, "send exactly one Authorization header"))
+    token = bearer_token(headers[0] if headers else None)
     if token is None and getattr(match.handler, _QUERY_TOKEN, False):
-        token = request.query.get("access_token") or None
+        queried = request.query.getall("access_token", [])
+        if len(queried) > 1:
+            raise _invalid(TokenError(INVALID_TOKEN, "send exactly one access_token"))
+        if queried:
+            token = queried[0] or None
     if token is None:
         metrics.AUTH_FAILURES.labels(MISSING_TOKEN).inc()
         raise ApiError(
@@ -59,14 +69,19 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     try:
         request[PRINCIPAL] = verify(request.app[SECRET], token)
     except TokenError as exc:
-        metrics.AUTH_FAILURES.labels(exc.code).inc()
-        raise ApiError(
-            401,
-            exc.code,
-            exc.message,
-            headers={"WWW-Authenticate": f'{_CHALLENGE}, error="invalid_token"'},
-        ) from None
+        raise _invalid(exc) from None
     return await handler(request)
+
+
+def _invalid(exc: TokenError) -> ApiError:
+    """The 401 for a token that cannot be trusted (counted)."""
+    metrics.AUTH_FAILURES.labels(exc.code).inc()
+    return ApiError(
+        401,
+        exc.code,
+        exc.message,
+        headers={"WWW-Authenticate": f'{_CHALLENGE}, error="invalid_token"'},
+    )
 
 
 def principal_of(request: web.Request) -> Principal:

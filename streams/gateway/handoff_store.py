@@ -8,6 +8,8 @@ Keys (``<prefix>`` is ``CONTINUITY_REDIS_PREFIX``):
 * ``<prefix>:handoff-seen:<code>``: ``issued`` or ``claimed``, kept an hour
   longer than the code, only so a late or repeated claim gets a clear 410
   instead of a bare 404;
+* ``<prefix>:handoff-by:{<session key>}``: the session's codes, expiring with
+  the newest, so an erasure (``streams/lua/erase.lua``) can delete them;
 * ``<prefix>:handoff-fail:store:<store>`` and ``...:addr:<address>``:
   failed claims in the current window (``INCR``, expiring with the window).
 
@@ -94,7 +96,12 @@ class HandoffStore:
         try:
             if not await self._redis.set(self._code(code), ticket.dumps(), ex=ttl, nx=True):
                 return False
-            await self._redis.set(self._seen(code), ISSUED, ex=ttl + SEEN_GRACE_SECONDS)
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.set(self._seen(code), ISSUED, ex=ttl + SEEN_GRACE_SECONDS)
+                # The session's pending codes, so an erasure can delete them.
+                pipe.sadd(self._by(ticket.key), code)
+                pipe.expire(self._by(ticket.key), ttl)
+                await pipe.execute()
         except (RedisError, OSError) as exc:
             raise RedisUnavailable(repr(exc)) from None
         return True
@@ -152,6 +159,9 @@ class HandoffStore:
 
     def _code(self, code: str) -> str:
         return f"{self._prefix}:handoff:{code}"
+
+    def _by(self, key: str) -> str:
+        return f"{self._prefix}:handoff-by:{{{key}}}"
 
     def _seen(self, code: str) -> str:
         return f"{self._prefix}:handoff-seen:{code}"

@@ -59,7 +59,12 @@ def triage(items: Sequence[Any], principal: Principal) -> list[Verdict]:
     """Judge every element of a request body on its own."""
     verdicts: list[Verdict] = []
     for index, item in enumerate(items):
-        raw = orjson.dumps(item)
+        try:
+            raw = orjson.dumps(item)
+        except orjson.JSONEncodeError:
+            # orjson reads 1024 levels of nesting but writes only 254.
+            verdicts.append(Refused(index, _echo_id(item), "malformed_json", "nested too deeply"))
+            continue
         event = decode(raw)
         if isinstance(event, Rejected):
             verdicts.append(Refused(index, _echo_id(item), event.reason.value, event.detail))

@@ -9,6 +9,7 @@ from streams.gateway.auth import Principal
 from streams.gateway.fanout import Fanout
 from streams.gateway.handoff_store import HandoffStore
 from streams.gateway.producer import EventProducer
+from streams.gateway.rate_limit import RateLimiter
 from streams.gateway.sessions import Sessions
 from streams.gateway.slots import Slots
 from streams.settings import Settings
@@ -21,6 +22,7 @@ FANOUT = web.AppKey("fanout", Fanout)
 PRODUCER = web.AppKey("producer", EventProducer)
 STREAM_SLOTS = web.AppKey("stream_slots", Slots)
 HANDOFFS = web.AppKey("handoffs", HandoffStore)
+LIMITER = web.AppKey("limiter", RateLimiter)
 
 PRINCIPAL = web.RequestKey("principal", Principal)
 # Status of a response already streaming, for metrics when the client leaves mid-stream.

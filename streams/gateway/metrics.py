@@ -79,3 +79,18 @@ HANDOFFS = Counter(
     "refused (a claim refused by the failed-claim lockout).",
     ["outcome"],
 )
+ERASURES = Counter(
+    "continuity_erasures_total",
+    "Erasure requests (DELETE /v1/sessions/{id}) by outcome: erased, unavailable (Kafka or "
+    "Redis did not answer; the request can be repeated safely).",
+    ["outcome"],
+)
+RATE_LIMITED = Counter(
+    "continuity_gateway_rate_limited_total",
+    "Requests refused by a per-token rate limit, by limit: ingest, ingest-service, claim.",
+    ["limit"],
+)
+RATE_LIMIT_ERRORS = Counter(
+    "continuity_gateway_rate_limit_errors_total",
+    "Rate-limit checks that could not reach Redis (ingest goes on unlimited meanwhile).",
+)

@@ -1,9 +1,10 @@
 """JSON error bodies for every failure, and request metrics by route template.
 
 Whatever goes wrong, the client gets ``{"error", "message"}`` with a fitting
-status: an ``ApiError`` from a handler, aiohttp's own 404/405/413, Redis
-down (503), or an unexpected bug (500, logged with the route template and
-never with the query string, which may carry a token).
+status: an ``ApiError`` from a handler, aiohttp's own 404/405/413, a body
+that cannot be decoded (400), Redis down (503), or an unexpected bug (500,
+logged with the route template and never with the query string, which may
+carry a token).
 """
 
 from __future__ import annotations
@@ -15,9 +16,15 @@ import orjson
 from aiohttp import web
 
 from streams.gateway import metrics
-from streams.gateway.errors import CODE_BY_STATUS, INTERNAL, REDIS_UNAVAILABLE, ApiError
+from streams.gateway.errors import (
+    CODE_BY_STATUS,
+    INTERNAL,
+    MALFORMED_JSON,
+    REDIS_UNAVAILABLE,
+    ApiError,
+)
 from streams.gateway.guard import Handler
-from streams.gateway.keys import STREAMING
+from streams.gateway.keys import SETTINGS, STREAMING
 from streams.gateway.sessions import RedisUnavailable
 
 log = logging.getLogger(__name__)
@@ -71,7 +78,19 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
             raise
         code = CODE_BY_STATUS.get(exc.status, f"http_{exc.status}")
         headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
-        return render(ApiError(exc.status, code, _http_message(exc), headers=headers))
+        # aiohttp's 413 is its client_max_size, which is the gateway's body limit.
+        extra = {"limit": request.app[SETTINGS].gateway_max_body_bytes} if exc.status == 413 else {}
+        return render(ApiError(exc.status, code, _http_message(exc), headers=headers, extra=extra))
+    except web.RequestPayloadError:
+        # The body broke its Content-Encoding (gzip, deflate) or its chunked framing
+        # while a handler read it: the client's fault, not a bug.
+        return render(
+            ApiError(
+                400,
+                MALFORMED_JSON,
+                "the request body cannot be decoded (its Content-Encoding or chunked framing)",
+            )
+        )
     except RedisUnavailable:
         log.warning("Redis unavailable on %s %s", request.method, route_template(request))
         return render(

@@ -13,7 +13,8 @@ customer   the session whose key is its ``sub``   events with ``customer_id == s
                                                   token's ``anon``), or with no ``customer_id``
                                                   and ``anonymous_id == sub``
 pos        any session                            events with ``channel == "pos"`` and
-                                                  ``store_id`` equal to the token's ``store``
+                                                  ``store_id`` equal to the token's ``store``,
+                                                  never linking a guest to a customer
 service    any session                            any event
 =========  =====================================  ================================================
 
@@ -68,8 +69,23 @@ def may_ingest(principal: Principal, event: AnyEvent) -> Denied | None:
             return Denied(FORBIDDEN, 'a pos token may publish only events with channel "pos"')
         if event.store_id != principal.store:
             return Denied(FORBIDDEN, "a pos token may publish only events of its own store_id")
+        if _links(event):
+            # Any id typed at a till would otherwise pull that session into another.
+            return Denied(
+                FORBIDDEN,
+                "a pos token may not link a guest to a customer; use the customer's "
+                "sign-in or a handoff code",
+            )
         return None
     return _customer_may_ingest(principal, event)
+
+
+def _links(event: AnyEvent) -> bool:
+    return (
+        event.customer_id is not None
+        and event.anonymous_id is not None
+        and event.anonymous_id != event.customer_id
+    )
 
 
 def _customer_may_ingest(principal: Principal, event: AnyEvent) -> Denied | None:
@@ -87,3 +103,11 @@ def _customer_may_ingest(principal: Principal, event: AnyEvent) -> Denied | None
         "an event carrying an anonymous_id links that guest to the customer; "
         "the token must name the guest (claim anon)",
     )
+
+
+def may_erase(principal: Principal) -> Denied | None:
+    """May ``principal`` erase a customer? Only ``service``: an erasure is for good,
+    so the request is verified by the retailer's back office, not by a device."""
+    if principal.role is Role.SERVICE:
+        return None
+    return Denied(FORBIDDEN, "only a service token may erase a customer")

@@ -13,7 +13,7 @@ duplicate changes nothing in the session: the fold skips repeated event ids.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -30,7 +30,15 @@ class KafkaUnavailable(Exception):
 class EventProducer:
     """One aiokafka producer shared by every request of a gateway process."""
 
-    def __init__(self, bootstrap: str, *, idempotence: bool, timeout: float) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        idempotence: bool,
+        timeout: float,
+        kafka: Mapping[str, Any] | None = None,
+    ) -> None:
+        """A producer for ``bootstrap``; ``kafka``: the security arguments (kafka_security)."""
         self._timeout = timeout
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap,
@@ -38,6 +46,7 @@ class EventProducer:
             enable_idempotence=idempotence,
             linger_ms=2,
             request_timeout_ms=int(timeout * 1000),
+            **(kafka or {}),
         )
 
     async def start(self) -> None:

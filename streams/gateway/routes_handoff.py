@@ -47,6 +47,7 @@ from streams.gateway.middleware import json_response
 from streams.gateway.params import Position, session_id
 from streams.gateway.policy import FORBIDDEN, Denied, may_read
 from streams.gateway.producer import KafkaUnavailable
+from streams.gateway.throttle import throttle
 
 CLAIMED_TYPE = "checkout.handoff_claimed"
 # A fresh 40-bit code colliding with a pending one is rare; five in a row is a bug.
@@ -108,6 +109,7 @@ async def claim_handoff(request: web.Request) -> web.StreamResponse:
             f"a handoff code is {handoff.CODE_LENGTH} characters of Crockford base32 "
             "(dashes and spaces ignored)",
         )
+    await throttle(request, principal, "claim", 1, fail_open=False)
     terminal_id = await _terminal_id(request)
     app = request.app
     settings = app[SETTINGS]

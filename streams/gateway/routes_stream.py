@@ -7,6 +7,15 @@ re-read and send on every notice (see ``streams.gateway.sse`` for what is
 sent when). A slow client whose write times out
 (``CONTINUITY_SSE_SEND_TIMEOUT``) is dropped; it reconnects with its
 ``Last-Event-ID`` and gets the newest state.
+
+Stream reads go through a gate of ``STREAM_READS`` at a time. One commit
+wakes every stream of its session at once, a pub/sub reconnect wakes every
+stream of the gateway, a restarted gateway is reconnected to by all its
+clients at once; each wants a Redis read. The read client's connection pool
+(shared with every route) holds 100 connections, redis-py's default, and a
+read that finds it exhausted fails at once (``MaxConnectionsError``), which
+ended the stream. Through the gate a burst queues instead, and the pool keeps
+room for the other routes.
 """
 
 from __future__ import annotations
@@ -26,10 +35,15 @@ from streams.gateway.guard import forbidden, principal_of, query_token
 from streams.gateway.keys import FANOUT, SESSIONS, SETTINGS, STREAM_SLOTS, STREAMING
 from streams.gateway.params import session_id
 from streams.gateway.policy import may_read
-from streams.gateway.sessions import RedisUnavailable, Sessions
+from streams.gateway.sessions import RedisUnavailable, Sessions, View
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# Concurrent Redis reads of all streams on a gateway: well below the read client's
+# pool (100), and plenty for one event loop (a read is one round trip on loopback).
+STREAM_READS = 32
+READ_GATE = web.AppKey("stream_read_gate", asyncio.Semaphore)
 
 
 @query_token
@@ -40,7 +54,8 @@ async def stream_session(request: web.Request) -> web.StreamResponse:
         request.headers.get("Last-Event-ID"), request.query.get("last_event_id")
     )
     app = request.app
-    view = await app[SESSIONS].locate(sid)
+    async with app[READ_GATE]:
+        view = await app[SESSIONS].locate(sid)
     denied = may_read(principal_of(request), sid, view.key)
     if denied is not None:
         raise forbidden(denied)
@@ -64,15 +79,28 @@ async def stream_session(request: web.Request) -> web.StreamResponse:
                     "live updates are unavailable right now; retry",
                     headers={"Retry-After": "1"},
                 ) from None
-            return await _follow(request, app[SETTINGS], app[SESSIONS], sub, resume)
+            reads = _Reads(app[SESSIONS], app[READ_GATE])
+            return await _follow(request, app[SETTINGS], reads, sub, resume)
     finally:
         slots.give_back()
+
+
+class _Reads:
+    """A stream's reads of its session, through the gateway's read gate."""
+
+    def __init__(self, sessions: Sessions, gate: asyncio.Semaphore) -> None:
+        self._sessions = sessions
+        self._gate = gate
+
+    async def view(self, key: str) -> View:
+        async with self._gate:
+            return await self._sessions.view(key)
 
 
 async def _follow(
     request: web.Request,
     settings: Settings,
-    sessions: Sessions,
+    sessions: _Reads,
     sub: Subscriber,
     resume: int | None,
 ) -> web.StreamResponse:
@@ -106,7 +134,7 @@ async def _follow(
 
 
 async def _pump(
-    resp: EventSourceResponse, sessions: Sessions, sub: Subscriber, cursor: sse.Cursor
+    resp: EventSourceResponse, sessions: _Reads, sub: Subscriber, cursor: sse.Cursor
 ) -> str:
     """Send states until the session is merged away, the gateway stops or the client goes.
 
@@ -124,8 +152,13 @@ async def _pump(
             if last:
                 return "merged"
             dirty = asyncio.ensure_future(sub.dirty.wait())
-            await asyncio.wait({closed, dirty}, return_when=asyncio.FIRST_COMPLETED)
-            dirty.cancel()
+            try:
+                await asyncio.wait({closed, dirty}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                # Also when the handler is cancelled right here (its client left): a
+                # task left waiting on the flag is destroyed pending by the garbage
+                # collector, which asyncio logs at ERROR.
+                dirty.cancel()
             if closed.done():
                 metrics.SSE_DROPS.labels("closed").inc()
                 return "client gone"
@@ -151,7 +184,7 @@ async def _pump(
 
 
 async def _next_frame(
-    sessions: Sessions, sub: Subscriber, cursor: sse.Cursor
+    sessions: _Reads, sub: Subscriber, cursor: sse.Cursor
 ) -> tuple[sse.Frame | None, bool]:
     """What to send after a wake-up, and whether it ends the stream."""
     if sub.merged_into is not None:
@@ -166,4 +199,5 @@ async def _next_frame(
 
 def register(app: web.Application) -> None:
     """Add the stream route."""
+    app[READ_GATE] = asyncio.Semaphore(STREAM_READS)
     app.router.add_get("/v1/sessions/{id}/stream", stream_session, name="session_stream")

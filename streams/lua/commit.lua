@@ -1,13 +1,18 @@
 -- Apply one batch plan atomically, if and only if nothing it read has changed.
--- ARGV: prefix, offsets_key, fingerprints_key, then counted sections:
+-- ARGV: prefix, offsets_key, fingerprints_key, erasure epoch read with the snapshot,
+--   then counted sections:
 --   expected versions (key, version) | expected aliases (anon, target or '')
 --   expected offsets (tp, offset or -1) | writes (key, version, json, notice)
---   deletes (key, notice) | alias writes (anon, target)
+--   deletes (key, notice) | alias writes (anon, target) | alias deletes (anon)
 --   offset writes (tp, offset, fingerprint of the record at that offset)
 --   activity (0 or 1 row: hyperloglog key, ttl seconds)
 -- Returns {1} on success, {0, what, name} on a conflict (nothing written).
 local prefix, offsets_key, prints_key = ARGV[1], ARGV[2], ARGV[3]
-local i = 4
+-- An erasure since the snapshot may cover records this plan folded: refuse, re-plan.
+if (redis.call('GET', prefix .. ':xe') or '0') ~= ARGV[4] then
+  return {0, 'erasure', ARGV[4]}
+end
+local i = 5
 local function section(width)
   local n = tonumber(ARGV[i]); i = i + 1
   local start = i
@@ -51,8 +56,13 @@ for j = 0, n - 1 do
 end
 s, n = section(2)
 for j = 0, n - 1 do
-  redis.call('SET', akey(ARGV[s + 2 * j]), ARGV[s + 2 * j + 1])
+  local anon, target = ARGV[s + 2 * j], ARGV[s + 2 * j + 1]
+  redis.call('SET', akey(anon), target)
+  -- The customer's linked guest ids, so an erasure finds every alias.
+  redis.call('SADD', prefix .. ':l:{' .. target .. '}', anon)
 end
+s, n = section(1)
+for j = 0, n - 1 do redis.call('DEL', akey(ARGV[s + j])) end
 s, n = section(3)
 for j = 0, n - 1 do
   local b = s + 3 * j

@@ -1,6 +1,7 @@
 -- Read everything one batch depends on, in one round trip.
 -- ARGV: prefix, offsets_key, n_anon, anon..., n_keys, key..., n_tp, tp...
--- Returns {aliases (anon, target pairs), offsets (in tp order), sessions (key, json pairs)}.
+-- Returns {aliases (anon, target pairs), offsets (in tp order), sessions (key, json pairs),
+--          erasures (id, erasure json pairs), erasure epoch}.
 local prefix, offsets_key = ARGV[1], ARGV[2]
 local i = 3
 local aliases, want, seen = {}, {}, {}
@@ -30,4 +31,10 @@ for _, k in ipairs(want) do
   local d = redis.call('HGET', prefix .. ':s:{' .. k .. '}', 'd')
   if d then sessions[#sessions + 1] = k; sessions[#sessions + 1] = d end
 end
-return {aliases, offsets, sessions}
+local erasures = {}
+for _, k in ipairs(want) do
+  local x = redis.call('GET', prefix .. ':x:{' .. k .. '}')
+  if x then erasures[#erasures + 1] = k; erasures[#erasures + 1] = x end
+end
+local epoch = redis.call('GET', prefix .. ':xe') or '0'
+return {aliases, offsets, sessions, erasures, epoch}

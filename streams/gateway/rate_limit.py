@@ -1,0 +1,74 @@
+"""Rate limits per token identity, shared by every gateway through Redis.
+
+Built on the ``limits`` library (sliding window counters kept in Redis,
+redis-py client sharing the gateway's connection pool), so any number of
+gateways enforce one budget. A limit is written as ``limits`` parses it:
+``"50/second;2000/minute"`` (every window must allow the request); an empty
+string switches the limit off.
+
+Who is counted: the verified token's role and subject (a customer key, a
+POS store and terminal, a service name), never the client address, which a
+store's NAT or a mobile carrier shares between many people.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from limits import RateLimitItem, parse_many
+from limits.aio.storage import RedisStorage
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from redis.asyncio import Redis
+
+from streams.gateway.auth import Principal
+
+
+def parse(spec: str) -> list[RateLimitItem]:
+    """The windows of a limit (``[]`` for an empty spec); raises ``ValueError`` if malformed."""
+    spec = spec.strip()
+    return list(parse_many(spec)) if spec else []
+
+
+def identity(principal: Principal) -> str:
+    """The bucket a request is counted in."""
+    return f"{principal.role.value}:{principal.store or ''}:{principal.subject or ''}"
+
+
+@dataclass(frozen=True)
+class Exceeded:
+    """A refused request: which limit, and when to retry."""
+
+    limit: str
+    retry_after: int
+
+
+class RateLimiter:
+    """Named limits (``ingest``, ``claim`` ...) checked and consumed in Redis."""
+
+    def __init__(self, redis: Redis, prefix: str, limits: dict[str, str]) -> None:
+        # The gateway's own pool (its URL, TLS and credentials); typed narrowly upstream.
+        shared: dict[str, Any] = {"connection_pool": redis.connection_pool}
+        storage = RedisStorage(
+            "async+redis://", implementation="redispy", key_prefix=f"{prefix}:rl", **shared
+        )
+        self._limiter = SlidingWindowCounterRateLimiter(storage)
+        self._limits = {name: parse(spec) for name, spec in limits.items()}
+
+    async def hit(self, name: str, who: str, cost: int = 1) -> Exceeded | None:
+        """Consume ``cost`` from every window of limit ``name``, or say why not.
+
+        Nothing is consumed from any window when one of them would be exceeded.
+        Raises the Redis client's errors (the caller decides what an outage means).
+        """
+        items = self._limits.get(name, [])
+        for item in items:
+            if not await self._limiter.test(item, name, who, cost=cost):
+                stats = await self._limiter.get_window_stats(item, name, who)
+                wait = max(1, math.ceil(stats.reset_time - time.time()))
+                return Exceeded(str(item), wait)
+        for item in items:
+            await self._limiter.hit(item, name, who, cost=cost)
+        return None
