@@ -961,10 +961,11 @@ def may_publish(t: Target, kind: str, item: Any) -> bool:
     """The README's publishing rules, restated, for events the contract accepted."""
     if kind == "service":
         return True
-    if kind == "pos":
-        return bool(item.get("channel") == "pos" and item.get("store_id") == t.store)
-    sub = t.subjects[kind]
     cid, aid = item.get("customer_id"), item.get("anonymous_id")
+    if kind == "pos":
+        links = cid is not None and aid is not None and aid != cid
+        return bool(item.get("channel") == "pos" and item.get("store_id") == t.store) and not links
+    sub = t.subjects[kind]
     if cid is None:
         return bool(aid == sub)
     return bool(cid == sub and aid in (None, sub))
