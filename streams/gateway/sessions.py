@@ -92,8 +92,10 @@ class Sessions:
 
     async def wait(self, some_id: str, want: ReadWait) -> tuple[View, bool]:
         """The session of ``some_id`` once ``want`` holds, or by its timeout: (view, satisfied)."""
-        view = await self.locate(some_id)
-        if not want.wanted or await self._holds(view, want):
+        if not want.wanted:
+            return await self.locate(some_id), True
+        view, holds = await self._read(some_id, want)
+        if holds:
             return view, True
         metrics.WAITING.inc()
         try:
@@ -110,8 +112,8 @@ class Sessions:
         while True:
             # Clear before reading: a notice landing during the read wakes the next round.
             sub.dirty.clear()
-            view = await self.locate(some_id)
-            if await self._holds(view, want):
+            view, holds = await self._read(some_id, want)
+            if holds:
                 return view, True
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -120,10 +122,18 @@ class Sessions:
                 async with asyncio.timeout(min(self._poll, remaining)):
                     await sub.dirty.wait()
 
-    async def _holds(self, view: View, want: ReadWait) -> bool:
-        if want.min_version is not None and view.version < want.min_version:
-            return False
-        return await self.applied(want.after)
+    async def _read(self, some_id: str, want: ReadWait) -> tuple[View, bool]:
+        """The session, and whether it satisfies ``want``.
+
+        The applied offsets are read before the session: a commit writes both
+        at once, so a session read after its position showed as applied holds
+        that commit. Read the other way round, a commit landing between the two
+        reads made a stale session pass for read-your-writes.
+        """
+        applied = await self.applied(want.after)
+        view = await self.locate(some_id)
+        fresh = want.min_version is None or view.version >= want.min_version
+        return view, applied and fresh
 
     @contextlib.asynccontextmanager
     async def _notices(self, key: str) -> AsyncIterator[Subscriber]:
