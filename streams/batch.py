@@ -151,9 +151,11 @@ def plan_batch(
         if isinstance(event, Rejected):
             plan.outcomes.append(_rejected(record, event))
             continue
-        # Judged on the session the record folds into: a login of another customer
-        # on a device an erased customer once used is theirs, not the erased one's.
-        erased = covering(snapshot.erasures, (route(event, aliases),), record.tp, record.offset)
+        # A login's merge never changes its own key (its customer_id), so the key is
+        # routed once. Erasure is judged on it: a login of another customer on a
+        # device an erased customer once used is theirs, not the erased one's.
+        key = route(event, aliases)
+        erased = covering(snapshot.erasures, (key,), record.tp, record.offset)
         if erased is not None:
             if _is_login(event, aliases):
                 _unlink(plan, event, aliases)
@@ -163,7 +165,6 @@ def plan_batch(
             continue
         if _is_login(event, aliases):
             _merge(plan, event, aliases, sessions, snapshot, limits)
-        key = route(event, aliases)
         plan.read_keys.add(key)
         session = sessions.get(key) or _fresh(key, event.customer_id, snapshot)
         outcome = fold(session, event, limits)

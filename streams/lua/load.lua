@@ -32,9 +32,12 @@ for _, k in ipairs(want) do
   if d then sessions[#sessions + 1] = k; sessions[#sessions + 1] = d end
 end
 local erasures = {}
-for _, k in ipairs(want) do
-  local x = redis.call('GET', prefix .. ':x:{' .. k .. '}')
-  if x then erasures[#erasures + 1] = k; erasures[#erasures + 1] = x end
-end
 local epoch = redis.call('GET', prefix .. ':xe') or '0'
+-- Until the first erasure there is nothing to look up per key (the hot path).
+if epoch ~= '0' then
+  for _, k in ipairs(want) do
+    local x = redis.call('GET', prefix .. ':x:{' .. k .. '}')
+    if x then erasures[#erasures + 1] = k; erasures[#erasures + 1] = x end
+  end
+end
 return {aliases, offsets, sessions, erasures, epoch}
