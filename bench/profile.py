@@ -63,7 +63,7 @@ COMMIT_DUMP = "Redis commit: Session.model_dump_json of the sessions written"
 COMMIT_CALL = "Redis commit: script arguments, call, reply (redis-py)"
 METRICS = "metrics: labels, batch facts, Prometheus"
 AGENT = "agent glue: Record per message, processor, reset guard"
-ACK = "Faust: stream.ack per event"
+ACK = "Faust: acks (stream.ack per event, or Fetched.ack's consumer.ack per record)"
 TAKE = "Faust: noack_take hands the batch over"
 FETCH_LOOP = "Faust: fetch loop, wait_first(callback, flow, stopped, crashed) per message"
 CONDUCTOR = "Faust: conductor per message (Event object, channel queue)"
@@ -170,6 +170,8 @@ def classify(thread: str, frames: Sequence[Frame]) -> str:
     # Faust's fetch loop awaits wait_first(callback(message), suspend_flow.wait()) per
     # message: four tasks (the callback, the flow, stopped and crashed events' waits),
     # and the waits run as tasks of their own.
+    # With batched delivery (streams/batch_delivery.py) the loop is the same task, one
+    # wait_first per fetch.
     if any(n in ("Consumer._drain_messages", "_wait.<locals>._on_completion") for n in task):
         return FETCH_LOOP
     if task[:1] == ["Event.wait"] and task_files[0] in ("asyncio/locks.py", "mode/utils/locks.py"):
@@ -200,7 +202,7 @@ def _agent_category(names: list[str], files: list[str]) -> str:
         f.startswith("prometheus_client/") for f in files
     ):
         return METRICS
-    if "Stream.ack" in names:
+    if "Stream.ack" in names or "Fetched.ack" in names:
         return ACK
     if "Stream.noack_take" in names:
         return TAKE

@@ -29,6 +29,9 @@ DLQ_RETENTION_MS="${DLQ_RETENTION_MS:-$RETENTION_MS}"
 SOURCE_TOPICS=(cart-events browse-events checkout-events) # schemas/topics.py
 DLQ_TOPIC=events-dlq
 ERASURES_TOPIC=session-erasures
+NOTIFICATIONS_TOPIC=session-notifications
+# Notifications are for live consumers (marketing, analytics); a week is plenty.
+NOTIFICATIONS_RETENTION_MS="${NOTIFICATIONS_RETENTION_MS:-604800000}"
 
 KAFKA_TOPICS="${KAFKA_TOPICS:-$(command -v kafka-topics.sh || echo /opt/kafka/bin/kafka-topics.sh)}"
 client=("$KAFKA_TOPICS" --bootstrap-server "$BOOTSTRAP")
@@ -71,6 +74,8 @@ done
 # Same count as the sources: nothing requires it, but one number is one less
 # thing to get wrong when scaling.
 create "$DLQ_TOPIC" "$DLQ_RETENTION_MS"
+# Keyed by session key: one customer's notifications keep their order.
+create "$NOTIFICATIONS_TOPIC" "$NOTIFICATIONS_RETENTION_MS"
 # Erasures: compacted (the key is the customer; the latest erasure is what counts)
 # and never deleted, so a rebuild after years still honours them. One partition:
 # they are few, and a rebuild reads them all before folding anything.

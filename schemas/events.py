@@ -245,3 +245,10 @@ EVENT_TYPES: tuple[str, ...] = tuple(
 )
 
 AnyEvent = _Envelope
+
+_TYPE_OF: dict[type, str] = dict(zip(EVENT_MODELS, EVENT_TYPES, strict=True))
+
+
+def type_of(event: AnyEvent) -> str:
+    """The wire ``type`` of a decoded event (``AnyEvent`` does not declare the field)."""
+    return _TYPE_OF[type(event)]

@@ -87,6 +87,16 @@ class Session(_Frozen):
     last_channel: Channel | None = None
     last_device_id: str | None = None
     last_store_id: str | None = None
+    cart_path: list[Channel] = Field(
+        default_factory=list,
+        description="The channels that changed the current cart or checked it out, in order of "
+        "first touch; empty with the cart. The channel path of the conversion KPIs.",
+    )
+    first_touch_at: datetime | None = Field(
+        default=None,
+        description="The first event since the last completed checkout: where the time from "
+        "first touch to checkout starts.",
+    )
     version: int = 0
     updated_at: datetime | None = None
     recent_event_ids: list[str] = Field(default_factory=list)

@@ -10,6 +10,10 @@ DEAD_LETTERS = "events-dlq"
 # retained, so a rebuild restores the erasures before it folds (streams/erasure.py).
 ERASURES = "session-erasures"
 
+# Outbound: cart.abandoned and session.resumed_elsewhere (schemas/notifications.py),
+# keyed by session key, delivered at least once with stable notification ids.
+NOTIFICATIONS = "session-notifications"
+
 SOURCE_TOPICS: tuple[str, ...] = (CART_EVENTS, BROWSE_EVENTS, CHECKOUT_EVENTS)
 
 # ``checkout.handoff_claimed`` (a POS took a session over) travels with the

@@ -27,6 +27,11 @@ def bucket_key(prefix: str, number: int) -> str:
     return f"{prefix}:h:{number}"
 
 
+def multichannel_key(prefix: str, number: int) -> str:
+    """The Redis key of one bucket of the sessions on two or more channels."""
+    return f"{prefix}:hm:{number}"
+
+
 def window_keys(prefix: str, now: float) -> list[str]:
     """The bucket keys a count at ``now`` reads, oldest first."""
     return [bucket_key(prefix, b) for b in range(bucket(now - WINDOW_SECONDS), bucket(now) + 1)]

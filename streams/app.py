@@ -4,11 +4,13 @@ One agent consumes the three event topics. Faust's assignor gives the same
 partition number of every topic to the same worker, and the message key is
 the customer key, so all events of one customer key reach one agent. The
 agent runs with ``concurrency=1`` (Faust can commit past in-flight messages
-otherwise: faust-streaming #606) and folds ``noack_take`` batches, acknowledging
-each event only after Redis holds the batch's result. (``take_events`` acks in a
-``finally``, so a cancelled or failed batch would be committed unapplied.)
-Kafka offsets are only a hint: the applied offsets stored with the states in
-Redis decide what is skipped on redelivery.
+otherwise: faust-streaming #606). It consumes a ``BatchTopic``: the consumer
+hands it whole fetches instead of one event per record
+(``streams/batch_delivery.py``), and the agent folds each fetch in batches of at
+most ``batch_max`` records, acknowledging a batch's records only after Redis
+holds its result, and stopping at a rebalance (the rest is fetched again by
+the partition's owner). Kafka offsets are only a hint: the applied offsets
+stored with the states in Redis decide what is skipped on redelivery.
 
 Before the first batch of a newly assigned partition, ``ResetGuard`` checks
 that the partition's log is still the one Redis applied (a broker that lost
@@ -18,7 +20,8 @@ port, ``/metrics``, ``/healthz`` and ``/readyz`` are served on the worker's loop
 
 A timer refreshes the consumer-lag and sessions-active gauges, and the
 rebalance signals drop the series of partitions this worker no longer owns
-(``streams/gauges.py``).
+(``streams/gauges.py``). A task sweeps due abandonment timers and relays the
+notification outbox to ``session-notifications`` (``streams/relay.py``).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -34,17 +38,20 @@ import faust
 from faust.types import TP
 from redis.asyncio import Redis
 
-from schemas.topics import DEAD_LETTERS, SOURCE_TOPICS
+from schemas.topics import DEAD_LETTERS, NOTIFICATIONS, SOURCE_TOPICS
 from streams.batch import Record, RecordOutcome
+from streams.batch_delivery import Fetched, batch_topic
 from streams.dlq import dead_letter
 from streams.gauges import GaugeRefresher
 from streams.health import health_app, serve
 from streams.kafka_security import faust_broker_credentials, kafka_client_kwargs
 from streams.kafka_transport import transport_class
 from streams.logs import batch_fields
+from streams.outbox import Outbox
 from streams.processor import BatchProcessor
 from streams.readiness import Readiness
 from streams.redis_state import RedisState
+from streams.relay import run_relay
 from streams.reset_guard import ResetGuard
 from streams.settings import Settings
 
@@ -56,12 +63,14 @@ def broker_urls(bootstrap: str) -> list[str]:
     return [f"kafka://{h.strip()}" for h in bootstrap.split(",") if h.strip()]
 
 
-def base_app(settings: Settings) -> tuple[faust.App, Any]:
+def base_app(settings: Settings, max_poll_records: int | None = None) -> tuple[faust.App, Any]:
     """The worker's Faust app and its source topic (the three event topics), with no agent.
 
     Shared with the benchmark's Faust variants, so they differ from the worker
-    only in what their agent does with the events. Faust hands the broker
-    credentials to its consumer and producer alike.
+    only in what their agent does with the events (and, for the worker, how
+    many records one fetch returns at most: ``max_poll_records``, Faust's
+    unbounded default when None). Faust hands the broker credentials to its
+    consumer and producer alike.
     """
     app = faust.App(
         settings.app_id,
@@ -78,6 +87,7 @@ def base_app(settings: Settings) -> tuple[faust.App, Any]:
         broker_commit_interval=settings.commit_interval,
         producer_acks=-1,
         stream_wait_empty=False,
+        broker_max_poll_records=max_poll_records,
         web_enabled=False,
     )
     # Before anything touches app.transport (app.topic does): Faust has no setting
@@ -88,7 +98,9 @@ def base_app(settings: Settings) -> tuple[faust.App, Any]:
 
 def create_app(settings: Settings) -> faust.App:
     """Build the Faust app with its folding agent, configured from ``settings``."""
-    app, source = base_app(settings)
+    # A fetch is handed to the agent whole: one fetch, one batch of at most batch_max.
+    app, _ = base_app(settings, max_poll_records=settings.batch_max)
+    source = batch_topic(app, *SOURCE_TOPICS)
     # The log probe's own consumer connects like Faust's (TLS, SASL).
     kafka = kafka_client_kwargs(settings)
     # The agent opens Redis on the worker's loop; the gauge timer borrows it.
@@ -104,7 +116,7 @@ def create_app(settings: Settings) -> faust.App:
             socket_connect_timeout=5,
             health_check_interval=10,
         )
-        state = RedisState(redis, settings.redis_prefix)
+        state = RedisState(redis, settings.redis_prefix, settings.effects())
         states.append(state)
         guard = ResetGuard.for_bootstrap(
             state, settings.kafka_bootstrap, settings.retry_max_delay, kafka
@@ -119,23 +131,27 @@ def create_app(settings: Settings) -> faust.App:
             readiness=readiness,
         )
         try:
-            async for events in stream.noack_take(settings.batch_max, settings.batch_within):
-                records = [_record(e.message) for e in events]
-                try:
-                    await processor.process(records)
-                except Exception:
-                    # Only a bug gets here (input errors are outcomes, Redis errors
-                    # are retried). Faust would restart the agent and move on,
-                    # leaving this batch unapplied behind later offsets: die
-                    # instead, so the batch is redelivered to a fresh process.
-                    log.critical(
-                        "unexpected error folding a batch; exiting",
-                        exc_info=True,
-                        extra=batch_fields(records),
-                    )
-                    os._exit(70)
-                for event in events:
-                    await stream.ack(event)
+            # noack: nothing is acked but what ``fetched.ack`` acks after Redis holds it.
+            fetched: Fetched
+            async for fetched in stream.noack():
+                for chunk in fetched.chunks(settings.batch_max):
+                    if not fetched.current():
+                        break  # a rebalance: the rest may belong to another worker now
+                    records = [_record(m) for m in chunk]
+                    try:
+                        await processor.process(records)
+                    except Exception:
+                        # Only a bug gets here (input errors are outcomes, Redis errors
+                        # are retried). Faust would restart the agent and move on,
+                        # leaving this batch unapplied behind later offsets: die
+                        # instead, so the batch is redelivered to a fresh process.
+                        log.critical(
+                            "unexpected error folding a batch; exiting",
+                            exc_info=True,
+                            extra=batch_fields(records),
+                        )
+                        os._exit(70)
+                    fetched.ack(chunk)
         finally:
             states.remove(state)
             guards.remove(guard)
@@ -174,7 +190,22 @@ def create_app(settings: Settings) -> faust.App:
         app_ = health_app(readiness, redis)
         runners.append(await serve(app_, settings.metrics_host, settings.metrics_port))
 
+    async def relay_notifications() -> None:
+        # Its own connection: the relay blocks on XREADGROUP between rounds.
+        redis = Redis.from_url(settings.redis_dsn(), socket_timeout=10, socket_connect_timeout=5)
+        consumer = f"{socket.gethostname()}-{os.getpid()}"
+        outbox = Outbox(redis, settings.redis_prefix, consumer)
+
+        async def publish(key: str, value: bytes) -> Any:
+            return await app.producer.send(NOTIFICATIONS, key.encode(), value, None, None, None)
+
+        try:
+            await run_relay(outbox, publish, settings.abandon_sweep_interval)
+        finally:
+            await redis.aclose()
+
     app.agent(source, name="fold_sessions", concurrency=1)(fold_sessions)
+    app.task(relay_notifications)
     app.timer(interval=settings.metrics_interval, name="refresh_gauges")(refresh_gauges)
     app.on_partitions_revoked.connect(on_revoked)
     app.on_partitions_assigned.connect(on_assigned)

@@ -23,8 +23,11 @@ from schemas.session import CartLine, Session
 from streams.erasure import Erasure, covering
 from streams.fold import DEFAULT_LIMITS, Applied, Duplicate, Limits, Reason, Rejected, fold
 from streams.fold import new_session as _new_session
+from streams.journey import Entry, entry, moved
+from streams.kpi_delta import KpiDelta, count
 from streams.log_reset import fingerprint
 from streams.merge import merge_guest
+from streams.notifications import resumed
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,11 @@ class Plan:
     # (a guest's partition is not its customer's), so each is checked at commit.
     read_keys: set[str] = field(default_factory=set)
     expected_erasure_epoch: int = 0
+    # Committed with the states, in the same atomic step: one journey entry per
+    # applied event, the KPI increments, and the notifications for the outbox.
+    journey: list[Entry] = field(default_factory=list)
+    kpis: KpiDelta = field(default_factory=KpiDelta)
+    notifications: list[bytes] = field(default_factory=list)
 
     @property
     def rejected(self) -> list[RecordOutcome]:
@@ -176,6 +184,7 @@ def plan_batch(
             )
         else:
             assert isinstance(outcome, Applied)
+            _effects(plan, key, session, outcome.session, event)
             sessions[key] = outcome.session
             plan.writes[key] = outcome.session
             # A guest merged earlier in the batch and started again (its sign-in to an
@@ -235,9 +244,18 @@ def _merge(
     if guest is not None:
         plan.writes.pop(anonymous_id, None)
         plan.deletes[anonymous_id] = customer_id
+        plan.journey = moved(plan.journey, anonymous_id, customer_id)
     aliases[anonymous_id] = customer_id
     plan.aliases[anonymous_id] = customer_id
     plan.alias_deletes.discard(anonymous_id)
+
+
+def _effects(plan: Plan, key: str, before: Session, after: Session, event: AnyEvent) -> None:
+    """The journey entry, KPI increments and notifications of one applied event."""
+    plan.journey.append(entry(key, event))
+    pair = count(plan.kpis, before, after, event)
+    if pair is not None:
+        plan.notifications.append(resumed(key, after, event, pair))
 
 
 def _unlink(plan: Plan, event: AnyEvent, aliases: dict[str, str]) -> None:

@@ -270,7 +270,8 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
             print(f"rebuilding {', '.join(SOURCE_TOPICS)} into prefix {prefix!r}...", flush=True)
             return await rebuild(
                 settings.kafka_bootstrap,
-                RedisState(redis, prefix),
+                # Timers and the journey as live; no notifications: they went out live.
+                RedisState(redis, prefix, settings.effects(notify=False)),
                 SOURCE_TOPICS,
                 batch_max=args.batch,
                 report=report,

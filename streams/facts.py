@@ -19,12 +19,8 @@ from pydantic import TypeAdapter, ValidationError
 from schemas.events import EVENT_MODELS, EVENT_TYPES, AnyEvent, Channel, Id
 from streams.batch import Kind, Plan, Record, Snapshot
 from streams.fold import Reason, Rejected
-from streams.kpi import (
-    ChannelPair,
-    checkouts_completed,
-    cross_channel_resumes,
-    multichannel_sessions,
-)
+from streams.kpi import multichannel_sessions
+from streams.kpi_delta import KpiDelta
 
 UNKNOWN = "unknown"
 CHANNELS: frozenset[str] = frozenset(c.value for c in Channel)
@@ -103,8 +99,8 @@ class BatchFacts:
     append_ages: list[tuple[str, float]] = field(default_factory=list)
     """(topic, seconds from the Kafka record timestamp to the commit) per applied event."""
     multichannel_sessions: int = 0
-    resumes: Counter[ChannelPair] = field(default_factory=Counter)
-    checkouts: Counter[Channel] = field(default_factory=Counter)
+    kpis: KpiDelta = field(default_factory=KpiDelta)
+    """Carts started, resumes, checkouts, conversions, first touch to checkout."""
 
 
 def batch_facts(
@@ -122,8 +118,7 @@ def batch_facts(
         size=len(plan.outcomes),
         dropped_lines=len(plan.dropped_lines),
         multichannel_sessions=multichannel_sessions(plan, snapshot),
-        resumes=cross_channel_resumes(plan, snapshot),
-        checkouts=checkouts_completed(plan),
+        kpis=plan.kpis,
     )
     for o in plan.outcomes:
         lab = labels.get(record_id(o.record), RecordLabels())

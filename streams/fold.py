@@ -34,6 +34,7 @@ from schemas.events import (
     CartItemAdded,
     CartItemRemoved,
     CartQuantitySet,
+    Channel,
     CheckoutCompletedEvent,
     CheckoutHandoffClaimed,
     CheckoutStarted,
@@ -115,7 +116,32 @@ def fold(session: Session, event: AnyEvent, limits: Limits = DEFAULT_LIMITS) -> 
     changed = _apply_type(session, event, limits)
     if not isinstance(changed, Session):
         return changed
+    path = cart_path(session, changed, event)
+    if path != changed.cart_path:
+        changed = changed.model_copy(update={"cart_path": path})
     return Applied(_touch(changed, event, limits))
+
+
+def cart_path(before: Session, after: Session, event: AnyEvent) -> list[Channel]:
+    """The channels of the cart's journey once ``event`` turned ``before`` into ``after``.
+
+    A cart's journey starts when an empty cart gets its first line and ends with
+    the cart emptied or checked out; the channels that changed it or worked on
+    its checkout join in order. Lines left after a completed checkout (added
+    while the customer paid) start the next journey, on the channels they came from.
+    """
+    if not after.cart:
+        return []
+    if isinstance(event, CheckoutCompletedEvent):
+        return list(dict.fromkeys(ln.channel for ln in after.cart))
+    if not before.cart:
+        return [event.channel]
+    touched = after.cart is not before.cart or isinstance(
+        event, CheckoutStarted | CheckoutHandoffClaimed
+    )
+    if touched and event.channel not in before.cart_path:
+        return [*before.cart_path, event.channel]
+    return before.cart_path
 
 
 def _apply_type(session: Session, event: AnyEvent, limits: Limits) -> Session | Outcome:
@@ -305,6 +331,12 @@ def _touch(session: Session, event: AnyEvent, limits: Limits) -> Session:
     updated_at: datetime | None = session.updated_at
     if updated_at is None or event.occurred_at > updated_at:
         updated_at = event.occurred_at
+    # A completed checkout ends the purchase journey; the next event starts one.
+    first_touch: datetime | None = None
+    if not isinstance(event, CheckoutCompletedEvent):
+        first_touch = session.first_touch_at
+        if first_touch is None or event.occurred_at < first_touch:
+            first_touch = event.occurred_at
     return session.model_copy(
         update={
             "channels": channels,
@@ -314,6 +346,7 @@ def _touch(session: Session, event: AnyEvent, limits: Limits) -> Session:
             "last_store_id": event.store_id or session.last_store_id,
             "version": session.version + 1,
             "updated_at": updated_at,
+            "first_touch_at": first_touch,
             "recent_event_ids": [*session.recent_event_ids, event.event_id][-limits.dedup_window :],
         }
     )

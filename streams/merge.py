@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
 
-from schemas.events import MAX_LINE_QUANTITY
+from schemas.events import MAX_LINE_QUANTITY, Channel
 from schemas.session import CartLine, Session
 from streams.fold import Limits, MergePolicy, new_session, repriced, with_cart
 
@@ -63,6 +63,11 @@ def merge_guest(
     merged = with_cart(base, cart).model_copy(
         update={
             "customer_id": customer_id,
+            "cart_path": _kept_path(cart, base, guest),
+            "first_touch_at": min(
+                (t for t in (base.first_touch_at, guest.first_touch_at) if t is not None),
+                default=None,
+            ),
             "anonymous_ids": _union(base.anonymous_ids, guest.anonymous_ids, [anonymous_id])[
                 -limits.anonymous_ids :
             ],
@@ -131,6 +136,12 @@ def _combine(
             }
         )
     return cart, dropped
+
+
+def _kept_path(cart: list[CartLine], base: Session, guest: Session) -> list[Channel]:
+    """The merged cart's journey: the journeys of the sides whose lines it kept, customer first."""
+    kept = {line.sku for line in cart}
+    return _union(*(s.cart_path for s in (base, guest) if any(ln.sku in kept for ln in s.cart)))
 
 
 def _stamp(session: Session) -> datetime:

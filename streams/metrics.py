@@ -19,6 +19,7 @@ from schemas.events import Channel
 from schemas.topics import SOURCE_TOPICS
 from streams.facts import BatchFacts, RecordLabels
 from streams.fold import Reason
+from streams.kpi_delta import TTC_BUCKETS, KpiDelta
 
 REDIS_OPERATIONS = ("load", "commit", "refresh")
 
@@ -112,13 +113,42 @@ MULTICHANNEL_SESSIONS = Counter(
 )
 CROSS_CHANNEL_RESUMES = Counter(
     "continuity_cross_channel_resumes_total",
-    "Cart lines changed on one channel and next changed on another, by channel pair.",
+    "Carts changed on one channel and next touched on another, by channel pair.",
     ["from_channel", "to_channel"],
 )
 CHECKOUTS_COMPLETED = Counter(
     "continuity_checkouts_completed_total",
     "Checkouts completed (applied checkout.completed events), by channel.",
     ["channel"],
+)
+CARTS_STARTED = Counter(
+    "continuity_carts_started_total",
+    "Empty carts that got their first line, by channel.",
+    ["channel"],
+)
+CARTS_CONVERTED = Counter(
+    "continuity_carts_converted_total",
+    "Carts checked out, by the channel they started on and their channel path.",
+    ["start_channel", "path"],
+)
+CARTS_ABANDONED = Counter(
+    "continuity_carts_abandoned_total",
+    "Carts abandoned (cart.abandoned delivered), by start channel and channel path.",
+    ["start_channel", "path"],
+)
+FIRST_TOUCH_TO_CHECKOUT = Histogram(
+    "continuity_first_touch_to_checkout_seconds",
+    "From the first event since the previous checkout to a completed checkout.",
+    buckets=TTC_BUCKETS,
+)
+NOTIFICATIONS = Counter(
+    "continuity_notifications_sent_total",
+    "Notifications published to session-notifications, by type.",
+    ["type"],
+)
+NOTIFICATIONS_PENDING = Gauge(
+    "continuity_notifications_pending",
+    "Notifications in the Redis outbox not yet published (a stuck relay grows this).",
 )
 
 
@@ -132,12 +162,21 @@ for _topic in SOURCE_TOPICS:
     LOG_RESETS.labels(_topic)
 for _channel in Channel:
     CHECKOUTS_COMPLETED.labels(_channel.value)
+    CARTS_STARTED.labels(_channel.value)
+for _type in ("cart.abandoned", "session.resumed_elsewhere"):
+    NOTIFICATIONS.labels(_type)
 
 
 def record_received(labels: Iterable[RecordLabels]) -> None:
     """Count records as they arrive, before the batch is folded."""
+    # One labelled child lookup per distinct (channel, type), not per record:
+    # .labels() takes a lock and builds a key each call.
+    counts: dict[tuple[str, str], int] = {}
     for lab in labels:
-        RECEIVED.labels(lab.channel, lab.type).inc()
+        key = (lab.channel, lab.type)
+        counts[key] = counts.get(key, 0) + 1
+    for (channel, type_), n in counts.items():
+        RECEIVED.labels(channel, type_).inc(n)
 
 
 def record_batch(facts: BatchFacts) -> None:
@@ -151,13 +190,35 @@ def record_batch(facts: BatchFacts) -> None:
         MERGE_DROPPED_LINES.inc(facts.dropped_lines)
     for (channel, type_, outcome), n in facts.processed.items():
         PROCESSED.labels(channel, type_, outcome).inc(n)
+    # The labelled children looked up once per label value of the batch, not per event.
+    event_age: dict[str, Histogram] = {}
     for channel, seconds in facts.event_ages:
-        EVENT_AGE.labels(channel).observe(seconds)
+        child = event_age.get(channel)
+        if child is None:
+            child = event_age[channel] = EVENT_AGE.labels(channel)
+        child.observe(seconds)
+    append_age: dict[str, Histogram] = {}
     for topic, seconds in facts.append_ages:
-        APPEND_AGE.labels(topic).observe(seconds)
+        child = append_age.get(topic)
+        if child is None:
+            child = append_age[topic] = APPEND_AGE.labels(topic)
+        child.observe(seconds)
     if facts.multichannel_sessions:
         MULTICHANNEL_SESSIONS.inc(facts.multichannel_sessions)
-    for (before, after), n in facts.resumes.items():
+    record_kpis(facts.kpis)
+
+
+def record_kpis(kpis: KpiDelta) -> None:
+    """Count KPI increments: of a committed batch, or of acknowledged abandonments."""
+    for (before, after), n in kpis.resumes.items():
         CROSS_CHANNEL_RESUMES.labels(before.value, after.value).inc(n)
-    for channel, n in facts.checkouts.items():
+    for channel, n in kpis.checkouts.items():
         CHECKOUTS_COMPLETED.labels(channel.value).inc(n)
+    for channel, n in kpis.carts_started.items():
+        CARTS_STARTED.labels(channel.value).inc(n)
+    for (start, path), n in kpis.converted.items():
+        CARTS_CONVERTED.labels(start.value, path).inc(n)
+    for (start, path), n in kpis.abandoned.items():
+        CARTS_ABANDONED.labels(start.value, path).inc(n)
+    for seconds in kpis.first_touch_to_checkout:
+        FIRST_TOUCH_TO_CHECKOUT.observe(seconds)

@@ -138,12 +138,20 @@ async def rebuild(
 
 
 async def wipe(redis: Redis, prefix: str) -> int:
-    """Delete a prefix's sessions, aliases, applied offsets and fingerprints; return the count.
+    """Delete a prefix's folded state; return the count of keys deleted.
 
-    Erasures stay: they are what keeps the next fold from restoring erased sessions.
+    Sessions, aliases, links, journeys, abandonment timers, applied offsets and
+    fingerprints go, and the KPI counters the fold recounts. Erasures stay: they
+    keep the next fold from restoring erased sessions. So do the abandonment
+    counts (a sweep's, not the log's) and the outbox (notifications not yet sent).
     """
     deleted = 0
-    for pattern in (f"{prefix}:s:*", f"{prefix}:a:*", f"{prefix}:l:*"):
+    kpis = f"{prefix}:k"
+    fields = [f.decode() if isinstance(f, bytes) else f for f in await redis.hkeys(kpis)]
+    recounted = [f for f in fields if not f.startswith("abandoned")]
+    if recounted:
+        await redis.hdel(kpis, *recounted)
+    for pattern in (f"{prefix}:s:*", f"{prefix}:a:*", f"{prefix}:l:*", f"{prefix}:j:*"):
         batch: list[bytes] = []
         async for key in redis.scan_iter(match=pattern, count=1000):
             batch.append(key)
@@ -152,7 +160,7 @@ async def wipe(redis: Redis, prefix: str) -> int:
                 batch = []
         if batch:
             deleted += await redis.unlink(*batch)
-    deleted += await redis.unlink(f"{prefix}:o", f"{prefix}:f")
+    deleted += await redis.unlink(f"{prefix}:o", f"{prefix}:f", f"{prefix}:ab")
     return deleted
 
 

@@ -15,6 +15,11 @@ key                    type    holds
 ``P:x:{<id>}``         string  the erasure covering this id (``streams/erasure.py``)
 ``P:xs``               set     every id with an erasure
 ``P:xe``               string  erasures made so far; a commit checks it is unchanged
+``P:j:{<key>}``        zset    the journey: entry JSON by occurred_at ms (``journey.py``)
+``P:k``                hash    KPI counters (``kpi_delta.py``), incremented by commits
+``P:hm:<bucket>``      HLL     sessions on two or more channels changed in a bucket
+``P:ab``               zset    abandonment deadlines (Unix ms) by session key
+``P:n``                stream  the notification outbox (``notifications.py``, ``outbox.py``)
 =====================  ======  ===================================================
 
 The commit script checks every version, alias and offset the plan was computed
@@ -26,6 +31,7 @@ Redis primary (with replicas or Sentinel), not Redis Cluster.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -34,15 +40,28 @@ import orjson
 from redis.asyncio import Redis
 
 from schemas.session import Session
-from streams.activity import BUCKET_TTL_SECONDS, bucket, bucket_key
+from streams.abandonment import timers
+from streams.activity import BUCKET_TTL_SECONDS, bucket, bucket_key, multichannel_key
 from streams.batch import Needs, Plan, Snapshot
 from streams.erasure import Erasure, latest
 from streams.erasure import loads as load_erasure
+from streams.journey import DEFAULT_JOURNEY, JourneyLimits
 from streams.log_reset import Applied
 
 
 def _script(name: str) -> str:
     return resources.files("streams").joinpath("lua", name).read_text(encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class Effects:
+    """What a commit writes besides the state: the rebuild's differ from the workers'."""
+
+    # Seconds without activity before a cart counts as abandoned; None sets no timers.
+    abandon_after: float | None = None
+    journey: JourneyLimits = DEFAULT_JOURNEY
+    # Notifications into the outbox: off for a rebuild, whose events were announced live.
+    notify: bool = True
 
 
 @dataclass(frozen=True)
@@ -56,9 +75,10 @@ class Conflict:
 class RedisState:
     """Async adapter between the planner and Redis. Holds no state of its own."""
 
-    def __init__(self, redis: Redis, prefix: str = "cont") -> None:
+    def __init__(self, redis: Redis, prefix: str = "cont", effects: Effects | None = None) -> None:
         self.redis = redis
         self.prefix = prefix
+        self.effects = effects or Effects()
         # Applied positions belong to the state, not to a consumer group: a second
         # group (a blue/green deploy, a rewound group) folding into the same state
         # must skip what the state already holds.
@@ -124,7 +144,7 @@ class RedisState:
                 for k, s in plan.writes.items()
             ],
         )
-        _section(args, [(k, _notice(k, None, merged_into=c)) for k, c in plan.deletes.items()])
+        _section(args, [(k, c, _notice(k, None, merged_into=c)) for k, c in plan.deletes.items()])
         _section(args, list(plan.aliases.items()))
         _section(args, [(anon,) for anon in sorted(plan.alias_deletes)])
         _section(args, [(tp, o, plan.fingerprints.get(tp, "")) for tp, o in plan.offsets.items()])
@@ -133,10 +153,30 @@ class RedisState:
             key = bucket_key(self.prefix, bucket(active_at))
             activity.append((key, BUCKET_TTL_SECONDS))
         _section(args, activity)
+        self._effect_sections(args, plan, active_at)
         result = await self._commit(args=args)
         if int(result[0]) == 1:
             return None
         return Conflict(_s(result[1]), _s(result[2]))
+
+    def _effect_sections(self, args: list[Any], plan: Plan, active_at: float | None) -> None:
+        """The commit's sections after the state: KPIs, journey, timers, outbox."""
+        multichannel = []
+        if active_at is not None:
+            key = multichannel_key(self.prefix, bucket(active_at))
+            multichannel = [
+                (key, BUCKET_TTL_SECONDS, k) for k, s in plan.writes.items() if len(s.channels) > 1
+            ]
+        _section(args, multichannel)
+        _section(args, list(plan.kpis.fields().items()))
+        now = active_at if active_at is not None else time.time()
+        limits = self.effects.journey
+        _section(args, [(e.key, e.score_ms, e.member) for e in plan.journey])
+        min_score = int((now - limits.max_age_seconds) * 1000)
+        _section(args, [(limits.max_entries, min_score, limits.max_age_seconds)])
+        after = self.effects.abandon_after
+        _section(args, timers(plan, now, after) if after is not None else [])
+        _section(args, [(n,) for n in plan.notifications] if self.effects.notify else [])
 
     async def resolve(self, some_id: str) -> str:
         """The session key for a customer or guest id (following a merged guest's alias)."""

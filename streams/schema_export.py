@@ -8,13 +8,15 @@ from pathlib import Path
 from pydantic import TypeAdapter
 
 from schemas.events import EVENT_ADAPTER, EVENT_MODELS
+from schemas.notifications import NOTIFICATION_ADAPTER
 from schemas.session import Session
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas" / "json"
 
 
 def rendered() -> dict[str, str]:
-    """File name -> JSON Schema text, for every event type, the event union and the session."""
+    """File name -> JSON Schema text: every event type, the event union, the session and
+    the notifications."""
     files: dict[str, str] = {}
     for model in EVENT_MODELS:
         event_type = model.model_fields["type"].annotation.__args__[0]  # type: ignore[union-attr]
@@ -23,6 +25,10 @@ def rendered() -> dict[str, str]:
     # The session is what the API serves, so its schema describes the serialized form
     # (Decimal as a string), not what the model would accept as input.
     files["session.schema.json"] = _dump(TypeAdapter(Session).json_schema(mode="serialization"))
+    # What session-notifications carries, as it is written.
+    files["notification.schema.json"] = _dump(
+        NOTIFICATION_ADAPTER.json_schema(mode="serialization")
+    )
     return files
 
 

@@ -16,6 +16,8 @@ from pydantic_settings import (
 )
 
 from streams.fold import Limits, MergePolicy
+from streams.journey import JourneyLimits
+from streams.redis_state import Effects
 
 # A directory of one file per setting, named like its variable (a Kubernetes
 # secret volume): secrets need not pass through the environment.
@@ -82,10 +84,23 @@ class Settings(BaseSettings):
         description="How a guest cart meets the customer's at login: combine (quantities "
         "added up), keep_customer, keep_newest. Part of the fold: a rebuild uses it too.",
     )
+    abandon_after: float = Field(
+        default=1800.0,
+        ge=0,
+        description="Seconds a cart with items may sit idle before cart.abandoned; 0 = never.",
+    )
+    abandon_sweep_interval: float = Field(
+        default=5.0, gt=0, description="How often each worker looks for abandoned carts (s)."
+    )
+    journey_max_entries: int = Field(
+        default=200, ge=1, description="Journey entries kept per session (newest win)."
+    )
+    journey_max_age: int = Field(
+        default=90 * 86400, ge=60, description="Journey entries older than this are dropped (s)."
+    )
+    # Also the most records one fetch returns: the worker folds each fetch as it
+    # arrives (streams/batch_delivery.py), so there is no timer to fill a batch.
     batch_max: int = Field(default=500, ge=1, description="Largest batch folded at once.")
-    # Faust's take() yields on a fixed timer, so at low rates this is added to every
-    # event's latency; under load the batch fills to batch_max first.
-    batch_within: float = Field(default=0.01, gt=0, description="Longest wait to fill a batch (s).")
     metrics_host: str = Field(default="0.0.0.0", description="Address the /metrics server binds.")
     metrics_port: int = Field(default=0, ge=0, le=65535, description="Worker /metrics port; 0=off.")
     metrics_interval: float = Field(
@@ -199,6 +214,14 @@ class Settings(BaseSettings):
     def fold_limits(self) -> Limits:
         """The fold's definition as configured (bounds at their defaults, the merge policy)."""
         return Limits(merge_policy=self.merge_policy)
+
+    def effects(self, notify: bool = True) -> Effects:
+        """What commits write besides the state: timers, journey bounds, notifications."""
+        return Effects(
+            abandon_after=self.abandon_after or None,
+            journey=JourneyLimits(self.journey_max_entries, self.journey_max_age),
+            notify=notify,
+        )
 
     def redis_dsn(self) -> str:
         """The Redis URL with its secret, for client constructors only."""

@@ -8,7 +8,7 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from schemas.topics import DEAD_LETTERS, ERASURES, SOURCE_TOPICS
+from schemas.topics import DEAD_LETTERS, ERASURES, NOTIFICATIONS, SOURCE_TOPICS
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ async def ensure_topics(
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **(kafka or {}))
     await admin.start()
     try:
-        wanted = [*SOURCE_TOPICS, DEAD_LETTERS, ERASURES]
+        wanted = [*SOURCE_TOPICS, DEAD_LETTERS, ERASURES, NOTIFICATIONS]
         existing = set(await admin.list_topics())
         missing = [t for t in wanted if t not in existing]
         if missing:

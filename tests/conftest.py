@@ -219,10 +219,14 @@ class WorkerGroup:
     prefix: str
     state: RedisState
 
-    def start(self, name: str) -> devstack.Child:
+    def start(self, name: str, **extra: str) -> devstack.Child:
         port = devstack.free_port()
         child = self.stack.start_worker(
-            f"{self.group}-{name}", self.group, self.prefix, CONTINUITY_METRICS_PORT=str(port)
+            f"{self.group}-{name}",
+            self.group,
+            self.prefix,
+            CONTINUITY_METRICS_PORT=str(port),
+            **extra,
         )
         child.port = port
         return child

@@ -8,6 +8,7 @@ against a real redis-server in ``test_redis_state.py`` and the e2e tests.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -78,6 +79,10 @@ class MemoryState:
     offsets: dict[str, int] = field(default_factory=dict)
     erasures: dict[str, Erasure] = field(default_factory=dict)
     links: dict[str, set[str]] = field(default_factory=dict)  # customer -> guests ever linked
+    # key -> {entry json: score}, the KPI hash, the outbox: as commit.lua keeps them
+    journeys: dict[str, dict[bytes, int]] = field(default_factory=dict)
+    kpis: Counter[str] = field(default_factory=Counter)
+    outbox: list[bytes] = field(default_factory=list)
 
     def snapshot(self) -> Snapshot:
         return Snapshot(
@@ -96,6 +101,7 @@ class MemoryState:
         for i in ids:
             self.erasures[i] = erasure
             self.sessions.pop(i, None)
+            self.journeys.pop(i, None)
             if self.aliases.get(i) in ids:
                 del self.aliases[i]
         self.links.pop(customer_id, None)
@@ -106,8 +112,15 @@ class MemoryState:
             current = self.sessions.get(key)
             assert (current.version if current else 0) == version, "plan built on a stale read"
         self.sessions.update(plan.writes)
-        for key in plan.deletes:
+        for key, into in plan.deletes.items():
             self.sessions.pop(key, None)
+            for member, score in self.journeys.pop(key, {}).items():
+                mine = self.journeys.setdefault(into, {})
+                mine[member] = min(score, mine.get(member, score))
+        for e in plan.journey:
+            self.journeys.setdefault(e.key, {})[e.member] = e.score_ms
+        self.kpis.update(plan.kpis.fields())
+        self.outbox.extend(plan.notifications)
         self.aliases.update(plan.aliases)
         for anon in plan.alias_deletes:
             self.aliases.pop(anon, None)

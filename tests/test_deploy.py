@@ -80,6 +80,7 @@ def test_every_alert_has_a_for_duration_severity_summary_and_runbook() -> None:
         "ContinuityDeadLetterSpike",
         "ContinuityRedisDown",
         "ContinuityRedisErrors",
+        "ContinuityNotificationsStuck",
     }
     for r in rules:
         assert r.get("for"), r["alert"]
@@ -171,6 +172,20 @@ SCENARIOS: list[dict[str, Any]] = [
         "expect": [
             ("25m", "ContinuityRedisErrors", [{"instance": "w1", "operation": "commit"}]),
         ],
+    },
+    {
+        "input": [
+            (f"continuity_notifications_pending{{{W}}}", "40x30"),
+            (f'continuity_notifications_sent_total{{{W},type="cart.abandoned"}}', "7x30"),
+        ],
+        "expect": [("25m", "ContinuityNotificationsStuck", [{}])],
+    },
+    {
+        "input": [
+            (f"continuity_notifications_pending{{{W}}}", "40x30"),
+            (f'continuity_notifications_sent_total{{{W},type="cart.abandoned"}}', "0+5x30"),
+        ],
+        "expect": [("25m", "ContinuityNotificationsStuck", [])],
     },
 ]
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -163,6 +164,9 @@ def test_a_replay_with_the_erasure_restored_equals_the_live_state(data: st.DataO
         replay.process(recs[lo:hi])
     if not shared_device(events):
         assert replay.dump() == live.dump()
+        assert replay.journeys == live.journeys
     for state in (live, replay):
         for session in state.sessions.values():
             assert not gone & set(session.recent_event_ids), "an erased event came back"
+        journeyed = {orjson.loads(m)["event_id"] for j in state.journeys.values() for m in j}
+        assert not gone & journeyed, "an erased event is still in a journey"

@@ -65,7 +65,6 @@ class Workload:
 
     phases: list[list[dict[str, Any] | bytes]] = field(default_factory=list)
     processed: Counter[tuple[str, str, str]] = field(default_factory=Counter)
-    resumes: Counter[tuple[str, str]] = field(default_factory=Counter)
     checkouts: Counter[str] = field(default_factory=Counter)
     multichannel: int = 0
     customers: list[str] = field(default_factory=list)
@@ -140,8 +139,7 @@ def _expect(w: Workload) -> None:
         state.apply(plan)
         facts = batch_facts(plan, snapshot, labels_by_record(batch, decoded), 0.0)
         w.processed.update(facts.processed)
-        w.resumes.update({(a.value, b.value): n for (a, b), n in facts.resumes.items()})
-        w.checkouts.update({c.value: n for c, n in facts.checkouts.items()})
+        w.checkouts.update({c.value: n for c, n in facts.kpis.checkouts.items()})
         w.multichannel += facts.multichannel_sessions
 
 
@@ -155,6 +153,7 @@ class Folded:
     text: str
     log_path: Path
     port: int
+    prefix: str
 
 
 @pytest.fixture(scope="module")
@@ -199,7 +198,7 @@ async def folded(stack: Stack, publisher: Publisher) -> AsyncIterator[Folded]:
             return now if done >= sent else None
 
         after = await wait_until(counted, timeout=30)
-        yield Folded(w, before, after, await scrape(port), worker.log_path, port)
+        yield Folded(w, before, after, await scrape(port), worker.log_path, port, name)
     finally:
         worker.stop()
         await client.aclose()
@@ -292,24 +291,37 @@ async def test_every_applied_event_is_timed_once_in_both_freshness_histograms(
     assert _delta(folded, "continuity_redis_command_duration_seconds_count", operation="commit")
 
 
-async def test_kpi_counters_match_the_pure_kpi_functions(folded: Folded) -> None:
+async def test_kpi_counters_match_the_pure_kpi_functions(folded: Folded, redis: Redis) -> None:
     w = folded.workload
     assert w.multichannel > 0
-    assert sum(w.resumes.values()) > 0
     assert _delta(folded, "continuity_multichannel_sessions_total") == w.multichannel
-    resumes = Counter(
-        {
-            (f, t): int(_delta(folded, name, from_channel=f, to_channel=t))
-            for (name, labels) in folded.after
-            if name == "continuity_cross_channel_resumes_total"
-            for f, t in [(dict(labels)["from_channel"], dict(labels)["to_channel"])]
-        }
-    )
-    assert +resumes == w.resumes
     checkouts = {
         c: _delta(folded, "continuity_checkouts_completed_total", channel=c) for c in CHANNELS
     }
     assert {c: n for c, n in checkouts.items() if n} == w.checkouts
+    # Resumes and cart starts depend on the order events of one customer arrive in
+    # from different topics and partitions (a view before or after the add), which
+    # no oracle can know: the exported counters must equal what the commits wrote.
+    kpis = {k.decode(): int(v) for k, v in (await redis.hgetall(f"{folded.prefix}:k")).items()}
+    resumes = {
+        f"resumes:{f}:{t}": int(_delta(folded, name, from_channel=f, to_channel=t))
+        for (name, labels) in folded.after
+        if name == "continuity_cross_channel_resumes_total"
+        for f, t in [(dict(labels)["from_channel"], dict(labels)["to_channel"])]
+    }
+    assert sum(resumes.values()) > 0
+    assert {k: n for k, n in resumes.items() if n} == {
+        k: n for k, n in kpis.items() if k.startswith("resumes:")
+    }
+    started = {
+        f"carts_started:{c}": _delta(folded, "continuity_carts_started_total", channel=c)
+        for c in CHANNELS
+    }
+    assert sum(started.values()) > 0
+    assert {k: n for k, n in started.items() if n} == {
+        k: n for k, n in kpis.items() if k.startswith("carts_started:")
+    }
+    assert kpis["checkouts:" + next(iter(w.checkouts))] == w.checkouts[next(iter(w.checkouts))]
 
 
 async def test_lag_reaches_zero_on_every_assigned_partition_when_caught_up(

@@ -1,7 +1,8 @@
 """``continuity rebuild`` against a live worker's state, on a broker of the test's own.
 
 Proves: for a single-topic workload the rebuilt prefix is byte-for-byte the
-live one (sessions, aliases, applied offsets and fingerprints); for a mixed
+live one (sessions, aliases, applied offsets and fingerprints, journeys, KPI
+counters, the carts armed for abandonment); for a mixed
 workload (three topics, logins, checkouts) every session agrees on all fields
 that do not depend on cross-topic arrival order; the live prefix is untouched
 while workers run; and ``--into-live`` refuses while a worker is in the group,
@@ -45,13 +46,20 @@ async def _cli(st: PrivateStack, *args: str) -> tuple[int, str]:
 
 
 async def _state(st: PrivateStack, prefix: str) -> dict[bytes, Any]:
-    """Every key of ``prefix`` with the prefix cut off, minus the activity estimates."""
+    """Every key of ``prefix`` with the prefix cut off (journeys and KPI counters too).
+
+    Left out: the activity estimates, the notification outbox (a rebuild sends
+    nothing: the notifications went out live) and the abandonment deadlines,
+    which run from the commit's clock; the carts they are armed for must agree.
+    """
     cut = len(prefix) + 1
-    return {
+    state = {
         k[cut:]: v
         for k, v in (await dump_prefix(st.redis, prefix)).items()
-        if not k[cut:].startswith(b"h:")
+        if not k[cut:].startswith((b"h:", b"hm:")) and k[cut:] not in (b"n", b"ab")
     }
+    state[b"ab"] = set(await st.redis.zrange(f"{prefix}:ab", 0, -1))
+    return state
 
 
 def _order_free(s: Session) -> dict[str, Any]:

@@ -3,9 +3,13 @@
 --   then counted sections:
 --   expected versions (key, version) | expected aliases (anon, target or '')
 --   expected offsets (tp, offset or -1) | writes (key, version, json, notice)
---   deletes (key, notice) | alias writes (anon, target) | alias deletes (anon)
+--   deletes (key, merged into, notice) | alias writes (anon, target) | alias deletes (anon)
 --   offset writes (tp, offset, fingerprint of the record at that offset)
 --   activity (0 or 1 row: hyperloglog key, ttl seconds)
+--   hyperloglog adds (key, ttl seconds, member) | kpi increments (field, n)
+--   journey entries (key, score, member) | journey bounds (0 or 1 row: max entries,
+--   min score, ttl seconds) | abandonment timers (key, deadline ms or '-')
+--   outbox notifications (json)
 -- Returns {1} on success, {0, what, name} on a conflict (nothing written).
 local prefix, offsets_key, prints_key = ARGV[1], ARGV[2], ARGV[3]
 -- An erasure since the snapshot may cover records this plan folded: refuse, re-plan.
@@ -22,6 +26,7 @@ end
 local function skey(k) return prefix .. ':s:{' .. k .. '}' end
 local function akey(k) return prefix .. ':a:{' .. k .. '}' end
 local function channel(k) return prefix .. ':u:{' .. k .. '}' end
+local function jkey(k) return prefix .. ':j:{' .. k .. '}' end
 
 local s, n = section(2)
 for j = 0, n - 1 do
@@ -49,10 +54,16 @@ for j = 0, n - 1 do
   redis.call('HSET', skey(ARGV[b]), 'v', ARGV[b + 1], 'd', ARGV[b + 2])
   redis.call('PUBLISH', channel(ARGV[b]), ARGV[b + 3])
 end
-s, n = section(2)
+s, n = section(3)
 for j = 0, n - 1 do
-  redis.call('DEL', skey(ARGV[s + 2 * j]))
-  redis.call('PUBLISH', channel(ARGV[s + 2 * j]), ARGV[s + 2 * j + 1])
+  local guest, into = ARGV[s + 3 * j], ARGV[s + 3 * j + 1]
+  redis.call('DEL', skey(guest))
+  -- The guest's journey becomes part of the customer's.
+  if redis.call('EXISTS', jkey(guest)) == 1 then
+    redis.call('ZUNIONSTORE', jkey(into), 2, jkey(into), jkey(guest), 'AGGREGATE', 'MIN')
+    redis.call('DEL', jkey(guest))
+  end
+  redis.call('PUBLISH', channel(guest), ARGV[s + 3 * j + 2])
 end
 s, n = section(2)
 for j = 0, n - 1 do
@@ -76,4 +87,41 @@ if n == 1 and wn > 0 then
   for j = 0, wn - 1 do redis.call('PFADD', ARGV[s], ARGV[ws + 4 * j]) end
   redis.call('EXPIRE', ARGV[s], ARGV[s + 1])
 end
+s, n = section(3)
+for j = 0, n - 1 do
+  local b = s + 3 * j
+  redis.call('PFADD', ARGV[b], ARGV[b + 2])
+  redis.call('EXPIRE', ARGV[b], ARGV[b + 1])
+end
+s, n = section(2)
+for j = 0, n - 1 do
+  redis.call('HINCRBY', prefix .. ':k', ARGV[s + 2 * j], ARGV[s + 2 * j + 1])
+end
+local js, jn = section(3)
+s, n = section(3)
+if n == 1 then
+  local max_entries, min_score, ttl = tonumber(ARGV[s]), ARGV[s + 1], ARGV[s + 2]
+  local touched = {}
+  for j = 0, jn - 1 do
+    local b = js + 3 * j
+    redis.call('ZADD', jkey(ARGV[b]), ARGV[b + 1], ARGV[b + 2])
+    touched[ARGV[b]] = true
+  end
+  for k in pairs(touched) do
+    redis.call('ZREMRANGEBYRANK', jkey(k), 0, -(max_entries + 1))
+    redis.call('ZREMRANGEBYSCORE', jkey(k), '-inf', '(' .. min_score)
+    redis.call('EXPIRE', jkey(k), ttl)
+  end
+end
+s, n = section(2)
+for j = 0, n - 1 do
+  local k, deadline = ARGV[s + 2 * j], ARGV[s + 2 * j + 1]
+  if deadline == '-' then
+    redis.call('ZREM', prefix .. ':ab', k)
+  else
+    redis.call('ZADD', prefix .. ':ab', deadline, k)
+  end
+end
+s, n = section(1)
+for j = 0, n - 1 do redis.call('XADD', prefix .. ':n', '*', 'n', ARGV[s + j]) end
 return {1}

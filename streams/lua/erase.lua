@@ -56,6 +56,9 @@ for _, k in ipairs(ids) do
   redis.call('SET', prefix .. ':x:{' .. k .. '}', erasure)
   redis.call('SADD', prefix .. ':xs', k)
   sessions = sessions + redis.call('DEL', skey(k))
+  -- The journey and a pending abandonment timer are the customer's data too.
+  redis.call('DEL', prefix .. ':j:{' .. k .. '}')
+  redis.call('ZREM', prefix .. ':ab', k)
   local target = redis.call('GET', prefix .. ':a:{' .. k .. '}')
   if target and named[target] then
     aliases = aliases + redis.call('DEL', prefix .. ':a:{' .. k .. '}')

@@ -1,0 +1,122 @@
+"""The notification outbox against a real redis-server: sweep, claim, acknowledge.
+
+Proves: two sweeps racing claim each due cart once, and a cart not yet due
+stays armed; an entry whose relay died unacknowledged is claimed by another
+relay, and when both acknowledge it the KPIs count it once; the relay turns
+entries into wire notifications and publishes before acknowledging.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from redis.asyncio import Redis
+
+from schemas.session import CartLine, Session
+from streams import devstack
+from streams.outbox import Outbox
+from streams.relay import relay_once
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+async def client(tmp_path: Path) -> AsyncIterator[Redis]:
+    child = devstack.start_redis(tmp_path / "data", tmp_path, appendfsync="always")
+    redis = Redis.from_url(f"redis://127.0.0.1:{child.port}/0", socket_timeout=5)
+    yield redis
+    await redis.aclose()
+    child.stop()
+
+
+def _session(key: str, version: int) -> bytes:
+    line = CartLine(
+        sku="A-1",
+        quantity=2,
+        unit_price="5.00",  # type: ignore[arg-type]
+        currency="EUR",
+        channel="mobile_app",  # type: ignore[arg-type]
+        updated_at="2026-11-24T10:00:00Z",  # type: ignore[arg-type]
+    )
+    session = Session(
+        key=key,
+        customer_id=key,
+        cart=[line],
+        currency="EUR",
+        item_count=2,
+        subtotal="10.00",  # type: ignore[arg-type]
+        cart_path=["mobile_app"],  # type: ignore[list-item]
+        last_channel="mobile_app",  # type: ignore[arg-type]
+        version=version,
+        updated_at="2026-11-24T10:00:00Z",  # type: ignore[arg-type]
+    )
+    return session.model_dump_json().encode()
+
+
+async def _arm(redis: Redis, key: str, version: int, deadline_ms: int) -> None:
+    await redis.hset(f"t:s:{{{key}}}", mapping={"v": version, "d": _session(key, version)})
+    await redis.zadd("t:ab", {key: deadline_ms})
+
+
+async def test_racing_sweeps_claim_each_due_cart_once(client: Redis) -> None:
+    for n in range(50):
+        await _arm(client, f"c{n}", 3, 1_000)
+    await _arm(client, "later", 1, 5_000)
+    a, b = Outbox(client, "t", "a"), Outbox(client, "t", "b")
+    claimed = await asyncio.gather(*(o.sweep(2_000, limit=7) for o in (a, b) for _ in range(10)))
+    assert sum(claimed) == 50
+    assert await client.xlen("t:n") == 50
+    assert await client.zrange("t:ab", 0, -1) == [b"later"]
+
+
+async def test_a_stalled_entry_is_reclaimed_and_its_kpis_count_once(client: Redis) -> None:
+    await _arm(client, "c", 4, 1_000)
+    dead, alive = Outbox(client, "t", "dead", claim_after_ms=0), Outbox(client, "t", "alive", 0)
+    await dead.ensure_group()
+    await alive.ensure_group()  # a second relay finds the group there
+    assert await dead.sweep(2_000) == 1
+    (entry,) = await dead.read(10, 100)  # read, then the relay dies before acknowledging
+
+    published: list[tuple[str, dict[str, Any]]] = []
+
+    async def publish(key: str, value: bytes) -> Any:
+        published.append((key, orjson.loads(value)))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+    assert await relay_once(alive, publish, 10, 100) == 1
+    ((key, note),) = published
+    assert key == "c"
+    assert note["type"] == "cart.abandoned"
+    assert note["notification_id"] == "abandoned:c:4"
+    assert (note["item_count"], note["subtotal"], note["cart_path"]) == (2, "10.00", ["mobile_app"])
+    # The dead relay comes back and acknowledges what it had read: nothing counts twice.
+    assert await dead.ack([(entry.id, {"abandoned:mobile_app": 1})]) == [False]
+    assert await client.hgetall("t:k") == {
+        b"abandoned:mobile_app": b"1",
+        b"abandoned_path:mobile_app": b"1",
+    }
+    assert await client.xlen("t:n") == 0
+    assert await alive.pending() == 0
+    assert await relay_once(alive, publish, 10, 50) == 0
+
+
+async def test_an_unreadable_entry_is_acknowledged_not_retried_forever(client: Redis) -> None:
+    relay = Outbox(client, "t", "r")
+    await relay.ensure_group()
+    await client.xadd("t:n", {"junk": "1"})
+    sent: list[str] = []
+
+    async def publish(key: str, value: bytes) -> Any:
+        sent.append(key)
+        return asyncio.sleep(0)
+
+    assert await relay_once(relay, publish, 10, 100) == 1
+    assert sent == []
+    assert await relay.pending() == 0
