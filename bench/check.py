@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 
 from bench.expect import Expectation, project
 from bench.workload import Workload
-from schemas.session import Session
+from streams.session_codec import decode, json_of
 
 
 @dataclass(frozen=True)
@@ -75,11 +75,11 @@ async def check_state(
     for key in sorted(set(want) & set(stored)):
         if key in expected.exact:
             exact += 1
-            if stored[key].decode() != want[key].model_dump_json():
+            if json_of(stored[key]) != want[key].model_dump_json().encode():
                 problems.append(f"{key}: bytes differ from the oracle")
             continue
         got = project(
-            Session.model_validate_json(stored[key]),
+            decode(stored[key]),
             merged=key in merged,
             with_cart=key in with_cart,
         )

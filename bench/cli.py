@@ -129,7 +129,7 @@ async def benchmark(args: argparse.Namespace) -> int:
     for row in sizes:
         say(
             f"session size: {row['session']}: {row['redis_bytes']:,} B in Redis "
-            f"({row['json_bytes']:,} B JSON)"
+            f"({row['json_bytes']:,} B JSON, stored as {row['stored_bytes']:,} B)"
         )
     records = encode(workload.events)
     wanted = [v.strip() for v in args.variants.split(",") if v.strip()]

@@ -28,7 +28,7 @@ from bench.expect import fold_in_order
 from bench.procstat import peak_rss_bytes, rss_bytes
 from bench.stack import Stack
 from bench.workload import CATALOG, START, encode, typical_session_events, views_spread
-from streams import devstack
+from streams import devstack, session_codec
 
 Say = Callable[[str], None]
 MB = 1024 * 1024
@@ -69,9 +69,18 @@ async def session_bytes(log_dir: Path) -> list[dict[str, Any]]:
             (key, session), *_ = fold_in_order(events).sessions.items()
             name = f"cont:s:{{{key}}}"
             blob = session.model_dump_json()
-            await redis.hset(name, mapping={"v": session.version, "d": blob})
+            # Stored as the worker stores it (compressed by default).
+            stored = session_codec.encode(session)
+            await redis.hset(name, mapping={"v": session.version, "d": stored})
             used = await redis.memory_usage(name, samples=0)
-            rows.append({"session": label, "json_bytes": len(blob), "redis_bytes": used})
+            rows.append(
+                {
+                    "session": label,
+                    "json_bytes": len(blob),
+                    "stored_bytes": len(stored),
+                    "redis_bytes": used,
+                }
+            )
     finally:
         await redis.aclose()
         server.stop()

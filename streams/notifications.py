@@ -21,6 +21,7 @@ from schemas.notifications import (
     SessionResumedElsewhere,
 )
 from schemas.session import Session
+from streams import session_codec
 from streams.kpi_delta import ChannelPair
 
 
@@ -80,7 +81,7 @@ def from_outbox(fields: Mapping[bytes, bytes]) -> tuple[str, bytes, Session | No
         note = NOTIFICATION_ADAPTER.validate_json(fields[b"n"])
         return note.key, fields[b"n"], None
     if b"a" in fields:
-        session = Session.model_validate_json(fields[b"a"])
+        session = session_codec.decode(fields[b"a"])
         cart = abandoned(session, int(fields[b"v"]), int(fields[b"at"]))
         return cart.key, cart.model_dump_json().encode(), session
     raise ValueError(f"outbox entry with fields {sorted(fields)!r}")

@@ -5,7 +5,7 @@ Layout (``P`` is ``CONTINUITY_REDIS_PREFIX``, default ``cont``):
 =====================  ======  ===================================================
 key                    type    holds
 =====================  ======  ===================================================
-``P:s:{<key>}``        hash    ``v`` = version, ``d`` = session JSON
+``P:s:{<key>}``        hash    ``v`` = version, ``d`` = session (``session_codec.py``)
 ``P:a:{<anon>}``       string  the customer a merged guest id now points at
 ``P:o``                hash    ``<topic>:<partition>`` -> last applied offset
 ``P:f``                hash    ``<topic>:<partition>`` -> that record's fingerprint
@@ -40,6 +40,7 @@ import orjson
 from redis.asyncio import Redis
 
 from schemas.session import Session
+from streams import session_codec
 from streams.abandonment import timers
 from streams.activity import BUCKET_TTL_SECONDS, bucket, bucket_key, multichannel_key
 from streams.batch import Needs, Plan, Snapshot
@@ -62,6 +63,8 @@ class Effects:
     journey: JourneyLimits = DEFAULT_JOURNEY
     # Notifications into the outbox: off for a rebuild, whose events were announced live.
     notify: bool = True
+    # Sessions stored zlib-compressed (streams/session_codec.py); readers take both forms.
+    compress: bool = True
 
 
 @dataclass(frozen=True)
@@ -113,7 +116,7 @@ class RedisState:
         }
         offsets = {tp: int(v) for tp, v in zip(tps, offsets_raw, strict=True) if v is not None}
         sessions = {
-            _s(sessions_raw[i]): Session.model_validate_json(sessions_raw[i + 1])
+            _s(sessions_raw[i]): session_codec.decode(sessions_raw[i + 1])
             for i in range(0, len(sessions_raw), 2)
         }
         erasures = {
@@ -134,13 +137,14 @@ class RedisState:
             self.fingerprints_key,
             plan.expected_erasure_epoch,
         ]
+        compress = self.effects.compress
         _section(args, [(k, v) for k, v in plan.expected_versions.items()])
         _section(args, [(k, v or "") for k, v in plan.expected_aliases.items()])
         _section(args, [(k, v) for k, v in plan.expected_offsets.items()])
         _section(
             args,
             [
-                (k, s.version, s.model_dump_json(), _notice(k, s.version))
+                (k, s.version, session_codec.encode(s, compress), _notice(k, s.version))
                 for k, s in plan.writes.items()
             ],
         )
@@ -186,7 +190,7 @@ class RedisState:
     async def get(self, some_id: str) -> Session | None:
         """The current session of a customer or guest id, or ``None``."""
         blob = await self.redis.hget(self.session_key(await self.resolve(some_id)), "d")
-        return None if blob is None else Session.model_validate_json(blob)
+        return None if blob is None else session_codec.decode(blob)
 
     async def applied_positions(self, tps: list[str]) -> dict[str, Applied]:
         """``topic:partition`` -> applied offset and fingerprint, for those of ``tps`` applied."""

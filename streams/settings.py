@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     journey_max_entries: int = Field(
         default=200, ge=1, description="Journey entries kept per session (newest win)."
     )
+    session_compression: bool = Field(
+        default=True,
+        description="Store sessions zlib-compressed (about 4x smaller); readers take both forms.",
+    )
     journey_max_age: int = Field(
         default=90 * 86400, ge=60, description="Journey entries older than this are dropped (s)."
     )
@@ -221,6 +225,7 @@ class Settings(BaseSettings):
             abandon_after=self.abandon_after or None,
             journey=JourneyLimits(self.journey_max_entries, self.journey_max_age),
             notify=notify,
+            compress=self.session_compression,
         )
 
     def redis_dsn(self) -> str:

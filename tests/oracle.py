@@ -20,6 +20,7 @@ from schemas.session import Session
 from streams.batch import Record, Snapshot, plan_batch
 from streams.decode import decode
 from streams.redis_state import RedisState
+from streams.session_codec import json_of
 
 SKUS = ("A-1", "B-2", "C-3", "D-4", "E-5")
 
@@ -114,7 +115,7 @@ async def mismatches(state: RedisState, expected: dict[str, Session]) -> list[st
     return [
         k
         for k, blob in zip(keys, blobs, strict=True)
-        if blob is None or blob.decode() != expected[k].model_dump_json()
+        if blob is None or json_of(blob) != expected[k].model_dump_json().encode()
     ]
 
 

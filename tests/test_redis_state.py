@@ -9,7 +9,9 @@ when Redis returns, keeping its place.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -19,8 +21,9 @@ from redis.asyncio import Redis
 from streams import devstack
 from streams.batch import Kind, Record, RecordOutcome, needs, plan_batch
 from streams.decode import decode
+from streams.journey import JourneyLimits
 from streams.processor import BatchProcessor
-from streams.redis_state import RedisState
+from streams.redis_state import Effects, RedisState
 from tests.conftest import added, event
 
 pytestmark = pytest.mark.e2e
@@ -114,6 +117,36 @@ async def test_batch_waits_through_a_redis_outage_and_applies_exactly_once(
         assert session.version == 2
     finally:
         restarted.stop()
+
+
+async def test_a_journey_keeps_its_newest_entries_within_its_age_and_expires(
+    private_redis: tuple[devstack.Child, Redis],
+) -> None:
+    _, client = private_redis
+    limits = JourneyLimits(max_entries=3, max_age_seconds=3600)
+    state = RedisState(client, "t", Effects(journey=limits))
+    processor = BatchProcessor(state, _no_dead_letters)
+    now = datetime.now(UTC)
+    old = (now - timedelta(hours=2)).isoformat()
+    times = [old, *((now - timedelta(minutes=m)).isoformat() for m in (50, 40, 30, 20))]
+    batch = [
+        event("browse.search", {"query": f"q{i}"}, customer="c4", at=at)
+        for i, at in enumerate(times)
+    ]
+    await processor.process(records(batch))
+    stored = [orjson.loads(m) for m in await client.zrange("t:j:{c4}", 0, -1)]
+    assert [e["query"] for e in stored] == ["q2", "q3", "q4"], "the newest three"
+    ttl = await client.ttl("t:j:{c4}")
+    assert 3500 < ttl <= 3600, "an idle journey goes by itself"
+    # A commit 45 minutes later: what is older than an hour by then goes.
+    late = records(
+        [event("browse.search", {"query": "q5"}, customer="c4", at=now.isoformat())], start=5
+    )
+    decoded = [decode(r.value) for r in late]
+    plan = plan_batch(late, decoded, await state.load(needs(late, decoded)))
+    assert await state.commit(plan, time.time() + 45 * 60) is None
+    stored = [orjson.loads(m) for m in await client.zrange("t:j:{c4}", 0, -1)]
+    assert [e["query"] for e in stored] == ["q5"]
 
 
 async def _no_dead_letters(outcomes: Sequence[RecordOutcome]) -> None:

@@ -28,6 +28,7 @@ from streams.gateway import metrics
 from streams.gateway.fanout import Fanout, FanoutUnavailable, Subscriber
 from streams.gateway.params import Position, ReadWait
 from streams.redis_state import RedisState
+from streams.session_codec import decode as decode_session
 
 
 class RedisUnavailable(Exception):
@@ -75,7 +76,7 @@ class Sessions:
         except (RedisError, OSError) as exc:
             raise RedisUnavailable(repr(exc)) from None
         if blob is not None:
-            return View(key, Session.model_validate_json(blob))
+            return View(key, decode_session(blob))
         return View(key, None, _s(alias) if alias is not None else None)
 
     async def applied(self, positions: tuple[Position, ...]) -> bool:

@@ -22,8 +22,9 @@ local function check(k)
 end
 for _, k in ipairs(ids) do
   for _, linked in ipairs(redis.call('SMEMBERS', prefix .. ':l:{' .. k .. '}')) do check(linked) end
+  -- A compressed session is not read here: the link set names its guests too.
   local d = redis.call('HGET', skey(k), 'd')
-  if d then
+  if d and string.sub(d, 1, 1) == '{' then
     local session = cjson.decode(d)
     if type(session.anonymous_ids) == 'table' then
       for _, linked in ipairs(session.anonymous_ids) do check(linked) end
