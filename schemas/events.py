@@ -127,6 +127,11 @@ class _Envelope(BaseModel):
     anonymous_id: Id | None = None
     device_id: Id | None = None
     store_id: Id | None = None
+    associate_id: Id | None = Field(
+        default=None,
+        description="The store or call-center associate who helped (assisted sales); "
+        "kept on the cart lines they add or change.",
+    )
 
     @model_validator(mode="after")
     def _has_identity(self) -> _Envelope:

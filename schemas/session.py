@@ -22,6 +22,18 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class Touch(_Frozen):
+    """Who added or changed a cart line: the line's provenance."""
+
+    channel: Channel
+    at: datetime
+    device_id: str | None = None
+    store_id: str | None = None
+    associate_id: str | None = Field(
+        default=None, description="The associate who helped: credit an assisted sale to them."
+    )
+
+
 class CartLine(_Frozen):
     """One sku in the cart."""
 
@@ -40,6 +52,30 @@ class CartLine(_Frozen):
     price_changed_at: datetime | None = Field(
         default=None, description="When the unit price last changed."
     )
+    added_by: Touch | None = Field(
+        default=None, description="Where and by whom the line was first added (kept by merges)."
+    )
+    changed_by: Touch | None = Field(
+        default=None, description="Where and by whom the line was last changed."
+    )
+
+
+class MergedLine(_Frozen):
+    """One sku of a login merge: what each side had and what the cart kept."""
+
+    sku: str
+    guest_quantity: int = 0
+    customer_quantity: int = 0
+    quantity: int = Field(description="The merged cart's quantity; 0 if the line was dropped.")
+
+
+class MergeRecord(_Frozen):
+    """A login merge, kept so support can see what came from where."""
+
+    at: datetime = Field(description="occurred_at of the login that merged.")
+    anonymous_id: str
+    policy: str
+    lines: list[MergedLine] = Field(default_factory=list)
 
 
 class ViewedProduct(_Frozen):
@@ -91,6 +127,9 @@ class Session(_Frozen):
         default_factory=list,
         description="The channels that changed the current cart or checked it out, in order of "
         "first touch; empty with the cart. The channel path of the conversion KPIs.",
+    )
+    merges: list[MergeRecord] = Field(
+        default_factory=list, description="The latest login merges with carts, newest first."
     )
     first_touch_at: datetime | None = Field(
         default=None,

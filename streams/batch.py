@@ -235,7 +235,7 @@ def _merge(
     plan.read_keys.update((customer_id, anonymous_id))
     guest = sessions.pop(anonymous_id, None)
     base = sessions.get(customer_id) or _fresh(customer_id, customer_id, snapshot)
-    merged = merge_guest(base, guest, customer_id, anonymous_id, limits)
+    merged = merge_guest(base, guest, customer_id, anonymous_id, limits, event.occurred_at)
     # The merge is a change of its own: it gets a version before the event is folded.
     session = merged.session.model_copy(update={"version": merged.session.version + 1})
     sessions[customer_id] = session

@@ -40,7 +40,7 @@ from schemas.events import (
     CheckoutStarted,
     SessionIdentified,
 )
-from schemas.session import CartLine, Checkout, Session, ViewedProduct
+from schemas.session import CartLine, Checkout, Session, Touch, ViewedProduct
 
 
 class MergePolicy(StrEnum):
@@ -54,6 +54,8 @@ class MergePolicy(StrEnum):
     KEEP_CUSTOMER = "keep_customer"
     # The cart of the side active most recently is kept whole, the other dropped.
     KEEP_NEWEST = "keep_newest"
+    # One line per sku with the higher of the two quantities (commercetools' default).
+    HIGHER_QUANTITY = "higher_quantity"
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ class Limits:
     recent_orders: int = 10
     anonymous_ids: int = 20
     dedup_window: int = 256
+    merges: int = 5
     merge_policy: MergePolicy = MergePolicy.COMBINE
 
 
@@ -197,11 +200,13 @@ def _item_added(session: Session, event: CartItemAdded, limits: Limits) -> Sessi
                     "name": p.name or line.name,
                     "channel": event.channel,
                     "updated_at": event.occurred_at,
+                    "changed_by": touch(event),
                 }
             )
             return with_cart(session, cart)
     if len(cart) >= limits.max_cart_lines:
         return Rejected(Reason.CART_FULL, f"cart already holds {len(cart)} lines")
+    by = touch(event)
     cart.append(
         CartLine(
             sku=p.sku,
@@ -211,9 +216,22 @@ def _item_added(session: Session, event: CartItemAdded, limits: Limits) -> Sessi
             currency=p.currency,
             channel=event.channel,
             updated_at=event.occurred_at,
+            added_by=by,
+            changed_by=by,
         )
     )
     return with_cart(session, cart)
+
+
+def touch(event: AnyEvent) -> Touch:
+    """Where, when and by whom ``event`` touched a cart line."""
+    return Touch(
+        channel=event.channel,
+        at=event.occurred_at,
+        device_id=event.device_id,
+        store_id=event.store_id,
+        associate_id=event.associate_id,
+    )
 
 
 def repriced(line: CartLine, price: Decimal, at: datetime) -> CartLine:
@@ -237,6 +255,7 @@ def _quantity_set(session: Session, event: CartQuantitySet) -> Session | Outcome
                     "quantity": p.quantity,
                     "channel": event.channel,
                     "updated_at": event.occurred_at,
+                    "changed_by": touch(event),
                 }
             )
             return with_cart(session, cart)

@@ -61,6 +61,8 @@ def entry(key: str, event: AnyEvent) -> Entry:
     }
     if event.store_id is not None:
         body["store_id"] = event.store_id
+    if event.associate_id is not None:
+        body["associate_id"] = event.associate_id
     match event:
         case CartItemAdded() | CartQuantitySet():
             body["sku"] = event.payload.sku

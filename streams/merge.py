@@ -2,8 +2,11 @@
 
 Rules (the README's "Identity" section):
 
-* Lines of the same sku combine quantities (capped at the line maximum); the
-  more recently touched line gives price, name and channel.
+* Lines of the same sku combine quantities (capped at the line maximum), or
+  keep the higher one under ``higher_quantity``; the more recently touched line
+  gives price, name, channel and ``changed_by``, the first added ``added_by``.
+* A merge that brings a guest cart is recorded (``Session.merges``): per sku,
+  what the guest and the customer had and what the cart kept.
 * A cart holds one currency. When both carts are non-empty in different
   currencies, the more recently updated cart wins and the other's lines are
   returned as ``dropped`` so the caller can report them.
@@ -22,7 +25,7 @@ from datetime import datetime
 from typing import TypeVar
 
 from schemas.events import MAX_LINE_QUANTITY, Channel
-from schemas.session import CartLine, Session
+from schemas.session import CartLine, MergedLine, MergeRecord, Session, Touch
 from streams.fold import Limits, MergePolicy, new_session, repriced, with_cart
 
 T = TypeVar("T")
@@ -41,8 +44,13 @@ def merge_guest(
     customer_id: str,
     anonymous_id: str,
     limits: Limits,
+    at: datetime | None = None,
 ) -> Merged:
-    """Fold the guest session of ``anonymous_id`` into the session of ``customer_id``."""
+    """Fold the guest session of ``anonymous_id`` into the session of ``customer_id``.
+
+    ``at``: when the login happened; a merge that brings a guest cart is recorded
+    on the session (``Session.merges``) with it.
+    """
     base = customer or new_session(customer_id, customer_id)
     if guest is None:
         ids = _union(base.anonymous_ids, [anonymous_id])[-limits.anonymous_ids :]
@@ -81,6 +89,7 @@ def merge_guest(
             "last_channel": newest.last_channel,
             "last_device_id": newest.last_device_id,
             "last_store_id": newest.last_store_id,
+            "merges": _recorded(base, guest, cart, anonymous_id, limits, at),
             "version": max(base.version, guest.version),
             "updated_at": max(_stamp(base), _stamp(guest))
             if (base.updated_at or guest.updated_at)
@@ -125,12 +134,16 @@ def _combine(
             continue
         other = cart[i]
         newer, older = (line, other) if line.updated_at > other.updated_at else (other, line)
-        quantity = min(MAX_LINE_QUANTITY, line.quantity + other.quantity)
+        if limits.merge_policy is MergePolicy.HIGHER_QUANTITY:
+            quantity = max(line.quantity, other.quantity)
+        else:
+            quantity = min(MAX_LINE_QUANTITY, line.quantity + other.quantity)
         # The sku had two prices on two channels: the newer wins, flagged.
         merged = repriced(older, newer.unit_price, newer.updated_at)
         cart[i] = newer.model_copy(
             update={
                 "quantity": quantity,
+                "added_by": _first_added(line, other),
                 "price_changed_from": merged.price_changed_from or newer.price_changed_from,
                 "price_changed_at": merged.price_changed_at or newer.price_changed_at,
             }
@@ -142,6 +155,41 @@ def _kept_path(cart: list[CartLine], base: Session, guest: Session) -> list[Chan
     """The merged cart's journey: the journeys of the sides whose lines it kept, customer first."""
     kept = {line.sku for line in cart}
     return _union(*(s.cart_path for s in (base, guest) if any(ln.sku in kept for ln in s.cart)))
+
+
+def _first_added(a: CartLine, b: CartLine) -> Touch | None:
+    """The provenance of whichever line was added first (a merged line keeps it)."""
+    touches = [t for t in (a.added_by, b.added_by) if t is not None]
+    return min(touches, key=lambda t: t.at) if touches else None
+
+
+def _recorded(
+    base: Session,
+    guest: Session,
+    cart: list[CartLine],
+    anonymous_id: str,
+    limits: Limits,
+    at: datetime | None,
+) -> list[MergeRecord]:
+    """The customer's merge records, with this merge first if it brought a guest cart."""
+    if not guest.cart or at is None:
+        return base.merges
+    kept = {line.sku: line.quantity for line in cart}
+    mine = {line.sku: line.quantity for line in base.cart}
+    theirs = {line.sku: line.quantity for line in guest.cart}
+    lines = [
+        MergedLine(
+            sku=sku,
+            guest_quantity=theirs.get(sku, 0),
+            customer_quantity=mine.get(sku, 0),
+            quantity=kept.get(sku, 0),
+        )
+        for sku in dict.fromkeys([*mine, *theirs])
+    ]
+    record = MergeRecord(
+        at=at, anonymous_id=anonymous_id, policy=limits.merge_policy.value, lines=lines
+    )
+    return [record, *base.merges][: limits.merges]
 
 
 def _stamp(session: Session) -> datetime:

@@ -82,7 +82,8 @@ class Settings(BaseSettings):
     merge_policy: MergePolicy = Field(
         default=MergePolicy.COMBINE,
         description="How a guest cart meets the customer's at login: combine (quantities "
-        "added up), keep_customer, keep_newest. Part of the fold: a rebuild uses it too.",
+        "added up), higher_quantity, keep_customer, keep_newest. Part of the fold: a rebuild "
+        "uses it too.",
     )
     abandon_after: float = Field(
         default=1800.0,

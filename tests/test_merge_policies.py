@@ -2,7 +2,10 @@
 
 Proves: ``combine`` (the default) adds quantities up, ``keep_customer`` keeps
 the customer's saved cart (or takes the guest's when it has none),
-``keep_newest`` keeps the cart of the side active last; whatever a policy does
+``keep_newest`` keeps the cart of the side active last, ``higher_quantity``
+keeps the higher quantity of a sku on both sides; every merge with a guest cart
+is recorded sku by sku; every line keeps who added it and who last changed it
+(channel, device, store, associate), through merges; whatever a policy does
 not keep is reported as dropped (counted in the merge metric); a later price
 for a line already in the cart wins and is flagged on the line, also when a
 merge meets one sku at two prices; a cart never mixes currencies.
@@ -62,12 +65,86 @@ def merged(policy: MergePolicy, customer_first: bool = True) -> tuple[dict[str, 
         (MergePolicy.KEEP_CUSTOMER, False, {"A": 1, "B": 1}, 2),
         (MergePolicy.KEEP_NEWEST, True, {"A": 2, "C": 1}, 2),
         (MergePolicy.KEEP_NEWEST, False, {"A": 1, "B": 1}, 2),
+        (MergePolicy.HIGHER_QUANTITY, True, {"A": 2, "B": 1, "C": 1}, 0),
+        (MergePolicy.HIGHER_QUANTITY, False, {"A": 2, "B": 1, "C": 1}, 0),
     ],
 )
 def test_each_policy_keeps_what_it_says(
     policy: MergePolicy, customer_first: bool, cart: dict[str, int], dropped: int
 ) -> None:
     assert merged(policy, customer_first) == (cart, dropped)
+
+
+@pytest.mark.parametrize("policy", list(MergePolicy))
+def test_every_merge_with_a_guest_cart_is_recorded_line_by_line(policy: MergePolicy) -> None:
+    recs: list[Record] = records(login_after(customer_first=True))
+    state = MemoryState()
+    state.apply(
+        plan_batch(
+            recs, [decode(r.value) for r in recs], state.snapshot(), Limits(merge_policy=policy)
+        )
+    )
+    session = state.sessions[C]
+    (record,) = session.merges
+    assert (record.anonymous_id, record.policy, record.at.minute) == (G, policy.value, 20)
+    kept = {ln.sku: ln.quantity for ln in session.cart}
+    assert {
+        ln.sku: (ln.guest_quantity, ln.customer_quantity, ln.quantity) for ln in record.lines
+    } == {
+        "A": (2, 1, kept.get("A", 0)),
+        "B": (0, 1, kept.get("B", 0)),
+        "C": (1, 0, kept.get("C", 0)),
+    }
+
+
+def test_every_line_says_where_and_by_whom_it_was_added_and_last_changed() -> None:
+    state = MemoryState()
+    state.process(
+        records(
+            [
+                ev(
+                    "cart.item_added",
+                    add("A", 1),
+                    anon=G,
+                    channel="pos",
+                    at=at(0),
+                    event_id="e1",
+                    store_id="s-12",
+                    associate_id="assoc-7",
+                ),
+                ev(
+                    "cart.item_added",
+                    add("A", 1),
+                    customer=C,
+                    channel="mobile_app",
+                    at=at(3),
+                    event_id="e2",
+                    device_id="phone-1",
+                ),
+                ev("session.identified", customer=C, anon=G, at=at(5), event_id="login"),
+                ev(
+                    "cart.quantity_set",
+                    {"sku": "A", "quantity": 4},
+                    customer=C,
+                    channel="call_center",
+                    at=at(9),
+                    event_id="e3",
+                    associate_id="agent-2",
+                ),
+            ]
+        )
+    )
+    (line,) = state.sessions[C].cart
+    assert line.added_by is not None
+    assert line.changed_by is not None
+    # The merge keeps the first add (the assisted one in store 12); the change is the agent's.
+    assert (line.added_by.channel, line.added_by.store_id, line.added_by.associate_id) == (
+        "pos",
+        "s-12",
+        "assoc-7",
+    )
+    assert (line.changed_by.channel, line.changed_by.associate_id) == ("call_center", "agent-2")
+    assert line.quantity == 4
 
 
 @pytest.mark.parametrize("policy", list(MergePolicy))
