@@ -1,4 +1,10 @@
-"""``continuity dev``: the whole stack on loopback, with simulated traffic and a live view."""
+"""``continuity dev``: the whole stack on loopback, with simulated traffic and a live view.
+
+Workers run with a short ``CONTINUITY_ABANDON_AFTER`` (``DEV_ABANDON_AFTER``)
+so the simulated shoppers who walk away show up as ``cart.abandoned`` within
+a minute; every notification on ``session-notifications`` is printed as it
+is published, next to the committed versions and dead letters.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,8 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -19,7 +26,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 from redis.asyncio import Redis
 
-from schemas.topics import CART_EVENTS, DEAD_LETTERS
+from schemas.topics import CART_EVENTS, DEAD_LETTERS, NOTIFICATIONS
 from streams import devstack
 from streams.cli import DEV_SECRET_FILE
 from streams.dlq import describe
@@ -35,6 +42,10 @@ DEV_FILE = "dev.json"
 DEV_TOKEN_TTL = 12 * 3600
 DEMO_STORE = "store-1"
 EXIT_CONFIG = 2  # a worker refusing its configuration: restarting cannot help
+# Idle seconds before a cart counts as abandoned: production waits 30 min, the demo
+# should show abandonments while one watches.
+DEV_ABANDON_AFTER = 20
+DEV_ABANDON_SWEEP_INTERVAL = 2
 
 # Bad events the demo slips in, so the dead-letter path is visible too.
 _BAD_EVENTS: tuple[bytes, ...] = (
@@ -77,6 +88,8 @@ def run(state_dir: Path, workers: int, demo: bool, rate: float, seed: int) -> in
                 "REDIS_URL": redis_url,
                 "CONTINUITY_METRICS_PORT": str(port),
                 "CONTINUITY_METRICS_HOST": "127.0.0.1",
+                "CONTINUITY_ABANDON_AFTER": str(DEV_ABANDON_AFTER),
+                "CONTINUITY_ABANDON_SWEEP_INTERVAL": str(DEV_ABANDON_SWEEP_INTERVAL),
             }
             children.append(devstack.start_worker(f"worker-{i + 1}", env, logs))
             metrics.append(f"http://127.0.0.1:{port}/metrics")
@@ -153,11 +166,17 @@ def _banner(info: dict[str, Any], state_dir: Path, demo: bool, secret: str, who:
     shopper {who}: {shopper}
     service: {service}
     pos ({DEMO_STORE}): {pos}
-  Demo page (mobile, desktop and in-store POS panes for the shopper):
-    {demo_url(gw, who, shopper, pos)}
+  Demo page (mobile, desktop and in-store POS panes for the shopper, live KPIs):
+    {demo_url(gw, who, shopper, pos, service)}
   Try it:     TOKEN=<the shopper token above>
               curl -H "Authorization: Bearer $TOKEN" {gw}/v1/sessions/{who}
               curl -N -H "Authorization: Bearer $TOKEN" {gw}/v1/sessions/{who}/stream
+  Omnichannel KPIs (SERVICE=<the service token above>):
+              curl -H "Authorization: Bearer $SERVICE" {gw}/v1/kpis
+              curl -H "Authorization: Bearer $SERVICE" {gw}/v1/sessions/{who}/journey
+              curl -s {gw}/metrics | grep continuity_kpi_
+  Notifications: topic {NOTIFICATIONS}, printed below as NOTIFY lines; carts idle
+              {DEV_ABANDON_AFTER} s count as abandoned (CONTINUITY_ABANDON_AFTER).
   {"Simulated shoppers start once a worker is ready (about 10 s)." if demo else "No demo traffic."}
   Ctrl-C stops everything.
 """,
@@ -165,9 +184,15 @@ def _banner(info: dict[str, Any], state_dir: Path, demo: bool, secret: str, who:
     )
 
 
-def demo_url(gateway: str, customer: str, token: str, pos: str) -> str:
-    """The demo page's address; tokens ride in the fragment, which browsers never send."""
-    fragment = urlencode({"customer": customer, "token": token, "pos": pos, "store": DEMO_STORE})
+def demo_url(gateway: str, customer: str, token: str, pos: str, service: str) -> str:
+    """The demo page's address; tokens ride in the fragment, which browsers never send.
+
+    The service token lets the page read ``GET /v1/kpis``. Development only: it
+    is the same token the banner prints, signed with this run's throwaway key.
+    """
+    fragment = urlencode(
+        {"customer": customer, "token": token, "pos": pos, "store": DEMO_STORE, "service": service}
+    )
     return f"{gateway}/#{fragment}"
 
 
@@ -180,6 +205,7 @@ async def _live(
     tasks = [
         asyncio.create_task(_watch(state)),
         asyncio.create_task(_watch_dead_letters(settings.kafka_bootstrap, kafka)),
+        asyncio.create_task(_watch_notifications(settings.kafka_bootstrap, kafka)),
         asyncio.create_task(_watch_children(children)),
     ]
     if demo:
@@ -200,7 +226,10 @@ async def _demo(
 ) -> None:
     async with Publisher(bootstrap, kafka=kafka) as pub:
         await _wait_for_worker(pub, state)
-        for i, event in enumerate(endless(seed)):
+        # Simulated times around the present: journeys are kept for
+        # CONTINUITY_JOURNEY_MAX_AGE only, and event ages read as real ones.
+        start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+        for i, event in enumerate(endless(seed, start=start)):
             fut = await pub.send(prepare_dict(event))
             await fut
             if i % 37 == 36:
@@ -266,8 +295,30 @@ async def _watch(state: RedisState) -> None:
 
 
 async def _watch_dead_letters(bootstrap: str, kafka: Mapping[str, Any]) -> None:
+    def line(msg: Any) -> str:
+        h = describe(list(msg.headers))
+        return (
+            f"DEAD LETTER  {h.get('continuity.dlq.reason')}  from "
+            f"{h.get('continuity.dlq.topic')}[{h.get('continuity.dlq.partition')}]"
+            f"@{h.get('continuity.dlq.offset')}: {h.get('continuity.dlq.detail')}"
+        )
+
+    await _tail(DEAD_LETTERS, bootstrap, kafka, line)
+
+
+async def _watch_notifications(bootstrap: str, kafka: Mapping[str, Any]) -> None:
+    """Print one line per notification published (abandoned carts, resumes elsewhere)."""
+    await _tail(
+        NOTIFICATIONS, bootstrap, kafka, lambda msg: f"NOTIFY  {_describe_notification(msg.value)}"
+    )
+
+
+async def _tail(
+    topic: str, bootstrap: str, kafka: Mapping[str, Any], line: Callable[[Any], str]
+) -> None:
+    """Print a line for every new record of ``topic`` until cancelled."""
     consumer = AIOKafkaConsumer(
-        DEAD_LETTERS,
+        topic,
         bootstrap_servers=bootstrap,
         auto_offset_reset="latest",
         enable_auto_commit=False,
@@ -276,15 +327,27 @@ async def _watch_dead_letters(bootstrap: str, kafka: Mapping[str, Any]) -> None:
     await consumer.start()
     try:
         async for msg in consumer:
-            h = describe(list(msg.headers))
-            print(
-                f"{_now()}  DEAD LETTER  {h.get('continuity.dlq.reason')}  from "
-                f"{h.get('continuity.dlq.topic')}[{h.get('continuity.dlq.partition')}]"
-                f"@{h.get('continuity.dlq.offset')}: {h.get('continuity.dlq.detail')}",
-                flush=True,
-            )
+            print(f"{_now()}  {line(msg)}", flush=True)
     finally:
         await consumer.stop()
+
+
+def _describe_notification(raw: bytes | None) -> str:
+    try:
+        note = orjson.loads(raw or b"")
+    except orjson.JSONDecodeError:
+        return "(not JSON)"
+    key, kind = note.get("key"), note.get("type")
+    if kind == "cart.abandoned":
+        path = " > ".join(note.get("cart_path") or [])
+        return (
+            f"{kind:<26} {key}  "
+            f"{note.get('item_count')} item(s) = {note.get('subtotal')} "
+            f"{note.get('currency') or ''}  path [{path}]"
+        )
+    if kind == "session.resumed_elsewhere":
+        return f"{kind:<26} {key}  {note.get('from_channel')} -> {note.get('to_channel')}"
+    return f"{kind} {key}"
 
 
 async def _watch_children(children: list[devstack.Child]) -> None:

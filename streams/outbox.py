@@ -84,6 +84,18 @@ class Outbox:
                 args.extend((name, n))
         return [int(flag) == 1 for flag in await self._ack(args=args)]
 
+    async def heartbeat(self, now_ms: int) -> None:
+        """Say this worker is alive (``P:hb``); forget workers silent for an hour.
+
+        Readers (the gateway) tell from it whether any worker is folding, so a
+        frontend can say the state may be behind while none is.
+        """
+        key = f"{self.prefix}:hb"
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zadd(key, {self.consumer: now_ms})
+            pipe.zremrangebyscore(key, "-inf", now_ms - 3_600_000)
+            await pipe.execute()
+
     async def pending(self) -> int:
         """Entries not yet acknowledged (published or not)."""
         return int(await self.redis.xlen(self.stream))

@@ -160,7 +160,7 @@ async def wipe(redis: Redis, prefix: str) -> int:
                 batch = []
         if batch:
             deleted += await redis.unlink(*batch)
-    deleted += await redis.unlink(f"{prefix}:o", f"{prefix}:f", f"{prefix}:ab")
+    deleted += await redis.unlink(f"{prefix}:o", f"{prefix}:f", f"{prefix}:ot", f"{prefix}:ab")
     return deleted
 
 

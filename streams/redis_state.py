@@ -9,6 +9,8 @@ key                    type    holds
 ``P:a:{<anon>}``       string  the customer a merged guest id now points at
 ``P:o``                hash    ``<topic>:<partition>`` -> last applied offset
 ``P:f``                hash    ``<topic>:<partition>`` -> that record's fingerprint
+``P:ot``               hash    ``<topic>:<partition>`` -> when it was last applied (ms)
+``P:hb``               zset    worker -> its relay's last round (ms): a worker is alive
 ``P:u:{<key>}``        pubsub  a notice per committed version (after the write)
 ``P:h:<bucket>``       HLL     session keys committed in one time bucket (expires)
 ``P:l:{<customer>}``   set     guest ids whose alias points at the customer

@@ -86,6 +86,7 @@ async def run_relay(
                     log.info("%d carts abandoned", swept)
                 next_sweep = time.monotonic() + sweep_interval
                 metrics.NOTIFICATIONS_PENDING.set(await outbox.pending())
+            await outbox.heartbeat(int(time.time() * 1000))
             block = max(1, int(min(sweep_interval, 1.0) * 1000))
             await relay_once(outbox, publish, count, block)
             delay = 0.1

@@ -6,6 +6,8 @@ log in on the web (the guest cart merges), change the cart, and finish at a
 store's POS, at the call center or on the web; some abandon along the way.
 The same seed always yields the same events, so the demo, the tests and the
 benchmark share one workload and an oracle can recompute every session.
+Times start at ``START`` unless a caller passes another ``start`` (the live
+demo starts near the present, so journeys are within their retention age).
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ class _Shopper:
         return ev
 
 
-def journey(seed: int, n: int, prefix: str = "cust") -> list[Event]:
+def journey(seed: int, n: int, prefix: str = "cust", start: datetime = START) -> list[Event]:
     """The events of shopper ``n`` of the run seeded ``seed``, in the order they happen."""
     rng = random.Random(f"{seed}:{n}")
     s = _Shopper(
@@ -85,7 +87,7 @@ def journey(seed: int, n: int, prefix: str = "cust") -> list[Event]:
         phone=f"phone-{n:05d}",
         laptop=f"laptop-{n:05d}",
         store=f"store-{rng.randint(1, 12):02d}",
-        clock=START + timedelta(seconds=rng.randint(0, 3600)),
+        clock=start + timedelta(seconds=rng.randint(0, 3600)),
         rng=rng,
     )
     picks = rng.sample(CATALOG, k=rng.randint(2, 4))
@@ -141,17 +143,21 @@ def journey(seed: int, n: int, prefix: str = "cust") -> list[Event]:
     return evs
 
 
-def workload(seed: int, customers: int, prefix: str = "cust") -> list[Event]:
+def workload(
+    seed: int, customers: int, prefix: str = "cust", start: datetime = START
+) -> list[Event]:
     """Every shopper's journey, interleaved in time order (each shopper's own order kept)."""
-    events = [e for n in range(customers) for e in journey(seed, n, prefix)]
+    events = [e for n in range(customers) for e in journey(seed, n, prefix, start)]
     return sorted(events, key=lambda e: (e["occurred_at"], e["event_id"]))
 
 
-def endless(seed: int, prefix: str = "demo", customers: int = 40) -> Iterator[Event]:
+def endless(
+    seed: int, prefix: str = "demo", customers: int = 40, start: datetime = START
+) -> Iterator[Event]:
     """Journeys without end for the live demo, a few shoppers at a time."""
     round_ = 0
     while True:
-        yield from workload(seed + round_, customers, f"{prefix}{round_}")
+        yield from workload(seed + round_, customers, f"{prefix}{round_}", start)
         round_ += 1
 
 

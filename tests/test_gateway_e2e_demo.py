@@ -5,7 +5,9 @@ then it is the page (with a strict Content-Security-Policy) and only its
 own files are served; in Chromium (the Debian package, driven by
 Playwright), an item added in the mobile pane shows up live in the desktop
 and POS panes, and a handoff code made on mobile is claimed in the POS pane,
-which then shows the claimed cart and its store.
+which then shows the claimed cart and its store; the KPI panel (service token
+in the fragment) shows the live KPIs and counts the resume of this cart from
+the phone to the desktop; without a service token it says so.
 """
 
 from __future__ import annotations
@@ -81,6 +83,7 @@ async def test_three_panes_share_one_cart_and_the_pos_claims_it(
             "token": token("customer", subject=customer),
             "pos": token("pos", store=store),
             "store": store,
+            "service": token("service"),
         }
     )
     expect = pw.expect
@@ -95,6 +98,12 @@ async def test_three_panes_share_one_cart_and_the_pos_claims_it(
                 await expect(page.locator(f"#{pane} .status")).to_contain_text(
                     "live", timeout=UI_TIMEOUT_MS
                 )
+            kpis = page.locator("#kpis")
+            await expect(kpis.locator(".status")).to_contain_text("updated", timeout=UI_TIMEOUT_MS)
+            await expect(page.locator("#kpi-share")).to_have_text(re.compile(r"^(-|[0-9.]+%) \("))
+            await expect(page.locator("#kpi-median")).to_have_text(re.compile(r"^(-|[0-9.]+ \w+)$"))
+            await expect(page.locator("#kpi-abandoned")).to_have_text(re.compile(r"^[0-9]+$"))
+            resumes_before = int(await page.locator("#kpi-resumes").inner_text())
 
             mobile = page.locator("#mobile")
             await mobile.get_by_label("Product").select_option("SOCK-3PK")
@@ -104,6 +113,18 @@ async def test_three_panes_share_one_cart_and_the_pos_claims_it(
                 line = page.locator(f'#{pane} .cart tr[data-sku="SOCK-3PK"]')
                 await expect(line).to_contain_text("mobile_app", timeout=UI_TIMEOUT_MS)
                 await expect(line.locator("td").nth(1)).to_have_text("2")
+            # The cart picked up on the desktop: a resume mobile_app -> web, counted live.
+            desktop = page.locator("#desktop")
+            await desktop.get_by_label("Product").select_option("CAP-SUN")
+            await desktop.get_by_role("button", name="Add to cart").click()
+            await expect(page.locator('#mobile .cart tr[data-sku="CAP-SUN"]')).to_contain_text(
+                "web", timeout=UI_TIMEOUT_MS
+            )
+            await expect(page.locator("#kpi-resumes")).not_to_have_text(
+                str(resumes_before), timeout=UI_TIMEOUT_MS
+            )
+            assert int(await page.locator("#kpi-resumes").inner_text()) > resumes_before
+            await expect(kpis.locator("#kpi-pairs")).to_contain_text("mobile_app > web")
 
             await mobile.get_by_role("button", name="Get a handoff code").click()
             code = page.locator("#handoff-code")
@@ -126,6 +147,32 @@ async def test_three_panes_share_one_cart_and_the_pos_claims_it(
             shot = tmp_path / "demo.png"
             await page.screenshot(path=str(shot), full_page=True)
             print(f"demo screenshot: {shot}")
+            assert not errors, errors
+        finally:
+            await browser.close()
+
+
+@pytest.mark.skipif(
+    shutil.which(CHROMIUM) is None,
+    reason="Chromium missing: `make system-deps` installs the Debian package chromium",
+)
+async def test_without_a_service_token_the_kpi_panel_says_so(
+    demo_gateway: Gateway, ids: Callable[[str], str]
+) -> None:
+    pw = pytest.importorskip("playwright.async_api")
+    customer = ids("demo")
+    fragment = urlencode(
+        {"customer": customer, "token": token("customer", subject=customer), "pos": ""}
+    )
+    async with pw.async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            await page.goto(f"{demo_gateway.url}/#{fragment}")
+            await pw.expect(page.locator("#kpis .status")).to_contain_text("No service token")
+            await pw.expect(page.locator("#setup-error")).to_be_visible()
             assert not errors, errors
         finally:
             await browser.close()

@@ -124,9 +124,9 @@ NEVER_IN_BODIES = (GATEWAY_SECRET, "Traceback", 'File "', "redis://")
 # sliding-window keys of a token's role, store and subject.
 _CODE = r"[0-9A-HJKMNP-TV-Z]{8}"
 KEY_LAYOUT = re.compile(
-    rf"""\A(?:(?:s|a|u|l|x|handoff-by):\{{{ID}\}}
-        |o|f|xs|xe
-        |h:[0-9]+
+    rf"""\A(?:(?:s|a|u|l|x|j|handoff-by):\{{{ID}\}}
+        |o|f|ot|xs|xe|k|ab|n|hb
+        |hm?:[0-9]+
         |handoff(?:-seen)?:{_CODE}
         |handoff-fail:store:{ID}
         |handoff-fail:addr:[0-9A-Fa-f.:]+

@@ -49,14 +49,15 @@ async def _state(st: PrivateStack, prefix: str) -> dict[bytes, Any]:
     """Every key of ``prefix`` with the prefix cut off (journeys and KPI counters too).
 
     Left out: the activity estimates, the notification outbox (a rebuild sends
-    nothing: the notifications went out live) and the abandonment deadlines,
-    which run from the commit's clock; the carts they are armed for must agree.
+    nothing: the notifications went out live), the workers' heartbeats, and
+    what runs from the commit's clock: when partitions were applied and the
+    abandonment deadlines (the carts they are armed for must agree).
     """
     cut = len(prefix) + 1
     state = {
         k[cut:]: v
         for k, v in (await dump_prefix(st.redis, prefix)).items()
-        if not k[cut:].startswith((b"h:", b"hm:")) and k[cut:] not in (b"n", b"ab")
+        if not k[cut:].startswith((b"h:", b"hm:")) and k[cut:] not in (b"n", b"ab", b"ot", b"hb")
     }
     state[b"ab"] = set(await st.redis.zrange(f"{prefix}:ab", 0, -1))
     return state

@@ -30,6 +30,8 @@ from streams.gateway import (
     routes_health,
     routes_index,
     routes_ingest,
+    routes_journey,
+    routes_kpis,
     routes_sessions,
     routes_stream,
 )
@@ -64,9 +66,11 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     routes_index,
     routes_health,
     routes_sessions,
+    routes_journey,
     routes_erase,
     routes_stream,
     routes_ingest,
+    routes_kpis,
     routes_handoff,
     # Last: in development it takes ``GET /`` over from the index.
     routes_demo,

@@ -1,12 +1,26 @@
 """Prometheus metrics of the gateway (``GET /metrics``).
 
 Labels are bounded: route templates (``/v1/sessions/{id}``, never the id),
-status classes, fixed reason codes. No customer id ever becomes a label.
+status classes, fixed reason codes, the channels of the wire contract. No
+customer id ever becomes a label.
+
+The ``continuity_kpi_*`` gauges are not this process's own counts: they are
+the omnichannel KPIs as Redis holds them for the whole system, read at
+scrape time (``streams/gateway/kpis.py``), so every gateway reports the same
+values (aggregate them with ``max``, never ``sum``).
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from collections.abc import Iterator
+from threading import Lock
+from typing import Any
+
+from prometheus_client import REGISTRY, Counter, Gauge
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from schemas.events import Channel
 
 HTTP_REQUESTS = Counter(
     "continuity_gateway_http_requests_total",
@@ -94,3 +108,113 @@ RATE_LIMIT_ERRORS = Counter(
     "continuity_gateway_rate_limit_errors_total",
     "Rate-limit checks that could not reach Redis (ingest goes on unlimited meanwhile).",
 )
+KPI_REFRESH_ERRORS = Counter(
+    "continuity_gateway_kpi_refresh_errors_total",
+    "Scrapes whose KPI read from Redis failed or timed out (the continuity_kpi_* gauges "
+    "kept their previous values).",
+)
+
+
+class KpiCollector(Collector):
+    """The ``continuity_kpi_*`` gauges, from the last KPI report read from Redis.
+
+    A ratio whose denominator is 0 has no sample (rather than a made-up 0 or a
+    NaN). Before the first successful read there are no samples at all.
+    """
+
+    def __init__(self) -> None:
+        self._lock = Lock()
+        self._report: dict[str, Any] | None = None
+        self._at = 0.0
+
+    def update(self, report: dict[str, Any], at: float) -> None:
+        """Keep ``report`` (``streams.kpi_report.report``), read at Unix time ``at``."""
+        with self._lock:
+            self._report, self._at = report, at
+
+    def collect(self) -> Iterator[Metric]:
+        """The gauge families of the last report."""
+        with self._lock:
+            report, at = self._report, self._at
+        if report is None:
+            return
+        yield _gauge(
+            "continuity_kpi_refreshed_timestamp_seconds",
+            "Unix time of the last successful KPI read from Redis.",
+            at,
+        )
+        sessions = report["sessions"]
+        yield _gauge(
+            "continuity_kpi_multichannel_share",
+            f"Share of the sessions changed in the last {sessions['window']} that span two or "
+            "more channels (HyperLogLog estimates).",
+            sessions["multichannel_share"],
+        )
+        carts = GaugeMetricFamily(
+            "continuity_kpi_carts",
+            "Carts by the channel they started on and outcome (started, converted, abandoned), "
+            "since the state began.",
+            labels=["start_channel", "outcome"],
+        )
+        conversion = GaugeMetricFamily(
+            "continuity_kpi_conversion_rate",
+            "Carts converted / carts started, by the channel the cart started on.",
+            labels=["start_channel"],
+        )
+        abandonment = GaugeMetricFamily(
+            "continuity_kpi_abandonment_rate",
+            "Carts abandoned / carts started, by the channel the cart started on.",
+            labels=["start_channel"],
+        )
+        for channel in Channel:
+            row = report["carts"]["by_start_channel"][channel.value]
+            for outcome in ("started", "converted", "abandoned"):
+                carts.add_metric([channel.value, outcome], row[outcome])
+            if row["conversion_rate"] is not None:
+                conversion.add_metric([channel.value], row["conversion_rate"])
+            if row["abandonment_rate"] is not None:
+                abandonment.add_metric([channel.value], row["abandonment_rate"])
+        yield from (carts, conversion, abandonment)
+        overall = report["carts"]["overall"]
+        yield _gauge(
+            "continuity_kpi_overall_conversion_rate",
+            "Carts converted / carts started, every channel.",
+            overall["conversion_rate"],
+        )
+        yield _gauge(
+            "continuity_kpi_overall_abandonment_rate",
+            "Carts abandoned / carts started, every channel.",
+            overall["abandonment_rate"],
+        )
+        resumes = GaugeMetricFamily(
+            "continuity_kpi_resumes",
+            "Carts picked up on another channel than the one that last changed them, by pair, "
+            "since the state began.",
+            labels=["from_channel", "to_channel"],
+        )
+        for pair in report["resumes"]["by_pair"]:
+            resumes.add_metric([pair["from_channel"], pair["to_channel"]], pair["count"])
+        yield resumes
+        ttc = report["first_touch_to_checkout"]
+        yield _gauge(
+            "continuity_kpi_first_touch_to_checkout_median_seconds",
+            "Median time from the first event of a purchase journey to its completed checkout "
+            "(interpolated within the histogram bucket, as histogram_quantile does).",
+            ttc["median_seconds"],
+        )
+        yield _gauge(
+            "continuity_kpi_first_touch_to_checkout_mean_seconds",
+            "Mean time from the first event of a purchase journey to its completed checkout.",
+            ttc["mean_seconds"],
+        )
+
+
+def _gauge(name: str, documentation: str, value: float | None) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, documentation)
+    if value is not None:
+        family.add_metric([], value)
+    return family
+
+
+KPI_GAUGES = KpiCollector()
+REGISTRY.register(KPI_GAUGES)

@@ -8,6 +8,7 @@
 * ``wait=S`` (seconds, ``5``, ``2.5`` or ``5s``): how long to wait; capped by
   ``CONTINUITY_GATEWAY_MAX_WAIT``, which is also the default when a
   condition is given.
+* ``limit=N`` (the journey): how many entries, 1 to ``CONTINUITY_JOURNEY_MAX_ENTRIES``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from multidict import MultiMapping
 from pydantic import TypeAdapter, ValidationError
 
 from schemas.events import Id
@@ -23,6 +25,7 @@ from schemas.topics import SOURCE_TOPICS
 from streams.gateway.errors import INVALID_ID, INVALID_PARAMETER, ApiError
 
 MAX_POSITIONS = 64
+DEFAULT_JOURNEY_LIMIT = 50
 _ID = TypeAdapter(Id)
 _INT = re.compile(r"^[0-9]{1,19}$")
 _SECONDS = re.compile(r"^[0-9]{1,6}(\.[0-9]{1,3})?s?$")
@@ -76,6 +79,20 @@ def read_wait(query: Mapping[str, str], max_wait: float) -> ReadWait:
     wanted = min_version is not None or bool(after)
     timeout = wait_seconds(query.get("wait"), max_wait) if wanted else 0.0
     return ReadWait(min_version, after, timeout)
+
+
+def journey_limit(query: MultiMapping[str], max_entries: int) -> int:
+    """``limit``: how many journey entries to return (default 50), or a 400.
+
+    Given twice it is a 400 too: a proxy in front may have read the other one.
+    """
+    values = query.getall("limit", [])
+    if not values:
+        return min(DEFAULT_JOURNEY_LIMIT, max_entries)
+    raw = values[0]
+    if len(values) > 1 or not _INT.match(raw) or not 1 <= int(raw) <= max_entries:
+        raise _bad("limit", f"one integer from 1 to {max_entries}")
+    return int(raw)
 
 
 def wait_seconds(raw: str | None, max_wait: float) -> float:

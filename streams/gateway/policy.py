@@ -18,6 +18,10 @@ pos        any session                            events with ``channel == "pos"
 service    any session                            any event
 =========  =====================================  ================================================
 
+A session's journey (``GET /v1/sessions/{id}/journey``) is read under the
+same rule as the session (``may_read``). The KPI report (``GET /v1/kpis``)
+spans every customer, so only ``service`` tokens read it (``may_read_kpis``).
+
 Why the ``anon`` rule: an event carrying both ids merges the guest session
 into the customer's and points the guest id at the customer for good. If a
 customer token could name any guest id, knowing someone's device id would be
@@ -111,3 +115,11 @@ def may_erase(principal: Principal) -> Denied | None:
     if principal.role is Role.SERVICE:
         return None
     return Denied(FORBIDDEN, "only a service token may erase a customer")
+
+
+def may_read_kpis(principal: Principal) -> Denied | None:
+    """May ``principal`` read the KPI report? Only ``service``: it covers every customer
+    and store, which is the back office's view, not a device's or a till's."""
+    if principal.role is Role.SERVICE:
+        return None
+    return Denied(FORBIDDEN, "only a service token may read the KPIs")

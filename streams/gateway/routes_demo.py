@@ -3,9 +3,12 @@
 Served only when ``CONTINUITY_GATEWAY_DEMO`` is on (``continuity dev`` turns
 it on); otherwise ``GET /`` stays the JSON index. Plain HTML, CSS and
 JavaScript from ``streams/gateway/static/``, no build step. The page takes
-its tokens from the URL fragment (``/#customer=...&token=...&pos=...``),
-which browsers never send to a server, so they stay out of every log; it
-talks to the same public API as any frontend (``/v1/...``).
+its tokens from the URL fragment (``/#customer=...&token=...&pos=...``,
+and ``&service=...`` for the live KPIs of ``GET /v1/kpis``), which browsers
+never send to a server, so they stay out of every log; it talks to the same
+public API as any frontend (``/v1/...``) and needs no route of its own. The
+service token in the fragment is a development convenience (``continuity
+dev`` signs it with a throwaway key); never build such a page for production.
 """
 
 from __future__ import annotations

@@ -3,6 +3,10 @@
 Readiness checks Redis (PING), Kafka (a metadata round trip) and the shared
 pub/sub connection, each with a timeout, and names what is down in a 503, so
 a load balancer stops sending traffic to a gateway that cannot serve it.
+
+``/metrics`` first refreshes the ``continuity_kpi_*`` gauges from Redis
+(``streams/gateway/kpis.py``: at most once a second, bounded in time, and a
+failure leaves the last values and is counted, never fails the scrape).
 """
 
 from __future__ import annotations
@@ -15,10 +19,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from streams.gateway.errors import NOT_READY
 from streams.gateway.guard import public
-from streams.gateway.keys import FANOUT, PRODUCER, REDIS
+from streams.gateway.keys import FANOUT, PRODUCER, REDIS, SETTINGS
+from streams.gateway.kpis import ScrapeRefresher
 from streams.gateway.middleware import json_response
 
 CHECK_TIMEOUT = 2.0
+KPI_REFRESHER = web.AppKey("kpi_refresher", ScrapeRefresher)
 
 
 @public
@@ -51,7 +57,9 @@ async def readyz(request: web.Request) -> web.StreamResponse:
 
 @public
 async def metrics_text(request: web.Request) -> web.StreamResponse:
-    """Prometheus text exposition of this process's metrics."""
+    """Prometheus text exposition of this process's metrics and the system's KPIs."""
+    app = request.app
+    await app[KPI_REFRESHER].refresh(app[REDIS], app[SETTINGS].redis_prefix)
     resp = web.Response(body=generate_latest(REGISTRY))
     resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
     return resp
@@ -68,6 +76,7 @@ async def _check(probe: Awaitable[object]) -> bool:
 
 def register(app: web.Application) -> None:
     """Add the three operational routes."""
+    app[KPI_REFRESHER] = ScrapeRefresher()
     app.router.add_get("/healthz", healthz, name="healthz")
     app.router.add_get("/readyz", readyz, name="readyz")
     app.router.add_get("/metrics", metrics_text, name="metrics")

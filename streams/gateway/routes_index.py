@@ -15,9 +15,12 @@ from streams.gateway.middleware import json_response
 ROUTES = {
     "read": "GET /v1/sessions/{id}?min_version=&after=&wait=",
     "stream": "GET /v1/sessions/{id}/stream (text/event-stream)",
+    "journey": "GET /v1/sessions/{id}/journey?limit=",
     "ingest": "POST /v1/events",
     "handoff": "POST /v1/sessions/{id}/handoff",
     "claim": "POST /v1/handoffs/{code}/claim",
+    "erase": "DELETE /v1/sessions/{id}",
+    "kpis": "GET /v1/kpis",
     "health": "GET /healthz",
     "ready": "GET /readyz",
     "metrics": "GET /metrics",

@@ -75,10 +75,14 @@ end
 s, n = section(1)
 for j = 0, n - 1 do redis.call('DEL', akey(ARGV[s + j])) end
 s, n = section(3)
+-- When each partition was last applied, by Redis's clock: how fresh a read is.
+local clock = redis.call('TIME')
+local now_ms = clock[1] * 1000 + math.floor(clock[2] / 1000)
 for j = 0, n - 1 do
   local b = s + 3 * j
   redis.call('HSET', offsets_key, ARGV[b], ARGV[b + 1])
   redis.call('HSET', prints_key, ARGV[b], ARGV[b + 2])
+  redis.call('HSET', prefix .. ':ot', ARGV[b], now_ms)
 end
 -- The sessions-active estimate: written keys join the current time bucket's
 -- HyperLogLog, in the same step so a replay that writes nothing adds nothing.

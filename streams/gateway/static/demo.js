@@ -1,6 +1,7 @@
 // Continuity demo: three panes over the public gateway API, no build step.
 // Tokens come from the URL fragment (never sent to the server, so never logged):
-//   /#customer=<id>&token=<customer token>&pos=<pos token>&store=<store id>
+//   /#customer=<id>&token=<customer token>&pos=<pos token>&store=<store id>&service=<token>
+// The service token (development only: continuity dev puts it there) reads GET /v1/kpis.
 "use strict";
 
 const PRODUCTS = [
@@ -15,6 +16,8 @@ const params = new URLSearchParams(location.hash.slice(1));
 const customer = params.get("customer") || "";
 const customerToken = params.get("token") || "";
 const posToken = params.get("pos") || "";
+const serviceToken = params.get("service") || "";
+const KPI_REFRESH_MS = 3000;
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -136,8 +139,74 @@ function setupClaim() {
   });
 }
 
+const pct = (x) => (x === null || x === undefined ? "-" : `${(x * 100).toFixed(1)}%`);
+
+function duration(seconds) {
+  if (seconds === null || seconds === undefined) return "-";
+  if (seconds < 120) return `${Math.round(seconds)} s`;
+  if (seconds < 7200) return `${Math.round(seconds / 60)} min`;
+  return `${(seconds / 3600).toFixed(1)} h`;
+}
+
+function table(head, rows, empty) {
+  if (!rows.length) return el("p", { class: "empty" }, empty);
+  const cells = (row, tag) => row.map((c, i) => el(tag, i ? { class: "num" } : {}, String(c)));
+  return el("table", {},
+    el("thead", {}, el("tr", {}, ...cells(head, "th"))),
+    el("tbody", {}, ...rows.map((r) => el("tr", {}, ...cells(r, "td")))));
+}
+
+function renderKpis(k) {
+  const set = (id, text) => { document.getElementById(id).textContent = text; };
+  const s = k.sessions;
+  set("kpi-share", `${pct(s.multichannel_share)} (${s.multichannel} of ${s.active})`);
+  set("kpi-resumes", String(k.resumes.total));
+  set("kpi-abandoned", String(k.carts.overall.abandoned));
+  set("kpi-conversion", `${pct(k.carts.overall.conversion_rate)} of ${k.carts.overall.started}`);
+  set("kpi-abandonment", pct(k.carts.overall.abandonment_rate));
+  set("kpi-median", duration(k.first_touch_to_checkout.median_seconds));
+  document.getElementById("kpi-pairs").replaceChildren(table(
+    ["From > to", "Resumes"],
+    k.resumes.by_pair.map((p) => [`${p.from_channel} > ${p.to_channel}`, p.count]),
+    "No resumes yet."));
+  const channels = Object.entries(k.carts.by_start_channel).filter(([, c]) => c.started || c.converted || c.abandoned);
+  document.getElementById("kpi-channels").replaceChildren(table(
+    ["Start channel", "Started", "Converted", "Abandoned", "Conversion", "Abandonment"],
+    channels.map(([ch, c]) => [ch, c.started, c.converted, c.abandoned, pct(c.conversion_rate), pct(c.abandonment_rate)]),
+    "No carts yet."));
+  document.getElementById("kpi-paths").replaceChildren(table(
+    ["Path", "Converted", "Abandoned", "Conversion"],
+    k.paths.slice(0, 8).map((p) => [p.path, p.converted, p.abandoned, pct(p.conversion_rate)]),
+    "No checkouts or abandonments yet."));
+}
+
+// Poll the KPI report; a failed poll keeps the last figures and says so.
+function followKpis() {
+  const status = document.querySelector("#kpis .status");
+  if (!serviceToken) {
+    status.textContent = "No service token in the address (service=...): KPIs not shown.";
+    return;
+  }
+  const poll = async () => {
+    try {
+      const r = await api("GET", "/v1/kpis", serviceToken);
+      if (r.ok) {
+        renderKpis(r.data);
+        status.textContent = `updated ${new Date().toLocaleTimeString()}, every ${KPI_REFRESH_MS / 1000} s`;
+      } else {
+        status.textContent = `not updated: ${r.data.error || r.status}`;
+      }
+    } catch (err) {
+      status.textContent = "not updated: the gateway did not answer";
+    }
+    setTimeout(poll, KPI_REFRESH_MS);
+  };
+  poll();
+}
+
 function main() {
   document.getElementById("customer-name").textContent = customer || "(none)";
+  followKpis();
   if (!customer || !customerToken || !posToken) {
     showError("Open this page with the URL continuity dev prints (it carries the customer, its token and a POS token after #).");
     return;
