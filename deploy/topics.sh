@@ -30,6 +30,7 @@ SOURCE_TOPICS=(cart-events browse-events checkout-events) # schemas/topics.py
 DLQ_TOPIC=events-dlq
 ERASURES_TOPIC=session-erasures
 NOTIFICATIONS_TOPIC=session-notifications
+REPAIRS_TOPIC=events-dlq-repairs
 # Notifications are for live consumers (marketing, analytics); a week is plenty.
 NOTIFICATIONS_RETENTION_MS="${NOTIFICATIONS_RETENTION_MS:-604800000}"
 
@@ -80,6 +81,11 @@ create "$NOTIFICATIONS_TOPIC" "$NOTIFICATIONS_RETENTION_MS"
 # and never deleted, so a rebuild after years still honours them. One partition:
 # they are few, and a rebuild reads them all before folding anything.
 "${client[@]}" --create --if-not-exists --topic "$ERASURES_TOPIC" \
+  --partitions 1 --replication-factor "$REPLICATION" \
+  --config cleanup.policy=compact --config min.insync.replicas="$MIN_ISR"
+# What operators did with dead letters (continuity dlq): compacted, keyed by the
+# dead letter's source record, one partition, kept for good like the erasures.
+"${client[@]}" --create --if-not-exists --topic "$REPAIRS_TOPIC" \
   --partitions 1 --replication-factor "$REPLICATION" \
   --config cleanup.policy=compact --config min.insync.replicas="$MIN_ISR"
 

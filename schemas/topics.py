@@ -10,6 +10,12 @@ DEAD_LETTERS = "events-dlq"
 # retained, so a rebuild restores the erasures before it folds (streams/erasure.py).
 ERASURES = "session-erasures"
 
+# Compacted, one partition: the state of each dead letter an operator repaired or
+# dropped (``continuity dlq``), keyed by the dead letter's source record.
+DLQ_REPAIRS = "events-dlq-repairs"
+# Kafka header on a replayed record: the dead letter it repairs, ``events-dlq:<p>:<o>``.
+REPLAYED_FROM_HEADER = "continuity.replayed-from"
+
 # Outbound: cart.abandoned and session.resumed_elsewhere (schemas/notifications.py),
 # keyed by session key, delivered at least once with stable notification ids.
 NOTIFICATIONS = "session-notifications"

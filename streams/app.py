@@ -41,7 +41,7 @@ from redis.asyncio import Redis
 from schemas.topics import DEAD_LETTERS, NOTIFICATIONS, SOURCE_TOPICS
 from streams.batch import Record, RecordOutcome
 from streams.batch_delivery import Fetched, batch_topic
-from streams.dlq import dead_letter
+from streams.dlq import dead_letter, replayed_from
 from streams.gauges import GaugeRefresher
 from streams.health import health_app, serve
 from streams.kafka_security import faust_broker_credentials, kafka_client_kwargs
@@ -231,6 +231,7 @@ def _record(message: Any) -> Record:
         key=message.key,
         value=message.value,
         timestamp_ms=int(message.timestamp * 1000) if message.timestamp else None,
+        replayed_from=replayed_from(getattr(message, "headers", None)),
     )
 
 

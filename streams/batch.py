@@ -40,6 +40,8 @@ class Record:
     key: bytes | None
     value: bytes | None
     timestamp_ms: int | None = None
+    # The dead letter this record repairs (``continuity dlq replay``), from its header.
+    replayed_from: str | None = None
 
     @property
     def tp(self) -> str:
@@ -184,7 +186,7 @@ def plan_batch(
             )
         else:
             assert isinstance(outcome, Applied)
-            _effects(plan, key, session, outcome.session, event)
+            _effects(plan, key, session, outcome.session, event, record.replayed_from)
             sessions[key] = outcome.session
             plan.writes[key] = outcome.session
             # A guest merged earlier in the batch and started again (its sign-in to an
@@ -250,9 +252,16 @@ def _merge(
     plan.alias_deletes.discard(anonymous_id)
 
 
-def _effects(plan: Plan, key: str, before: Session, after: Session, event: AnyEvent) -> None:
+def _effects(
+    plan: Plan,
+    key: str,
+    before: Session,
+    after: Session,
+    event: AnyEvent,
+    replayed_from: str | None = None,
+) -> None:
     """The journey entry, KPI increments and notifications of one applied event."""
-    plan.journey.append(entry(key, event))
+    plan.journey.append(entry(key, event, replayed_from))
     pair = count(plan.kpis, before, after, event)
     if pair is not None:
         plan.notifications.append(resumed(key, after, event, pair))

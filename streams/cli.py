@@ -333,6 +333,14 @@ def cmd_erase(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dlq(args: argparse.Namespace) -> int:
+    from streams.dlq_commands import run
+    from streams.kafka_security import kafka_client_kwargs
+
+    settings = load_settings()
+    return run(args, settings.kafka_bootstrap, kafka_client_kwargs(settings))
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from streams.schema_export import SCHEMA_DIR, export, stale
 
@@ -456,6 +464,37 @@ def parser() -> argparse.ArgumentParser:
         help="a guest id of this customer to erase too (repeatable); merged guests are found",
     )
     er.set_defaults(func=cmd_erase)
+
+    dl = sub.add_parser("dlq", help="inspect, repair and replay dead letters (events-dlq)")
+    dlsub = dl.add_subparsers(dest="action", required=True)
+    states = ["pending", "replayed", "dropped", "all"]
+    for action, help_, default_state in (
+        ("list", "one line per dead letter, then counts by reason", "all"),
+        ("export", "dead letters as a JSON-lines repair file", "pending"),
+    ):
+        a = dlsub.add_parser(action, help=help_)
+        a.add_argument("--reason", help="only this reason, e.g. invalid_event")
+        a.add_argument("--topic", help="only dead letters from this source topic")
+        a.add_argument("--since", help="only those dead-lettered since this ISO time (UTC if bare)")
+        a.add_argument("--state", choices=states, help=f"only this state (default {default_state})")
+        a.set_defaults(func=cmd_dlq)
+        if action == "list":
+            a.add_argument("--limit", type=int, default=None, help="print at most N lines")
+            a.add_argument("--json", action="store_true", help="JSON lines; counts on stderr")
+        else:
+            a.add_argument("--out", default=None, help="file to write (default stdout)")
+    a = dlsub.add_parser("show", help="one dead letter: headers, key and value")
+    a.add_argument("position", help="its events-dlq position, partition:offset")
+    a.set_defaults(func=cmd_dlq)
+    a = dlsub.add_parser("replay", help="validate a repair file, then publish and record it")
+    a.add_argument("file", help="the edited export ('-' for stdin)")
+    a.add_argument("--dry-run", action="store_true", help="validate and show; publish nothing")
+    a.add_argument("--force", action="store_true", help="also lines already replayed or dropped")
+    a.set_defaults(func=cmd_dlq)
+    a = dlsub.add_parser("drop", help="record dead letters as dropped (never to be replayed)")
+    a.add_argument("positions", nargs="+", help="events-dlq positions, partition:offset")
+    a.add_argument("--note", default="", help="why (kept in the ledger)")
+    a.set_defaults(func=cmd_dlq)
 
     sc = sub.add_parser("schema", help="export the JSON Schema files from the models")
     sc.add_argument("--check", action="store_true", help="exit 1 if checked-in files are stale")

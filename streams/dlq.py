@@ -9,8 +9,11 @@ same source record twice and can deduplicate on (topic, partition, offset).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
+from schemas.topics import REPLAYED_FROM_HEADER
 from streams.batch import RecordOutcome
 
 REASON = "continuity.dlq.reason"
@@ -42,6 +45,27 @@ def dead_letter(outcome: RecordOutcome) -> DeadLetter:
             (OFFSET, str(rec.offset).encode()),
         ],
     )
+
+
+def replayed_from(headers: object) -> str | None:
+    """The dead letter a record repairs, from its ``continuity.replayed-from`` header.
+
+    Kafka clients hand headers over as a sequence of (name, bytes) pairs or as a
+    mapping; anything unreadable counts as no mark (the mark is informational).
+    """
+    pairs: Iterable[Any]
+    if isinstance(headers, Mapping):
+        pairs = headers.items()
+    elif isinstance(headers, list | tuple):
+        pairs = headers
+    else:
+        return None
+    for pair in pairs:
+        if isinstance(pair, tuple) and len(pair) == 2 and pair[0] == REPLAYED_FROM_HEADER:
+            value = pair[1]
+            text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+            return text[:128]
+    return None
 
 
 def describe(headers: list[tuple[str, bytes]] | tuple[tuple[str, bytes], ...]) -> dict[str, str]:

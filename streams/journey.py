@@ -51,8 +51,12 @@ class Entry:
     member: bytes
 
 
-def entry(key: str, event: AnyEvent) -> Entry:
-    """The journey entry of ``event`` applied to session ``key``."""
+def entry(key: str, event: AnyEvent, replayed_from: str | None = None) -> Entry:
+    """The journey entry of ``event`` applied to session ``key``.
+
+    ``replayed_from``: the dead letter a repaired event was replayed from; the
+    entry says so (``applied_late``), at the event's own time.
+    """
     body: dict[str, object] = {
         "at": event.occurred_at,
         "channel": event.channel.value,
@@ -63,6 +67,9 @@ def entry(key: str, event: AnyEvent) -> Entry:
         body["store_id"] = event.store_id
     if event.associate_id is not None:
         body["associate_id"] = event.associate_id
+    if replayed_from is not None:
+        body["applied_late"] = True
+        body["replayed_from"] = replayed_from
     match event:
         case CartItemAdded() | CartQuantitySet():
             body["sku"] = event.payload.sku

@@ -29,6 +29,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from redis.asyncio import Redis
 
 from streams.batch import Record, RecordOutcome
+from streams.dlq import replayed_from
 from streams.erase import read_erasures
 from streams.fold import DEFAULT_LIMITS, Limits
 from streams.processor import BatchProcessor
@@ -173,4 +174,5 @@ def _record(msg: Any) -> Record:
         key=msg.key,
         value=msg.value,
         timestamp_ms=int(msg.timestamp) if msg.timestamp else None,
+        replayed_from=replayed_from(getattr(msg, "headers", None)),
     )

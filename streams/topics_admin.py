@@ -8,7 +8,7 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from schemas.topics import DEAD_LETTERS, ERASURES, NOTIFICATIONS, SOURCE_TOPICS
+from schemas.topics import DEAD_LETTERS, DLQ_REPAIRS, ERASURES, NOTIFICATIONS, SOURCE_TOPICS
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ async def ensure_topics(
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **(kafka or {}))
     await admin.start()
     try:
-        wanted = [*SOURCE_TOPICS, DEAD_LETTERS, ERASURES, NOTIFICATIONS]
+        wanted = [*SOURCE_TOPICS, DEAD_LETTERS, ERASURES, NOTIFICATIONS, DLQ_REPAIRS]
         existing = set(await admin.list_topics())
         missing = [t for t in wanted if t not in existing]
         if missing:
@@ -60,8 +60,8 @@ async def ensure_topics(
 
 
 def _new_topic(topic: str, partitions: int, replication: int) -> NewTopic:
-    if topic == ERASURES:
-        # Keyed by customer, latest erasure wins, kept for good (deploy/topics.sh).
+    if topic in (ERASURES, DLQ_REPAIRS):
+        # Keyed by customer (by dead letter), latest wins, kept for good (deploy/topics.sh).
         return NewTopic(topic, 1, replication, topic_configs={"cleanup.policy": "compact"})
     return NewTopic(topic, partitions, replication)
 
