@@ -96,6 +96,12 @@ class Settings(BaseSettings):
     journey_max_entries: int = Field(
         default=200, ge=1, description="Journey entries kept per session (newest win)."
     )
+    worker_stale_after: float = Field(
+        default=15.0,
+        gt=0,
+        description="A gateway says X-Continuity-Workers: none when no worker heartbeat is "
+        "younger than this (s).",
+    )
     session_compression: bool = Field(
         default=True,
         description="Store sessions zlib-compressed (about 4x smaller); readers take both forms.",

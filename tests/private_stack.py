@@ -21,7 +21,15 @@ from streams import devstack
 from streams.publish import Publisher
 from streams.redis_state import RedisState
 from streams.topics_admin import ensure_topics
-from tests.conftest import PARTITIONS, event, publish, wait_until, wait_version
+from tests.conftest import (
+    GATEWAY_SECRET,
+    PARTITIONS,
+    Gateway,
+    event,
+    publish,
+    wait_until,
+    wait_version,
+)
 
 
 @dataclass
@@ -64,6 +72,21 @@ class PrivateStack:
         child.port = port
         self.workers.append(child)
         return child
+
+    def start_gateway(self, name: str, **extra: str) -> Gateway:
+        """A gateway over this stack's broker and Redis, stopped with the stack."""
+        env = {
+            "KAFKA_BOOTSTRAP": self.bootstrap,
+            "REDIS_URL": self.redis_url,
+            "CONTINUITY_REDIS_PREFIX": self.prefix,
+            "CONTINUITY_TOPIC_PARTITIONS": str(PARTITIONS),
+            "CONTINUITY_AUTH_SECRET": GATEWAY_SECRET,
+            "CONTINUITY_STATE_DIR": "/nonexistent",
+            **extra,
+        }
+        child = devstack.start_gateway(name, env, self.root / "logs")
+        self.workers.append(child)
+        return Gateway(child)
 
     def restart(self, child: devstack.Child) -> devstack.Child:
         new = child.restart()

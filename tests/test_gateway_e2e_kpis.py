@@ -26,11 +26,8 @@ import aiohttp
 import orjson
 import pytest
 
-from streams import devstack
 from streams.publish import Publisher
 from tests.conftest import (
-    GATEWAY_SECRET,
-    PARTITIONS,
     Gateway,
     added,
     applied_through,
@@ -83,20 +80,6 @@ async def own_publisher(st: PrivateStack) -> AsyncIterator[Publisher]:
         yield pub
 
 
-def private_gateway(st: PrivateStack) -> Gateway:
-    env = {
-        "KAFKA_BOOTSTRAP": st.bootstrap,
-        "REDIS_URL": st.redis_url,
-        "CONTINUITY_REDIS_PREFIX": st.prefix,
-        "CONTINUITY_TOPIC_PARTITIONS": str(PARTITIONS),
-        "CONTINUITY_AUTH_SECRET": GATEWAY_SECRET,
-        "CONTINUITY_STATE_DIR": "/nonexistent",
-    }
-    child = devstack.start_gateway("gateway-kpis", env, st.root / "logs")
-    st.workers.append(child)  # stopped with the stack
-    return Gateway(child)
-
-
 def _at(base: datetime, seconds: int) -> str:
     return (base + timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z")
 
@@ -109,7 +92,7 @@ async def test_the_report_and_the_gauges_match_the_events(
 ) -> None:
     publisher = own_publisher
     st.start_worker("a", **FAST)
-    gw = private_gateway(st)
+    gw = st.start_gateway("gateway-kpis")
     await st.ready(publisher)  # one session (the probe), on one channel, nothing else
     bought, idle, browser = ids("bought"), ids("idle"), ids("browser")
     t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)

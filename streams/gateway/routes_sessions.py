@@ -5,7 +5,10 @@ Authorisation is decided on the key the id resolves to, before any wait
 returned (a guest may have signed in meanwhile).
 
 Headers on every answer: ``X-Continuity-Version`` (0 when there is no
-session) and, with a session, ``ETag: "<key>:<version>"``. When the request
+session), how fresh the state is (``X-Continuity-Applied``, ``-Applied-At``,
+``X-Continuity-Workers``: ``streams/gateway/freshness.py``; the gateway serves
+the last committed state while every worker is down or rebalancing) and, with
+a session, ``ETag: "<key>:<version>"``. When the request
 asked to wait, ``X-Continuity-Wait`` says ``satisfied`` or ``timeout``: a
 timed-out wait is still a 200 with the current state (or a 404), like a
 Consul blocking query, so a client simply asks again.
@@ -13,11 +16,15 @@ Consul blocking query, so a client simply asks again.
 
 from __future__ import annotations
 
-from aiohttp import web
+import time
 
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from streams.gateway import freshness
 from streams.gateway.errors import NOT_FOUND, ApiError
 from streams.gateway.guard import forbidden, principal_of
-from streams.gateway.keys import SESSIONS, SETTINGS
+from streams.gateway.keys import REDIS, SESSIONS, SETTINGS
 from streams.gateway.middleware import json_response
 from streams.gateway.params import read_wait, session_id
 from streams.gateway.policy import may_read
@@ -39,12 +46,26 @@ async def get_session(request: web.Request) -> web.StreamResponse:
         view, satisfied = await sessions.wait(sid, want)
         _authorize(request, sid, view)
     headers = {VERSION_HEADER: str(view.version), "Cache-Control": "no-store"}
+    headers.update(await freshness_headers(request, view.key))
     if want.wanted:
         headers[WAIT_HEADER] = "satisfied" if satisfied else "timeout"
     if view.session is None:
         raise ApiError(404, NOT_FOUND, "no session for this id (yet)", headers=headers)
     headers["ETag"] = f'"{view.key}:{view.version}"'
     return json_response(view.session.public(), headers=headers)
+
+
+async def freshness_headers(request: web.Request, key: str) -> dict[str, str]:
+    """How fresh the state of ``key`` is (``streams/gateway/freshness.py``); none if
+    Redis cannot say: the session itself was read, so the answer still stands."""
+    settings = request.app[SETTINGS]
+    try:
+        fresh = await freshness.read(
+            request.app[REDIS], settings.redis_prefix, key, settings.topic_partitions
+        )
+    except (RedisError, OSError):
+        return {}
+    return fresh.headers(int(time.time() * 1000), settings.worker_stale_after)
 
 
 def _authorize(request: web.Request, sid: str, view: View) -> None:
