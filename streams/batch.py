@@ -14,6 +14,7 @@ that carries an ``event_id`` seen recently by its session is a ``duplicate``.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -28,6 +29,7 @@ from streams.kpi_delta import KpiDelta, count
 from streams.log_reset import fingerprint
 from streams.merge import merge_guest
 from streams.notifications import resumed
+from streams.shared_device import Links, is_shared, linked
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,8 @@ class Snapshot:
     # a commit is refused if an erasure happened after this snapshot was read.
     erasures: Mapping[str, Erasure] = field(default_factory=dict)
     erasure_epoch: int = 0
+    # anonymous_id -> customer -> newest sign-in (ms), for ids ever signed in with
+    devices: Mapping[str, Links] = field(default_factory=dict)
 
 
 @dataclass
@@ -119,6 +123,10 @@ class Plan:
     journey: list[Entry] = field(default_factory=list)
     kpis: KpiDelta = field(default_factory=KpiDelta)
     notifications: list[bytes] = field(default_factory=list)
+    # Sign-ins to record per device: (anonymous_id, customer, ms).
+    device_links: list[tuple[str, str, int]] = field(default_factory=list)
+    # What the shared-device guard kept apart: "sign_in" or "guest_event" -> count.
+    kept_apart: Counter[str] = field(default_factory=Counter)
 
     @property
     def rejected(self) -> list[RecordOutcome]:
@@ -151,6 +159,7 @@ def plan_batch(
     aliases = dict(snapshot.aliases)
     sessions = dict(snapshot.sessions)
     applied_upto = dict(snapshot.offsets)
+    devices = {anon: dict(links) for anon, links in snapshot.devices.items()}
     for record, event in zip(records, decoded, strict=True):
         if record.offset <= applied_upto.get(record.tp, -1):
             plan.outcomes.append(RecordOutcome(record, Kind.ALREADY_APPLIED))
@@ -164,7 +173,7 @@ def plan_batch(
         # A login's merge never changes its own key (its customer_id), so the key is
         # routed once. Erasure is judged on it: a login of another customer on a
         # device an erased customer once used is theirs, not the erased one's.
-        key = route(event, aliases)
+        key = _guarded_route(plan, event, aliases, devices, limits)
         erased = covering(snapshot.erasures, (key,), record.tp, record.offset)
         if erased is not None:
             if _is_login(event, aliases):
@@ -174,9 +183,9 @@ def plan_batch(
             )
             continue
         if _is_login(event, aliases):
-            _merge(plan, event, aliases, sessions, snapshot, limits)
+            _merge(plan, event, aliases, sessions, snapshot, limits, devices)
         plan.read_keys.add(key)
-        session = sessions.get(key) or _fresh(key, event.customer_id, snapshot)
+        session = sessions.get(key) or _fresh(key, event.customer_id, snapshot, sessions, aliases)
         outcome = fold(session, event, limits)
         if isinstance(outcome, Rejected):
             plan.outcomes.append(_rejected(record, outcome, event, key))
@@ -214,12 +223,24 @@ def _is_login(event: AnyEvent, aliases: Mapping[str, str]) -> bool:
     )
 
 
-def _fresh(key: str, customer_id: str | None, snapshot: Snapshot) -> Session:
-    """A new session; after an erasure its versions go on from the erased one's,
-    so a client's ``Last-Event-ID`` or ``min_version`` never points past it."""
+def _fresh(
+    key: str,
+    customer_id: str | None,
+    snapshot: Snapshot,
+    sessions: Mapping[str, Session] | None = None,
+    aliases: Mapping[str, str] | None = None,
+) -> Session:
+    """A new session whose versions go on from any the key had before, so a client's
+    ``Last-Event-ID`` or ``min_version`` never points past it: after an erasure, the
+    erased one's; for a shared device's guest id merged into a customer before, the
+    customer's (the guest's versions ended below it when it merged)."""
     session = _new_session(key, customer_id)
     erasure = snapshot.erasures.get(key)
     floor = erasure.floors.get(key, 0) if erasure is not None else 0
+    target = (aliases or {}).get(key)
+    merged_into = (sessions or {}).get(target) if target is not None else None
+    if merged_into is not None:
+        floor = max(floor, merged_into.version)
     return session.model_copy(update={"version": floor}) if floor else session
 
 
@@ -230,12 +251,21 @@ def _merge(
     sessions: dict[str, Session],
     snapshot: Snapshot,
     limits: Limits,
+    devices: dict[str, dict[str, int]],
 ) -> None:
     customer_id, anonymous_id = event.customer_id, event.anonymous_id
     assert customer_id is not None
     assert anonymous_id is not None
     plan.read_keys.update((customer_id, anonymous_id))
-    guest = sessions.pop(anonymous_id, None)
+    at_ms = _ms(event)
+    if _shared(event, devices, limits, signing_in=customer_id):
+        # The guest session is the device's, not this customer's: it stays.
+        guest = None
+        plan.kept_apart["sign_in"] += 1
+    else:
+        guest = sessions.pop(anonymous_id, None)
+    devices[anonymous_id] = linked(devices.get(anonymous_id, {}), customer_id, at_ms)
+    plan.device_links.append((anonymous_id, customer_id, at_ms))
     base = sessions.get(customer_id) or _fresh(customer_id, customer_id, snapshot)
     merged = merge_guest(base, guest, customer_id, anonymous_id, limits, event.occurred_at)
     # The merge is a change of its own: it gets a version before the event is folded.
@@ -265,6 +295,46 @@ def _effects(
     pair = count(plan.kpis, before, after, event)
     if pair is not None:
         plan.notifications.append(resumed(key, after, event, pair))
+
+
+def _guarded_route(
+    plan: Plan,
+    event: AnyEvent,
+    aliases: Mapping[str, str],
+    devices: Mapping[str, Mapping[str, int]],
+    limits: Limits,
+) -> str:
+    """``route``, except that a shared device's guest activity stays the device's."""
+    key = route(event, aliases)
+    anon = event.anonymous_id
+    if anon is None or key == anon or event.customer_id is not None:
+        return key
+    if not _shared(event, devices, limits):
+        return key
+    plan.kept_apart["guest_event"] += 1
+    return anon
+
+
+def _shared(
+    event: AnyEvent,
+    devices: Mapping[str, Mapping[str, int]],
+    limits: Limits,
+    signing_in: str | None = None,
+) -> bool:
+    links = devices.get(event.anonymous_id or "")
+    if not links and signing_in is None:
+        return False
+    return is_shared(
+        links or {},
+        _ms(event),
+        limits.shared_device_customers,
+        limits.shared_device_window,
+        signing_in,
+    )
+
+
+def _ms(event: AnyEvent) -> int:
+    return int(event.occurred_at.timestamp() * 1000)
 
 
 def _unlink(plan: Plan, event: AnyEvent, aliases: dict[str, str]) -> None:

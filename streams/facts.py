@@ -101,6 +101,8 @@ class BatchFacts:
     multichannel_sessions: int = 0
     kpis: KpiDelta = field(default_factory=KpiDelta)
     """Carts started, resumes, checkouts, conversions, first touch to checkout."""
+    kept_apart: Counter[str] = field(default_factory=Counter)
+    """What the shared-device guard kept apart: ``sign_in``, ``guest_event``."""
 
 
 def batch_facts(
@@ -119,6 +121,7 @@ def batch_facts(
         dropped_lines=len(plan.dropped_lines),
         multichannel_sessions=multichannel_sessions(plan, snapshot),
         kpis=plan.kpis,
+        kept_apart=plan.kept_apart,
     )
     for o in plan.outcomes:
         lab = labels.get(record_id(o.record), RecordLabels())

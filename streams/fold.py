@@ -70,6 +70,10 @@ class Limits:
     dedup_window: int = 256
     merges: int = 5
     merge_policy: MergePolicy = MergePolicy.COMBINE
+    # The shared-device guard (streams/shared_device.py): a device linked to more
+    # than this many customers within the window (seconds) is nobody's.
+    shared_device_customers: int = 1
+    shared_device_window: int = 30 * 86400
 
 
 DEFAULT_LIMITS = Limits()

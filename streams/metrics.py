@@ -141,6 +141,12 @@ FIRST_TOUCH_TO_CHECKOUT = Histogram(
     "From the first event since the previous checkout to a completed checkout.",
     buckets=TTC_BUCKETS,
 )
+SHARED_DEVICE = Counter(
+    "continuity_shared_device_kept_apart_total",
+    "Decisions of the shared-device guard: a sign-in that did not take the device's guest "
+    "cart (sign_in), a guest event kept out of the last signed-in customer (guest_event).",
+    ["what"],
+)
 NOTIFICATIONS = Counter(
     "continuity_notifications_sent_total",
     "Notifications published to session-notifications, by type.",
@@ -165,6 +171,8 @@ for _channel in Channel:
     CARTS_STARTED.labels(_channel.value)
 for _type in ("cart.abandoned", "session.resumed_elsewhere"):
     NOTIFICATIONS.labels(_type)
+for _what in ("sign_in", "guest_event"):
+    SHARED_DEVICE.labels(_what)
 
 
 def record_received(labels: Iterable[RecordLabels]) -> None:
@@ -206,6 +214,8 @@ def record_batch(facts: BatchFacts) -> None:
     if facts.multichannel_sessions:
         MULTICHANNEL_SESSIONS.inc(facts.multichannel_sessions)
     record_kpis(facts.kpis)
+    for what, n in facts.kept_apart.items():
+        SHARED_DEVICE.labels(what).inc(n)
 
 
 def record_kpis(kpis: KpiDelta) -> None:

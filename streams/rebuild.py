@@ -152,7 +152,13 @@ async def wipe(redis: Redis, prefix: str) -> int:
     recounted = [f for f in fields if not f.startswith("abandoned")]
     if recounted:
         await redis.hdel(kpis, *recounted)
-    for pattern in (f"{prefix}:s:*", f"{prefix}:a:*", f"{prefix}:l:*", f"{prefix}:j:*"):
+    for pattern in (
+        f"{prefix}:s:*",
+        f"{prefix}:a:*",
+        f"{prefix}:l:*",
+        f"{prefix}:j:*",
+        f"{prefix}:dv:*",
+    ):
         batch: list[bytes] = []
         async for key in redis.scan_iter(match=pattern, count=1000):
             batch.append(key)

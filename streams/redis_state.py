@@ -22,6 +22,7 @@ key                    type    holds
 ``P:hm:<bucket>``      HLL     sessions on two or more channels changed in a bucket
 ``P:ab``               zset    abandonment deadlines (Unix ms) by session key
 ``P:n``                stream  the notification outbox (``notifications.py``, ``outbox.py``)
+``P:dv:{<anon>}``      zset    customers signed in on a device, by newest sign-in ms
 =====================  ======  ===================================================
 
 The commit script checks every version, alias and offset the plan was computed
@@ -112,7 +113,8 @@ class RedisState:
         for group in (sorted(needs.anonymous_ids), sorted(needs.keys), tps):
             args.append(len(group))
             args.extend(group)
-        aliases_raw, offsets_raw, sessions_raw, erasures_raw, epoch = await self._load(args=args)
+        reply = await self._load(args=args)
+        aliases_raw, offsets_raw, sessions_raw, erasures_raw, epoch, devices_raw = reply
         aliases = {
             _s(aliases_raw[i]): _s(aliases_raw[i + 1]) for i in range(0, len(aliases_raw), 2)
         }
@@ -125,7 +127,7 @@ class RedisState:
             _s(erasures_raw[i]): load_erasure(erasures_raw[i + 1])
             for i in range(0, len(erasures_raw), 2)
         }
-        return Snapshot(aliases, offsets, sessions, erasures, int(epoch))
+        return Snapshot(aliases, offsets, sessions, erasures, int(epoch), _devices(devices_raw))
 
     async def commit(self, plan: Plan, active_at: float | None = None) -> Conflict | None:
         """Write the plan if nothing it read changed; return the conflict otherwise.
@@ -183,6 +185,7 @@ class RedisState:
         after = self.effects.abandon_after
         _section(args, timers(plan, now, after) if after is not None else [])
         _section(args, [(n,) for n in plan.notifications] if self.effects.notify else [])
+        _section(args, plan.device_links)
 
     async def resolve(self, some_id: str) -> str:
         """The session key for a customer or guest id (following a merged guest's alias)."""
@@ -280,6 +283,18 @@ class Unnamed:
     """Linked ids an erasure must also name before it can run."""
 
     ids: tuple[str, ...]
+
+
+def _devices(raw: list[Any]) -> dict[str, dict[str, int]]:
+    """load.lua's device sign-ins: anon, n, then n (customer, ms) pairs, repeated."""
+    out: dict[str, dict[str, int]] = {}
+    i = 0
+    while i < len(raw):
+        anon, n = _s(raw[i]), int(raw[i + 1])
+        pairs = raw[i + 2 : i + 2 + 2 * n]
+        out[anon] = {_s(pairs[j]): int(float(pairs[j + 1])) for j in range(0, len(pairs), 2)}
+        i += 2 + 2 * n
+    return out
 
 
 def _section(args: list[Any], rows: list[tuple[Any, ...]]) -> None:

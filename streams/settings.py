@@ -85,6 +85,15 @@ class Settings(BaseSettings):
         "added up), higher_quantity, keep_customer, keep_newest. Part of the fold: a rebuild "
         "uses it too.",
     )
+    shared_device_customers: int = Field(
+        default=1,
+        ge=1,
+        description="A device signed in on by more customers than this within the window is "
+        "shared: sign-ins on it never take its guest cart. Part of the fold.",
+    )
+    shared_device_window: int = Field(
+        default=30 * 86400, ge=60, description="The shared-device guard's window (s)."
+    )
     abandon_after: float = Field(
         default=1800.0,
         ge=0,
@@ -153,6 +162,12 @@ class Settings(BaseSettings):
     )
     gateway_produce_timeout: float = Field(
         default=10.0, gt=0, description="Longest wait for Kafka to acknowledge an ingest (s)."
+    )
+    as_of_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="Longest a gateway refolds a session for ?as_of= (reads the topics from "
+        "their start) before a 503 as_of_timeout; the CLI has no limit (s).",
     )
     sse_heartbeat: float = Field(default=15.0, gt=0, description="SSE comment every (s).")
     sse_send_timeout: float = Field(
@@ -223,8 +238,13 @@ class Settings(BaseSettings):
         return spec
 
     def fold_limits(self) -> Limits:
-        """The fold's definition as configured (bounds at their defaults, the merge policy)."""
-        return Limits(merge_policy=self.merge_policy)
+        """The fold's definition as configured (bounds at their defaults, the merge policy,
+        the shared-device guard)."""
+        return Limits(
+            merge_policy=self.merge_policy,
+            shared_device_customers=self.shared_device_customers,
+            shared_device_window=self.shared_device_window,
+        )
 
     def effects(self, notify: bool = True) -> Effects:
         """What commits write besides the state: timers, journey bounds, notifications."""

@@ -21,6 +21,7 @@ from streams.batch import Plan, Record, Snapshot, plan_batch
 from streams.decode import decode
 from streams.erasure import Erasure
 from streams.fold import Rejected
+from streams.shared_device import linked
 
 
 def ev(
@@ -83,10 +84,15 @@ class MemoryState:
     journeys: dict[str, dict[bytes, int]] = field(default_factory=dict)
     kpis: Counter[str] = field(default_factory=Counter)
     outbox: list[bytes] = field(default_factory=list)
+    devices: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def snapshot(self) -> Snapshot:
         return Snapshot(
-            dict(self.aliases), dict(self.offsets), dict(self.sessions), dict(self.erasures)
+            dict(self.aliases),
+            dict(self.offsets),
+            dict(self.sessions),
+            dict(self.erasures),
+            devices={anon: dict(links) for anon, links in self.devices.items()},
         )
 
     def erase(self, customer_id: str, ends: dict[str, int], at_ms: int = 1) -> Erasure:
@@ -102,6 +108,7 @@ class MemoryState:
             self.erasures[i] = erasure
             self.sessions.pop(i, None)
             self.journeys.pop(i, None)
+            self.devices.get(i, {}).pop(customer_id, None)
             if self.aliases.get(i) in ids:
                 del self.aliases[i]
         self.links.pop(customer_id, None)
@@ -121,6 +128,8 @@ class MemoryState:
             self.journeys.setdefault(e.key, {})[e.member] = e.score_ms
         self.kpis.update(plan.kpis.fields())
         self.outbox.extend(plan.notifications)
+        for anon, customer, at_ms in plan.device_links:
+            self.devices[anon] = linked(self.devices.get(anon, {}), customer, at_ms)
         self.aliases.update(plan.aliases)
         for anon in plan.alias_deletes:
             self.aliases.pop(anon, None)

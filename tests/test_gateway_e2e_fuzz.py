@@ -124,7 +124,7 @@ NEVER_IN_BODIES = (GATEWAY_SECRET, "Traceback", 'File "', "redis://")
 # sliding-window keys of a token's role, store and subject.
 _CODE = r"[0-9A-HJKMNP-TV-Z]{8}"
 KEY_LAYOUT = re.compile(
-    rf"""\A(?:(?:s|a|u|l|x|j|handoff-by):\{{{ID}\}}
+    rf"""\A(?:(?:s|a|u|l|x|j|dv|handoff-by):\{{{ID}\}}
         |o|f|ot|xs|xe|k|ab|n|hb
         |hm?:[0-9]+
         |handoff(?:-seen)?:{_CODE}

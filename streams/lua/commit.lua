@@ -9,7 +9,7 @@
 --   hyperloglog adds (key, ttl seconds, member) | kpi increments (field, n)
 --   journey entries (key, score, member) | journey bounds (0 or 1 row: max entries,
 --   min score, ttl seconds) | abandonment timers (key, deadline ms or '-')
---   outbox notifications (json)
+--   outbox notifications (json) | device sign-ins (anon, customer, ms)
 -- Returns {1} on success, {0, what, name} on a conflict (nothing written).
 local prefix, offsets_key, prints_key = ARGV[1], ARGV[2], ARGV[3]
 -- An erasure since the snapshot may cover records this plan folded: refuse, re-plan.
@@ -128,4 +128,12 @@ for j = 0, n - 1 do
 end
 s, n = section(1)
 for j = 0, n - 1 do redis.call('XADD', prefix .. ':n', '*', 'n', ARGV[s + j]) end
+-- Who signed in on which device, for the shared-device guard (the newest 50 kept).
+s, n = section(3)
+for j = 0, n - 1 do
+  local b = s + 3 * j
+  local dv = prefix .. ':dv:{' .. ARGV[b] .. '}'
+  redis.call('ZADD', dv, 'GT', ARGV[b + 2], ARGV[b + 1])
+  redis.call('ZREMRANGEBYRANK', dv, 0, -51)
+end
 return {1}

@@ -57,6 +57,8 @@ for _, k in ipairs(ids) do
   redis.call('SET', prefix .. ':x:{' .. k .. '}', erasure)
   redis.call('SADD', prefix .. ':xs', k)
   sessions = sessions + redis.call('DEL', skey(k))
+  -- The customer's sign-ins on its devices go too (the shared-device guard).
+  redis.call('ZREM', prefix .. ':dv:{' .. k .. '}', ids[1])
   -- The journey and a pending abandonment timer are the customer's data too.
   redis.call('DEL', prefix .. ':j:{' .. k .. '}')
   redis.call('ZREM', prefix .. ':ab', k)

@@ -1,10 +1,11 @@
 -- Read everything one batch depends on, in one round trip.
 -- ARGV: prefix, offsets_key, n_anon, anon..., n_keys, key..., n_tp, tp...
 -- Returns {aliases (anon, target pairs), offsets (in tp order), sessions (key, json pairs),
---          erasures (id, erasure json pairs), erasure epoch}.
+--          erasures (id, erasure json pairs), erasure epoch,
+--          device sign-ins (anon, n, (customer, ms) x n) of anon ids that have an alias}.
 local prefix, offsets_key = ARGV[1], ARGV[2]
 local i = 3
-local aliases, want, seen = {}, {}, {}
+local aliases, want, seen, devices = {}, {}, {}, {}
 local function wants(k)
   if not seen[k] then seen[k] = true; want[#want + 1] = k end
 end
@@ -15,6 +16,10 @@ for _ = 1, n do
   if target then
     aliases[#aliases + 1] = anon; aliases[#aliases + 1] = target
     wants(target)
+    -- Only a device someone signed in on has sign-ins: the hot path skips the rest.
+    local links = redis.call('ZRANGE', prefix .. ':dv:{' .. anon .. '}', 0, -1, 'WITHSCORES')
+    devices[#devices + 1] = anon; devices[#devices + 1] = #links / 2
+    for _, v in ipairs(links) do devices[#devices + 1] = v end
   end
 end
 n = tonumber(ARGV[i]); i = i + 1
@@ -40,4 +45,4 @@ if epoch ~= '0' then
     if x then erasures[#erasures + 1] = k; erasures[#erasures + 1] = x end
   end
 end
-return {aliases, offsets, sessions, erasures, epoch}
+return {aliases, offsets, sessions, erasures, epoch, devices}

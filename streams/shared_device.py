@@ -1,0 +1,51 @@
+"""The shared-device guard: a device many customers sign in on is nobody's. Pure.
+
+A store iPad or a kiosk keeps one ``anonymous_id`` while shopper after shopper
+signs in on it. Without a guard, the next shopper's sign-in pulls the
+previous one's guest cart into their account, and anonymous activity after a
+sign-in follows the alias into the last customer's session.
+
+Every sign-in records (device, customer, time) (``P:dv:{<anonymous_id>}``,
+written by the commit). A device linked to more than
+``Limits.shared_device_customers`` distinct customers within
+``Limits.shared_device_window`` seconds (counted at the event's
+``occurred_at``, the new customer included) is shared:
+
+* a sign-in on it never pulls its guest session into the customer (the guest
+  session stays the device's);
+* anonymous events on it fold into the device's own guest session, not into
+  whoever signed in last.
+
+Events that name a customer are never affected. Times are event times, so a
+replay decides as the live run did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+# customer -> newest sign-in on the device, Unix ms
+Links = Mapping[str, int]
+
+# Sign-ins kept per device: enough for any window a deployment would choose.
+KEPT = 50
+
+
+def is_shared(
+    links: Links, at_ms: int, customers: int, window_s: int, signing_in: str | None = None
+) -> bool:
+    """Whether a device with ``links`` is shared at ``at_ms`` (``signing_in`` counted too)."""
+    since = at_ms - window_s * 1000
+    recent = {c for c, t in links.items() if since <= t <= at_ms}
+    if signing_in is not None:
+        recent.add(signing_in)
+    return len(recent) > customers
+
+
+def linked(links: Links, customer: str, at_ms: int) -> dict[str, int]:
+    """``links`` after ``customer`` signed in at ``at_ms``, the newest ``KEPT`` kept."""
+    out = dict(links)
+    out[customer] = max(at_ms, out.get(customer, at_ms))
+    if len(out) > KEPT:
+        out = dict(sorted(out.items(), key=lambda kv: kv[1])[-KEPT:])
+    return out
