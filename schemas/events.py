@@ -111,6 +111,10 @@ class CheckoutCompleted(_Payload):
     order_id: Id
 
 
+class Unmerged(_Payload):
+    anonymous_id: Id = Field(description="The guest id whose merge into the customer to undo.")
+
+
 class HandoffClaimed(_Payload):
     terminal_id: Id | None = None
 
@@ -215,6 +219,24 @@ class SessionIdentified(_Envelope):
         return self
 
 
+class SessionUnmerged(_Envelope):
+    """An operator undid a login merge before checkout (``continuity unmerge``).
+
+    The guest's lines leave the customer's cart and become the guest's session
+    again, and the guest id no longer points at the customer. Only a
+    ``service`` token may publish it.
+    """
+
+    type: Literal["session.unmerged"]
+    payload: Unmerged
+
+    @model_validator(mode="after")
+    def _names_the_customer(self) -> SessionUnmerged:
+        if self.customer_id is None:
+            raise ValueError("session.unmerged needs the customer_id")
+        return self
+
+
 EVENT_MODELS: tuple[type[_Envelope], ...] = (
     CartItemAdded,
     CartItemRemoved,
@@ -226,6 +248,7 @@ EVENT_MODELS: tuple[type[_Envelope], ...] = (
     CheckoutCompletedEvent,
     CheckoutHandoffClaimed,
     SessionIdentified,
+    SessionUnmerged,
 )
 
 Event = Annotated[
@@ -238,7 +261,8 @@ Event = Annotated[
     | CheckoutStarted
     | CheckoutCompletedEvent
     | CheckoutHandoffClaimed
-    | SessionIdentified,
+    | SessionIdentified
+    | SessionUnmerged,
     Field(discriminator="type"),
 ]
 

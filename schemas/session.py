@@ -76,6 +76,9 @@ class MergeRecord(_Frozen):
     anonymous_id: str
     policy: str
     lines: list[MergedLine] = Field(default_factory=list)
+    undone_at: datetime | None = Field(
+        default=None, description="When an operator undid this merge (continuity unmerge)."
+    )
 
 
 class ViewedProduct(_Frozen):

@@ -19,10 +19,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from schemas.events import AnyEvent
+from schemas.events import AnyEvent, SessionUnmerged
 from schemas.session import CartLine, Session
 from streams.erasure import Erasure, covering
-from streams.fold import DEFAULT_LIMITS, Applied, Duplicate, Limits, Reason, Rejected, fold
+from streams.fold import (
+    DEFAULT_LIMITS,
+    Applied,
+    Duplicate,
+    Limits,
+    Reason,
+    Rejected,
+    fold,
+    with_cart,
+)
 from streams.fold import new_session as _new_session
 from streams.journey import Entry, entry, moved
 from streams.kpi_delta import KpiDelta, count
@@ -30,6 +39,7 @@ from streams.log_reset import fingerprint
 from streams.merge import merge_guest
 from streams.notifications import resumed
 from streams.shared_device import Links, is_shared, linked
+from streams.unmerge import split
 
 
 @dataclass(frozen=True)
@@ -140,9 +150,9 @@ def needs(records: Sequence[Record], decoded: Sequence[AnyEvent | Rejected]) -> 
     for event in decoded:
         if isinstance(event, Rejected):
             continue
-        if event.anonymous_id is not None:
-            anon.add(event.anonymous_id)
-            keys.add(event.anonymous_id)
+        for guest in _guest_ids(event):
+            anon.add(guest)
+            keys.add(guest)
         if event.customer_id is not None:
             keys.add(event.customer_id)
     return Needs(frozenset(anon), frozenset(keys), frozenset(r.tp for r in records))
@@ -186,7 +196,14 @@ def plan_batch(
             _merge(plan, event, aliases, sessions, snapshot, limits, devices)
         plan.read_keys.add(key)
         session = sessions.get(key) or _fresh(key, event.customer_id, snapshot, sessions, aliases)
-        outcome = fold(session, event, limits)
+        folded_from, returned = session, None
+        if isinstance(event, SessionUnmerged) and event.event_id not in session.recent_event_ids:
+            undone = split(session, event.payload.anonymous_id, event.occurred_at)
+            if isinstance(undone, Rejected):
+                plan.outcomes.append(_rejected(record, undone, event, key))
+                continue
+            folded_from, returned = undone.customer, undone.guest_lines
+        outcome = fold(folded_from, event, limits)
         if isinstance(outcome, Rejected):
             plan.outcomes.append(_rejected(record, outcome, event, key))
         elif isinstance(outcome, Duplicate):
@@ -196,6 +213,8 @@ def plan_batch(
         else:
             assert isinstance(outcome, Applied)
             _effects(plan, key, session, outcome.session, event, record.replayed_from)
+            if returned is not None and isinstance(event, SessionUnmerged):
+                _give_back(plan, event, returned, sessions, aliases, snapshot)
             sessions[key] = outcome.session
             plan.writes[key] = outcome.session
             # A guest merged earlier in the batch and started again (its sign-in to an
@@ -297,6 +316,43 @@ def _effects(
         plan.notifications.append(resumed(key, after, event, pair))
 
 
+def _guest_ids(event: AnyEvent) -> tuple[str, ...]:
+    """The guest ids an event depends on: its own, and the one an unmerge names."""
+    ids = () if event.anonymous_id is None else (event.anonymous_id,)
+    if isinstance(event, SessionUnmerged):
+        ids = (*ids, event.payload.anonymous_id)
+    return ids
+
+
+def _give_back(
+    plan: Plan,
+    event: SessionUnmerged,
+    lines: list[CartLine],
+    sessions: dict[str, Session],
+    aliases: dict[str, str],
+    snapshot: Snapshot,
+) -> None:
+    """An unmerge: the guest's lines become its own session again, its id its own."""
+    guest = event.payload.anonymous_id
+    plan.read_keys.add(guest)
+    base = sessions.get(guest) or _fresh(guest, None, snapshot, sessions, aliases)
+    have = {line.sku for line in base.cart}
+    cart = [*base.cart, *(line for line in lines if line.sku not in have)]
+    restored = with_cart(base, cart).model_copy(
+        update={
+            "anonymous_ids": base.anonymous_ids or [guest],
+            "cart_path": base.cart_path or list(dict.fromkeys(ln.channel for ln in cart)),
+            "version": base.version + 1,
+        }
+    )
+    sessions[guest] = restored
+    plan.writes[guest] = restored
+    plan.deletes.pop(guest, None)
+    aliases.pop(guest, None)
+    plan.aliases.pop(guest, None)
+    plan.alias_deletes.add(guest)
+
+
 def _guarded_route(
     plan: Plan,
     event: AnyEvent,
@@ -364,8 +420,9 @@ def _record_expectations(
         current = snapshot.sessions.get(key)
         plan.expected_versions[key] = current.version if current else 0
     for event in decoded:
-        if not isinstance(event, Rejected) and event.anonymous_id is not None:
-            plan.expected_aliases[event.anonymous_id] = snapshot.aliases.get(event.anonymous_id)
+        if not isinstance(event, Rejected):
+            for guest in _guest_ids(event):
+                plan.expected_aliases[guest] = snapshot.aliases.get(guest)
     for record in records:
         plan.expected_offsets[record.tp] = snapshot.offsets.get(record.tp, -1)
     plan.expected_erasure_epoch = snapshot.erasure_epoch

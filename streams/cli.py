@@ -119,6 +119,8 @@ def cmd_session_show(args: argparse.Namespace) -> int:
 
     from streams.redis_state import RedisState
 
+    if args.as_of is not None:
+        return _session_show_as_of(args)
     settings = load_settings()
 
     async def show() -> dict[str, object] | None:
@@ -134,6 +136,82 @@ def cmd_session_show(args: argparse.Namespace) -> int:
         print(f"no session for {args.id!r}", file=sys.stderr)
         return 1
     sys.stdout.write(orjson.dumps(public, option=orjson.OPT_INDENT_2).decode() + "\n")
+    return 0
+
+
+def _session_show_as_of(args: argparse.Namespace) -> int:
+    """``session show ID --as-of T``: the session refolded as it was at T (no time limit)."""
+    import time
+
+    from aiokafka.errors import KafkaError
+    from pydantic import TypeAdapter, ValidationError
+    from redis.asyncio import Redis
+    from redis.exceptions import RedisError
+
+    from schemas.events import Id
+    from streams.kafka_security import kafka_client_kwargs
+    from streams.redis_state import RedisState
+    from streams.time_travel import BadMoment, iso_ms, parse_moment
+    from streams.time_travel_io import ReadProgress, TimeTravel, TimeTravelError, session_as_of
+
+    try:
+        TypeAdapter(Id).validate_python(args.id)
+    except ValidationError:
+        print("continuity session show: the id must match the id pattern", file=sys.stderr)
+        return 2
+    try:
+        moment = parse_moment(args.as_of)
+    except BadMoment as exc:
+        print(f"continuity session show: --as-of must be {exc}", file=sys.stderr)
+        return 2
+    now = int(time.time() * 1000)
+    if moment > now:
+        print(
+            f"continuity session show: --as-of {iso_ms(moment)} is in the future "
+            f"(now is {iso_ms(now)})",
+            file=sys.stderr,
+        )
+        return 2
+    settings = load_settings()
+
+    def report(p: ReadProgress) -> None:
+        print(f"  {p.line()}", file=sys.stderr, flush=True)
+
+    async def refold() -> TimeTravel:
+        redis = Redis.from_url(settings.redis_dsn(), socket_timeout=30)
+        try:
+            return await session_as_of(
+                settings.kafka_bootstrap,
+                RedisState(redis, settings.redis_prefix),
+                args.id,
+                moment,
+                settings.fold_limits(),
+                kafka=kafka_client_kwargs(settings),
+                prefilter=not args.all_records,
+                report=report,
+            )
+        finally:
+            await redis.aclose()
+
+    print(
+        f"refolding {args.id!r} as of {iso_ms(moment)} from the topics' start...",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        found = asyncio.run(refold())
+    except (TimeTravelError, KafkaError, RedisError, OSError) as exc:
+        print(f"continuity session show: {exc or type(exc).__name__}", file=sys.stderr)
+        return 1
+    body = found.body()
+    if body is None:
+        why = "it was erased; erased sessions are never refolded" if found.result.erased else ""
+        print(
+            f"no session for {args.id!r} as of {iso_ms(moment)}" + (f": {why}" if why else ""),
+            file=sys.stderr,
+        )
+        return 1
+    sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
     return 0
 
 
@@ -333,6 +411,71 @@ def cmd_erase(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_unmerge(args: argparse.Namespace) -> int:
+    from pydantic import TypeAdapter, ValidationError
+    from redis.asyncio import Redis
+
+    from schemas.events import Channel, Id
+    from streams.kafka_security import kafka_client_kwargs
+    from streams.unmerge_cmd import Outcome, unmerge, unmerge_event
+
+    try:
+        customer, guest = (TypeAdapter(Id).validate_python(i) for i in (args.customer, args.guest))
+        channel = Channel(args.channel).value
+    except (ValidationError, ValueError):
+        print(
+            "continuity unmerge: ids must match the wire contract, channel be one of "
+            f"{', '.join(c.value for c in Channel)}",
+            file=sys.stderr,
+        )
+        return 2
+    settings = load_settings()
+    event = unmerge_event(customer, guest, channel)
+
+    async def run() -> Outcome:
+        redis = Redis.from_url(settings.redis_dsn(), socket_timeout=10)
+        try:
+            return await unmerge(
+                settings.kafka_bootstrap,
+                kafka_client_kwargs(settings),
+                redis,
+                settings.redis_prefix,
+                event,
+                args.timeout,
+            )
+        finally:
+            await redis.aclose()
+
+    print(f"undoing the merge of guest {guest!r} into customer {customer!r}...", flush=True)
+    try:
+        done = asyncio.run(run())
+    except OSError as exc:
+        print(f"continuity unmerge: {exc}", file=sys.stderr)
+        return 1
+    print(f"published session.unmerged {event['event_id']} at {done.position}")
+    if not done.applied:
+        print(
+            f"not applied within {args.timeout:g} s (is a worker running?); it will be "
+            "applied when one is: continuity session show " + customer,
+            file=sys.stderr,
+        )
+        return 1
+    if done.undone is None:
+        print(
+            "refused by the fold: nothing to undo, or a checkout began after the merge; "
+            "the reason is on events-dlq (continuity dlq list --reason nothing_to_unmerge "
+            "or merge_checked_out)",
+            file=sys.stderr,
+        )
+        return 1
+    back = {ln.sku: ln.guest_quantity for ln in done.undone.lines if ln.guest_quantity}
+    print(
+        f"undone: {json.dumps(back)} back to guest {guest!r}; "
+        f"look: continuity session show {customer} / {guest}"
+    )
+    return 0
+
+
 def cmd_dlq(args: argparse.Namespace) -> int:
     from streams.dlq_commands import run
     from streams.kafka_security import kafka_client_kwargs
@@ -427,6 +570,19 @@ def parser() -> argparse.ArgumentParser:
     ssub = s.add_subparsers(dest="action", required=True)
     show = ssub.add_parser("show", help="print one session's state as JSON")
     show.add_argument("id", help="customer_id or anonymous_id")
+    show.add_argument(
+        "--as-of",
+        metavar="TIME",
+        help="the session as it was at TIME (ISO 8601, UTC if no offset, or Unix ms): "
+        "refolded from the topics' start with the workers' fold, counting every record "
+        "whose Kafka timestamp (broker append time) is <= TIME; erased sessions stay erased",
+    )
+    show.add_argument(
+        "--all-records",
+        action="store_true",
+        help="with --as-of: fold every record, not only those naming the id or a guest id "
+        "Redis links to it (for a Redis that lost state)",
+    )
     show.set_defaults(func=cmd_session_show)
 
     pr = sub.add_parser("produce", help="publish events from a JSON-lines file or stdin")
@@ -464,6 +620,15 @@ def parser() -> argparse.ArgumentParser:
         help="a guest id of this customer to erase too (repeatable); merged guests are found",
     )
     er.set_defaults(func=cmd_erase)
+
+    um = sub.add_parser(
+        "unmerge", help="undo a guest's login merge into a customer (before checkout)"
+    )
+    um.add_argument("--customer", required=True, help="the customer_id the guest was merged into")
+    um.add_argument("--guest", required=True, help="the guest's anonymous_id")
+    um.add_argument("--channel", default="call_center", help="channel of the undo (call_center)")
+    um.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for a worker")
+    um.set_defaults(func=cmd_unmerge)
 
     dl = sub.add_parser("dlq", help="inspect, repair and replay dead letters (events-dlq)")
     dlsub = dl.add_subparsers(dest="action", required=True)

@@ -39,6 +39,7 @@ from schemas.events import (
     CheckoutHandoffClaimed,
     CheckoutStarted,
     SessionIdentified,
+    SessionUnmerged,
 )
 from schemas.session import CartLine, Checkout, Session, Touch, ViewedProduct
 
@@ -90,6 +91,8 @@ class Reason(StrEnum):
     LINE_NOT_IN_CART = "line_not_in_cart"
     QUANTITY_LIMIT = "quantity_limit"
     CART_FULL = "cart_full"
+    NOTHING_TO_UNMERGE = "nothing_to_unmerge"
+    MERGE_CHECKED_OUT = "merge_checked_out"
 
 
 @dataclass(frozen=True)
@@ -176,9 +179,9 @@ def _apply_type(session: Session, event: AnyEvent, limits: Limits) -> Session | 
             # A store took the session over: only what every applied event
             # changes (version, last_channel "pos", last_store_id), in _touch.
             return session
-        case SessionIdentified():
-            # The merge itself happens before the fold (streams/merge.py); the
-            # event then counts as an ordinary applied event.
+        case SessionIdentified() | SessionUnmerged():
+            # The merge (streams/merge.py) and its undoing (streams/unmerge.py) happen
+            # in the planner, before the fold; the event then counts as an ordinary one.
             return session
     raise TypeError(f"fold has no rule for {type(event).__name__}")
 

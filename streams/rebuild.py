@@ -113,7 +113,7 @@ async def rebuild(
                 for m in fetched.get(tp, ()):
                     if end is not None and m.offset >= end:
                         break  # written after the rebuild started: the workers' business
-                    records.append(_record(m))
+                    records.append(kafka_record(m))
             if records:
                 await processor.process(records)
                 progress.records += len(records)
@@ -171,14 +171,15 @@ async def wipe(redis: Redis, prefix: str) -> int:
     return deleted
 
 
-def _record(msg: Any) -> Record:
-    """A Record from aiokafka's (untyped) ConsumerRecord."""
+def kafka_record(msg: Any) -> Record:
+    """A Record from aiokafka's (untyped) ConsumerRecord; a timestamp of -1 means none."""
+    ts = int(msg.timestamp) if msg.timestamp is not None and msg.timestamp >= 0 else None
     return Record(
         topic=msg.topic,
         partition=msg.partition,
         offset=msg.offset,
         key=msg.key,
         value=msg.value,
-        timestamp_ms=int(msg.timestamp) if msg.timestamp else None,
+        timestamp_ms=ts,
         replayed_from=replayed_from(getattr(msg, "headers", None)),
     )

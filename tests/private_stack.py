@@ -8,6 +8,8 @@ disk), and stopping Redis would stall every other test: such tests build a
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -87,6 +89,21 @@ class PrivateStack:
         child = devstack.start_gateway(name, env, self.root / "logs")
         self.workers.append(child)
         return Gateway(child)
+
+    async def cli(self, *args: str, timeout: float = 120) -> tuple[int, str, str]:
+        """``continuity ARGS`` against this stack, as a process: (status, stdout, stderr)."""
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "streams.cli",
+            *args,
+            env={**os.environ, **self.worker_env()},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=timeout)
+        assert proc.returncode is not None
+        return proc.returncode, out.decode(), err.decode()
 
     def restart(self, child: devstack.Child) -> devstack.Child:
         new = child.restart()

@@ -105,6 +105,26 @@ def test_ingest_rules(principal: Principal, event_: AnyEvent, verdict: str | Non
         assert denied.message
 
 
+def test_only_a_service_token_undoes_a_merge() -> None:
+    unmerge = decode(
+        orjson.dumps(
+            event(
+                "session.unmerged",
+                {"anonymous_id": "a-1"},
+                customer="c-1",
+                channel="pos",
+                store_id="s-1",
+            )
+        )
+    )
+    assert not hasattr(unmerge, "reason"), unmerge
+    for principal in (C1, C1_LINKING, POS):
+        denied = may_ingest(principal, unmerge)  # type: ignore[arg-type]
+        assert denied is not None
+        assert denied.code == FORBIDDEN
+    assert may_ingest(SERVICE, unmerge) is None  # type: ignore[arg-type]
+
+
 ids = st.sampled_from(["c-1", "c-2", "a-1", "a-2"])
 maybe_ids = st.one_of(st.none(), ids)
 channels = st.sampled_from(["web", "mobile_app", "pos", "kiosk", "call_center"])

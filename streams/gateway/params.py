@@ -9,6 +9,9 @@
   ``CONTINUITY_GATEWAY_MAX_WAIT``, which is also the default when a
   condition is given.
 * ``limit=N`` (the journey): how many entries, 1 to ``CONTINUITY_JOURNEY_MAX_ENTRIES``.
+* ``as_of=T`` (a session): refold it as it was at ``T``, an ISO 8601 time (UTC
+  without an offset) or Unix ms (``streams/time_travel.py``); not in the future,
+  not with a wait.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pydantic import TypeAdapter, ValidationError
 from schemas.events import Id
 from schemas.topics import SOURCE_TOPICS
 from streams.gateway.errors import INVALID_ID, INVALID_PARAMETER, ApiError
+from streams.time_travel import BadMoment, iso_ms, parse_moment
 
 MAX_POSITIONS = 64
 DEFAULT_JOURNEY_LIMIT = 50
@@ -93,6 +97,36 @@ def journey_limit(query: MultiMapping[str], max_entries: int) -> int:
     if len(values) > 1 or not _INT.match(raw) or not 1 <= int(raw) <= max_entries:
         raise _bad("limit", f"one integer from 1 to {max_entries}")
     return int(raw)
+
+
+def read_as_of(query: MultiMapping[str], now_ms: int) -> int | None:
+    """``as_of``: the moment (Unix ms) to refold a session at, or None; a 400 when it is
+    malformed, given twice, later than ``now_ms`` (nothing is known of it yet) or
+    combined with a read-your-writes wait (a past state has nothing to wait for)."""
+    values = query.getall("as_of", [])
+    if not values:
+        return None
+    if len(values) > 1:
+        raise _bad("as_of", "given once")
+    try:
+        moment = parse_moment(values[0])
+    except BadMoment as exc:
+        raise _bad("as_of", str(exc)) from None
+    if moment > now_ms:
+        raise ApiError(
+            400,
+            INVALID_PARAMETER,
+            f"as_of must not be in the future (now is {iso_ms(now_ms)})",
+            extra={"parameter": "as_of"},
+        )
+    if any(name in query for name in ("min_version", "after", "wait")):
+        raise ApiError(
+            400,
+            INVALID_PARAMETER,
+            "as_of cannot be combined with min_version, after or wait",
+            extra={"parameter": "as_of"},
+        )
+    return moment
 
 
 def wait_seconds(raw: str | None, max_wait: float) -> float:

@@ -18,6 +18,8 @@ pos        any session                            events with ``channel == "pos"
 service    any session                            any event
 =========  =====================================  ================================================
 
+Only ``service`` may publish ``session.unmerged`` (an operator's undo of a merge).
+
 A session's journey (``GET /v1/sessions/{id}/journey``) is read under the
 same rule as the session (``may_read``). The KPI report (``GET /v1/kpis``)
 spans every customer, so only ``service`` tokens read it (``may_read_kpis``).
@@ -33,7 +35,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from schemas.events import AnyEvent, Channel
+from schemas.events import AnyEvent, Channel, SessionUnmerged
 from streams.gateway.auth import Principal, Role
 
 FORBIDDEN = "forbidden"
@@ -68,6 +70,8 @@ def may_ingest(principal: Principal, event: AnyEvent) -> Denied | None:
     """May ``principal`` publish ``event`` (already valid under the wire contract)?"""
     if principal.role is Role.SERVICE:
         return None
+    if isinstance(event, SessionUnmerged):
+        return Denied(FORBIDDEN, "only a service token may undo a merge (session.unmerged)")
     if principal.role is Role.POS:
         if event.channel is not Channel.POS:
             return Denied(FORBIDDEN, 'a pos token may publish only events with channel "pos"')
