@@ -8,8 +8,8 @@ guest's entries into the customer's journey. Bounded by count and by age; an
 erasure deletes it with the session.
 
 An entry is what support staff need to follow a customer across channels and
-nothing more: time, channel, event type, and the sku, quantity, store, order
-or search it names. The event id makes each member unique and the same in a
+nothing more: time, channel, event type, and the sku, quantity, store,
+device, associate, order or search it names. The event id makes each member unique and the same in a
 rebuild.
 """
 
@@ -65,6 +65,8 @@ def entry(key: str, event: AnyEvent, replayed_from: str | None = None) -> Entry:
     }
     if event.store_id is not None:
         body["store_id"] = event.store_id
+    if event.device_id is not None:
+        body["device_id"] = event.device_id
     if event.associate_id is not None:
         body["associate_id"] = event.associate_id
     if replayed_from is not None:
