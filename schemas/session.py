@@ -131,6 +131,11 @@ class Session(_Frozen):
         description="The channels that changed the current cart or checked it out, in order of "
         "first touch; empty with the cart. The channel path of the conversion KPIs.",
     )
+    set_aside: list[CartLine] = Field(
+        default_factory=list,
+        description="Guest lines a keep_separate login merge kept apart from the cart (not in "
+        "the subtotal); adding the sku takes it over.",
+    )
     merges: list[MergeRecord] = Field(
         default_factory=list, description="The latest login merges with carts, newest first."
     )

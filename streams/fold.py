@@ -57,6 +57,9 @@ class MergePolicy(StrEnum):
     KEEP_NEWEST = "keep_newest"
     # One line per sku with the higher of the two quantities (commercetools' default).
     HIGHER_QUANTITY = "higher_quantity"
+    # The customer's cart stays; the guest's lines are kept apart (``Session.set_aside``)
+    # for the customer to take over, nothing dropped.
+    KEEP_SEPARATE = "keep_separate"
 
 
 @dataclass(frozen=True)
@@ -188,6 +191,10 @@ def _apply_type(session: Session, event: AnyEvent, limits: Limits) -> Session | 
 
 def _item_added(session: Session, event: CartItemAdded, limits: Limits) -> Session | Outcome:
     p = event.payload
+    if any(line.sku == p.sku for line in session.set_aside):
+        # Taken over from the lines a keep_separate merge set aside.
+        aside = [line for line in session.set_aside if line.sku != p.sku]
+        session = session.model_copy(update={"set_aside": aside})
     if session.currency is not None and session.currency != p.currency:
         return Rejected(
             Reason.CURRENCY_MISMATCH,

@@ -57,6 +57,12 @@ def merge_guest(
         return Merged(base.model_copy(update={"anonymous_ids": ids}))
     guest_newer = _stamp(guest) > _stamp(base)
     cart, dropped = merge_carts(base.cart, guest.cart, guest_newer, limits)
+    aside = base.set_aside
+    if limits.merge_policy is MergePolicy.KEEP_SEPARATE and base.cart and dropped:
+        # Kept apart, not lost: the newest guest lines first, bounded like a cart.
+        taken = {line.sku for line in dropped}
+        aside = [*dropped, *(ln for ln in base.set_aside if ln.sku not in taken)]
+        aside, dropped = aside[: limits.max_cart_lines], aside[limits.max_cart_lines :]
     newest = guest if guest_newer else base
     viewed = sorted(
         {
@@ -72,6 +78,7 @@ def merge_guest(
         update={
             "customer_id": customer_id,
             "cart_path": _kept_path(cart, base, guest),
+            "set_aside": aside,
             "first_touch_at": min(
                 (t for t in (base.first_touch_at, guest.first_touch_at) if t is not None),
                 default=None,
@@ -109,7 +116,7 @@ def merge_carts(
     (the cart, the guest or customer lines it could not keep)."""
     if not mine or not theirs:
         return list(mine or theirs), []
-    if limits.merge_policy is MergePolicy.KEEP_CUSTOMER:
+    if limits.merge_policy in (MergePolicy.KEEP_CUSTOMER, MergePolicy.KEEP_SEPARATE):
         return list(mine), list(theirs)
     # Two currencies cannot share a cart: the newer side wins, whatever the policy.
     if limits.merge_policy is MergePolicy.KEEP_NEWEST or mine[0].currency != theirs[0].currency:

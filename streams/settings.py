@@ -82,8 +82,8 @@ class Settings(BaseSettings):
     merge_policy: MergePolicy = Field(
         default=MergePolicy.COMBINE,
         description="How a guest cart meets the customer's at login: combine (quantities "
-        "added up), higher_quantity, keep_customer, keep_newest. Part of the fold: a rebuild "
-        "uses it too.",
+        "added up), higher_quantity, keep_customer, keep_newest, keep_separate. Part of the "
+        "fold: a rebuild uses it too.",
     )
     shared_device_customers: int = Field(
         default=1,

@@ -11,9 +11,11 @@ began since:
   current name, price and provenance, as a guest session of its own;
 * the record is marked undone, so the same merge is never undone twice.
 
-Lines a policy dropped at the merge (``keep_customer``, ``keep_newest``)
-are not restored: the record says what they were, not their prices. Changes
-made after the merge stay with the customer, on top.
+Under ``keep_separate`` the guest's lines were set aside, not merged: they
+go back from ``set_aside``. Lines a policy dropped at the merge
+(``keep_customer``, ``keep_newest``) are not restored: the record says what
+they were, not their prices. Changes made after the merge stay with the
+customer, on top.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from schemas.session import CartLine, MergeRecord, Session
-from streams.fold import Reason, Rejected, with_cart
+from streams.fold import MergePolicy, Reason, Rejected, with_cart
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,8 @@ def split(session: Session, anonymous_id: str, at: datetime) -> Split | Rejected
         )
     cart: list[CartLine] = []
     returned: list[CartLine] = []
+    # A keep_separate merge left the cart alone and set the guest's lines aside.
+    separate = record.policy == MergePolicy.KEEP_SEPARATE.value
     merged = {line.sku: line for line in record.lines}
     for line in session.cart:
         m = merged.get(line.sku)
@@ -61,7 +65,7 @@ def split(session: Session, anonymous_id: str, at: datetime) -> Split | Rejected
             cart.append(line)
             continue
         added = max(0, m.quantity - m.customer_quantity)
-        if m.guest_quantity > 0 and m.quantity > 0:
+        if m.guest_quantity > 0 and m.quantity > 0 and not separate:
             returned.append(line.model_copy(update={"quantity": m.guest_quantity}))
         left = line.quantity - added
         if left > 0:
@@ -71,7 +75,13 @@ def split(session: Session, anonymous_id: str, at: datetime) -> Split | Rejected
     merges = list(session.merges)
     merges[index] = record.model_copy(update={"undone_at": at})
     ids = [a for a in session.anonymous_ids if a != anonymous_id]
-    customer = with_cart(session, cart).model_copy(update={"merges": merges, "anonymous_ids": ids})
+    # What a keep_separate merge set aside goes back to the guest.
+    theirs = {m.sku for m in record.lines if m.guest_quantity > 0} if separate else set()
+    returned.extend(line for line in session.set_aside if line.sku in theirs)
+    aside = [line for line in session.set_aside if line.sku not in theirs]
+    customer = with_cart(session, cart).model_copy(
+        update={"merges": merges, "anonymous_ids": ids, "set_aside": aside}
+    )
     return Split(customer, returned)
 
 

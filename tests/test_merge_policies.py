@@ -67,12 +67,33 @@ def merged(policy: MergePolicy, customer_first: bool = True) -> tuple[dict[str, 
         (MergePolicy.KEEP_NEWEST, False, {"A": 1, "B": 1}, 2),
         (MergePolicy.HIGHER_QUANTITY, True, {"A": 2, "B": 1, "C": 1}, 0),
         (MergePolicy.HIGHER_QUANTITY, False, {"A": 2, "B": 1, "C": 1}, 0),
+        (MergePolicy.KEEP_SEPARATE, True, {"A": 1, "B": 1}, 0),
+        (MergePolicy.KEEP_SEPARATE, False, {"A": 1, "B": 1}, 0),
     ],
 )
 def test_each_policy_keeps_what_it_says(
     policy: MergePolicy, customer_first: bool, cart: dict[str, int], dropped: int
 ) -> None:
     assert merged(policy, customer_first) == (cart, dropped)
+
+
+def test_keep_separate_sets_the_guest_lines_aside_until_the_customer_takes_them() -> None:
+    take = ev("cart.item_added", add("C", 1), customer=C, at=at(30), event_id="take-c")
+    recs: list[Record] = records([*login_after(customer_first=True), take])
+    state = MemoryState()
+    limits = Limits(merge_policy=MergePolicy.KEEP_SEPARATE)
+    login_plan = plan_batch(
+        recs[:-1], [decode(r.value) for r in recs[:-1]], state.snapshot(), limits
+    )
+    state.apply(login_plan)
+    session = state.sessions[C]
+    assert {ln.sku: ln.quantity for ln in session.set_aside} == {"A": 2, "C": 1}
+    assert session.subtotal == Decimal("20.00"), "set-aside lines are not in the cart"
+    assert login_plan.dropped_lines == [], "nothing is lost"
+    state.apply(plan_batch(recs[-1:], [decode(recs[-1].value)], state.snapshot(), limits))
+    session = state.sessions[C]
+    assert {ln.sku: ln.quantity for ln in session.cart} == {"A": 1, "B": 1, "C": 1}
+    assert [ln.sku for ln in session.set_aside] == ["A"], "C was taken over"
 
 
 @pytest.mark.parametrize("policy", list(MergePolicy))

@@ -90,6 +90,13 @@ def test_an_undo_gives_the_guest_its_lines_back_and_keeps_later_changes(
     assert record.undone_at.minute == 10
 
 
+def test_an_undo_of_a_keep_separate_merge_gives_back_the_lines_set_aside() -> None:
+    state = run([*merged_history(), undo()], MergePolicy.KEEP_SEPARATE)
+    assert cart(state, C) == {"A": 1, "B": 3}
+    assert state.sessions[C].set_aside == []
+    assert cart(state, G) == {"A": 2, "C": 1}
+
+
 def test_the_guests_later_events_are_its_own_again() -> None:
     later = ev("cart.item_added", add("D", 1), anon=G, channel="web", at=at(11), event_id="g3")
     state = run([*merged_history(), undo(), later])
