@@ -39,6 +39,7 @@ from streams.log_reset import fingerprint
 from streams.merge import merge_guest
 from streams.notifications import resumed
 from streams.shared_device import Links, is_shared, linked
+from streams.shared_device import erased as erased_name
 from streams.unmerge import split
 
 
@@ -188,6 +189,7 @@ def plan_batch(
         if erased is not None:
             if _is_login(event, aliases):
                 _unlink(plan, event, aliases)
+                _record_sign_in(plan, devices, event, erased_name(erased.erased_at_ms))
             plan.outcomes.append(
                 RecordOutcome(record, Kind.ERASED, event, detail="published before an erasure")
             )
@@ -276,15 +278,13 @@ def _merge(
     assert customer_id is not None
     assert anonymous_id is not None
     plan.read_keys.update((customer_id, anonymous_id))
-    at_ms = _ms(event)
     if _shared(event, devices, limits, signing_in=customer_id):
         # The guest session is the device's, not this customer's: it stays.
         guest = None
         plan.kept_apart["sign_in"] += 1
     else:
         guest = sessions.pop(anonymous_id, None)
-    devices[anonymous_id] = linked(devices.get(anonymous_id, {}), customer_id, at_ms)
-    plan.device_links.append((anonymous_id, customer_id, at_ms))
+    _record_sign_in(plan, devices, event, customer_id)
     base = sessions.get(customer_id) or _fresh(customer_id, customer_id, snapshot)
     merged = merge_guest(base, guest, customer_id, anonymous_id, limits, event.occurred_at)
     # The merge is a change of its own: it gets a version before the event is folded.
@@ -369,6 +369,17 @@ def _guarded_route(
         return key
     plan.kept_apart["guest_event"] += 1
     return anon
+
+
+def _record_sign_in(
+    plan: Plan, devices: dict[str, dict[str, int]], event: AnyEvent, customer: str
+) -> None:
+    """Count a sign-in on the event's device (under an erased customer's anonymous name
+    when the sign-in itself was erased)."""
+    assert event.anonymous_id is not None
+    at_ms = _ms(event)
+    devices[event.anonymous_id] = linked(devices.get(event.anonymous_id, {}), customer, at_ms)
+    plan.device_links.append((event.anonymous_id, customer, at_ms))
 
 
 def _shared(

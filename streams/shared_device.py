@@ -17,7 +17,10 @@ written by the commit). A device linked to more than
   whoever signed in last.
 
 Events that name a customer are never affected. Times are event times, so a
-replay decides as the live run did.
+replay decides as the live run did. An erasure keeps its customer's sign-ins
+under an anonymous name (:func:`erased`): the device stays as shared as it
+was, so a rebuild routes its guest activity as the live run did (and an event
+the erasure deleted from the device's session does not come back elsewhere).
 """
 
 from __future__ import annotations
@@ -29,6 +32,11 @@ Links = Mapping[str, int]
 
 # Sign-ins kept per device: enough for any window a deployment would choose.
 KEPT = 50
+
+
+def erased(erased_at_ms: int) -> str:
+    """The name an erased customer's sign-ins keep (``erase.lua`` writes the same)."""
+    return f"erased:{erased_at_ms}"
 
 
 def is_shared(

@@ -21,6 +21,7 @@ from streams.batch import Plan, Record, Snapshot, plan_batch
 from streams.decode import decode
 from streams.erasure import Erasure
 from streams.fold import Rejected
+from streams.shared_device import erased as erased_name
 from streams.shared_device import linked
 
 
@@ -97,10 +98,10 @@ class MemoryState:
 
     def erase(self, customer_id: str, ends: dict[str, int], at_ms: int = 1) -> Erasure:
         """Erase a customer as ``streams/lua/erase.lua`` does, linked guests found here."""
-        linked = set(self.links.get(customer_id, set()))
+        guests = set(self.links.get(customer_id, set()))
         if customer_id in self.sessions:
-            linked |= set(self.sessions[customer_id].anonymous_ids)
-        ids = [customer_id, *sorted(linked - {customer_id})]
+            guests |= set(self.sessions[customer_id].anonymous_ids)
+        ids = [customer_id, *sorted(guests - {customer_id})]
         upto = {tp: max(end, self.offsets.get(tp, -1) + 1) for tp, end in ends.items()}
         floors = {i: self.sessions[i].version for i in ids if i in self.sessions}
         erasure = Erasure(customer_id, tuple(ids), at_ms, upto, floors)
@@ -108,7 +109,9 @@ class MemoryState:
             self.erasures[i] = erasure
             self.sessions.pop(i, None)
             self.journeys.pop(i, None)
-            self.devices.get(i, {}).pop(customer_id, None)
+            signed = self.devices.get(i, {}).pop(customer_id, None)
+            if signed is not None:
+                self.devices[i] = linked(self.devices[i], erased_name(at_ms), signed)
             if self.aliases.get(i) in ids:
                 del self.aliases[i]
         self.links.pop(customer_id, None)

@@ -6,7 +6,8 @@ activity stays the device's instead of landing in the last customer's
 session, each decision counted; a personal device (one customer) merges as
 before; sign-ins older than the window do not count; a device session started
 after a merge never reuses a version; Redis (load and commit scripts) decides
-exactly as the in-memory model, batch by batch.
+exactly as the in-memory model, batch by batch, and an erasure keeps the
+erased customer's sign-in on the device nameless, as a replay counts it.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ import pytest
 from redis.asyncio import Redis
 
 from streams import devstack
+from streams.erasure import Erasure
 from streams.processor import BatchProcessor
-from streams.redis_state import RedisState
+from streams.redis_state import Erased, RedisState
 from streams.session_codec import decode
 from streams.shared_device import is_shared
 from tests.pure import MemoryState, add, ev, records
@@ -131,3 +133,11 @@ async def test_redis_decides_as_the_model_batch_by_batch(client: Redis) -> None:
     assert KIOSK in model.sessions, "the kiosk keeps a session of its own"
     links = await client.zrange("t:dv:{kiosk-7}", 0, -1)
     assert links == [b"c-1", b"c-2", b"c-3"]
+    # Erasing c-1 keeps its sign-in nameless (the kiosk stays as shared), as a replay.
+    linked_ids = await state.linked_ids("c-1")
+    done = await state.erase(Erasure("c-1", ("c-1", *sorted(linked_ids)), 42, {}, {}))
+    assert isinstance(done, Erased)
+    model.erase("c-1", {}, at_ms=42)
+    links = await client.zrange("t:dv:{kiosk-7}", 0, -1, withscores=True)
+    assert {m.decode(): int(s) for m, s in links} == model.devices[KIOSK]
+    assert "erased:42" in model.devices[KIOSK]

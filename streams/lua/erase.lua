@@ -57,8 +57,14 @@ for _, k in ipairs(ids) do
   redis.call('SET', prefix .. ':x:{' .. k .. '}', erasure)
   redis.call('SADD', prefix .. ':xs', k)
   sessions = sessions + redis.call('DEL', skey(k))
-  -- The customer's sign-ins on its devices go too (the shared-device guard).
-  redis.call('ZREM', prefix .. ':dv:{' .. k .. '}', ids[1])
+  -- The customer's sign-ins on its devices lose its name but still count for the
+  -- shared-device guard, as a replay counts the erased sign-in (shared_device.py).
+  local dv = prefix .. ':dv:{' .. k .. '}'
+  local signed = redis.call('ZSCORE', dv, ids[1])
+  if signed then
+    redis.call('ZREM', dv, ids[1])
+    redis.call('ZADD', dv, 'GT', signed, 'erased:' .. string.format('%d', record.erased_at_ms))
+  end
   -- The journey and a pending abandonment timer are the customer's data too.
   redis.call('DEL', prefix .. ':j:{' .. k .. '}')
   redis.call('ZREM', prefix .. ':ab', k)
