@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PIP_QUIET := --quiet --disable-pip-version-check
 
-.PHONY: run test lint unit e2e bench schemas setup system-deps clean help test-faults
+.PHONY: run test test-clock lint unit e2e bench schemas setup system-deps clean help test-faults lock
 
 help:
 	@echo "make run    - set up and run the whole stack on loopback with simulated traffic"
@@ -15,21 +15,37 @@ help:
 	@echo "make test-faults - the fault suite, long versions (FAULT_SCALE=long)"
 	@echo "make bench  - the worker against a ceiling, an empty Faust agent and a naive agent"
 	@echo "make schemas - re-export JSON Schema files from the models"
+	@echo "make lock   - move uv.lock to the newest versions pyproject.toml allows"
 
 setup: $(STAMP) system-deps
 
-$(STAMP): pyproject.toml
+# Every install comes from uv.lock: the same versions on every machine and day.
+# uv itself is locked too (a dev dependency); the first install bootstraps that
+# version with pip, then `uv sync --frozen` makes .venv match the lock exactly
+# (uv included, so a lock that moves uv forward moves the installed one too).
+UV_VERSION = $(shell sed -n '/^name = "uv"$$/{n;s/^version = "\(.*\)"$$/\1/p;q;}' uv.lock)
+
+$(STAMP): pyproject.toml uv.lock
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install $(PIP_QUIET) --upgrade pip
-	$(BIN)/pip install $(PIP_QUIET) -e '.[dev]'
+	@[ -x $(BIN)/uv ] || { \
+	  [ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV); \
+	  echo "installing uv $(UV_VERSION) into $(VENV)"; \
+	  $(BIN)/python -m pip install $(PIP_QUIET) "uv==$(UV_VERSION)"; }
+	$(BIN)/uv sync --frozen --extra dev --python $(BIN)/python --quiet
 	@touch $(STAMP)
+
+# Move the lock forward to the newest versions pyproject.toml allows, then show
+# what changed; `make test` afterwards says whether they still pass.
+lock: $(STAMP)
+	$(BIN)/uv lock --upgrade
+	@git --no-pager diff --stat -- uv.lock || true
 
 # Debian packages, each only when its command is missing (root or sudo needed only
 # then): redis-server for the test Redis, promtool (package prometheus) to check
 # the alert rules and the /metrics output, chromium for the demo page's browser test
-# (Playwright drives it; it never downloads a browser of its own).
-SYSTEM_DEPS := redis-server:redis-server promtool:prometheus chromium:chromium
+# (Playwright drives it; it never downloads a browser of its own), faketime for the
+# clock-shifted run of `make test`.
+SYSTEM_DEPS := redis-server:redis-server promtool:prometheus chromium:chromium faketime:faketime
 
 system-deps:
 	@missing=""; for dep in $(SYSTEM_DEPS); do \
@@ -46,6 +62,7 @@ run: setup
 	$(BIN)/continuity dev
 
 lint: $(STAMP)
+	$(BIN)/uv lock --check --quiet || { echo "uv.lock does not match pyproject.toml: run make lock"; exit 1; }
 	$(BIN)/ruff check streams schemas tests bench
 	$(BIN)/ruff format --check streams schemas tests bench
 	$(BIN)/mypy
@@ -58,6 +75,13 @@ e2e: setup
 
 test: setup lint
 	$(BIN)/pytest -q
+	@$(MAKE) --no-print-directory test-clock
+
+# The tests whose processes compare event times with a clock (marker `clock`),
+# again with every clock 1,100 days ahead (libfaketime; Redis keeps real time and
+# the broker is a static binary): proof that no test or code path is a date bomb.
+test-clock: setup
+	faketime -f '+1100d' $(BIN)/pytest -q -m clock
 
 # The fault suite's and the SSE load test's long versions; prints the fault table.
 test-faults: setup

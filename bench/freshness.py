@@ -239,7 +239,7 @@ async def _notices(url: str, pattern: str, into: dict[str, list[tuple[int, float
             if body.get("version") is not None and body.get("key") in into:
                 into[body["key"]].append((int(body["version"]), time.time()))
     finally:
-        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await pubsub.aclose()
         await redis.aclose()
 
 

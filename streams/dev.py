@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import shutil
 import signal
 import sys
@@ -25,6 +26,9 @@ from urllib.parse import urlencode
 import orjson
 from aiokafka import AIOKafkaConsumer
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from schemas.topics import CART_EVENTS, DEAD_LETTERS, NOTIFICATIONS
 from streams import devstack
@@ -59,10 +63,19 @@ _BAD_EVENTS: tuple[bytes, ...] = (
 
 
 def run(state_dir: Path, workers: int, demo: bool, rate: float, seed: int) -> int:
-    """Start broker, Redis and workers; run the demo and the live view until Ctrl-C."""
+    """Start broker, Redis and workers; run the demo and the live view until Ctrl-C.
+
+    Returns 0 when stopped by SIGINT or SIGTERM, 1 when a process it cannot
+    restart (the broker, Redis) died on its own.
+    """
     logs = state_dir / "logs"
     children: list[devstack.Child] = []
-    signal.signal(signal.SIGTERM, _interrupt)
+    # Installed explicitly, SIGINT included: a process started with SIGINT ignored
+    # (a background job of a non-interactive shell, some CI runners) would otherwise
+    # keep ignoring it, and Ctrl-C or ``kill -INT`` would never stop the stack.
+    for sig in _STOP_SIGNALS:
+        signal.signal(sig, _interrupt)
+    code = 0
     try:
         print(f"continuity dev: starting the embedded stack (logs in {logs}/)", flush=True)
         broker = devstack.start_broker(logs)
@@ -118,10 +131,13 @@ def run(state_dir: Path, workers: int, demo: bool, rate: float, seed: int) -> in
         }
         (state_dir / DEV_FILE).write_text(json.dumps(info, indent=2) + "\n")
         _banner(info, state_dir, demo, secret, _demo_shopper(seed))
-        asyncio.run(_live(settings, children, demo, rate, seed))
+        code = asyncio.run(_live(settings, children, demo, rate, seed))
     except KeyboardInterrupt:
         print("\ncontinuity dev: stopping", flush=True)
     finally:
+        # A second Ctrl-C must not cut the clean-up short and leave children behind.
+        for sig in _STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
         for child in reversed(children):
             child.stop()
         with contextlib.suppress(FileNotFoundError):
@@ -129,7 +145,18 @@ def run(state_dir: Path, workers: int, demo: bool, rate: float, seed: int) -> in
         with contextlib.suppress(FileNotFoundError):
             (state_dir / DEV_SECRET_FILE).unlink()
     print("continuity dev: every process stopped", flush=True)
-    return 0
+    return code
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# A terminal's Ctrl-C reaches the whole process group at once, so the broker and
+# Redis may die a moment before the signal is handled here: a watcher failing
+# within this many seconds of a stop signal is part of the stop, not an error.
+_STOP_GRACE = 2.0
+
+
+class _Stopped(Exception):
+    """A process the stack cannot do without died on its own."""
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -198,7 +225,12 @@ def demo_url(gateway: str, customer: str, token: str, pos: str, service: str) ->
 
 async def _live(
     settings: Settings, children: list[devstack.Child], demo: bool, rate: float, seed: int
-) -> None:
+) -> int:
+    """Run the watchers and the demo until a stop signal (0) or a fatal child death (1)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in _STOP_SIGNALS:
+        loop.add_signal_handler(sig, stop.set)
     redis = Redis.from_url(settings.redis_dsn())
     state = RedisState(redis, settings.redis_prefix)
     kafka = kafka_client_kwargs(settings)
@@ -210,15 +242,33 @@ async def _live(
     ]
     if demo:
         tasks.append(asyncio.create_task(_demo(settings.kafka_bootstrap, kafka, state, rate, seed)))
+    stopping = asyncio.create_task(stop.wait())
     try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        for t in done:
-            t.result()
+        done, _ = await asyncio.wait([*tasks, stopping], return_when=asyncio.FIRST_COMPLETED)
+        if not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), _STOP_GRACE)
+        if stop.is_set():
+            # The broker may be gone already (Ctrl-C reached it too): the Kafka
+            # clients' reconnect complaints would only bury the line below.
+            logging.getLogger("aiokafka").setLevel(logging.CRITICAL + 1)
+            print("\ncontinuity dev: stopping", flush=True)
+            return 0
+        failed = next(t for t in done if t is not stopping)
+        exc = failed.exception()
+        if isinstance(exc, _Stopped):
+            print(f"continuity dev: {exc}; stopping", file=sys.stderr, flush=True)
+            return 1
+        if exc is not None:
+            raise exc
+        return 0
     finally:
-        for t in tasks:
+        for t in [*tasks, stopping]:
             t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await redis.aclose()
+        # Bounded: a library that swallows a cancellation must not hold the stop up.
+        await asyncio.wait([*tasks, stopping], timeout=5.0)
+        with contextlib.suppress(RedisError, OSError):
+            await redis.aclose()
 
 
 async def _demo(
@@ -249,7 +299,7 @@ async def _wait_for_worker(pub: Publisher, state: RedisState) -> None:
                 "type": "browse.search",
                 "channel": "web",
                 "customer_id": probe,
-                "occurred_at": "2026-11-24T09:00:00Z",
+                "occurred_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 "payload": {"query": "ready?"},
             }
         )
@@ -265,33 +315,52 @@ async def _wait_for_worker(pub: Publisher, state: RedisState) -> None:
 
 
 async def _watch(state: RedisState) -> None:
-    """Print one line per committed session version: carts moving between channels."""
+    """Print one line per committed session version: carts moving between channels.
+
+    Survives Redis going away: whether that ends the stack is ``_watch_children``'s
+    call (Redis died) or the user's (Ctrl-C reached Redis first).
+    """
+    while True:
+        try:
+            await _print_commits(state)
+        except (RedisConnectionError, RedisTimeoutError, OSError):
+            await asyncio.sleep(1.0)
+
+
+async def _print_commits(state: RedisState) -> None:
     pubsub = state.redis.pubsub()
-    await pubsub.psubscribe(f"{state.prefix}:u:*")
-    async for message in pubsub.listen():
-        if message["type"] != "pmessage":
-            continue
-        notice = orjson.loads(message["data"])
-        if notice.get("merged_into"):
+    try:
+        await pubsub.psubscribe(f"{state.prefix}:u:*")
+        async for message in pubsub.listen():
+            if message["type"] != "pmessage":
+                continue
+            notice = orjson.loads(message["data"])
+            if notice.get("merged_into"):
+                print(
+                    f"{_now()}  {notice['key']:<24} guest session merged into "
+                    f"{notice['merged_into']}",
+                    flush=True,
+                )
+                continue
+            session = await state.get(notice["key"])
+            if session is None or session.version != notice["version"]:
+                continue  # a newer version is already on its way
+            cart = (
+                ", ".join(f"{ln.quantity}x {ln.name or ln.sku}" for ln in session.cart) or "empty"
+            )
+            path = " > ".join(c.value for c in session.channels)
+            checkout: str = session.checkout.status
+            if session.checkout.order_id and checkout == "completed":
+                checkout += f" {session.checkout.order_id}"
             print(
-                f"{_now()}  {notice['key']:<24} guest session merged into {notice['merged_into']}",
+                f"{_now()}  {session.key:<24} v{session.version:<3} "
+                f"[{path}] last={session.last_channel}  cart: {cart} = {session.subtotal} "
+                f"{session.currency or ''}  checkout: {checkout}",
                 flush=True,
             )
-            continue
-        session = await state.get(notice["key"])
-        if session is None or session.version != notice["version"]:
-            continue  # a newer version is already on its way
-        cart = ", ".join(f"{ln.quantity}x {ln.name or ln.sku}" for ln in session.cart) or "empty"
-        path = " > ".join(c.value for c in session.channels)
-        checkout: str = session.checkout.status
-        if session.checkout.order_id and checkout == "completed":
-            checkout += f" {session.checkout.order_id}"
-        print(
-            f"{_now()}  {session.key:<24} v{session.version:<3} "
-            f"[{path}] last={session.last_channel}  cart: {cart} = {session.subtotal} "
-            f"{session.currency or ''}  checkout: {checkout}",
-            flush=True,
-        )
+    finally:
+        with contextlib.suppress(RedisError, OSError):
+            await pubsub.aclose()
 
 
 async def _watch_dead_letters(bootstrap: str, kafka: Mapping[str, Any]) -> None:
@@ -365,7 +434,7 @@ async def _watch_children(children: list[devstack.Child]) -> None:
             # Workers and the gateway hold no state of their own: restart them.
             restartable = child.name.startswith(("worker", "gateway"))
             if not restartable or child.proc.returncode == EXIT_CONFIG:
-                raise SystemExit(1)
+                raise _Stopped(f"{child.name} exited with {child.proc.returncode}")
             children[i] = child.restart()
             print(f"continuity dev: {child.name} restarted", file=sys.stderr, flush=True)
         await asyncio.sleep(1.0)

@@ -32,6 +32,7 @@ from streams.gateway.auth import Role, issue
 from streams.publish import Publisher, prepare_dict
 from streams.redis_state import RedisState
 from streams.topics_admin import ensure_topics
+from tests.clock import at as clock_at
 from tests.fault_report import pytest_terminal_summary  # noqa: F401  (the fault table hook)
 
 PARTITIONS = 4
@@ -184,7 +185,7 @@ def event(
     customer: str | None = None,
     anon: str | None = None,
     channel: str = "web",
-    at: str = "2026-11-24T10:00:00Z",
+    at: str | None = None,
     event_id: str | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
@@ -192,7 +193,7 @@ def event(
     ev: dict[str, Any] = {
         "event_id": event_id or uuid.uuid4().hex,
         "type": type_,
-        "occurred_at": at,
+        "occurred_at": at or clock_at(),
         "channel": channel,
         "payload": payload or {},
         **extra,

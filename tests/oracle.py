@@ -21,6 +21,7 @@ from streams.batch import Record, Snapshot, plan_batch
 from streams.decode import decode
 from streams.redis_state import RedisState
 from streams.session_codec import json_of
+from tests.clock import at as clock_at
 
 SKUS = ("A-1", "B-2", "C-3", "D-4", "E-5")
 
@@ -36,7 +37,7 @@ def cart_workload(
         evs: list[dict[str, Any]] = []
         in_cart: set[str] = set()
         for i in range(per_customer):
-            at = f"2026-11-24T10:{i // 60:02d}:{i % 60:02d}Z"
+            at = clock_at(seconds=i)
             base = {
                 "event_id": f"{cid}-{i}",
                 "occurred_at": at,

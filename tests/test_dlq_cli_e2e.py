@@ -32,7 +32,8 @@ from streams.publish import Publisher
 from tests.conftest import added, applied_through, event, publish, read_topic, wait_until
 from tests.private_stack import PrivateStack, private_stack
 
-pytestmark = pytest.mark.e2e
+# clock: event times meet the worker's clock (journey pruning, abandonment timers).
+pytestmark = [pytest.mark.e2e, pytest.mark.clock]
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ import pytest
 
 from streams.publish import Publisher
 from streams.redis_state import RedisState
+from tests.clock import at as clock_at
 from tests.conftest import added, event, publish, wait_until, wait_version
 
 pytestmark = pytest.mark.e2e
@@ -37,7 +38,7 @@ async def test_cart_moves_from_mobile_to_desktop_to_store(
                 customer=c,
                 channel="mobile_app",
                 device_id="phone-1",
-                at="2026-11-24T10:00:00Z",
+                at=clock_at(0),
             ),
         ],
     )
@@ -53,7 +54,7 @@ async def test_cart_moves_from_mobile_to_desktop_to_store(
                 customer=c,
                 channel="web",
                 device_id="laptop-1",
-                at="2026-11-24T10:05:00Z",
+                at=clock_at(5),
             ),
         ],
     )
@@ -70,7 +71,7 @@ async def test_cart_moves_from_mobile_to_desktop_to_store(
                 customer=c,
                 channel="pos",
                 store_id="store-12",
-                at="2026-11-24T11:00:00Z",
+                at=clock_at(60),
             ),
             event(
                 "checkout.completed",
@@ -78,7 +79,7 @@ async def test_cart_moves_from_mobile_to_desktop_to_store(
                 customer=c,
                 channel="pos",
                 store_id="store-12",
-                at="2026-11-24T11:02:00Z",
+                at=clock_at(62),
             ),
         ],
     )
@@ -169,8 +170,8 @@ async def test_item_added_while_checkout_completes_stays_in_new_cart(
     await publish(
         publisher,
         [
-            event("cart.item_added", added("A-1", 2), customer=c, at="2026-11-24T10:00:00Z"),
-            event("checkout.started", customer=c, at="2026-11-24T10:01:00Z"),
+            event("cart.item_added", added("A-1", 2), customer=c, at=clock_at(0)),
+            event("checkout.started", customer=c, at=clock_at(1)),
         ],
     )
     await wait_version(shared_worker, c, 2)
@@ -183,16 +184,14 @@ async def test_item_added_while_checkout_completes_stays_in_new_cart(
                     added("B-1", 1),
                     customer=c,
                     channel="mobile_app",
-                    at="2026-11-24T10:02:00Z",
+                    at=clock_at(2),
                 ),
             ],
         ),
         publish(
             publisher,
             [
-                event(
-                    "checkout.completed", {"order_id": "o-1"}, customer=c, at="2026-11-24T10:03:00Z"
-                ),
+                event("checkout.completed", {"order_id": "o-1"}, customer=c, at=clock_at(3)),
             ],
         ),
     )

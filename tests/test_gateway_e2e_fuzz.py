@@ -60,6 +60,7 @@ from streams.gateway.app import create_app
 from streams.gateway.auth import TokenError, verify
 from streams.redis_state import RedisState
 from streams.settings import Settings
+from tests.clock import at as clock_at
 from tests.conftest import (
     GATEWAY_SECRET,
     Gateway,
@@ -771,7 +772,7 @@ json_values = st.recursive(
     ),
     max_leaves=12,
 )
-NOW = "2026-11-24T10:00:00Z"
+NOW = clock_at()
 TYPES: dict[str, Callable[[st.DrawFn], dict[str, Any]]] = {
     "cart.item_added": lambda d: {
         "sku": d(st.sampled_from(["FZ-1", "fz.2", "bad sku", "{x}"])),

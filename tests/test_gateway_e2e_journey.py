@@ -22,7 +22,8 @@ import pytest
 
 from tests.conftest import Gateway, added, bearer, event, post_events, read_session
 
-pytestmark = pytest.mark.e2e
+# clock: event times meet the worker's clock (journey pruning, abandonment timers).
+pytestmark = [pytest.mark.e2e, pytest.mark.clock]
 
 
 def _at(seconds_ago: int) -> str:

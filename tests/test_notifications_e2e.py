@@ -22,6 +22,7 @@ import pytest
 
 from schemas.topics import NOTIFICATIONS
 from streams.publish import Publisher
+from tests.clock import at as clock_at
 from tests.conftest import (
     added,
     applied_through,
@@ -32,7 +33,8 @@ from tests.conftest import (
 )
 from tests.private_stack import PrivateStack, private_stack
 
-pytestmark = pytest.mark.e2e
+# clock: event times meet the worker's clock (journey pruning, abandonment timers).
+pytestmark = [pytest.mark.e2e, pytest.mark.clock]
 
 FAST = {"CONTINUITY_ABANDON_AFTER": "8", "CONTINUITY_ABANDON_SWEEP_INTERVAL": "0.5"}
 
@@ -164,7 +166,7 @@ async def test_a_cart_picked_up_on_another_channel_is_announced_and_journeyed(
     ]
     # One at a time: events on different topics have no order between them.
     for minute, step in enumerate(steps):
-        step["occurred_at"] = f"2026-11-24T10:{minute:02d}:00Z"
+        step["occurred_at"] = clock_at(minute)
         await applied_through(st.state, await publish(publisher, [step]))
     notes = await wait_until(lambda: notes_for(st, {customer, guest}), timeout=30)
     assert [(n["type"], n["from_channel"], n["to_channel"]) for n in notes] == [

@@ -216,7 +216,7 @@ class Fanout:
                 self._pubsub = None
                 self._fail_acks()
                 with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, self._max_backoff)
 
