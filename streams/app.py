@@ -12,6 +12,11 @@ holds its result, and stopping at a rebalance (the rest is fetched again by
 the partition's owner). Kafka offsets are only a hint: the applied offsets
 stored with the states in Redis decide what is skipped on redelivery.
 
+Redis's applied offsets, not Kafka's committed ones, decide where folding
+goes on: a partition on which Redis has rolled back (a failover to a lagging
+replica, a restore) is found on its next batch or by a timer, and folded
+again from Redis's position (``streams/positions.py``, ``streams/rewind.py``).
+
 Before the first batch of a newly assigned partition, ``ResetGuard`` checks
 that the partition's log is still the one Redis applied (a broker that lost
 its data starts again at offset 0: ``streams/log_reset.py``). With a metrics
@@ -36,23 +41,26 @@ from typing import Any
 
 import faust
 from faust.types import TP
-from redis.asyncio import Redis
 
 from schemas.topics import DEAD_LETTERS, NOTIFICATIONS, SOURCE_TOPICS
 from streams.batch import Record, RecordOutcome
 from streams.batch_delivery import Fetched, batch_topic
 from streams.dlq import dead_letter, replayed_from
+from streams.erase import restore_lost_erasures
 from streams.gauges import GaugeRefresher
 from streams.health import health_app, serve
 from streams.kafka_security import faust_broker_credentials, kafka_client_kwargs
-from streams.kafka_transport import transport_class
+from streams.kafka_transport import Positioned, transport_class
 from streams.logs import batch_fields
 from streams.outbox import Outbox
+from streams.positions import Floors
 from streams.processor import BatchProcessor
 from streams.readiness import Readiness
+from streams.redis_client import connect, transient
 from streams.redis_state import RedisState
 from streams.relay import run_relay
 from streams.reset_guard import ResetGuard
+from streams.rewind import Rewinder
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -63,14 +71,19 @@ def broker_urls(bootstrap: str) -> list[str]:
     return [f"kafka://{h.strip()}" for h in bootstrap.split(",") if h.strip()]
 
 
-def base_app(settings: Settings, max_poll_records: int | None = None) -> tuple[faust.App, Any]:
+def base_app(
+    settings: Settings,
+    max_poll_records: int | None = None,
+    positioned: Positioned | None = None,
+) -> tuple[faust.App, Any]:
     """The worker's Faust app and its source topic (the three event topics), with no agent.
 
     Shared with the benchmark's Faust variants, so they differ from the worker
     only in what their agent does with the events (and, for the worker, how
     many records one fetch returns at most: ``max_poll_records``, Faust's
-    unbounded default when None). Faust hands the broker credentials to its
-    consumer and producer alike.
+    unbounded default when None, and who is told the committed offsets of
+    each assignment: ``positioned``). Faust hands the broker credentials to
+    its consumer and producer alike.
     """
     app = faust.App(
         settings.app_id,
@@ -92,25 +105,29 @@ def base_app(settings: Settings, max_poll_records: int | None = None) -> tuple[f
     )
     # Before anything touches app.transport (app.topic does): Faust has no setting
     # for the consumer's fetch wait, and the default 1.5 s is latency on some brokers.
-    app.transport = transport_class(settings.fetch_max_wait_ms)(app.conf.broker_consumer, app)
+    transport = transport_class(settings.fetch_max_wait_ms, positioned)
+    app.transport = transport(app.conf.broker_consumer, app)
     return app, app.topic(*SOURCE_TOPICS, key_type=bytes, value_type=bytes)
 
 
 def create_app(settings: Settings) -> faust.App:
     """Build the Faust app with its folding agent, configured from ``settings``."""
+    # What each owned partition is known to have applied (streams/positions.py).
+    floors = Floors()
     # A fetch is handed to the agent whole: one fetch, one batch of at most batch_max.
-    app, _ = base_app(settings, max_poll_records=settings.batch_max)
+    app, _ = base_app(settings, max_poll_records=settings.batch_max, positioned=floors.assigned)
     source = batch_topic(app, *SOURCE_TOPICS)
     # The log probe's own consumer connects like Faust's (TLS, SASL).
     kafka = kafka_client_kwargs(settings)
     # The agent opens Redis on the worker's loop; the gauge timer borrows it.
     states: list[RedisState] = []
     guards: list[ResetGuard] = []
+    rewinders: list[Rewinder] = []
     gauges = GaugeRefresher()
     readiness = Readiness(retry_budget=settings.redis_retry_budget)
 
     async def fold_sessions(stream: Any) -> None:
-        redis = Redis.from_url(
+        redis = connect(
             settings.redis_dsn(),
             socket_timeout=5,
             socket_connect_timeout=5,
@@ -121,7 +138,21 @@ def create_app(settings: Settings) -> faust.App:
         guard = ResetGuard.for_bootstrap(
             state, settings.kafka_bootstrap, settings.retry_max_delay, kafka
         )
+        guard.on_reset = floors.forget
         guards.append(guard)
+
+        async def seek(tp: str, offset: int) -> None:
+            topic, _, partition = tp.rpartition(":")
+            try:
+                await app.consumer.seek(TP(topic, int(partition)), offset)
+            except Exception as exc:  # revoked meanwhile: its new owner checks it
+                log.warning("could not seek %s to %d (%r)", tp, offset, exc)
+
+        async def restore_erasures() -> int:
+            return await restore_lost_erasures(state, settings.kafka_bootstrap, kafka)
+
+        rewinder = Rewinder(floors, seek, restore_erasures, settings.retry_max_delay)
+        rewinders.append(rewinder)
         processor = BatchProcessor(
             state,
             _dead_letter_sink(app, settings.retry_max_delay),
@@ -129,14 +160,20 @@ def create_app(settings: Settings) -> faust.App:
             retry_max_delay=settings.retry_max_delay,
             guard=guard.check,
             readiness=readiness,
+            floors=floors,
+            rewind=rewinder,
         )
         try:
             # noack: nothing is acked but what ``fetched.ack`` acks after Redis holds it.
             fetched: Fetched
             async for fetched in stream.noack():
-                for chunk in fetched.chunks(settings.batch_max):
+                for whole in fetched.chunks(settings.batch_max):
                     if not fetched.current():
                         break  # a rebalance: the rest may belong to another worker now
+                    # Less the partitions rewound since the fetch (a Redis rollback).
+                    chunk = fetched.positioned(whole)
+                    if not chunk:
+                        continue
                     records = [_record(m) for m in chunk]
                     try:
                         await processor.process(records)
@@ -151,10 +188,13 @@ def create_app(settings: Settings) -> faust.App:
                             extra=batch_fields(records),
                         )
                         os._exit(70)
-                    fetched.ack(chunk)
+                    # Not what the rewinder sought back during the batch: that is
+                    # fetched again and acked when it is folded.
+                    fetched.ack(fetched.positioned(chunk))
         finally:
             states.remove(state)
             guards.remove(guard)
+            rewinders.remove(rewinder)
             await redis.aclose()
 
     async def refresh_gauges() -> None:
@@ -174,8 +214,26 @@ def create_app(settings: Settings) -> faust.App:
             guard.revoked(revoked)
         readiness.on_revoked()
 
+    async def check_positions() -> None:
+        if not states or not rewinders:
+            return
+        tps = [
+            f"{tp.topic}:{tp.partition}"
+            for tp in app.consumer.assignment()
+            if tp.topic in SOURCE_TOPICS
+        ]
+        try:
+            await rewinders[0].check(states[0], tps)
+        except Exception as exc:
+            if not transient(exc):  # an outage is the batch path's to report
+                log.exception("position check failed")
+
     def on_assigned(sender: Any, /, *partitions: Any, **_: Any) -> None:
         assigned = [(tp.topic, tp.partition) for tp in partitions[0]]
+        names = {f"{t}:{p}" for t, p in assigned}
+        # Floors of partitions kept stay (they only rise, and Redis only rises
+        # with them); those that left go with their owner.
+        floors.revoked(tp for tp in floors.all() if tp not in names)
         gauges.assigned(assigned)
         # Partitions kept across a rebalance are verified again too: cheap, and
         # a rebalance is exactly when a reset broker makes itself known.
@@ -186,13 +244,13 @@ def create_app(settings: Settings) -> faust.App:
     runners: list[Any] = []  # keeps the HTTP server referenced for the process's life
 
     async def serve_health() -> None:
-        redis = Redis.from_url(settings.redis_dsn(), socket_timeout=2, socket_connect_timeout=2)
+        redis = connect(settings.redis_dsn(), socket_timeout=2, socket_connect_timeout=2)
         app_ = health_app(readiness, redis)
         runners.append(await serve(app_, settings.metrics_host, settings.metrics_port))
 
     async def relay_notifications() -> None:
         # Its own connection: the relay blocks on XREADGROUP between rounds.
-        redis = Redis.from_url(settings.redis_dsn(), socket_timeout=10, socket_connect_timeout=5)
+        redis = connect(settings.redis_dsn(), socket_timeout=10, socket_connect_timeout=5)
         consumer = f"{socket.gethostname()}-{os.getpid()}"
         outbox = Outbox(redis, settings.redis_prefix, consumer)
 
@@ -207,6 +265,7 @@ def create_app(settings: Settings) -> faust.App:
     app.agent(source, name="fold_sessions", concurrency=1)(fold_sessions)
     app.task(relay_notifications)
     app.timer(interval=settings.metrics_interval, name="refresh_gauges")(refresh_gauges)
+    app.timer(interval=settings.position_check_interval, name="check_positions")(check_positions)
     app.on_partitions_revoked.connect(on_revoked)
     app.on_partitions_assigned.connect(on_assigned)
     if settings.metrics_port:

@@ -76,12 +76,15 @@ def batch_channel(channels: Iterable[Any] | None) -> BatchTopic | None:
 class Fetched:
     """The records of one fetch for one agent, oldest first within each partition."""
 
-    __slots__ = ("app", "generation_id", "messages")
+    __slots__ = ("app", "generation_id", "messages", "seeks")
 
-    def __init__(self, app: faust.App, messages: list[Message], generation_id: int) -> None:
+    def __init__(
+        self, app: faust.App, messages: list[Message], generation_id: int, seeks: int = 0
+    ) -> None:
         self.app = app
         self.messages = messages
         self.generation_id = generation_id
+        self.seeks = seeks  # the consumer's seek count when the fetch returned
 
     def event(self) -> EventT[Any]:
         """The Faust event that carries this fetch through the batch topic's queue.
@@ -105,6 +108,18 @@ class Fetched:
         """
         app = self.app
         return app.flow_control.is_active() and self.generation_id == app.consumer_generation_id
+
+    def positioned(self, messages: Sequence[Message]) -> list[Message]:
+        """``messages`` less those of partitions sought since this fetch (a rewind).
+
+        After a rewind the partition is fetched again from Redis's position; its
+        records in this fetch are from the old one and are neither folded nor acked.
+        """
+        before = getattr(self.app.consumer, "fetched_before_seek", None)
+        if before is None:
+            return list(messages)
+        stale = {m.tp for m in messages if before(m.tp, self.seeks)}
+        return [m for m in messages if m.tp not in stale] if stale else list(messages)
 
     def ack(self, messages: Iterable[Message]) -> None:
         """Mark ``messages`` processed: Faust may now commit offsets up to them."""

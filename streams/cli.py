@@ -115,8 +115,7 @@ def _say(json_logs: bool, message: str, level: int = logging.INFO) -> None:
 
 
 def cmd_session_show(args: argparse.Namespace) -> int:
-    from redis.asyncio import Redis
-
+    from streams.redis_client import connect
     from streams.redis_state import RedisState
 
     if args.as_of is not None:
@@ -124,7 +123,7 @@ def cmd_session_show(args: argparse.Namespace) -> int:
     settings = load_settings()
 
     async def show() -> dict[str, object] | None:
-        redis = Redis.from_url(settings.redis_dsn())
+        redis = connect(settings.redis_dsn())
         try:
             session = await RedisState(redis, settings.redis_prefix).get(args.id)
         finally:
@@ -145,11 +144,11 @@ def _session_show_as_of(args: argparse.Namespace) -> int:
 
     from aiokafka.errors import KafkaError
     from pydantic import TypeAdapter, ValidationError
-    from redis.asyncio import Redis
     from redis.exceptions import RedisError
 
     from schemas.events import Id
     from streams.kafka_security import kafka_client_kwargs
+    from streams.redis_client import connect
     from streams.redis_state import RedisState
     from streams.time_travel import BadMoment, iso_ms, parse_moment
     from streams.time_travel_io import ReadProgress, TimeTravel, TimeTravelError, session_as_of
@@ -178,7 +177,7 @@ def _session_show_as_of(args: argparse.Namespace) -> int:
         print(f"  {p.line()}", file=sys.stderr, flush=True)
 
     async def refold() -> TimeTravel:
-        redis = Redis.from_url(settings.redis_dsn(), socket_timeout=30)
+        redis = connect(settings.redis_dsn(), socket_timeout=30)
         try:
             return await session_as_of(
                 settings.kafka_bootstrap,
@@ -303,12 +302,11 @@ def cmd_offsets_rewind(args: argparse.Namespace) -> int:
 def cmd_rebuild(args: argparse.Namespace) -> int:
     import time
 
-    from redis.asyncio import Redis
-
     from schemas.topics import SOURCE_TOPICS
     from streams.kafka_security import kafka_client_kwargs
     from streams.offsets_admin import ensure_group_empty
     from streams.rebuild import Progress, rebuild, wipe
+    from streams.redis_client import connect
     from streams.redis_state import RedisState
     from streams.topics_admin import ensure_topics
 
@@ -329,7 +327,7 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
         layout = await ensure_topics(
             settings.kafka_bootstrap, settings.topic_partitions, kafka=kafka
         )
-        redis = Redis.from_url(settings.redis_dsn(), socket_timeout=30)
+        redis = connect(settings.redis_dsn(), socket_timeout=30)
         try:
             if args.into_live:
                 group = args.group or settings.app_id
@@ -374,11 +372,11 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
 
 def cmd_erase(args: argparse.Namespace) -> int:
     from pydantic import TypeAdapter, ValidationError
-    from redis.asyncio import Redis
 
     from schemas.events import Id
     from streams.erase import EraseError, erase_customer, report
     from streams.kafka_security import kafka_client_kwargs
+    from streams.redis_client import connect
     from streams.redis_state import Erased, RedisState
 
     try:
@@ -389,7 +387,7 @@ def cmd_erase(args: argparse.Namespace) -> int:
     settings = load_settings()
 
     async def run() -> Erased:
-        redis = Redis.from_url(settings.redis_dsn(), socket_timeout=30)
+        redis = connect(settings.redis_dsn(), socket_timeout=30)
         try:
             return await erase_customer(
                 RedisState(redis, settings.redis_prefix),
@@ -413,10 +411,10 @@ def cmd_erase(args: argparse.Namespace) -> int:
 
 def cmd_unmerge(args: argparse.Namespace) -> int:
     from pydantic import TypeAdapter, ValidationError
-    from redis.asyncio import Redis
 
     from schemas.events import Channel, Id
     from streams.kafka_security import kafka_client_kwargs
+    from streams.redis_client import connect
     from streams.unmerge_cmd import Outcome, unmerge, unmerge_event
 
     try:
@@ -433,7 +431,7 @@ def cmd_unmerge(args: argparse.Namespace) -> int:
     event = unmerge_event(customer, guest, channel)
 
     async def run() -> Outcome:
-        redis = Redis.from_url(settings.redis_dsn(), socket_timeout=10)
+        redis = connect(settings.redis_dsn(), socket_timeout=10)
         try:
             return await unmerge(
                 settings.kafka_bootstrap,

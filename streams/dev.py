@@ -25,7 +25,6 @@ from urllib.parse import urlencode
 
 import orjson
 from aiokafka import AIOKafkaConsumer
-from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -37,6 +36,7 @@ from streams.dlq import describe
 from streams.gateway.auth import Role, issue
 from streams.kafka_security import kafka_client_kwargs
 from streams.publish import Publisher, prepare_dict
+from streams.redis_client import connect
 from streams.redis_state import RedisState
 from streams.settings import Settings
 from streams.simulate import endless, journey
@@ -231,7 +231,7 @@ async def _live(
     loop = asyncio.get_running_loop()
     for sig in _STOP_SIGNALS:
         loop.add_signal_handler(sig, stop.set)
-    redis = Redis.from_url(settings.redis_dsn())
+    redis = connect(settings.redis_dsn())
     state = RedisState(redis, settings.redis_prefix)
     kafka = kafka_client_kwargs(settings)
     tasks = [

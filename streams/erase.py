@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -165,3 +166,35 @@ async def read_erasures(
                 raise EraseError("could not read the session-erasures topic to its end in time")
     finally:
         await consumer.stop()
+
+
+async def restore_lost_erasures(
+    state: RedisState, bootstrap: str, kafka: dict[str, Any] | None = None
+) -> int:
+    """Re-apply every erasure of the topic that Redis does not hold; return how many.
+
+    For a Redis that came back older than it was (``streams/rewind.py``): an
+    erasure made after its snapshot is on the compacted topic but no longer in
+    Redis, and the customer's session may be back. Each is carried out again
+    (sessions, aliases, handoff codes deleted, the erasure recorded) before any
+    record is folded again.
+    """
+    newest: dict[str, Erasure] = {}
+    for erasure in await read_erasures(bootstrap, kafka=kafka):
+        known = newest.get(erasure.customer_id)
+        if known is None or erasure.erased_at_ms >= known.erased_at_ms:
+            newest[erasure.customer_id] = erasure
+    restored = 0
+    for customer_id, erasure in sorted(newest.items()):
+        held = await state.erasure(customer_id)
+        if held is not None and held.erased_at_ms >= erasure.erased_at_ms:
+            continue
+        ids = erasure.ids
+        for _ in range(MAX_ROUNDS):
+            outcome = await state.erase(replace(erasure, ids=ids))
+            if isinstance(outcome, Unnamed):
+                ids = erasure_ids(customer_id, [*ids, *outcome.ids])
+                continue
+            restored += 1
+            break
+    return restored

@@ -1,7 +1,8 @@
 """The worker's HTTP port: ``/metrics``, ``/healthz`` and ``/readyz``. Thin edge.
 
 It runs on the worker's own event loop, so ``/healthz`` answering proves the
-loop is not stuck. ``/readyz`` PINGs Redis (with a short timeout) and reports
+loop is not stuck. ``/readyz`` PINGs Redis (with a short timeout; an answer clears an outage
+but not refused writes, which only a commit clears) and reports
 the judgement of ``streams/readiness.py``: 200 ``ready``, or 503 with the
 reasons, one per line.
 """
@@ -36,7 +37,7 @@ def health_app(readiness: Readiness, redis: Redis) -> web.Application:
         except Exception:  # any failure to answer is "unreachable", never a 500
             readiness.redis_failed(time.monotonic())
         else:
-            readiness.redis_ok()
+            readiness.redis_answered()
         problems = readiness.problems(time.monotonic())
         if problems:
             return web.Response(status=503, text="not ready: " + "\n".join(problems) + "\n")

@@ -12,10 +12,16 @@ Its consumer also hands whole fetches to a ``BatchTopic`` agent
 ``asyncio.wait`` for every record, about a fifth of the worker's CPU per event.
 Apps without a batch topic (the benchmark's Faust baselines) run Faust's own
 loop, unchanged.
+
+And it reports where each assignment was positioned (Kafka's committed
+offsets) to the worker's ``Floors`` (``streams/positions.py``), and counts
+seeks per partition, so that a fetch made before the worker rewound a
+partition (a Redis rollback, ``streams/rewind.py``) is recognised as stale.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -23,9 +29,15 @@ from faust.types import TP, Message
 
 from streams.batch_delivery import BatchTopic, Fetched, batch_channel
 
+Positioned = Callable[[Mapping[str, int | None]], None]
 
-def transport_class(fetch_max_wait_ms: int) -> type[Any]:
-    """A Faust transport class whose worker consumer waits at most ``fetch_max_wait_ms``."""
+
+def transport_class(fetch_max_wait_ms: int, positioned: Positioned | None = None) -> type[Any]:
+    """A Faust transport class whose worker consumer waits at most ``fetch_max_wait_ms``.
+
+    ``positioned`` is told, after every seek to the committed offsets (each
+    assignment), ``topic:partition`` -> committed offset of the assignment.
+    """
 
     class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         def _create_worker_consumer(self, transport: Any) -> Any:
@@ -38,6 +50,14 @@ def transport_class(fetch_max_wait_ms: int) -> type[Any]:
     class Consumer(BatchDrainMixin, faust_aiokafka.Consumer):
         def _new_consumer_thread(self) -> Any:
             return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+        async def perform_seek(self) -> None:
+            await super().perform_seek()
+            if positioned is not None:
+                committed = self._committed_offset
+                positioned(
+                    {f"{tp.topic}:{tp.partition}": committed.get(tp) for tp in self.assignment()}
+                )
 
     class Transport(faust_aiokafka.Transport):
         pass
@@ -73,6 +93,24 @@ class BatchDrainMixin:
     _unacked_messages: Any
     _commit_every: int | None
     _n_acked: int
+    _committed_offset: Any
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Seeks so far, and the count at each partition's latest seek: records
+        # fetched before a partition's seek are from its old position.
+        self.seeks = 0
+        self._sought: dict[TP, int] = {}
+
+    async def seek(self, partition: TP, offset: int) -> None:
+        """Faust's seek, remembered: fetches made before it are stale for ``partition``."""
+        self.seeks += 1
+        self._sought[partition] = self.seeks
+        await super().seek(partition, offset)  # type: ignore[misc]
+
+    def fetched_before_seek(self, tp: TP, seeks_at_fetch: int) -> bool:
+        """True if ``tp`` was sought after a fetch made when ``seeks`` was ``seeks_at_fetch``."""
+        return self._sought.get(tp, 0) > seeks_at_fetch
 
     async def _drain_messages(self, fetcher: Any) -> None:
         if not any(isinstance(topic, BatchTopic) for topic in self.app.topics):
@@ -94,6 +132,8 @@ class BatchDrainMixin:
 
     async def _fetch_and_deliver(self, timeout: float) -> None:
         records, active = await self._wait_next_records(timeout)  # type: ignore[attr-defined]
+        # Read before any await: these records come from the positions as of now.
+        seeks = self.seeks
         app = self.app
         generation_id = app.consumer_generation_id
         if records is None or self.should_stop:
@@ -125,7 +165,7 @@ class BatchDrainMixin:
             if not self.flow_active or app.consumer_generation_id != generation_id:
                 return
             await self._maybe_commit()
-            fetched = Fetched(app, messages, generation_id)
+            fetched = Fetched(app, messages, generation_id, seeks)
             await self.wait_first(  # type: ignore[attr-defined]
                 self._put(channel, fetched), self.suspend_flow.wait()
             )

@@ -53,6 +53,12 @@ REDIS_RETRIES = Counter(
     "continuity_redis_retries_total",
     "Redis operations retried after a connection error or timeout.",
 )
+REDIS_ROLLBACKS = Counter(
+    "continuity_redis_rollbacks_total",
+    "Partitions found with an applied offset in Redis below one known applied (a failover "
+    "to a lagging replica, a crash within AOF's fsync window, a restore): folded again.",
+    ["topic"],
+)
 LOG_RESETS = Counter(
     "continuity_log_resets_total",
     "Partitions whose log was found reset (broker data lost, topic recreated): a new epoch.",
@@ -166,6 +172,7 @@ for _topic in SOURCE_TOPICS:
     for _reason in Reason:
         DEAD_LETTERS.labels(_topic, _reason.value)
     LOG_RESETS.labels(_topic)
+    REDIS_ROLLBACKS.labels(_topic)
 for _channel in Channel:
     CHECKOUTS_COMPLETED.labels(_channel.value)
     CARTS_STARTED.labels(_channel.value)

@@ -6,6 +6,12 @@ the caller acknowledges it to Kafka. Dead letters are delivered before the
 commit that marks their offsets applied, so a crash in between re-sends them
 rather than losing them.
 
+Redis's applied offsets are checked against the worker's floors
+(``streams/positions.py``) in the same read that loads the batch's state: a
+partition Redis has rolled back on is not folded from the fetched records
+but handed to the rewinder (``streams/rewind.py``), which seeks it back to
+Redis's own position, and the batch goes on without it.
+
 What a batch counts in the metrics is derived from the committed plan by the
 pure ``streams/facts.py``; this module only times Redis and records the result.
 """
@@ -16,9 +22,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import TypeVar
-
-from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
+from typing import Any, TypeVar
 
 from streams import metrics
 from streams.batch import Plan, Record, RecordOutcome, needs, plan_batch
@@ -26,7 +30,9 @@ from streams.decode import decode
 from streams.facts import RecordId, RecordLabels, batch_facts, labels_by_record, record_id
 from streams.fold import DEFAULT_LIMITS, Limits
 from streams.logs import batch_fields, record_fields
+from streams.positions import Floors, Rewind, rollbacks
 from streams.readiness import Readiness
+from streams.redis_client import refusal, transient
 from streams.redis_state import RedisState
 
 log = logging.getLogger(__name__)
@@ -34,7 +40,8 @@ log = logging.getLogger(__name__)
 DeadLetterSink = Callable[[Sequence[RecordOutcome]], Awaitable[None]]
 # Runs before each attempt's read, inside the retry loop (e.g. ``ResetGuard.check``).
 BatchGuard = Callable[[Sequence[Record]], Awaitable[None]]
-_RETRYABLE = (ConnectionError, TimeoutError, BusyLoadingError, OSError)
+# Seeks rolled-back partitions back to Redis's position (``streams/rewind.py``).
+Rewinder = Callable[[Sequence[Rewind]], Awaitable[None]]
 T = TypeVar("T")
 
 
@@ -49,6 +56,8 @@ class BatchProcessor:
         retry_max_delay: float = 5.0,
         guard: BatchGuard | None = None,
         readiness: Readiness | None = None,
+        floors: Floors | None = None,
+        rewind: Rewinder | None = None,
     ) -> None:
         self.state = state
         self.dead_letter = dead_letter
@@ -56,6 +65,8 @@ class BatchProcessor:
         self.retry_max_delay = retry_max_delay
         self.guard = guard
         self.readiness = readiness
+        self.floors = floors
+        self.rewind = rewind
 
     async def process(self, records: Sequence[Record]) -> Plan:
         """Apply ``records`` (in arrival order); return only once they are committed.
@@ -64,9 +75,8 @@ class BatchProcessor:
         it takes: the batch is never skipped, so the partition waits in place.
         """
         started = time.perf_counter()
+        records = list(records)
         decoded = [decode(r.value) for r in records]
-        labels = labels_by_record(records, decoded)
-        metrics.record_received(labels.values())
         need = needs(records, decoded)
         delivered: set[tuple[str, int, int]] = set()
         delay = 0.05
@@ -74,18 +84,30 @@ class BatchProcessor:
             try:
                 if self.guard is not None:
                     await self.guard(records)
+                # Read before the state: a floor raised after the read is no rollback.
+                floors = self.floors.of(need.partitions) if self.floors is not None else {}
                 snapshot = await _timed("load", self.state.load(need))
+                rewinds = rollbacks(floors, snapshot.offsets)
+                if rewinds:
+                    records, decoded = await self._rewind(rewinds, records, decoded)
+                    need = needs(records, decoded)
+                    if not records:
+                        return Plan()
+                    continue
                 plan = plan_batch(records, decoded, snapshot, self.limits)
                 await self._send_dead_letters(plan, delivered)
                 conflict = await _timed("commit", self.state.commit(plan, time.time()))
-            except _RETRYABLE as exc:
+            except Exception as exc:
+                if not transient(exc):
+                    raise
                 metrics.REDIS_UP.set(0)
                 metrics.REDIS_RETRIES.inc()
                 if self.readiness is not None:
-                    self.readiness.redis_failed(time.monotonic())
+                    self.readiness.redis_failed(time.monotonic(), refusal(exc))
                 log.warning(
-                    "redis unavailable (%s); retrying batch in %.2fs",
+                    "redis unavailable (%s: %s); retrying batch in %.2fs",
                     type(exc).__name__,
+                    exc,
                     delay,
                     extra=batch_fields(records),
                 )
@@ -99,10 +121,26 @@ class BatchProcessor:
                 break
             metrics.COMMIT_CONFLICTS.labels(conflict.what).inc()
             log.info("commit conflict on %s %s; re-planning batch", conflict.what, conflict.name)
+        if self.floors is not None:
+            for tp, offset in plan.offsets.items():
+                self.floors.raise_to(tp, offset)
+        labels = labels_by_record(records, decoded)
+        metrics.record_received(labels.values())
         metrics.record_batch(batch_facts(plan, snapshot, labels, time.time()))
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
         _log_dead_letters(plan, labels)
         return plan
+
+    async def _rewind(
+        self, rewinds: Sequence[Rewind], records: list[Record], decoded: list[Any]
+    ) -> tuple[list[Record], list[Any]]:
+        """Hand rolled-back partitions to the rewinder; the rest of the batch goes on."""
+        if self.rewind is None:
+            raise RuntimeError("Redis rolled back, but this processor has no rewinder")
+        await self.rewind(rewinds)
+        gone = {r.tp for r in rewinds}
+        kept = [i for i, r in enumerate(records) if r.tp not in gone]
+        return [records[i] for i in kept], [decoded[i] for i in kept]
 
     async def _send_dead_letters(self, plan: Plan, delivered: set[tuple[str, int, int]]) -> None:
         fresh = [o for o in plan.rejected if record_id(o.record) not in delivered]

@@ -21,6 +21,9 @@ class Readiness:
     retry_budget: float = 30.0
     assigned: bool = False
     redis_down_since: float | None = None
+    # "unreachable", or what Redis answered instead of taking writes (READONLY, OOM):
+    # a PING proves the first gone, only a commit proves the second.
+    redis_down_reason: str = "unreachable"
 
     def on_assigned(self) -> None:
         self.assigned = True
@@ -30,11 +33,18 @@ class Readiness:
         self.assigned = False
 
     def redis_ok(self) -> None:
+        """A commit went through: Redis is reachable and takes writes."""
         self.redis_down_since = None
 
-    def redis_failed(self, now: float) -> None:
+    def redis_answered(self) -> None:
+        """A PING was answered: reachable, which says nothing of refused writes."""
+        if self.redis_down_reason == "unreachable":
+            self.redis_down_since = None
+
+    def redis_failed(self, now: float, reason: str = "unreachable") -> None:
         if self.redis_down_since is None:
             self.redis_down_since = now
+        self.redis_down_reason = reason
 
     def problems(self, now: float) -> list[str]:
         """Why the worker is not ready; empty when it is."""
@@ -42,5 +52,5 @@ class Readiness:
         if not self.assigned:
             out.append("no partition assignment (joining the group or rebalancing)")
         if self.redis_down_since is not None and now - self.redis_down_since > self.retry_budget:
-            out.append(f"redis unreachable for {now - self.redis_down_since:.0f}s")
+            out.append(f"redis {self.redis_down_reason} for {now - self.redis_down_since:.0f}s")
         return out

@@ -262,6 +262,13 @@ class RedisState:
             await pipe.execute()
         return count
 
+    async def applied_offsets_of(self, tps: list[str]) -> dict[str, int]:
+        """``topic:partition`` -> last applied offset, for those of ``tps`` applied."""
+        if not tps:
+            return {}
+        raw = await self.redis.hmget(self.offsets_key, tps)
+        return {tp: int(v) for tp, v in zip(tps, raw, strict=True) if v is not None}
+
     async def applied_offsets(self) -> dict[str, int]:
         """``topic:partition`` -> last applied offset, as recorded with the states."""
         raw = await self.redis.hgetall(self.offsets_key)

@@ -36,6 +36,8 @@ class ResetGuard:
         self.prober = prober
         self.retry_max_delay = retry_max_delay
         self.verified: set[str] = set()
+        # Told of each partition reset here: its old positions say nothing any more.
+        self.on_reset: Callable[[str], None] | None = None
 
     @classmethod
     def for_bootstrap(
@@ -103,6 +105,8 @@ class ResetGuard:
         tp = f"{topic}:{partition}"
         if not await self.state.reset_partition(tp, a.offset):
             return  # another worker moved it on: that worker judged the log already
+        if self.on_reset is not None:
+            self.on_reset(tp)
         metrics.LOG_RESETS.labels(topic).inc()
         log.error(
             "log of %s[%d] was reset (applied offset %d, log now ends at %s, record there %s); "

@@ -36,7 +36,10 @@ class Settings(BaseSettings):
     directory, from a file of that variable's name in it (the variable wins).
     """
 
-    model_config = SettingsConfigDict(env_prefix="CONTINUITY_", extra="ignore")
+    # Inputs stay out of validation errors: some of them are secrets (REDIS_URL).
+    model_config = SettingsConfigDict(
+        env_prefix="CONTINUITY_", extra="ignore", hide_input_in_errors=True
+    )
 
     kafka_bootstrap: str = Field(
         default="127.0.0.1:9092",
@@ -46,7 +49,9 @@ class Settings(BaseSettings):
     redis_url: SecretStr = Field(
         default=SecretStr("redis://127.0.0.1:6379/0"),
         validation_alias=AliasChoices("REDIS_URL", "CONTINUITY_REDIS_URL"),
-        description="Redis URL; may carry a password, so it is never logged.",
+        description="Redis URL: redis://, rediss:// (TLS), unix://, or through Sentinel "
+        "redis+sentinel://host:port[,host:port...]/<service>[/<db>] (rediss+sentinel:// for "
+        "TLS); may carry a password, so it is never logged.",
     )
     kafka_security_protocol: KafkaSecurityProtocol = Field(
         default="PLAINTEXT",
@@ -123,6 +128,12 @@ class Settings(BaseSettings):
     batch_max: int = Field(default=500, ge=1, description="Largest batch folded at once.")
     metrics_host: str = Field(default="0.0.0.0", description="Address the /metrics server binds.")
     metrics_port: int = Field(default=0, ge=0, le=65535, description="Worker /metrics port; 0=off.")
+    position_check_interval: float = Field(
+        default=2.0,
+        gt=0,
+        description="How often each worker compares Redis's applied offsets with what it knows "
+        "applied, to find a rolled-back Redis on partitions with no new events (s).",
+    )
     metrics_interval: float = Field(
         default=5.0, gt=0, description="Refresh of the lag and sessions-active gauges (s)."
     )
@@ -227,6 +238,16 @@ class Settings(BaseSettings):
         ):
             file_secret_settings.secrets_dir = secrets_dir()
         return init_settings, env_settings, dotenv_settings, file_secret_settings
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, url: SecretStr) -> SecretStr:
+        from streams.redis_client import is_sentinel_url, parse_sentinel_url
+
+        raw = url.get_secret_value()
+        if is_sentinel_url(raw):
+            parse_sentinel_url(raw)  # ValueError names what is wrong, never the password
+        return url
 
     @field_validator("ingest_rate_limit", "service_ingest_rate_limit", "handoff_claim_rate_limit")
     @classmethod

@@ -16,9 +16,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from redis.asyncio import Redis
 
 from schemas.session import Session
+from schemas.topics import SOURCE_TOPICS
 from streams import devstack
 from streams.publish import Publisher
 from streams.redis_state import RedisState
@@ -125,6 +127,27 @@ class PrivateStack:
             self.redis_child.stop()
         self.redis_child = self.redis_child.restart()
         devstack.wait_port(self.redis_child.port or 0, proc=self.redis_child.proc)
+
+    async def committed(self) -> dict[str, int]:
+        """``topic:partition`` -> the group's committed offset (the next record to read).
+
+        Read with OffsetFetch by a client that never joins the group (the embedded
+        broker does not answer the admin client's listing).
+        """
+        client = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, group_id=self.group, enable_auto_commit=False
+        )
+        await client.start()
+        try:
+            committed: dict[str, int] = {}
+            for topic in SOURCE_TOPICS:
+                for partition in range(PARTITIONS):
+                    offset = await client.committed(TopicPartition(topic, partition))
+                    if offset is not None:
+                        committed[f"{topic}:{partition}"] = offset
+            return committed
+        finally:
+            await client.stop()
 
     async def ready(self, pub: Publisher, timeout: float = 90) -> None:
         """Wait until the workers fold a fresh probe event (assignment + Redis)."""

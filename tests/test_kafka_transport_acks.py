@@ -16,11 +16,9 @@ import signal
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from schemas.topics import SOURCE_TOPICS
 from streams.publish import Publisher
-from tests.conftest import PARTITIONS, publish, scrape, wait_until
+from tests.conftest import publish, scrape, wait_until
 from tests.fault_report import compare
 from tests.oracle import cart_workload, mismatches, oracle
 from tests.private_stack import PrivateStack, private_stack, wait_redis
@@ -31,25 +29,7 @@ COMMIT_INTERVAL = "0.2"
 
 
 async def _committed(st: PrivateStack) -> dict[str, int]:
-    """``topic:partition`` -> the group's committed offset (the next record to read).
-
-    Read with OffsetFetch by a client that never joins the group (the embedded
-    broker does not answer the admin client's listing).
-    """
-    client = AIOKafkaConsumer(
-        bootstrap_servers=st.bootstrap, group_id=st.group, enable_auto_commit=False
-    )
-    await client.start()
-    try:
-        committed: dict[str, int] = {}
-        for topic in SOURCE_TOPICS:
-            for partition in range(PARTITIONS):
-                offset = await client.committed(TopicPartition(topic, partition))
-                if offset is not None:
-                    committed[f"{topic}:{partition}"] = offset
-        return committed
-    finally:
-        await client.stop()
+    return await st.committed()
 
 
 def _received(text: str) -> float:

@@ -25,3 +25,16 @@ def test_redis_outage_counts_only_beyond_the_budget() -> None:
     assert r.problems(110.5) == ["redis unreachable for 10s"]
     r.redis_ok()
     assert r.problems(200.0) == []
+
+
+def test_a_ping_clears_an_outage_but_not_refused_writes() -> None:
+    r = Readiness(retry_budget=10.0)
+    r.on_assigned()
+    r.redis_failed(100.0)
+    r.redis_answered()
+    assert r.problems(200.0) == [], "reachable again: the outage is over"
+    r.redis_failed(100.0, "refusing writes (READONLY)")
+    r.redis_answered()  # a read-only replica answers PING
+    assert r.problems(111.0) == ["redis refusing writes (READONLY) for 11s"]
+    r.redis_ok()  # a commit went through
+    assert r.problems(120.0) == []

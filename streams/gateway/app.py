@@ -19,7 +19,6 @@ from types import ModuleType
 
 from aiohttp import web
 from aiokafka.errors import KafkaError
-from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
@@ -56,6 +55,7 @@ from streams.gateway.rate_limit import RateLimiter
 from streams.gateway.sessions import Sessions
 from streams.gateway.slots import Slots
 from streams.kafka_security import describe, kafka_client_kwargs
+from streams.redis_client import connect
 from streams.redis_state import RedisState
 from streams.settings import Settings
 from streams.topics_admin import TopicLayoutError, ensure_topics
@@ -118,18 +118,16 @@ async def _connections(app: web.Application) -> AsyncIterator[None]:
     # A blocking pool sized for every open stream plus the other routes: a burst of
     # reads waits for a connection instead of failing (redis-py's default pool of
     # 100 raises at once when exhausted).
-    redis = Redis(
-        connection_pool=BlockingConnectionPool.from_url(
-            settings.redis_dsn(),
-            max_connections=settings.sse_max_connections + 100,
-            timeout=5,
-            socket_timeout=5,
-            socket_connect_timeout=2,
-        )
+    redis = connect(
+        settings.redis_dsn(),
+        blocking_pool=settings.sse_max_connections + 100,
+        pool_timeout=5,
+        socket_timeout=5,
+        socket_connect_timeout=2,
     )
     # No retries on the pub/sub connection: the fan-out reconnects itself, so it
     # knows when notices may have been lost.
-    pubsub_client = Redis.from_url(
+    pubsub_client = connect(
         settings.redis_dsn(), socket_connect_timeout=2, retry=Retry(NoBackoff(), 0)
     )
     state = RedisState(redis, settings.redis_prefix)

@@ -91,8 +91,8 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
                 "the request body cannot be decoded (its Content-Encoding or chunked framing)",
             )
         )
-    except RedisUnavailable:
-        log.warning("Redis unavailable on %s %s", request.method, route_template(request))
+    except RedisUnavailable as exc:
+        log.warning("Redis unavailable on %s %s: %s", request.method, route_template(request), exc)
         return render(
             ApiError(
                 503,

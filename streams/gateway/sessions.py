@@ -49,6 +49,15 @@ class View:
         return self.session.version if self.session is not None else 0
 
 
+# A session and its alias in one atomic read. A script declared ``no-writes`` runs
+# where a MULTI/EXEC read does not: on a read-only replica during a failover and
+# on a primary at its maxmemory (Redis refuses every queued command of a
+# transaction there, reads included), so reads go on while writes are refused.
+_VIEW = """#!lua flags=no-writes
+return {redis.call('HGET', KEYS[1], 'd'), redis.call('GET', KEYS[2])}
+"""
+
+
 class Sessions:
     """Reads for the routes. Holds no state of its own."""
 
@@ -56,6 +65,7 @@ class Sessions:
         self._redis = redis
         self._state = state
         self._fanout = fanout
+        self._view = redis.register_script(_VIEW)
         self._poll = poll
 
     async def locate(self, some_id: str) -> View:
@@ -69,10 +79,8 @@ class Sessions:
     async def view(self, key: str) -> View:
         """Exactly key ``key``: its session, or the customer it was merged into, or nothing."""
         try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.hget(self._state.session_key(key), "d")
-                pipe.get(self._state.alias_key(key))
-                blob, alias = await pipe.execute()
+            keys = [self._state.session_key(key), self._state.alias_key(key)]
+            blob, alias = await self._view(keys=keys)
         except (RedisError, OSError) as exc:
             raise RedisUnavailable(repr(exc)) from None
         if blob is not None:
