@@ -67,7 +67,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check streams schemas tests bench
 	$(BIN)/mypy
 
-unit: setup
+unit: $(STAMP)
 	$(BIN)/pytest -m "not e2e" -q
 
 e2e: setup
@@ -83,9 +83,11 @@ test: setup lint
 test-clock: setup
 	faketime -f '+1100d' $(BIN)/pytest -q -m clock
 
-# The fault suite's and the SSE load test's long versions; prints the fault table.
+# The fault suite's and the SSE load test's long versions (prints the fault table),
+# then the property tests searching at random instead of make test's fixed draw.
 test-faults: setup
-	FAULT_SCALE=long $(BIN)/pytest -m "faults or load" -q
+	FAULT_SCALE=long HYPOTHESIS_PROFILE=search $(BIN)/pytest -m "faults or load" -q
+	HYPOTHESIS_PROFILE=search $(BIN)/pytest -q -m "not e2e"
 
 # Seeded backlog drained by a plain-aiokafka ceiling, an empty Faust agent, a naive
 # GET/fold/SET agent, the worker and two workers; medians of 3 rounds, each run on a

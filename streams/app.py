@@ -56,7 +56,7 @@ from streams.outbox import Outbox
 from streams.positions import Floors
 from streams.processor import BatchProcessor
 from streams.readiness import Readiness
-from streams.redis_client import connect, transient
+from streams.redis_client import connect, follow_primary, transient
 from streams.redis_state import RedisState
 from streams.relay import run_relay
 from streams.reset_guard import ResetGuard
@@ -163,6 +163,8 @@ def create_app(settings: Settings) -> faust.App:
             floors=floors,
             rewind=rewinder,
         )
+        # Behind Sentinel: reads (the batch's state, the position checks) follow a failover.
+        following = asyncio.create_task(follow_primary(redis))
         try:
             # noack: nothing is acked but what ``fetched.ack`` acks after Redis holds it.
             fetched: Fetched
@@ -170,28 +172,31 @@ def create_app(settings: Settings) -> faust.App:
                 for whole in fetched.chunks(settings.batch_max):
                     if not fetched.current():
                         break  # a rebalance: the rest may belong to another worker now
-                    # Less the partitions rewound since the fetch (a Redis rollback).
-                    chunk = fetched.positioned(whole)
-                    if not chunk:
-                        continue
-                    records = [_record(m) for m in chunk]
-                    try:
-                        await processor.process(records)
-                    except Exception:
-                        # Only a bug gets here (input errors are outcomes, Redis errors
-                        # are retried). Faust would restart the agent and move on,
-                        # leaving this batch unapplied behind later offsets: die
-                        # instead, so the batch is redelivered to a fresh process.
-                        log.critical(
-                            "unexpected error folding a batch; exiting",
-                            exc_info=True,
-                            extra=batch_fields(records),
-                        )
-                        os._exit(70)
-                    # Not what the rewinder sought back during the batch: that is
-                    # fetched again and acked when it is folded.
-                    fetched.ack(fetched.positioned(chunk))
+                    async with rewinder.lock:
+                        # Less the partitions rewound since the fetch (a Redis rollback).
+                        chunk = fetched.positioned(whole)
+                        if not chunk:
+                            continue
+                        records = [_record(m) for m in chunk]
+                        try:
+                            await processor.process(records)
+                        except Exception:
+                            # Only a bug gets here (input errors are outcomes, Redis
+                            # errors are retried). Faust would restart the agent and
+                            # move on, leaving this batch unapplied behind later
+                            # offsets: die instead, so the batch is redelivered to a
+                            # fresh process.
+                            log.critical(
+                                "unexpected error folding a batch; exiting",
+                                exc_info=True,
+                                extra=batch_fields(records),
+                            )
+                            os._exit(70)
+                        # Not what a rewind sought back during the batch: that is
+                        # fetched again and acked when it is folded.
+                        fetched.ack(fetched.positioned(chunk))
         finally:
+            following.cancel()
             states.remove(state)
             guards.remove(guard)
             rewinders.remove(rewinder)

@@ -36,7 +36,7 @@ import orjson
 from schemas.topics import DEAD_LETTERS, DLQ_REPAIRS, REPLAYED_FROM_HEADER
 from streams import dlq
 from streams.fold import Rejected
-from streams.publish import Outgoing, prepare
+from streams.outgoing import Outgoing, prepare
 
 # Compacted, one partition (one order for every repair), keyed by the source
 # record of the dead letter; the latest record of a key is its state.

@@ -77,6 +77,10 @@ class BatchProcessor:
         started = time.perf_counter()
         records = list(records)
         decoded = [decode(r.value) for r in records]
+        # Counted as received on arrival, before any Redis round trip: a batch
+        # waiting out an outage shows up here (a rewind's records count again
+        # when they are fetched again).
+        metrics.record_received(labels_by_record(records, decoded).values())
         need = needs(records, decoded)
         delivered: set[tuple[str, int, int]] = set()
         delay = 0.05
@@ -105,9 +109,8 @@ class BatchProcessor:
                 if self.readiness is not None:
                     self.readiness.redis_failed(time.monotonic(), refusal(exc))
                 log.warning(
-                    "redis unavailable (%s: %s); retrying batch in %.2fs",
+                    "redis unavailable (%s); retrying batch in %.2fs",
                     type(exc).__name__,
-                    exc,
                     delay,
                     extra=batch_fields(records),
                 )
@@ -125,7 +128,6 @@ class BatchProcessor:
             for tp, offset in plan.offsets.items():
                 self.floors.raise_to(tp, offset)
         labels = labels_by_record(records, decoded)
-        metrics.record_received(labels.values())
         metrics.record_batch(batch_facts(plan, snapshot, labels, time.time()))
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
         _log_dead_letters(plan, labels)

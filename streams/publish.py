@@ -4,40 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any, Self
 
-import orjson
 from aiokafka import AIOKafkaProducer
 
-from schemas.topics import topic_for
-from streams.decode import decode
-from streams.fold import Rejected
+# Re-exported: callers publish what they prepare.
+from streams.outgoing import Outgoing, prepare, prepare_dict
 
-
-@dataclass(frozen=True)
-class Outgoing:
-    """A Kafka record ready to send."""
-
-    topic: str
-    key: bytes
-    value: bytes
-
-
-def prepare(value: bytes) -> Outgoing | Rejected:
-    """Validate one event and address it: topic by type, key = customer key."""
-    event = decode(value)
-    if isinstance(event, Rejected):
-        return event
-    return Outgoing(topic_for(event.type), event.routing_key.encode(), value)  # type: ignore[attr-defined]
-
-
-def prepare_dict(event: dict[str, Any]) -> Outgoing:
-    """Address an event given as a dict; raises ``ValueError`` if it breaks the contract."""
-    out = prepare(orjson.dumps(event))
-    if isinstance(out, Rejected):
-        raise ValueError(f"{out.reason.value}: {out.detail}")
-    return out
+__all__ = ["Outgoing", "Publisher", "prepare", "prepare_dict"]
 
 
 class Publisher:

@@ -19,12 +19,13 @@ and every reply a failover or a full primary gives while it lasts.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.connection import parse_url
-from redis.asyncio.sentinel import Sentinel
+from redis.asyncio.sentinel import MasterNotFoundError, Sentinel
 from redis.exceptions import (
     BusyLoadingError,
     ConnectionError,
@@ -104,10 +105,46 @@ def connect(url: str, *, blocking_pool: int | None = None, **kwargs: Any) -> Red
         **{**target.connection_kwargs, **kwargs},
     )
     if blocking_pool is None:
-        client: Redis = sentinel.master_for(target.service)
+        client: SentinelRedis = sentinel.master_for(target.service, redis_class=SentinelRedis)
     else:
-        client = sentinel.master_for(target.service, max_connections=blocking_pool)
+        client = sentinel.master_for(
+            target.service, redis_class=SentinelRedis, max_connections=blocking_pool
+        )
+    client.sentinel_manager = sentinel
     return client
+
+
+async def follow_primary(client: Redis, interval: float = 1.0) -> None:
+    """Ask the sentinels for the primary every ``interval`` s, until cancelled.
+
+    redis-py asks only when it opens a connection, and a pooled connection to a
+    demoted primary goes on serving reads (stale ones: it is a replica now)
+    until a write fails on it. A changed answer makes the pool drop its idle
+    connections and refuse the busy ones back, so reads follow a failover
+    within ``interval``. Returns at once for a client not behind Sentinel.
+    """
+    if not isinstance(client, SentinelRedis):
+        return
+    pool: Any = client.connection_pool
+    while True:
+        try:
+            await pool.get_master_address()
+        except Exception as exc:
+            if not transient(exc) and not isinstance(exc, MasterNotFoundError):
+                raise
+        await asyncio.sleep(interval)
+
+
+class SentinelRedis(Redis):
+    """A client of the primary Sentinel names; closing it closes the sentinel connections too."""
+
+    sentinel_manager: Sentinel | None = None
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        await super().aclose(close_connection_pool)
+        if self.sentinel_manager is not None:
+            for watcher in self.sentinel_manager.sentinels:
+                await watcher.aclose()
 
 
 class SentinelTarget:

@@ -38,7 +38,13 @@ RestoreErasures = Callable[[], Awaitable[int]]
 
 
 class Rewinder:
-    """Seeks rolled-back partitions back to Redis's position, once per detection."""
+    """Seeks rolled-back partitions back to Redis's position, once per detection.
+
+    ``lock`` is held by the agent around each batch (filtering the fetch,
+    folding, committing, acking) and by the timer's check: a seek can never
+    land between a batch's read of the floors and its commit, where the batch
+    would fold records of the old position on top of the rolled-back state.
+    """
 
     def __init__(
         self,
@@ -51,53 +57,53 @@ class Rewinder:
         self.seek = seek
         self.restore_erasures = restore_erasures
         self.retry_max_delay = retry_max_delay
-        self._lock = asyncio.Lock()
+        self.lock = asyncio.Lock()
 
     async def __call__(self, rewinds: Sequence[Rewind]) -> None:
-        """Handle ``rewinds`` (from a batch's read or the timer's check)."""
-        async with self._lock:
-            # The batch path and the timer may both see one rollback: the second
-            # finds the floor already dropped and has nothing left to do.
-            current = self.floors.of(r.tp for r in rewinds)
-            fresh = [r for r in rewinds if current.get(r.tp, -1) >= r.floor]
-            if not fresh:
-                return
-            for r in fresh:
-                topic, _, partition = r.tp.rpartition(":")
-                metrics.REDIS_ROLLBACKS.labels(topic).inc()
-                log.error(
-                    "redis rolled back on %s[%s]: applied offset %s, but %d was applied; "
-                    "folding again from offset %d",
-                    topic,
-                    partition,
-                    "none" if r.applied is None else r.applied,
-                    r.floor,
-                    r.seek_to,
-                    extra={
-                        "topic": topic,
-                        "partition": int(partition),
-                        "redis_offset": r.applied,
-                        "known_applied_offset": r.floor,
-                        "seek_to": r.seek_to,
-                    },
-                )
-            if self.restore_erasures is not None:
-                restored = await self._restore()
-                if restored:
-                    log.warning("re-applied %d erasures that the rolled-back Redis lost", restored)
-            for r in fresh:
-                self.floors.rewound(r)
-                await self.seek(r.tp, r.seek_to)
+        """Handle ``rewinds`` found by a batch; the caller holds ``lock``."""
+        # The batch path and the timer may both see one rollback: the second
+        # finds the floor already dropped and has nothing left to do.
+        current = self.floors.of(r.tp for r in rewinds)
+        fresh = [r for r in rewinds if current.get(r.tp, -1) >= r.floor]
+        if not fresh:
+            return
+        for r in fresh:
+            topic, _, partition = r.tp.rpartition(":")
+            metrics.REDIS_ROLLBACKS.labels(topic).inc()
+            log.error(
+                "redis rolled back on %s[%s]: applied offset %s, but %d was applied; "
+                "folding again from offset %d",
+                topic,
+                partition,
+                "none" if r.applied is None else r.applied,
+                r.floor,
+                r.seek_to,
+                extra={
+                    "topic": topic,
+                    "partition": int(partition),
+                    "redis_offset": r.applied,
+                    "known_applied_offset": r.floor,
+                    "seek_to": r.seek_to,
+                },
+            )
+        if self.restore_erasures is not None:
+            restored = await self._restore()
+            if restored:
+                log.warning("re-applied %d erasures that the rolled-back Redis lost", restored)
+        for r in fresh:
+            self.floors.rewound(r)
+            await self.seek(r.tp, r.seek_to)
 
     async def check(self, state: RedisState, tps: Iterable[str]) -> None:
         """Compare every partition of ``tps`` with Redis now (the timer's round)."""
-        floors = self.floors.of(tps)  # before the read, as the batch path does
-        if not floors:
-            return
-        applied = await state.applied_offsets_of(sorted(floors))
-        rewinds = rollbacks(floors, applied)
-        if rewinds:
-            await self(rewinds)
+        async with self.lock:
+            floors = self.floors.of(tps)  # before the read, as the batch path does
+            if not floors:
+                return
+            applied = await state.applied_offsets_of(sorted(floors))
+            rewinds = rollbacks(floors, applied)
+            if rewinds:
+                await self(rewinds)
 
     async def _restore(self) -> int:
         assert self.restore_erasures is not None

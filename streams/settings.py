@@ -190,6 +190,15 @@ class Settings(BaseSettings):
     handoff_ttl: int = Field(
         default=300, ge=1, le=86400, description="Lifetime of a POS handoff code (s)."
     )
+    handoff_min_replicas: int = Field(
+        default=0,
+        ge=0,
+        description="Redis replicas a handoff claim must reach (WAIT) before it is answered; "
+        "1 or more with Sentinel, so a failover never makes a claimed code claimable again.",
+    )
+    handoff_replica_timeout_ms: int = Field(
+        default=500, ge=1, description="How long a claim waits for its replicas (ms)."
+    )
     handoff_max_failures: int = Field(
         default=5, ge=1, description="Failed claims per store (or address) before a lockout."
     )

@@ -23,6 +23,7 @@ import aiohttp
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from hypothesis import settings as hypothesis_settings
 from multidict import CIMultiDict
 from redis.asyncio import Redis
 
@@ -36,6 +37,15 @@ from tests.clock import at as clock_at
 from tests.fault_report import pytest_terminal_summary  # noqa: F401  (the fault table hook)
 
 PARTITIONS = 4
+
+# Property tests: ``make test`` draws the same examples on every machine and run
+# (derandomized, so a red run is reproducible and a green one is not luck of the
+# draw) with no deadline (a loaded 2-core machine is slow, not wrong);
+# ``make test-faults`` searches at random (HYPOTHESIS_PROFILE=search) and keeps
+# what it finds in .hypothesis/.
+hypothesis_settings.register_profile("repeatable", derandomize=True, deadline=None)
+hypothesis_settings.register_profile("search", deadline=None)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 
 @dataclass

@@ -92,14 +92,16 @@ class PrivateStack:
         self.workers.append(child)
         return Gateway(child)
 
-    async def cli(self, *args: str, timeout: float = 120) -> tuple[int, str, str]:
+    async def cli(
+        self, *args: str, timeout: float = 120, env: dict[str, str] | None = None
+    ) -> tuple[int, str, str]:
         """``continuity ARGS`` against this stack, as a process: (status, stdout, stderr)."""
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             "streams.cli",
             *args,
-            env={**os.environ, **self.worker_env()},
+            env={**os.environ, **self.worker_env(), **(env or {})},
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )

@@ -80,6 +80,7 @@ def test_every_alert_has_a_for_duration_severity_summary_and_runbook() -> None:
         "ContinuityDeadLetterSpike",
         "ContinuityRedisDown",
         "ContinuityRedisErrors",
+        "ContinuityRedisRolledBack",
         "ContinuityNotificationsStuck",
     }
     for r in rules:
@@ -166,6 +167,14 @@ SCENARIOS: list[dict[str, Any]] = [
             (f'continuity_kafka_age_at_commit_seconds_bucket{{{W},le="+Inf"}}', "0+100x30"),
         ],
         "expect": [("25m", "ContinuityFreshnessP99High", [])],
+    },
+    {
+        "input": [(f'continuity_redis_rollbacks_total{{{W},topic="cart-events"}}', "0x10 1x20")],
+        "expect": [
+            ("5m", "ContinuityRedisRolledBack", []),
+            ("13m", "ContinuityRedisRolledBack", [{"topic": "cart-events"}]),
+            ("25m", "ContinuityRedisRolledBack", []),
+        ],
     },
     {
         "input": [(f'continuity_redis_errors_total{{{W},operation="commit"}}', "0+5x30")],

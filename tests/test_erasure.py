@@ -177,3 +177,37 @@ def test_a_replay_with_the_erasure_restored_equals_the_live_state(data: st.DataO
             assert not gone & set(session.recent_event_ids), "an erased event came back"
         journeyed = {orjson.loads(m)["event_id"] for j in state.journeys.values() for m in j}
         assert not gone & journeyed, "an erased event is still in a journey"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known defect, found by the property test above on a random draw: after a "
+    "login erased as published before the erasure, a later login of the same customer on "
+    "that guest id moves the guest's journey into the customer's only when the guest's "
+    "entries and that login fold in one batch; across batches they stay with the guest id "
+    "(sessions agree either way)",
+)
+def test_a_guest_journey_moves_at_a_login_whatever_the_batch_boundaries() -> None:
+    events = [
+        ev("cart.item_removed", {"sku": "A"}, anon="g-1", at="2026-11-24T10:00:00Z", event_id="e0"),
+        ev(
+            "session.identified",
+            customer="c-1",
+            anon="g-1",
+            at="2026-11-24T10:01:00Z",
+            event_id="e1",
+        ),
+        ev(
+            "session.identified",
+            customer="c-1",
+            anon="g-1",
+            at="2026-11-24T10:00:00Z",
+            event_id="late-e0",
+        ),
+        ev("cart.item_added", add("A"), anon="g-1", at="2026-11-24T10:01:00Z", event_id="late-e1"),
+    ]
+    journeys = []
+    for cut in (None, 1):
+        live, _ = run(events, [cut] if cut else [], 0, 2, "c-1")
+        journeys.append({k: sorted(v) for k, v in live.journeys.items()})
+    assert journeys[0] == journeys[1]

@@ -98,17 +98,8 @@ async def test_a_redis_restored_from_an_older_snapshot_is_folded_again(
             lost, doubled, wrong = compare(expected, await st.sessions(sorted(expected)))
             rollbacks = await _rollbacks(st)
         assert all(w.alive() for w in st.workers), "no worker exits on a rollback"
-    record(
-        FaultRow(
-            f"redis restored from a snapshot, {workers} worker(s)",
-            1,
-            len(events),
-            len(expected),
-            lost,
-            doubled,
-            wrong,
-        )
-    )
+    fault = f"redis restored from a snapshot, {workers} worker(s)"
+    record(FaultRow(fault, 1, len(events), len(expected), lost, doubled, wrong))
     assert (lost, doubled, wrong) == (0, 0, 0)
     assert rollbacks >= 1, "the rollback is counted"
 

@@ -55,7 +55,7 @@ from streams.gateway.rate_limit import RateLimiter
 from streams.gateway.sessions import Sessions
 from streams.gateway.slots import Slots
 from streams.kafka_security import describe, kafka_client_kwargs
-from streams.redis_client import connect
+from streams.redis_client import connect, follow_primary
 from streams.redis_state import RedisState
 from streams.settings import Settings
 from streams.topics_admin import TopicLayoutError, ensure_topics
@@ -155,9 +155,12 @@ async def _connections(app: web.Application) -> AsyncIterator[None]:
         describe(settings),
         settings.redis_prefix,
     )
+    # Behind Sentinel: reads follow a failover instead of a demoted primary.
+    following = asyncio.create_task(follow_primary(redis))
     try:
         yield
     finally:
+        following.cancel()
         await fanout.stop()
         await producer.stop()
         await redis.aclose()

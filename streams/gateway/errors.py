@@ -25,6 +25,7 @@ NOT_FOUND = "not_found"  # 404
 HANDOFF_NOT_FOUND = "handoff_not_found"  # 404
 HANDOFF_EXPIRED = "handoff_expired"  # 410
 HANDOFF_CLAIMED = "handoff_claimed"  # 410
+HANDOFF_UNCONFIRMED = "handoff_unconfirmed"  # 503: no replica confirmed the claim in time
 METHOD_NOT_ALLOWED = "method_not_allowed"  # 405
 PAYLOAD_TOO_LARGE = "payload_too_large"  # 413
 UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"  # 415

@@ -13,6 +13,11 @@ Keys (``<prefix>`` is ``CONTINUITY_REDIS_PREFIX``):
 * ``<prefix>:handoff-fail:store:<store>`` and ``...:addr:<address>``:
   failed claims in the current window (``INCR``, expiring with the window).
 
+With ``CONTINUITY_HANDOFF_MIN_REPLICAS`` the claim is followed by ``WAIT`` on
+the same connection: a claim no replica confirmed in time is put back and
+refused (503), because a failover to a replica that never saw it would make
+the code claimable a second time.
+
 The gateway keeps nothing in memory: any gateway can claim a code another
 one created.
 """
@@ -83,6 +88,13 @@ class Gone:
     why: Literal["claimed", "expired", "unknown"]
 
 
+@dataclass(frozen=True)
+class Unconfirmed:
+    """The code was taken, but too few replicas confirmed it in time: it was put back."""
+
+    acked: int
+
+
 class HandoffStore:
     """Redis operations of the handoff routes. Holds no state of its own."""
 
@@ -106,14 +118,33 @@ class HandoffStore:
             raise RedisUnavailable(repr(exc)) from None
         return True
 
-    async def claim(self, code: str) -> Taken | Gone:
-        """Take the code if it is pending (single use, atomic across gateways)."""
+    async def claim(
+        self, code: str, replicas: int = 0, timeout_ms: int = 500
+    ) -> Taken | Gone | Unconfirmed:
+        """Take the code if it is pending (single use, atomic across gateways).
+
+        With ``replicas``, the take must reach that many replicas within
+        ``timeout_ms``; if it does not, it is put back and ``Unconfirmed`` returned.
+        """
+        keys = [self._code(code), self._seen(code)]
         try:
-            found, extra = await self._claim(keys=[self._code(code), self._seen(code)])
+            if replicas:
+                # WAIT counts the writes of its own connection: one pipeline, one connection.
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    await self._claim(keys=keys, client=pipe)
+                    pipe.execute_command("WAIT", replicas, timeout_ms)
+                    (found, extra), acked = await pipe.execute()
+            else:
+                found, extra = await self._claim(keys=keys)
+                acked = 0
         except (RedisError, OSError) as exc:
             raise RedisUnavailable(repr(exc)) from None
         if found:
-            return Taken(Ticket.loads(found), int(extra))
+            taken = Taken(Ticket.loads(found), int(extra))
+            if int(acked) < replicas:
+                await self.put_back(code, taken)
+                return Unconfirmed(int(acked))
+            return taken
         seen = extra.decode() if isinstance(extra, bytes) else extra
         if seen == CLAIMED:
             return Gone("claimed")

@@ -90,7 +90,8 @@ HANDOFFS = Counter(
     "continuity_handoffs_total",
     "POS handoffs by outcome: created (a code issued), claimed (a POS took the session), "
     "expired_or_unknown (a claim of a code that is unknown, expired or already claimed), "
-    "refused (a claim refused by the failed-claim lockout).",
+    "refused (a claim refused by the failed-claim lockout), unconfirmed (a claim no Redis "
+    "replica confirmed in time, undone: CONTINUITY_HANDOFF_MIN_REPLICAS).",
     ["outcome"],
 )
 ERASURES = Counter(

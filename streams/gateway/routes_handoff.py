@@ -31,6 +31,7 @@ from streams.gateway.errors import (
     HANDOFF_CLAIMED,
     HANDOFF_EXPIRED,
     HANDOFF_NOT_FOUND,
+    HANDOFF_UNCONFIRMED,
     INVALID_BODY,
     INVALID_CODE,
     KAFKA_UNAVAILABLE,
@@ -40,7 +41,7 @@ from streams.gateway.errors import (
     ApiError,
 )
 from streams.gateway.guard import forbidden, principal_of
-from streams.gateway.handoff_store import Gone, Taken, Ticket
+from streams.gateway.handoff_store import Gone, Taken, Ticket, Unconfirmed
 from streams.gateway.ingest import Accepted
 from streams.gateway.keys import HANDOFFS, PRODUCER, SESSIONS, SETTINGS
 from streams.gateway.middleware import json_response
@@ -126,7 +127,18 @@ async def claim_handoff(request: web.Request) -> web.StreamResponse:
             headers={"Retry-After": str(wait)},
             extra={"retry_after": wait},
         )
-    taken = await store.claim(code)
+    taken = await store.claim(
+        code, settings.handoff_min_replicas, settings.handoff_replica_timeout_ms
+    )
+    if isinstance(taken, Unconfirmed):
+        metrics.HANDOFFS.labels("unconfirmed").inc()
+        raise ApiError(
+            503,
+            HANDOFF_UNCONFIRMED,
+            f"the claim reached {taken.acked} of {settings.handoff_min_replicas} Redis "
+            "replicas in time and was undone; retry shortly",
+            headers={"Retry-After": "1"},
+        )
     if isinstance(taken, Gone):
         await store.record_failure(principal.store, address, limit.window)
         metrics.HANDOFFS.labels("expired_or_unknown").inc()
