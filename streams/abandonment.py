@@ -26,5 +26,6 @@ def timers(plan: Plan, now: float, abandon_after: float) -> list[tuple[str, str]
         (key, str(int((now + abandon_after) * 1000)) if session.cart else CANCEL)
         for key, session in plan.writes.items()
     ]
-    rows.extend((guest, CANCEL) for guest in plan.deletes)
+    # A guest merged and started again in the batch keeps the timer of its new session.
+    rows.extend((guest, CANCEL) for guest in plan.deletes if guest not in plan.writes)
     return rows

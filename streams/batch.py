@@ -218,10 +218,11 @@ def plan_batch(
             if returned is not None and isinstance(event, SessionUnmerged):
                 _give_back(plan, event, returned, sessions, aliases, snapshot)
             sessions[key] = outcome.session
+            # A guest merged earlier in the batch and started again keeps its delete:
+            # the commit applies deletes before writes, so the merge moves what the
+            # guest had (its committed journey included) and the new session stands,
+            # as if the two had come in two batches.
             plan.writes[key] = outcome.session
-            # A guest merged earlier in the batch and started again (its sign-in to an
-            # erased customer was undone): the new session stands.
-            plan.deletes.pop(key, None)
             plan.outcomes.append(RecordOutcome(record, Kind.APPLIED, event, key))
     _record_expectations(plan, records, decoded, snapshot)
     return plan

@@ -190,9 +190,10 @@ class Replay:
             self.aliases, self.offsets, self.sessions, self.erasures, devices=self.devices
         )
         plan = plan_batch(records, events, snapshot, self.limits)
-        self.sessions.update(plan.writes)
+        # As commit.lua: deletes (merged guests) before writes.
         for key in plan.deletes:
             self.sessions.pop(key, None)
+        self.sessions.update(plan.writes)
         for anon, customer, at_ms in plan.device_links:
             self.devices[anon] = linked(self.devices.get(anon, {}), customer, at_ms)
         self.aliases.update(plan.aliases)

@@ -121,12 +121,13 @@ class MemoryState:
         for key, version in plan.expected_versions.items():
             current = self.sessions.get(key)
             assert (current.version if current else 0) == version, "plan built on a stale read"
-        self.sessions.update(plan.writes)
+        # As commit.lua: deletes (merged guests) before writes.
         for key, into in plan.deletes.items():
             self.sessions.pop(key, None)
             for member, score in self.journeys.pop(key, {}).items():
                 mine = self.journeys.setdefault(into, {})
                 mine[member] = min(score, mine.get(member, score))
+        self.sessions.update(plan.writes)
         for e in plan.journey:
             self.journeys.setdefault(e.key, {})[e.member] = e.score_ms
         self.kpis.update(plan.kpis.fields())

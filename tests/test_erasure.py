@@ -179,15 +179,9 @@ def test_a_replay_with_the_erasure_restored_equals_the_live_state(data: st.DataO
         assert not gone & journeyed, "an erased event is still in a journey"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known defect, found by the property test above on a random draw: after a "
-    "login erased as published before the erasure, a later login of the same customer on "
-    "that guest id moves the guest's journey into the customer's only when the guest's "
-    "entries and that login fold in one batch; across batches they stay with the guest id "
-    "(sessions agree either way)",
-)
 def test_a_guest_journey_moves_at_a_login_whatever_the_batch_boundaries() -> None:
+    """Found by the replay property above: a guest merged at a login and started again in
+    the same batch (a shared device) must still hand its earlier journey to the customer."""
     events = [
         ev("cart.item_removed", {"sku": "A"}, anon="g-1", at="2026-11-24T10:00:00Z", event_id="e0"),
         ev(

@@ -48,11 +48,11 @@ async def apply_one(redis: Redis, prefix: str, record: Record, event: AnyEvent |
         if blob is not None:
             sessions[key] = Session.model_validate_json(blob)
     plan = plan_batch([record], [event], Snapshot(aliases, {}, sessions))
+    for key in plan.deletes:  # before writes, as commit.lua
+        await redis.delete(f"{prefix}:s:{{{key}}}")
+        trips += 1
     for key, session in plan.writes.items():
         await redis.set(f"{prefix}:s:{{{key}}}", session.model_dump_json())
-        trips += 1
-    for key in plan.deletes:
-        await redis.delete(f"{prefix}:s:{{{key}}}")
         trips += 1
     for anon, customer in plan.aliases.items():
         await redis.set(f"{prefix}:a:{{{anon}}}", customer)

@@ -48,12 +48,8 @@ for j = 0, n - 1 do
 end
 
 local ws, wn = section(4)
-s, n = ws, wn
-for j = 0, n - 1 do
-  local b = s + 4 * j
-  redis.call('HSET', skey(ARGV[b]), 'v', ARGV[b + 1], 'd', ARGV[b + 2])
-  redis.call('PUBLISH', channel(ARGV[b]), ARGV[b + 3])
-end
+-- Deletes before writes: a guest merged and started again in one batch ends up
+-- merged (its old session and journey moved) with its new session standing.
 s, n = section(3)
 for j = 0, n - 1 do
   local guest, into = ARGV[s + 3 * j], ARGV[s + 3 * j + 1]
@@ -64,6 +60,11 @@ for j = 0, n - 1 do
     redis.call('DEL', jkey(guest))
   end
   redis.call('PUBLISH', channel(guest), ARGV[s + 3 * j + 2])
+end
+for j = 0, wn - 1 do
+  local b = ws + 4 * j
+  redis.call('HSET', skey(ARGV[b]), 'v', ARGV[b + 1], 'd', ARGV[b + 2])
+  redis.call('PUBLISH', channel(ARGV[b]), ARGV[b + 3])
 end
 s, n = section(2)
 for j = 0, n - 1 do
