@@ -178,6 +178,7 @@ def create_app(settings: Settings) -> faust.App:
                         if not chunk:
                             continue
                         records = [_record(m) for m in chunk]
+                        seeks = getattr(app.consumer, "seeks", 0)
                         try:
                             await processor.process(records)
                         except Exception:
@@ -194,7 +195,9 @@ def create_app(settings: Settings) -> faust.App:
                             os._exit(70)
                         # Not what a rewind sought back during the batch: that is
                         # fetched again and acked when it is folded.
-                        fetched.ack(fetched.positioned(chunk))
+                        if getattr(app.consumer, "seeks", 0) != seeks:
+                            chunk = fetched.positioned(chunk)  # only after a rewind
+                        fetched.ack(chunk)
         finally:
             following.cancel()
             states.remove(state)

@@ -1,6 +1,6 @@
 """Dead-letter repair: how a dead letter is shown, exported, repaired and recorded. Pure.
 
-The repair flow (``continuity dlq``, README: Operations, Dead-letter repair and
+The repair flow (``continuity dlq``, docs/operations.md, Dead-letter repair and
 replay):
 
 1. ``list`` and ``show`` read ``events-dlq`` and print each dead letter once:

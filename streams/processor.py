@@ -80,7 +80,8 @@ class BatchProcessor:
         # Counted as received on arrival, before any Redis round trip: a batch
         # waiting out an outage shows up here (a rewind's records count again
         # when they are fetched again).
-        metrics.record_received(labels_by_record(records, decoded).values())
+        labels = labels_by_record(records, decoded)
+        metrics.record_received(labels.values())
         need = needs(records, decoded)
         delivered: set[tuple[str, int, int]] = set()
         delay = 0.05
@@ -95,6 +96,7 @@ class BatchProcessor:
                 if rewinds:
                     records, decoded = await self._rewind(rewinds, records, decoded)
                     need = needs(records, decoded)
+                    labels = labels_by_record(records, decoded)
                     if not records:
                         return Plan()
                     continue
@@ -127,7 +129,6 @@ class BatchProcessor:
         if self.floors is not None:
             for tp, offset in plan.offsets.items():
                 self.floors.raise_to(tp, offset)
-        labels = labels_by_record(records, decoded)
         metrics.record_batch(batch_facts(plan, snapshot, labels, time.time()))
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
         _log_dead_letters(plan, labels)

@@ -1,4 +1,4 @@
-"""Configuration from the environment, with documented defaults (README: Configuration)."""
+"""Configuration from the environment, with documented defaults (docs/configuration.md)."""
 
 from __future__ import annotations
 
@@ -155,7 +155,7 @@ class Settings(BaseSettings):
     log_level: str = Field(default="info", pattern=r"^(debug|info|warning|error)$")
     log_format: str = Field(default="text", pattern=r"^(text|json)$", description="Log lines.")
 
-    # The gateway (``continuity gateway``, README: Gateway API).
+    # The gateway (``continuity gateway``, docs/gateway-api.md).
     gateway_host: str = Field(default="127.0.0.1", description="Address the gateway binds.")
     gateway_port: int = Field(default=8080, ge=0, le=65535, description="Gateway HTTP port.")
     auth_secret: SecretStr | None = Field(

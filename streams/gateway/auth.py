@@ -1,6 +1,6 @@
 """Bearer tokens: HS256 JWTs naming a role and what it acts for. Pure (no I/O).
 
-Claims (README: Gateway API, Authentication):
+Claims (docs/gateway-api.md, Authentication):
 
 * ``role``: ``customer``, ``pos`` or ``service``;
 * ``sub``: for ``customer`` the customer key it acts for (a ``customer_id``,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-# The codes, by status (README: Gateway API, Errors).
+# The codes, by status (docs/gateway-api.md, Errors).
 INVALID_ID = "invalid_id"  # 400
 INVALID_PARAMETER = "invalid_parameter"  # 400
 MALFORMED_JSON = "malformed_json"  # 400

@@ -1,7 +1,7 @@
 """POS handoff codes and the failed-claim policy. Pure (no I/O, no clock of its own).
 
 A shopper asks for a code on the phone; a store's POS types or scans it and
-takes the session over (README: Gateway API, Handing a session to a POS).
+takes the session over (docs/gateway-api.md, Handing a session to a POS).
 
 * A code is 8 characters of Crockford's base32 (``0-9`` and ``A-Z`` without
   ``I L O U``) drawn from ``secrets``: 40 bits, so guessing one of the codes
