@@ -57,6 +57,7 @@ pytestmark = pytest.mark.e2e
 
 CHANNELS = [c.value for c in Channel]
 CUSTOMERS = 24
+HLL_UNDERCOUNT = 2  # see test_sessions_active_counts_the_sessions_written
 
 
 @dataclass
@@ -349,16 +350,25 @@ async def test_sessions_active_counts_the_sessions_written(folded: Folded) -> No
     w = folded.workload
     port = folded.port
 
+    # Customers and the readiness probe; a guest's own key exists only when its
+    # event beat the login, so guests may or may not be among them.
+    exact_low = len(w.customers) + 1
+    high = len(w.customers) + 1 + len(w.guests) + 1
+    # PFCOUNT is a HyperLogLog estimate. At this size its only error is an
+    # undercount when two keys share a register. Over 27,000 random key sets of
+    # 25 to 33 keys it was 1 short in 681, 2 short in 10 and never 3 short.
+    low = exact_low - HLL_UNDERCOUNT
+
     async def estimate() -> float | None:
         got = samples(await scrape(port)).get(
             ("continuity_sessions_active", frozenset({("window", "30m")}))
         )
-        return got if got is not None and got >= len(w.customers) else None
+        # The gauge refreshes on its own interval: wait for one taken after the
+        # last commit rather than judging the first that looks big enough.
+        return got if got is not None and low <= got <= high else None
 
     value = await wait_until(estimate, timeout=30)
-    # Customers and the readiness probe; a guest's own key exists only when its
-    # event beat the login, so guests may or may not be among them.
-    assert len(w.customers) + 1 <= value <= len(w.customers) + 1 + len(w.guests) + 1
+    assert low <= value <= high
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
