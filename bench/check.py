@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 
 from bench.expect import Expectation, project
 from bench.workload import Workload
-from streams.session_codec import decode, json_of
+from streams.core.session_codec import decode, json_of
 
 
 @dataclass(frozen=True)

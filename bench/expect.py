@@ -35,8 +35,8 @@ import orjson
 from bench.workload import Event, Workload
 from schemas.session import Session
 from schemas.topics import BROWSE_EVENTS, CART_EVENTS, CHECKOUT_EVENTS, topic_for
-from streams.batch import Kind, Record, Snapshot, plan_batch
-from streams.decode import decode
+from streams.core.decode import decode
+from streams.core.plan import Kind, Record, Snapshot, plan_batch
 
 Projection = dict[str, Any]
 

@@ -51,7 +51,7 @@ from bench.freshness import (
 from bench.procstat import cpu_seconds
 from bench.stack import Stack
 from schemas.topics import topic_for
-from streams import devstack
+from streams.dev import loopback
 from streams.gateway.auth import Role, issue
 
 Say = Callable[[str], None]
@@ -189,7 +189,7 @@ async def measure(plan: FreshnessPlan, log_dir: Path, say: Say) -> FreshnessRun:
     except Exception as exc:
         run.failure = f"the broker or Redis did not start: {exc!r}"
         return run
-    children: list[devstack.Child] = []
+    children: list[loopback.Child] = []
     try:
         await _measure_on(stack, children, run, say)
     except Exception as exc:
@@ -201,15 +201,15 @@ async def measure(plan: FreshnessPlan, log_dir: Path, say: Say) -> FreshnessRun:
 
 
 async def _measure_on(
-    stack: Stack, children: list[devstack.Child], run: FreshnessRun, say: Say
+    stack: Stack, children: list[loopback.Child], run: FreshnessRun, say: Say
 ) -> None:
     plan = run.plan
     # The backbone variant's exact environment: the measured worker is the benchmarked one.
-    children.append(devstack.start_worker("worker", stack.worker_env(), Path(run.log_dir)))
+    children.append(loopback.start_worker("worker", stack.worker_env(), Path(run.log_dir)))
     started = time.monotonic()
     secret = secrets.token_urlsafe(48)
     gateway = await asyncio.to_thread(
-        devstack.start_gateway,
+        loopback.start_gateway,
         "gateway",
         stack.worker_env(CONTINUITY_AUTH_SECRET=secret),
         Path(run.log_dir),
@@ -257,7 +257,7 @@ async def _measure_on(
 
 
 async def _probe(
-    stack: Stack, children: list[devstack.Child], url: str, headers: dict[str, str]
+    stack: Stack, children: list[loopback.Child], url: str, headers: dict[str, str]
 ) -> None:
     """Append one event and wait until a subscriber of its session gets it."""
     key = f"probe-{uuid.uuid4().hex[:8]}"
@@ -292,13 +292,13 @@ async def _probe(
         await asyncio.gather(follower, return_exceptions=True)
 
 
-def _alive_or_fail(children: list[devstack.Child]) -> None:
+def _alive_or_fail(children: list[loopback.Child]) -> None:
     for c in children:
         if not c.alive():
             raise RuntimeError(f"{c.name} exited with {c.proc.returncode} (log: {c.log_path})")
 
 
-def _stop(children: list[devstack.Child]) -> None:
+def _stop(children: list[loopback.Child]) -> None:
     # Signal every process first, so the gateway and the worker shut down in parallel.
     for c in children:
         if c.alive():

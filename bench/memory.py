@@ -28,7 +28,8 @@ from bench.expect import fold_in_order
 from bench.procstat import peak_rss_bytes, rss_bytes
 from bench.stack import Stack
 from bench.workload import CATALOG, START, encode, typical_session_events, views_spread
-from streams import devstack, session_codec
+from streams.core import session_codec
+from streams.dev import loopback
 
 Say = Callable[[str], None]
 MB = 1024 * 1024
@@ -61,7 +62,7 @@ async def session_bytes(log_dir: Path) -> list[dict[str, Any]]:
         "long-lived: 300 events (256 applied ids, 20 viewed, 10 searches)": long_lived_events(),
     }
     data_dir = Path(tempfile.mkdtemp(prefix="continuity-bench-mem-"))
-    server = devstack.start_redis(data_dir, log_dir)
+    server = loopback.start_redis(data_dir, log_dir)
     redis = Redis.from_url(f"redis://127.0.0.1:{server.port}/0")
     rows = []
     try:
@@ -102,7 +103,7 @@ async def rss_by_customers(
             backlog = await stack.produce(encode(views_spread(n, events)))
             say(f"  memory: {events:,} events over {n:,} customers in {backlog.seconds:.0f} s")
             started = time.monotonic()
-            worker = devstack.start_worker("worker", stack.worker_env(), run_dir)
+            worker = loopback.start_worker("worker", stack.worker_env(), run_dir)
             say(f"  memory: worker pid {worker.pid} folding; logs {run_dir}")
             # (events applied, RSS now): does RSS climb as more customers are seen?
             trace: list[tuple[int, float]] = []

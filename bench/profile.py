@@ -46,7 +46,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from bench.procstat import cpu_seconds, machine
 from bench.stack import Backlog, Stack
 from bench.workload import Encoded, WorkloadSpec, encode, generate
-from streams import devstack
+from streams.dev import loopback
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PREFIX = "cont"
@@ -93,11 +93,11 @@ CATEGORIES = (
     LOOP,
 )
 _PLANNER_FILES = (
-    "streams/batch.py",
-    "streams/fold.py",
-    "streams/merge.py",
-    "streams/erasure.py",
-    "streams/log_reset.py",
+    "streams/core/plan.py",
+    "streams/core/fold.py",
+    "streams/core/merge.py",
+    "streams/core/erasure.py",
+    "streams/core/log_reset.py",
 )
 
 Say = Callable[[str], None]
@@ -170,7 +170,7 @@ def classify(thread: str, frames: Sequence[Frame]) -> str:
     # Faust's fetch loop awaits wait_first(callback(message), suspend_flow.wait()) per
     # message: four tasks (the callback, the flow, stopped and crashed events' waits),
     # and the waits run as tasks of their own.
-    # With batched delivery (streams/batch_delivery.py) the loop is the same task, one
+    # With batched delivery (streams/worker/batch_delivery.py) the loop is the same task, one
     # wait_first per fetch.
     if any(n in ("Consumer._drain_messages", "_wait.<locals>._on_completion") for n in task):
         return FETCH_LOOP
@@ -188,7 +188,7 @@ def classify(thread: str, frames: Sequence[Frame]) -> str:
 
 
 def _agent_category(names: list[str], files: list[str]) -> str:
-    if "streams/decode.py" in files:
+    if "streams/core/decode.py" in files:
         return DECODE
     if "RedisState.load" in names:
         return LOAD_PARSE if "BaseModel.model_validate_json" in names else LOAD_CALL
@@ -198,7 +198,7 @@ def _agent_category(names: list[str], files: list[str]) -> str:
         return MODEL_COPY
     if any(f in _PLANNER_FILES for f in files):
         return FOLD
-    if any(f in ("streams/facts.py", "streams/metrics.py") for f in files) or any(
+    if any(f in ("streams/core/facts.py", "streams/worker/metrics.py") for f in files) or any(
         f.startswith("prometheus_client/") for f in files
     ):
         return METRICS
@@ -242,21 +242,21 @@ async def drain(
     run_dir = out / name
     result = Round(round_no, spy is not None)
     stack = await Stack.start(run_dir)
-    worker: devstack.Child | None = None
-    profiler: devstack.Child | None = None
+    worker: loopback.Child | None = None
+    profiler: loopback.Child | None = None
     try:
         backlog = await stack.produce(records)
-        port = devstack.free_port()
+        port = loopback.free_port()
         env = stack.worker_env(
             CONTINUITY_METRICS_PORT=str(port), CONTINUITY_METRICS_HOST="127.0.0.1"
         )
-        worker = devstack.start_worker("worker", env, run_dir)
+        worker = loopback.start_worker("worker", env, run_dir)
         await _first_applied(stack, worker)
         before = await _mark(stack, worker, port)
         if spy is not None:
             result.raw = str(run_dir / "py-spy.raw.txt")
             argv = [*spy, "--pid", str(worker.pid), "--format", "raw", "-o", result.raw]
-            profiler = devstack.spawn("py-spy", argv, run_dir / "py-spy.log")
+            profiler = loopback.spawn("py-spy", argv, run_dir / "py-spy.log")
         await _drained(stack, worker, backlog)
         after = await _mark(stack, worker, port)
         if profiler is not None:
@@ -343,7 +343,7 @@ class Mark:
     metrics: dict[str, float]
 
 
-async def _mark(stack: Stack, worker: devstack.Child, port: int) -> Mark:
+async def _mark(stack: Stack, worker: loopback.Child, port: int) -> Mark:
     applied = sum(o + 1 for o in (await stack.applied_offsets(PREFIX)).values())
     return Mark(time.monotonic(), applied, cpu_seconds(worker.pid), await _scrape(port))
 
@@ -387,7 +387,7 @@ def _figures(r: Round, a: Mark, b: Mark) -> None:
     r.redis_commit_us_per_event = delta(f"{hist}:commit") * per_event
 
 
-async def _first_applied(stack: Stack, worker: devstack.Child) -> None:
+async def _first_applied(stack: Stack, worker: loopback.Child) -> None:
     deadline = time.monotonic() + TIMEOUT
     while not await stack.applied_offsets(PREFIX):
         _alive(worker)
@@ -396,7 +396,7 @@ async def _first_applied(stack: Stack, worker: devstack.Child) -> None:
         await asyncio.sleep(POLL)
 
 
-async def _drained(stack: Stack, worker: devstack.Child, backlog: Backlog) -> None:
+async def _drained(stack: Stack, worker: loopback.Child, backlog: Backlog) -> None:
     deadline = time.monotonic() + TIMEOUT
     while not backlog.drained(await stack.applied_offsets(PREFIX)):
         _alive(worker)
@@ -405,7 +405,7 @@ async def _drained(stack: Stack, worker: devstack.Child, backlog: Backlog) -> No
         await asyncio.sleep(POLL)
 
 
-def _alive(worker: devstack.Child) -> None:
+def _alive(worker: loopback.Child) -> None:
     if not worker.alive():
         raise RuntimeError(f"the worker exited with {worker.proc.returncode} ({worker.log_path})")
 

@@ -20,7 +20,7 @@ from bench.procstat import cpu_seconds, peak_rss_bytes
 from bench.stack import Stack
 from bench.variants import RunFailed, Variant
 from bench.workload import Encoded, Workload
-from streams import devstack
+from streams.dev import loopback
 
 Say = Callable[[str], None]
 MB = 1024 * 1024
@@ -76,7 +76,7 @@ async def run_once(
     run_dir = logs / f"round{round_no}-{variant.name}"
     result = RunResult(variant.name, round_no, False, "", len(records), str(run_dir))
     stack = await Stack.start(run_dir)
-    children: list[devstack.Child] = []
+    children: list[loopback.Child] = []
     try:
         backlog = await stack.produce(records)
         result.produce_s = backlog.seconds
@@ -124,7 +124,7 @@ async def run_once(
     return result
 
 
-def _stop(children: list[devstack.Child]) -> None:
+def _stop(children: list[loopback.Child]) -> None:
     for c in children:  # all at once: workers of one group leave together
         if c.alive():
             c.proc.send_signal(signal.SIGTERM)

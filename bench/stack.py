@@ -1,7 +1,7 @@
 """A fresh embedded broker and redis-server per run, the backlog, and what they can tell us.
 
 Each run gets its own broker (memory only) and Redis, started exactly as
-``continuity dev`` starts them (``streams.devstack``: Redis with AOF,
+``continuity dev`` starts them (``streams.dev.loopback``: Redis with AOF,
 ``appendfsync everysec``); Redis's data directory is temporary and removed
 with the stack, the logs are kept. The backlog is written before any consumer
 starts, as pre-encoded records with the keys the wire contract prescribes, so
@@ -27,8 +27,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from redis.asyncio import Redis
 
 from bench.workload import Encoded
-from streams import devstack
-from streams.topics_admin import ensure_topics
+from streams.dev import loopback
+from streams.kafka.topics import ensure_topics
 
 PARTITIONS = 8
 
@@ -37,8 +37,8 @@ PARTITIONS = 8
 class Stack:
     """One run's broker and Redis."""
 
-    broker: devstack.Child
-    redis_server: devstack.Child
+    broker: loopback.Child
+    redis_server: loopback.Child
     redis: Redis
     data_dir: Path
     log_dir: Path
@@ -58,9 +58,9 @@ class Stack:
         """Broker and Redis on free loopback ports, with the event topics created."""
         await asyncio.to_thread(log_dir.mkdir, parents=True, exist_ok=True)
         data_dir = Path(tempfile.mkdtemp(prefix="continuity-bench-redis-"))
-        broker = devstack.start_broker(log_dir)
+        broker = loopback.start_broker(log_dir)
         try:
-            redis_server = devstack.start_redis(data_dir, log_dir)
+            redis_server = loopback.start_redis(data_dir, log_dir)
         except BaseException:
             broker.stop()
             raise
@@ -133,7 +133,7 @@ class Stack:
 
 
 def script_commands() -> frozenset[str]:
-    """Every Redis command the worker's Lua scripts can run (parsed from ``streams/lua``)."""
+    """Every Redis command the worker's Lua scripts can run (parsed from ``streams/store/lua``)."""
     names: set[str] = set()
     for script in resources.files("streams").joinpath("lua").iterdir():
         if script.name.endswith(".lua"):

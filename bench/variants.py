@@ -31,7 +31,7 @@ from bench.procstat import cpu_seconds
 from bench.runners.tracker import Report
 from bench.stack import Backlog, GroupWatch, Stack, script_commands
 from bench.workload import Workload
-from streams import devstack
+from streams.dev import loopback
 
 WORKER_PREFIX = "cont"
 WORKER_GROUP = "continuity"
@@ -78,12 +78,12 @@ class Variant(ABC):
     processes: int = 1
 
     @abstractmethod
-    def start(self, stack: Stack, run_dir: Path, backlog: Backlog) -> list[devstack.Child]:
+    def start(self, stack: Stack, run_dir: Path, backlog: Backlog) -> list[loopback.Child]:
         """Start the consumer's process(es)."""
 
     @abstractmethod
     async def observe(
-        self, stack: Stack, children: list[devstack.Child], started_at: float, backlog: Backlog
+        self, stack: Stack, children: list[loopback.Child], started_at: float, backlog: Backlog
     ) -> Observation:
         """Wait until every event of the backlog is applied."""
 
@@ -109,7 +109,7 @@ class Runner(Variant):
         self.timeout = timeout
         self._report: Path | None = None
 
-    def start(self, stack: Stack, run_dir: Path, backlog: Backlog) -> list[devstack.Child]:
+    def start(self, stack: Stack, run_dir: Path, backlog: Backlog) -> list[loopback.Child]:
         self._report = run_dir / f"{self.name}.report.json"
         argv = [
             sys.executable,
@@ -123,10 +123,10 @@ class Runner(Variant):
         env = stack.worker_env(
             CONTINUITY_APP_ID=f"bench-{self.name}", CONTINUITY_REDIS_PREFIX=self.prefix
         )
-        return [devstack.spawn(self.name, argv, run_dir / f"{self.name}.log", env=env)]
+        return [loopback.spawn(self.name, argv, run_dir / f"{self.name}.log", env=env)]
 
     async def observe(
-        self, stack: Stack, children: list[devstack.Child], started_at: float, backlog: Backlog
+        self, stack: Stack, children: list[loopback.Child], started_at: float, backlog: Backlog
     ) -> Observation:
         assert self._report is not None
         deadline = time.monotonic() + self.timeout
@@ -165,14 +165,14 @@ class Backbone(Variant):
         self.processes = workers
         self.timeout = timeout
 
-    def start(self, stack: Stack, run_dir: Path, backlog: Backlog) -> list[devstack.Child]:
+    def start(self, stack: Stack, run_dir: Path, backlog: Backlog) -> list[loopback.Child]:
         env = stack.worker_env()
         return [
-            devstack.start_worker(f"worker{i + 1}", env, run_dir) for i in range(self.processes)
+            loopback.start_worker(f"worker{i + 1}", env, run_dir) for i in range(self.processes)
         ]
 
     async def observe(
-        self, stack: Stack, children: list[devstack.Child], started_at: float, backlog: Backlog
+        self, stack: Stack, children: list[loopback.Child], started_at: float, backlog: Backlog
     ) -> Observation:
         watch = GroupWatch(stack.bootstrap, WORKER_GROUP) if self.processes > 1 else None
         if watch is not None:
@@ -186,7 +186,7 @@ class Backbone(Variant):
     async def _poll(
         self,
         stack: Stack,
-        children: list[devstack.Child],
+        children: list[loopback.Child],
         started_at: float,
         backlog: Backlog,
         watch: GroupWatch | None,
@@ -248,11 +248,11 @@ def all_variants(events: int) -> list[Variant]:
     ]
 
 
-def _cpu(children: list[devstack.Child]) -> float:
+def _cpu(children: list[loopback.Child]) -> float:
     return sum(cpu_seconds(c.pid) for c in children)
 
 
-def _alive_or_fail(children: list[devstack.Child]) -> None:
+def _alive_or_fail(children: list[loopback.Child]) -> None:
     for c in children:
         if not c.alive():
             raise RunFailed(f"{c.name} exited with {c.proc.returncode} (log: {c.log_path})")

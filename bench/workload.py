@@ -43,8 +43,8 @@ from enum import StrEnum
 from typing import Any
 
 from schemas.topics import topic_for
-from streams.decode import decode
-from streams.fold import Rejected
+from streams.core.decode import decode
+from streams.core.fold import Rejected
 
 Event = dict[str, Any]
 

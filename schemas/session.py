@@ -1,6 +1,6 @@
 """The per-customer session state: what every channel resumes from.
 
-Stored in Redis as JSON (see ``streams/redis_state.py`` for the layout) and
+Stored in Redis as JSON (see ``streams/store/state.py`` for the layout) and
 served as is to operators and, later, to frontends. ``recent_event_ids`` is
 internal bookkeeping for idempotence and is left out of the public view.
 """

@@ -7,7 +7,7 @@ BROWSE_EVENTS = "browse-events"
 CHECKOUT_EVENTS = "checkout-events"
 DEAD_LETTERS = "events-dlq"
 # Compacted, keyed by customer: every erasure, kept for as long as events are
-# retained, so a rebuild restores the erasures before it folds (streams/erasure.py).
+# retained, so a rebuild restores the erasures before it folds (streams/core/erasure.py).
 ERASURES = "session-erasures"
 
 # Compacted, one partition: the state of each dead letter an operator repaired or

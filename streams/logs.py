@@ -14,9 +14,9 @@ import logging.config
 from collections.abc import Sequence
 from typing import Any
 
-from streams.batch import Record
-from streams.decode import decode
-from streams.facts import record_labels
+from streams.core.decode import decode
+from streams.core.facts import record_labels
+from streams.core.plan import Record
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _JSON_FIELDS = "{levelname}{name}{message}"

@@ -15,9 +15,9 @@ from pydantic_settings import (
     SettingsError,
 )
 
-from streams.fold import Limits, MergePolicy
-from streams.journey import JourneyLimits
-from streams.redis_state import Effects
+from streams.core.fold import Limits, MergePolicy
+from streams.core.journey import JourneyLimits
+from streams.store.state import Effects
 
 # A directory of one file per setting, named like its variable (a Kubernetes
 # secret volume): secrets need not pass through the environment.
@@ -124,7 +124,7 @@ class Settings(BaseSettings):
         default=90 * 86400, ge=60, description="Journey entries older than this are dropped (s)."
     )
     # Also the most records one fetch returns: the worker folds each fetch as it
-    # arrives (streams/batch_delivery.py), so there is no timer to fill a batch.
+    # arrives (streams/worker/batch_delivery.py), so there is no timer to fill a batch.
     batch_max: int = Field(default=500, ge=1, description="Largest batch folded at once.")
     metrics_host: str = Field(default="0.0.0.0", description="Address the /metrics server binds.")
     metrics_port: int = Field(default=0, ge=0, le=65535, description="Worker /metrics port; 0=off.")
@@ -251,7 +251,7 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, url: SecretStr) -> SecretStr:
-        from streams.redis_client import is_sentinel_url, parse_sentinel_url
+        from streams.store.client import is_sentinel_url, parse_sentinel_url
 
         raw = url.get_secret_value()
         if is_sentinel_url(raw):

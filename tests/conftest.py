@@ -1,4 +1,4 @@
-"""Real parts for the tests: a Kafka-protocol broker, redis-server and worker processes.
+"""Real parts for the tests: a Kafka-protocol broker, redis-server and worker loopback.
 
 One broker and one Redis serve the whole session (isolation comes from unique
 customer ids per test). Tests that need their own workers also get their own
@@ -28,11 +28,11 @@ from multidict import CIMultiDict
 from redis.asyncio import Redis
 
 from schemas.session import Session
-from streams import devstack
+from streams.dev import loopback
 from streams.gateway.auth import Role, issue
-from streams.publish import Publisher, prepare_dict
-from streams.redis_state import RedisState
-from streams.topics_admin import ensure_topics
+from streams.kafka.publish import Publisher, prepare_dict
+from streams.kafka.topics import ensure_topics
+from streams.store.state import RedisState
 from tests.clock import at as clock_at
 from tests.fault_report import pytest_terminal_summary  # noqa: F401  (the fault table hook)
 
@@ -55,8 +55,8 @@ class Stack:
     bootstrap: str
     redis_url: str
     log_dir: Path
-    redis_child: devstack.Child | None = None
-    workers: list[devstack.Child] = field(default_factory=list)
+    redis_child: loopback.Child | None = None
+    workers: list[loopback.Child] = field(default_factory=list)
 
     def worker_env(self, group: str, prefix: str, **extra: str) -> dict[str, str]:
         return {
@@ -71,8 +71,8 @@ class Stack:
             **extra,
         }
 
-    def start_worker(self, name: str, group: str, prefix: str, **extra: str) -> devstack.Child:
-        child = devstack.start_worker(name, self.worker_env(group, prefix, **extra), self.log_dir)
+    def start_worker(self, name: str, group: str, prefix: str, **extra: str) -> loopback.Child:
+        child = loopback.start_worker(name, self.worker_env(group, prefix, **extra), self.log_dir)
         self.workers.append(child)
         return child
 
@@ -105,8 +105,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             for w in st.workers:
                 w.stop()
         return
-    broker = devstack.start_broker(log_dir)
-    redis = devstack.start_redis(tmp_path_factory.mktemp("redis"), log_dir)
+    broker = loopback.start_broker(log_dir)
+    redis = loopback.start_redis(tmp_path_factory.mktemp("redis"), log_dir)
     st = Stack(f"127.0.0.1:{broker.port}", f"redis://127.0.0.1:{redis.port}/0", log_dir, redis)
     asyncio.run(ensure_topics(st.bootstrap, PARTITIONS))
     try:
@@ -230,8 +230,8 @@ class WorkerGroup:
     prefix: str
     state: RedisState
 
-    def start(self, name: str, **extra: str) -> devstack.Child:
-        port = devstack.free_port()
+    def start(self, name: str, **extra: str) -> loopback.Child:
+        port = loopback.free_port()
         child = self.stack.start_worker(
             f"{self.group}-{name}",
             self.group,
@@ -350,7 +350,7 @@ def bearer(role: str, **claims: Any) -> dict[str, str]:
 class Gateway:
     """One ``continuity gateway`` process."""
 
-    child: devstack.Child
+    child: loopback.Child
 
     @property
     def url(self) -> str:
@@ -373,7 +373,7 @@ def start_gateway(stack: Stack, name: str, prefix: str = "cont", **extra: str) -
         "CONTINUITY_LOG_LEVEL": "info",
         **extra,
     }
-    child = devstack.start_gateway(name, env, stack.log_dir)
+    child = loopback.start_gateway(name, env, stack.log_dir)
     stack.workers.append(child)  # stopped with the stack
     return Gateway(child)
 

@@ -17,10 +17,10 @@ import orjson
 from redis.asyncio import Redis
 
 from schemas.session import Session
-from streams.batch import Record, Snapshot, plan_batch
-from streams.decode import decode
-from streams.redis_state import RedisState
-from streams.session_codec import json_of
+from streams.core.decode import decode
+from streams.core.plan import Record, Snapshot, plan_batch
+from streams.core.session_codec import json_of
+from streams.store.state import RedisState
 from tests.clock import at as clock_at
 
 SKUS = ("A-1", "B-2", "C-3", "D-4", "E-5")

@@ -21,10 +21,10 @@ from redis.asyncio import Redis
 
 from schemas.session import Session
 from schemas.topics import SOURCE_TOPICS
-from streams import devstack
-from streams.publish import Publisher
-from streams.redis_state import RedisState
-from streams.topics_admin import ensure_topics
+from streams.dev import loopback
+from streams.kafka.publish import Publisher
+from streams.kafka.topics import ensure_topics
+from streams.store.state import RedisState
 from tests.conftest import (
     GATEWAY_SECRET,
     PARTITIONS,
@@ -39,11 +39,11 @@ from tests.conftest import (
 @dataclass
 class PrivateStack:
     root: Path
-    broker: devstack.Child
-    redis_child: devstack.Child
+    broker: loopback.Child
+    redis_child: loopback.Child
     redis: Redis
     state: RedisState
-    workers: list[devstack.Child] = field(default_factory=list)
+    workers: list[loopback.Child] = field(default_factory=list)
     group: str = "faults"
     prefix: str = "cont"
 
@@ -69,10 +69,10 @@ class PrivateStack:
             **extra,
         }
 
-    def start_worker(self, name: str, **extra: str) -> devstack.Child:
-        port = devstack.free_port()
+    def start_worker(self, name: str, **extra: str) -> loopback.Child:
+        port = loopback.free_port()
         env = self.worker_env(CONTINUITY_METRICS_PORT=str(port), **extra)
-        child = devstack.start_worker(name, env, self.root / "logs")
+        child = loopback.start_worker(name, env, self.root / "logs")
         child.port = port
         self.workers.append(child)
         return child
@@ -88,7 +88,7 @@ class PrivateStack:
             "CONTINUITY_STATE_DIR": "/nonexistent",
             **extra,
         }
-        child = devstack.start_gateway(name, env, self.root / "logs")
+        child = loopback.start_gateway(name, env, self.root / "logs")
         self.workers.append(child)
         return Gateway(child)
 
@@ -109,7 +109,7 @@ class PrivateStack:
         assert proc.returncode is not None
         return proc.returncode, out.decode(), err.decode()
 
-    def restart(self, child: devstack.Child) -> devstack.Child:
+    def restart(self, child: loopback.Child) -> loopback.Child:
         new = child.restart()
         self.workers.append(new)
         return new
@@ -118,7 +118,7 @@ class PrivateStack:
         """Stop the broker and start a fresh one on the same port: every topic is gone."""
         self.broker.stop()
         self.broker = self.broker.restart()
-        devstack.wait_port(self.broker.port or 0, proc=self.broker.proc)
+        loopback.wait_port(self.broker.port or 0, proc=self.broker.proc)
         await ensure_topics(self.bootstrap, PARTITIONS)
 
     def restart_redis(self, kill: bool = False) -> None:
@@ -128,7 +128,7 @@ class PrivateStack:
         else:
             self.redis_child.stop()
         self.redis_child = self.redis_child.restart()
-        devstack.wait_port(self.redis_child.port or 0, proc=self.redis_child.proc)
+        loopback.wait_port(self.redis_child.port or 0, proc=self.redis_child.proc)
 
     async def committed(self) -> dict[str, int]:
         """``topic:partition`` -> the group's committed offset (the next record to read).
@@ -170,8 +170,8 @@ class PrivateStack:
 async def private_stack(root: Path, appendfsync: str = "always") -> AsyncIterator[PrivateStack]:
     """Start a broker and a Redis (AOF with ``appendfsync``); stop everything afterwards."""
     logs = root / "logs"
-    broker = devstack.start_broker(logs)
-    redis_child = devstack.start_redis(root / "redis", logs, appendfsync=appendfsync)
+    broker = loopback.start_broker(logs)
+    redis_child = loopback.start_redis(root / "redis", logs, appendfsync=appendfsync)
     client = Redis.from_url(
         f"redis://127.0.0.1:{redis_child.port}/0", socket_timeout=5, socket_connect_timeout=5
     )

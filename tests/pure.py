@@ -1,6 +1,6 @@
 """Helpers for the pure tests: contract-valid events and an in-memory stand-in for Redis.
 
-``MemoryState`` applies a ``Plan`` exactly as ``streams/lua/commit.lua`` does
+``MemoryState`` applies a ``Plan`` exactly as ``streams/store/lua/commit.lua`` does
 (writes, deletes, aliases, applied offsets), so the planner's guarantees can be
 checked by the thousand without any process. The Lua script itself is proven
 against a real redis-server in ``test_redis_state.py`` and the e2e tests.
@@ -17,12 +17,12 @@ import orjson
 
 from schemas.events import EVENT_ADAPTER, AnyEvent
 from schemas.session import Session
-from streams.batch import Plan, Record, Snapshot, plan_batch
-from streams.decode import decode
-from streams.erasure import Erasure
-from streams.fold import Rejected
-from streams.shared_device import erased as erased_name
-from streams.shared_device import linked
+from streams.core.decode import decode
+from streams.core.erasure import Erasure
+from streams.core.fold import Rejected
+from streams.core.plan import Plan, Record, Snapshot, plan_batch
+from streams.core.shared_device import erased as erased_name
+from streams.core.shared_device import linked
 
 
 def ev(
@@ -97,7 +97,7 @@ class MemoryState:
         )
 
     def erase(self, customer_id: str, ends: dict[str, int], at_ms: int = 1) -> Erasure:
-        """Erase a customer as ``streams/lua/erase.lua`` does, linked guests found here."""
+        """Erase a customer as ``streams/store/lua/erase.lua`` does, linked guests found here."""
         guests = set(self.links.get(customer_id, set()))
         if customer_id in self.sessions:
             guests |= set(self.sessions[customer_id].anonymous_ids)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from streams.redis_state import RedisState
+from streams.store.state import RedisState
 from tests.conftest import sse_events
 
 RETRY_S = 2.0

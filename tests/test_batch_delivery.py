@@ -1,4 +1,5 @@
-"""``streams.batch_delivery`` without a broker: which partitions go batched, chunks, staleness.
+"""``streams.worker.batch_delivery`` without a broker: which partitions go batched, chunks,
+staleness.
 
 The delivery itself (the consumer's fetch loop, acks, commits, rebalances and
 kills) is proven against the real broker: tests/test_kafka_transport_acks.py,
@@ -10,7 +11,7 @@ from __future__ import annotations
 import faust
 from faust.types import TP, Message
 
-from streams.batch_delivery import BatchTopic, Fetched, batch_channel, batch_topic
+from streams.worker.batch_delivery import BatchTopic, Fetched, batch_channel, batch_topic
 
 
 def _app() -> faust.App:

@@ -23,7 +23,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from streams.redis_state import RedisState
+from streams.store.state import RedisState
 from tests.conftest import Stack, added, event, wait_version
 
 pytestmark = pytest.mark.e2e

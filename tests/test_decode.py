@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 
 from schemas.events import CartItemAdded
 from schemas.topics import BROWSE_EVENTS, CART_EVENTS, CHECKOUT_EVENTS, topic_for
-from streams.decode import MAX_EVENT_BYTES, decode
-from streams.fold import Reason, Rejected
-from streams.publish import prepare
+from streams.core.decode import MAX_EVENT_BYTES, decode
+from streams.core.fold import Reason, Rejected
+from streams.kafka.publish import prepare
 from tests.pure import add, ev
 
 GOOD = ev("cart.item_added", add("A-1", 2, "19.99"), customer="c-1", event_id="e-1")

@@ -80,7 +80,7 @@ def test_the_image_install_steps_give_a_working_install(tmp_path: Path) -> None:
         "import importlib.metadata as m, json, streams, schemas\n"
         "from importlib.resources import files\n"
         "print(json.dumps({'streams': streams.__file__,"
-        " 'lua': sorted(p.name for p in files('streams').joinpath('lua').iterdir()),"
+        " 'lua': sorted(p.name for p in files('streams.store').joinpath('lua').iterdir()),"
         " 'schemas': len(list(files('schemas').joinpath('json').iterdir())),"
         " 'versions': {d: m.version(d) for d in"
         " ('faust-streaming', 'aiokafka', 'redis', 'aiohttp', 'pydantic')},"

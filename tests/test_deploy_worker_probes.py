@@ -1,4 +1,4 @@
-"""The worker Deployment probes the worker's own health routes (``streams/health.py``).
+"""The worker Deployment probes the worker's own health routes (``streams/worker/health.py``).
 
 Proves: liveness is ``GET /healthz`` and readiness ``GET /readyz`` on the
 metrics port, and the ConfigMap sets the Redis retry budget readiness uses.

@@ -18,8 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.topics import BROWSE_EVENTS, CART_EVENTS
-from streams import dlq
-from streams.dlq_admin import (
+from streams.core import dead_letter as dlq
+from streams.core.dlq_repair import (
     REPLAYED_FROM,
     Action,
     DeadLetter,
@@ -57,7 +57,10 @@ def letter(
     partition: int = 0,
     ts: int | None = 1_790_000_000_000,
 ) -> DeadLetter:
-    headers = [(dlq.REASON, reason.encode()), (dlq.DETAIL, b"payload.quantity: too small")]
+    headers = [
+        (dlq.REASON, reason.encode()),
+        (dlq.DETAIL, b"payload.quantity: too small"),
+    ]
     if source is not None:
         topic, part, off = source
         headers += [

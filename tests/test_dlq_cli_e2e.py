@@ -26,9 +26,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from schemas.topics import BROWSE_EVENTS, CART_EVENTS, DEAD_LETTERS
-from streams.dlq import describe
-from streams.dlq_admin import REPLAYED_FROM
-from streams.publish import Publisher
+from streams.core.dead_letter import describe
+from streams.core.dlq_repair import REPLAYED_FROM
+from streams.kafka.publish import Publisher
 from tests.conftest import added, applied_through, event, publish, read_topic, wait_until
 from tests.private_stack import PrivateStack, private_stack
 

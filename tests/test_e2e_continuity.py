@@ -13,8 +13,8 @@ from collections.abc import Callable
 
 import pytest
 
-from streams.publish import Publisher
-from streams.redis_state import RedisState
+from streams.kafka.publish import Publisher
+from streams.store.state import RedisState
 from tests.clock import at as clock_at
 from tests.conftest import added, event, publish, wait_until, wait_version
 

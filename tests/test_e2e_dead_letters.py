@@ -13,9 +13,9 @@ import orjson
 import pytest
 
 from schemas.topics import CART_EVENTS, DEAD_LETTERS
-from streams.dlq import describe
-from streams.publish import Publisher
-from streams.redis_state import RedisState
+from streams.core.dead_letter import describe
+from streams.kafka.publish import Publisher
+from streams.store.state import RedisState
 from tests.conftest import Stack, added, event, publish, read_topic, wait_until, wait_version
 
 pytestmark = pytest.mark.e2e

@@ -14,9 +14,9 @@ import random
 import pytest
 
 from schemas.topics import SOURCE_TOPICS
-from streams import devstack
-from streams.offsets_admin import rewind_group
-from streams.publish import Publisher
+from streams.dev import loopback
+from streams.kafka.groups import rewind_group
+from streams.kafka.publish import Publisher
 from tests.conftest import (
     PARTITIONS,
     Stack,
@@ -88,7 +88,7 @@ async def test_two_workers_share_partitions_and_agree_with_the_oracle(
 async def test_full_replay_from_earliest_leaves_every_key_byte_identical(
     stack: Stack, group: WorkerGroup, publisher: Publisher
 ) -> None:
-    from streams.simulate import workload
+    from streams.dev.simulate import workload
 
     worker = group.start("a")
     await group.ready(publisher)
@@ -109,7 +109,7 @@ async def test_full_replay_from_earliest_leaves_every_key_byte_identical(
 
 
 async def _replay_changes_nothing(
-    group: WorkerGroup, worker: devstack.Child, before: dict[bytes, object]
+    group: WorkerGroup, worker: loopback.Child, before: dict[bytes, object]
 ) -> None:
     assert worker.port is not None
 

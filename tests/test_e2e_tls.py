@@ -51,13 +51,13 @@ from redis.exceptions import AuthenticationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from schemas.session import Session
-from streams import devstack
+from streams.dev import loopback
 from streams.gateway.auth import Role, issue
-from streams.kafka_security import kafka_client_kwargs
-from streams.publish import Publisher
-from streams.redis_state import RedisState
+from streams.kafka.publish import Publisher
+from streams.kafka.security import kafka_client_kwargs
+from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
-from streams.topics_admin import ensure_topics
+from streams.store.state import RedisState
 from tests.conftest import PARTITIONS, Stack, event, publish, wait_until
 from tests.tls_pki import Pki, make_pki
 
@@ -79,7 +79,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 @dataclass
 class TlsRedis:
-    child: devstack.Child
+    child: loopback.Child
     port: int
     password: str
     ca: Path
@@ -95,10 +95,10 @@ def tls_redis(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tl
     """redis-server on a TLS-only port; ``default`` is off, ``continuity`` has a password."""
     root = tmp_path_factory.mktemp("tls-redis")
     password = secrets.token_urlsafe(24)
-    port = devstack.free_port()
+    port = loopback.free_port()
     exe = shutil.which("redis-server")
     assert exe is not None, "redis-server not on PATH (Debian: apt-get install redis-server)"
-    child = devstack.spawn(
+    child = loopback.spawn(
         "redis-tls",
         [
             exe,
@@ -138,7 +138,7 @@ def tls_redis(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tl
         root / "redis.log",
         port=port,
     )
-    devstack.wait_port(port, proc=child.proc)
+    loopback.wait_port(port, proc=child.proc)
     try:
         yield TlsRedis(child, port, password, pki.ca)
     finally:
@@ -154,7 +154,7 @@ class TlsTerminator:
 
     upstream: int
     context: ssl.SSLContext
-    port: int = field(default_factory=devstack.free_port)
+    port: int = field(default_factory=loopback.free_port)
     handshakes: int = 0
     _loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.new_event_loop)
     _ready: threading.Event = field(default_factory=threading.Event)
@@ -238,7 +238,7 @@ class TlsTerminator:
 
 @dataclass
 class TlsKafka:
-    broker: devstack.Child
+    broker: loopback.Child
     terminator: TlsTerminator
 
     @property
@@ -246,14 +246,14 @@ class TlsKafka:
         return self.terminator.bootstrap
 
 
-def _start_broker(log_dir: Path, name: str, advertised: int | None, *extra: str) -> devstack.Child:
+def _start_broker(log_dir: Path, name: str, advertised: int | None, *extra: str) -> loopback.Child:
     """The embedded broker on a port of its own, advertising ``advertised`` (or its own)."""
-    port = devstack.free_port()
+    port = loopback.free_port()
     advertised = advertised or port
-    child = devstack.spawn(
+    child = loopback.spawn(
         name,
         [
-            devstack.broker_binary(),
+            loopback.broker_binary(),
             "broker",
             "--listener-url",
             f"tcp://127.0.0.1:{port}",
@@ -264,7 +264,7 @@ def _start_broker(log_dir: Path, name: str, advertised: int | None, *extra: str)
         log_dir / f"{name}.log",
         port=port,
     )
-    devstack.wait_port(port, proc=child.proc)
+    loopback.wait_port(port, proc=child.proc)
     return child
 
 
@@ -280,7 +280,7 @@ def tls_settings(pki: Pki, bootstrap: str) -> Settings:
 def tls_kafka(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsKafka]:
     """A private embedded broker whose advertised listener is a TLS terminator."""
     log_dir = tmp_path_factory.mktemp("tls-kafka")
-    advertised = devstack.free_port()
+    advertised = loopback.free_port()
     with TlsTerminator(0, pki.server_context(), port=advertised) as terminator:
         broker = _start_broker(log_dir, "broker-tls", advertised)
         terminator.upstream = broker.port or 0
@@ -322,11 +322,11 @@ def base_env(bootstrap: str, group: str, **extra: str) -> dict[str, str]:
     }
 
 
-def read_log(child: devstack.Child) -> str:
+def read_log(child: loopback.Child) -> str:
     return child.log_path.read_text(errors="replace")
 
 
-async def log_shows(child: devstack.Child, text: str, timeout: float = 60) -> str:
+async def log_shows(child: loopback.Child, text: str, timeout: float = 60) -> str:
     """Wait until ``text`` is in ``child``'s log; return the log."""
 
     async def seen() -> str | None:
@@ -361,9 +361,9 @@ async def test_worker_and_gateway_over_tls_with_secrets_from_files(
         CONTINUITY_SECRETS_DIR=str(vault),
     )
     handshakes_before = tls_kafka.terminator.handshakes
-    worker = devstack.start_worker(f"{group}-worker", env, tmp_path / "logs")
+    worker = loopback.start_worker(f"{group}-worker", env, tmp_path / "logs")
     stack.workers.append(worker)  # stopped with the session at the latest
-    gateway = devstack.start_gateway(f"{group}-gateway", env, tmp_path / "logs")
+    gateway = loopback.start_gateway(f"{group}-gateway", env, tmp_path / "logs")
     stack.workers.append(gateway)
     customer = f"{group}-shopper"
     headers = {"Authorization": f"Bearer {issue(auth_secret, Role.SERVICE, subject='tls')}"}
@@ -435,9 +435,9 @@ async def test_a_wrong_redis_password_is_refused_clearly_and_never_logged(
     assert wrong not in str(refused.value)
 
     env = base_env(stack.bootstrap, group, REDIS_URL=tls_redis.url(wrong))
-    worker = devstack.start_worker(f"{group}-worker", env, tmp_path / "logs")
+    worker = loopback.start_worker(f"{group}-worker", env, tmp_path / "logs")
     stack.workers.append(worker)
-    gateway = devstack.start_gateway(
+    gateway = loopback.start_gateway(
         f"{group}-gateway",
         {**env, "CONTINUITY_AUTH_SECRET": secrets.token_urlsafe(40)},
         tmp_path / "logs",
@@ -465,7 +465,7 @@ async def test_kafka_sasl_against_the_embedded_brokers_scram_fails_fast_and_clea
     protocol: str, pki: Pki, stack: Stack, tmp_path: Path
 ) -> None:
     logs = tmp_path / "logs"
-    advertised = devstack.free_port()
+    advertised = loopback.free_port()
     password = secrets.token_urlsafe(24)
     vault = secrets_dir(tmp_path / "secrets", CONTINUITY_KAFKA_SASL_PASSWORD=password)
     with TlsTerminator(0, pki.server_context(), port=advertised) as terminator:
@@ -489,7 +489,7 @@ async def test_kafka_sasl_against_the_embedded_brokers_scram_fails_fast_and_clea
                 **({"CONTINUITY_KAFKA_SSL_CA_FILE": str(pki.ca)} if protocol == "SASL_SSL" else {}),
             )
             started = time.monotonic()
-            worker = devstack.start_worker(f"worker-{protocol}", env, logs)
+            worker = loopback.start_worker(f"worker-{protocol}", env, logs)
             try:
                 code = await asyncio.to_thread(worker.proc.wait, 30)
             finally:
@@ -527,8 +527,8 @@ async def test_a_tls_client_that_does_not_trust_the_brokers_ca_is_refused(
 
 async def test_a_publisher_and_the_log_probe_use_tls(pki: Pki, tls_kafka: TlsKafka) -> None:
     """The tools' producer and the reset guard's consumer speak TLS with the same arguments."""
-    from streams.log_probe import probe_logs
-    from streams.log_reset import Applied
+    from streams.core.log_reset import Applied
+    from streams.kafka.log_probe import probe_logs
 
     kafka = kafka_client_kwargs(tls_settings(pki, tls_kafka.bootstrap))
     customer = f"probe{secrets.token_hex(4)}"

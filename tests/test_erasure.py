@@ -18,8 +18,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.batch import Kind
-from streams.erasure import BadErasure, Erasure, covering, erasure_ids, latest, loads
+from streams.core.erasure import BadErasure, Erasure, covering, erasure_ids, latest, loads
+from streams.core.plan import Kind
 from tests.pure import MemoryState, add, ev, records
 from tests.test_fold_properties import CUSTOMERS, cuts, histories
 

@@ -20,9 +20,9 @@ import pytest
 from redis.asyncio import Redis
 
 from schemas.topics import SOURCE_TOPICS
-from streams.publish import Publisher
-from streams.rebuild import rebuild, wipe
-from streams.redis_state import RedisState
+from streams.kafka.publish import Publisher
+from streams.ops.rebuild import rebuild, wipe
+from streams.store.state import RedisState
 from tests.conftest import (
     Gateway,
     Stack,

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from schemas.topics import CART_EVENTS
-from streams.publish import Publisher
+from streams.kafka.publish import Publisher
 from tests.conftest import applied_through, metric, publish, scrape, wait_until
 from tests.fault_report import FaultRow, compare, pick, record
 from tests.oracle import cart_workload, oracle

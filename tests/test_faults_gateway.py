@@ -30,7 +30,7 @@ import orjson
 import pytest
 
 from schemas.session import Session
-from streams.publish import Publisher
+from streams.kafka.publish import Publisher
 from tests.conftest import Gateway, Stack, WorkerGroup, publish, start_gateway, token, wait_until
 from tests.fault_report import FaultRow, compare, pick, record
 from tests.oracle import cart_workload, mismatches, oracle, oracle_versions

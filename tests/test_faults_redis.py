@@ -26,8 +26,8 @@ from pathlib import Path
 import pytest
 
 from schemas.topics import SOURCE_TOPICS
-from streams.offsets_admin import rewind_group
-from streams.publish import Publisher
+from streams.kafka.groups import rewind_group
+from streams.kafka.publish import Publisher
 from tests.conftest import PARTITIONS, applied_through, publish, wait_until
 from tests.fault_report import FaultRow, compare, pick, record
 from tests.oracle import cart_workload, oracle

@@ -16,8 +16,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from streams import devstack
-from streams.publish import Publisher
+from streams.dev import loopback
+from streams.kafka.publish import Publisher
 from tests.conftest import (
     GATEWAY_SECRET,
     applied_through,
@@ -66,7 +66,10 @@ async def test_readonly_and_oom_replies_are_waited_out(tmp_path: Path) -> None:
             reader = bearer("customer", subject=customer)
 
             for refuse, allow in (
-                (("REPLICAOF", "127.0.0.1", str(devstack.free_port())), ("REPLICAOF", "NO", "ONE")),
+                (
+                    ("REPLICAOF", "127.0.0.1", str(loopback.free_port())),
+                    ("REPLICAOF", "NO", "ONE"),
+                ),
                 (
                     ("CONFIG", "SET", "maxmemory", "1", "maxmemory-policy", "noeviction"),
                     ("CONFIG", "SET", "maxmemory", "0"),

@@ -7,7 +7,7 @@ killed and started again from the snapshot, and the last third is sent.
 Every cart must equal the oracle: the workers find that Redis's applied
 offsets are below what they know was applied, count it in
 ``continuity_redis_rollbacks_total`` and fold the lost range again from the
-log (``streams/positions.py``, ``streams/rewind.py``). With two workers the
+log (``streams/core/positions.py``, ``streams/worker/rewind.py``). With two workers the
 partitions are split between them and each finds its own.
 
 A second test wipes Redis entirely (a replica that lost everything) and an
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.publish import Publisher
+from streams.kafka.publish import Publisher
 from tests.conftest import added, applied_through, event, publish, wait_until
 from tests.fault_report import FaultRow, compare, pick, record
 from tests.metrics_text import samples, total

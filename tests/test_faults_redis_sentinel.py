@@ -24,10 +24,10 @@ import aiohttp
 import pytest
 from redis.asyncio import Redis
 
-from streams import devstack
-from streams.publish import Publisher
-from streams.redis_client import connect
-from streams.redis_state import RedisState
+from streams.dev import loopback
+from streams.kafka.publish import Publisher
+from streams.store.client import connect
+from streams.store.state import RedisState
 from tests.conftest import (
     Gateway,
     applied_through,
@@ -56,8 +56,8 @@ def _redis_server() -> str:
 async def sentinel_pair(st: PrivateStack) -> AsyncIterator[str]:
     """A replica of the stack's Redis and a sentinel over both; yields the Sentinel URL."""
     logs = st.root / "logs"
-    replica_port = devstack.free_port()
-    replica = devstack.spawn(
+    replica_port = loopback.free_port()
+    replica = loopback.spawn(
         "replica",
         [
             _redis_server(),
@@ -69,7 +69,7 @@ async def sentinel_pair(st: PrivateStack) -> AsyncIterator[str]:
         env={"LD_PRELOAD": ""},
         port=replica_port,
     )
-    sentinel_port = devstack.free_port()
+    sentinel_port = loopback.free_port()
     conf = st.root / "sentinel.conf"  # sentinel rewrites its own file: it must be writable
     conf.write_text(
         f"port {sentinel_port}\nbind 127.0.0.1\ndir {st.root}\n"
@@ -77,7 +77,7 @@ async def sentinel_pair(st: PrivateStack) -> AsyncIterator[str]:
         f"sentinel down-after-milliseconds {SERVICE} 2000\n"
         f"sentinel failover-timeout {SERVICE} 10000\n"
     )
-    sentinel = devstack.spawn(
+    sentinel = loopback.spawn(
         "sentinel",
         [_redis_server(), str(conf), "--sentinel"],
         logs / "sentinel.log",
@@ -85,8 +85,8 @@ async def sentinel_pair(st: PrivateStack) -> AsyncIterator[str]:
         port=sentinel_port,
     )
     try:
-        devstack.wait_port(replica_port, proc=replica.proc)
-        devstack.wait_port(sentinel_port, proc=sentinel.proc)
+        loopback.wait_port(replica_port, proc=replica.proc)
+        loopback.wait_port(sentinel_port, proc=sentinel.proc)
         watcher = Redis(port=sentinel_port, decode_responses=True)
 
         async def replica_known() -> bool:

@@ -19,7 +19,7 @@ import random
 import pytest
 
 from schemas.session import Session
-from streams.publish import Publisher
+from streams.kafka.publish import Publisher
 from tests.conftest import WorkerGroup, publish, wait_until
 from tests.fault_report import FaultRow, compare, pick, record
 from tests.oracle import cart_workload, mismatches, oracle

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from schemas.session import Session
-from streams.fold import Applied, Duplicate, Limits, Reason, Rejected, fold, new_session
+from streams.core.fold import Applied, Duplicate, Limits, Reason, Rejected, fold, new_session
 from tests.pure import add, ev, model
 
 C = "c-1"

@@ -16,8 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.session import Session
-from streams.batch import Kind
-from streams.fold import DEFAULT_LIMITS
+from streams.core.fold import DEFAULT_LIMITS
+from streams.core.plan import Kind
 from tests.pure import MemoryState, add, ev, records
 
 CUSTOMERS = ("c-1", "c-2")

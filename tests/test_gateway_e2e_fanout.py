@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from streams import devstack
+from streams.dev import loopback
 from streams.gateway.fanout import Fanout, FanoutUnavailable
 from tests.conftest import Stack, wait_until
 
@@ -116,7 +116,7 @@ async def test_a_notice_lost_during_a_reconnect_is_made_up_by_a_re_read(
 
 
 async def test_without_redis_subscribing_fails_cleanly() -> None:
-    nowhere = f"redis://127.0.0.1:{devstack.free_port()}/0"
+    nowhere = f"redis://127.0.0.1:{loopback.free_port()}/0"
     fan = Fanout(pubsub_client(nowhere, "nowhere"), channel, ack_timeout=0.5)
     await fan.start()
     try:

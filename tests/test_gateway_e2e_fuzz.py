@@ -11,7 +11,7 @@ on 401, ``Allow`` on 405, ``limit`` on 413), never a 5xx, a traceback or a
 secret; no token gets past its scope; other clients keep being served while
 it runs; afterwards the gateway answers ``/healthz``, its process lives, its
 log holds no error and no token, and Redis holds only keys of the documented
-layout (``streams/redis_state.py``, ``streams/gateway/handoff_store.py``).
+layout (``streams/store/state.py``, ``streams/store/handoffs.py``).
 
 Requests are written as raw HTTP/1.1 bytes over loopback sockets: an HTTP
 client library normalises exactly what is being tested. A request the HTTP
@@ -58,8 +58,8 @@ from redis.asyncio import Redis
 
 from streams.gateway.app import create_app
 from streams.gateway.auth import TokenError, verify
-from streams.redis_state import RedisState
 from streams.settings import Settings
+from streams.store.state import RedisState
 from tests.clock import at as clock_at
 from tests.conftest import (
     GATEWAY_SECRET,
@@ -120,7 +120,7 @@ POSITION = re.compile(r"^[a-z-]+:[0-9]+:[0-9]+$")
 NEVER_IN_BODIES = (GATEWAY_SECRET, "Traceback", 'File "', "redis://")
 
 # The documented key layout, after the prefix (``P:``): README "Redis layout",
-# streams/redis_state.py and streams/gateway/handoff_store.py. Ids are the wire
+# streams/store/state.py and streams/store/handoffs.py. Ids are the wire
 # contract's; codes Crockford base32; rate-limit windows the ``limits`` library's
 # sliding-window keys of a token's role, store and subject.
 _CODE = r"[0-9A-HJKMNP-TV-Z]{8}"

@@ -1,7 +1,7 @@
 """``GET /v1/sessions/{id}/journey`` against real gateways, broker, worker and Redis.
 
 Proves: the journey lists one entry per applied event, newest first, with the
-fields of ``streams/journey.py``; a guest's entries move to the customer at
+fields of ``streams/core/journey.py``; a guest's entries move to the customer at
 login and the guest's id resolves to the customer's journey; ``service`` and
 ``pos`` read any journey, a customer only its own (a guest token of a merged
 guest gets ``sign_in_required``), no token is a 401; ``limit`` picks the

@@ -26,7 +26,7 @@ import aiohttp
 import orjson
 import pytest
 
-from streams.publish import Publisher
+from streams.kafka.publish import Publisher
 from tests.conftest import (
     Gateway,
     added,

@@ -19,8 +19,8 @@ from pydantic import ValidationError
 
 from streams.gateway.auth import Principal, Role
 from streams.gateway.rate_limit import identity, parse
-from streams.redis_state import RedisState
 from streams.settings import Settings
+from streams.store.state import RedisState
 from tests.conftest import (
     Gateway,
     Stack,

@@ -26,7 +26,7 @@ import aiohttp
 import pytest
 from redis.asyncio import Redis
 
-from streams import devstack
+from streams.dev import loopback
 from streams.gateway.auth import Principal, Role, verify
 from tests.conftest import (
     GATEWAY_SECRET,
@@ -142,8 +142,8 @@ async def test_streams_survive_a_dropped_pubsub_connection(
 async def test_outages_are_answered_with_503_and_named_by_readyz(
     tmp_path: Path, http: aiohttp.ClientSession, ids: Callable[[str], str]
 ) -> None:
-    broker = devstack.start_broker(tmp_path)
-    redis = devstack.start_redis(tmp_path / "redis", tmp_path)
+    broker = loopback.start_broker(tmp_path)
+    redis = loopback.start_redis(tmp_path / "redis", tmp_path)
     own = Stack(f"127.0.0.1:{broker.port}", f"redis://127.0.0.1:{redis.port}/0", tmp_path)
     gw = start_gateway(
         own,

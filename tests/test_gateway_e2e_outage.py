@@ -21,7 +21,7 @@ import aiohttp
 import pytest
 
 from streams.gateway.freshness import partition_of
-from streams.publish import Publisher
+from streams.kafka.publish import Publisher
 from tests.conftest import (
     PARTITIONS,
     added,

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import aiohttp
 import pytest
 
-from streams.publish import Publisher
+from streams.kafka.publish import Publisher
 from tests.conftest import (
     Gateway,
     Stack,

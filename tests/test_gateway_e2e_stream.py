@@ -23,7 +23,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from streams.redis_state import RedisState
+from streams.store.state import RedisState
 from tests.conftest import (
     Gateway,
     SseEvent,

@@ -9,8 +9,8 @@ import orjson
 import pytest
 
 from schemas.topics import CHECKOUT_EVENTS, topic_for
-from streams.decode import decode
-from streams.fold import Applied, Rejected, fold, new_session
+from streams.core.decode import decode
+from streams.core.fold import Applied, Rejected, fold, new_session
 from streams.gateway.handoff import (
     ALPHABET,
     CODE_LENGTH,

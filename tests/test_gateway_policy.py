@@ -18,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from schemas.events import AnyEvent
-from streams.decode import decode
+from streams.core.decode import decode
 from streams.gateway.auth import Principal, Role
 from streams.gateway.policy import FORBIDDEN, SIGN_IN_REQUIRED, may_ingest, may_read
 from tests.conftest import event

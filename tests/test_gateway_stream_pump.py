@@ -14,8 +14,8 @@ from typing import Any, cast
 
 import pytest
 
-from streams.gateway import routes_stream
 from streams.gateway.fanout import Subscriber
+from streams.gateway.routes import stream as routes_stream
 from streams.gateway.sessions import View
 from streams.gateway.sse import Cursor
 

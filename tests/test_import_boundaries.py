@@ -16,32 +16,22 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# The modules that decide (streams/) and the wire contract (schemas/).
+# Pure by folder: every module of the core (what decides) and of the wire contract.
 PURE = {
-    "streams.abandonment",
-    "streams.activity",
-    "streams.batch",
-    "streams.decode",
-    "streams.dlq",
-    "streams.dlq_admin",
-    "streams.erasure",
-    "streams.facts",
-    "streams.fold",
-    "streams.journey",
-    "streams.kpi",
-    "streams.kpi_delta",
-    "streams.kpi_report",
-    "streams.log_reset",
-    "streams.merge",
-    "streams.notifications",
-    "streams.outgoing",
-    "streams.positions",
-    "streams.readiness",
-    "streams.session_codec",
-    "streams.shared_device",
-    "streams.time_travel",
-    "streams.unmerge",
-} | {f"schemas.{p.stem}" for p in (ROOT / "schemas").glob("*.py") if p.stem != "__init__"}
+    ".".join(p.relative_to(ROOT).with_suffix("").parts)
+    for folder in ("streams/core", "schemas")
+    for p in (ROOT / folder).glob("*.py")
+    if p.stem != "__init__"
+}
+# The packages themselves, which ``from streams.core import fold`` names too.
+PURE_PACKAGES = {"streams.core", "schemas"}
+
+
+def test_the_pure_set_is_the_core_folder() -> None:
+    """Spot-check that the folder rule finds the modules the guarantees rest on."""
+    assert {"streams.core.fold", "streams.core.plan", "schemas.events"} <= PURE
+    assert not any(m.startswith(("streams.store", "streams.worker")) for m in PURE)
+
 
 # Libraries that do I/O or run a loop of their own.
 FORBIDDEN = (
@@ -84,9 +74,9 @@ def violations(module: str) -> list[str]:
         if top in FORBIDDEN:
             found.append(f"{module} imports {name}")
         elif top == "streams" and name != "streams":
-            # ``from streams import x`` names x; ``from streams.fold import Y`` names Y too.
+            # ``from streams import x`` names x; ``from streams.core.fold import Y`` names Y too.
             owner = name if _is_module(name) else name.rpartition(".")[0]
-            if _is_module(owner) and owner not in PURE:
+            if _is_module(owner) and owner not in PURE | PURE_PACKAGES:
                 found.append(f"{module} imports {owner}, an edge module")
     return found
 
@@ -105,13 +95,14 @@ def test_the_check_catches_an_import_of_redis(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The rule itself can fail: a core module that imports redis is reported."""
-    fake = tmp_path / "streams"
-    fake.mkdir()
-    (fake / "fold.py").write_text("from redis.asyncio import Redis\nimport streams.app\n")
-    (fake / "app.py").write_text("")
+    core, worker = tmp_path / "streams" / "core", tmp_path / "streams" / "worker"
+    core.mkdir(parents=True)
+    worker.mkdir()
+    (core / "fold.py").write_text("from redis.asyncio import Redis\nimport streams.worker.app\n")
+    (worker / "app.py").write_text("")
     monkeypatch.setattr(__import__(__name__, fromlist=["ROOT"]), "ROOT", tmp_path)
-    assert violations("streams.fold") == [
-        "streams.fold imports redis.asyncio",
-        "streams.fold imports redis.asyncio.Redis",
-        "streams.fold imports streams.app, an edge module",
+    assert violations("streams.core.fold") == [
+        "streams.core.fold imports redis.asyncio",
+        "streams.core.fold imports redis.asyncio.Redis",
+        "streams.core.fold imports streams.worker.app, an edge module",
     ]

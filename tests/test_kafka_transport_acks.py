@@ -1,6 +1,6 @@
 """The worker's batched delivery across a real process boundary: Kafka never commits past Redis.
 
-The consumer hands whole fetches to the agent (``streams/batch_delivery.py``)
+The consumer hands whole fetches to the agent (``streams/worker/batch_delivery.py``)
 and the agent acks a batch's records only once Redis holds them. Shown here
 with a real broker, a real redis-server frozen with SIGSTOP and a real worker
 process: while the worker holds fetched batches it cannot write, the group's
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.publish import Publisher
+from streams.kafka.publish import Publisher
 from tests.conftest import publish, scrape, wait_until
 from tests.fault_report import compare
 from tests.oracle import cart_workload, mismatches, oracle

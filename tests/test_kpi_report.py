@@ -1,4 +1,4 @@
-"""The KPI report built from the Redis KPI counters (``streams/kpi_report.py``). Pure.
+"""The KPI report built from the Redis KPI counters (``streams/core/kpi_report.py``). Pure.
 
 Proves: rates are converted / started and abandoned / started per start
 channel and overall, a path's rate is converted / (converted + abandoned),
@@ -19,9 +19,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.events import Channel
-from streams.activity import window_keys as activity_window_keys
-from streams.kpi_delta import TTC_BUCKETS, KpiDelta
-from streams.kpi_report import counters, histogram, quantile, report, window_keys
+from streams.core.activity import window_keys as activity_window_keys
+from streams.core.kpi_delta import TTC_BUCKETS, KpiDelta
+from streams.core.kpi_report import counters, histogram, quantile, report, window_keys
 
 
 def test_an_empty_hash_gives_zeros_and_null_ratios() -> None:

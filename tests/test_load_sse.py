@@ -46,8 +46,8 @@ import pytest
 from redis.asyncio import Redis
 
 from schemas.session import Session
-from streams.publish import Publisher, prepare_dict
-from streams.redis_state import RedisState
+from streams.kafka.publish import Publisher, prepare_dict
+from streams.store.state import RedisState
 from tests.conftest import Stack, metric, start_gateway, token, wait_until
 from tests.fault_report import pick
 from tests.oracle import cart_workload, oracle, oracle_versions

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import pytest
 
-from streams.batch import Record
-from streams.log_reset import Applied, Probe, Verdict, fingerprint, judge, probe_complete
+from streams.core.log_reset import Applied, Probe, Verdict, fingerprint, judge, probe_complete
+from streams.core.plan import Record
 from tests.pure import MemoryState, add, ev, records
 
 FP = fingerprint(b"k", b"v")

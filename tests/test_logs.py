@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 from pythonjsonlogger.orjson import OrjsonFormatter
 
-from streams.batch import Record
+from streams.core.plan import Record
 from streams.logs import TEXT_FORMAT, batch_fields, logging_config, record_fields
 from tests.pure import ev
 
@@ -29,7 +29,7 @@ def _formatter(fmt: str) -> logging.Formatter:
 
 def _line(formatter: logging.Formatter, message: str, extra: dict[str, object]) -> str:
     record = logging.makeLogRecord(
-        {"name": "streams.processor", "levelno": 30, "levelname": "WARNING", "msg": message}
+        {"name": "streams.worker.processor", "levelno": 30, "levelname": "WARNING", "msg": message}
     )
     record.__dict__.update(extra)
     return formatter.format(record)
@@ -40,7 +40,7 @@ def test_json_lines_carry_the_record_fields() -> None:
     line = _line(_formatter("json"), "dead-lettered", record_fields(rec, "e-1", reason="x"))
     body = orjson.loads(line)
     assert body["level"] == "WARNING"
-    assert body["logger"] == "streams.processor"
+    assert body["logger"] == "streams.worker.processor"
     assert body["message"] == "dead-lettered"
     assert body["time"].endswith("+00:00")
     assert {k: body[k] for k in ("event_id", "topic", "partition", "offset", "reason")} == {
@@ -69,4 +69,4 @@ def test_batch_lines_name_the_first_record_and_the_size() -> None:
 def test_text_is_the_plain_default_format() -> None:
     formatter = _formatter("text")
     assert formatter._fmt == TEXT_FORMAT
-    assert "WARNING streams.processor: hello" in _line(formatter, "hello", {})
+    assert "WARNING streams.worker.processor: hello" in _line(formatter, "hello", {})

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from schemas.session import Session
-from streams.batch import Kind, plan_batch
-from streams.decode import decode
-from streams.fold import Limits
-from streams.merge import merge_guest
+from streams.core.decode import decode
+from streams.core.fold import Limits
+from streams.core.merge import merge_guest
+from streams.core.plan import Kind, plan_batch
 from tests.pure import MemoryState, add, ev, records
 
 C, G = "c-1", "g-1"

@@ -17,9 +17,9 @@ from decimal import Decimal
 
 import pytest
 
-from streams.batch import Kind, Record, plan_batch
-from streams.decode import decode
-from streams.fold import Limits, MergePolicy
+from streams.core.decode import decode
+from streams.core.fold import Limits, MergePolicy
+from streams.core.plan import Kind, Record, plan_batch
 from tests.pure import MemoryState, add, ev, records
 
 C, G = "c-1", "g-1"

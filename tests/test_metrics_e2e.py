@@ -34,12 +34,12 @@ from redis.asyncio import Redis
 
 from schemas.events import Channel
 from schemas.topics import CART_EVENTS, SOURCE_TOPICS
-from streams import devstack
-from streams.batch import Record, plan_batch
-from streams.decode import decode
-from streams.facts import batch_facts, labels_by_record
-from streams.publish import Outgoing, Publisher, prepare_dict
-from streams.redis_state import RedisState
+from streams.core.decode import decode
+from streams.core.facts import batch_facts, labels_by_record
+from streams.core.plan import Record, plan_batch
+from streams.dev import loopback
+from streams.kafka.publish import Outgoing, Publisher, prepare_dict
+from streams.store.state import RedisState
 from tests.conftest import (
     PARTITIONS,
     Stack,
@@ -163,7 +163,7 @@ async def folded(stack: Stack, publisher: Publisher) -> AsyncIterator[Folded]:
     name = f"m{uuid.uuid4().hex[:8]}"
     client = Redis.from_url(stack.redis_url)
     group = WorkerGroup(stack, name, name, RedisState(client, name))
-    port = devstack.free_port()
+    port = loopback.free_port()
     await _skip_history(stack.bootstrap, group.state)
     worker = stack.start_worker(
         f"{name}-w",
@@ -415,7 +415,7 @@ async def test_two_workers_split_the_partition_series_between_them(
     every = {f"{t}:{p}" for t in SOURCE_TOPICS for p in range(PARTITIONS)}
     ports = []
     for name in ("a", "b"):
-        port = devstack.free_port()
+        port = loopback.free_port()
         stack.start_worker(
             f"{group.group}-{name}",
             group.group,

@@ -17,10 +17,9 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.activity import BUCKET_SECONDS, WINDOW_SECONDS, bucket, bucket_key, window_keys
-from streams.batch import Record
-from streams.decode import decode
-from streams.facts import (
+from streams.core.activity import BUCKET_SECONDS, WINDOW_SECONDS, bucket, bucket_key, window_keys
+from streams.core.decode import decode
+from streams.core.facts import (
     CHANNELS,
     TYPES,
     UNKNOWN,
@@ -29,7 +28,8 @@ from streams.facts import (
     labels_by_record,
     record_labels,
 )
-from streams.lag import consumer_lag, owned
+from streams.core.lag import consumer_lag, owned
+from streams.core.plan import Record
 from tests.pure import MemoryState, add, ev
 
 AT = "2026-11-24T10:00:00Z"

@@ -1,4 +1,4 @@
-"""The lag and sessions-active gauges against the real redis-server (``streams/gauges.py``).
+"""The lag and sessions-active gauges against the real redis-server (``streams/worker/gauges.py``).
 
 Proves: lag is reported only for the partitions assigned here and its series
 disappear on revoke, so two workers never report one partition; the
@@ -16,9 +16,9 @@ import pytest
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
-from streams.activity import WINDOW_LABEL
-from streams.gauges import SESSIONS_OWNER, GaugeRefresher
-from streams.redis_state import RedisState
+from streams.core.activity import WINDOW_LABEL
+from streams.store.state import RedisState
+from streams.worker.gauges import SESSIONS_OWNER, GaugeRefresher
 from tests.pure import MemoryState, ev, records
 
 CART0, CART1, BROWSE0 = ("cart-events", 0), ("cart-events", 1), ("browse-events", 0)

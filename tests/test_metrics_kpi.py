@@ -1,4 +1,4 @@
-"""Omnichannel KPIs derived from committed plans (``streams/kpi.py``). Pure, no processes.
+"""Omnichannel KPIs derived from committed plans (``streams/core/kpi.py``). Pure, no processes.
 
 Proves: a session is counted once when it reaches two channels, whatever the
 batch boundaries and however guests merge into customers; a cart line changed
@@ -19,10 +19,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.events import Channel
-from streams.batch import Kind, Plan, Record, Snapshot
-from streams.kpi import multichannel_sessions
-from streams.kpi_delta import path_label
-from streams.simulate import journey
+from streams.core.kpi import multichannel_sessions
+from streams.core.kpi_delta import path_label
+from streams.core.plan import Kind, Plan, Record, Snapshot
+from streams.dev.simulate import journey
 from tests.pure import MemoryState, add, ev, records
 
 WEB, APP, POS = Channel.WEB, Channel.MOBILE_APP, Channel.POS

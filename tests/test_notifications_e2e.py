@@ -21,7 +21,7 @@ import orjson
 import pytest
 
 from schemas.topics import NOTIFICATIONS
-from streams.publish import Publisher
+from streams.kafka.publish import Publisher
 from tests.clock import at as clock_at
 from tests.conftest import (
     added,

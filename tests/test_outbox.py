@@ -18,16 +18,16 @@ import pytest
 from redis.asyncio import Redis
 
 from schemas.session import CartLine, Session
-from streams import devstack
-from streams.outbox import Outbox
-from streams.relay import relay_once
+from streams.dev import loopback
+from streams.store.outbox import Outbox
+from streams.worker.relay import relay_once
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
 async def client(tmp_path: Path) -> AsyncIterator[Redis]:
-    child = devstack.start_redis(tmp_path / "data", tmp_path, appendfsync="always")
+    child = loopback.start_redis(tmp_path / "data", tmp_path, appendfsync="always")
     redis = Redis.from_url(f"redis://127.0.0.1:{child.port}/0", socket_timeout=5)
     yield redis
     await redis.aclose()

@@ -1,11 +1,13 @@
-"""Finding a rolled-back Redis from floors and applied offsets (``streams/positions.py``). Pure."""
+"""Finding a rolled-back Redis from floors and applied offsets (``streams/core/positions.py``).
+
+Pure."""
 
 from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.positions import Floors, Rewind, rollbacks
+from streams.core.positions import Floors, Rewind, rollbacks
 
 TPS = st.sampled_from(["cart-events:0", "cart-events:1", "browse-events:0", "checkout-events:3"])
 OFFSETS = st.integers(min_value=0, max_value=10_000)

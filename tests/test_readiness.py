@@ -4,7 +4,7 @@ forgotten with the first successful round trip."""
 
 from __future__ import annotations
 
-from streams.readiness import Readiness
+from streams.core.readiness import Readiness
 
 
 def test_ready_only_with_an_assignment() -> None:

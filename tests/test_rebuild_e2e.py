@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 
 from schemas.session import Session
-from streams.publish import Publisher
-from streams.redis_state import RedisState
-from streams.simulate import workload
+from streams.dev.simulate import workload
+from streams.kafka.publish import Publisher
+from streams.store.state import RedisState
 from tests.conftest import applied_through, publish
 from tests.oracle import cart_workload, dump_prefix
 from tests.private_stack import PrivateStack, private_stack

@@ -3,7 +3,7 @@ end (or whose end is not known yet) and counts the finished ones."""
 
 from __future__ import annotations
 
-from streams.rebuild import Progress
+from streams.ops.rebuild import Progress
 
 
 def test_progress_line_lists_unfinished_partitions() -> None:

@@ -13,8 +13,8 @@ from redis.exceptions import (
     ResponseError,
 )
 
-from streams.redis_client import is_sentinel_url, parse_sentinel_url, refusal, transient
 from streams.settings import Settings
+from streams.store.client import is_sentinel_url, parse_sentinel_url, refusal, transient
 
 
 def test_a_sentinel_url_names_sentinels_service_db_and_credentials() -> None:

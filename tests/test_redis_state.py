@@ -18,12 +18,12 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from streams import devstack
-from streams.batch import Kind, Record, RecordOutcome, needs, plan_batch
-from streams.decode import decode
-from streams.journey import JourneyLimits
-from streams.processor import BatchProcessor
-from streams.redis_state import Effects, RedisState
+from streams.core.decode import decode
+from streams.core.journey import JourneyLimits
+from streams.core.plan import Kind, Record, RecordOutcome, needs, plan_batch
+from streams.dev import loopback
+from streams.store.state import Effects, RedisState
+from streams.worker.processor import BatchProcessor
 from tests.conftest import added, event
 
 pytestmark = pytest.mark.e2e
@@ -38,8 +38,8 @@ def records(
 
 
 @pytest.fixture
-async def private_redis(tmp_path: Path) -> AsyncIterator[tuple[devstack.Child, Redis]]:
-    child = devstack.start_redis(tmp_path / "data", tmp_path, appendfsync="always")
+async def private_redis(tmp_path: Path) -> AsyncIterator[tuple[loopback.Child, Redis]]:
+    child = loopback.start_redis(tmp_path / "data", tmp_path, appendfsync="always")
     client = Redis.from_url(
         f"redis://127.0.0.1:{child.port}/0", socket_timeout=1, socket_connect_timeout=1
     )
@@ -49,7 +49,7 @@ async def private_redis(tmp_path: Path) -> AsyncIterator[tuple[devstack.Child, R
 
 
 async def test_commit_from_a_stale_read_is_refused_and_writes_nothing(
-    private_redis: tuple[devstack.Child, Redis],
+    private_redis: tuple[loopback.Child, Redis],
 ) -> None:
     _, client = private_redis
     state = RedisState(client, "t")
@@ -70,7 +70,7 @@ async def test_commit_from_a_stale_read_is_refused_and_writes_nothing(
 
 
 async def test_notice_is_published_with_the_committed_version(
-    private_redis: tuple[devstack.Child, Redis],
+    private_redis: tuple[loopback.Child, Redis],
 ) -> None:
     _, client = private_redis
     state = RedisState(client, "t")
@@ -89,7 +89,7 @@ async def test_notice_is_published_with_the_committed_version(
 
 
 async def test_batch_waits_through_a_redis_outage_and_applies_exactly_once(
-    private_redis: tuple[devstack.Child, Redis],
+    private_redis: tuple[loopback.Child, Redis],
 ) -> None:
     child, client = private_redis
     state = RedisState(client, "t")
@@ -104,7 +104,7 @@ async def test_batch_waits_through_a_redis_outage_and_applies_exactly_once(
     assert not pending.done(), "the batch waits for Redis instead of being skipped"
 
     restarted = child.restart()
-    devstack.wait_port(restarted.port or 0)
+    loopback.wait_port(restarted.port or 0)
     try:
         plan = await asyncio.wait_for(pending, timeout=20)
         assert [o.kind for o in plan.outcomes] == [Kind.APPLIED]
@@ -120,7 +120,7 @@ async def test_batch_waits_through_a_redis_outage_and_applies_exactly_once(
 
 
 async def test_a_journey_keeps_its_newest_entries_within_its_age_and_expires(
-    private_redis: tuple[devstack.Child, Redis],
+    private_redis: tuple[loopback.Child, Redis],
 ) -> None:
     _, client = private_redis
     limits = JourneyLimits(max_entries=3, max_age_seconds=3600)

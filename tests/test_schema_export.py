@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from schemas.events import EVENT_TYPES, MONEY_PATTERN
-from streams.schema_export import export, rendered, stale
+from streams.ops.schema_export import export, rendered, stale
 
 
 def test_checked_in_schema_files_match_the_models() -> None:

@@ -25,8 +25,7 @@ from pydantic import SecretStr, ValidationError
 from pydantic_settings import SettingsError
 
 from streams import cli
-from streams.app import base_app
-from streams.kafka_security import (
+from streams.kafka.security import (
     KafkaSecurityError,
     describe,
     faust_broker_credentials,
@@ -34,6 +33,7 @@ from streams.kafka_security import (
     kafka_client_kwargs_from_env,
 )
 from streams.settings import Settings
+from streams.worker.app import base_app
 from tests.tls_pki import Pki, make_pki
 
 MECHANISMS = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]

@@ -1,4 +1,4 @@
-"""The stored form of a session (``streams/session_codec.py``). Pure.
+"""The stored form of a session (``streams/core/session_codec.py``). Pure.
 
 Proves: both forms read back to the same session; a compressed typical
 session is well under 2 KB; values written before compression still read.
@@ -10,7 +10,7 @@ import pytest
 
 from bench.workload import typical_session_events
 from schemas.session import Session
-from streams.session_codec import decode, encode, json_of
+from streams.core.session_codec import decode, encode, json_of
 from tests.pure import MemoryState, records
 
 

@@ -1,4 +1,4 @@
-"""The shared-device guard (``streams/shared_device.py``), pure and against Redis.
+"""The shared-device guard (``streams/core/shared_device.py``), pure and against Redis.
 
 Proves: on a device more than one customer signed in on within the window
 (a kiosk), a sign-in never takes the device's guest cart and anonymous
@@ -20,12 +20,12 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from streams import devstack
-from streams.erasure import Erasure
-from streams.processor import BatchProcessor
-from streams.redis_state import Erased, RedisState
-from streams.session_codec import decode
-from streams.shared_device import is_shared
+from streams.core.erasure import Erasure
+from streams.core.session_codec import decode
+from streams.core.shared_device import is_shared
+from streams.dev import loopback
+from streams.store.state import Erased, RedisState
+from streams.worker.processor import BatchProcessor
 from tests.pure import MemoryState, add, ev, records
 
 KIOSK = "kiosk-7"
@@ -109,7 +109,7 @@ def test_a_device_session_started_after_a_merge_never_reuses_a_version() -> None
 
 @pytest.fixture
 async def client(tmp_path: Path) -> AsyncIterator[Redis]:
-    child = devstack.start_redis(tmp_path / "data", tmp_path, appendfsync="always")
+    child = loopback.start_redis(tmp_path / "data", tmp_path, appendfsync="always")
     redis = Redis.from_url(f"redis://127.0.0.1:{child.port}/0", socket_timeout=5)
     yield redis
     await redis.aclose()

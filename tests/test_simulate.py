@@ -6,9 +6,9 @@ import itertools
 
 import orjson
 
-from streams.decode import decode
-from streams.fold import Rejected
-from streams.simulate import endless, workload
+from streams.core.decode import decode
+from streams.core.fold import Rejected
+from streams.dev.simulate import endless, workload
 from tests.pure import MemoryState, records
 
 

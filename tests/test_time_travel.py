@@ -1,4 +1,4 @@
-"""The session as of a moment (``streams/time_travel.py``). Pure, no processes.
+"""The session as of a moment (``streams/core/time_travel.py``). Pure, no processes.
 
 The property: for any history spread over the three topics and any moment,
 the refolded session equals what a worker holds after committing, batch by
@@ -22,10 +22,8 @@ from hypothesis import strategies as st
 from multidict import MultiDict
 
 from schemas.topics import topic_for
-from streams.batch import Record
-from streams.gateway.errors import ApiError
-from streams.gateway.params import read_as_of
-from streams.time_travel import (
+from streams.core.plan import Record
+from streams.core.time_travel import (
     BadMoment,
     PartitionCut,
     cut,
@@ -35,6 +33,8 @@ from streams.time_travel import (
     relevant,
     session_as_of,
 )
+from streams.gateway.errors import ApiError
+from streams.gateway.params import read_as_of
 from tests.pure import MemoryState, add, ev
 from tests.test_fold_properties import CUSTOMERS, GUESTS, one_event
 

@@ -22,8 +22,8 @@ import aiohttp
 import orjson
 import pytest
 
-from streams.publish import Publisher
-from streams.time_travel import iso_ms
+from streams.core.time_travel import iso_ms
+from streams.kafka.publish import Publisher
 from tests.conftest import (
     Gateway,
     added,

@@ -1,4 +1,4 @@
-"""Undoing a login merge (``session.unmerged``, ``streams/unmerge.py``). Pure, no processes.
+"""Undoing a login merge (``session.unmerged``, ``streams/core/unmerge.py``). Pure, no processes.
 
 Proves: under ``combine`` and ``higher_quantity`` the customer's cart goes back
 to its own quantities with changes made since kept on top, and the guest gets
@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from streams.batch import Kind, plan_batch
-from streams.decode import decode
-from streams.fold import Limits, MergePolicy, Reason
+from streams.core.decode import decode
+from streams.core.fold import Limits, MergePolicy, Reason
+from streams.core.plan import Kind, plan_batch
 from tests.pure import MemoryState, add, ev, records
 
 C, G = "c-1", "g-1"

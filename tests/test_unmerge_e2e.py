@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.publish import Publisher
+from streams.kafka.publish import Publisher
 from tests.conftest import added, applied_through, event, publish
 from tests.private_stack import PrivateStack, private_stack
 

@@ -21,9 +21,9 @@ from redis.asyncio import Redis
 
 from bench.runners.tracker import Tracker, arguments
 from schemas.topics import SOURCE_TOPICS
-from streams.decode import decode
-from streams.fold import Rejected
-from streams.kafka_security import kafka_client_kwargs
+from streams.core.decode import decode
+from streams.core.fold import Rejected
+from streams.kafka.security import kafka_client_kwargs
 from streams.settings import Settings
 
 BATCH = 2000

@@ -13,8 +13,8 @@ from typing import Any
 
 import faust
 
-from streams.app import base_app
 from streams.settings import Settings
+from streams.worker.app import base_app
 
 
 def bench_app(settings: Settings) -> tuple[faust.App, Any]:

@@ -23,9 +23,9 @@ from bench.runners.faust_app import bench_app, run
 from bench.runners.tracker import Tracker, arguments
 from schemas.events import AnyEvent
 from schemas.session import Session
-from streams.batch import Record, Snapshot, needs, plan_batch
-from streams.decode import decode
-from streams.fold import Rejected
+from streams.core.decode import decode
+from streams.core.fold import Rejected
+from streams.core.plan import Record, Snapshot, needs, plan_batch
 from streams.settings import Settings
 
 

@@ -15,7 +15,6 @@ Pure rules, thin edges, as in the worker:
   (one shared pub/sub connection), ``producer`` (Kafka), ``guard`` and
   ``middleware`` (authentication, error bodies, request metrics),
   ``access_log``, ``metrics``, ``keys`` (what the app and requests carry);
-* routes, one module per area, each with a ``register(app)``:
-  ``routes_index``, ``routes_health``, ``routes_sessions``,
-  ``routes_stream``, ``routes_ingest``; ``app`` assembles them.
+* ``routes/``, one module per area, each with a ``register(app)``;
+  ``app`` assembles them.
 """

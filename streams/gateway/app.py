@@ -1,6 +1,7 @@
 """Assembling and running the gateway's aiohttp application.
 
-Routes live in ``routes_*`` modules, each with a ``register(app)``; add a
+Routes live in ``streams/gateway/routes/``, one module per area, each with a
+``register(app)``; add a
 module to ``ROUTE_MODULES`` to add an area (a demo page, a POS handoff).
 Middlewares, outermost first: request metrics, JSON errors, authentication.
 
@@ -22,22 +23,9 @@ from aiokafka.errors import KafkaError
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from streams.gateway import (
-    routes_demo,
-    routes_erase,
-    routes_handoff,
-    routes_health,
-    routes_index,
-    routes_ingest,
-    routes_journey,
-    routes_kpis,
-    routes_sessions,
-    routes_stream,
-)
 from streams.gateway.access_log import PathOnlyAccessLogger, ScrubBadRequests
 from streams.gateway.fanout import Fanout
 from streams.gateway.guard import authenticate
-from streams.gateway.handoff_store import HandoffStore
 from streams.gateway.keys import (
     FANOUT,
     HANDOFFS,
@@ -52,28 +40,41 @@ from streams.gateway.keys import (
 from streams.gateway.middleware import count_requests, json_errors
 from streams.gateway.producer import EventProducer
 from streams.gateway.rate_limit import RateLimiter
+from streams.gateway.routes import (
+    demo,
+    erase,
+    handoff,
+    health,
+    index,
+    ingest,
+    journey,
+    kpis,
+    sessions,
+    stream,
+)
 from streams.gateway.sessions import Sessions
 from streams.gateway.slots import Slots
-from streams.kafka_security import describe, kafka_client_kwargs
-from streams.redis_client import connect, follow_primary
-from streams.redis_state import RedisState
+from streams.kafka.security import describe, kafka_client_kwargs
+from streams.kafka.topics import TopicLayoutError, ensure_topics
 from streams.settings import Settings
-from streams.topics_admin import TopicLayoutError, ensure_topics
+from streams.store.client import connect, follow_primary
+from streams.store.handoffs import HandoffStore
+from streams.store.state import RedisState
 
 log = logging.getLogger(__name__)
 
 ROUTE_MODULES: tuple[ModuleType, ...] = (
-    routes_index,
-    routes_health,
-    routes_sessions,
-    routes_journey,
-    routes_erase,
-    routes_stream,
-    routes_ingest,
-    routes_kpis,
-    routes_handoff,
+    index,
+    health,
+    sessions,
+    journey,
+    erase,
+    stream,
+    ingest,
+    kpis,
+    handoff,
     # Last: in development it takes ``GET /`` over from the index.
-    routes_demo,
+    demo,
 )
 # How long a starting gateway waits for Kafka before giving up.
 STARTUP_TIMEOUT = 30.0

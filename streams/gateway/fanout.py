@@ -1,7 +1,7 @@
 """One Redis pub/sub connection per gateway process, fanned out to the local streams.
 
 The worker publishes a notice on ``P:u:{key}`` after every committed version
-(``streams/lua/commit.lua``). Here, every session followed by at least one
+(``streams/store/lua/commit.lua``). Here, every session followed by at least one
 local client is SUBSCRIBEd once on a shared connection, reference-counted
 across clients (not a PSUBSCRIBE of everything: a gateway only receives the
 notices of sessions someone on it is watching).

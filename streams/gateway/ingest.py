@@ -21,8 +21,8 @@ from typing import Any
 import orjson
 
 from schemas.topics import topic_for
-from streams.decode import decode
-from streams.fold import Rejected
+from streams.core.decode import decode
+from streams.core.fold import Rejected
 from streams.gateway.auth import Principal
 from streams.gateway.errors import NO_EVENT_ACCEPTED
 from streams.gateway.params import Position, newest_per_partition

@@ -7,12 +7,12 @@ from redis.asyncio import Redis
 
 from streams.gateway.auth import Principal
 from streams.gateway.fanout import Fanout
-from streams.gateway.handoff_store import HandoffStore
 from streams.gateway.producer import EventProducer
 from streams.gateway.rate_limit import RateLimiter
 from streams.gateway.sessions import Sessions
 from streams.gateway.slots import Slots
 from streams.settings import Settings
+from streams.store.handoffs import HandoffStore
 
 SETTINGS = web.AppKey("settings", Settings)
 SECRET = web.AppKey("secret", str)

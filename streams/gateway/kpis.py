@@ -23,9 +23,9 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from streams.core.kpi_report import counters, report, window_keys
 from streams.gateway import metrics
 from streams.gateway.sessions import RedisUnavailable
-from streams.kpi_report import counters, report, window_keys
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@
   condition is given.
 * ``limit=N`` (the journey): how many entries, 1 to ``CONTINUITY_JOURNEY_MAX_ENTRIES``.
 * ``as_of=T`` (a session): refold it as it was at ``T``, an ISO 8601 time (UTC
-  without an offset) or Unix ms (``streams/time_travel.py``); not in the future,
+  without an offset) or Unix ms (``streams/core/time_travel.py``); not in the future,
   not with a wait.
 """
 
@@ -25,8 +25,8 @@ from pydantic import TypeAdapter, ValidationError
 
 from schemas.events import Id
 from schemas.topics import SOURCE_TOPICS
+from streams.core.time_travel import BadMoment, iso_ms, parse_moment
 from streams.gateway.errors import INVALID_ID, INVALID_PARAMETER, ApiError
-from streams.time_travel import BadMoment, iso_ms, parse_moment
 
 MAX_POSITIONS = 64
 DEFAULT_JOURNEY_LIMIT = 50

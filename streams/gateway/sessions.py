@@ -24,11 +24,11 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from schemas.session import Session
+from streams.core.session_codec import decode as decode_session
 from streams.gateway import metrics
 from streams.gateway.fanout import Fanout, FanoutUnavailable, Subscriber
 from streams.gateway.params import Position, ReadWait
-from streams.redis_state import RedisState
-from streams.session_codec import decode as decode_session
+from streams.store.state import RedisState
 
 
 class RedisUnavailable(Exception):

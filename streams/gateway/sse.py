@@ -1,4 +1,4 @@
-"""What a session stream sends, and when. Pure (no I/O); ``routes_stream`` does the writing.
+"""What a session stream sends, and when. Pure (no I/O); ``routes/stream.py`` does the writing.
 
 Snapshot semantics: the stream sends the session's *current* state, never a
 diff, with the version as the event id. A client therefore never sees an

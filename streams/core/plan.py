@@ -1,0 +1,440 @@
+"""Plan one batch of records against a snapshot of Redis. Pure.
+
+The worker reads a ``Snapshot`` (aliases, per-partition applied offsets and
+sessions), calls ``plan_batch`` and commits the resulting ``Plan`` with one
+compare-and-set script (``streams/store/state.py``). The plan records what it
+assumed (``expected_*``), so a commit that raced with another worker is
+refused whole and the batch is simply re-planned against fresh state.
+
+Exactly-once effect: a record whose offset is at or below the applied offset
+stored for its partition is skipped (``already_applied``), and the new
+applied offsets are written in the same atomic step as the states. A record
+that carries an ``event_id`` seen recently by its session is a ``duplicate``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from schemas.events import AnyEvent, SessionUnmerged
+from schemas.session import CartLine, Session
+from streams.core.erasure import Erasure, covering
+from streams.core.fold import (
+    DEFAULT_LIMITS,
+    Applied,
+    Duplicate,
+    Limits,
+    Reason,
+    Rejected,
+    fold,
+    with_cart,
+)
+from streams.core.fold import new_session as _new_session
+from streams.core.journey import Entry, entry, moved
+from streams.core.kpi_delta import KpiDelta, count
+from streams.core.log_reset import fingerprint
+from streams.core.merge import merge_guest
+from streams.core.notifications import resumed
+from streams.core.shared_device import Links, is_shared, linked
+from streams.core.shared_device import erased as erased_name
+from streams.core.unmerge import split
+
+
+@dataclass(frozen=True)
+class Record:
+    """One Kafka record as the worker received it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int | None = None
+    # The dead letter this record repairs (``continuity dlq replay``), from its header.
+    replayed_from: str | None = None
+
+    @property
+    def tp(self) -> str:
+        """The field naming this record's partition in the offsets hash."""
+        return f"{self.topic}:{self.partition}"
+
+
+class Kind(StrEnum):
+    """What became of one record. Metric label values; part of the interface."""
+
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"
+    ALREADY_APPLIED = "already_applied"
+    REJECTED = "rejected"
+    # Published before its customer was erased (streams/core/erasure.py): skipped for good.
+    ERASED = "erased"
+
+
+@dataclass(frozen=True)
+class RecordOutcome:
+    record: Record
+    kind: Kind
+    event: AnyEvent | None = None
+    session_key: str | None = None
+    reason: Reason | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What the planner must read before it can plan a batch."""
+
+    anonymous_ids: frozenset[str]
+    keys: frozenset[str]
+    partitions: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the planner saw in Redis. Absent entries are simply missing."""
+
+    aliases: Mapping[str, str]
+    offsets: Mapping[str, int]
+    sessions: Mapping[str, Session]
+    # Erasures naming any id the batch needs, and the count of erasures ever made:
+    # a commit is refused if an erasure happened after this snapshot was read.
+    erasures: Mapping[str, Erasure] = field(default_factory=dict)
+    erasure_epoch: int = 0
+    # anonymous_id -> customer -> newest sign-in (ms), for ids ever signed in with
+    devices: Mapping[str, Links] = field(default_factory=dict)
+
+
+@dataclass
+class Plan:
+    """The effect of one batch, and the assumptions it was computed under."""
+
+    outcomes: list[RecordOutcome] = field(default_factory=list)
+    writes: dict[str, Session] = field(default_factory=dict)
+    deletes: dict[str, str] = field(default_factory=dict)  # merged guest key -> customer key
+    aliases: dict[str, str] = field(default_factory=dict)
+    # Guest ids whose alias goes: their sign-in to an erased customer was skipped.
+    alias_deletes: set[str] = field(default_factory=set)
+    offsets: dict[str, int] = field(default_factory=dict)
+    # tp -> fingerprint of the record at the new applied offset (streams/core/log_reset.py)
+    fingerprints: dict[str, str] = field(default_factory=dict)
+    dropped_lines: list[CartLine] = field(default_factory=list)
+    expected_versions: dict[str, int] = field(default_factory=dict)
+    expected_aliases: dict[str, str | None] = field(default_factory=dict)
+    expected_offsets: dict[str, int] = field(default_factory=dict)
+    # Every session key a decision looked at, found or not: an absent guest at a
+    # login, the target of a rejected event. Another worker may write any of them
+    # (a guest's partition is not its customer's), so each is checked at commit.
+    read_keys: set[str] = field(default_factory=set)
+    expected_erasure_epoch: int = 0
+    # Committed with the states, in the same atomic step: one journey entry per
+    # applied event, the KPI increments, and the notifications for the outbox.
+    journey: list[Entry] = field(default_factory=list)
+    kpis: KpiDelta = field(default_factory=KpiDelta)
+    notifications: list[bytes] = field(default_factory=list)
+    # Sign-ins to record per device: (anonymous_id, customer, ms).
+    device_links: list[tuple[str, str, int]] = field(default_factory=list)
+    # What the shared-device guard kept apart: "sign_in" or "guest_event" -> count.
+    kept_apart: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def rejected(self) -> list[RecordOutcome]:
+        return [o for o in self.outcomes if o.kind is Kind.REJECTED]
+
+
+def needs(records: Sequence[Record], decoded: Sequence[AnyEvent | Rejected]) -> Needs:
+    """The aliases, session keys and partitions a batch depends on."""
+    anon: set[str] = set()
+    keys: set[str] = set()
+    for event in decoded:
+        if isinstance(event, Rejected):
+            continue
+        for guest in _guest_ids(event):
+            anon.add(guest)
+            keys.add(guest)
+        if event.customer_id is not None:
+            keys.add(event.customer_id)
+    return Needs(frozenset(anon), frozenset(keys), frozenset(r.tp for r in records))
+
+
+def plan_batch(
+    records: Sequence[Record],
+    decoded: Sequence[AnyEvent | Rejected],
+    snapshot: Snapshot,
+    limits: Limits = DEFAULT_LIMITS,
+) -> Plan:
+    """Apply a batch in arrival order to the snapshot and return its plan."""
+    plan = Plan()
+    aliases = dict(snapshot.aliases)
+    sessions = dict(snapshot.sessions)
+    applied_upto = dict(snapshot.offsets)
+    devices = {anon: dict(links) for anon, links in snapshot.devices.items()}
+    for record, event in zip(records, decoded, strict=True):
+        if record.offset <= applied_upto.get(record.tp, -1):
+            plan.outcomes.append(RecordOutcome(record, Kind.ALREADY_APPLIED))
+            continue
+        applied_upto[record.tp] = record.offset
+        plan.offsets[record.tp] = record.offset
+        plan.fingerprints[record.tp] = fingerprint(record.key, record.value)
+        if isinstance(event, Rejected):
+            plan.outcomes.append(_rejected(record, event))
+            continue
+        # A login's merge never changes its own key (its customer_id), so the key is
+        # routed once. Erasure is judged on it: a login of another customer on a
+        # device an erased customer once used is theirs, not the erased one's.
+        key = _guarded_route(plan, event, aliases, devices, limits)
+        erased = covering(snapshot.erasures, (key,), record.tp, record.offset)
+        if erased is not None:
+            if _is_login(event, aliases):
+                _unlink(plan, event, aliases)
+                _record_sign_in(plan, devices, event, erased_name(erased.erased_at_ms))
+            plan.outcomes.append(
+                RecordOutcome(record, Kind.ERASED, event, detail="published before an erasure")
+            )
+            continue
+        if _is_login(event, aliases):
+            _merge(plan, event, aliases, sessions, snapshot, limits, devices)
+        plan.read_keys.add(key)
+        session = sessions.get(key) or _fresh(key, event.customer_id, snapshot, sessions, aliases)
+        folded_from, returned = session, None
+        if isinstance(event, SessionUnmerged) and event.event_id not in session.recent_event_ids:
+            undone = split(session, event.payload.anonymous_id, event.occurred_at)
+            if isinstance(undone, Rejected):
+                plan.outcomes.append(_rejected(record, undone, event, key))
+                continue
+            folded_from, returned = undone.customer, undone.guest_lines
+        outcome = fold(folded_from, event, limits)
+        if isinstance(outcome, Rejected):
+            plan.outcomes.append(_rejected(record, outcome, event, key))
+        elif isinstance(outcome, Duplicate):
+            plan.outcomes.append(
+                RecordOutcome(record, Kind.DUPLICATE, event, key, detail=outcome.why)
+            )
+        else:
+            assert isinstance(outcome, Applied)
+            _effects(plan, key, session, outcome.session, event, record.replayed_from)
+            if returned is not None and isinstance(event, SessionUnmerged):
+                _give_back(plan, event, returned, sessions, aliases, snapshot)
+            sessions[key] = outcome.session
+            # A guest merged earlier in the batch and started again keeps its delete:
+            # the commit applies deletes before writes, so the merge moves what the
+            # guest had (its committed journey included) and the new session stands,
+            # as if the two had come in two batches.
+            plan.writes[key] = outcome.session
+            plan.outcomes.append(RecordOutcome(record, Kind.APPLIED, event, key))
+    _record_expectations(plan, records, decoded, snapshot)
+    return plan
+
+
+def route(event: AnyEvent, aliases: Mapping[str, str]) -> str:
+    """The session key an event applies to: the customer, the guest's alias, or the guest."""
+    if event.customer_id is not None:
+        return event.customer_id
+    assert event.anonymous_id is not None  # the envelope guarantees one of the two
+    return aliases.get(event.anonymous_id, event.anonymous_id)
+
+
+def _is_login(event: AnyEvent, aliases: Mapping[str, str]) -> bool:
+    return (
+        event.customer_id is not None
+        and event.anonymous_id is not None
+        and event.anonymous_id != event.customer_id
+        and aliases.get(event.anonymous_id) != event.customer_id
+    )
+
+
+def _fresh(
+    key: str,
+    customer_id: str | None,
+    snapshot: Snapshot,
+    sessions: Mapping[str, Session] | None = None,
+    aliases: Mapping[str, str] | None = None,
+) -> Session:
+    """A new session whose versions go on from any the key had before, so a client's
+    ``Last-Event-ID`` or ``min_version`` never points past it: after an erasure, the
+    erased one's; for a shared device's guest id merged into a customer before, the
+    customer's (the guest's versions ended below it when it merged)."""
+    session = _new_session(key, customer_id)
+    erasure = snapshot.erasures.get(key)
+    floor = erasure.floors.get(key, 0) if erasure is not None else 0
+    target = (aliases or {}).get(key)
+    merged_into = (sessions or {}).get(target) if target is not None else None
+    if merged_into is not None:
+        floor = max(floor, merged_into.version)
+    return session.model_copy(update={"version": floor}) if floor else session
+
+
+def _merge(
+    plan: Plan,
+    event: AnyEvent,
+    aliases: dict[str, str],
+    sessions: dict[str, Session],
+    snapshot: Snapshot,
+    limits: Limits,
+    devices: dict[str, dict[str, int]],
+) -> None:
+    customer_id, anonymous_id = event.customer_id, event.anonymous_id
+    assert customer_id is not None
+    assert anonymous_id is not None
+    plan.read_keys.update((customer_id, anonymous_id))
+    if _shared(event, devices, limits, signing_in=customer_id):
+        # The guest session is the device's, not this customer's: it stays.
+        guest = None
+        plan.kept_apart["sign_in"] += 1
+    else:
+        guest = sessions.pop(anonymous_id, None)
+    _record_sign_in(plan, devices, event, customer_id)
+    base = sessions.get(customer_id) or _fresh(customer_id, customer_id, snapshot)
+    merged = merge_guest(base, guest, customer_id, anonymous_id, limits, event.occurred_at)
+    # The merge is a change of its own: it gets a version before the event is folded.
+    session = merged.session.model_copy(update={"version": merged.session.version + 1})
+    sessions[customer_id] = session
+    plan.writes[customer_id] = session
+    plan.dropped_lines.extend(merged.dropped)
+    if guest is not None:
+        plan.writes.pop(anonymous_id, None)
+        plan.deletes[anonymous_id] = customer_id
+        plan.journey = moved(plan.journey, anonymous_id, customer_id)
+    aliases[anonymous_id] = customer_id
+    plan.aliases[anonymous_id] = customer_id
+    plan.alias_deletes.discard(anonymous_id)
+
+
+def _effects(
+    plan: Plan,
+    key: str,
+    before: Session,
+    after: Session,
+    event: AnyEvent,
+    replayed_from: str | None = None,
+) -> None:
+    """The journey entry, KPI increments and notifications of one applied event."""
+    plan.journey.append(entry(key, event, replayed_from))
+    pair = count(plan.kpis, before, after, event)
+    if pair is not None:
+        plan.notifications.append(resumed(key, after, event, pair))
+
+
+def _guest_ids(event: AnyEvent) -> tuple[str, ...]:
+    """The guest ids an event depends on: its own, and the one an unmerge names."""
+    ids = () if event.anonymous_id is None else (event.anonymous_id,)
+    if isinstance(event, SessionUnmerged):
+        ids = (*ids, event.payload.anonymous_id)
+    return ids
+
+
+def _give_back(
+    plan: Plan,
+    event: SessionUnmerged,
+    lines: list[CartLine],
+    sessions: dict[str, Session],
+    aliases: dict[str, str],
+    snapshot: Snapshot,
+) -> None:
+    """An unmerge: the guest's lines become its own session again, its id its own."""
+    guest = event.payload.anonymous_id
+    plan.read_keys.add(guest)
+    base = sessions.get(guest) or _fresh(guest, None, snapshot, sessions, aliases)
+    have = {line.sku for line in base.cart}
+    cart = [*base.cart, *(line for line in lines if line.sku not in have)]
+    restored = with_cart(base, cart).model_copy(
+        update={
+            "anonymous_ids": base.anonymous_ids or [guest],
+            "cart_path": base.cart_path or list(dict.fromkeys(ln.channel for ln in cart)),
+            "version": base.version + 1,
+        }
+    )
+    sessions[guest] = restored
+    plan.writes[guest] = restored
+    plan.deletes.pop(guest, None)
+    aliases.pop(guest, None)
+    plan.aliases.pop(guest, None)
+    plan.alias_deletes.add(guest)
+
+
+def _guarded_route(
+    plan: Plan,
+    event: AnyEvent,
+    aliases: Mapping[str, str],
+    devices: Mapping[str, Mapping[str, int]],
+    limits: Limits,
+) -> str:
+    """``route``, except that a shared device's guest activity stays the device's."""
+    key = route(event, aliases)
+    anon = event.anonymous_id
+    if anon is None or key == anon or event.customer_id is not None:
+        return key
+    if not _shared(event, devices, limits):
+        return key
+    plan.kept_apart["guest_event"] += 1
+    return anon
+
+
+def _record_sign_in(
+    plan: Plan, devices: dict[str, dict[str, int]], event: AnyEvent, customer: str
+) -> None:
+    """Count a sign-in on the event's device (under an erased customer's anonymous name
+    when the sign-in itself was erased)."""
+    assert event.anonymous_id is not None
+    at_ms = _ms(event)
+    devices[event.anonymous_id] = linked(devices.get(event.anonymous_id, {}), customer, at_ms)
+    plan.device_links.append((event.anonymous_id, customer, at_ms))
+
+
+def _shared(
+    event: AnyEvent,
+    devices: Mapping[str, Mapping[str, int]],
+    limits: Limits,
+    signing_in: str | None = None,
+) -> bool:
+    links = devices.get(event.anonymous_id or "")
+    if not links and signing_in is None:
+        return False
+    return is_shared(
+        links or {},
+        _ms(event),
+        limits.shared_device_customers,
+        limits.shared_device_window,
+        signing_in,
+    )
+
+
+def _ms(event: AnyEvent) -> int:
+    return int(event.occurred_at.timestamp() * 1000)
+
+
+def _unlink(plan: Plan, event: AnyEvent, aliases: dict[str, str]) -> None:
+    """A sign-in to an erased customer is skipped, but the device it names no longer
+    belongs to whoever it pointed at before: live, that alias moved to the erased
+    customer and the erasure deleted it. Doing the same in a replay keeps the
+    guest's later records out of the previous owner's session."""
+    assert event.anonymous_id is not None
+    aliases.pop(event.anonymous_id, None)
+    plan.aliases.pop(event.anonymous_id, None)
+    plan.alias_deletes.add(event.anonymous_id)
+
+
+def _rejected(
+    record: Record, rejected: Rejected, event: AnyEvent | None = None, key: str | None = None
+) -> RecordOutcome:
+    return RecordOutcome(record, Kind.REJECTED, event, key, rejected.reason, rejected.detail)
+
+
+def _record_expectations(
+    plan: Plan,
+    records: Sequence[Record],
+    decoded: Sequence[AnyEvent | Rejected],
+    snapshot: Snapshot,
+) -> None:
+    for key in dict.fromkeys((*plan.writes, *plan.deletes, *sorted(plan.read_keys))):
+        current = snapshot.sessions.get(key)
+        plan.expected_versions[key] = current.version if current else 0
+    for event in decoded:
+        if not isinstance(event, Rejected):
+            for guest in _guest_ids(event):
+                plan.expected_aliases[guest] = snapshot.aliases.get(guest)
+    for record in records:
+        plan.expected_offsets[record.tp] = snapshot.offsets.get(record.tp, -1)
+    plan.expected_erasure_epoch = snapshot.erasure_epoch

@@ -1,0 +1,1 @@
+"""``continuity dev``: the whole stack on loopback with simulated traffic."""

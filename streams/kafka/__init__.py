@@ -1,0 +1,1 @@
+"""Kafka: client settings, the bounded topic reader, topics, groups, publishing."""

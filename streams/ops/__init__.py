@@ -1,0 +1,1 @@
+"""Operator jobs: rebuild, erasure, time travel, unmerge and dead-letter repair."""

@@ -1,0 +1,200 @@
+"""Carry out an erasure: log ends from Kafka, the record on Kafka, the deletion in Redis.
+
+Thin edge around ``streams/core/erasure.py``. The steps, in the order that keeps
+an erasure from being undone by a crash half-way:
+
+1. read the end of every partition of the event topics (the fetch high
+   watermark; the embedded broker's ListOffsets is not to be trusted);
+2. publish the erasure to the compacted ``session-erasures`` topic and wait
+   for the broker's acknowledgement, so a rebuild will honour it even if
+   Redis is lost the next moment;
+3. run ``erase.lua``: record the erasure next to the state, delete the
+   sessions, aliases, link sets and handoff codes, end open streams. If a
+   login linked another guest id meanwhile, go back to 2 with that id too;
+4. publish the erasure again as Redis recorded it (its log ends raised to
+   what the workers had already applied), the version a rebuild will use.
+
+Running it again is harmless: a later erasure covers at least as much.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from schemas.topics import ERASURES, SOURCE_TOPICS
+from streams.core.erasure import Erasure, erasure_ids
+from streams.core.erasure import loads as load_erasure
+from streams.store.state import Erased, RedisState, Unnamed
+
+# Linked ids found by erase.lua are added this many times at most; each round
+# needs a login of the customer on a new device between two of our steps.
+MAX_ROUNDS = 5
+
+
+class EraseError(RuntimeError):
+    """The erasure could not be completed; nothing is half-done that a retry would not fix."""
+
+
+async def log_ends(
+    bootstrap: str,
+    topics: Sequence[str] = SOURCE_TOPICS,
+    timeout: float = 15.0,
+    kafka: dict[str, Any] | None = None,
+) -> dict[str, int]:
+    """``topic:partition`` -> the offset the next record appended there will get."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        # Only the high watermark of each fetch answer is wanted, not the records.
+        max_partition_fetch_bytes=1024,
+        **(kafka or {}),
+    )
+    await consumer.start()
+    try:
+        await consumer.topics()
+        tps = [
+            TopicPartition(t, p)
+            for t in topics
+            for p in sorted(consumer.partitions_for_topic(t) or ())
+        ]
+        if not tps:
+            raise EraseError(f"none of the topics {', '.join(topics)} exists on {bootstrap}")
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends: dict[str, int] = {}
+        deadline = time.monotonic() + timeout
+        while len(ends) < len(tps):
+            if time.monotonic() > deadline:
+                raise EraseError(f"no fetch answer from {len(tps) - len(ends)} partitions in time")
+            await consumer.getmany(timeout_ms=200, max_records=1)
+            for tp in tps:
+                mark = consumer.highwater(tp)
+                if mark is not None:
+                    ends[f"{tp.topic}:{tp.partition}"] = int(mark)
+            # Answered partitions need no more fetches.
+            consumer.pause(*[tp for tp in tps if f"{tp.topic}:{tp.partition}" in ends])
+        return ends
+    finally:
+        await consumer.stop()
+
+
+async def erase_customer(
+    state: RedisState,
+    bootstrap: str,
+    customer_id: str,
+    also: Iterable[str] = (),
+    kafka: dict[str, Any] | None = None,
+) -> Erased:
+    """Erase a customer (and ``also`` these guest ids) for good; see the module docstring."""
+    linked = await state.linked_ids(customer_id)
+    ids = erasure_ids(customer_id, [*linked, *also])
+    ends = await log_ends(bootstrap, kafka=kafka)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", **(kafka or {}))
+    await producer.start()
+    try:
+        for _ in range(MAX_ROUNDS):
+            erasure = Erasure(customer_id, ids, int(time.time() * 1000), ends)
+            await _record(producer, erasure)
+            outcome = await state.erase(erasure)
+            if isinstance(outcome, Unnamed):
+                ids = erasure_ids(customer_id, [*ids, *outcome.ids])
+                continue
+            await _record(producer, outcome.erasure)
+            return outcome
+    finally:
+        await producer.stop()
+    raise EraseError(f"new guest ids kept appearing for {customer_id}; run the erasure again")
+
+
+def report(done: Erased) -> dict[str, Any]:
+    """What an erasure did, as ``continuity erase`` prints it and the API answers it."""
+    e = done.erasure
+    return {
+        "customer_id": e.customer_id,
+        "erased_ids": list(e.ids),
+        "erased_at_ms": e.erased_at_ms,
+        "sessions_deleted": done.sessions,
+        "aliases_deleted": done.aliases,
+        "handoff_codes_deleted": done.handoff_codes,
+    }
+
+
+async def _record(producer: AIOKafkaProducer, erasure: Erasure) -> None:
+    await producer.send_and_wait(ERASURES, erasure.dumps(), key=erasure.customer_id.encode())
+
+
+async def read_erasures(
+    bootstrap: str, timeout: float = 30.0, kafka: dict[str, Any] | None = None
+) -> list[Erasure]:
+    """Every erasure on the ``session-erasures`` topic (for a rebuild), oldest first."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        **(kafka or {}),
+    )
+    await consumer.start()
+    try:
+        await consumer.topics()
+        found_parts = sorted(consumer.partitions_for_topic(ERASURES) or ())
+        tps = [TopicPartition(ERASURES, p) for p in found_parts]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        found: list[Erasure] = []
+        deadline = time.monotonic() + timeout
+        while True:
+            batch = await consumer.getmany(timeout_ms=200, max_records=1000)
+            for messages in batch.values():
+                # A compacted topic's deleted keys leave null values behind.
+                found.extend(load_erasure(m.value) for m in messages if m.value is not None)
+            done = True
+            for tp in tps:
+                mark = consumer.highwater(tp)
+                if mark is None or await consumer.position(tp) < mark:
+                    done = False
+            if done:
+                return found
+            if time.monotonic() > deadline:
+                raise EraseError("could not read the session-erasures topic to its end in time")
+    finally:
+        await consumer.stop()
+
+
+async def restore_lost_erasures(
+    state: RedisState, bootstrap: str, kafka: dict[str, Any] | None = None
+) -> int:
+    """Re-apply every erasure of the topic that Redis does not hold; return how many.
+
+    For a Redis that came back older than it was (``streams/worker/rewind.py``): an
+    erasure made after its snapshot is on the compacted topic but no longer in
+    Redis, and the customer's session may be back. Each is carried out again
+    (sessions, aliases, handoff codes deleted, the erasure recorded) before any
+    record is folded again.
+    """
+    newest: dict[str, Erasure] = {}
+    for erasure in await read_erasures(bootstrap, kafka=kafka):
+        known = newest.get(erasure.customer_id)
+        if known is None or erasure.erased_at_ms >= known.erased_at_ms:
+            newest[erasure.customer_id] = erasure
+    restored = 0
+    for customer_id, erasure in sorted(newest.items()):
+        held = await state.erasure(customer_id)
+        if held is not None and held.erased_at_ms >= erasure.erased_at_ms:
+            continue
+        ids = erasure.ids
+        for _ in range(MAX_ROUNDS):
+            outcome = await state.erase(replace(erasure, ids=ids))
+            if isinstance(outcome, Unnamed):
+                ids = erasure_ids(customer_id, [*ids, *outcome.ids])
+                continue
+            restored += 1
+            break
+    return restored

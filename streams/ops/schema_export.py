@@ -1,0 +1,58 @@
+"""Export JSON Schema files from the pydantic models (the models are the source of truth)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import TypeAdapter
+
+import schemas
+from schemas.events import EVENT_ADAPTER, EVENT_MODELS
+from schemas.notifications import NOTIFICATION_ADAPTER
+from schemas.session import Session
+
+SCHEMA_DIR = Path(schemas.__file__).resolve().parent / "json"
+
+
+def rendered() -> dict[str, str]:
+    """File name -> JSON Schema text: every event type, the event union, the session and
+    the notifications."""
+    files: dict[str, str] = {}
+    for model in EVENT_MODELS:
+        event_type = model.model_fields["type"].annotation.__args__[0]  # type: ignore[union-attr]
+        files[f"{event_type}.schema.json"] = _dump(model.model_json_schema())
+    files["event.schema.json"] = _dump(EVENT_ADAPTER.json_schema())
+    # The session is what the API serves, so its schema describes the serialized form
+    # (Decimal as a string), not what the model would accept as input.
+    files["session.schema.json"] = _dump(TypeAdapter(Session).json_schema(mode="serialization"))
+    # What session-notifications carries, as it is written.
+    files["notification.schema.json"] = _dump(
+        NOTIFICATION_ADAPTER.json_schema(mode="serialization")
+    )
+    return files
+
+
+def export(directory: Path = SCHEMA_DIR) -> list[Path]:
+    """Write every schema file; return the paths written."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, text in rendered().items():
+        path = directory / name
+        path.write_text(text)
+        written.append(path)
+    return written
+
+
+def stale(directory: Path = SCHEMA_DIR) -> list[str]:
+    """Names of schema files missing or different from what the models say."""
+    out = []
+    for name, text in rendered().items():
+        path = directory / name
+        if not path.exists() or path.read_text() != text:
+            out.append(name)
+    return out
+
+
+def _dump(schema: dict[str, object]) -> str:
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"

@@ -1,0 +1,101 @@
+"""The notification outbox in Redis: sweep, read, acknowledge. Thin I/O shell.
+
+``P:n`` is a Redis stream written in the same atomic steps as the state its
+notifications describe: the commit script appends resumes, ``sweep.lua``
+abandoned carts. Relays (one per worker, ``streams/worker/relay.py``) read it as one
+consumer group, so each entry goes to one relay; an entry whose relay died
+unacknowledged is claimed by another after ``claim_after_ms``. An entry is
+acknowledged only after Kafka accepted its notification, and its KPIs are
+counted by that acknowledgement (``ack.lua``): at least once on the topic,
+exactly once in the KPIs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+GROUP = "relay"
+
+
+def _script(name: str) -> str:
+    return resources.files("streams.store").joinpath("lua", name).read_text(encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One outbox entry as read: its stream id and fields."""
+
+    id: bytes
+    fields: Mapping[bytes, bytes]
+
+
+class Outbox:
+    """One relay's view of the outbox stream ``P:n``."""
+
+    def __init__(
+        self, redis: Redis, prefix: str, consumer: str, claim_after_ms: int = 30_000
+    ) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self.stream = f"{prefix}:n"
+        self.consumer = consumer
+        self.claim_after_ms = claim_after_ms
+        self._sweep = redis.register_script(_script("sweep.lua"))
+        self._ack = redis.register_script(_script("ack.lua"))
+
+    async def ensure_group(self) -> None:
+        """Create the relays' consumer group, reading from the stream's start."""
+        try:
+            await self.redis.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def sweep(self, now_ms: int, limit: int = 500) -> int:
+        """Move carts abandoned by ``now_ms`` into the outbox; return how many."""
+        return int(await self._sweep(args=[self.prefix, now_ms, limit]))
+
+    async def read(self, count: int, block_ms: int) -> list[Entry]:
+        """Entries to publish: stalled ones of dead relays first, then new ones."""
+        _, claimed, *_ = await self.redis.xautoclaim(
+            self.stream, GROUP, self.consumer, self.claim_after_ms, "0-0", count=count
+        )
+        entries = [Entry(i, f) for i, f in claimed if f]
+        if entries:
+            return entries
+        reply: Any = await self.redis.xreadgroup(
+            GROUP, self.consumer, {self.stream: ">"}, count=count, block=block_ms
+        )
+        return [Entry(i, f) for _, rows in reply or () for i, f in rows if f]
+
+    async def ack(self, done: Sequence[tuple[bytes, Mapping[str, int]]]) -> list[bool]:
+        """Acknowledge published entries with their KPI increments; True where this
+        call was the first to acknowledge (the increments were counted)."""
+        args: list[Any] = [self.prefix, GROUP]
+        for entry_id, kpis in done:
+            args.extend((entry_id, len(kpis)))
+            for name, n in kpis.items():
+                args.extend((name, n))
+        return [int(flag) == 1 for flag in await self._ack(args=args)]
+
+    async def heartbeat(self, now_ms: int) -> None:
+        """Say this worker is alive (``P:hb``); forget workers silent for an hour.
+
+        Readers (the gateway) tell from it whether any worker is folding, so a
+        frontend can say the state may be behind while none is.
+        """
+        key = f"{self.prefix}:hb"
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zadd(key, {self.consumer: now_ms})
+            pipe.zremrangebyscore(key, "-inf", now_ms - 3_600_000)
+            await pipe.execute()
+
+    async def pending(self) -> int:
+        """Entries not yet acknowledged (published or not)."""
+        return int(await self.redis.xlen(self.stream))

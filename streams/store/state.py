@@ -1,0 +1,321 @@
+"""Session state in Redis: the layout, one-round-trip reads and atomic commits.
+
+Layout (``P`` is ``CONTINUITY_REDIS_PREFIX``, default ``cont``):
+
+=====================  ======  ===================================================
+key                    type    holds
+=====================  ======  ===================================================
+``P:s:{<key>}``        hash    ``v`` = version, ``d`` = session (``session_codec.py``)
+``P:a:{<anon>}``       string  the customer a merged guest id now points at
+``P:o``                hash    ``<topic>:<partition>`` -> last applied offset
+``P:f``                hash    ``<topic>:<partition>`` -> that record's fingerprint
+``P:ot``               hash    ``<topic>:<partition>`` -> when it was last applied (ms)
+``P:hb``               zset    worker -> its relay's last round (ms): a worker is alive
+``P:u:{<key>}``        pubsub  a notice per committed version (after the write)
+``P:h:<bucket>``       HLL     session keys committed in one time bucket (expires)
+``P:l:{<customer>}``   set     guest ids whose alias points at the customer
+``P:x:{<id>}``         string  the erasure covering this id (``streams/core/erasure.py``)
+``P:xs``               set     every id with an erasure
+``P:xe``               string  erasures made so far; a commit checks it is unchanged
+``P:j:{<key>}``        zset    the journey: entry JSON by occurred_at ms (``journey.py``)
+``P:k``                hash    KPI counters (``kpi_delta.py``), incremented by commits
+``P:hm:<bucket>``      HLL     sessions on two or more channels changed in a bucket
+``P:ab``               zset    abandonment deadlines (Unix ms) by session key
+``P:n``                stream  the notification outbox (``notifications.py``, ``outbox.py``)
+``P:dv:{<anon>}``      zset    customers signed in on a device, by newest sign-in ms
+=====================  ======  ===================================================
+
+The commit script checks every version, alias and offset the plan was computed
+from and writes nothing if one changed, so concurrent workers (a rebalance,
+a guest and a customer on different partitions) can never interleave writes.
+Keys of different customers meet in one script, so this layout needs a single
+Redis primary (with replicas or Sentinel), not Redis Cluster.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+
+from schemas.session import Session
+from streams.core import session_codec
+from streams.core.abandonment import timers
+from streams.core.activity import BUCKET_TTL_SECONDS, bucket, bucket_key, multichannel_key
+from streams.core.erasure import Erasure, latest
+from streams.core.erasure import loads as load_erasure
+from streams.core.journey import DEFAULT_JOURNEY, JourneyLimits
+from streams.core.log_reset import Applied
+from streams.core.plan import Needs, Plan, Snapshot
+
+
+def _script(name: str) -> str:
+    return resources.files("streams.store").joinpath("lua", name).read_text(encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class Effects:
+    """What a commit writes besides the state: the rebuild's differ from the workers'."""
+
+    # Seconds without activity before a cart counts as abandoned; None sets no timers.
+    abandon_after: float | None = None
+    journey: JourneyLimits = DEFAULT_JOURNEY
+    # Notifications into the outbox: off for a rebuild, whose events were announced live.
+    notify: bool = True
+    # Sessions stored zlib-compressed (streams/core/session_codec.py); readers take both forms.
+    compress: bool = True
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """Why a commit was refused: what changed since the snapshot."""
+
+    what: str
+    name: str
+
+
+class RedisState:
+    """Async adapter between the planner and Redis. Holds no state of its own."""
+
+    def __init__(self, redis: Redis, prefix: str = "cont", effects: Effects | None = None) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self.effects = effects or Effects()
+        # Applied positions belong to the state, not to a consumer group: a second
+        # group (a blue/green deploy, a rewound group) folding into the same state
+        # must skip what the state already holds.
+        self.offsets_key = f"{prefix}:o"
+        # Written with the offsets, so a reset log can be recognised (streams/core/log_reset.py).
+        self.fingerprints_key = f"{prefix}:f"
+        self._load = redis.register_script(_script("load.lua"))
+        self._commit = redis.register_script(_script("commit.lua"))
+        self._reset = redis.register_script(_script("reset.lua"))
+        self._erase = redis.register_script(_script("erase.lua"))
+
+    def session_key(self, key: str) -> str:
+        return f"{self.prefix}:s:{{{key}}}"
+
+    def alias_key(self, anonymous_id: str) -> str:
+        return f"{self.prefix}:a:{{{anonymous_id}}}"
+
+    def channel(self, key: str) -> str:
+        """The pub/sub channel that announces every committed version of ``key``."""
+        return f"{self.prefix}:u:{{{key}}}"
+
+    async def load(self, needs: Needs) -> Snapshot:
+        """Read the aliases, offsets and sessions a batch needs, in one round trip."""
+        tps = sorted(needs.partitions)
+        args: list[Any] = [self.prefix, self.offsets_key]
+        for group in (sorted(needs.anonymous_ids), sorted(needs.keys), tps):
+            args.append(len(group))
+            args.extend(group)
+        reply = await self._load(args=args)
+        aliases_raw, offsets_raw, sessions_raw, erasures_raw, epoch, devices_raw = reply
+        aliases = {
+            _s(aliases_raw[i]): _s(aliases_raw[i + 1]) for i in range(0, len(aliases_raw), 2)
+        }
+        offsets = {tp: int(v) for tp, v in zip(tps, offsets_raw, strict=True) if v is not None}
+        sessions = {
+            _s(sessions_raw[i]): session_codec.decode(sessions_raw[i + 1])
+            for i in range(0, len(sessions_raw), 2)
+        }
+        erasures = {
+            _s(erasures_raw[i]): load_erasure(erasures_raw[i + 1])
+            for i in range(0, len(erasures_raw), 2)
+        }
+        return Snapshot(aliases, offsets, sessions, erasures, int(epoch), _devices(devices_raw))
+
+    async def commit(self, plan: Plan, active_at: float | None = None) -> Conflict | None:
+        """Write the plan if nothing it read changed; return the conflict otherwise.
+
+        With ``active_at`` (Unix seconds), the written keys are also counted in
+        that time bucket's sessions-active HyperLogLog (``streams/core/activity.py``).
+        """
+        args: list[Any] = [
+            self.prefix,
+            self.offsets_key,
+            self.fingerprints_key,
+            plan.expected_erasure_epoch,
+        ]
+        compress = self.effects.compress
+        _section(args, [(k, v) for k, v in plan.expected_versions.items()])
+        _section(args, [(k, v or "") for k, v in plan.expected_aliases.items()])
+        _section(args, [(k, v) for k, v in plan.expected_offsets.items()])
+        _section(
+            args,
+            [
+                (k, s.version, session_codec.encode(s, compress), _notice(k, s.version))
+                for k, s in plan.writes.items()
+            ],
+        )
+        _section(args, [(k, c, _notice(k, None, merged_into=c)) for k, c in plan.deletes.items()])
+        _section(args, list(plan.aliases.items()))
+        _section(args, [(anon,) for anon in sorted(plan.alias_deletes)])
+        _section(args, [(tp, o, plan.fingerprints.get(tp, "")) for tp, o in plan.offsets.items()])
+        activity = []
+        if active_at is not None:
+            key = bucket_key(self.prefix, bucket(active_at))
+            activity.append((key, BUCKET_TTL_SECONDS))
+        _section(args, activity)
+        self._effect_sections(args, plan, active_at)
+        result = await self._commit(args=args)
+        if int(result[0]) == 1:
+            return None
+        return Conflict(_s(result[1]), _s(result[2]))
+
+    def _effect_sections(self, args: list[Any], plan: Plan, active_at: float | None) -> None:
+        """The commit's sections after the state: KPIs, journey, timers, outbox."""
+        multichannel = []
+        if active_at is not None:
+            key = multichannel_key(self.prefix, bucket(active_at))
+            multichannel = [
+                (key, BUCKET_TTL_SECONDS, k) for k, s in plan.writes.items() if len(s.channels) > 1
+            ]
+        _section(args, multichannel)
+        _section(args, list(plan.kpis.fields().items()))
+        now = active_at if active_at is not None else time.time()
+        limits = self.effects.journey
+        _section(args, [(e.key, e.score_ms, e.member) for e in plan.journey])
+        min_score = int((now - limits.max_age_seconds) * 1000)
+        _section(args, [(limits.max_entries, min_score, limits.max_age_seconds)])
+        after = self.effects.abandon_after
+        _section(args, timers(plan, now, after) if after is not None else [])
+        _section(args, [(n,) for n in plan.notifications] if self.effects.notify else [])
+        _section(args, plan.device_links)
+
+    async def resolve(self, some_id: str) -> str:
+        """The session key for a customer or guest id (following a merged guest's alias)."""
+        target = await self.redis.get(self.alias_key(some_id))
+        return _s(target) if target is not None else some_id
+
+    async def get(self, some_id: str) -> Session | None:
+        """The current session of a customer or guest id, or ``None``."""
+        blob = await self.redis.hget(self.session_key(await self.resolve(some_id)), "d")
+        return None if blob is None else session_codec.decode(blob)
+
+    async def applied_positions(self, tps: list[str]) -> dict[str, Applied]:
+        """``topic:partition`` -> applied offset and fingerprint, for those of ``tps`` applied."""
+        if not tps:
+            return {}
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hmget(self.offsets_key, tps)
+        pipe.hmget(self.fingerprints_key, tps)
+        offsets, prints = await pipe.execute()
+        return {
+            tp: Applied(int(o), _s(f) if f else None)
+            for tp, o, f in zip(tps, offsets, prints, strict=True)
+            if o is not None
+        }
+
+    async def reset_partition(self, tp: str, old_offset: int) -> bool:
+        """Forget ``tp``'s applied offset (a new log epoch) if it is still ``old_offset``.
+
+        Atomic compare-and-delete: a worker that lost the partition meanwhile
+        cannot erase what its new owner has applied since. True if reset.
+        """
+        done = await self._reset(
+            args=[self.offsets_key, self.fingerprints_key, tp, old_offset, self.prefix]
+        )
+        return int(done) == 1
+
+    async def linked_ids(self, customer_id: str) -> set[str]:
+        """Guest ids linked to a customer: merged guests and the session's ``anonymous_ids``."""
+        linked = {_s(m) for m in await self.redis.smembers(f"{self.prefix}:l:{{{customer_id}}}")}
+        session = await self.get(customer_id)
+        if session is not None:
+            linked.update(session.anonymous_ids)
+        return linked
+
+    async def erase(self, erasure: Erasure) -> Erased | Unnamed:
+        """Delete the erasure's ids' state and record it, unless more ids are linked.
+
+        ``Unnamed`` lists linked ids the erasure does not name (a login got
+        in between): record a wider erasure and call again.
+        """
+        args: list[Any] = [self.prefix, self.offsets_key, erasure.dumps(), *erasure.ids]
+        result = await self._erase(args=args)
+        if int(result[0]) == 0:
+            return Unnamed(tuple(_s(r) for r in result[1:]))
+        recorded = load_erasure(result[4])
+        return Erased(int(result[1]), int(result[2]), int(result[3]), recorded)
+
+    async def erasure(self, some_id: str) -> Erasure | None:
+        """The erasure recorded for an id, if any."""
+        raw = await self.redis.get(f"{self.prefix}:x:{{{some_id}}}")
+        return None if raw is None else load_erasure(raw)
+
+    async def restore_erasures(self, erasures: list[Erasure]) -> int:
+        """Record erasures read back from Kafka (a rebuild); return how many ids they name."""
+        count = 0
+        if not erasures:
+            return 0
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for some_id, erasure in latest(erasures).items():
+                pipe.set(f"{self.prefix}:x:{{{some_id}}}", erasure.dumps())
+                pipe.sadd(f"{self.prefix}:xs", some_id)
+                count += 1
+            pipe.incr(f"{self.prefix}:xe")
+            await pipe.execute()
+        return count
+
+    async def applied_offsets_of(self, tps: list[str]) -> dict[str, int]:
+        """``topic:partition`` -> last applied offset, for those of ``tps`` applied."""
+        if not tps:
+            return {}
+        raw = await self.redis.hmget(self.offsets_key, tps)
+        return {tp: int(v) for tp, v in zip(tps, raw, strict=True) if v is not None}
+
+    async def applied_offsets(self) -> dict[str, int]:
+        """``topic:partition`` -> last applied offset, as recorded with the states."""
+        raw = await self.redis.hgetall(self.offsets_key)
+        return {_s(k): int(v) for k, v in raw.items()}
+
+
+@dataclass(frozen=True)
+class Erased:
+    """What an erasure deleted."""
+
+    sessions: int
+    aliases: int
+    handoff_codes: int
+    erasure: Erasure  # as recorded: log ends raised to what the state had applied
+
+
+@dataclass(frozen=True)
+class Unnamed:
+    """Linked ids an erasure must also name before it can run."""
+
+    ids: tuple[str, ...]
+
+
+def _devices(raw: list[Any]) -> dict[str, dict[str, int]]:
+    """load.lua's device sign-ins: anon, n, then n (customer, ms) pairs, repeated."""
+    out: dict[str, dict[str, int]] = {}
+    i = 0
+    while i < len(raw):
+        anon, n = _s(raw[i]), int(raw[i + 1])
+        pairs = raw[i + 2 : i + 2 + 2 * n]
+        out[anon] = {_s(pairs[j]): int(float(pairs[j + 1])) for j in range(0, len(pairs), 2)}
+        i += 2 + 2 * n
+    return out
+
+
+def _section(args: list[Any], rows: list[tuple[Any, ...]]) -> None:
+    args.append(len(rows))
+    for row in rows:
+        args.extend(row)
+
+
+def _notice(key: str, version: int | None, merged_into: str | None = None) -> bytes:
+    body: dict[str, object] = {"key": key, "version": version}
+    if merged_into is not None:
+        body["merged_into"] = merged_into
+    return orjson.dumps(body)
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

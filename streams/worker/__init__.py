@@ -1,0 +1,1 @@
+"""The worker: the Faust app, the batch step and what runs beside it."""

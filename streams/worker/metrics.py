@@ -1,0 +1,241 @@
+"""Prometheus metrics of the worker, and how the facts of a batch are recorded in them.
+
+Labels are bounded: a channel or event type from the contract (or
+``unknown``), a topic, a partition number, an outcome, a reason, a Redis
+operation; never a customer id. Each worker process is its own scrape target
+with its own registry, so nothing here is counted by two processes: batch
+counters belong to the worker that committed the batch (a plan is committed
+once), per-partition gauges to the worker assigned the partition
+(``streams/worker/gauges.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from schemas.events import Channel
+from schemas.topics import SOURCE_TOPICS
+from streams.core.facts import BatchFacts, RecordLabels
+from streams.core.fold import Reason
+from streams.core.kpi_delta import TTC_BUCKETS, KpiDelta
+
+REDIS_OPERATIONS = ("load", "commit", "refresh")
+
+EVENTS = Counter(
+    "continuity_events_total",
+    "Records consumed by source topic and outcome: applied, duplicate, already_applied, rejected.",
+    ["topic", "outcome"],
+)
+RECEIVED = Counter(
+    "continuity_events_received_total",
+    "Records received from Kafka by channel and event type (counted before folding).",
+    ["channel", "type"],
+)
+PROCESSED = Counter(
+    "continuity_events_processed_total",
+    "Records folded and committed, by channel, event type and outcome "
+    "(applied, duplicate, already_applied, rejected = dead-lettered).",
+    ["channel", "type", "outcome"],
+)
+DEAD_LETTERS = Counter(
+    "continuity_dead_letters_total",
+    "Records sent to the dead-letter topic, by reason.",
+    ["topic", "reason"],
+)
+COMMIT_CONFLICTS = Counter(
+    "continuity_commit_conflicts_total",
+    "Batch commits refused because another writer changed what the batch read.",
+    ["what"],
+)
+REDIS_RETRIES = Counter(
+    "continuity_redis_retries_total",
+    "Redis operations retried after a connection error or timeout.",
+)
+REDIS_ROLLBACKS = Counter(
+    "continuity_redis_rollbacks_total",
+    "Partitions found with an applied offset in Redis below one known applied (a failover "
+    "to a lagging replica, a crash within AOF's fsync window, a restore): folded again.",
+    ["topic"],
+)
+LOG_RESETS = Counter(
+    "continuity_log_resets_total",
+    "Partitions whose log was found reset (broker data lost, topic recreated): a new epoch.",
+    ["topic"],
+)
+REDIS_UP = Gauge("continuity_redis_up", "1 while the worker's last Redis operation succeeded.")
+REDIS_SECONDS = Histogram(
+    "continuity_redis_command_duration_seconds",
+    "Duration of the worker's Redis round trips by operation (load, commit, refresh).",
+    ["operation"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+REDIS_ERRORS = Counter(
+    "continuity_redis_errors_total",
+    "Redis round trips that failed, by operation (load, commit, refresh).",
+    ["operation"],
+)
+MERGE_DROPPED_LINES = Counter(
+    "continuity_merge_dropped_lines_total",
+    "Guest cart lines not merged (other currency or cart full) on login.",
+)
+BATCH_SIZE = Histogram(
+    "continuity_batch_size",
+    "Records per folded batch.",
+    buckets=(1, 5, 10, 50, 100, 250, 500, 1000, 2000),
+)
+BATCH_SECONDS = Histogram(
+    "continuity_batch_duration_seconds",
+    "Time to decode, fold and commit one batch.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+EVENT_AGE = Histogram(
+    "continuity_event_age_at_commit_seconds",
+    "Seconds from an applied event's occurred_at to its state being committed in Redis.",
+    ["channel"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
+)
+APPEND_AGE = Histogram(
+    "continuity_kafka_age_at_commit_seconds",
+    "Seconds from an applied event's Kafka record timestamp to its state being committed.",
+    ["topic"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+CONSUMER_LAG = Gauge(
+    "continuity_consumer_lag_records",
+    "Records beyond the last applied offset, per partition assigned to this worker.",
+    ["topic", "partition"],
+)
+SESSIONS_ACTIVE = Gauge(
+    "continuity_sessions_active",
+    "Distinct sessions changed within the window (HyperLogLog estimate); exported only by "
+    "the worker assigned partition 0 of cart-events.",
+    ["window"],
+)
+MULTICHANNEL_SESSIONS = Counter(
+    "continuity_multichannel_sessions_total",
+    "Sessions whose channel set grew to two or more channels.",
+)
+CROSS_CHANNEL_RESUMES = Counter(
+    "continuity_cross_channel_resumes_total",
+    "Carts changed on one channel and next touched on another, by channel pair.",
+    ["from_channel", "to_channel"],
+)
+CHECKOUTS_COMPLETED = Counter(
+    "continuity_checkouts_completed_total",
+    "Checkouts completed (applied checkout.completed events), by channel.",
+    ["channel"],
+)
+CARTS_STARTED = Counter(
+    "continuity_carts_started_total",
+    "Empty carts that got their first line, by channel.",
+    ["channel"],
+)
+CARTS_CONVERTED = Counter(
+    "continuity_carts_converted_total",
+    "Carts checked out, by the channel they started on and their channel path.",
+    ["start_channel", "path"],
+)
+CARTS_ABANDONED = Counter(
+    "continuity_carts_abandoned_total",
+    "Carts abandoned (cart.abandoned delivered), by start channel and channel path.",
+    ["start_channel", "path"],
+)
+FIRST_TOUCH_TO_CHECKOUT = Histogram(
+    "continuity_first_touch_to_checkout_seconds",
+    "From the first event since the previous checkout to a completed checkout.",
+    buckets=TTC_BUCKETS,
+)
+SHARED_DEVICE = Counter(
+    "continuity_shared_device_kept_apart_total",
+    "Decisions of the shared-device guard: a sign-in that did not take the device's guest "
+    "cart (sign_in), a guest event kept out of the last signed-in customer (guest_event).",
+    ["what"],
+)
+NOTIFICATIONS = Counter(
+    "continuity_notifications_sent_total",
+    "Notifications published to session-notifications, by type.",
+    ["type"],
+)
+NOTIFICATIONS_PENDING = Gauge(
+    "continuity_notifications_pending",
+    "Notifications in the Redis outbox not yet published (a stuck relay grows this).",
+)
+
+
+# Series an alert or a rate() reads exist at 0 from the start: a counter that
+# appears with its first increment hides that increment from increase().
+for _op in REDIS_OPERATIONS:
+    REDIS_ERRORS.labels(_op)
+for _topic in SOURCE_TOPICS:
+    for _reason in Reason:
+        DEAD_LETTERS.labels(_topic, _reason.value)
+    LOG_RESETS.labels(_topic)
+    REDIS_ROLLBACKS.labels(_topic)
+for _channel in Channel:
+    CHECKOUTS_COMPLETED.labels(_channel.value)
+    CARTS_STARTED.labels(_channel.value)
+for _type in ("cart.abandoned", "session.resumed_elsewhere"):
+    NOTIFICATIONS.labels(_type)
+for _what in ("sign_in", "guest_event"):
+    SHARED_DEVICE.labels(_what)
+
+
+def record_received(labels: Iterable[RecordLabels]) -> None:
+    """Count records as they arrive, before the batch is folded."""
+    # One labelled child lookup per distinct (channel, type), not per record:
+    # .labels() takes a lock and builds a key each call.
+    counts: dict[tuple[str, str], int] = {}
+    for lab in labels:
+        key = (lab.channel, lab.type)
+        counts[key] = counts.get(key, 0) + 1
+    for (channel, type_), n in counts.items():
+        RECEIVED.labels(channel, type_).inc(n)
+
+
+def record_batch(facts: BatchFacts) -> None:
+    """Count the facts of one committed batch."""
+    BATCH_SIZE.observe(facts.size)
+    for (topic, outcome), n in facts.by_topic.items():
+        EVENTS.labels(topic, outcome).inc(n)
+    for (topic, reason), n in facts.dead_letters.items():
+        DEAD_LETTERS.labels(topic, reason).inc(n)
+    if facts.dropped_lines:
+        MERGE_DROPPED_LINES.inc(facts.dropped_lines)
+    for (channel, type_, outcome), n in facts.processed.items():
+        PROCESSED.labels(channel, type_, outcome).inc(n)
+    # The labelled children looked up once per label value of the batch, not per event.
+    event_age: dict[str, Histogram] = {}
+    for channel, seconds in facts.event_ages:
+        child = event_age.get(channel)
+        if child is None:
+            child = event_age[channel] = EVENT_AGE.labels(channel)
+        child.observe(seconds)
+    append_age: dict[str, Histogram] = {}
+    for topic, seconds in facts.append_ages:
+        child = append_age.get(topic)
+        if child is None:
+            child = append_age[topic] = APPEND_AGE.labels(topic)
+        child.observe(seconds)
+    if facts.multichannel_sessions:
+        MULTICHANNEL_SESSIONS.inc(facts.multichannel_sessions)
+    record_kpis(facts.kpis)
+    for what, n in facts.kept_apart.items():
+        SHARED_DEVICE.labels(what).inc(n)
+
+
+def record_kpis(kpis: KpiDelta) -> None:
+    """Count KPI increments: of a committed batch, or of acknowledged abandonments."""
+    for (before, after), n in kpis.resumes.items():
+        CROSS_CHANNEL_RESUMES.labels(before.value, after.value).inc(n)
+    for channel, n in kpis.checkouts.items():
+        CHECKOUTS_COMPLETED.labels(channel.value).inc(n)
+    for channel, n in kpis.carts_started.items():
+        CARTS_STARTED.labels(channel.value).inc(n)
+    for (start, path), n in kpis.converted.items():
+        CARTS_CONVERTED.labels(start.value, path).inc(n)
+    for (start, path), n in kpis.abandoned.items():
+        CARTS_ABANDONED.labels(start.value, path).inc(n)
+    for seconds in kpis.first_touch_to_checkout:
+        FIRST_TOUCH_TO_CHECKOUT.observe(seconds)

@@ -1,0 +1,181 @@
+"""The worker's batch step: decode, read, plan, dead-letter, commit. Thin I/O shell.
+
+Ordering guarantee: records of one partition are planned in offset order, and
+a batch is committed to Redis (states + applied offsets, atomically) before
+the caller acknowledges it to Kafka. Dead letters are delivered before the
+commit that marks their offsets applied, so a crash in between re-sends them
+rather than losing them.
+
+Redis's applied offsets are checked against the worker's floors
+(``streams/core/positions.py``) in the same read that loads the batch's state: a
+partition Redis has rolled back on is not folded from the fetched records
+but handed to the rewinder (``streams/worker/rewind.py``), which seeks it back to
+Redis's own position, and the batch goes on without it.
+
+What a batch counts in the metrics is derived from the committed plan by the
+pure ``streams/core/facts.py``; this module only times Redis and records the result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from streams.core.decode import decode
+from streams.core.facts import RecordId, RecordLabels, batch_facts, labels_by_record, record_id
+from streams.core.fold import DEFAULT_LIMITS, Limits
+from streams.core.plan import Plan, Record, RecordOutcome, needs, plan_batch
+from streams.core.positions import Floors, Rewind, rollbacks
+from streams.core.readiness import Readiness
+from streams.logs import batch_fields, record_fields
+from streams.store.client import refusal, transient
+from streams.store.state import RedisState
+from streams.worker import metrics
+
+log = logging.getLogger(__name__)
+
+DeadLetterSink = Callable[[Sequence[RecordOutcome]], Awaitable[None]]
+# Runs before each attempt's read, inside the retry loop (e.g. ``ResetGuard.check``).
+BatchGuard = Callable[[Sequence[Record]], Awaitable[None]]
+# Seeks rolled-back partitions back to Redis's position (``streams/worker/rewind.py``).
+Rewinder = Callable[[Sequence[Rewind]], Awaitable[None]]
+T = TypeVar("T")
+
+
+class BatchProcessor:
+    """Folds batches of records into Redis with exactly-once effect."""
+
+    def __init__(
+        self,
+        state: RedisState,
+        dead_letter: DeadLetterSink,
+        limits: Limits = DEFAULT_LIMITS,
+        retry_max_delay: float = 5.0,
+        guard: BatchGuard | None = None,
+        readiness: Readiness | None = None,
+        floors: Floors | None = None,
+        rewind: Rewinder | None = None,
+    ) -> None:
+        self.state = state
+        self.dead_letter = dead_letter
+        self.limits = limits
+        self.retry_max_delay = retry_max_delay
+        self.guard = guard
+        self.readiness = readiness
+        self.floors = floors
+        self.rewind = rewind
+
+    async def process(self, records: Sequence[Record]) -> Plan:
+        """Apply ``records`` (in arrival order); return only once they are committed.
+
+        Redis errors are retried with capped exponential backoff for as long as
+        it takes: the batch is never skipped, so the partition waits in place.
+        """
+        started = time.perf_counter()
+        records = list(records)
+        decoded = [decode(r.value) for r in records]
+        # Counted as received on arrival, before any Redis round trip: a batch
+        # waiting out an outage shows up here (a rewind's records count again
+        # when they are fetched again).
+        labels = labels_by_record(records, decoded)
+        metrics.record_received(labels.values())
+        need = needs(records, decoded)
+        delivered: set[tuple[str, int, int]] = set()
+        delay = 0.05
+        while True:
+            try:
+                if self.guard is not None:
+                    await self.guard(records)
+                # Read before the state: a floor raised after the read is no rollback.
+                floors = self.floors.of(need.partitions) if self.floors is not None else {}
+                snapshot = await _timed("load", self.state.load(need))
+                rewinds = rollbacks(floors, snapshot.offsets)
+                if rewinds:
+                    records, decoded = await self._rewind(rewinds, records, decoded)
+                    need = needs(records, decoded)
+                    labels = labels_by_record(records, decoded)
+                    if not records:
+                        return Plan()
+                    continue
+                plan = plan_batch(records, decoded, snapshot, self.limits)
+                await self._send_dead_letters(plan, delivered)
+                conflict = await _timed("commit", self.state.commit(plan, time.time()))
+            except Exception as exc:
+                if not transient(exc):
+                    raise
+                metrics.REDIS_UP.set(0)
+                metrics.REDIS_RETRIES.inc()
+                if self.readiness is not None:
+                    self.readiness.redis_failed(time.monotonic(), refusal(exc))
+                log.warning(
+                    "redis unavailable (%s); retrying batch in %.2fs",
+                    type(exc).__name__,
+                    delay,
+                    extra=batch_fields(records),
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.retry_max_delay)
+                continue
+            metrics.REDIS_UP.set(1)
+            if self.readiness is not None:
+                self.readiness.redis_ok()
+            if conflict is None:
+                break
+            metrics.COMMIT_CONFLICTS.labels(conflict.what).inc()
+            log.info("commit conflict on %s %s; re-planning batch", conflict.what, conflict.name)
+        if self.floors is not None:
+            for tp, offset in plan.offsets.items():
+                self.floors.raise_to(tp, offset)
+        metrics.record_batch(batch_facts(plan, snapshot, labels, time.time()))
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+        _log_dead_letters(plan, labels)
+        return plan
+
+    async def _rewind(
+        self, rewinds: Sequence[Rewind], records: list[Record], decoded: list[Any]
+    ) -> tuple[list[Record], list[Any]]:
+        """Hand rolled-back partitions to the rewinder; the rest of the batch goes on."""
+        if self.rewind is None:
+            raise RuntimeError("Redis rolled back, but this processor has no rewinder")
+        await self.rewind(rewinds)
+        gone = {r.tp for r in rewinds}
+        kept = [i for i, r in enumerate(records) if r.tp not in gone]
+        return [records[i] for i in kept], [decoded[i] for i in kept]
+
+    async def _send_dead_letters(self, plan: Plan, delivered: set[tuple[str, int, int]]) -> None:
+        fresh = [o for o in plan.rejected if record_id(o.record) not in delivered]
+        if not fresh:
+            return
+        await self.dead_letter(fresh)
+        delivered.update(record_id(o.record) for o in fresh)
+
+
+async def _timed(operation: str, call: Awaitable[T]) -> T:
+    """Await one Redis round trip, observing its duration and counting its failure."""
+    started = time.perf_counter()
+    try:
+        return await call
+    except Exception:
+        metrics.REDIS_ERRORS.labels(operation).inc()
+        raise
+    finally:
+        metrics.REDIS_SECONDS.labels(operation).observe(time.perf_counter() - started)
+
+
+def _log_dead_letters(plan: Plan, labels: Mapping[RecordId, RecordLabels]) -> None:
+    for o in plan.rejected:
+        reason = o.reason.value if o.reason else "unknown"
+        event_id = labels.get(record_id(o.record), RecordLabels()).event_id
+        log.warning(
+            "dead-lettered %s[%d]@%d event_id=%s: %s (%s)",
+            o.record.topic,
+            o.record.partition,
+            o.record.offset,
+            event_id or "-",
+            reason,
+            o.detail,
+            extra=record_fields(o.record, event_id, reason=reason),
+        )
