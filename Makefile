@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PIP_QUIET := --quiet --disable-pip-version-check
 
-.PHONY: run test test-clock lint unit e2e bench schemas setup system-deps clean help test-faults lock
+.PHONY: run test test-clock lint unit e2e bench docs schemas setup system-deps clean help test-faults lock
 
 help:
 	@echo "make run    - set up and run the whole stack on loopback with simulated traffic"
@@ -15,6 +15,7 @@ help:
 	@echo "make test-faults - the fault suite, long versions (FAULT_SCALE=long)"
 	@echo "make bench  - the worker against a ceiling, an empty Faust agent and a naive agent"
 	@echo "make schemas - re-export JSON Schema files from the models"
+	@echo "make docs   - regenerate the manual's tables that mirror code"
 	@echo "make lock   - move uv.lock to the newest versions pyproject.toml allows"
 
 setup: $(STAMP) system-deps
@@ -96,6 +97,11 @@ test-faults: setup
 BENCH_ARGS ?=
 bench: setup
 	$(BIN)/python -m bench --events 30000 --customers 3000 --runs 3 $(BENCH_ARGS)
+
+# Pages that mirror code (configuration, Redis layout) rewritten from it; make test
+# fails while one is stale.
+docs: $(STAMP)
+	$(BIN)/python -m streams.docs_pages
 
 schemas: $(STAMP)
 	$(BIN)/continuity schema

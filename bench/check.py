@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from bench.expect import Expectation, project
 from bench.workload import Workload
 from streams.core.session_codec import decode, json_of
+from streams.store import keys
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class Verdict:
 
 async def read_sessions(redis: Redis, prefix: str, hashed: bool) -> dict[str, bytes]:
     """Every stored session's JSON by session key (hash field ``d``, or a plain string)."""
-    names = [k async for k in redis.scan_iter(match=f"{prefix}:s:*", count=2000)]
+    names = [k async for k in redis.scan_iter(match=keys.SESSION.glob(prefix), count=2000)]
     pipe = redis.pipeline(transaction=False)
     for name in names:
         if hashed:
@@ -46,7 +47,7 @@ async def read_sessions(redis: Redis, prefix: str, hashed: bool) -> dict[str, by
 
 
 async def read_aliases(redis: Redis, prefix: str) -> dict[str, str]:
-    names = [k async for k in redis.scan_iter(match=f"{prefix}:a:*", count=2000)]
+    names = [k async for k in redis.scan_iter(match=keys.ALIAS.glob(prefix), count=2000)]
     values = await redis.mget(names) if names else []
     return {
         _inner(n): v.decode() if isinstance(v, bytes) else str(v)

@@ -2,7 +2,7 @@
 
 The oracle is the project's pure planner (``streams.batch.plan_batch``) run over
 every event in publish order with an empty snapshot, exactly as
-``tests/oracle.py`` computes it: what one never-failing worker would store.
+``tests/support/oracle.py`` computes it: what one never-failing worker would store.
 
 Kafka orders a customer's events only within one topic, and a consumer that
 drains a backlog reads the three topics in whatever order its fetches return,

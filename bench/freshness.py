@@ -46,6 +46,7 @@ from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
 from schemas.topics import topic_for
+from streams.store import keys as redis_keys
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,8 @@ async def measure_freshness(
     followers = [asyncio.create_task(_follow(spec, k, arrivals[k])) for k in keys]
     notices: dict[str, list[tuple[int, float]]] = {k: [] for k in keys}
     if spec.notices_redis is not None:
-        pattern = f"{spec.notices_prefix}:u:{{fresh-{run}-*"
+        # The run's channels: a glob inside the key's braces (ids never hold a ``*``).
+        pattern = redis_keys.updates(spec.notices_prefix, f"fresh-{run}-*")
         followers.append(asyncio.create_task(_notices(spec.notices_redis, pattern, notices)))
     appended: dict[tuple[str, int], float] = {}
     timer: asyncio.TimerHandle | None = None

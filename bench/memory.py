@@ -30,6 +30,7 @@ from bench.stack import Stack
 from bench.workload import CATALOG, START, encode, typical_session_events, views_spread
 from streams.core import session_codec
 from streams.dev import loopback
+from streams.store import keys
 
 Say = Callable[[str], None]
 MB = 1024 * 1024
@@ -68,7 +69,7 @@ async def session_bytes(log_dir: Path) -> list[dict[str, Any]]:
     try:
         for label, events in cases.items():
             (key, session), *_ = fold_in_order(events).sessions.items()
-            name = f"cont:s:{{{key}}}"
+            name = keys.session(keys.DEFAULT_PREFIX, key)
             blob = session.model_dump_json()
             # Stored as the worker stores it (compressed by default).
             stored = session_codec.encode(session)

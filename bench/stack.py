@@ -18,7 +18,6 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,8 @@ from redis.asyncio import Redis
 from bench.workload import Encoded
 from streams.dev import loopback
 from streams.kafka.topics import ensure_topics
+from streams.store import keys
+from streams.store.scripts import SCRIPTS, source
 
 PARTITIONS = 8
 
@@ -112,7 +113,7 @@ class Stack:
     async def applied_offsets(self, prefix: str) -> dict[str, int]:
         """The worker's applied offsets (``<prefix>:o``): ``topic:partition`` -> offset."""
         self.harness_calls["hgetall"] += 1
-        raw = await self.redis.hgetall(f"{prefix}:o")
+        raw = await self.redis.hgetall(keys.offsets(prefix))
         return {_text(k): int(v) for k, v in raw.items()}
 
     async def commandstats(self) -> dict[str, int]:
@@ -135,10 +136,9 @@ class Stack:
 def script_commands() -> frozenset[str]:
     """Every Redis command the worker's Lua scripts can run (parsed from ``streams/store/lua``)."""
     names: set[str] = set()
-    for script in resources.files("streams").joinpath("lua").iterdir():
-        if script.name.endswith(".lua"):
-            text = script.read_text(encoding="utf-8")
-            names.update(m.lower() for m in re.findall(r"redis\.p?call\(\s*['\"](\w+)", text))
+    for name in SCRIPTS:
+        text = source(name)
+        names.update(m.lower() for m in re.findall(r"redis\.p?call\(\s*['\"](\w+)", text))
     return frozenset(names)
 
 

@@ -29,11 +29,10 @@ from pydantic import (
 from pydantic_extra_types.currency_code import ISO4217
 
 # Ids become part of Redis keys and log lines: a strict alphabet and a length
-# bound make key injection (``}``, ``*``, spaces, newlines) impossible.
-Id = Annotated[
-    str,
-    StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@+\-]{0,127}$"),
-]
+# bound make key injection (``}``, ``*``, spaces, newlines) impossible. Unanchored,
+# so the Redis key layout (``streams/store/keys.py``) can embed it in key patterns.
+ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._:@+\-]{0,127}"
+Id = Annotated[str, StringConstraints(pattern=rf"^{ID_PATTERN}$")]
 Sku = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/\-]{0,63}$")]
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 

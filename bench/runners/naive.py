@@ -27,6 +27,7 @@ from streams.core.decode import decode
 from streams.core.fold import Rejected
 from streams.core.plan import Record, Snapshot, needs, plan_batch
 from streams.settings import Settings
+from streams.store import keys
 
 
 async def apply_one(redis: Redis, prefix: str, record: Record, event: AnyEvent | Rejected) -> int:
@@ -37,25 +38,25 @@ async def apply_one(redis: Redis, prefix: str, record: Record, event: AnyEvent |
     trips = 0
     aliases: dict[str, str] = {}
     for anon in sorted(need.anonymous_ids):
-        target = await redis.get(f"{prefix}:a:{{{anon}}}")
+        target = await redis.get(keys.alias(prefix, anon))
         trips += 1
         if target is not None:
             aliases[anon] = target.decode() if isinstance(target, bytes) else target
     sessions: dict[str, Session] = {}
     for key in sorted(set(need.keys) | set(aliases.values())):
-        blob = await redis.get(f"{prefix}:s:{{{key}}}")
+        blob = await redis.get(keys.session(prefix, key))
         trips += 1
         if blob is not None:
             sessions[key] = Session.model_validate_json(blob)
     plan = plan_batch([record], [event], Snapshot(aliases, {}, sessions))
     for key in plan.deletes:  # before writes, as commit.lua
-        await redis.delete(f"{prefix}:s:{{{key}}}")
+        await redis.delete(keys.session(prefix, key))
         trips += 1
     for key, session in plan.writes.items():
-        await redis.set(f"{prefix}:s:{{{key}}}", session.model_dump_json())
+        await redis.set(keys.session(prefix, key), session.model_dump_json())
         trips += 1
     for anon, customer in plan.aliases.items():
-        await redis.set(f"{prefix}:a:{{{anon}}}", customer)
+        await redis.set(keys.alias(prefix, anon), customer)
         trips += 1
     return trips
 

@@ -21,6 +21,7 @@ import orjson
 from aiokafka.errors import KafkaError
 
 from schemas.topics import DEAD_LETTERS
+from streams.cli.common import Subcommands, load_settings
 from streams.core.dlq_repair import (
     REPAIRS,
     REPLAYED_FROM,
@@ -46,9 +47,9 @@ from streams.core.dlq_repair import (
     summary,
 )
 from streams.core.fold import Reason
+from streams.kafka.progress import ReadProgress
 from streams.ops.dlq import (
     DlqError,
-    ReadProgress,
     apply_repairs,
     read_ledger,
     read_letters,
@@ -73,6 +74,7 @@ def run(args: argparse.Namespace, bootstrap: str, kafka: Mapping[str, Any]) -> i
     except _Usage as exc:
         _err(f"continuity dlq {args.action}: {exc}")
         return USAGE
+    # KafkaError covers LogUnreadable, the reads' one error.
     except (DlqError, KafkaError, OSError, TimeoutError) as exc:
         _err(
             f"continuity dlq {args.action}: cannot complete on {bootstrap}: {exc!r}; "
@@ -326,3 +328,45 @@ def _drop(args: argparse.Namespace, bootstrap: str, kafka: Mapping[str, Any]) ->
         raise _Usage(f"{refused}; nothing was recorded")
     print(f"dropped {len(lines)} dead letters; recorded in {REPAIRS} (continuity dlq list)")
     return OK
+
+
+def command(args: argparse.Namespace) -> int:
+    """``continuity dlq ...`` with the broker and client settings from the environment."""
+    from streams.kafka.security import kafka_client_kwargs
+
+    settings = load_settings()
+    return run(args, settings.kafka_bootstrap, kafka_client_kwargs(settings))
+
+
+def register(sub: Subcommands) -> None:
+    """Add the command's parser."""
+    dl = sub.add_parser("dlq", help="inspect, repair and replay dead letters (events-dlq)")
+    dlsub = dl.add_subparsers(dest="action", required=True)
+    states = ["pending", "replayed", "dropped", "all"]
+    for action, help_, default_state in (
+        ("list", "one line per dead letter, then counts by reason", "all"),
+        ("export", "dead letters as a JSON-lines repair file", "pending"),
+    ):
+        a = dlsub.add_parser(action, help=help_)
+        a.add_argument("--reason", help="only this reason, e.g. invalid_event")
+        a.add_argument("--topic", help="only dead letters from this source topic")
+        a.add_argument("--since", help="only those dead-lettered since this ISO time (UTC if bare)")
+        a.add_argument("--state", choices=states, help=f"only this state (default {default_state})")
+        a.set_defaults(func=command)
+        if action == "list":
+            a.add_argument("--limit", type=int, default=None, help="print at most N lines")
+            a.add_argument("--json", action="store_true", help="JSON lines; counts on stderr")
+        else:
+            a.add_argument("--out", default=None, help="file to write (default stdout)")
+    a = dlsub.add_parser("show", help="one dead letter: headers, key and value")
+    a.add_argument("position", help="its events-dlq position, partition:offset")
+    a.set_defaults(func=command)
+    a = dlsub.add_parser("replay", help="validate a repair file, then publish and record it")
+    a.add_argument("file", help="the edited export ('-' for stdin)")
+    a.add_argument("--dry-run", action="store_true", help="validate and show; publish nothing")
+    a.add_argument("--force", action="store_true", help="also lines already replayed or dropped")
+    a.set_defaults(func=command)
+    a = dlsub.add_parser("drop", help="record dead letters as dropped (never to be replayed)")
+    a.add_argument("positions", nargs="+", help="events-dlq positions, partition:offset")
+    a.add_argument("--note", default="", help="why (kept in the ledger)")
+    a.set_defaults(func=command)

@@ -1,9 +1,10 @@
 """Sessions active: which HyperLogLog buckets a commit feeds and a count reads. Pure.
 
 Every committed session key is added (PFADD) to the HyperLogLog of the
-current time bucket, ``P:h:<bucket>``; the gauge is PFCOUNT over the buckets
-of the window, i.e. the number of distinct sessions changed in the last
-``WINDOW_SECONDS`` (to within one bucket, and HyperLogLog's ~1% error).
+current time bucket (``P:h:<bucket>``, named in ``streams/store/keys.py``); the
+gauge is PFCOUNT over the buckets of the window, i.e. the number of distinct
+sessions changed in the last ``WINDOW_SECONDS`` (to within one bucket, and
+HyperLogLog's ~1% error).
 Cost is fixed whatever the traffic: at most 12 KiB per bucket, a handful of
 buckets, one PFCOUNT per refresh. Buckets expire by themselves.
 """
@@ -22,16 +23,10 @@ def bucket(at: float) -> int:
     return int(at // BUCKET_SECONDS)
 
 
-def bucket_key(prefix: str, number: int) -> str:
-    """The Redis key of one bucket."""
-    return f"{prefix}:h:{number}"
+def window(now: float) -> range:
+    """The bucket numbers a count at ``now`` reads, oldest first (the current one last).
 
-
-def multichannel_key(prefix: str, number: int) -> str:
-    """The Redis key of one bucket of the sessions on two or more channels."""
-    return f"{prefix}:hm:{number}"
-
-
-def window_keys(prefix: str, now: float) -> list[str]:
-    """The bucket keys a count at ``now`` reads, oldest first."""
-    return [bucket_key(prefix, b) for b in range(bucket(now - WINDOW_SECONDS), bucket(now) + 1)]
+    Numbers, not key names: the names are the store's (``streams/store/keys.py``,
+    ``activity`` and ``multichannel``), which the pure core may not import.
+    """
+    return range(bucket(now - WINDOW_SECONDS), bucket(now) + 1)

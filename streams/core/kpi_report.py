@@ -20,28 +20,11 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from schemas.events import Channel
-from streams.core.activity import (
-    BUCKET_SECONDS,
-    WINDOW_LABEL,
-    WINDOW_SECONDS,
-    bucket_key,
-    multichannel_key,
-)
-from streams.core.activity import bucket as bucket_of
+from streams.core.activity import BUCKET_SECONDS, WINDOW_LABEL, WINDOW_SECONDS
 from streams.core.kpi_delta import TTC_BUCKETS
 
 CHANNELS: tuple[Channel, ...] = tuple(Channel)
 _BY_VALUE = {c.value: c for c in CHANNELS}
-
-
-def window_keys(prefix: str, now: float) -> tuple[list[str], list[str]]:
-    """The HyperLogLog keys of the window ending at ``now``: (all sessions, multichannel ones).
-
-    The same buckets as ``streams.activity.window_keys``, so both counts cover
-    the same sessions and their ratio is a share.
-    """
-    numbers = range(bucket_of(now - WINDOW_SECONDS), bucket_of(now) + 1)
-    return [bucket_key(prefix, b) for b in numbers], [multichannel_key(prefix, b) for b in numbers]
 
 
 def counters(raw: Mapping[bytes, bytes] | Mapping[str, str]) -> dict[str, int]:
@@ -85,8 +68,9 @@ def report(
     }
 
 
-def _per_channel(fields: Mapping[str, int], prefix: str) -> dict[str, int]:
-    return {c.value: max(0, fields.get(f"{prefix}:{c.value}", 0)) for c in CHANNELS}
+def _per_channel(fields: Mapping[str, int], counter: str) -> dict[str, int]:
+    # Hash fields of ``P:k`` such as ``carts_started:web``, not key names.
+    return {c.value: max(0, fields.get(f"{counter}:{c.value}", 0)) for c in CHANNELS}
 
 
 def _rates(started: int, converted: int, abandoned: int) -> dict[str, Any]:

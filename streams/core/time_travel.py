@@ -82,6 +82,22 @@ def parse_moment(text: str) -> int:
     return ms
 
 
+class FutureMoment(BadMoment):
+    """A moment later than now: nothing is known of it yet."""
+
+    def __init__(self, moment_ms: int, now_ms: int) -> None:
+        super().__init__(f"{iso_ms(moment_ms)} is in the future (now is {iso_ms(now_ms)})")
+        self.moment_ms, self.now_ms = moment_ms, now_ms
+
+
+def past_moment(text: str, now_ms: int) -> int:
+    """``parse_moment``, refusing a moment after ``now_ms`` (``FutureMoment``)."""
+    moment = parse_moment(text)
+    if moment > now_ms:
+        raise FutureMoment(moment, now_ms)
+    return moment
+
+
 def iso_ms(ms: int) -> str:
     """Unix ms as ISO 8601 UTC with milliseconds (``2026-11-24T10:15:00.000Z``)."""
     at = datetime.fromtimestamp(ms / 1000, tz=UTC)

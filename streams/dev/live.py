@@ -24,25 +24,25 @@ from typing import Any
 from urllib.parse import urlencode
 
 import orjson
-from aiokafka import AIOKafkaConsumer
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from schemas.topics import CART_EVENTS, DEAD_LETTERS, NOTIFICATIONS
-from streams.cli import DEV_SECRET_FILE
 from streams.core.dead_letter import describe
 from streams.dev import loopback
+from streams.dev.files import DEV_FILE, DEV_SECRET_FILE
 from streams.dev.simulate import endless, journey
 from streams.gateway.auth import Role, issue
+from streams.kafka import clients
 from streams.kafka.publish import Publisher, prepare_dict
 from streams.kafka.security import kafka_client_kwargs
 from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
+from streams.store import keys
 from streams.store.client import connect
 from streams.store.state import RedisState
 
-DEV_FILE = "dev.json"
 DEV_TOKEN_TTL = 12 * 3600
 DEMO_STORE = "store-1"
 EXIT_CONFIG = 2  # a worker refusing its configuration: restarting cannot help
@@ -330,7 +330,7 @@ async def _watch(state: RedisState) -> None:
 async def _print_commits(state: RedisState) -> None:
     pubsub = state.redis.pubsub()
     try:
-        await pubsub.psubscribe(f"{state.prefix}:u:*")
+        await pubsub.psubscribe(keys.UPDATES.glob(state.prefix))
         async for message in pubsub.listen():
             if message["type"] != "pmessage":
                 continue
@@ -386,13 +386,8 @@ async def _tail(
     topic: str, bootstrap: str, kafka: Mapping[str, Any], line: Callable[[Any], str]
 ) -> None:
     """Print a line for every new record of ``topic`` until cancelled."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="latest",
-        enable_auto_commit=False,
-        **kafka,
-    )
+    consumer = clients.consumer(bootstrap, "dev-tail", kafka=kafka, auto_offset_reset="latest")
+    consumer.subscribe([topic])
     await consumer.start()
     try:
         async for msg in consumer:

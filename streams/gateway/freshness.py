@@ -27,6 +27,7 @@ from aiokafka.partitioner import murmur2
 from redis.asyncio import Redis
 
 from schemas.topics import SOURCE_TOPICS
+from streams.store import keys
 
 APPLIED_HEADER = "X-Continuity-Applied"
 APPLIED_AT_HEADER = "X-Continuity-Applied-At"
@@ -68,9 +69,9 @@ async def read(
     part = partition_of(key, partitions)
     tps = [f"{t}:{part}" for t in topics]
     async with redis.pipeline(transaction=False) as pipe:
-        pipe.hmget(f"{prefix}:o", tps)
-        pipe.hmget(f"{prefix}:ot", tps)
-        pipe.zrange(f"{prefix}:hb", -1, -1, withscores=True)
+        pipe.hmget(keys.offsets(prefix), tps)
+        pipe.hmget(keys.offset_times(prefix), tps)
+        pipe.zrange(keys.heartbeats(prefix), -1, -1, withscores=True)
         offsets, times, beat = await pipe.execute()
     stamps = [int(t) for t in times if t is not None]
     return Freshness(

@@ -23,9 +23,11 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from streams.core.kpi_report import counters, report, window_keys
+from streams.core.activity import window
+from streams.core.kpi_report import counters, report
 from streams.gateway import metrics
 from streams.gateway.sessions import RedisUnavailable
+from streams.store import keys
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +50,13 @@ class KpiInputs:
 
 async def read(redis: Redis, prefix: str, now: float | None = None) -> KpiInputs:
     """The KPI hash and the window's session counts; ``RedisUnavailable`` if Redis fails."""
-    active_keys, multi_keys = window_keys(prefix, time.time() if now is None else now)
+    # The same buckets for both counts, so their ratio is a share.
+    buckets = window(time.time() if now is None else now)
+    active_keys = [keys.activity(prefix, b) for b in buckets]
+    multi_keys = [keys.multichannel(prefix, b) for b in buckets]
     try:
         async with redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(f"{prefix}:k")
+            pipe.hgetall(keys.kpis(prefix))
             pipe.pfcount(*active_keys)
             pipe.pfcount(*multi_keys)
             raw, active, multichannel = await pipe.execute()

@@ -25,7 +25,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from schemas.events import Id
 from schemas.topics import SOURCE_TOPICS
-from streams.core.time_travel import BadMoment, iso_ms, parse_moment
+from streams.core.time_travel import BadMoment, FutureMoment, iso_ms, past_moment
 from streams.gateway.errors import INVALID_ID, INVALID_PARAMETER, ApiError
 
 MAX_POSITIONS = 64
@@ -109,16 +109,16 @@ def read_as_of(query: MultiMapping[str], now_ms: int) -> int | None:
     if len(values) > 1:
         raise _bad("as_of", "given once")
     try:
-        moment = parse_moment(values[0])
-    except BadMoment as exc:
-        raise _bad("as_of", str(exc)) from None
-    if moment > now_ms:
+        moment = past_moment(values[0], now_ms)
+    except FutureMoment:
         raise ApiError(
             400,
             INVALID_PARAMETER,
             f"as_of must not be in the future (now is {iso_ms(now_ms)})",
             extra={"parameter": "as_of"},
-        )
+        ) from None
+    except BadMoment as exc:
+        raise _bad("as_of", str(exc)) from None
     if any(name in query for name in ("min_version", "after", "wait")):
         raise ApiError(
             400,

@@ -16,11 +16,11 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from streams.gateway.ingest import Accepted
 from streams.gateway.params import Position
+from streams.kafka import clients
 
 
 class KafkaUnavailable(Exception):
@@ -40,13 +40,13 @@ class EventProducer:
     ) -> None:
         """A producer for ``bootstrap``; ``kafka``: the security arguments (kafka_security)."""
         self._timeout = timeout
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap,
-            acks="all",
+        self._producer = clients.producer(
+            bootstrap,
+            "gateway",
+            kafka=kafka,
             enable_idempotence=idempotence,
             linger_ms=2,
             request_timeout_ms=int(timeout * 1000),
-            **(kafka or {}),
         )
 
     async def start(self) -> None:

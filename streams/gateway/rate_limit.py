@@ -24,6 +24,7 @@ from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from redis.asyncio import Redis
 
 from streams.gateway.auth import Principal
+from streams.store import keys
 
 
 def parse(spec: str) -> list[RateLimitItem]:
@@ -52,7 +53,10 @@ class RateLimiter:
         # The gateway's own pool (its URL, TLS and credentials); typed narrowly upstream.
         shared: dict[str, Any] = {"connection_pool": redis.connection_pool}
         storage = RedisStorage(
-            "async+redis://", implementation="redispy", key_prefix=f"{prefix}:rl", **shared
+            "async+redis://",
+            implementation="redispy",
+            key_prefix=keys.rate_limits(prefix),
+            **shared,
         )
         self._limiter = SlidingWindowCounterRateLimiter(storage)
         self._limits = {name: parse(spec) for name, spec in limits.items()}

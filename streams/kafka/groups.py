@@ -14,10 +14,12 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from aiokafka.errors import InconsistentGroupProtocolError
 from aiokafka.structs import OffsetAndMetadata
+
+from streams.kafka import clients
 
 
 class _AsFaust(RoundRobinPartitionAssignor):  # type: ignore[misc]  # aiokafka is untyped
@@ -80,16 +82,17 @@ async def _take_over(
     want = {TopicPartition(t, p) for t in topics for p in range(partitions)}
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        consumer = AIOKafkaConsumer(
-            *topics,
-            bootstrap_servers=bootstrap,
+        # A member of the workers' group, unlike every other tool's consumer.
+        consumer = clients.consumer(
+            bootstrap,
+            "groups",
+            kafka=kafka,
             group_id=group_id,
-            enable_auto_commit=False,
             partition_assignment_strategy=(_AsFaust,),
             session_timeout_ms=session_timeout_ms,
             heartbeat_interval_ms=1000,
-            **(kafka or {}),
         )
+        consumer.subscribe(list(topics))
         try:
             await consumer.start()
             while time.monotonic() < deadline:

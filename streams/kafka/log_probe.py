@@ -1,22 +1,21 @@
 """Read the record at a partition's applied offset, for ``streams/core/log_reset.py``. Thin edge.
 
-A plain consumer with manual assignment and no group: it seeks each
-partition to its applied offset and fetches until ``probe_complete``. The
-fetch high watermark comes with every fetch answer (the embedded broker's
-ListOffsets is not to be trusted). A partition whose seek falls outside the
-log (past its end after a reset) is moved to the log's start, which shows up
-as records below the applied offset and a high watermark at or below it.
+The bounded reader (``streams/kafka/reader.py``: manual assignment, no group)
+starts each partition at its applied offset and reads until ``probe_complete``
+or the partition's end. The high watermark is the fetch answer's (the embedded
+broker's ListOffsets is not to be trusted). A partition whose start falls
+outside the log (past its end after a reset) is moved to the log's start,
+which shows up as records below the applied offset and a high watermark at or
+below it.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-
 from streams.core.log_reset import Applied, Probe, fingerprint, probe_complete
+from streams.kafka.reader import TopicReader
 
 
 async def probe_logs(
@@ -26,42 +25,45 @@ async def probe_logs(
     *,
     kafka: Mapping[str, Any] | None = None,
 ) -> dict[tuple[str, int], Probe]:
-    """What each partition's log holds at its applied offset. Raises on a broker error.
+    """What each partition's log holds at its applied offset.
 
-    ``kafka``: the security arguments (``streams.kafka_security.kafka_client_kwargs``).
+    ``timeout``: the reader's stall timeout. Raises ``LogUnreadable`` (a
+    ``KafkaError``) when the broker stops answering; a partition that does not
+    exist is probed as nothing seen. ``kafka``: the security arguments
+    (``streams.kafka.security.kafka_client_kwargs``).
     """
     if not applied:
         return {}
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
+    seen: dict[tuple[str, int], Probe] = {k: Probe(None, None, None) for k in applied}
+    reader = TopicReader(
+        bootstrap,
+        sorted({topic for topic, _ in applied}),
+        partitions=applied.keys(),
+        start={k: a.offset for k, a in applied.items()},
+        missing_ok=True,
+        stall_timeout=timeout,
+        batch_max=50,
+        job="log-probe",
+        kafka=kafka,
+        # The record at the applied offset is all a probe wants; the embedded broker
+        # ignores the per-partition limit and honours the request's.
         max_partition_fetch_bytes=256 * 1024,
-        **(kafka or {}),
+        fetch_max_bytes=256 * 1024,
     )
-    await consumer.start()
-    try:
-        tps = {TopicPartition(t, p): (t, p) for (t, p) in applied}
-        consumer.assign(list(tps))
-        for tp, key in tps.items():
-            consumer.seek(tp, applied[key].offset)
-        seen: dict[tuple[str, int], Probe] = {k: Probe(None, None, None) for k in applied}
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=200, max_records=50)
-            for tp, key in tps.items():
+
+    async with reader:
+        async for batch in reader:
+            for msg in batch:
+                key = (msg.topic, msg.partition)
                 found, first = seen[key].found, seen[key].first_offset
-                for msg in batch.get(tp, ()):
-                    first = msg.offset if first is None else min(first, msg.offset)
-                    if msg.offset == applied[key].offset:
-                        found = fingerprint(msg.key, msg.value)
-                mark = consumer.highwater(tp)
-                seen[key] = Probe(found, first, None if mark is None else int(mark))
-            pending = [k for k in applied if not probe_complete(applied[k], seen[k])]
-            if not pending:
-                break
-            # Done partitions need no more fetches; keep the rest.
-            consumer.pause(*[tp for tp, k in tps.items() if k not in pending])
-        return seen
-    finally:
-        await consumer.stop()
+                first = msg.offset if first is None else min(first, msg.offset)
+                if msg.offset == applied[key].offset:
+                    found = fingerprint(msg.key, msg.value)
+                seen[key] = Probe(found, first, reader.ends.get(f"{msg.topic}:{msg.partition}"))
+                if probe_complete(applied[key], seen[key]):
+                    reader.finish(key)  # seen enough: no more fetches for it
+    # Every end learnt, also of partitions whose read ended without a record.
+    return {
+        (t, p): Probe(probe.found, probe.first_offset, reader.ends.get(f"{t}:{p}"))
+        for (t, p), probe in seen.items()
+    }

@@ -6,10 +6,10 @@ import asyncio
 from collections.abc import Iterable, Mapping
 from typing import Any, Self
 
-from aiokafka import AIOKafkaProducer
+from streams.core.outgoing import Outgoing, prepare, prepare_dict
 
 # Re-exported: callers publish what they prepare.
-from streams.core.outgoing import Outgoing, prepare, prepare_dict
+from streams.kafka import clients
 
 __all__ = ["Outgoing", "Publisher", "prepare", "prepare_dict"]
 
@@ -22,13 +22,7 @@ class Publisher:
         self, bootstrap: str, linger_ms: int = 5, *, kafka: Mapping[str, Any] | None = None
     ) -> None:
         """A producer for ``bootstrap``; ``kafka``: the security arguments (kafka_security)."""
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap,
-            acks="all",
-            linger_ms=linger_ms,
-            enable_idempotence=False,
-            **(kafka or {}),
-        )
+        self._producer = clients.producer(bootstrap, "publish", kafka=kafka, linger_ms=linger_ms)
 
     async def __aenter__(self) -> Self:
         await self._producer.start()

@@ -6,9 +6,10 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 
 from schemas.topics import DEAD_LETTERS, DLQ_REPAIRS, ERASURES, NOTIFICATIONS, SOURCE_TOPICS
+from streams.kafka import clients
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ async def ensure_topics(
     partition count; this raises ``TopicLayoutError`` when they do not.
     ``kafka``: the security arguments (``streams.kafka_security.kafka_client_kwargs``).
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **(kafka or {}))
+    admin = clients.admin(bootstrap, "topics", kafka=kafka)
     await admin.start()
     try:
         wanted = [*SOURCE_TOPICS, DEAD_LETTERS, ERASURES, NOTIFICATIONS, DLQ_REPAIRS]

@@ -4,7 +4,8 @@ Thin edge around ``streams/core/erasure.py``. The steps, in the order that keeps
 an erasure from being undone by a crash half-way:
 
 1. read the end of every partition of the event topics (the fetch high
-   watermark; the embedded broker's ListOffsets is not to be trusted);
+   watermark, ``streams/kafka/reader.py``; the embedded broker's ListOffsets
+   is not to be trusted);
 2. publish the erasure to the compacted ``session-erasures`` topic and wait
    for the broker's acknowledgement, so a rebuild will honour it even if
    Redis is lost the next moment;
@@ -24,11 +25,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from schemas.topics import ERASURES, SOURCE_TOPICS
 from streams.core.erasure import Erasure, erasure_ids
 from streams.core.erasure import loads as load_erasure
+from streams.kafka import clients
+from streams.kafka.reader import DEFAULT_STALL_TIMEOUT, TopicReader, read_all
 from streams.store.state import Erased, RedisState, Unnamed
 
 # Linked ids found by erase.lua are added this many times at most; each round
@@ -43,45 +46,26 @@ class EraseError(RuntimeError):
 async def log_ends(
     bootstrap: str,
     topics: Sequence[str] = SOURCE_TOPICS,
-    timeout: float = 15.0,
+    stall_timeout: float = DEFAULT_STALL_TIMEOUT,
     kafka: dict[str, Any] | None = None,
 ) -> dict[str, int]:
-    """``topic:partition`` -> the offset the next record appended there will get."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        # Only the high watermark of each fetch answer is wanted, not the records.
+    """``topic:partition`` -> the offset the next record appended there will get.
+
+    Raises ``LogUnreadable`` when none of ``topics`` exists or the broker stops answering.
+    """
+    # Only the high watermark of each fetch answer is wanted, not the records. The
+    # embedded broker ignores the per-partition limit and honours the request's.
+    reader = TopicReader(
+        bootstrap,
+        topics,
+        stall_timeout=stall_timeout,
+        job="erase",
+        kafka=kafka,
         max_partition_fetch_bytes=1024,
-        **(kafka or {}),
+        fetch_max_bytes=1024,
     )
-    await consumer.start()
-    try:
-        await consumer.topics()
-        tps = [
-            TopicPartition(t, p)
-            for t in topics
-            for p in sorted(consumer.partitions_for_topic(t) or ())
-        ]
-        if not tps:
-            raise EraseError(f"none of the topics {', '.join(topics)} exists on {bootstrap}")
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends: dict[str, int] = {}
-        deadline = time.monotonic() + timeout
-        while len(ends) < len(tps):
-            if time.monotonic() > deadline:
-                raise EraseError(f"no fetch answer from {len(tps) - len(ends)} partitions in time")
-            await consumer.getmany(timeout_ms=200, max_records=1)
-            for tp in tps:
-                mark = consumer.highwater(tp)
-                if mark is not None:
-                    ends[f"{tp.topic}:{tp.partition}"] = int(mark)
-            # Answered partitions need no more fetches.
-            consumer.pause(*[tp for tp in tps if f"{tp.topic}:{tp.partition}" in ends])
-        return ends
-    finally:
-        await consumer.stop()
+    async with reader:
+        return await reader.read_ends()
 
 
 async def erase_customer(
@@ -95,7 +79,7 @@ async def erase_customer(
     linked = await state.linked_ids(customer_id)
     ids = erasure_ids(customer_id, [*linked, *also])
     ends = await log_ends(bootstrap, kafka=kafka)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", **(kafka or {}))
+    producer = clients.producer(bootstrap, "erase", kafka=kafka)
     await producer.start()
     try:
         for _ in range(MAX_ROUNDS):
@@ -130,42 +114,25 @@ async def _record(producer: AIOKafkaProducer, erasure: Erasure) -> None:
 
 
 async def read_erasures(
-    bootstrap: str, timeout: float = 30.0, kafka: dict[str, Any] | None = None
+    bootstrap: str,
+    stall_timeout: float = DEFAULT_STALL_TIMEOUT,
+    kafka: dict[str, Any] | None = None,
 ) -> list[Erasure]:
-    """Every erasure on the ``session-erasures`` topic (for a rebuild), oldest first."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        **(kafka or {}),
+    """Every erasure on the ``session-erasures`` topic (for a rebuild), oldest first.
+
+    Up to the topic's end when the read began; none if the topic is absent.
+    Raises ``LogUnreadable`` when the broker stops answering.
+    """
+    found = await read_all(
+        bootstrap,
+        [ERASURES],
+        missing_ok=True,
+        stall_timeout=stall_timeout,
+        job="erase",
+        kafka=kafka,
     )
-    await consumer.start()
-    try:
-        await consumer.topics()
-        found_parts = sorted(consumer.partitions_for_topic(ERASURES) or ())
-        tps = [TopicPartition(ERASURES, p) for p in found_parts]
-        if not tps:
-            return []
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        found: list[Erasure] = []
-        deadline = time.monotonic() + timeout
-        while True:
-            batch = await consumer.getmany(timeout_ms=200, max_records=1000)
-            for messages in batch.values():
-                # A compacted topic's deleted keys leave null values behind.
-                found.extend(load_erasure(m.value) for m in messages if m.value is not None)
-            done = True
-            for tp in tps:
-                mark = consumer.highwater(tp)
-                if mark is None or await consumer.position(tp) < mark:
-                    done = False
-            if done:
-                return found
-            if time.monotonic() > deadline:
-                raise EraseError("could not read the session-erasures topic to its end in time")
-    finally:
-        await consumer.stop()
+    # A compacted topic's deleted keys leave null values behind.
+    return [load_erasure(m.value) for m in found if m.value is not None]
 
 
 async def restore_lost_erasures(

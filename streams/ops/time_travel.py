@@ -1,12 +1,12 @@
 """Read the retained topics up to a moment and refold one session. Thin I/O shell.
 
-Around the pure ``streams/core/time_travel.py``: a plain consumer (manual
-assignment, no group, so workers are not disturbed) reads every partition of
-the source topics from its beginning and stops each one at its first record
-stamped after the moment, or at the end it had at its first fetch (the fetch
-high watermark, as ``continuity rebuild`` does). The moment is never in the
-future (callers refuse that), so with LogAppendTime no record appended later
-can belong to it.
+Around the pure ``streams/core/time_travel.py``: the bounded reader
+(``streams/kafka/reader.py``: no group, so workers are not disturbed) reads
+every partition of the source topics from its beginning and stops each one at
+its first record stamped after the moment, or at the end it had at its first
+fetch (the fetch high watermark, as ``continuity rebuild`` does). The moment
+is never in the future (callers refuse that), so with LogAppendTime no record
+appended later can belong to it.
 
 Pre-filter: only records that may touch the customer are kept and folded.
 Their ids come from Redis as it is now: the id, the key it resolves to, every
@@ -26,13 +26,11 @@ whatever any of them covers is skipped, whatever the moment.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
+from itertools import groupby
 from typing import Any
-
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas.topics import SOURCE_TOPICS
 from streams.core.erasure import Erasure
@@ -47,8 +45,10 @@ from streams.core.time_travel import (
     merged,
     relevant,
 )
-from streams.ops.erase import EraseError, read_erasures
-from streams.ops.rebuild import kafka_record
+from streams.kafka.progress import ReadProgress
+from streams.kafka.reader import TopicReader
+from streams.kafka.records import from_kafka
+from streams.ops.erase import read_erasures
 from streams.store.state import RedisState
 
 # Records folded between two yields to the event loop: a gateway keeps serving
@@ -59,27 +59,7 @@ _TIMESTAMP_TYPES = {0: "create_time", 1: "log_append_time"}
 FILTERED_ROUNDS = 2
 
 
-class TimeTravelError(RuntimeError):
-    """The log could not be read (no topics, erasures unreadable); nothing was answered."""
-
-
-@dataclass
-class ReadProgress:
-    """How far a read has come: records read and kept, partitions finished."""
-
-    read: int = 0
-    kept: int = 0
-    partitions: int = 0
-    done: int = 0
-    started: float = field(default_factory=time.monotonic)
-
-    def line(self) -> str:
-        """One progress line."""
-        rate = self.read / max(time.monotonic() - self.started, 1e-9)
-        return (
-            f"{self.read} records read ({self.kept} kept), {rate:.0f}/s, "
-            f"{self.done}/{self.partitions} partitions at the moment or their end"
-        )
+# The gateway's route still catches this name; it is the reader's one error.
 
 
 @dataclass(frozen=True)
@@ -136,64 +116,47 @@ async def read_until(
     report_every: float = 2.0,
     fetch_max: int = 2000,
 ) -> Reading:
-    """Every record of ``topics`` up to ``moment_ms``, those ``keep`` accepts kept."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        **(kafka or {}),
+    """Every record of ``topics`` up to ``moment_ms``, those ``keep`` accepts kept.
+
+    Raises ``LogUnreadable`` when no topic exists or the broker stops answering.
+    """
+    reader = TopicReader(
+        bootstrap,
+        topics,
+        batch_max=fetch_max,
+        job="time-travel",
+        kafka=kafka,
+        report=report,
+        report_every=report_every,
     )
-    await consumer.start()
-    progress = ReadProgress()
+    reader.progress.kept = 0
     try:
-        await consumer.topics()  # a metadata round trip, so partitions_for_topic answers
-        tps = [
-            TopicPartition(t, p)
-            for t in topics
-            for p in sorted(consumer.partitions_for_topic(t) or ())
-        ]
-        if not tps:
-            raise TimeTravelError(f"none of the topics {', '.join(topics)} exists on {bootstrap}")
-        progress.partitions = len(tps)
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        cuts = {tp: PartitionCut(moment_ms) for tp in tps}
-        ends: dict[TopicPartition, int] = {}
-        kept: dict[str, list[Record]] = {f"{tp.topic}:{tp.partition}": [] for tp in tps}
-        types: set[int] = set()
-        finished: set[TopicPartition] = set()
-        last_report = time.monotonic()
-        while len(finished) < len(tps):
-            fetched = await consumer.getmany(timeout_ms=500, max_records=fetch_max)
-            for tp in tps:
-                if tp not in ends and consumer.highwater(tp) is not None:
-                    ends[tp] = int(consumer.highwater(tp))
-                end = ends.get(tp)
-                messages = [m for m in fetched.get(tp, ()) if end is None or m.offset < end]
-                taken = cuts[tp].take(kafka_record(m) for m in messages)
-                types.update(m.timestamp_type for m in messages[: len(taken)])
-                progress.read += len(taken)
-                mine = [r for r in taken if keep is None or keep(r)]
-                progress.kept += len(mine)
-                kept[f"{tp.topic}:{tp.partition}"].extend(mine)
-                if tp not in finished and (
-                    cuts[tp].done or (end is not None and await consumer.position(tp) >= end)
-                ):
-                    finished.add(tp)
-                    consumer.pause(tp)
-            progress.done = len(finished)
-            if report is not None and time.monotonic() - last_report >= report_every:
-                report(progress)
-                last_report = time.monotonic()
+        async with reader:
+            cuts = {(tp.topic, tp.partition): PartitionCut(moment_ms) for tp in reader.partitions}
+            kept: dict[str, list[Record]] = {f"{t}:{p}": [] for t, p in cuts}
+            types: set[int] = set()
+            read = 0
+            async for batch in reader:
+                # A batch holds each partition's records together, in offset order.
+                for (topic, partition), group in groupby(batch, lambda m: (m.topic, m.partition)):
+                    messages = list(group)
+                    cut = cuts[(topic, partition)]
+                    taken = cut.take(from_kafka(m) for m in messages)
+                    types.update(m.timestamp_type for m in messages[: len(taken)])
+                    read += len(taken)
+                    mine = [r for r in taken if keep is None or keep(r)]
+                    reader.progress.kept += len(mine)
+                    kept[f"{topic}:{partition}"].extend(mine)
+                    if cut.done:
+                        reader.finish((topic, partition))
         upto = {
-            f"{tp.topic}:{tp.partition}": cuts[tp].next_offset if cuts[tp].done else ends[tp]
-            for tp in tps
+            f"{t}:{p}": cut.next_offset if cut.done else reader.ends[f"{t}:{p}"]
+            for (t, p), cut in cuts.items()
         }
-        return Reading(kept, upto, progress.read, _record_time(types))
+        return Reading(kept, upto, read, _record_time(types))
     finally:
-        await consumer.stop()
         if report is not None:
-            report(progress)
+            report(reader.progress)
 
 
 async def session_as_of(
@@ -210,14 +173,10 @@ async def session_as_of(
     """The session of ``some_id`` as it was at ``moment_ms``, refolded from the topics.
 
     ``limits``: the fold's definition, the workers' (``Settings.fold_limits``).
-    Raises ``TimeTravelError`` when the log cannot be read; Redis and Kafka
-    client errors pass through.
+    Raises ``LogUnreadable`` when the log cannot be read; Redis errors pass through.
     """
     ids = await interested_ids(state, some_id)
-    try:
-        logged = await read_erasures(bootstrap, kafka=kafka)
-    except EraseError as exc:
-        raise TimeTravelError(str(exc)) from None
+    logged = await read_erasures(bootstrap, kafka=kafka)
     rounds = FILTERED_ROUNDS if prefilter else 0
     while True:
         local = await redis_erasures(state, sorted(ids))

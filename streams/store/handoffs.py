@@ -1,6 +1,6 @@
 """Handoff codes and failed-claim counters in Redis: the thin edge of ``handoff``.
 
-Keys (``<prefix>`` is ``CONTINUITY_REDIS_PREFIX``):
+Keys (``<prefix>`` is ``CONTINUITY_REDIS_PREFIX``; declared in ``streams/store/keys.py``):
 
 * ``<prefix>:handoff:<code>``: the pending code, JSON of its ``Ticket``, with
   ``CONTINUITY_HANDOFF_TTL`` as Redis TTL; claiming takes it with ``GETDEL``,
@@ -32,6 +32,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from streams.gateway.sessions import RedisUnavailable
+from streams.store import keys
 
 # How long after its expiry a code is still known as issued or claimed.
 SEEN_GRACE_SECONDS = 3600
@@ -189,13 +190,13 @@ class HandoffStore:
             raise RedisUnavailable(repr(exc)) from None
 
     def _code(self, code: str) -> str:
-        return f"{self._prefix}:handoff:{code}"
+        return keys.handoff(self._prefix, code)
 
     def _by(self, key: str) -> str:
-        return f"{self._prefix}:handoff-by:{{{key}}}"
+        return keys.handoff_by(self._prefix, key)
 
     def _seen(self, code: str) -> str:
-        return f"{self._prefix}:handoff-seen:{code}"
+        return keys.handoff_seen(self._prefix, code)
 
-    def _fail(self, kind: str, who: str) -> str:
-        return f"{self._prefix}:handoff-fail:{kind}:{who}"
+    def _fail(self, kind: Literal["store", "addr"], who: str) -> str:
+        return keys.claim_failures(self._prefix, kind, who)

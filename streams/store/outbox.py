@@ -14,17 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from streams.store import keys
+from streams.store.scripts import register
+
 GROUP = "relay"
-
-
-def _script(name: str) -> str:
-    return resources.files("streams.store").joinpath("lua", name).read_text(encoding="utf-8")
 
 
 @dataclass(frozen=True)
@@ -43,11 +41,11 @@ class Outbox:
     ) -> None:
         self.redis = redis
         self.prefix = prefix
-        self.stream = f"{prefix}:n"
+        self.stream = keys.outbox(prefix)
         self.consumer = consumer
         self.claim_after_ms = claim_after_ms
-        self._sweep = redis.register_script(_script("sweep.lua"))
-        self._ack = redis.register_script(_script("ack.lua"))
+        self._sweep = register(redis, "sweep.lua")
+        self._ack = register(redis, "ack.lua")
 
     async def ensure_group(self) -> None:
         """Create the relays' consumer group, reading from the stream's start."""
@@ -90,7 +88,7 @@ class Outbox:
         Readers (the gateway) tell from it whether any worker is folding, so a
         frontend can say the state may be behind while none is.
         """
-        key = f"{self.prefix}:hb"
+        key = keys.heartbeats(self.prefix)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.zadd(key, {self.consumer: now_ms})
             pipe.zremrangebyscore(key, "-inf", now_ms - 3_600_000)

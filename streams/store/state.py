@@ -1,29 +1,9 @@
-"""Session state in Redis: the layout, one-round-trip reads and atomic commits.
+"""Session state in Redis: one-round-trip reads and atomic commits.
 
-Layout (``P`` is ``CONTINUITY_REDIS_PREFIX``, default ``cont``):
-
-=====================  ======  ===================================================
-key                    type    holds
-=====================  ======  ===================================================
-``P:s:{<key>}``        hash    ``v`` = version, ``d`` = session (``session_codec.py``)
-``P:a:{<anon>}``       string  the customer a merged guest id now points at
-``P:o``                hash    ``<topic>:<partition>`` -> last applied offset
-``P:f``                hash    ``<topic>:<partition>`` -> that record's fingerprint
-``P:ot``               hash    ``<topic>:<partition>`` -> when it was last applied (ms)
-``P:hb``               zset    worker -> its relay's last round (ms): a worker is alive
-``P:u:{<key>}``        pubsub  a notice per committed version (after the write)
-``P:h:<bucket>``       HLL     session keys committed in one time bucket (expires)
-``P:l:{<customer>}``   set     guest ids whose alias points at the customer
-``P:x:{<id>}``         string  the erasure covering this id (``streams/core/erasure.py``)
-``P:xs``               set     every id with an erasure
-``P:xe``               string  erasures made so far; a commit checks it is unchanged
-``P:j:{<key>}``        zset    the journey: entry JSON by occurred_at ms (``journey.py``)
-``P:k``                hash    KPI counters (``kpi_delta.py``), incremented by commits
-``P:hm:<bucket>``      HLL     sessions on two or more channels changed in a bucket
-``P:ab``               zset    abandonment deadlines (Unix ms) by session key
-``P:n``                stream  the notification outbox (``notifications.py``, ``outbox.py``)
-``P:dv:{<anon>}``      zset    customers signed in on a device, by newest sign-in ms
-=====================  ======  ===================================================
+The key layout (``P`` is ``CONTINUITY_REDIS_PREFIX``, default ``cont``) is
+declared once, with every key's type, writers, readers and lifetime, in
+``streams/store/keys.py`` (rendered as ``docs/redis-layout.md``); this module
+names keys only through it, and loads its scripts through ``scripts.py``.
 
 The commit script checks every version, alias and offset the plan was computed
 from and writes nothing if one changed, so concurrent workers (a rebalance,
@@ -36,7 +16,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 import orjson
@@ -45,16 +24,14 @@ from redis.asyncio import Redis
 from schemas.session import Session
 from streams.core import session_codec
 from streams.core.abandonment import timers
-from streams.core.activity import BUCKET_TTL_SECONDS, bucket, bucket_key, multichannel_key
+from streams.core.activity import BUCKET_TTL_SECONDS, bucket
 from streams.core.erasure import Erasure, latest
 from streams.core.erasure import loads as load_erasure
 from streams.core.journey import DEFAULT_JOURNEY, JourneyLimits
 from streams.core.log_reset import Applied
 from streams.core.plan import Needs, Plan, Snapshot
-
-
-def _script(name: str) -> str:
-    return resources.files("streams.store").joinpath("lua", name).read_text(encoding="utf-8")
+from streams.store import keys
+from streams.store.scripts import Row, commit_args, register
 
 
 @dataclass(frozen=True)
@@ -88,23 +65,25 @@ class RedisState:
         # Applied positions belong to the state, not to a consumer group: a second
         # group (a blue/green deploy, a rewound group) folding into the same state
         # must skip what the state already holds.
-        self.offsets_key = f"{prefix}:o"
+        self.offsets_key = keys.offsets(prefix)
         # Written with the offsets, so a reset log can be recognised (streams/core/log_reset.py).
-        self.fingerprints_key = f"{prefix}:f"
-        self._load = redis.register_script(_script("load.lua"))
-        self._commit = redis.register_script(_script("commit.lua"))
-        self._reset = redis.register_script(_script("reset.lua"))
-        self._erase = redis.register_script(_script("erase.lua"))
+        self.fingerprints_key = keys.fingerprints(prefix)
+        self._load = register(redis, "load.lua")
+        self._commit = register(redis, "commit.lua")
+        self._reset = register(redis, "reset.lua")
+        self._erase = register(redis, "erase.lua")
 
     def session_key(self, key: str) -> str:
-        return f"{self.prefix}:s:{{{key}}}"
+        """The session hash of ``key`` under this prefix."""
+        return keys.session(self.prefix, key)
 
     def alias_key(self, anonymous_id: str) -> str:
-        return f"{self.prefix}:a:{{{anonymous_id}}}"
+        """The alias of a merged guest under this prefix."""
+        return keys.alias(self.prefix, anonymous_id)
 
     def channel(self, key: str) -> str:
         """The pub/sub channel that announces every committed version of ``key``."""
-        return f"{self.prefix}:u:{{{key}}}"
+        return keys.updates(self.prefix, key)
 
     async def load(self, needs: Needs) -> Snapshot:
         """Read the aliases, offsets and sessions a batch needs, in one round trip."""
@@ -135,57 +114,52 @@ class RedisState:
         With ``active_at`` (Unix seconds), the written keys are also counted in
         that time bucket's sessions-active HyperLogLog (``streams/core/activity.py``).
         """
-        args: list[Any] = [
-            self.prefix,
-            self.offsets_key,
-            self.fingerprints_key,
-            plan.expected_erasure_epoch,
-        ]
+        head = (self.prefix, self.offsets_key, self.fingerprints_key, plan.expected_erasure_epoch)
         compress = self.effects.compress
-        _section(args, [(k, v) for k, v in plan.expected_versions.items()])
-        _section(args, [(k, v or "") for k, v in plan.expected_aliases.items()])
-        _section(args, [(k, v) for k, v in plan.expected_offsets.items()])
-        _section(
-            args,
-            [
+        rows: dict[str, list[Row]] = {
+            "expected_versions": list(plan.expected_versions.items()),
+            "expected_aliases": [(k, v or "") for k, v in plan.expected_aliases.items()],
+            "expected_offsets": list(plan.expected_offsets.items()),
+            "writes": [
                 (k, s.version, session_codec.encode(s, compress), _notice(k, s.version))
                 for k, s in plan.writes.items()
             ],
-        )
-        _section(args, [(k, c, _notice(k, None, merged_into=c)) for k, c in plan.deletes.items()])
-        _section(args, list(plan.aliases.items()))
-        _section(args, [(anon,) for anon in sorted(plan.alias_deletes)])
-        _section(args, [(tp, o, plan.fingerprints.get(tp, "")) for tp, o in plan.offsets.items()])
-        activity = []
+            "deletes": [(k, c, _notice(k, None, merged_into=c)) for k, c in plan.deletes.items()],
+            "alias_writes": list(plan.aliases.items()),
+            "alias_deletes": [(anon,) for anon in sorted(plan.alias_deletes)],
+            "offset_writes": [
+                (tp, o, plan.fingerprints.get(tp, "")) for tp, o in plan.offsets.items()
+            ],
+            "activity": [],
+            "multichannel": [],
+        }
         if active_at is not None:
-            key = bucket_key(self.prefix, bucket(active_at))
-            activity.append((key, BUCKET_TTL_SECONDS))
-        _section(args, activity)
-        self._effect_sections(args, plan, active_at)
-        result = await self._commit(args=args)
+            number = bucket(active_at)
+            rows["activity"] = [(keys.activity(self.prefix, number), BUCKET_TTL_SECONDS)]
+            multichannel = keys.multichannel(self.prefix, number)
+            rows["multichannel"] = [
+                (multichannel, BUCKET_TTL_SECONDS, k)
+                for k, s in plan.writes.items()
+                if len(s.channels) > 1
+            ]
+        self._effect_rows(rows, plan, active_at)
+        result = await self._commit(args=commit_args(head, rows))
         if int(result[0]) == 1:
             return None
         return Conflict(_s(result[1]), _s(result[2]))
 
-    def _effect_sections(self, args: list[Any], plan: Plan, active_at: float | None) -> None:
-        """The commit's sections after the state: KPIs, journey, timers, outbox."""
-        multichannel = []
-        if active_at is not None:
-            key = multichannel_key(self.prefix, bucket(active_at))
-            multichannel = [
-                (key, BUCKET_TTL_SECONDS, k) for k, s in plan.writes.items() if len(s.channels) > 1
-            ]
-        _section(args, multichannel)
-        _section(args, list(plan.kpis.fields().items()))
+    def _effect_rows(self, rows: dict[str, list[Row]], plan: Plan, active_at: float | None) -> None:
+        """The commit's sections after the state: KPIs, journey, timers, outbox, devices."""
+        rows["kpis"] = list(plan.kpis.fields().items())
         now = active_at if active_at is not None else time.time()
         limits = self.effects.journey
-        _section(args, [(e.key, e.score_ms, e.member) for e in plan.journey])
+        rows["journey_entries"] = [(e.key, e.score_ms, e.member) for e in plan.journey]
         min_score = int((now - limits.max_age_seconds) * 1000)
-        _section(args, [(limits.max_entries, min_score, limits.max_age_seconds)])
+        rows["journey_bounds"] = [(limits.max_entries, min_score, limits.max_age_seconds)]
         after = self.effects.abandon_after
-        _section(args, timers(plan, now, after) if after is not None else [])
-        _section(args, [(n,) for n in plan.notifications] if self.effects.notify else [])
-        _section(args, plan.device_links)
+        rows["timers"] = list(timers(plan, now, after)) if after is not None else []
+        rows["notifications"] = [(n,) for n in plan.notifications] if self.effects.notify else []
+        rows["device_signins"] = list(plan.device_links)
 
     async def resolve(self, some_id: str) -> str:
         """The session key for a customer or guest id (following a merged guest's alias)."""
@@ -224,7 +198,7 @@ class RedisState:
 
     async def linked_ids(self, customer_id: str) -> set[str]:
         """Guest ids linked to a customer: merged guests and the session's ``anonymous_ids``."""
-        linked = {_s(m) for m in await self.redis.smembers(f"{self.prefix}:l:{{{customer_id}}}")}
+        linked = {_s(m) for m in await self.redis.smembers(keys.links(self.prefix, customer_id))}
         session = await self.get(customer_id)
         if session is not None:
             linked.update(session.anonymous_ids)
@@ -245,7 +219,7 @@ class RedisState:
 
     async def erasure(self, some_id: str) -> Erasure | None:
         """The erasure recorded for an id, if any."""
-        raw = await self.redis.get(f"{self.prefix}:x:{{{some_id}}}")
+        raw = await self.redis.get(keys.erasure(self.prefix, some_id))
         return None if raw is None else load_erasure(raw)
 
     async def restore_erasures(self, erasures: list[Erasure]) -> int:
@@ -255,10 +229,10 @@ class RedisState:
             return 0
         async with self.redis.pipeline(transaction=True) as pipe:
             for some_id, erasure in latest(erasures).items():
-                pipe.set(f"{self.prefix}:x:{{{some_id}}}", erasure.dumps())
-                pipe.sadd(f"{self.prefix}:xs", some_id)
+                pipe.set(keys.erasure(self.prefix, some_id), erasure.dumps())
+                pipe.sadd(keys.erased_ids(self.prefix), some_id)
                 count += 1
-            pipe.incr(f"{self.prefix}:xe")
+            pipe.incr(keys.erasure_epoch(self.prefix))
             await pipe.execute()
         return count
 
@@ -302,12 +276,6 @@ def _devices(raw: list[Any]) -> dict[str, dict[str, int]]:
         out[anon] = {_s(pairs[j]): int(float(pairs[j + 1])) for j in range(0, len(pairs), 2)}
         i += 2 + 2 * n
     return out
-
-
-def _section(args: list[Any], rows: list[tuple[Any, ...]]) -> None:
-    args.append(len(rows))
-    for row in rows:
-        args.extend(row)
 
 
 def _notice(key: str, version: int | None, merged_into: str | None = None) -> bytes:

@@ -43,10 +43,11 @@ import faust
 from faust.types import TP
 
 from schemas.topics import DEAD_LETTERS, NOTIFICATIONS, SOURCE_TOPICS
-from streams.core.dead_letter import dead_letter, replayed_from
-from streams.core.plan import Record, RecordOutcome
+from streams.core.dead_letter import dead_letter
+from streams.core.plan import RecordOutcome
 from streams.core.positions import Floors
 from streams.core.readiness import Readiness
+from streams.kafka.records import from_faust
 from streams.kafka.security import faust_broker_credentials, kafka_client_kwargs
 from streams.logs import batch_fields
 from streams.ops.erase import restore_lost_erasures
@@ -177,7 +178,7 @@ def create_app(settings: Settings) -> faust.App:
                         chunk = fetched.positioned(whole)
                         if not chunk:
                             continue
-                        records = [_record(m) for m in chunk]
+                        records = [from_faust(m) for m in chunk]
                         seeks = getattr(app.consumer, "seeks", 0)
                         try:
                             await processor.process(records)
@@ -288,18 +289,6 @@ def _highwater(app: faust.App, tp: tuple[str, int]) -> int | None:
     except Exception:  # not (or no longer) assigned mid-rebalance: no answer, not a crash
         return None
     return int(mark) if mark is not None else None
-
-
-def _record(message: Any) -> Record:
-    return Record(
-        topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-        key=message.key,
-        value=message.value,
-        timestamp_ms=int(message.timestamp * 1000) if message.timestamp else None,
-        replayed_from=replayed_from(getattr(message, "headers", None)),
-    )
 
 
 def _dead_letter_sink(app: faust.App, max_delay: float) -> Any:

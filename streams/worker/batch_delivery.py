@@ -5,8 +5,8 @@ Why: Faust dispatches every record on its own. Its fetch loop awaits
 tasks and an ``asyncio.wait`` each), the conductor builds an ``Event`` and
 queues it, the stream iterator, its sensors and ``take()``'s buffer handle it,
 and ``stream.ack`` acks it: about 59 of the worker's 140 us of CPU per event
-(``bench/PROFILE.md``). The worker folds records in batches anyway, so it
-takes them the way the consumer fetched them.
+(docs/benchmarks.md, "Where the worker's time goes"). The worker folds records
+in batches anyway, so it takes them the way the consumer fetched them.
 
 How it stays Faust (subscription, assignor, commits, rebalances):
 

@@ -22,8 +22,9 @@ from collections.abc import Callable, Iterable
 from redis.exceptions import RedisError
 
 from schemas.topics import SOURCE_TOPICS
-from streams.core.activity import WINDOW_LABEL, window_keys
+from streams.core.activity import WINDOW_LABEL, window
 from streams.core.lag import Partition, consumer_lag, offsets_field, owned
+from streams.store import keys
 from streams.store.state import RedisState
 from streams.worker import metrics
 
@@ -69,7 +70,7 @@ class GaugeRefresher:
         pipe = state.redis.pipeline(transaction=False)
         pipe.hmget(state.offsets_key, [offsets_field(tp) for tp in mine])
         if counts_sessions:
-            pipe.pfcount(*window_keys(state.prefix, now))
+            pipe.pfcount(*(keys.activity(state.prefix, b) for b in window(now)))
         started = time.perf_counter()
         try:
             replies = await pipe.execute()

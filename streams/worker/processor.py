@@ -1,19 +1,35 @@
-"""The worker's batch step: decode, read, plan, dead-letter, commit. Thin I/O shell.
+"""The worker's batch step, and the one place the commit order is written down.
 
-Ordering guarantee: records of one partition are planned in offset order, and
-a batch is committed to Redis (states + applied offsets, atomically) before
-the caller acknowledges it to Kafka. Dead letters are delivered before the
-commit that marks their offsets applied, so a crash in between re-sends them
-rather than losing them.
+How one fetched batch becomes state, exactly once (``BatchProcessor.process``):
 
-Redis's applied offsets are checked against the worker's floors
-(``streams/core/positions.py``) in the same read that loads the batch's state: a
-partition Redis has rolled back on is not folded from the fetched records
-but handed to the rewinder (``streams/worker/rewind.py``), which seeks it back to
-Redis's own position, and the batch goes on without it.
+1. **Decode** every record (``streams/core/decode.py``); a record that is no
+   valid event is kept, to be dead-lettered in step 4.
+2. **Read** the state the batch needs in one round trip: sessions, aliases,
+   link sets and the applied offsets of its partitions
+   (``RedisState.load``). Redis's applied offsets are checked against the
+   worker's floors (``streams/core/positions.py``): a partition Redis has
+   rolled back on is handed to the rewinder (``streams/worker/rewind.py``),
+   which seeks it back to Redis's own position, and the batch goes on without it.
+3. **Plan** the batch against that snapshot (``streams/core/plan.py``, pure):
+   records at or below a partition's applied offset are skipped, every other
+   record is folded (``streams/core/fold.py``) or rejected with a reason.
+4. **Dead-letter** the rejected records to ``events-dlq`` and wait for the
+   broker. This comes before the commit that marks their offsets applied, so
+   a crash in between re-sends them rather than losing them.
+5. **Commit** to Redis atomically: states, aliases, the applied offsets and
+   their fingerprints, timers, journey and outbox, in one script
+   (``RedisState.commit``, ``streams/store/lua/commit.lua``) that first checks
+   nothing it read has changed; on a conflict the batch is planned again from
+   step 2. Redis errors are retried with capped backoff for as long as it
+   takes: the batch is never skipped, so the partition waits in place.
+6. **Acknowledge** to Kafka only after that (the agent in
+   ``streams/worker/app.py``, ``fetched.ack``). Kafka's committed offsets are
+   a hint for where to fetch; Redis's applied offsets are the truth, which is
+   why a redelivered record is skipped in step 3 and never applied twice.
 
-What a batch counts in the metrics is derived from the committed plan by the
-pure ``streams/core/facts.py``; this module only times Redis and records the result.
+Records of one partition are planned in offset order. What a batch counts in
+the metrics is derived from the committed plan by the pure
+``streams/core/facts.py``; this module only times Redis and records the result.
 """
 
 from __future__ import annotations

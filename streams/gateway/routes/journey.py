@@ -30,6 +30,7 @@ from streams.gateway.middleware import json_response
 from streams.gateway.params import journey_limit, session_id
 from streams.gateway.policy import may_read
 from streams.gateway.sessions import RedisUnavailable
+from streams.store import keys
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +45,11 @@ async def get_journey(request: web.Request) -> web.StreamResponse:
     if denied is not None:
         raise forbidden(denied)
     prefix = settings.redis_prefix
-    journey_key = f"{prefix}:j:{{{view.key}}}"
+    journey_key = keys.journey(prefix, view.key)
     try:
         # One MULTI: whether a session exists, and the journey, as of one moment.
         async with request.app[REDIS].pipeline(transaction=True) as pipe:
-            pipe.exists(f"{prefix}:s:{{{view.key}}}")
+            pipe.exists(keys.session(prefix, view.key))
             pipe.zcard(journey_key)
             pipe.zrevrange(journey_key, 0, limit - 1)
             has_session, total, members = await pipe.execute()

@@ -40,7 +40,7 @@ from streams.gateway.params import read_as_of, read_wait, session_id
 from streams.gateway.policy import FORBIDDEN, Denied, may_read
 from streams.gateway.sessions import RedisUnavailable, View
 from streams.kafka.security import kafka_client_kwargs
-from streams.ops.time_travel import TimeTravel, TimeTravelError, session_as_of
+from streams.ops.time_travel import TimeTravel, session_as_of
 from streams.store.state import RedisState
 
 VERSION_HEADER = "X-Continuity-Version"
@@ -103,7 +103,7 @@ async def get_session_as_of(request: web.Request, sid: str, moment_ms: int) -> w
         raise _too_slow(settings.as_of_timeout) from None
     except (RedisError, OSError) as exc:
         raise RedisUnavailable(repr(exc)) from None
-    except (KafkaError, TimeTravelError) as exc:
+    except KafkaError as exc:  # LogUnreadable included
         raise _kafka_unavailable(str(exc) or type(exc).__name__) from None
     if timer.expired():
         # A client library swallowed the cancellation and the refold finished late:

@@ -1,15 +1,25 @@
 -- Apply one batch plan atomically, if and only if nothing it read has changed.
--- ARGV: prefix, offsets_key, fingerprints_key, erasure epoch read with the snapshot,
---   then counted sections:
---   expected versions (key, version) | expected aliases (anon, target or '')
---   expected offsets (tp, offset or -1) | writes (key, version, json, notice)
---   deletes (key, merged into, notice) | alias writes (anon, target) | alias deletes (anon)
---   offset writes (tp, offset, fingerprint of the record at that offset)
---   activity (0 or 1 row: hyperloglog key, ttl seconds)
---   hyperloglog adds (key, ttl seconds, member) | kpi increments (field, n)
---   journey entries (key, score, member) | journey bounds (0 or 1 row: max entries,
---   min score, ttl seconds) | abandonment timers (key, deadline ms or '-')
---   outbox notifications (json) | device sign-ins (anon, customer, ms)
+-- ARGV head: prefix, offsets_key, fingerprints_key, erasure_epoch
+-- (the erasure epoch as read with the snapshot), then counted sections, each a
+-- row count n and n rows of its columns, in this order. Declared once in Python
+-- (COMMIT_SECTIONS in streams/store/scripts.py); a test checks this list and the
+-- section(width) calls below against it.
+--   expected_versions: key, version
+--   expected_aliases: anon, target (target '' if none)
+--   expected_offsets: tp, offset (offset -1 if none)
+--   writes: key, version, session, notice
+--   deletes: key, merged_into, notice
+--   alias_writes: anon, target
+--   alias_deletes: anon
+--   offset_writes: tp, offset, fingerprint (of the record at that offset)
+--   activity: hll_key, ttl_seconds (0 or 1 row)
+--   multichannel: hll_key, ttl_seconds, member
+--   kpis: field, increment
+--   journey_entries: key, score, member
+--   journey_bounds: max_entries, min_score, ttl_seconds (0 or 1 row)
+--   timers: key, deadline_ms (deadline '-' cancels)
+--   notifications: json
+--   device_signins: anon, customer, ms
 -- Returns {1} on success, {0, what, name} on a conflict (nothing written).
 local prefix, offsets_key, prints_key = ARGV[1], ARGV[2], ARGV[3]
 -- An erasure since the snapshot may cover records this plan folded: refuse, re-plan.

@@ -1,0 +1,103 @@
+"""``continuity rebuild``: recompute every session from the topics into Redis."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+
+from streams.cli.common import Subcommands, load_settings, redis_client
+
+
+def run(args: argparse.Namespace) -> int:
+    """Fold every retained record into a new prefix, or the emptied live one."""
+    from schemas.topics import SOURCE_TOPICS
+    from streams.kafka.groups import ensure_group_empty
+    from streams.kafka.progress import ReadProgress
+    from streams.kafka.reader import LogUnreadable
+    from streams.kafka.security import kafka_client_kwargs
+    from streams.kafka.topics import ensure_topics
+    from streams.ops.rebuild import (
+        LivePrefix,
+        PrefixInUse,
+        ensure_fresh,
+        rebuild,
+        target_prefix,
+        wipe,
+    )
+    from streams.store.state import RedisState
+
+    settings = load_settings()
+    try:
+        prefix = target_prefix(
+            settings.redis_prefix, args.prefix, into_live=args.into_live, now=time.time()
+        )
+    except LivePrefix:
+        print("continuity rebuild: that is the live prefix; use --into-live", file=sys.stderr)
+        return 2
+
+    def report(p: ReadProgress) -> None:
+        print(f"  {p.line()}", flush=True)
+
+    async def run() -> ReadProgress:
+        kafka = kafka_client_kwargs(settings)
+        layout = await ensure_topics(
+            settings.kafka_bootstrap, settings.topic_partitions, kafka=kafka
+        )
+        async with redis_client(settings, socket_timeout=30) as redis:
+            if args.into_live:
+                group = args.group or settings.app_id
+                print(f"checking that group {group!r} has no worker...", flush=True)
+                await ensure_group_empty(
+                    settings.kafka_bootstrap,
+                    group,
+                    SOURCE_TOPICS,
+                    layout[SOURCE_TOPICS[0]],
+                    timeout=args.timeout,
+                    kafka=kafka,
+                )
+                print(f"wiped {await wipe(redis, prefix)} keys of live prefix {prefix!r}")
+            else:
+                await ensure_fresh(redis, prefix)
+            print(f"rebuilding {', '.join(SOURCE_TOPICS)} into prefix {prefix!r}...", flush=True)
+            return await rebuild(
+                settings.kafka_bootstrap,
+                # Timers and the journey as live; no notifications: they went out live.
+                RedisState(redis, prefix, settings.effects(notify=False)),
+                SOURCE_TOPICS,
+                batch_max=args.batch,
+                report=report,
+                kafka=kafka,
+                limits=settings.fold_limits(),
+            )
+
+    try:
+        done = asyncio.run(run())
+    except TimeoutError as exc:
+        print(f"continuity rebuild: {exc}; stop the workers first", file=sys.stderr)
+        return 1
+    except PrefixInUse:
+        print(f"continuity rebuild: prefix {prefix!r} already holds state", file=sys.stderr)
+        return 2
+    except LogUnreadable as exc:
+        print(f"continuity rebuild: {exc}; prefix {prefix!r} is incomplete", file=sys.stderr)
+        return 1
+    print(f"  {done.line()}")
+    print(f"rebuilt {done.records} records into prefix {prefix!r}")
+    return 0
+
+
+def register(sub: Subcommands) -> None:
+    """Add the command's parser."""
+    rb = sub.add_parser("rebuild", help="recompute every session from the topics into Redis")
+    rb.add_argument("--prefix", help="target Redis prefix (default <prefix>-rebuild-<time>)")
+    rb.add_argument(
+        "--into-live",
+        action="store_true",
+        help="wipe and rebuild the live prefix (workers stopped)",
+    )
+    rb.add_argument("--group", default=None, help="worker group that must be empty (--into-live)")
+    rb.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the group")
+    rb.add_argument("--batch", type=int, default=2000, help="records per committed batch")
+    rb.set_defaults(func=run)

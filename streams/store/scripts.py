@@ -1,0 +1,108 @@
+"""The Lua scripts: the one loader, and the commit script's ARGV declared once.
+
+Every script ships in ``streams/store/lua/`` (package data) and is registered
+through :func:`register`, so there is one place that knows where scripts live
+and which exist (:data:`SCRIPTS`, checked against the folder by a test).
+
+``commit.lua`` takes a fixed head and then sixteen counted sections, each a
+row count and that many rows of a fixed width. The script and
+``RedisState.commit`` must agree on their order and widths, or the script
+reads one section's values as the next one's. :data:`COMMIT_SECTIONS` is that
+agreement: :func:`commit_args` builds ARGV from rows given *by section name*
+and refuses a missing, unknown or misshapen section, and a test checks the
+list in the script's header comment and the script's ``section(width)`` calls
+against it. The header is checked rather than generated because it is the
+only documentation a reader of the Lua sees, kept next to the code it
+describes; and the test checks the ``section(width)`` calls too, which is what
+actually decides how the script parses ARGV and which a generated header would
+not have guarded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Literal, get_args
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+
+ScriptName = Literal["ack.lua", "commit.lua", "erase.lua", "load.lua", "reset.lua", "sweep.lua"]
+SCRIPTS: tuple[ScriptName, ...] = get_args(ScriptName)
+
+# What a script argument may be (redis-py encodes each to bytes).
+Arg = str | bytes | int | float
+Row = tuple[Arg, ...]
+
+
+def source(name: ScriptName) -> str:
+    """The text of one shipped script."""
+    return resources.files("streams.store").joinpath("lua", name).read_text(encoding="utf-8")
+
+
+def register(redis: Redis, name: ScriptName) -> AsyncScript:
+    """Register a shipped script with ``redis`` (run by EVALSHA, loaded on first use)."""
+    return redis.register_script(source(name))
+
+
+@dataclass(frozen=True)
+class Section:
+    """One counted section of ``commit.lua``'s ARGV: a name and its row's columns."""
+
+    name: str
+    columns: tuple[str, ...]
+    note: str = ""
+
+    @property
+    def width(self) -> int:
+        """Values per row."""
+        return len(self.columns)
+
+
+# ARGV[1..4], before the sections.
+COMMIT_HEAD: tuple[str, ...] = ("prefix", "offsets_key", "fingerprints_key", "erasure_epoch")
+# In the order commit.lua reads them (its header comment lists the same).
+COMMIT_SECTIONS: tuple[Section, ...] = (
+    Section("expected_versions", ("key", "version")),
+    Section("expected_aliases", ("anon", "target"), "target '' if none"),
+    Section("expected_offsets", ("tp", "offset"), "offset -1 if none"),
+    Section("writes", ("key", "version", "session", "notice")),
+    Section("deletes", ("key", "merged_into", "notice")),
+    Section("alias_writes", ("anon", "target")),
+    Section("alias_deletes", ("anon",)),
+    Section("offset_writes", ("tp", "offset", "fingerprint"), "of the record at that offset"),
+    Section("activity", ("hll_key", "ttl_seconds"), "0 or 1 row"),
+    Section("multichannel", ("hll_key", "ttl_seconds", "member")),
+    Section("kpis", ("field", "increment")),
+    Section("journey_entries", ("key", "score", "member")),
+    Section("journey_bounds", ("max_entries", "min_score", "ttl_seconds"), "0 or 1 row"),
+    Section("timers", ("key", "deadline_ms"), "deadline '-' cancels"),
+    Section("notifications", ("json",)),
+    Section("device_signins", ("anon", "customer", "ms")),
+)
+_BY_NAME = {s.name: s for s in COMMIT_SECTIONS}
+
+
+def commit_args(head: Sequence[Arg], rows: Mapping[str, Sequence[Row]]) -> list[Arg]:
+    """ARGV of ``commit.lua``: ``head``, then every section of ``rows`` in declared order.
+
+    ``rows`` must name every section of :data:`COMMIT_SECTIONS` and nothing
+    else, each row as wide as its section: a ``ValueError`` otherwise, since a
+    misplaced value would be read by the script as part of another section.
+    """
+    if len(head) != len(COMMIT_HEAD):
+        raise ValueError(f"commit.lua takes {len(COMMIT_HEAD)} head values, got {len(head)}")
+    if rows.keys() != _BY_NAME.keys():
+        missing = sorted(_BY_NAME.keys() - rows.keys())
+        unknown = sorted(rows.keys() - _BY_NAME.keys())
+        raise ValueError(f"commit sections: missing {missing}, unknown {unknown}")
+    args: list[Arg] = list(head)
+    for section in COMMIT_SECTIONS:
+        section_rows = rows[section.name]
+        args.append(len(section_rows))
+        for row in section_rows:
+            if len(row) != section.width:
+                raise ValueError(f"a {section.name} row has {len(row)} values, not {section.width}")
+            args.extend(row)
+    return args

@@ -1,0 +1,90 @@
+"""Pages that mirror code are generated from it and current (``make docs`` rewrites them)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from streams import docs_pages, settings_page
+from streams.docs_pages import PAGES, GeneratedPage
+from streams.settings import Settings
+from streams.store import keys
+
+CONFIGURATION, REDIS_LAYOUT = PAGES
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_the_page_is_current(page: GeneratedPage) -> None:
+    assert not page.stale(), f"docs/{page.name} is stale: run make docs"
+
+
+def test_the_check_command_agrees() -> None:
+    assert docs_pages.main(["--check"]) == 0
+
+
+def test_a_page_without_markers_is_refused() -> None:
+    with pytest.raises(ValueError, match="markers"):
+        CONFIGURATION.render("# Configuration\n\nno table here\n")
+
+
+def test_make_docs_rewrites_only_the_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stale copy gets the current table; the prose around it stays as written."""
+    page = CONFIGURATION.path.read_text()
+    head, _, rest = page.partition(CONFIGURATION.begin)
+    _, _, tail = rest.partition(docs_pages.END)
+    stale = f"{head}{CONFIGURATION.begin}\n| old | table |\n{docs_pages.END}{tail}"
+    (tmp_path / CONFIGURATION.name).write_text(stale)
+    (tmp_path / REDIS_LAYOUT.name).write_text(REDIS_LAYOUT.path.read_text())
+    monkeypatch.setattr(docs_pages, "DOCS", tmp_path)
+    assert docs_pages.main(["--check"]) == 1
+    assert docs_pages.main([]) == 0
+    assert (tmp_path / CONFIGURATION.name).read_text() == page
+    assert docs_pages.main(["--check"]) == 0
+
+
+# --- configuration ---------------------------------------------------------------------
+
+
+def test_every_setting_has_a_row_with_a_meaning() -> None:
+    table = settings_page.table()
+    for name, field in Settings.model_fields.items():
+        assert field.description, f"{name} has no description"
+        assert f"| `{settings_page.variable(name, field)}` |" in table
+
+
+def test_a_changed_description_makes_the_page_stale(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check can fail: the page no longer matches once the model says something else."""
+    monkeypatch.setattr(Settings.model_fields["batch_max"], "description", "a different meaning")
+    assert CONFIGURATION.stale()
+    assert "| `CONTINUITY_BATCH_MAX` | `500` | a different meaning |" in settings_page.table()
+
+
+def test_defaults_are_shown_as_the_environment_spells_them() -> None:
+    table = settings_page.table()
+    assert "| `CONTINUITY_SESSION_COMPRESSION` | `true` |" in table
+    assert "| `CONTINUITY_MERGE_POLICY` | `combine` |" in table
+    assert "| `CONTINUITY_KAFKA_SASL_USERNAME` | none |" in table
+    assert "| `REDIS_URL` | `redis://127.0.0.1:6379/0` |" in table
+    assert "| `CONTINUITY_METRICS_PORT` | `0` (off) |" in table
+
+
+# --- Redis layout ----------------------------------------------------------------------
+
+
+def test_a_changed_key_declaration_makes_the_page_stale(monkeypatch: pytest.MonkeyPatch) -> None:
+    changed = replace(keys.OFFSET_TIMES, meaning="something else")
+    monkeypatch.setattr(
+        keys, "FAMILIES", tuple(changed if f.name == "offset_times" else f for f in keys.FAMILIES)
+    )
+    assert REDIS_LAYOUT.stale()
+    assert "| `cont:ot` | hash | something else |" in REDIS_LAYOUT.table()
+
+
+def test_the_layout_page_keeps_its_prose_and_lists_every_family() -> None:
+    page = REDIS_LAYOUT.path.read_text()
+    assert page.startswith("# Redis layout")
+    assert "not Redis Cluster" in page.split(docs_pages.END)[1]
+    for f in keys.FAMILIES:
+        assert f"| `{f.shown()}` | {f.type.value} |" in page

@@ -1,0 +1,303 @@
+"""Operating the gateway: health, readiness, metrics, outages, shutdown, tokens and dev.
+
+Proves: ``/healthz``, ``/readyz`` and ``/metrics`` answer without a token and
+the metrics carry no customer id; streams survive a dropped pub/sub
+connection (every follower re-reads after the reconnect); with Kafka down an
+ingest is a 503 with ``Retry-After`` and nothing claimed accepted, with
+Redis down reads are a 503, and ``/readyz`` names what is down; the stream
+bound answers 503; a SIGTERM ends open streams and the process cleanly;
+``continuity token`` signs tokens the gateway accepts and the gateway
+refuses to start without a proper secret; ``continuity dev`` runs a gateway
+whose key sits in a 0600 file and never in its output or logs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import stat
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import aiohttp
+import pytest
+from redis.asyncio import Redis
+
+from streams.dev import loopback
+from streams.gateway.auth import Principal, Role, verify
+from tests.support.events import added, event
+from tests.support.gateway import (
+    GATEWAY_SECRET,
+    Gateway,
+    bearer,
+    next_event,
+    post_events,
+    read_session,
+    sse_events,
+    start_gateway,
+)
+from tests.support.metrics_text import metric
+from tests.support.stack import Stack, wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+async def get_json(
+    http: aiohttp.ClientSession, url: str, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, object]]:
+    async with http.get(url, headers=headers) as resp:
+        return resp.status, await resp.json()
+
+
+async def cli(*args: str, env: dict[str, str], timeout: float = 60) -> tuple[int, str, str]:
+    """``continuity ...`` with exactly ``env`` on top of a clean PATH (no inherited settings)."""
+    base = {"PATH": os.environ["PATH"], "CONTINUITY_STATE_DIR": "/nonexistent"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "streams.cli",
+        *args,
+        env={**base, **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+def log_texts(directory: Path) -> dict[str, str]:
+    return {p.name: p.read_text(errors="replace") for p in directory.iterdir()}
+
+
+async def test_health_readiness_and_metrics_without_customer_ids(
+    gateways: list[Gateway], http: aiohttp.ClientSession, ids: Callable[[str], str]
+) -> None:
+    a, _ = gateways
+    c = ids("metrics")
+    status, body = await post_events(
+        http, a, event("browse.search", {"query": "q"}, customer=c), bearer("customer", subject=c)
+    )
+    assert status == 202
+    await read_session(http, a, c, bearer("customer", subject=c), after=str(body["after"]))
+
+    assert await get_json(http, f"{a.url}/healthz") == (200, {"status": "ok"})
+    status, ready = await get_json(http, f"{a.url}/readyz")
+    assert (status, ready["checks"]) == (200, {"redis": "up", "kafka": "up", "pubsub": "up"})
+    text = await a.metrics()
+    assert (
+        metric(
+            text,
+            "continuity_gateway_http_requests_total",
+            route="/v1/sessions/{id}",
+            method="GET",
+            status_class="2xx",
+        )
+        >= 1
+    )
+    assert metric(text, "continuity_ingest_events_total", outcome="accepted", reason="") >= 1
+    assert metric(text, "continuity_gateway_pubsub_up") == 1
+    for name in (
+        "continuity_sse_subscribers",
+        "continuity_sse_drops_total",
+        "continuity_sse_messages_total",
+        "continuity_gateway_read_waits_total",
+    ):
+        assert name in text
+    assert c not in text, "no customer id ever becomes a label"
+
+
+async def test_streams_survive_a_dropped_pubsub_connection(
+    gateways: list[Gateway], http: aiohttp.ClientSession, redis: Redis, ids: Callable[[str], str]
+) -> None:
+    a, _ = gateways
+    c = ids("reconnect")
+    service = bearer("service")
+    status, body = await post_events(
+        http, a, event("cart.item_added", added("R-1"), customer=c), service
+    )
+    await read_session(http, a, c, service, after=str(body["after"]))
+    before = metric(await a.metrics(), "continuity_gateway_pubsub_reconnects_total")
+    async with http.get(f"{a.url}/v1/sessions/{c}/stream", headers=service) as resp:
+        events = sse_events(resp)
+        assert (await next_event(events)).id == "1"
+        await redis.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+
+        async def reconnected() -> bool:
+            return metric(await a.metrics(), "continuity_gateway_pubsub_reconnects_total") > before
+
+        await wait_until(reconnected)
+        status, _ = await post_events(
+            http, a, event("cart.item_added", added("R-2"), customer=c), service
+        )
+        assert status == 202
+        assert (await next_event(events)).id == "2"
+
+
+async def test_outages_are_answered_with_503_and_named_by_readyz(
+    tmp_path: Path, http: aiohttp.ClientSession, ids: Callable[[str], str]
+) -> None:
+    broker = loopback.start_broker(tmp_path)
+    redis = loopback.start_redis(tmp_path / "redis", tmp_path)
+    own = Stack(f"127.0.0.1:{broker.port}", f"redis://127.0.0.1:{redis.port}/0", tmp_path)
+    gw = start_gateway(
+        own,
+        "fragile",
+        CONTINUITY_GATEWAY_PRODUCE_TIMEOUT="2",
+        CONTINUITY_SSE_MAX_CONNECTIONS="1",
+    )
+    service = bearer("service")
+    c = ids("outage")
+    try:
+        assert (await get_json(http, f"{gw.url}/readyz"))[0] == 200
+
+        stream_url = f"{gw.url}/v1/sessions/{c}/stream"
+        async with http.get(stream_url, headers=service) as first:
+            assert first.status == 200
+            async with http.get(stream_url, headers=service) as second:
+                assert second.status == 503
+                assert second.headers["Retry-After"]
+                assert (await second.json())["error"] == "too_many_streams"
+
+        async def room_again() -> bool:
+            async with http.get(stream_url, headers=service) as resp:
+                return resp.status == 200
+
+        await wait_until(room_again)
+
+        broker.kill()
+        status, body = await post_events(
+            http, gw, event("browse.search", {"query": "q"}, customer=c), service
+        )
+        assert (status, body["error"]) == (503, "kafka_unavailable")
+        assert "results" not in body, "nothing is claimed accepted"
+        status, ready = await get_json(http, f"{gw.url}/readyz")
+        assert (status, ready["error"], ready["checks"]["kafka"]) == (503, "not_ready", "down")
+        assert "kafka" in str(ready["message"])
+
+        redis.kill()
+        status, err = await get_json(http, f"{gw.url}/v1/sessions/{c}", headers=service)
+        assert (status, err["error"]) == (503, "redis_unavailable")
+
+        async def redis_named() -> bool:
+            status, ready = await get_json(http, f"{gw.url}/readyz")
+            down = {"redis": "down", "kafka": "down", "pubsub": "down"}
+            return status == 503 and ready.get("checks") == down
+
+        await wait_until(redis_named)
+        assert gw.child.alive(), "outages never crash the gateway"
+    finally:
+        gw.child.stop()
+        redis.stop()
+        broker.stop()
+
+
+async def test_sigterm_ends_open_streams_and_the_process(
+    stack: Stack, gateways: list[Gateway], http: aiohttp.ClientSession, ids: Callable[[str], str]
+) -> None:
+    gw = start_gateway(stack, "stopping")
+    async with http.get(
+        f"{gw.url}/v1/sessions/{ids('bye')}/stream", headers=bearer("service")
+    ) as resp:
+        assert resp.status == 200
+        gw.child.proc.send_signal(signal.SIGTERM)
+
+        async def drained() -> None:
+            async for _ in sse_events(resp):
+                pass
+
+        await asyncio.wait_for(drained(), 30)
+    assert await asyncio.to_thread(gw.child.proc.wait, 30) == 0
+
+
+async def test_token_command_and_the_secret_rules(
+    gateways: list[Gateway], http: aiohttp.ClientSession
+) -> None:
+    env = {"CONTINUITY_AUTH_SECRET": GATEWAY_SECRET}
+    code, out, _ = await cli(
+        "token", "--role", "customer", "--customer", "c-1", "--ttl", "60", env=env
+    )
+    assert code == 0
+    assert verify(GATEWAY_SECRET, out.strip()) == Principal(Role.CUSTOMER, "c-1")
+    code, out, _ = await cli("token", "--role", "pos", "--store", "s-1", env=env)
+    assert verify(GATEWAY_SECRET, out.strip()) == Principal(Role.POS, store="s-1")
+    code, out, _ = await cli("token", "--role", "service", env=env)
+    status, _ = await get_json(
+        http,
+        f"{gateways[0].url}/v1/sessions/nobody-here",
+        headers={"Authorization": f"Bearer {out.strip()}"},
+    )
+    assert status == 404, "the gateway accepts it"
+
+    code, _, err = await cli("token", "--role", "pos", env=env)
+    assert (code, "store" in err) == (2, True)
+    code, _, err = await cli("token", "--role", "service", env={})
+    assert (code, "CONTINUITY_AUTH_SECRET is not set" in err) == (2, True)
+
+    code, _, err = await cli("gateway", env={})
+    assert code == 2
+    assert "refusing to start" in err
+    code, _, err = await cli("gateway", env={"CONTINUITY_AUTH_SECRET": "too-short"})
+    assert (code, "at least 32" in err) == (2, True)
+    assert "too-short" not in err, "the secret itself is never printed"
+
+
+async def test_dev_runs_a_gateway_with_a_private_key(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    state = tmp_path / "state"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "streams.cli",
+        "dev",
+        "--no-demo",
+        "--state-dir",
+        str(state),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    assert proc.stdout is not None
+    banner: list[str] = []
+    try:
+
+        async def read_banner() -> None:
+            while not any("Ctrl-C stops everything" in ln for ln in banner):
+                line = await proc.stdout.readline()  # type: ignore[union-attr]
+                if not line:
+                    raise AssertionError("dev exited early:\n" + "".join(banner))
+                banner.append(line.decode())
+
+        await asyncio.wait_for(read_banner(), 120)
+        info = json.loads((state / "dev.json").read_text())
+        gw = info["gateway"]
+        assert any(gw in ln for ln in banner)
+        key_file = state / "auth-secret"
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+        secret = key_file.read_text().strip()
+        tokens = [ln.split()[-1] for ln in banner if ln.strip().startswith(("shopper", "service:"))]
+        assert len(tokens) == 2
+        for tok in tokens:
+            assert verify(secret, tok).role in (Role.CUSTOMER, Role.SERVICE)
+
+        code, out, _ = await cli(
+            "token", "--role", "service", env={"CONTINUITY_STATE_DIR": str(state)}
+        )
+        assert code == 0, "continuity token finds the key of the running dev stack"
+        status, _ = await get_json(
+            http, f"{gw}/v1/sessions/nobody", headers={"Authorization": f"Bearer {out.strip()}"}
+        )
+        assert status == 404
+
+        for name, text in log_texts(Path(info["logs"])).items():
+            assert secret not in text, name
+        assert secret not in "".join(banner)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        rest, _ = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, rest.decode()
+    assert not (state / "auth-secret").exists()
+    assert secret not in rest.decode()

@@ -1,0 +1,116 @@
+"""POS handoff rules without I/O: codes, their input forms, the lockout, the claim event's fold."""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+import orjson
+import pytest
+
+from schemas.topics import CHECKOUT_EVENTS, topic_for
+from streams.core.decode import decode
+from streams.core.fold import Applied, Rejected, fold, new_session
+from streams.gateway.handoff import (
+    ALPHABET,
+    CODE_LENGTH,
+    ClaimLimit,
+    display,
+    new_code,
+    normalize_code,
+    qr_payload,
+)
+from tests.support.pure import add, ev, model
+
+CROCKFORD = re.compile(r"^[0-9A-HJKMNP-TV-Z]{8}$")
+
+
+def test_codes_are_eight_crockford_characters_forty_bits() -> None:
+    assert len(set(ALPHABET)) == len(ALPHABET) == 32
+    assert not set("ILOU") & set(ALPHABET)
+    codes = {new_code() for _ in range(200)}
+    assert all(CROCKFORD.match(c) for c in codes)
+    assert len(codes) == 200, "drawn from secrets, not repeated"
+    assert CODE_LENGTH * 5 == 40
+
+
+def test_a_code_is_drawn_with_the_given_randomness() -> None:
+    counter = itertools.count()
+    assert new_code(lambda n: next(counter) % n) == "01234567"
+
+
+@pytest.mark.parametrize(
+    ("typed", "code"),
+    [
+        ("7K3MQ9TX", "7K3MQ9TX"),
+        ("7k3m-q9tx", "7K3MQ9TX"),
+        (" 7K3M Q9TX ", "7K3MQ9TX"),
+        ("continuity:handoff:7K3MQ9TX", "7K3MQ9TX"),
+        ("ILO0ABCD", "1100ABCD"),
+    ],
+)
+def test_typed_and_scanned_forms_normalize_to_the_code(typed: str, code: str) -> None:
+    assert normalize_code(typed) == code
+
+
+@pytest.mark.parametrize(
+    "typed", ["", "7K3MQ9T", "7K3MQ9TXX", "7K3MQ9TU", "7K3M/Q9T", "*" * 8, "A" * 1000, "7K3MQ9T\n"]
+)
+def test_anything_else_is_no_code(typed: str) -> None:
+    assert normalize_code(typed) is None
+
+
+def test_display_and_qr_forms() -> None:
+    assert display("7K3MQ9TX") == "7K3M-Q9TX"
+    assert qr_payload("7K3MQ9TX") == "continuity:handoff:7K3MQ9TX"
+    assert normalize_code(qr_payload("7K3MQ9TX")) == "7K3MQ9TX"
+    assert normalize_code(display("7K3MQ9TX")) == "7K3MQ9TX"
+
+
+def test_the_lockout_starts_at_the_limit_and_lasts_the_window_left() -> None:
+    limit = ClaimLimit(max_failures=5, window=300)
+    assert limit.retry_after([]) is None
+    assert limit.retry_after([(4, 100_000), (0, -2)]) is None
+    assert limit.retry_after([(5, 100_000), (0, -2)]) == 100
+    assert limit.retry_after([(5, 1_500), (9, 42_001)]) == 43, "the longer wait wins"
+    assert limit.retry_after([(5, 1)]) == 1, "never Retry-After: 0"
+    assert limit.retry_after([(6, -1)]) == 300, "a counter without expiry counts as a full window"
+
+
+def claimed(**extra: object) -> dict[str, object]:
+    return ev(
+        "checkout.handoff_claimed",
+        {"terminal_id": "till-3"},
+        customer="c-1",
+        channel="pos",
+        at="2026-11-24T10:05:00Z",
+        event_id="claim-1",
+        **extra,
+    )
+
+
+def test_the_claim_event_is_applied_and_records_the_store() -> None:
+    session = new_session("c-1", "c-1")
+    added = fold(session, model(ev("cart.item_added", add("A", 2), customer="c-1")))
+    assert isinstance(added, Applied)
+    outcome = fold(added.session, model(claimed(store_id="store-12")))
+    assert isinstance(outcome, Applied)
+    s = outcome.session
+    assert (s.version, s.last_channel, s.last_store_id) == (2, "pos", "store-12")
+    assert s.cart == added.session.cart, "the claim changes no line"
+    assert s.channels == ["web", "pos"]
+    assert topic_for("checkout.handoff_claimed") == CHECKOUT_EVENTS
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        claimed(),  # no store_id
+        {**claimed(store_id="store-12"), "channel": "web"},
+        {**claimed(store_id="store-12"), "payload": {"terminal_id": "no spaces"}},
+    ],
+)
+def test_a_claim_needs_a_pos_channel_and_a_store(broken: dict[str, object]) -> None:
+    outcome = decode(orjson.dumps(broken))
+    assert isinstance(outcome, Rejected)
+    assert outcome.reason.value == "invalid_event"

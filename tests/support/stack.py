@@ -1,0 +1,132 @@
+"""The shared broker and Redis, worker groups, and waiting on what they apply."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from schemas.session import Session
+from streams.dev import loopback
+from streams.kafka.publish import Publisher, prepare_dict
+from streams.kafka.reader import read_all
+from streams.store.state import RedisState
+from tests.support.events import event
+
+PARTITIONS = 4
+
+
+@dataclass
+class Stack:
+    """Addresses of the shared broker and Redis."""
+
+    bootstrap: str
+    redis_url: str
+    log_dir: Path
+    redis_child: loopback.Child | None = None
+    workers: list[loopback.Child] = field(default_factory=list)
+
+    def worker_env(self, group: str, prefix: str, **extra: str) -> dict[str, str]:
+        return {
+            "KAFKA_BOOTSTRAP": self.bootstrap,
+            "REDIS_URL": self.redis_url,
+            "CONTINUITY_APP_ID": group,
+            "CONTINUITY_REDIS_PREFIX": prefix,
+            "CONTINUITY_TOPIC_PARTITIONS": str(PARTITIONS),
+            "CONTINUITY_METRICS_HOST": "127.0.0.1",
+            "CONTINUITY_SESSION_TIMEOUT": "6",
+            "CONTINUITY_LOG_LEVEL": "info",
+            **extra,
+        }
+
+    def start_worker(self, name: str, group: str, prefix: str, **extra: str) -> loopback.Child:
+        child = loopback.start_worker(name, self.worker_env(group, prefix, **extra), self.log_dir)
+        self.workers.append(child)
+        return child
+
+
+@dataclass
+class WorkerGroup:
+    """Workers of one consumer group with their own Redis prefix."""
+
+    stack: Stack
+    group: str
+    prefix: str
+    state: RedisState
+
+    def start(self, name: str, **extra: str) -> loopback.Child:
+        port = loopback.free_port()
+        child = self.stack.start_worker(
+            f"{self.group}-{name}",
+            self.group,
+            self.prefix,
+            CONTINUITY_METRICS_PORT=str(port),
+            **extra,
+        )
+        child.port = port
+        return child
+
+    async def ready(self, pub: Publisher, timeout: float = 60) -> None:
+        """Wait until the group folds a fresh probe event (proves assignment + Redis)."""
+        probe = f"probe-{uuid.uuid4().hex[:10]}"
+        await publish(pub, [event("browse.search", {"query": "probe"}, customer=probe)])
+        await wait_version(self.state, probe, 1, timeout)
+
+
+async def wait_until(
+    check: Callable[[], Awaitable[Any]], timeout: float = 30.0, interval: float = 0.1
+) -> Any:
+    """Poll ``check`` until it returns something truthy; fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s (last value: {last!r})")
+
+
+async def publish(pub: Publisher, events: list[dict[str, Any]]) -> dict[str, int]:
+    """Publish events in order, addressed by the contract, and wait for the broker.
+
+    Returns ``topic:partition`` -> highest offset written, to wait on the worker with.
+    (The embedded broker answers ListOffsets wrongly, so end offsets cannot be asked.)
+    """
+    written: dict[str, int] = {}
+    for md in await pub.send_all([prepare_dict(e) for e in events]):
+        tp = f"{md.topic}:{md.partition}"
+        written[tp] = max(written.get(tp, -1), md.offset)
+    return written
+
+
+async def applied_through(state: RedisState, written: dict[str, int], timeout: float = 90) -> None:
+    """Wait until the worker group behind ``state`` applied every offset in ``written``."""
+
+    async def done() -> bool:
+        applied = await state.applied_offsets()
+        return all(applied.get(tp, -1) >= off for tp, off in written.items())
+
+    await wait_until(done, timeout, interval=0.25)
+
+
+async def wait_version(
+    state: RedisState, some_id: str, version: int, timeout: float = 30
+) -> Session:
+    """Wait until the session of ``some_id`` reaches ``version``."""
+
+    async def reached() -> Session | None:
+        s = await state.get(some_id)
+        return s if s is not None and s.version >= version else None
+
+    result: Session = await wait_until(reached, timeout)
+    return result
+
+
+async def read_topic(bootstrap: str, topic: str, timeout: float = 5.0) -> list[Any]:
+    """Every record currently in ``topic``, to the end it had when the read began."""
+    return await read_all(bootstrap, [topic], stall_timeout=timeout, job="tests")
