@@ -115,6 +115,16 @@ class Settings(BaseSettings):
             "`keep_customer`, `keep_newest`, `keep_separate` (Session state: Identity)"
         ),
     )
+    dedup_window: int = Field(
+        default=256,
+        ge=0,
+        le=4096,
+        description=(
+            "event ids remembered per session, so an event a producer sent twice is applied "
+            "once (part of the fold); exactly-once against redelivery rests on the applied "
+            "offsets, not on this: the fault tests run the workers with `0` to prove it"
+        ),
+    )
     shared_device_customers: int = Field(
         default=1,
         ge=1,
@@ -366,6 +376,7 @@ class Settings(BaseSettings):
         """The fold's definition as configured (bounds at their defaults, the merge policy,
         the shared-device guard)."""
         return Limits(
+            dedup_window=self.dedup_window,
             merge_policy=self.merge_policy,
             shared_device_customers=self.shared_device_customers,
             shared_device_window=self.shared_device_window,

@@ -71,6 +71,8 @@ class Limits:
     recent_searches: int = 10
     recent_orders: int = 10
     anonymous_ids: int = 20
+    # Event ids remembered per session, so a producer's retried duplicate is dropped;
+    # exactly-once against redelivery rests on the applied offsets, not on this.
     dedup_window: int = 256
     merges: int = 5
     merge_policy: MergePolicy = MergePolicy.COMBINE
@@ -81,6 +83,12 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits()
+
+
+def remembered(event_ids: list[str], limits: Limits) -> list[str]:
+    """The newest ``limits.dedup_window`` of ``event_ids`` (none for a window of 0)."""
+    # A slice from -0 would keep everything, the opposite of a window of 0.
+    return event_ids[-limits.dedup_window :] if limits.dedup_window > 0 else []
 
 
 class Reason(StrEnum):
@@ -380,6 +388,6 @@ def _touch(session: Session, event: AnyEvent, limits: Limits) -> Session:
             "version": session.version + 1,
             "updated_at": updated_at,
             "first_touch_at": first_touch,
-            "recent_event_ids": [*session.recent_event_ids, event.event_id][-limits.dedup_window :],
+            "recent_event_ids": remembered([*session.recent_event_ids, event.event_id], limits),
         }
     )

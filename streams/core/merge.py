@@ -26,7 +26,7 @@ from typing import TypeVar
 
 from schemas.events import MAX_LINE_QUANTITY, Channel
 from schemas.session import CartLine, MergedLine, MergeRecord, Session, Touch
-from streams.core.fold import Limits, MergePolicy, new_session, repriced, with_cart
+from streams.core.fold import Limits, MergePolicy, new_session, remembered, repriced, with_cart
 
 T = TypeVar("T")
 _EPOCH = datetime.fromisoformat("0001-01-01T00:00:00+00:00")
@@ -101,9 +101,9 @@ def merge_guest(
             "updated_at": max(_stamp(base), _stamp(guest))
             if (base.updated_at or guest.updated_at)
             else None,
-            "recent_event_ids": _union(base.recent_event_ids, guest.recent_event_ids)[
-                -limits.dedup_window :
-            ],
+            "recent_event_ids": remembered(
+                _union(base.recent_event_ids, guest.recent_event_ids), limits
+            ),
         }
     )
     return Merged(merged, tuple(dropped))

@@ -27,7 +27,8 @@ from schemas.topics import SOURCE_TOPICS
 from streams.kafka.groups import rewind_group
 from streams.kafka.publish import Publisher
 from tests.support.fault_report import FaultRow, compare, pick, record
-from tests.support.oracle import cart_workload, oracle
+from tests.support.model import model
+from tests.support.oracle import NO_DEDUP, NO_DEDUP_ENV, cart_workload, oracle
 from tests.support.private_stack import http_get, private_stack, wait_redis
 from tests.support.stack import PARTITIONS, applied_through, publish, wait_until
 
@@ -35,10 +36,10 @@ from tests.support.stack import PARTITIONS, applied_through, publish, wait_until
 async def test_redis_killed_with_appendfsync_always_loses_nothing(tmp_path: Path) -> None:
     kills = pick(2, 6)
     events = cart_workload(seed=41, customers=pick(60, 200), per_customer=12, prefix="fsync")
-    expected = oracle(events)
+    expected, carts = oracle(events, NO_DEDUP), model(events)
     rng = random.Random(41)
     async with private_stack(tmp_path, appendfsync="always") as st:
-        st.start_worker("w")
+        st.start_worker("w", **NO_DEDUP_ENV)
         async with Publisher(st.bootstrap, linger_ms=1) as pub:
             await st.ready(pub)
             step = len(events) // kills
@@ -52,7 +53,7 @@ async def test_redis_killed_with_appendfsync_always_loses_nothing(tmp_path: Path
                     written[tp] = max(written.get(tp, -1), off)
             await wait_redis(st)
             await applied_through(st.state, written, timeout=180)
-        lost, doubled, wrong = compare(expected, await st.sessions(sorted(expected)))
+        lost, doubled, wrong = compare(expected, await st.sessions(sorted(expected)), carts)
     record(
         FaultRow(
             "redis SIGKILL, aof always", kills, len(events), len(expected), lost, doubled, wrong
@@ -63,10 +64,10 @@ async def test_redis_killed_with_appendfsync_always_loses_nothing(tmp_path: Path
 
 async def test_redis_everysec_tail_loss_is_refolded_after_a_rewind(tmp_path: Path) -> None:
     events = cart_workload(seed=42, customers=pick(60, 200), per_customer=10, prefix="evsec")
-    expected = oracle(events)
+    expected, carts = oracle(events, NO_DEDUP), model(events)
     half = len(events) // 2
     async with private_stack(tmp_path, appendfsync="everysec") as st:
-        worker = st.start_worker("w")
+        worker = st.start_worker("w", **NO_DEDUP_ENV)
         async with Publisher(st.bootstrap, linger_ms=1) as pub:
             await st.ready(pub)
             await applied_through(st.state, await publish(pub, events[:half]), timeout=180)
@@ -86,11 +87,11 @@ async def test_redis_everysec_tail_loss_is_refolded_after_a_rewind(tmp_path: Pat
             await wait_redis(st)
             after = await st.state.applied_offsets()
             lost_records = sum(off - after.get(tp, -1) for tp, off in before.items())
-            after_crash = compare(expected, await st.sessions(sorted(expected)))
+            after_crash = compare(expected, await st.sessions(sorted(expected)), carts)
             await rewind_group(st.bootstrap, st.group, SOURCE_TOPICS, PARTITIONS)
             st.restart(worker)
             await applied_through(st.state, written, timeout=180)
-        lost, doubled, wrong = compare(expected, await st.sessions(sorted(expected)))
+        lost, doubled, wrong = compare(expected, await st.sessions(sorted(expected)), carts)
     record(
         FaultRow(
             f"redis everysec, unsynced tail lost ({lost_records} records), rewind",
@@ -112,9 +113,9 @@ async def test_redis_outage_beyond_the_budget_is_not_ready_then_catches_up(
     tmp_path: Path,
 ) -> None:
     events = cart_workload(seed=43, customers=40, per_customer=8, prefix="outage")
-    expected = oracle(events)
+    expected, carts = oracle(events, NO_DEDUP), model(events)
     async with private_stack(tmp_path, appendfsync="always") as st:
-        worker = st.start_worker("w", CONTINUITY_REDIS_RETRY_BUDGET="2")
+        worker = st.start_worker("w", **NO_DEDUP_ENV, CONTINUITY_REDIS_RETRY_BUDGET="2")
         port = worker.port or 0
         async with Publisher(st.bootstrap, linger_ms=1) as pub:
             await st.ready(pub)
@@ -136,7 +137,7 @@ async def test_redis_outage_beyond_the_budget_is_not_ready_then_catches_up(
 
             await wait_until(ready, timeout=60, interval=0.5)
             await applied_through(st.state, written, timeout=120)
-        lost, doubled, wrong = compare(expected, await st.sessions(sorted(expected)))
+        lost, doubled, wrong = compare(expected, await st.sessions(sorted(expected)), carts)
     record(
         FaultRow(
             "redis down beyond retry budget", 1, len(events), len(expected), lost, doubled, wrong

@@ -20,7 +20,8 @@ from streams.kafka.publish import Publisher
 from tests.support.fault_report import FaultRow, compare, pick, record
 from tests.support.gateway import GATEWAY_SECRET, bearer, read_session
 from tests.support.metrics_text import samples, total
-from tests.support.oracle import cart_workload, oracle
+from tests.support.model import model
+from tests.support.oracle import NO_DEDUP, NO_DEDUP_ENV, cart_workload, oracle
 from tests.support.private_stack import PrivateStack, http_get, private_stack
 from tests.support.stack import applied_through, publish, wait_until
 
@@ -40,11 +41,12 @@ async def _readyz(st: PrivateStack) -> int:
 
 async def test_readonly_and_oom_replies_are_waited_out(tmp_path: Path) -> None:
     events = cart_workload(seed=77, customers=pick(30, 120), per_customer=9, prefix="ro")
-    expected = oracle(events)
+    expected, carts = oracle(events, NO_DEDUP), model(events)
     third = len(events) // 3
     async with private_stack(tmp_path) as st:
         worker = st.start_worker(
             "w",
+            **NO_DEDUP_ENV,
             CONTINUITY_REDIS_RETRY_BUDGET="1",
             CONTINUITY_RETRY_MAX_DELAY="0.3",
         )
@@ -101,7 +103,7 @@ async def test_readonly_and_oom_replies_are_waited_out(tmp_path: Path) -> None:
                     return await _readyz(st) == 200
 
                 await wait_until(ready, 60, interval=0.2)
-            lost, doubled, wrong = compare(expected, await st.sessions(sorted(expected)))
+            lost, doubled, wrong = compare(expected, await st.sessions(sorted(expected)), carts)
         assert worker.alive()
     record(FaultRow("redis READONLY then OOM", 2, len(events), len(expected), lost, doubled, wrong))
     assert (lost, doubled, wrong) == (0, 0, 0)

@@ -18,12 +18,20 @@ from redis.asyncio import Redis
 
 from schemas.session import Session
 from streams.core.decode import decode
+from streams.core.fold import DEFAULT_LIMITS, Limits
 from streams.core.plan import Record, Snapshot, plan_batch
 from streams.core.session_codec import json_of
 from streams.store.state import RedisState
 from tests.support.clock import at as clock_at
 
 SKUS = ("A-1", "B-2", "C-3", "D-4", "E-5")
+
+# Fault workers remember no event ids (``CONTINUITY_DEDUP_WINDOW=0``): a record
+# delivered again and not skipped by the applied offsets is applied twice and
+# shows in the cart, instead of being dropped as a duplicate. The workloads send
+# every event once, so this changes nothing else.
+NO_DEDUP = Limits(dedup_window=0)
+NO_DEDUP_ENV = {"CONTINUITY_DEDUP_WINDOW": "0"}
 
 
 def cart_workload(
@@ -81,11 +89,11 @@ def cart_workload(
     return out
 
 
-def oracle(events: Sequence[dict[str, Any]]) -> dict[str, Session]:
+def oracle(events: Sequence[dict[str, Any]], limits: Limits = DEFAULT_LIMITS) -> dict[str, Session]:
     """Every session as one sequential, never-failing fold of ``events`` computes it."""
     records = [Record("oracle", 0, i, None, orjson.dumps(e)) for i, e in enumerate(events)]
     decoded = [decode(r.value) for r in records]
-    plan = plan_batch(records, decoded, Snapshot({}, {}, {}))
+    plan = plan_batch(records, decoded, Snapshot({}, {}, {}), limits)
     return plan.writes
 
 

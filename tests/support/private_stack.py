@@ -16,18 +16,22 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from redis.asyncio import Redis
 
 from schemas.session import Session
-from schemas.topics import SOURCE_TOPICS
 from streams.dev import loopback
 from streams.kafka.publish import Publisher
 from streams.kafka.topics import ensure_topics
 from streams.store.state import RedisState
 from tests.support.events import event
 from tests.support.gateway import GATEWAY_SECRET, Gateway
-from tests.support.stack import PARTITIONS, publish, wait_until, wait_version
+from tests.support.stack import (
+    PARTITIONS,
+    committed_offsets,
+    publish,
+    wait_until,
+    wait_version,
+)
 
 
 @dataclass
@@ -125,25 +129,8 @@ class PrivateStack:
         loopback.wait_port(self.redis_child.port or 0, proc=self.redis_child.proc)
 
     async def committed(self) -> dict[str, int]:
-        """``topic:partition`` -> the group's committed offset (the next record to read).
-
-        Read with OffsetFetch by a client that never joins the group (the embedded
-        broker does not answer the admin client's listing).
-        """
-        client = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, group_id=self.group, enable_auto_commit=False
-        )
-        await client.start()
-        try:
-            committed: dict[str, int] = {}
-            for topic in SOURCE_TOPICS:
-                for partition in range(PARTITIONS):
-                    offset = await client.committed(TopicPartition(topic, partition))
-                    if offset is not None:
-                        committed[f"{topic}:{partition}"] = offset
-            return committed
-        finally:
-            await client.stop()
+        """``topic:partition`` -> the group's committed offset (the next record to read)."""
+        return await committed_offsets(self.bootstrap, self.group)
 
     async def ready(self, pub: Publisher, timeout: float = 90) -> None:
         """Wait until the workers fold a fresh probe event (assignment + Redis)."""

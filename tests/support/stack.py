@@ -10,7 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
 from schemas.session import Session
+from schemas.topics import SOURCE_TOPICS
 from streams.dev import loopback
 from streams.kafka.publish import Publisher, prepare_dict
 from streams.kafka.reader import read_all
@@ -130,3 +133,40 @@ async def wait_version(
 async def read_topic(bootstrap: str, topic: str, timeout: float = 5.0) -> list[Any]:
     """Every record currently in ``topic``, to the end it had when the read began."""
     return await read_all(bootstrap, [topic], stall_timeout=timeout, job="tests")
+
+
+async def committed_offsets(bootstrap: str, group: str) -> dict[str, int]:
+    """``topic:partition`` -> the group's committed offset (the next record to read).
+
+    Read with OffsetFetch by a client that never joins the group (the embedded
+    broker does not answer the admin client's listing).
+    """
+    client = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await client.start()
+    try:
+        committed: dict[str, int] = {}
+        for topic in SOURCE_TOPICS:
+            for partition in range(PARTITIONS):
+                offset = await client.committed(TopicPartition(topic, partition))
+                if offset is not None:
+                    committed[f"{topic}:{partition}"] = offset
+        return committed
+    finally:
+        await client.stop()
+
+
+def in_flight(applied: dict[str, int], committed: dict[str, int]) -> int:
+    """Records Redis holds as applied that Kafka has not committed: what a worker that
+    dies now leaves to be delivered again (and skipped by the applied offsets)."""
+    return sum(max(0, offset + 1 - committed.get(tp, 0)) for tp, offset in applied.items())
+
+
+async def applied_since(state: RedisState, before: dict[str, int], timeout: float = 60) -> None:
+    """Wait until the group behind ``state`` applied an offset beyond ``before``: a
+    restarted worker has rejoined, fetched and committed at least one batch."""
+
+    async def moved() -> bool:
+        now = await state.applied_offsets()
+        return any(offset > before.get(tp, -1) for tp, offset in now.items())
+
+    await wait_until(moved, timeout, interval=0.05)
