@@ -23,7 +23,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
+
+import pytest
 
 from streams.kafka.publish import Publisher
 from tests.support.fault_report import FaultRow, compare, record
@@ -34,6 +37,22 @@ from tests.support.stack import WorkerGroup, applied_through, publish, wait_unti
 
 # Longer than the workers' group session timeout (CONTINUITY_SESSION_TIMEOUT=6 in tests).
 FROZEN_AT_LEAST = 8.0
+
+
+@pytest.fixture
+async def proxy(group: WorkerGroup) -> AsyncIterator[CommitHoldingProxy]:
+    """A commit-holding proxy in front of the shared Redis, closed after the test."""
+    redis_port = urlsplit(group.stack.redis_url).port
+    assert redis_port is not None
+    held = CommitHoldingProxy(redis_port)
+    await held.start()
+    yield held
+    await held.close()
+
+
+def through(proxy: CommitHoldingProxy) -> dict[str, str]:
+    """A worker's environment to reach Redis through ``proxy``, remembering no event ids."""
+    return {"REDIS_URL": f"redis://127.0.0.1:{proxy.port}/0", **NO_DEDUP_ENV}
 
 
 async def test_a_zombie_workers_stale_commit_is_refused_and_nothing_doubles(
@@ -94,54 +113,46 @@ async def test_a_zombie_workers_stale_commit_is_refused_and_nothing_doubles(
     finally:
         with contextlib.suppress(ProcessLookupError):
             zombie.proc.send_signal(signal.SIGCONT)
-        await proxy.close()
 
 
 async def test_a_commit_whose_reply_is_lost_is_not_applied_twice(
-    group: WorkerGroup, publisher: Publisher
+    group: WorkerGroup, publisher: Publisher, proxy: CommitHoldingProxy
 ) -> None:
     """The commit runs in Redis but its answer never reaches the worker: the worker
     cannot know it ran, retries the batch, finds its records applied and skips them."""
     events = cart_workload(seed=72, customers=100, per_customer=12, prefix=group.group)
     expected, carts = oracle(events, NO_DEDUP), model(events)
-    redis_port = urlsplit(group.stack.redis_url).port
-    assert redis_port is not None
-    proxy = CommitHoldingProxy(redis_port)
-    await proxy.start()
-    worker = group.start("w", REDIS_URL=f"redis://127.0.0.1:{proxy.port}/0", **NO_DEDUP_ENV)
-    try:
-        await group.ready(publisher)
-        half = len(events) // 2
-        proxy.arm()
-        sending = asyncio.create_task(publish(publisher, events[:half]))
-        await asyncio.wait_for(proxy.held_commit.wait(), timeout=60)
-        await proxy.release(drop_reply=True)
-        reply = await asyncio.wait_for(proxy.reply, timeout=30)
-        await sending
-        await publish(publisher, events[half:])
+    worker = group.start("w", **through(proxy))
+    await group.ready(publisher)
+    half = len(events) // 2
+    proxy.arm()
+    sending = asyncio.create_task(publish(publisher, events[:half]))
+    await asyncio.wait_for(proxy.held_commit.wait(), timeout=60)
+    await proxy.release(drop_reply=True)
+    reply = await asyncio.wait_for(proxy.reply, timeout=30)
+    await sending
+    await publish(publisher, events[half:])
 
-        async def converged() -> bool:
-            return not await mismatches(group.state, expected)
+    async def converged() -> bool:
+        return not await mismatches(group.state, expected)
 
-        with contextlib.suppress(AssertionError):
-            await wait_until(converged, timeout=120, interval=0.5)
-        stored = {k: await group.state.get(k) for k in expected}
-        lost, doubled, wrong = compare(expected, stored, carts)
-        applied = reply.startswith(b"*1\r\n:1\r\n")
-        record(
-            FaultRow(
-                "commit applied, its reply lost",
-                1,
-                len(events),
-                len(expected),
-                lost,
-                doubled,
-                wrong,
-                landed=int(applied),
-            )
+    with contextlib.suppress(AssertionError):
+        await wait_until(converged, timeout=120, interval=0.5)
+    stored = {k: await group.state.get(k) for k in expected}
+    lost, doubled, wrong = compare(expected, stored, carts)
+    applied = reply.startswith(b"*1\r\n:1\r\n")
+    record(
+        FaultRow(
+            "commit applied, its reply lost",
+            1,
+            len(events),
+            len(expected),
+            lost,
+            doubled,
+            wrong,
+            landed=int(applied),
         )
-        assert applied, f"the held commit did not run: {reply!r}"
-        assert (lost, doubled, wrong) == (0, 0, 0)
-        assert worker.alive(), "a lost reply is retried, not fatal"
-    finally:
-        await proxy.close()
+    )
+    assert applied, f"the held commit did not run: {reply!r}"
+    assert (lost, doubled, wrong) == (0, 0, 0)
+    assert worker.alive(), "a lost reply is retried, not fatal"
