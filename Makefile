@@ -6,13 +6,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PIP_QUIET := --quiet --disable-pip-version-check
 
-.PHONY: run test test-clock lint unit e2e bench docs schemas setup system-deps clean help test-faults lock
+.PHONY: run test test-clock test-order lint unit e2e bench docs schemas setup system-deps clean help test-faults lock
 
 help:
 	@echo "make run    - set up and run the whole stack on loopback with simulated traffic"
 	@echo "make test   - set up and run lint and every test"
 	@echo "make lint   - ruff and mypy"
 	@echo "make test-faults - the fault suite, long versions (FAULT_SCALE=long)"
+	@echo "make test-order - every test, in a shuffled order"
 	@echo "make bench  - the worker against a ceiling, an empty Faust agent and a naive agent"
 	@echo "make schemas - re-export JSON Schema files from the models"
 	@echo "make docs   - regenerate the manual's tables that mirror code"
@@ -83,6 +84,13 @@ test: setup lint
 # the broker is a static binary): proof that no test or code path is a date bomb.
 test-clock: setup
 	faketime -f '+1100d' $(BIN)/pytest -q -m clock
+
+# The whole suite with modules, and the tests in each, in a shuffled order (the seed
+# is printed; RANDOM_ORDER_SEED=<seed> repeats a run): no test may depend on another.
+RANDOM_ORDER_SEED ?=
+test-order: setup
+	$(BIN)/pytest -q --random-order-bucket=module \
+	  $(if $(RANDOM_ORDER_SEED),--random-order-seed=$(RANDOM_ORDER_SEED))
 
 # The fault suite's and the SSE load test's long versions (prints the fault table),
 # then the property tests searching at random instead of make test's fixed draw.

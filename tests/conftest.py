@@ -32,7 +32,7 @@ from streams.kafka.topics import ensure_topics
 from streams.store.state import RedisState
 from tests.support.fault_report import pytest_terminal_summary  # noqa: F401  (the fault table hook)
 from tests.support.gateway import Gateway, start_gateway
-from tests.support.stack import PARTITIONS, Stack, WorkerGroup
+from tests.support.stack import PARTITIONS, Stack, WorkerGroup, skip_history
 
 # Property tests: ``make test`` draws the same examples on every machine and run
 # (derandomized, so a red run is reproducible and a green one is not luck of the
@@ -107,9 +107,13 @@ def ids() -> Callable[[str], str]:
 
 @pytest.fixture
 async def group(stack: Stack, redis: Redis) -> AsyncIterator[WorkerGroup]:
-    """A fresh consumer group + Redis prefix; its workers are stopped afterwards."""
+    """A fresh consumer group + Redis prefix starting at the log end; its workers are
+    stopped afterwards."""
     name = f"g{uuid.uuid4().hex[:8]}"
     wg = WorkerGroup(stack, name, name, RedisState(redis, name))
+    # Isolation: the group starts where the shared topics end (earlier tests' events
+    # are neither folded again nor dead-lettered again).
+    await skip_history(stack.bootstrap, wg.state, name)
     started = len(stack.workers)
     yield wg
     for w in stack.workers[started:]:
@@ -121,6 +125,7 @@ async def shared_worker(stack: Stack, publisher: Publisher) -> AsyncIterator[Red
     """One worker (group ``continuity-tests``, prefix ``cont``) shared by read-only e2e tests."""
     client = Redis.from_url(stack.redis_url)
     wg = WorkerGroup(stack, "continuity-tests", "cont", RedisState(client, "cont"))
+    await skip_history(stack.bootstrap, wg.state, wg.group)
     wg.start("shared")
     await wg.ready(publisher)
     yield wg.state

@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import OffsetAndMetadata
 
 from schemas.session import Session
 from schemas.topics import SOURCE_TOPICS
 from streams.dev import loopback
 from streams.kafka.publish import Publisher, prepare_dict
-from streams.kafka.reader import read_all
+from streams.kafka.reader import TopicReader, read_all
 from streams.store.state import RedisState
 from tests.support.events import event
 
@@ -170,3 +171,37 @@ async def applied_since(state: RedisState, before: dict[str, int], timeout: floa
         return any(offset > before.get(tp, -1) for tp, offset in now.items())
 
     await wait_until(moved, timeout, interval=0.05)
+
+
+async def skip_history(bootstrap: str, state: RedisState, group: str) -> dict[str, int]:
+    """Start a fresh group and prefix at the log's end: what ``state`` and ``group`` would
+    hold after folding every record already in the shared source topics.
+
+    The topics are shared by the whole test session, and a new group reads them
+    from the start: it would fold every earlier test's events again (into its
+    counters, its journeys, the shared ``events-dlq``) and make tests depend on
+    the order they run in. Redis gets the applied offsets (no fingerprints: the
+    reset check trusts an offset it cannot prove), Kafka the group's committed
+    offsets at the same place, so the workers neither refold nor re-read it.
+    Returns the ends (``topic:partition`` -> next offset).
+    """
+    async with TopicReader(bootstrap, SOURCE_TOPICS, job="tests") as reader:
+        ends = await reader.read_ends()
+    written = {tp: end for tp, end in ends.items() if end > 0}
+    if not written:
+        return ends
+    await state.redis.hset(state.offsets_key, mapping={tp: end - 1 for tp, end in written.items()})
+    client = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await client.start()
+    try:
+        offsets = {_tp(tp): OffsetAndMetadata(end, "") for tp, end in written.items()}
+        client.assign(list(offsets))
+        await client.commit(offsets)
+    finally:
+        await client.stop()
+    return ends
+
+
+def _tp(name: str) -> TopicPartition:
+    topic, _, partition = name.rpartition(":")
+    return TopicPartition(topic, int(partition))

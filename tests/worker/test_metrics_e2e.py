@@ -29,7 +29,6 @@ from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from redis.asyncio import Redis
 
 from schemas.events import Channel
@@ -44,7 +43,14 @@ from tests.support.deploy_files import SCRAPE_SERIES, dashboard_exprs, gateway_m
 from tests.support.events import event
 from tests.support.metrics_text import Series, exported_names, names_in, samples, scrape, total
 from tests.support.pure import MemoryState
-from tests.support.stack import PARTITIONS, Stack, WorkerGroup, applied_through, wait_until
+from tests.support.stack import (
+    PARTITIONS,
+    Stack,
+    WorkerGroup,
+    applied_through,
+    skip_history,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -157,7 +163,7 @@ async def folded(stack: Stack, publisher: Publisher) -> AsyncIterator[Folded]:
     client = Redis.from_url(stack.redis_url)
     group = WorkerGroup(stack, name, name, RedisState(client, name))
     port = loopback.free_port()
-    await _skip_history(stack.bootstrap, group.state)
+    await skip_history(stack.bootstrap, group.state, name)
     worker = stack.start_worker(
         f"{name}-w",
         name,
@@ -196,34 +202,6 @@ async def folded(stack: Stack, publisher: Publisher) -> AsyncIterator[Folded]:
     finally:
         worker.stop()
         await client.aclose()
-
-
-async def _skip_history(bootstrap: str, state: RedisState) -> None:
-    """Mark every record already in the source topics as applied in this fresh state.
-
-    The topics are shared by the whole test session: a new group reads them from
-    the start, and would otherwise fold every earlier test's events into the
-    counters (and its dead letters into the DLQ) again.
-    """
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        parts = [TopicPartition(t, p) for t in SOURCE_TOPICS for p in range(PARTITIONS)]
-        consumer.assign(parts)
-        await consumer.seek_to_beginning(*parts)
-
-        async def marks() -> list[dict[str, int]] | None:
-            # The fetch high watermark: the embedded broker's ListOffsets is wrong.
-            await consumer.getmany(timeout_ms=100, max_records=1)
-            hw = {f"{tp.topic}:{tp.partition}": consumer.highwater(tp) for tp in parts}
-            return None if None in hw.values() else [{k: v for k, v in hw.items() if v}]
-
-        (known,) = await wait_until(marks)
-        applied = {tp: hw - 1 for tp, hw in known.items()}
-    finally:
-        await consumer.stop()
-    if applied:
-        await state.redis.hset(state.offsets_key, mapping=applied)
 
 
 async def _settled(port: int) -> dict[Series, float]:
@@ -404,7 +382,6 @@ async def test_two_workers_split_the_partition_series_between_them(
     stack: Stack, group: WorkerGroup, publisher: Publisher
 ) -> None:
     """Each partition's lag, and the sessions estimate, come from exactly one worker."""
-    await _skip_history(stack.bootstrap, group.state)
     every = {f"{t}:{p}" for t in SOURCE_TOPICS for p in range(PARTITIONS)}
     ports = []
     for name in ("a", "b"):
