@@ -85,12 +85,14 @@ test: setup lint
 test-clock: setup
 	faketime -f '+1100d' $(BIN)/pytest -q -m clock
 
-# The whole suite with modules, and the tests in each, in a shuffled order (the seed
-# is printed; RANDOM_ORDER_SEED=<seed> repeats a run): no test may depend on another.
-RANDOM_ORDER_SEED ?=
+# The whole suite with modules, and the tests in each, in a shuffled order: no test
+# may depend on another. The seed is printed; RANDOM_ORDER_SEED=<seed> repeats a run.
+ifeq ($(RANDOM_ORDER_SEED),)
+RANDOM_ORDER_SEED := $(shell od -An -N4 -tu4 /dev/urandom | tr -d ' ')
+endif
 test-order: setup
-	$(BIN)/pytest -q --random-order-bucket=module \
-	  $(if $(RANDOM_ORDER_SEED),--random-order-seed=$(RANDOM_ORDER_SEED))
+	@echo "test order seed $(RANDOM_ORDER_SEED) (repeat: make test-order RANDOM_ORDER_SEED=$(RANDOM_ORDER_SEED))"
+	$(BIN)/pytest -q --random-order-bucket=module --random-order-seed=$(RANDOM_ORDER_SEED)
 
 # The fault suite's and the SSE load test's long versions (prints the fault table),
 # then the property tests searching at random instead of make test's fixed draw.
