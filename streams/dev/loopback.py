@@ -16,33 +16,116 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+# Ports for the servers we start come from below the kernel's ephemeral range, so
+# no outgoing connection's local port can take one between our probe and the
+# server's bind; a server that still loses its port (another process bound it
+# first) exits, and ``_start_listening`` starts it again on another.
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_LOWEST_PORT = 10_000
+_START_ATTEMPTS = 5
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(_EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
+
 
 def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
+    """A TCP port free on 127.0.0.1 right now, outside the kernel's ephemeral range
+    when that range leaves room below it."""
+    low = _ephemeral_low()
+    for _ in range(200) if low - _LOWEST_PORT >= 1_000 else ():
+        port = secrets.randbelow(low - _LOWEST_PORT) + _LOWEST_PORT
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
+def _listening_inodes(port: int) -> set[str]:
+    """Inodes of the IPv4 sockets listening on ``port`` (any local address)."""
+    inodes: set[str] = set()
+    with open("/proc/net/tcp") as table:
+        next(table)
+        for line in table:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(fields[9])
+    return inodes
+
+
+def listens(pid: int, port: int) -> bool:
+    """Whether process ``pid`` itself holds a socket listening on ``port``: a server
+    that lost its port to another process never passes this, however the other answers."""
+    inodes = _listening_inodes(port)
+    if not inodes:
+        return False
+    fd_dir = Path(f"/proc/{pid}/fd")
+    try:
+        links = [os.readlink(fd) for fd in fd_dir.iterdir()]
+    except OSError:
+        return False
+    return any(link.startswith("socket:[") and link[8:-1] in inodes for link in links)
+
+
 def wait_port(
     port: int, timeout: float = 20.0, proc: subprocess.Popen[bytes] | None = None
 ) -> None:
-    """Block until something accepts connections on 127.0.0.1:``port``."""
+    """Block until something accepts connections on 127.0.0.1:``port`` (with ``proc``:
+    until that process itself listens there; raise if it exits first)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before port {port} opened")
-        with socket.socket() as s:
-            s.settimeout(0.2)
-            if s.connect_ex(("127.0.0.1", port)) == 0:
+        if proc is not None:
+            if proc.poll() is not None:
+                raise PortLost(f"process exited with {proc.returncode} before port {port} opened")
+            if listens(proc.pid, port):
                 return
+        else:
+            with socket.socket() as s:
+                s.settimeout(0.2)
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    return
         time.sleep(0.05)
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+
+
+class PortLost(RuntimeError):
+    """A server exited before it listened: usually another process bound its port first."""
+
+
+def _start_listening(
+    start: Callable[[int], Child], port: int | None, timeout: float = 20.0
+) -> Child:
+    """``start(port)`` and wait until the child listens; with no port asked for, retry
+    on a fresh port when the child exits first (its port was taken meanwhile)."""
+    attempts = 1 if port else _START_ATTEMPTS
+    for attempt in range(1, attempts + 1):
+        child = start(port or free_port())
+        assert child.port is not None
+        try:
+            wait_port(child.port, timeout=timeout, proc=child.proc)
+        except PortLost:
+            child.kill()
+            if attempt == attempts:
+                raise
+            continue
+        except BaseException:
+            child.kill()
+            raise
+        return child
+    raise AssertionError("unreachable")
 
 
 def _die_with_parent() -> None:
@@ -124,16 +207,13 @@ def broker_binary() -> str:
 
 def start_broker(log_dir: Path, port: int | None = None) -> Child:
     """The embedded Kafka-protocol broker (memory only) on 127.0.0.1."""
-    port = port or free_port()
-    url = f"tcp://127.0.0.1:{port}"
-    child = spawn(
-        "broker",
-        [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url],
-        log_dir / "broker.log",
-        port=port,
-    )
-    wait_port(port, proc=child.proc)
-    return child
+
+    def start(port: int) -> Child:
+        url = f"tcp://127.0.0.1:{port}"
+        argv = [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url]
+        return spawn("broker", argv, log_dir / "broker.log", port=port)
+
+    return _start_listening(start, port)
 
 
 def start_redis(
@@ -143,11 +223,10 @@ def start_redis(
     exe = shutil.which("redis-server")
     if exe is None:
         raise RuntimeError("redis-server not found on PATH (Debian: apt-get install redis-server)")
-    port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
-    child = spawn(
-        "redis",
-        [
+
+    def start(port: int) -> Child:
+        argv = [
             exe,
             "--port",
             str(port),
@@ -165,16 +244,13 @@ def start_redis(
             "no",
             "--protected-mode",
             "yes",
-        ],
-        log_dir / "redis.log",
-        port=port,
+        ]
         # Redis reads its clock only for relative TTLs, and a preloaded clock shim
         # (libfaketime, with which ``make test`` runs the clock-sensitive tests
         # years ahead) deadlocks its allocator at start-up: Redis keeps real time.
-        env={"LD_PRELOAD": ""},
-    )
-    wait_port(port, proc=child.proc)
-    return child
+        return spawn("redis", argv, log_dir / "redis.log", env={"LD_PRELOAD": ""}, port=port)
+
+    return _start_listening(start, port)
 
 
 def start_worker(name: str, env: Mapping[str, str], log_dir: Path) -> Child:
@@ -187,17 +263,13 @@ def start_gateway(
     name: str, env: Mapping[str, str], log_dir: Path, port: int | None = None
 ) -> Child:
     """One ``continuity gateway`` process on 127.0.0.1:``port``, waited for until it listens."""
-    port = port or free_port()
     argv = [sys.executable, "-m", "streams.cli", "gateway"]
-    child = spawn(
-        name,
-        argv,
-        log_dir / f"{name}.log",
-        env={**env, "CONTINUITY_GATEWAY_HOST": "127.0.0.1", "CONTINUITY_GATEWAY_PORT": str(port)},
-        port=port,
-    )
-    wait_port(port, timeout=60.0, proc=child.proc)
-    return child
+
+    def start(port: int) -> Child:
+        where = {"CONTINUITY_GATEWAY_HOST": "127.0.0.1", "CONTINUITY_GATEWAY_PORT": str(port)}
+        return spawn(name, argv, log_dir / f"{name}.log", env={**env, **where}, port=port)
+
+    return _start_listening(start, port, timeout=60.0)
 
 
 def write_secret(path: Path) -> str:

@@ -33,6 +33,7 @@ from tests.support.stack import (
     WorkerGroup,
     applied_since,
     applied_through,
+    balanced,
     publish,
     wait_until,
 )
@@ -55,7 +56,7 @@ async def test_worker_killed_mid_stream_three_times_loses_and_doubles_nothing(
         await asyncio.sleep(rng.uniform(0, 0.3))
         worker.kill()
         await sending
-        worker = worker.restart()
+        worker = group.restart(worker)
         group.stack.workers.append(worker)  # stopped with the stack if the test fails
     await publish(publisher, chunks[3])
 
@@ -76,7 +77,7 @@ async def test_two_workers_share_partitions_and_agree_with_the_oracle(
     expected = oracle(events)
     a, b = group.start("a"), group.start("b")
     await group.ready(publisher)
-    await asyncio.sleep(2)  # let the second member's rebalance settle before the load
+    await balanced([a, b])  # the second member's rebalance settled before the load
     await publish(publisher, events)
 
     async def converged() -> bool:
@@ -109,12 +110,8 @@ async def test_full_replay_from_earliest_leaves_every_key_byte_identical(
     worker.stop()
     rewound = await rewind_group(stack.bootstrap, group.group, SOURCE_TOPICS, PARTITIONS)
     assert rewound == len(SOURCE_TOPICS) * PARTITIONS
-    worker = worker.restart()
-    # Not in the group fixture's list: stopped here whatever happens.
-    try:
-        await _replay_changes_nothing(group, worker, before)
-    finally:
-        worker.stop()
+    worker = group.restart(worker)
+    await _replay_changes_nothing(group, worker, before)
 
 
 async def _replay_changes_nothing(

@@ -72,7 +72,7 @@ async def test_worker_sigkilled_at_random_points_loses_and_doubles_nothing(
         landed += left > 0
         redelivered += left
         await sending
-        worker = worker.restart()
+        worker = group.restart(worker)
         group.stack.workers.append(worker)
     await publish(publisher, events[kills * step :])
     await _converge(group, expected, timeout=pick(180, 600))

@@ -33,7 +33,7 @@ from tests.support.fault_report import FaultRow, compare, record
 from tests.support.model import disagreements, model
 from tests.support.oracle import NO_DEDUP, NO_DEDUP_ENV, cart_workload, mismatches, oracle
 from tests.support.redis_proxy import CommitHoldingProxy
-from tests.support.stack import WorkerGroup, applied_through, publish, wait_until
+from tests.support.stack import WorkerGroup, applied_through, balanced, publish, wait_until
 
 # Longer than the workers' group session timeout (CONTINUITY_SESSION_TIMEOUT=6 in tests).
 FROZEN_AT_LEAST = 8.0
@@ -68,7 +68,7 @@ async def test_a_zombie_workers_stale_commit_is_refused_and_nothing_doubles(
     survivor = group.start("survivor", **NO_DEDUP_ENV)
     try:
         await group.ready(publisher)
-        await asyncio.sleep(2)  # the second member's rebalance settles
+        await balanced([zombie, survivor])
         third = len(events) // 3
         proxy.arm()
         written = await publish(publisher, events[:third])

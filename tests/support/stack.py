@@ -20,6 +20,7 @@ from streams.kafka.publish import Publisher, prepare_dict
 from streams.kafka.reader import TopicReader, read_all
 from streams.store.state import RedisState
 from tests.support.events import event
+from tests.support.metrics_text import samples, scrape
 
 PARTITIONS = 4
 
@@ -73,6 +74,13 @@ class WorkerGroup:
         )
         child.port = port
         return child
+
+    def restart(self, child: loopback.Child) -> loopback.Child:
+        """Start a stopped or killed worker again (same command and metrics port), kept
+        on the stack's list so it is stopped with the test whatever happens."""
+        again = child.restart()
+        self.stack.workers.append(again)
+        return again
 
     async def ready(self, pub: Publisher, timeout: float = 60) -> None:
         """Wait until the group folds a fresh probe event (proves assignment + Redis)."""
@@ -154,6 +162,32 @@ async def committed_offsets(bootstrap: str, group: str) -> dict[str, int]:
         return committed
     finally:
         await client.stop()
+
+
+async def balanced(workers: list[loopback.Child], timeout: float = 60) -> None:
+    """Wait until a rebalance among ``workers`` has settled: each reports lag for at
+    least one source partition, none reports one another does, and together they
+    report every source partition (the lag gauge follows assignment and revocation)."""
+    everything = {(t, str(p)) for t in SOURCE_TOPICS for p in range(PARTITIONS)}
+
+    async def settled() -> bool:
+        owned: list[set[tuple[str, str]]] = []
+        for w in workers:
+            assert w.port is not None, f"{w.name} has no metrics port"
+            try:
+                text = await scrape(w.port)
+            except OSError:
+                return False  # still starting: its metrics listener is not up yet
+            lag = {
+                (dict(labels)["topic"], dict(labels)["partition"])
+                for (name, labels) in samples(text)
+                if name == "continuity_consumer_lag_records"
+            }
+            owned.append(lag & everything)
+        union = set().union(*owned)
+        return all(owned) and sum(map(len, owned)) == len(union) and union == everything
+
+    await wait_until(settled, timeout, interval=0.2)
 
 
 def in_flight(applied: dict[str, int], committed: dict[str, int]) -> int:

@@ -5,8 +5,6 @@ A steady stream of cart events (``RATE`` per second through the broker, for
 subscribers (two per customer; a third of them join while traffic already
 flows) through one gateway process, folded by the shared worker. Proves:
 
-* memory stays flat: the gateway's RSS late in the run is not above its RSS
-  early in the run by more than ``RSS_GROWTH_MB``;
 * no subscriber misses a version: a direct Redis pub/sub listener on the
   notice channels records every committed version (ground truth); every
   subscriber receives, in order and once, every committed version published
@@ -18,9 +16,17 @@ flows) through one gateway process, folded by the shared worker. Proves:
   before that one was superseded. Each customer's events are
   ``CUSTOMERS / RATE`` seconds apart (1.5 s; long 3 s), so only a stall makes
   a burst, and a stalled gateway shows nothing to anyone;
-* freshness: every committed version reaches every subscriber (as itself or
-  a newer state) within ``FRESHNESS_S`` of its publish. A generous
-  correctness bound, not a benchmark: the measured p50/p99 are printed.
+* every committed version reaches every subscriber, as itself or a newer state.
+
+Two limits are performance, not correctness, and a busy machine can break them
+without anything being wrong: they are asserted only in the long run
+(``make test-faults``, ``FAULT_SCALE=long``); ``make test`` prints the figures.
+
+* memory stays flat: the gateway's RSS late in the run is not above its RSS
+  early in the run by more than ``RSS_GROWTH_MB``;
+* freshness: every committed version reaches every subscriber within
+  ``FRESHNESS_S`` of its publish (p50/p99 are printed; ``make bench`` measures
+  freshness properly).
 """
 
 from __future__ import annotations
@@ -48,7 +54,7 @@ from redis.asyncio import Redis
 from schemas.session import Session
 from streams.kafka.publish import Publisher, prepare_dict
 from streams.store.state import RedisState
-from tests.support.fault_report import pick
+from tests.support.fault_report import long_scale, pick
 from tests.support.gateway import start_gateway, token
 from tests.support.metrics_text import metric
 from tests.support.oracle import cart_workload, oracle, oracle_versions
@@ -324,15 +330,19 @@ async def test_hundreds_of_subscribers_under_steady_traffic_miss_nothing_and_mem
         f"({len(steady)} samples after warm-up); "
         f"freshness p50 {percentile(freshness, 0.5) * 1000:.1f} ms, "
         f"p99 {percentile(freshness, 0.99) * 1000:.1f} ms, max {freshness[-1] * 1000:.1f} ms "
-        f"({len(freshness)} samples); open streams {open_streams:.0f}, slow drops {slow_drops:.0f}"
+        f"({len(freshness)} samples); open streams {open_streams:.0f}, "
+        f"slow drops {slow_drops:.0f}; "
+        f"limits (RSS growth {RSS_GROWTH_MB} MB, freshness {FRESHNESS_S} s) "
+        + ("asserted" if long_scale() else "asserted only under FAULT_SCALE=long")
     )
     with capsys.disabled():  # shown in every run, also when the test passes
         print(summary)
     assert problems == [], problems[:20]
     assert open_streams == SUBSCRIBERS, "every stream stayed open to the end"
     assert len(steady) >= 9, "enough samples after warm-up to compare"
-    assert rss_late - rss_early <= RSS_GROWTH_MB, f"RSS (s, MB) {rss}"
-    assert freshness[-1] <= FRESHNESS_S, freshness[-20:]
+    if long_scale():
+        assert rss_late - rss_early <= RSS_GROWTH_MB, f"RSS (s, MB) {rss}"
+        assert freshness[-1] <= FRESHNESS_S, freshness[-20:]
 
 
 class _GatewayProgress:
