@@ -269,6 +269,14 @@ class Settings(BaseSettings):
     gateway_produce_timeout: float = Field(
         default=10.0, gt=0, description="longest wait (s) for Kafka to acknowledge an ingest"
     )
+    gateway_body_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description=(
+            "longest (s) a request body may take to arrive once its handler reads it; a slower"
+            " (or never-ending) body is answered `408 body_timeout` and its connection closed"
+        ),
+    )
     as_of_timeout: float = Field(
         default=30.0,
         gt=0,

@@ -3,7 +3,9 @@
 Routes live in ``streams/gateway/routes/``, one module per area, each with a
 ``register(app)``; add a
 module to ``ROUTE_MODULES`` to add an area (a demo page, a POS handoff).
-Middlewares, outermost first: request metrics, JSON errors, authentication.
+Middlewares, outermost first: request metrics, JSON errors, authentication;
+aiohttp's own 417 (sent before any middleware) gets the JSON error body from
+an ``on_response_prepare`` signal.
 
 Shared per process: one Redis client for reads, one Redis connection for
 pub/sub (``Fanout``), one Kafka producer. Nothing else is kept between
@@ -37,7 +39,7 @@ from streams.gateway.keys import (
     SETTINGS,
     STREAM_SLOTS,
 )
-from streams.gateway.middleware import count_requests, json_errors
+from streams.gateway.middleware import count_requests, json_errors, json_escaped_errors
 from streams.gateway.producer import EventProducer
 from streams.gateway.rate_limit import RateLimiter
 from streams.gateway.routes import (
@@ -93,6 +95,7 @@ def create_app(settings: Settings, secret: str) -> web.Application:
     app[STREAM_SLOTS] = Slots(settings.sse_max_connections)
     app.cleanup_ctx.append(_connections)
     app.on_shutdown.append(_end_streams)
+    app.on_response_prepare.append(json_escaped_errors)
     for module in ROUTE_MODULES:
         module.register(app)
     return app

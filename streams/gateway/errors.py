@@ -27,8 +27,10 @@ HANDOFF_EXPIRED = "handoff_expired"  # 410
 HANDOFF_CLAIMED = "handoff_claimed"  # 410
 HANDOFF_UNCONFIRMED = "handoff_unconfirmed"  # 503: no replica confirmed the claim in time
 METHOD_NOT_ALLOWED = "method_not_allowed"  # 405
+BODY_TIMEOUT = "body_timeout"  # 408
 PAYLOAD_TOO_LARGE = "payload_too_large"  # 413
 UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"  # 415
+EXPECTATION_FAILED = "expectation_failed"  # 417
 NO_EVENT_ACCEPTED = "no_event_accepted"  # 422
 TOO_MANY_FAILED_CLAIMS = "too_many_failed_claims"  # 429
 RATE_LIMITED = "rate_limited"  # 429
@@ -39,13 +41,14 @@ TOO_MANY_STREAMS = "too_many_streams"  # 503
 ERASURE_UNAVAILABLE = "erasure_unavailable"  # 503
 NOT_READY = "not_ready"  # 503
 
-# What aiohttp's own HTTP exceptions (routing, body size) become.
+# What aiohttp's own HTTP exceptions (routing, body size, the Expect check) become.
 CODE_BY_STATUS: Mapping[int, str] = {
     400: INVALID_PARAMETER,
     404: NOT_FOUND,
     405: METHOD_NOT_ALLOWED,
     413: PAYLOAD_TOO_LARGE,
     415: UNSUPPORTED_MEDIA_TYPE,
+    417: EXPECTATION_FAILED,
 }
 
 

@@ -2,9 +2,11 @@
 
 Whatever goes wrong, the client gets ``{"error", "message"}`` with a fitting
 status: an ``ApiError`` from a handler, aiohttp's own 404/405/413, a body
-that cannot be decoded (400), Redis down (503), or an unexpected bug (500,
-logged with the route template and never with the query string, which may
-carry a token).
+that cannot be decoded (400) or that does not arrive in time (408, and the
+connection closed), Redis down (503), or an unexpected bug (500, logged with
+the route template and never with the query string, which may carry a
+token). aiohttp's 417 for an unknown ``Expect`` is sent before any middleware
+runs; ``json_escaped_errors`` gives it the same body.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ import asyncio
 import logging
 
 import orjson
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from streams.gateway import metrics
 from streams.gateway.errors import (
+    BODY_TIMEOUT,
     CODE_BY_STATUS,
     INTERNAL,
     MALFORMED_JSON,
@@ -25,6 +28,7 @@ from streams.gateway.errors import (
 )
 from streams.gateway.guard import Handler
 from streams.gateway.keys import SETTINGS, STREAMING
+from streams.gateway.request_body import BodyTimeout
 from streams.gateway.sessions import RedisUnavailable
 
 log = logging.getLogger(__name__)
@@ -91,6 +95,8 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
                 "the request body cannot be decoded (its Content-Encoding or chunked framing)",
             )
         )
+    except BodyTimeout as exc:
+        return await _answer_and_close(request, render(ApiError(408, BODY_TIMEOUT, str(exc))))
     except RedisUnavailable as exc:
         log.warning("Redis unavailable on %s %s: %s", request.method, route_template(request), exc)
         return render(
@@ -104,6 +110,38 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     except Exception:
         log.exception("unexpected error on %s %s", request.method, route_template(request))
         return render(ApiError(500, INTERNAL, "unexpected error; it has been logged"))
+
+
+async def _answer_and_close(request: web.Request, response: web.Response) -> web.Response:
+    """Send ``response``, then close the connection at once.
+
+    The rest of an unfinished body cannot be told apart from a next request,
+    and aiohttp would otherwise keep reading it for its lingering time (10 s).
+    """
+    response.force_close()  # ``Connection: close``
+    await response.prepare(request)
+    await response.write_eof()
+    request.protocol.force_close()  # the answer is flushed before the socket closes
+    return response
+
+
+async def json_escaped_errors(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: the JSON error body for aiohttp errors the middlewares never saw.
+
+    aiohttp runs its ``Expect`` check after routing but before the middlewares
+    and answers an expectation other than ``100-continue`` with a plain-text
+    417 of its own; every error the middlewares see is already rendered, and a
+    request the parser refused has no route, so no signal: this is the 417.
+    """
+    if not isinstance(response, web.HTTPException) or response.status < 400:
+        return
+    code = CODE_BY_STATUS.get(response.status, f"http_{response.status}")
+    body = orjson.dumps(ApiError(response.status, code, _http_message(response)).body())
+    response.body = body
+    response.headers[hdrs.CONTENT_TYPE] = "application/json"
+    # The length was taken from the plain text before this signal.
+    if hdrs.CONTENT_LENGTH in response.headers:
+        response.headers[hdrs.CONTENT_LENGTH] = str(len(body))
 
 
 def route_template(request: web.Request) -> str:
@@ -122,4 +160,6 @@ def _http_message(exc: web.HTTPException) -> str:
         return "no such route"
     if exc.status == 405:
         return "method not allowed on this route"
+    if exc.status == 417:
+        return "the only expectation understood is Expect: 100-continue"
     return exc.reason

@@ -66,6 +66,9 @@ async def test_ingest_over_the_limit_is_refused_everywhere_for_that_token_only(
     def add(sku: str, who: str = c) -> dict[str, object]:
         return event("cart.item_added", added(sku), customer=who)
 
+    # The gateways are the module's: count this test's refusals, exactly.
+    name, ingest = "continuity_gateway_rate_limited_total", {"limit": "ingest"}
+    before = [metric(await gw.metrics(), name, **ingest) for gw in (a, b)]
     status, body = await post_events(http, a, [add("A"), add("B")], me)
     assert status == 202, body
     status, body = await post_events(http, b, [add("C"), add("D")], me)
@@ -79,7 +82,8 @@ async def test_ingest_over_the_limit_is_refused_everywhere_for_that_token_only(
     assert status == 429, body
     status, body = await post_events(http, b, add("X", other), bearer("customer", subject=other))
     assert status == 202, "another token has its own budget"
-    assert metric(await b.metrics(), "continuity_gateway_rate_limited_total", limit="ingest") >= 1
+    after = [metric(await gw.metrics(), name, **ingest) for gw in (a, b)]
+    assert [n - was for n, was in zip(after, before, strict=True)] == [1, 1], "one refusal each"
 
 
 @pytest.mark.e2e
@@ -88,9 +92,13 @@ async def test_claims_over_the_limit_are_refused_before_any_code_is_tried(
 ) -> None:
     a, b = limited
     pos = bearer("pos", store=ids("store"))
+    name, claim = "continuity_gateway_rate_limited_total", {"limit": "claim"}
+    before = [metric(await gw.metrics(), name, **claim) for gw in (a, b)]
     answers = []
     for gw in (a, b, a):
         async with http.post(f"{gw.url}/v1/handoffs/AAAAAAAA/claim", headers=pos) as resp:
             answers.append((resp.status, orjson.loads(await resp.read())["error"]))
     assert answers[:2] == [(404, "handoff_not_found")] * 2, answers
     assert answers[2] == (429, "rate_limited"), answers
+    after = [metric(await gw.metrics(), name, **claim) for gw in (a, b)]
+    assert [n - was for n, was in zip(after, before, strict=True)] == [1, 0], "the third claim"

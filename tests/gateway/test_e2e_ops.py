@@ -19,6 +19,7 @@ import os
 import signal
 import stat
 import sys
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from redis.asyncio import Redis
 
 from streams.dev import loopback
 from streams.gateway.auth import Principal, Role, verify
+from streams.store.state import RedisState
 from tests.support.events import added, event
 from tests.support.gateway import (
     GATEWAY_SECRET,
@@ -78,27 +80,30 @@ async def test_health_readiness_and_metrics_without_customer_ids(
 ) -> None:
     a, _ = gateways
     c = ids("metrics")
+    # The gateway is shared: count what this test adds, exactly.
+    reads = {
+        "name": "continuity_gateway_http_requests_total",
+        "route": "/v1/sessions/{id}",
+        "method": "GET",
+        "status_class": "2xx",
+    }
+    accepted = {"name": "continuity_ingest_events_total", "outcome": "accepted", "reason": ""}
+    before = await a.metrics()
     status, body = await post_events(
         http, a, event("browse.search", {"query": "q"}, customer=c), bearer("customer", subject=c)
     )
     assert status == 202
-    await read_session(http, a, c, bearer("customer", subject=c), after=str(body["after"]))
+    status, _, _ = await read_session(
+        http, a, c, bearer("customer", subject=c), after=str(body["after"])
+    )
+    assert status == 200
 
     assert await get_json(http, f"{a.url}/healthz") == (200, {"status": "ok"})
     status, ready = await get_json(http, f"{a.url}/readyz")
     assert (status, ready["checks"]) == (200, {"redis": "up", "kafka": "up", "pubsub": "up"})
     text = await a.metrics()
-    assert (
-        metric(
-            text,
-            "continuity_gateway_http_requests_total",
-            route="/v1/sessions/{id}",
-            method="GET",
-            status_class="2xx",
-        )
-        >= 1
-    )
-    assert metric(text, "continuity_ingest_events_total", outcome="accepted", reason="") >= 1
+    assert metric(text, **reads) - metric(before, **reads) == 1
+    assert metric(text, **accepted) - metric(before, **accepted) == 1
     assert metric(text, "continuity_gateway_pubsub_up") == 1
     for name in (
         "continuity_sse_subscribers",
@@ -111,30 +116,57 @@ async def test_health_readiness_and_metrics_without_customer_ids(
 
 
 async def test_streams_survive_a_dropped_pubsub_connection(
-    gateways: list[Gateway], http: aiohttp.ClientSession, redis: Redis, ids: Callable[[str], str]
+    stack: Stack,
+    shared_worker: RedisState,
+    http: aiohttp.ClientSession,
+    redis: Redis,
+    ids: Callable[[str], str],
 ) -> None:
-    a, _ = gateways
+    # A gateway of this test's own, whose Redis connections carry a name of their own
+    # (redis-py's client_name, from the URL): the kill below takes its pub/sub
+    # connection and nothing of the shared Redis's other clients.
+    name = f"gw-{uuid.uuid4().hex[:10]}"
+    a = start_gateway(stack, f"gateway-{name}", REDIS_URL=f"{stack.redis_url}?client_name={name}")
     c = ids("reconnect")
     service = bearer("service")
-    status, body = await post_events(
-        http, a, event("cart.item_added", added("R-1"), customer=c), service
-    )
-    await read_session(http, a, c, service, after=str(body["after"]))
-    before = metric(await a.metrics(), "continuity_gateway_pubsub_reconnects_total")
-    async with http.get(f"{a.url}/v1/sessions/{c}/stream", headers=service) as resp:
-        events = sse_events(resp)
-        assert (await next_event(events)).id == "1"
-        await redis.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
-
-        async def reconnected() -> bool:
-            return metric(await a.metrics(), "continuity_gateway_pubsub_reconnects_total") > before
-
-        await wait_until(reconnected)
-        status, _ = await post_events(
-            http, a, event("cart.item_added", added("R-2"), customer=c), service
+    # Another subscriber on the same Redis, which the kill must leave alone.
+    neighbour = Redis.from_url(stack.redis_url, client_name=f"{name}-neighbour")
+    listening = neighbour.pubsub()
+    await listening.subscribe(f"{name}-neighbour")
+    try:
+        status, body = await post_events(
+            http, a, event("cart.item_added", added("R-1"), customer=c), service
         )
-        assert status == 202
-        assert (await next_event(events)).id == "2"
+        await read_session(http, a, c, service, after=str(body["after"]))
+        before = metric(await a.metrics(), "continuity_gateway_pubsub_reconnects_total")
+        async with http.get(f"{a.url}/v1/sessions/{c}/stream", headers=service) as resp:
+            events = sse_events(resp)
+            assert (await next_event(events)).id == "1"
+            subscribers = await redis.client_list(_type="pubsub")
+            (ours,) = [cl for cl in subscribers if cl.get("name") == name]
+            others = {cl["id"] for cl in subscribers} - {ours["id"]}
+            assert await redis.client_kill_filter(_id=ours["id"]) == 1
+
+            async def reconnected() -> bool:
+                text = await a.metrics()
+                return metric(text, "continuity_gateway_pubsub_reconnects_total") > before
+
+            await wait_until(reconnected)
+            still = {cl["id"] for cl in await redis.client_list(_type="pubsub")}
+            assert ours["id"] not in still
+            assert others <= still, "the kill took other subscribers of the shared Redis too"
+            assert await redis.pubsub_numsub(f"{name}-neighbour") == [
+                (f"{name}-neighbour".encode(), 1)
+            ]
+            status, _ = await post_events(
+                http, a, event("cart.item_added", added("R-2"), customer=c), service
+            )
+            assert status == 202
+            assert (await next_event(events)).id == "2"
+    finally:
+        a.child.stop()
+        await listening.aclose()
+        await neighbour.aclose()
 
 
 async def test_outages_are_answered_with_503_and_named_by_readyz(

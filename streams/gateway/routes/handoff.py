@@ -47,6 +47,7 @@ from streams.gateway.middleware import json_response
 from streams.gateway.params import Position, session_id
 from streams.gateway.policy import FORBIDDEN, Denied, may_read
 from streams.gateway.producer import KafkaUnavailable
+from streams.gateway.request_body import read_body
 from streams.gateway.throttle import throttle
 from streams.store.handoffs import Gone, Taken, Ticket, Unconfirmed
 
@@ -164,7 +165,7 @@ async def _terminal_id(request: web.Request) -> str | None:
     """The optional ``{"terminal_id": ...}`` body of a claim."""
     if not request.body_exists:
         return None
-    raw = await request.read()
+    raw = await read_body(request)
     if not raw.strip():
         return None
     check_media_type(request.content_type)

@@ -26,6 +26,7 @@ from streams.gateway.keys import PRODUCER, SETTINGS
 from streams.gateway.middleware import json_response
 from streams.gateway.params import Position
 from streams.gateway.producer import KafkaUnavailable
+from streams.gateway.request_body import read_body
 from streams.gateway.throttle import ingest_limit, throttle
 
 
@@ -37,7 +38,7 @@ async def post_events(request: web.Request) -> web.StreamResponse:
     if request.content_length is not None and request.content_length > limit:
         raise _too_large(limit)
     try:
-        raw = await request.read()
+        raw = await read_body(request)
     except web.HTTPRequestEntityTooLarge:
         raise _too_large(limit) from None
     principal = principal_of(request)
