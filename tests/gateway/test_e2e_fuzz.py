@@ -29,7 +29,7 @@ short body timeout, so a body that never finishes is answered quickly; and
 limits high enough that the fuzz is not locked out of the routes it fuzzes.
 Hypothesis runs derandomized with a bounded number of examples, so a run is
 reproducible. How long other clients wait meanwhile is a performance bound,
-checked only under ``-m load``.
+checked only under ``-m limits`` (``make test-faults``).
 """
 
 from __future__ import annotations
@@ -1016,12 +1016,13 @@ async def test_every_route_answers_fuzzed_requests_as_documented(
     await assert_redis_layout(t, before)
 
 
-@pytest.mark.load
+@pytest.mark.limits
 async def test_other_clients_wait_little_during_the_fuzz(
     target: Target, http: aiohttp.ClientSession, unharmed: None
 ) -> None:
-    """A performance bound, so under ``-m load`` only: while the route fuzz runs, a
-    well-behaved client's round trip (health check and session read) stays under 3 s."""
+    """A performance bound, so under ``-m limits`` only (``make test-faults``): while
+    the route fuzz runs, a well-behaved client's round trip (health check and session
+    read) stays under 3 s."""
     t = target
     stop = asyncio.Event()
     served = asyncio.create_task(bystander(t, http, stop))
@@ -1639,12 +1640,12 @@ async def test_slow_partial_requests_do_not_block_other_clients(
         assert (ex.only.status, ex.only.json()["error"]) == (408, "body_timeout"), raw
 
 
-@pytest.mark.load
+@pytest.mark.limits
 async def test_slow_partial_requests_keep_other_clients_fast(
     target: Target, unharmed: None
 ) -> None:
-    """A performance bound, so under ``-m load`` only: during the 3 s trickle other
-    clients are answered often, each within 2.5 s."""
+    """A performance bound, so under ``-m limits`` only (``make test-faults``): during
+    the 3 s trickle other clients are answered often, each within 2.5 s."""
     latencies, _ = await slow_partial_requests(target)
     assert len(latencies) >= 5, latencies
     assert max(latencies) < 2.5, latencies
