@@ -12,7 +12,7 @@ each time after its restarted process has rejoined (it holds partitions
 again), the group has settled (the dead member timed out), and it applied
 records of the round. A kill "lands" when it leaves records applied in Redis
 but not acknowledged to Kafka on the killed worker's partitions (it
-acknowledges every 3 s here, so such work is there to be found); the test
+acknowledges every 10 s here, so such work is there to be found); the test
 asserts that at least half of the kills landed, that a sign-in was among
 the records left in flight (a merge whose redelivery must be skipped), and
 that the workers counted at least as many records ``already_applied`` as the
@@ -61,14 +61,14 @@ from tests.support.stack import (
 # Gauges (the lag series name each worker's partitions) refreshed often enough to
 # tell who owns what between a rejoin and a kill.
 WORKER_ENV = {**NO_DEDUP_ENV, "CONTINUITY_METRICS_INTERVAL": "0.5"}
-# The victim acknowledges to Kafka every 3 s instead of every second: what it applied
+# The victim acknowledges to Kafka every 10 s instead of every second: what it applied
 # since stays in flight longer, so a kill a moment after it folds leaves work behind.
-VICTIM_ENV = {**WORKER_ENV, "CONTINUITY_COMMIT_INTERVAL": "3"}
+VICTIM_ENV = {**WORKER_ENV, "CONTINUITY_COMMIT_INTERVAL": "10"}
 # The killed member leaves the group only when its session times out (6 s in tests),
 # and the rebalance that follows (heartbeat 1 s, rebalance timeout 3 s) commits what
 # the victim applied: the next round goes out once that is over, so it cannot absorb
 # the next kill's work in flight.
-SETTLED_AFTER_KILL = 6 + 1 + 3 + 1.0
+SETTLED_AFTER_KILL = 6 + 1 + 3 + 2.0
 
 
 async def _metrics(worker: loopback.Child) -> dict[Series, float] | None:
@@ -141,6 +141,7 @@ async def test_sign_ins_across_two_workers_one_sigkilled_lose_and_double_nothing
     counters = Counters()
     await group.ready(publisher)
     landed = redelivered = merges_in_flight = crossed = 0
+    left_by_kill: list[int] = []
     settled = 0.0
     for events_of_round in work.rounds:
         logins = [
@@ -170,6 +171,7 @@ async def test_sign_ins_across_two_workers_one_sigkilled_lose_and_double_nothing
         if at_kill is not None:
             mine, applied, committed = at_kill
             left = in_flight({tp: o for tp, o in applied.items() if tp in mine}, committed)
+            left_by_kill.append(left)
             landed += left > 0
             redelivered += left
             merges_in_flight += sum(
@@ -206,7 +208,7 @@ async def test_sign_ins_across_two_workers_one_sigkilled_lose_and_double_nothing
     assert survivor.alive(), "the survivor exited"
     # The kills did land: sign-ins applied but not yet acknowledged came again, and the
     # applied offsets (not event ids: there are none) skipped them.
-    assert landed >= (kills + 1) // 2, f"{landed} of {kills} kills left work in flight"
+    assert landed >= (kills + 1) // 2, f"records left in flight by each kill: {left_by_kill}"
     assert merges_in_flight >= 1, f"no kill left a sign-in in flight ({redelivered} records)"
     # Every one of them came again and was counted as skipped (the sum over every worker
     # process of the test: each one's counters start at zero).
