@@ -10,8 +10,11 @@ It covers what the fault workloads send: adds (quantities add up, at most 999
 a line), quantity changes (0 removes), removals, clears, a guest's sign-in
 (``combine``: the guest's lines join the customer's, quantities added) and a
 completed checkout (the cart empties). Every applied event counts once in
-``applied`` (the session's version, unless it absorbed a guest); an event id
-seen before is a duplicate and changes nothing.
+``applied`` and raises ``version`` by one; a sign-in that merges a guest is a
+change of its own and raises it once more, from the larger of the two
+sessions' versions (versions under a key never go backwards, and the guest's
+followers move to the customer's key). An event id seen before is a duplicate
+and changes nothing.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ class Cart:
 
     lines: dict[str, int] = field(default_factory=dict)
     applied: int = 0
-    # A merged session's version follows the merge rule, not a count: compare lines only.
+    # The session's version: ``applied`` until a sign-in merged a guest into it.
+    version: int = 0
     merged: bool = False
 
 
@@ -65,13 +69,19 @@ class Model:
             cart.lines.pop(p["sku"], None)
         elif kind in ("cart.cleared", "checkout.completed"):
             cart.lines.clear()
-        elif kind == "session.identified" and event.get("anonymous_id"):
+        elif (
+            kind == "session.identified"
+            and event.get("anonymous_id")
+            and self.merged_into.get(event["anonymous_id"]) != key
+        ):
             guest = self.carts.pop(event["anonymous_id"], Cart())
             for sku, quantity in guest.lines.items():
                 cart.lines[sku] = min(cart.lines.get(sku, 0) + quantity, MAX_LINE_QUANTITY)
             self.merged_into[event["anonymous_id"]] = key
             cart.merged = True
+            cart.version = max(cart.version, guest.version) + 1
         cart.applied += 1
+        cart.version += 1
 
 
 def model(events: Iterable[dict[str, Any]]) -> dict[str, Cart]:
@@ -88,11 +98,26 @@ def cart_of(session: Any) -> dict[str, int]:
 
 
 def disagreements(expected: dict[str, Cart], stored: dict[str, Any]) -> list[str]:
-    """Keys whose stored cart or applied-event count differs from the model's."""
+    """Keys whose stored cart or version differs from the model's."""
     wrong = []
     for key, want in expected.items():
         have = stored.get(key)
-        counted = want.merged or (have is not None and have.version == want.applied)
+        counted = have is not None and have.version == want.version
         if have is None or cart_of(have) != want.lines or not counted:
             wrong.append(key)
     return wrong
+
+
+def tally(expected: dict[str, Cart], stored: dict[str, Any]) -> tuple[int, int, int]:
+    """(lost, doubled, wrong) by the model alone: a version short of the model's (or no
+    session), beyond it, or equal with another cart."""
+    lost = doubled = wrong = 0
+    for key, want in expected.items():
+        have = stored.get(key)
+        if have is None or have.version < want.version:
+            lost += 1
+        elif have.version > want.version:
+            doubled += 1
+        elif cart_of(have) != want.lines:
+            wrong += 1
+    return lost, doubled, wrong
