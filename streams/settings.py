@@ -213,6 +213,14 @@ class Settings(BaseSettings):
     commit_interval: float = Field(
         default=1.0, gt=0, description="Kafka offset commit interval (s)"
     )
+    producer_request_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description=(
+            "longest a worker's publish (notification, dead letter) waits for the broker "
+            "before it fails, is logged and retried (s)"
+        ),
+    )
     fetch_max_wait_ms: int = Field(
         default=10,
         ge=0,

@@ -99,10 +99,18 @@ def base_app(
         broker_heartbeat_interval=settings.heartbeat_interval,
         broker_rebalance_timeout=settings.rebalance_timeout,
         broker_commit_interval=settings.commit_interval,
+        # Faust's default (1,200 s) keeps a broker outage silent for 20 minutes: no
+        # relay warning, no pending notification counted as failed.
+        producer_request_timeout=settings.producer_request_timeout,
         producer_acks=-1,
         stream_wait_empty=False,
         broker_max_poll_records=max_poll_records,
         web_enabled=False,
+        # Faust reads unprefixed environment variables (PRODUCER_REQUEST_TIMEOUT,
+        # BROKER_COMMIT_INTERVAL, ...) and lets them override what is passed here:
+        # a stray variable would silently change the worker. Settings come from
+        # CONTINUITY_* alone.
+        env={},
     )
     # Before anything touches app.transport (app.topic does): Faust has no setting
     # for the consumer's fetch wait, and the default 1.5 s is latency on some brokers.

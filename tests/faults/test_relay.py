@@ -20,7 +20,7 @@ the abandonment KPIs count each cart exactly once. The worker keeps running.
 
 Faust's producer gives up on a request after ``producer_request_timeout``
 (20 minutes by default; until then the relay waits); the worker here is given
-3 s (Faust's ``PRODUCER_REQUEST_TIMEOUT``), so the publish fails while the
+3 s (``CONTINUITY_PRODUCER_REQUEST_TIMEOUT``), so the publish fails while the
 proxy is cut rather than after it. A relay picks its own failed entries up
 again when they have been idle for the claim time (30 s).
 Made to acknowledge entries whose publish failed, the relay loses them and the
@@ -170,7 +170,7 @@ async def test_relay_keeps_notifications_kafka_refuses_and_delivers_them_later(
                 "w",
                 CONTINUITY_ABANDON_AFTER="3",
                 CONTINUITY_ABANDON_SWEEP_INTERVAL="0.5",
-                PRODUCER_REQUEST_TIMEOUT="3",
+                CONTINUITY_PRODUCER_REQUEST_TIMEOUT="3",
             )
             log = worker.log_path
             failures = pending_seen = sent_while_cut = 0
