@@ -15,6 +15,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from streams.core.expiry import DEFAULT_GUEST_TTL, DEFAULT_SESSION_TTL
 from streams.core.fold import Limits, MergePolicy
 from streams.core.journey import JourneyLimits
 from streams.store.state import Effects
@@ -135,6 +136,32 @@ class Settings(BaseSettings):
     )
     shared_device_window: int = Field(
         default=30 * 86400, ge=60, description="the shared-device window (s)"
+    )
+    guest_ttl: int = Field(
+        default=DEFAULT_GUEST_TTL,
+        ge=60,
+        description=(
+            "seconds (event time) a guest session may stay idle before it ends: the next "
+            "event starts a fresh session, versions going on; part of the fold "
+            "(Session semantics: Expiry)"
+        ),
+    )
+    session_ttl: int = Field(
+        default=DEFAULT_SESSION_TTL,
+        ge=60,
+        description=(
+            "seconds (event time) a customer's session, saved cart included, may stay idle "
+            "before it ends (90 days, as commercetools keeps carts); part of the fold"
+        ),
+    )
+    expiry_grace: int = Field(
+        default=7 * 86400,
+        ge=0,
+        description=(
+            "seconds Redis keeps an ended session's keys past its end (or past the commit "
+            "that wrote them, if later): the lateness an event may have and still find "
+            "what the fold would"
+        ),
     )
     abandon_after: float = Field(
         default=1800.0,
@@ -396,6 +423,8 @@ class Settings(BaseSettings):
             merge_policy=self.merge_policy,
             shared_device_customers=self.shared_device_customers,
             shared_device_window=self.shared_device_window,
+            guest_ttl=self.guest_ttl,
+            session_ttl=self.session_ttl,
         )
 
     def effects(self, notify: bool = True) -> Effects:
@@ -405,6 +434,7 @@ class Settings(BaseSettings):
             journey=JourneyLimits(self.journey_max_entries, self.journey_max_age),
             notify=notify,
             compress=self.session_compression,
+            expiry_grace=self.expiry_grace,
         )
 
     def redis_dsn(self) -> str:

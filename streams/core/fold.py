@@ -42,6 +42,7 @@ from schemas.events import (
     SessionUnmerged,
 )
 from schemas.session import CartLine, Checkout, Session, Touch, ViewedProduct
+from streams.core.expiry import DEFAULT_GUEST_TTL, DEFAULT_SESSION_TTL
 
 
 class MergePolicy(StrEnum):
@@ -80,6 +81,10 @@ class Limits:
     # than this many customers within the window (seconds) is nobody's.
     shared_device_customers: int = 1
     shared_device_window: int = 30 * 86400
+    # Idle seconds (event time) after which a guest's or a customer's session has
+    # ended (streams/core/expiry.py); the next event starts a fresh one.
+    guest_ttl: int = DEFAULT_GUEST_TTL
+    session_ttl: int = DEFAULT_SESSION_TTL
 
 
 DEFAULT_LIMITS = Limits()

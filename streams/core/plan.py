@@ -22,6 +22,7 @@ from enum import StrEnum
 from schemas.events import AnyEvent, SessionUnmerged
 from schemas.session import CartLine, Session
 from streams.core.erasure import Erasure, covering
+from streams.core.expiry import end_ms, ended, successor, ttl_seconds
 from streams.core.fold import (
     DEFAULT_LIMITS,
     Applied,
@@ -105,6 +106,9 @@ class Snapshot:
     erasure_epoch: int = 0
     # anonymous_id -> customer -> newest sign-in (ms), for ids ever signed in with
     devices: Mapping[str, Links] = field(default_factory=dict)
+    # key -> the last version of a session Redis has forgotten after it ended
+    # (its key TTL ran out): the key's next event continues from there.
+    floors: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -138,6 +142,26 @@ class Plan:
     device_links: list[tuple[str, str, int]] = field(default_factory=list)
     # What the shared-device guard kept apart: "sign_in" or "guest_event" -> count.
     kept_apart: Counter[str] = field(default_factory=Counter)
+    # Sessions that ended (streams/core/expiry.py) -> their last version, in the order
+    # the batch ended them: what a changelog of sessions would publish as tombstones.
+    expired: dict[str, int] = field(default_factory=dict)
+    # Keys whose committed journey, links, guests' aliases and handoff codes the commit
+    # clears first (commit.lua's "expired" rows): sessions ended here, and guests merged
+    # earlier in the batch into a session then ended (their journeys go, not move). A
+    # guest merged earlier in the batch is not cleared when it ends: the merge moves
+    # what it had committed to the customer, as two separate commits would.
+    cleared: dict[str, None] = field(default_factory=dict)
+    # Written key -> (the last ms, event time, its session is alive, or 0 for a
+    # session with no event yet; its TTL in ms): what the commit's key TTLs are
+    # computed from.
+    lifetimes: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # Device (anonymous_id) -> the last ms (event time) its newest sign-in here still
+    # counts for the shared-device guard: its key TTL is computed from this.
+    device_ends: dict[str, int] = field(default_factory=dict)
+    # Guest ids whose alias ended, with no session of their own -> the version floor
+    # their next session goes on from; and how long (ms) such a floor is kept.
+    floors: dict[str, int] = field(default_factory=dict)
+    floor_ms: int = 0
 
     @property
     def rejected(self) -> list[RecordOutcome]:
@@ -171,6 +195,9 @@ def plan_batch(
     sessions = dict(snapshot.sessions)
     applied_upto = dict(snapshot.offsets)
     devices = {anon: dict(links) for anon, links in snapshot.devices.items()}
+    # Version floors: of sessions Redis forgot, and of guests whose alias ended.
+    floors = dict(snapshot.floors)
+    forgotten = set(snapshot.floors)
     for record, event in zip(records, decoded, strict=True):
         if record.offset <= applied_upto.get(record.tp, -1):
             plan.outcomes.append(RecordOutcome(record, Kind.ALREADY_APPLIED))
@@ -184,6 +211,7 @@ def plan_batch(
         # A login's merge never changes its own key (its customer_id), so the key is
         # routed once. Erasure is judged on it: a login of another customer on a
         # device an erased customer once used is theirs, not the erased one's.
+        _end_stale_alias(plan, event, aliases, sessions, floors, forgotten, limits)
         key = _guarded_route(plan, event, aliases, devices, limits)
         erased = covering(snapshot.erasures, (key,), record.tp, record.offset)
         if erased is not None:
@@ -194,10 +222,14 @@ def plan_batch(
                 RecordOutcome(record, Kind.ERASED, event, detail="published before an erasure")
             )
             continue
+        # Before the login check: a sign-in to an ended session links its guest anew.
+        _expire(plan, key, event, sessions, aliases, floors, forgotten, limits)
         if _is_login(event, aliases):
-            _merge(plan, event, aliases, sessions, snapshot, limits, devices)
+            _merge(plan, event, aliases, sessions, snapshot, limits, devices, floors)
         plan.read_keys.add(key)
-        session = sessions.get(key) or _fresh(key, event.customer_id, snapshot, sessions, aliases)
+        session = sessions.get(key) or _fresh(
+            key, event.customer_id, snapshot, sessions, aliases, floors
+        )
         folded_from, returned = session, None
         if isinstance(event, SessionUnmerged) and event.event_id not in session.recent_event_ids:
             undone = split(session, event.payload.anonymous_id, event.occurred_at)
@@ -216,7 +248,9 @@ def plan_batch(
             assert isinstance(outcome, Applied)
             _effects(plan, key, session, outcome.session, event, record.replayed_from)
             if returned is not None and isinstance(event, SessionUnmerged):
-                _give_back(plan, event, returned, sessions, aliases, snapshot)
+                _give_back(
+                    plan, event, returned, sessions, aliases, snapshot, floors, forgotten, limits
+                )
             sessions[key] = outcome.session
             # A guest merged earlier in the batch and started again keeps its delete:
             # the commit applies deletes before writes, so the merge moves what the
@@ -225,7 +259,94 @@ def plan_batch(
             plan.writes[key] = outcome.session
             plan.outcomes.append(RecordOutcome(record, Kind.APPLIED, event, key))
     _record_expectations(plan, records, decoded, snapshot)
+    for key, written in plan.writes.items():
+        ttl = ttl_seconds(written, limits.guest_ttl, limits.session_ttl) * 1000
+        plan.lifetimes[key] = (end_ms(written, limits.guest_ttl, limits.session_ttl) or 0, ttl)
+    plan.floor_ms = limits.session_ttl * 1000
+    for anon, _, at_ms in plan.device_links:
+        until = at_ms + limits.shared_device_window * 1000
+        plan.device_ends[anon] = max(plan.device_ends.get(anon, until), until)
     return plan
+
+
+def _expire(
+    plan: Plan,
+    key: str,
+    event: AnyEvent,
+    sessions: dict[str, Session],
+    aliases: dict[str, str],
+    floors: dict[str, int],
+    forgotten: set[str],
+    limits: Limits,
+) -> None:
+    """End ``key``'s session if ``event`` finds it idle past its TTL: its successor,
+    one version on, is written whatever becomes of the event (as a merge is).
+
+    A session Redis already forgot (only its version floor left) ended the same
+    way, so a key's versions do not depend on whether its TTL ran out."""
+    current = sessions.get(key)
+    if current is None:
+        if key not in forgotten:
+            return
+        forgotten.discard(key)
+        customer_id = key if event.customer_id == key else None
+        current = _new_session(key, customer_id).model_copy(update={"version": floors[key]})
+    elif not ended(current, event.occurred_at, limits.guest_ttl, limits.session_ttl):
+        return
+    after = successor(current)
+    sessions[key] = after
+    plan.writes[key] = after
+    plan.expired[key] = current.version
+    if key not in plan.deletes:
+        plan.cleared[key] = None
+    plan.journey = [e for e in plan.journey if e.key != key]
+    for guest, into in plan.deletes.items():
+        if into == key:
+            plan.cleared[guest] = None
+    for anon in [a for a, target in aliases.items() if target == key]:
+        _drop_alias(plan, aliases, anon, current.version, sessions, floors, forgotten)
+
+
+def _end_stale_alias(
+    plan: Plan,
+    event: AnyEvent,
+    aliases: dict[str, str],
+    sessions: Mapping[str, Session],
+    floors: dict[str, int],
+    forgotten: set[str],
+    limits: Limits,
+) -> None:
+    """A guest's alias ends with the session it points at: a guest event that finds
+    its customer's session ended starts the guest's own again (versions going on
+    from the customer's, as for any guest merged before)."""
+    anon = event.anonymous_id
+    if event.customer_id is not None or anon is None or anon not in aliases:
+        return
+    target = sessions.get(aliases[anon])
+    if target is None or not ended(target, event.occurred_at, limits.guest_ttl, limits.session_ttl):
+        return
+    _drop_alias(plan, aliases, anon, target.version, sessions, floors, forgotten)
+
+
+def _drop_alias(
+    plan: Plan,
+    aliases: dict[str, str],
+    anon: str,
+    floor: int,
+    sessions: Mapping[str, Session],
+    floors: dict[str, int],
+    forgotten: set[str],
+) -> None:
+    """The guest's alias ends; without a session of its own, the guest keeps the version
+    floor of the session it pointed at, as one Redis forgot (the commit stores it, as
+    ``commit.lua`` does for the aliases it ends itself), so its next session goes on."""
+    aliases.pop(anon, None)
+    plan.aliases.pop(anon, None)
+    plan.alias_deletes.add(anon)
+    if anon not in sessions:
+        floors[anon] = max(floors.get(anon, 0), floor)
+        forgotten.add(anon)
+        plan.floors[anon] = floors[anon]
 
 
 def route(event: AnyEvent, aliases: Mapping[str, str]) -> str:
@@ -251,6 +372,7 @@ def _fresh(
     snapshot: Snapshot,
     sessions: Mapping[str, Session] | None = None,
     aliases: Mapping[str, str] | None = None,
+    floors: Mapping[str, int] | None = None,
 ) -> Session:
     """A new session whose versions go on from any the key had before, so a client's
     ``Last-Event-ID`` or ``min_version`` never points past it: after an erasure, the
@@ -259,6 +381,7 @@ def _fresh(
     session = _new_session(key, customer_id)
     erasure = snapshot.erasures.get(key)
     floor = erasure.floors.get(key, 0) if erasure is not None else 0
+    floor = max(floor, (floors or {}).get(key, 0))
     target = (aliases or {}).get(key)
     merged_into = (sessions or {}).get(target) if target is not None else None
     if merged_into is not None:
@@ -274,6 +397,7 @@ def _merge(
     snapshot: Snapshot,
     limits: Limits,
     devices: dict[str, dict[str, int]],
+    floors: dict[str, int],
 ) -> None:
     customer_id, anonymous_id = event.customer_id, event.anonymous_id
     assert customer_id is not None
@@ -285,11 +409,26 @@ def _merge(
         plan.kept_apart["sign_in"] += 1
     else:
         guest = sessions.pop(anonymous_id, None)
+    ended_guest = guest is not None and ended(
+        guest, event.occurred_at, limits.guest_ttl, limits.session_ttl
+    )
+    ended_version = 0
+    if guest is not None and ended_guest:
+        # An ended guest brings nothing to the merge; its session and journey just go.
+        # Its versions still end below the customer's, as a merged guest's do.
+        ended_version = guest.version
+        plan.expired[anonymous_id] = guest.version
+        plan.cleared[anonymous_id] = None
+        plan.journey = [e for e in plan.journey if e.key != anonymous_id]
+        plan.writes.pop(anonymous_id, None)
+        plan.deletes[anonymous_id] = customer_id
+        guest = None
     _record_sign_in(plan, devices, event, customer_id)
-    base = sessions.get(customer_id) or _fresh(customer_id, customer_id, snapshot)
+    base = sessions.get(customer_id) or _fresh(customer_id, customer_id, snapshot, floors=floors)
     merged = merge_guest(base, guest, customer_id, anonymous_id, limits, event.occurred_at)
     # The merge is a change of its own: it gets a version before the event is folded.
-    session = merged.session.model_copy(update={"version": merged.session.version + 1})
+    version = max(merged.session.version, ended_version) + 1
+    session = merged.session.model_copy(update={"version": version})
     sessions[customer_id] = session
     plan.writes[customer_id] = session
     plan.dropped_lines.extend(merged.dropped)
@@ -332,11 +471,15 @@ def _give_back(
     sessions: dict[str, Session],
     aliases: dict[str, str],
     snapshot: Snapshot,
+    floors: dict[str, int],
+    forgotten: set[str],
+    limits: Limits,
 ) -> None:
     """An unmerge: the guest's lines become its own session again, its id its own."""
     guest = event.payload.anonymous_id
     plan.read_keys.add(guest)
-    base = sessions.get(guest) or _fresh(guest, None, snapshot, sessions, aliases)
+    _expire(plan, guest, event, sessions, aliases, floors, forgotten, limits)
+    base = sessions.get(guest) or _fresh(guest, None, snapshot, sessions, aliases, floors)
     have = {line.sku for line in base.cart}
     cart = [*base.cart, *(line for line in lines if line.sku not in have)]
     restored = with_cart(base, cart).model_copy(

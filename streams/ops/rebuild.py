@@ -117,7 +117,9 @@ async def wipe(redis: Redis, prefix: str) -> int:
     recounted = [f for f in fields if not f.startswith("abandoned")]
     if recounted:
         await redis.hdel(kpis, *recounted)
-    for family in (keys.SESSION, keys.ALIAS, keys.LINKS, keys.JOURNEY, keys.DEVICES):
+    families = (keys.SESSION, keys.ALIAS, keys.LINKS, keys.JOURNEY, keys.DEVICES)
+    # Version floors too: a re-fold derives every version from the log again.
+    for family in (*families, keys.VERSION_FLOOR):
         pattern = family.glob(prefix)
         batch: list[bytes] = []
         async for key in redis.scan_iter(match=pattern, count=1000):

@@ -104,7 +104,11 @@ _STATE = "store/state.py"
 _OUTBOX = "store/outbox.py"
 _HANDOFFS = "store/handoffs.py"
 _WIPE = "ops/rebuild.py (wipe)"
-_NO_TTL_WIPED = "no TTL; deleted by an erasure, and by a wipe (`continuity rebuild --into-live`)"
+# A session's key TTL (streams/core/expiry.py), as the page says it.
+_ENDS = (
+    "expires `CONTINUITY_EXPIRY_GRACE` (default 7 days) after its session ends: idle "
+    "`CONTINUITY_GUEST_TTL` or `CONTINUITY_SESSION_TTL` on event time, or the commit if later"
+)
 
 _PATTERN_PART = re.compile(r"(<[a-z_]+>|\[|\])")
 
@@ -165,7 +169,7 @@ SESSION = Family(
     RedisType.HASH,
     writers=(_COMMIT, _ERASE, _WIPE),
     readers=(_LOAD, _SWEEP, _ERASE, _STATE, "gateway/sessions.py", "gateway/routes/journey.py"),
-    lifetime="no TTL; deleted when its guest merges into a customer, by an erasure, by a wipe",
+    lifetime=f"{_ENDS}; deleted when its guest merges into a customer, by an erasure, by a wipe",
     meaning="`v` = version, `d` = session JSON, zlib-compressed unless "
     "`CONTINUITY_SESSION_COMPRESSION=false` (readers take both: `core/session_codec.py`)",
     lua=("commit.lua", "erase.lua", "load.lua", "sweep.lua"),
@@ -177,7 +181,8 @@ ALIAS = Family(
     RedisType.STRING,
     writers=(_COMMIT, _ERASE, _WIPE),
     readers=(_LOAD, _ERASE, _STATE, "gateway/sessions.py"),
-    lifetime="no TTL; deleted by an unmerge, by an erasure naming its target, by a wipe",
+    lifetime="expires with its target's session; deleted when that session ends, by an "
+    "unmerge, by an erasure naming its target, by a wipe",
     meaning="the customer a merged guest now points at",
     lua=("commit.lua", "erase.lua", "load.lua"),
 )
@@ -187,8 +192,9 @@ LINKS = Family(
     "l:{<customer_id>}",
     RedisType.SET,
     writers=(_COMMIT, _ERASE, _WIPE),
-    readers=(_ERASE, _STATE),
-    lifetime=_NO_TTL_WIPED,
+    readers=(_COMMIT, _ERASE, _STATE),
+    lifetime="expires with the customer's session; deleted when that session ends, by an "
+    "erasure, by a wipe",
     meaning="guest ids whose alias points at the customer (what an erasure must find)",
     lua=("commit.lua", "erase.lua"),
 )
@@ -200,9 +206,11 @@ JOURNEY = Family(
     writers=(_COMMIT, _ERASE, _WIPE),
     readers=(_COMMIT, "gateway/routes/journey.py"),
     lifetime=f"expires `CONTINUITY_JOURNEY_MAX_AGE` s (default "
-    f"{DEFAULT_JOURNEY.max_age_seconds // 86400} days) after its last write; at most "
+    f"{DEFAULT_JOURNEY.max_age_seconds // 86400} days) after its last write, or with its "
+    "session if sooner; deleted when the session ends; at most "
     f"`CONTINUITY_JOURNEY_MAX_ENTRIES` (default {DEFAULT_JOURNEY.max_entries}) entries, "
-    "none older than the max age",
+    f"none older than `CONTINUITY_JOURNEY_MAX_AGE` (default "
+    f"{DEFAULT_JOURNEY.max_age_seconds // 86400} days)",
     meaning="the journey: one JSON entry per applied event, scored by `occurred_at` ms "
     "(`core/journey.py`); a merged guest's entries move into the customer's",
     lua=("commit.lua", "erase.lua"),
@@ -214,7 +222,9 @@ DEVICES = Family(
     RedisType.SORTED_SET,
     writers=(_COMMIT, _ERASE, _WIPE),
     readers=(_LOAD, _ERASE),
-    lifetime="no TTL; the newest 50 members kept; deleted by a wipe",
+    lifetime="expires `CONTINUITY_EXPIRY_GRACE` after the newest sign-in stops counting "
+    "(`CONTINUITY_SHARED_DEVICE_WINDOW` after it, event time, or the commit if later); the "
+    "newest 50 members kept; deleted by a wipe",
     meaning="customers signed in on a device, by their newest sign-in (ms, event time): "
     "the shared-device guard (`core/shared_device.py`); an erased customer's become "
     "`erased:<ms>`",
@@ -383,11 +393,12 @@ HANDOFF = Family(
     "handoff",
     "handoff:<code>",
     RedisType.STRING,
-    writers=(_HANDOFFS, _ERASE),
+    writers=(_HANDOFFS, _ERASE, _COMMIT),
     readers=(_HANDOFFS,),
-    lifetime="`CONTINUITY_HANDOFF_TTL`; taken (GETDEL) by its one claim",
+    lifetime="`CONTINUITY_HANDOFF_TTL`; taken (GETDEL) by its one claim; deleted when its "
+    "session ends",
     meaning="a pending POS handoff code: JSON of its ticket (session key and ids)",
-    lua=("erase.lua",),
+    lua=("commit.lua", "erase.lua"),
 )
 
 HANDOFF_SEEN = Family(
@@ -405,11 +416,25 @@ HANDOFF_BY = Family(
     "handoff_by",
     "handoff-by:{<key>}",
     RedisType.SET,
-    writers=(_HANDOFFS, _ERASE),
-    readers=(_ERASE,),
-    lifetime="expires with the session's newest code",
-    meaning="a session's handoff codes, so an erasure can delete them",
-    lua=("erase.lua",),
+    writers=(_HANDOFFS, _ERASE, _COMMIT),
+    readers=(_ERASE, _COMMIT),
+    lifetime="expires with the session's newest code; deleted when the session ends",
+    meaning="a session's handoff codes, so an erasure or the session's end can delete them",
+    lua=("commit.lua", "erase.lua"),
+)
+
+VERSION_FLOOR = Family(
+    "version_floor",
+    "vf:{<key>}",
+    RedisType.STRING,
+    writers=(_COMMIT, _ERASE, _WIPE),
+    readers=(_LOAD, _ERASE),
+    lifetime="expires one session TTL after its session's key (so a client's version stays "
+    "valid that long after Redis forgot the session); deleted when its guest merges, by an "
+    "erasure (which records it), by a wipe",
+    meaning="the session's version, outliving it: a session started after Redis forgot the "
+    "ended one goes on from here (`core/expiry.py`)",
+    lua=("commit.lua", "erase.lua", "load.lua"),
 )
 
 CLAIM_FAILURES_STORE = Family(
@@ -466,6 +491,7 @@ FAMILIES: tuple[Family, ...] = (
     HANDOFF,
     HANDOFF_SEEN,
     HANDOFF_BY,
+    VERSION_FLOOR,
     CLAIM_FAILURES_STORE,
     CLAIM_FAILURES_ADDRESS,
     RATE_LIMITS,
@@ -485,6 +511,11 @@ def session(prefix: str, key: str) -> str:
 def alias(prefix: str, anonymous_id: str) -> str:
     """The alias of a merged guest."""
     return f"{prefix}:a:{{{anonymous_id}}}"
+
+
+def version_floor(prefix: str, key: str) -> str:
+    """The version floor ``key``'s session leaves when Redis forgets it."""
+    return f"{prefix}:vf:{{{key}}}"
 
 
 def links(prefix: str, customer_id: str) -> str:

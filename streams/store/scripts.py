@@ -4,7 +4,7 @@ Every script ships in ``streams/store/lua/`` (package data) and is registered
 through :func:`register`, so there is one place that knows where scripts live
 and which exist (:data:`SCRIPTS`, checked against the folder by a test).
 
-``commit.lua`` takes a fixed head and then sixteen counted sections, each a
+``commit.lua`` takes a fixed head and then twenty counted sections, each a
 row count and that many rows of a fixed width. The script and
 ``RedisState.commit`` must agree on their order and widths, or the script
 reads one section's values as the next one's. :data:`COMMIT_SECTIONS` is that
@@ -67,6 +67,8 @@ COMMIT_SECTIONS: tuple[Section, ...] = (
     Section("expected_versions", ("key", "version")),
     Section("expected_aliases", ("anon", "target"), "target '' if none"),
     Section("expected_offsets", ("tp", "offset"), "offset -1 if none"),
+    Section("expiry", ("grace_ms", "floor_ms"), "0 or 1 row; none sets no key TTLs"),
+    Section("expired", ("key",), "sessions ended, and guests merged into them"),
     Section("writes", ("key", "version", "session", "notice")),
     Section("deletes", ("key", "merged_into", "notice")),
     Section("alias_writes", ("anon", "target")),
@@ -80,6 +82,9 @@ COMMIT_SECTIONS: tuple[Section, ...] = (
     Section("timers", ("key", "deadline_ms"), "deadline '-' cancels"),
     Section("notifications", ("json",)),
     Section("device_signins", ("anon", "customer", "ms")),
+    Section("floors", ("key", "version")),
+    Section("lifetimes", ("key", "end_ms", "ttl_ms"), "end_ms 0 if no event yet"),
+    Section("device_lifetimes", ("anon", "end_ms")),
 )
 _BY_NAME = {s.name: s for s in COMMIT_SECTIONS}
 

@@ -45,6 +45,9 @@ class Effects:
     notify: bool = True
     # Sessions stored zlib-compressed (streams/core/session_codec.py); readers take both forms.
     compress: bool = True
+    # Seconds Redis keeps what a session wrote past its end (streams/core/expiry.py)
+    # or the commit, whichever is later; None sets no key TTLs.
+    expiry_grace: int | None = 7 * 86400
 
 
 @dataclass(frozen=True)
@@ -93,7 +96,7 @@ class RedisState:
             args.append(len(group))
             args.extend(group)
         reply = await self._load(args=args)
-        aliases_raw, offsets_raw, sessions_raw, erasures_raw, epoch, devices_raw = reply
+        aliases_raw, offsets_raw, sessions_raw, erasures_raw, epoch, devices_raw, floors_raw = reply
         aliases = {
             _s(aliases_raw[i]): _s(aliases_raw[i + 1]) for i in range(0, len(aliases_raw), 2)
         }
@@ -106,7 +109,10 @@ class RedisState:
             _s(erasures_raw[i]): load_erasure(erasures_raw[i + 1])
             for i in range(0, len(erasures_raw), 2)
         }
-        return Snapshot(aliases, offsets, sessions, erasures, int(epoch), _devices(devices_raw))
+        floors = {_s(floors_raw[i]): int(floors_raw[i + 1]) for i in range(0, len(floors_raw), 2)}
+        return Snapshot(
+            aliases, offsets, sessions, erasures, int(epoch), _devices(devices_raw), floors
+        )
 
     async def commit(self, plan: Plan, active_at: float | None = None) -> Conflict | None:
         """Write the plan if nothing it read changed; return the conflict otherwise.
@@ -125,6 +131,7 @@ class RedisState:
                 for k, s in plan.writes.items()
             ],
             "deletes": [(k, c, _notice(k, None, merged_into=c)) for k, c in plan.deletes.items()],
+            "expired": [(k,) for k in plan.cleared],
             "alias_writes": list(plan.aliases.items()),
             "alias_deletes": [(anon,) for anon in sorted(plan.alias_deletes)],
             "offset_writes": [
@@ -149,7 +156,8 @@ class RedisState:
         return Conflict(_s(result[1]), _s(result[2]))
 
     def _effect_rows(self, rows: dict[str, list[Row]], plan: Plan, active_at: float | None) -> None:
-        """The commit's sections after the state: KPIs, journey, timers, outbox, devices."""
+        """The commit's sections after the state: KPIs, journey, timers, outbox, devices,
+        key TTLs."""
         rows["kpis"] = list(plan.kpis.fields().items())
         now = active_at if active_at is not None else time.time()
         limits = self.effects.journey
@@ -160,6 +168,11 @@ class RedisState:
         rows["timers"] = list(timers(plan, now, after)) if after is not None else []
         rows["notifications"] = [(n,) for n in plan.notifications] if self.effects.notify else []
         rows["device_signins"] = list(plan.device_links)
+        grace = self.effects.expiry_grace
+        rows["expiry"] = [(grace * 1000, plan.floor_ms)] if grace is not None else []
+        rows["floors"] = list(plan.floors.items())
+        rows["lifetimes"] = [(k, end, ttl) for k, (end, ttl) in plan.lifetimes.items()]
+        rows["device_lifetimes"] = list(plan.device_ends.items())
 
     async def resolve(self, some_id: str) -> str:
         """The session key for a customer or guest id (following a merged guest's alias)."""

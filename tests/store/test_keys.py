@@ -76,6 +76,7 @@ CONTRACT = {
     "handoff": "cont:handoff:ABCD2345",
     "handoff_seen": "cont:handoff-seen:ABCD2345",
     "handoff_by": "cont:handoff-by:{c-1}",
+    "version_floor": "cont:vf:{c-1}",
     "claim_failures_store": "cont:handoff-fail:store:store-9",
     "claim_failures_address": "cont:handoff-fail:addr:127.0.0.1",
     "rate_limits": "cont:rl",  # the limits library's key_prefix; it appends ":{<window>}"

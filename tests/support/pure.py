@@ -19,7 +19,7 @@ from schemas.events import EVENT_ADAPTER, AnyEvent
 from schemas.session import Session
 from streams.core.decode import decode
 from streams.core.erasure import Erasure
-from streams.core.fold import Rejected
+from streams.core.fold import DEFAULT_LIMITS, Limits, Rejected
 from streams.core.plan import Plan, Record, Snapshot, plan_batch
 from streams.core.shared_device import erased as erased_name
 from streams.core.shared_device import linked
@@ -86,6 +86,10 @@ class MemoryState:
     kpis: Counter[str] = field(default_factory=Counter)
     outbox: list[bytes] = field(default_factory=list)
     devices: dict[str, dict[str, int]] = field(default_factory=dict)
+    # The fold's definition the plans are made with (the TTLs of streams/core/expiry.py).
+    limits: Limits = DEFAULT_LIMITS
+    # key -> version floor (``P:vf:{key}``), read only for a key with no session
+    floors: dict[str, int] = field(default_factory=dict)
 
     def snapshot(self) -> Snapshot:
         return Snapshot(
@@ -94,6 +98,7 @@ class MemoryState:
             dict(self.sessions),
             dict(self.erasures),
             devices={anon: dict(links) for anon, links in self.devices.items()},
+            floors={k: v for k, v in self.floors.items() if k not in self.sessions},
         )
 
     def erase(self, customer_id: str, ends: dict[str, int], at_ms: int = 1) -> Erasure:
@@ -108,6 +113,7 @@ class MemoryState:
         for i in ids:
             self.erasures[i] = erasure
             self.sessions.pop(i, None)
+            self.floors.pop(i, None)  # erase.lua moves it into the erasure record
             self.journeys.pop(i, None)
             signed = self.devices.get(i, {}).pop(customer_id, None)
             if signed is not None:
@@ -121,9 +127,20 @@ class MemoryState:
         for key, version in plan.expected_versions.items():
             current = self.sessions.get(key)
             assert (current.version if current else 0) == version, "plan built on a stale read"
+        # As commit.lua: what ended sessions leave behind goes first (their journeys,
+        # and the aliases of the guests linked to them), then deletes before writes.
+        for key in plan.cleared:
+            self.journeys.pop(key, None)
+            ended = self.sessions.get(key)
+            for anon in self.links.pop(key, set()):
+                if self.aliases.get(anon) == key:
+                    del self.aliases[anon]
+                    if ended is not None and anon not in self.sessions:
+                        self.floors[anon] = max(self.floors.get(anon, 0), ended.version)
         # As commit.lua: deletes (merged guests) before writes.
         for key, into in plan.deletes.items():
             self.sessions.pop(key, None)
+            self.floors.pop(key, None)
             for member, score in self.journeys.pop(key, {}).items():
                 mine = self.journeys.setdefault(into, {})
                 mine[member] = min(score, mine.get(member, score))
@@ -140,11 +157,14 @@ class MemoryState:
         for anon, target in plan.aliases.items():
             self.links.setdefault(target, set()).add(anon)
         self.offsets.update(plan.offsets)
+        for key, version in plan.floors.items():
+            self.floors[key] = max(self.floors.get(key, 0), version)
+        self.floors.update({k: s.version for k, s in plan.writes.items()})
 
     def process(self, batch: Sequence[Record]) -> Plan:
         """Decode, plan against the current state and commit: one worker batch."""
         decoded: list[AnyEvent | Rejected] = [decode(r.value) for r in batch]
-        plan = plan_batch(batch, decoded, self.snapshot())
+        plan = plan_batch(batch, decoded, self.snapshot(), self.limits)
         self.apply(plan)
         return plan
 

@@ -7,6 +7,8 @@
 --   expected_versions: key, version
 --   expected_aliases: anon, target (target '' if none)
 --   expected_offsets: tp, offset (offset -1 if none)
+--   expiry: grace_ms, floor_ms (0 or 1 row; none sets no key TTLs)
+--   expired: key (sessions ended, and guests merged into them)
 --   writes: key, version, session, notice
 --   deletes: key, merged_into, notice
 --   alias_writes: anon, target
@@ -20,6 +22,9 @@
 --   timers: key, deadline_ms (deadline '-' cancels)
 --   notifications: json
 --   device_signins: anon, customer, ms
+--   floors: key, version
+--   lifetimes: key, end_ms, ttl_ms (end_ms 0 if no event yet)
+--   device_lifetimes: anon, end_ms
 -- Returns {1} on success, {0, what, name} on a conflict (nothing written).
 local prefix, offsets_key, prints_key = ARGV[1], ARGV[2], ARGV[3]
 -- An erasure since the snapshot may cover records this plan folded: refuse, re-plan.
@@ -57,6 +62,53 @@ for j = 0, n - 1 do
   if have ~= want then return {0, 'offset', tp} end
 end
 
+local clock = redis.call('TIME')
+local now_ms = clock[1] * 1000 + math.floor(clock[2] / 1000)
+-- Key TTLs (streams/core/expiry.py): what a session wrote lives until its end on
+-- event time or this commit, whichever is later, plus the grace, so Redis never
+-- forgets a session an event delivered within the grace could still find alive.
+s, n = section(2)
+local grace, floor_ms = nil, 0
+if n == 1 then grace, floor_ms = tonumber(ARGV[s]), tonumber(ARGV[s + 1]) end
+local function until_ms(end_ms)
+  return math.max(tonumber(end_ms), now_ms) + grace
+end
+local function vfkey(k) return prefix .. ':vf:{' .. k .. '}' end
+-- A guest whose alias ended keeps the version floor of the session it pointed at,
+-- so its next session goes on from there (plan.py keeps the same floor).
+local function keep_floor(anon, version)
+  if tonumber(redis.call('GET', vfkey(anon)) or '0') >= tonumber(version) then return end
+  if grace then
+    redis.call('SET', vfkey(anon), version, 'PXAT', string.format('%d', until_ms(0) + floor_ms))
+  else
+    redis.call('SET', vfkey(anon), version)
+  end
+end
+
+-- Sessions that ended (streams/core/expiry.py) leave nothing to their successors:
+-- their journeys, the aliases of guests linked to them and their handoff codes go
+-- first, so the merges and journey entries below belong to the successors.
+s, n = section(1)
+for j = 0, n - 1 do
+  local k = ARGV[s + j]
+  redis.call('DEL', jkey(k))
+  local linked = prefix .. ':l:{' .. k .. '}'
+  local version = redis.call('HGET', skey(k), 'v')
+  for _, anon in ipairs(redis.call('SMEMBERS', linked)) do
+    if redis.call('GET', akey(anon)) == k then
+      redis.call('DEL', akey(anon))
+      if version and redis.call('EXISTS', skey(anon)) == 0 then keep_floor(anon, version) end
+    end
+  end
+  redis.call('DEL', linked)
+  -- A code's "seen" marker stays: a claim of it answers "expired".
+  local by = prefix .. ':handoff-by:{' .. k .. '}'
+  for _, code in ipairs(redis.call('SMEMBERS', by)) do
+    redis.call('DEL', prefix .. ':handoff:' .. code)
+  end
+  redis.call('DEL', by)
+end
+
 local ws, wn = section(4)
 -- Deletes before writes: a guest merged and started again in one batch ends up
 -- merged (its old session and journey moved) with its new session standing.
@@ -64,6 +116,8 @@ s, n = section(3)
 for j = 0, n - 1 do
   local guest, into = ARGV[s + 3 * j], ARGV[s + 3 * j + 1]
   redis.call('DEL', skey(guest))
+  -- A merged guest's versions go on from its customer's (plan.py), not from its own.
+  redis.call('DEL', vfkey(guest))
   -- The guest's journey becomes part of the customer's.
   if redis.call('EXISTS', jkey(guest)) == 1 then
     redis.call('ZUNIONSTORE', jkey(into), 2, jkey(into), jkey(guest), 'AGGREGATE', 'MIN')
@@ -87,8 +141,6 @@ s, n = section(1)
 for j = 0, n - 1 do redis.call('DEL', akey(ARGV[s + j])) end
 s, n = section(3)
 -- When each partition was last applied, by Redis's clock: how fresh a read is.
-local clock = redis.call('TIME')
-local now_ms = clock[1] * 1000 + math.floor(clock[2] / 1000)
 for j = 0, n - 1 do
   local b = s + 3 * j
   redis.call('HSET', offsets_key, ARGV[b], ARGV[b + 1])
@@ -146,5 +198,37 @@ for j = 0, n - 1 do
   local dv = prefix .. ':dv:{' .. ARGV[b] .. '}'
   redis.call('ZADD', dv, 'GT', ARGV[b + 2], ARGV[b + 1])
   redis.call('ZREMRANGEBYRANK', dv, 0, -51)
+end
+s, n = section(2)
+for j = 0, n - 1 do keep_floor(ARGV[s + 2 * j], ARGV[s + 2 * j + 1]) end
+-- A written session's keys expire together; its version floor outlives them by one
+-- TTL, so the key's next session goes on from it after Redis forgot this one.
+s, n = section(3)
+if grace then
+  for j = 0, n - 1 do
+    local b = s + 3 * j
+    local k, at = ARGV[b], string.format('%d', until_ms(ARGV[b + 1]))
+    redis.call('PEXPIREAT', skey(k), at)
+    -- The journey keeps its own max age when that is sooner.
+    local jat = redis.call('PEXPIRETIME', jkey(k))
+    if jat == -1 or jat > tonumber(at) then redis.call('PEXPIREAT', jkey(k), at) end
+    local linked = prefix .. ':l:{' .. k .. '}'
+    if redis.call('PEXPIREAT', linked, at) == 1 then
+      for _, anon in ipairs(redis.call('SMEMBERS', linked)) do
+        if redis.call('GET', akey(anon)) == k then redis.call('PEXPIREAT', akey(anon), at) end
+      end
+    end
+    local floor_at = string.format('%d', tonumber(at) + tonumber(ARGV[b + 2]))
+    redis.call('SET', vfkey(k), redis.call('HGET', skey(k), 'v'), 'PXAT', floor_at)
+  end
+end
+-- A device's sign-ins live as long as the newest still counts for the guard.
+s, n = section(2)
+if grace then
+  for j = 0, n - 1 do
+    local b = s + 2 * j
+    local dv, at = prefix .. ':dv:{' .. ARGV[b] .. '}', string.format('%d', until_ms(ARGV[b + 1]))
+    if redis.call('PEXPIRETIME', dv) < tonumber(at) then redis.call('PEXPIREAT', dv, at) end
+  end
 end
 return {1}

@@ -47,7 +47,8 @@ for tp, upto in pairs(record.upto) do
 end
 if type(record.floors) ~= 'table' then record.floors = {} end
 for _, k in ipairs(ids) do
-  local v = redis.call('HGET', skey(k), 'v')
+  -- A session Redis forgot after it ended left its version floor.
+  local v = redis.call('HGET', skey(k), 'v') or redis.call('GET', prefix .. ':vf:{' .. k .. '}')
   if v then record.floors[k] = tonumber(v) end
 end
 erasure = cjson.encode(record)
@@ -57,6 +58,8 @@ for _, k in ipairs(ids) do
   redis.call('SET', prefix .. ':x:{' .. k .. '}', erasure)
   redis.call('SADD', prefix .. ':xs', k)
   sessions = sessions + redis.call('DEL', skey(k))
+  -- The floor moved into the erasure record above.
+  redis.call('DEL', prefix .. ':vf:{' .. k .. '}')
   -- The customer's sign-ins on its devices lose its name but still count for the
   -- shared-device guard, as a replay counts the erased sign-in (shared_device.py).
   local dv = prefix .. ':dv:{' .. k .. '}'

@@ -2,7 +2,8 @@
 -- ARGV: prefix, offsets_key, n_anon, anon..., n_keys, key..., n_tp, tp...
 -- Returns {aliases (anon, target pairs), offsets (in tp order), sessions (key, json pairs),
 --          erasures (id, erasure json pairs), erasure epoch,
---          device sign-ins (anon, n, (customer, ms) x n) of anon ids that have an alias}.
+--          device sign-ins (anon, n, (customer, ms) x n) of anon ids that have an alias,
+--          version floors (key, version pairs) of keys whose session Redis forgot}.
 local prefix, offsets_key = ARGV[1], ARGV[2]
 local i = 3
 local aliases, want, seen, devices = {}, {}, {}, {}
@@ -31,10 +32,15 @@ if n > 0 then
   for _ = 1, n do tps[#tps + 1] = ARGV[i]; i = i + 1 end
   offsets = redis.call('HMGET', offsets_key, unpack(tps))
 end
-local sessions = {}
+local sessions, floors = {}, {}
 for _, k in ipairs(want) do
   local d = redis.call('HGET', prefix .. ':s:{' .. k .. '}', 'd')
-  if d then sessions[#sessions + 1] = k; sessions[#sessions + 1] = d end
+  if d then
+    sessions[#sessions + 1] = k; sessions[#sessions + 1] = d
+  else
+    local v = redis.call('GET', prefix .. ':vf:{' .. k .. '}')
+    if v then floors[#floors + 1] = k; floors[#floors + 1] = v end
+  end
 end
 local erasures = {}
 local epoch = redis.call('GET', prefix .. ':xe') or '0'
@@ -45,4 +51,4 @@ if epoch ~= '0' then
     if x then erasures[#erasures + 1] = k; erasures[#erasures + 1] = x end
   end
 end
-return {aliases, offsets, sessions, erasures, epoch, devices}
+return {aliases, offsets, sessions, erasures, epoch, devices, floors}
