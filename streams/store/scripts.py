@@ -4,7 +4,7 @@ Every script ships in ``streams/store/lua/`` (package data) and is registered
 through :func:`register`, so there is one place that knows where scripts live
 and which exist (:data:`SCRIPTS`, checked against the folder by a test).
 
-``commit.lua`` takes a fixed head and then twenty counted sections, each a
+``commit.lua`` takes a fixed head and then twenty-one counted sections, each a
 row count and that many rows of a fixed width. The script and
 ``RedisState.commit`` must agree on their order and widths, or the script
 reads one section's values as the next one's. :data:`COMMIT_SECTIONS` is that

@@ -208,6 +208,10 @@ if grace then
   for j = 0, n - 1 do
     local b = s + 3 * j
     local k, at = ARGV[b], string.format('%d', until_ms(ARGV[b + 1]))
+    -- Read before the expiry: a time already past (no grace) deletes the key now.
+    local version = redis.call('HGET', skey(k), 'v')
+    local floor_at = string.format('%d', tonumber(at) + tonumber(ARGV[b + 2]))
+    redis.call('SET', vfkey(k), version, 'PXAT', floor_at)
     redis.call('PEXPIREAT', skey(k), at)
     -- The journey keeps its own max age when that is sooner.
     local jat = redis.call('PEXPIRETIME', jkey(k))
@@ -218,8 +222,6 @@ if grace then
         if redis.call('GET', akey(anon)) == k then redis.call('PEXPIREAT', akey(anon), at) end
       end
     end
-    local floor_at = string.format('%d', tonumber(at) + tonumber(ARGV[b + 2]))
-    redis.call('SET', vfkey(k), redis.call('HGET', skey(k), 'v'), 'PXAT', floor_at)
   end
 end
 -- A device's sign-ins live as long as the newest still counts for the guard.

@@ -1,0 +1,160 @@
+"""Key TTLs of ended sessions (streams/core/expiry.py) against a real redis-server.
+
+Proves: a commit gives every key a session wrote (the session, its journey, its
+link set and its guests' aliases, the device's sign-ins) the expiry the fold's
+end implies, ``max(end, commit time) + grace``, never sooner, and the version
+floor one TTL beyond; a session Redis then forgets by itself continues its
+versions from the floor; a session that ends takes its guests' aliases, its
+links and its journey with it, and the guests keep the version floor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from redis.asyncio import Redis
+
+from streams.core.decode import decode
+from streams.core.fold import Limits
+from streams.core.plan import Record, needs, plan_batch
+from streams.dev import loopback
+from streams.store import keys
+from streams.store.state import Effects, RedisState
+from tests.support.events import added, event
+from tests.support.stack import wait_until
+
+pytestmark = [pytest.mark.e2e, pytest.mark.clock]
+
+DAY_MS = 86400 * 1000
+LIMITS = Limits(guest_ttl=2 * 86400, session_ttl=4 * 86400)
+GRACE = 3600
+
+
+@pytest.fixture
+async def client(tmp_path: Path) -> AsyncIterator[Redis]:
+    child = loopback.start_redis(tmp_path / "data", tmp_path)
+    redis = Redis.from_url(
+        f"redis://127.0.0.1:{child.port}/0", socket_timeout=5, socket_connect_timeout=5
+    )
+    yield redis
+    await redis.aclose()
+    child.stop()
+
+
+class Fold:
+    """Load, plan, commit: one worker batch at a time, offsets counting on."""
+
+    def __init__(self, redis: Redis, grace: int = GRACE) -> None:
+        self.state = RedisState(redis, "t", Effects(expiry_grace=grace))
+        self.offset = 0
+
+    async def __call__(self, *events: dict[str, Any]) -> None:
+        batch = []
+        for e in events:
+            batch.append(Record("cart-events", 0, self.offset, b"k", orjson.dumps(e)))
+            self.offset += 1
+        decoded = [decode(r.value) for r in batch]
+        snapshot = await self.state.load(needs(batch, decoded))
+        plan = plan_batch(batch, decoded, snapshot, LIMITS)
+        assert await self.state.commit(plan) is None
+
+
+def iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
+
+
+async def redis_ms(redis: Redis) -> int:
+    seconds, micros = await redis.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+async def test_a_commit_sets_every_session_key_to_expire_at_its_end_plus_the_grace(
+    client: Redis,
+) -> None:
+    fold = Fold(client)
+    now = await redis_ms(client)
+    recent = now - now % 1000  # whole seconds, as the events carry them
+    old = recent - 100 * DAY_MS
+    before = await redis_ms(client)
+    await fold(
+        event("cart.item_added", added("A"), anon="g", at=iso(recent)),
+        event("cart.item_added", added("B"), customer="old", at=iso(old)),
+        event("cart.item_added", added("C"), anon="h", at=iso(recent)),
+        event("session.identified", customer="c", anon="h", at=iso(recent + 1000)),
+    )
+    after = await redis_ms(client)
+
+    guest_end = recent + 2 * DAY_MS + GRACE * 1000
+    assert await client.pexpiretime(keys.session("t", "g")) == guest_end
+    assert await client.pexpiretime(keys.version_floor("t", "g")) == guest_end + 2 * DAY_MS
+    # The journey keeps its own (here longer) max age only when that is sooner.
+    assert await client.pexpiretime(keys.journey("t", "g")) == guest_end
+
+    # Ended long ago by event time: kept from the commit on, for the grace.
+    kept = await client.pexpiretime(keys.session("t", "old"))
+    assert before + GRACE * 1000 <= kept <= after + GRACE * 1000
+
+    customer_end = recent + 1000 + 4 * DAY_MS + GRACE * 1000
+    assert await client.pexpiretime(keys.session("t", "c")) == customer_end
+    assert await client.pexpiretime(keys.links("t", "c")) == customer_end
+    assert await client.pexpiretime(keys.alias("t", "h")) == customer_end
+    assert await client.pexpiretime(keys.version_floor("t", "c")) == customer_end + 4 * DAY_MS
+    # The sign-in counts for the shared-device guard 30 days (the default window).
+    assert await client.pexpiretime(keys.devices("t", "h")) == (
+        recent + 1000 + 30 * DAY_MS + GRACE * 1000
+    )
+
+
+async def test_a_session_redis_forgot_goes_on_from_its_version_floor(client: Redis) -> None:
+    fold = Fold(client, grace=0)
+    now = await redis_ms(client)
+    old = now - now % 1000 - 100 * DAY_MS
+    await fold(
+        event("cart.item_added", added("A"), customer="c", at=iso(old)),
+        event("cart.item_added", added("B"), customer="c", at=iso(old + 1000)),
+    )
+
+    async def forgotten() -> bool:
+        return await client.exists(keys.session("t", "c")) == 0
+
+    await wait_until(forgotten, timeout=10)  # Redis deletes it: no grace, its end long past
+    assert await client.get(keys.version_floor("t", "c")) == b"2"
+    await fold(event("cart.item_added", added("N"), customer="c", at=iso(now)))
+    session = await fold.state.get("c")
+    assert session is not None
+    assert session.version == 4, "v3 the ending, v4 the new event"
+    assert [line.sku for line in session.cart] == ["N"]
+
+
+async def test_an_ending_takes_aliases_links_and_journey_and_leaves_the_guests_a_floor(
+    client: Redis,
+) -> None:
+    fold = Fold(client)
+    now = await redis_ms(client)
+    t0 = now - now % 1000 - 10 * DAY_MS
+    await fold(
+        event("cart.item_added", added("G"), anon="g", at=iso(t0)),
+        event("session.identified", customer="c", anon="g", at=iso(t0 + 1000)),
+    )
+    await fold(event("browse.search", {"query": "x"}, anon="g", at=iso(t0 + 2000)))
+    merged = await fold.state.get("c")
+    assert merged is not None
+    assert await client.get(keys.alias("t", "g")) == b"c"
+    assert await client.zcard(keys.journey("t", "c")) == 3
+
+    await fold(event("cart.item_added", added("N"), customer="c", at=iso(t0 + 5 * DAY_MS)))
+    assert await client.get(keys.alias("t", "g")) is None
+    assert await client.exists(keys.links("t", "c")) == 0
+    assert await client.zcard(keys.journey("t", "c")) == 1, "only the successor's event"
+    assert await client.get(keys.version_floor("t", "g")) == str(merged.version).encode()
+
+    await fold(event("cart.item_added", added("H"), anon="g", at=iso(t0 + 5 * DAY_MS + 1000)))
+    guest = await fold.state.get("g")
+    assert guest is not None
+    assert [line.sku for line in guest.cart] == ["H"]
+    assert guest.version == merged.version + 2, "the guest's versions go on from the floor"
