@@ -194,6 +194,10 @@ class Replay:
     offsets: dict[str, int] = field(default_factory=dict)
     # anonymous_id -> customer -> newest sign-in (ms): the shared-device guard's input.
     devices: dict[str, dict[str, int]] = field(default_factory=dict)
+    # key -> version floor (``P:vf``): a guest whose alias ended with its customer's
+    # session goes on from there. The snapshot holds every alias, so the planner ends
+    # all of an ended session's aliases itself (commit.lua finds them by link set).
+    floors: dict[str, int] = field(default_factory=dict)
     folded: int = 0
     erased: int = 0
 
@@ -202,13 +206,20 @@ class Replay:
     ) -> Plan:
         """Plan ``records`` (decoded here unless given) against the state and apply the plan."""
         events = list(decoded) if decoded is not None else [decode(r.value) for r in records]
+        floors = {k: v for k, v in self.floors.items() if k not in self.sessions}
         snapshot = Snapshot(
-            self.aliases, self.offsets, self.sessions, self.erasures, devices=self.devices
+            self.aliases,
+            self.offsets,
+            self.sessions,
+            self.erasures,
+            devices=self.devices,
+            floors=floors,
         )
         plan = plan_batch(records, events, snapshot, self.limits)
         # As commit.lua: deletes (merged guests) before writes.
         for key in plan.deletes:
             self.sessions.pop(key, None)
+            self.floors.pop(key, None)
         self.sessions.update(plan.writes)
         for anon, customer, at_ms in plan.device_links:
             self.devices[anon] = linked(self.devices.get(anon, {}), customer, at_ms)
@@ -216,6 +227,9 @@ class Replay:
         for anon in plan.alias_deletes:
             self.aliases.pop(anon, None)
         self.offsets.update(plan.offsets)
+        for key, version in plan.floors.items():
+            self.floors[key] = max(self.floors.get(key, 0), version)
+        self.floors.update({k: s.version for k, s in plan.writes.items()})
         self.folded += len(records)
         self.erased += sum(1 for o in plan.outcomes if o.kind is Kind.ERASED)
         return plan

@@ -6,7 +6,7 @@ its successor goes on one version later and inherits nothing (cart, aliases of
 merged guests, journey, dedupe window); a late event folds into whatever session
 it finds; a session Redis already forgot (only its version floor left) ends
 the same way; and all of it is independent of batch boundaries and
-redelivery, equal to a one-event-at-a-time replay.
+redelivery, equal to a one-event-at-a-time replay and to time travel's fold.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from streams.core.decode import decode
 from streams.core.expiry import DAY, ended, successor
 from streams.core.fold import DEFAULT_LIMITS, Applied, Limits, Rejected, fold
 from streams.core.plan import Kind, Snapshot, plan_batch
+from streams.core.time_travel import Replay
 from tests.core.test_fold_properties import one_event
 from tests.support.pure import MemoryState, add, ev, records
 
@@ -298,6 +299,13 @@ def test_expiry_is_independent_of_batch_boundaries_and_equals_a_replay(
     whole = in_batches(events, [])
     same(in_batches(events, bounds), whole)
     same(in_batches(events, list(range(1, len(events)))), whole)
+    # Time travel folds with its own in-memory state (streams/core/time_travel.py),
+    # here one record at a time, so floors must carry across its chunks.
+    replay = Replay(limits=LIMITS)
+    for rec in records(events):
+        replay.fold([rec])
+    assert replay.sessions == whole.sessions
+    assert replay.aliases == whole.aliases
 
 
 @given(spread_histories(), st.data())
