@@ -28,7 +28,7 @@ from streams.gateway.errors import (
 )
 from streams.gateway.guard import Handler
 from streams.gateway.keys import SETTINGS, STREAMING
-from streams.gateway.request_body import BodyTimeout
+from streams.gateway.request_body import BodyCutShort, BodyTimeout
 from streams.gateway.sessions import RedisUnavailable
 
 log = logging.getLogger(__name__)
@@ -94,6 +94,12 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
                 MALFORMED_JSON,
                 "the request body cannot be decoded (its Content-Encoding or chunked framing)",
             )
+        )
+    except BodyCutShort:
+        # Nobody is left to read this answer; it is a 400 in the access log and the
+        # request counter, not an error in the gateway's log.
+        return render(
+            ApiError(400, MALFORMED_JSON, "the connection closed before the body was complete")
         )
     except BodyTimeout as exc:
         return await _answer_and_close(request, render(ApiError(408, BODY_TIMEOUT, str(exc))))

@@ -19,6 +19,10 @@ from aiohttp import web
 from streams.gateway.keys import SETTINGS
 
 
+class BodyCutShort(Exception):
+    """The client closed the connection before its request body was complete."""
+
+
 class BodyTimeout(Exception):
     """The request body did not arrive within ``timeout`` seconds."""
 
@@ -31,7 +35,9 @@ async def read_body(request: web.Request) -> bytes:
     """The whole body (``request.read()``), or ``BodyTimeout`` once the gateway's limit passes.
 
     aiohttp's own refusals (413 over ``client_max_size``, a broken encoding)
-    pass through unchanged.
+    pass through unchanged; a client that hangs up halfway through its body is
+    ``BodyCutShort`` (aiohttp reports it as ``ConnectionResetError``), input
+    like any other bad body, never a server error.
     """
     timeout = request.app[SETTINGS].gateway_body_timeout
     try:
@@ -39,3 +45,5 @@ async def read_body(request: web.Request) -> bytes:
             return await request.read()
     except TimeoutError:
         raise BodyTimeout(timeout) from None
+    except ConnectionResetError:
+        raise BodyCutShort() from None
