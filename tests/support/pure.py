@@ -1,7 +1,8 @@
 """Helpers for the pure tests: contract-valid events and an in-memory stand-in for Redis.
 
 ``MemoryState`` applies a ``Plan`` exactly as ``streams/store/lua/commit.lua`` does
-(writes, deletes, aliases, applied offsets), so the planner's guarantees can be
+(writes, deletes, aliases, applied offsets and their fingerprints, journeys, KPIs,
+the outbox, device sign-ins), so the planner's guarantees can be
 checked by the thousand without any process. The Lua script itself is proven
 against a real redis-server in ``tests/store/test_state.py`` and the e2e tests.
 """
@@ -10,16 +11,18 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import orjson
+from aiokafka.partitioner import murmur2
 
 from schemas.events import EVENT_ADAPTER, AnyEvent
 from schemas.session import Session
 from streams.core.decode import decode
 from streams.core.erasure import Erasure
 from streams.core.fold import DEFAULT_LIMITS, Limits, Rejected
+from streams.core.outgoing import prepare_dict
 from streams.core.plan import Plan, Record, Snapshot, plan_batch
 from streams.core.shared_device import erased as erased_name
 from streams.core.shared_device import linked
@@ -72,6 +75,31 @@ def records(
     ]
 
 
+def partition_of(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner (murmur2, as every producer here uses)
+    gives ``key``."""
+    hashed: int = murmur2(key)
+    return (hashed & 0x7FFFFFFF) % partitions
+
+
+def routed(events: Sequence[dict[str, Any]], partitions: int) -> list[Record]:
+    """The records a producer makes of ``events``, in the order sent: topic by type, key
+    the customer key, partition by that key; offsets 0.. per partition of each topic.
+
+    The source topics have the same partition count, so all of a customer's events
+    (cart, browse, checkout) land on one partition number; a guest's land on the
+    guest id's, which may or may not be the customer's it signs in to."""
+    ends: Counter[tuple[str, int]] = Counter()
+    out = []
+    for e in events:
+        addressed = prepare_dict(e)
+        partition = partition_of(addressed.key, partitions)
+        offset = ends[addressed.topic, partition]
+        ends[addressed.topic, partition] += 1
+        out.append(Record(addressed.topic, partition, offset, addressed.key, addressed.value))
+    return out
+
+
 @dataclass
 class MemoryState:
     """What Redis holds, applied plan by plan as ``commit.lua`` would."""
@@ -90,6 +118,8 @@ class MemoryState:
     limits: Limits = DEFAULT_LIMITS
     # key -> version floor (``P:vf:{key}``), read only for a key with no session
     floors: dict[str, int] = field(default_factory=dict)
+    # tp -> fingerprint of the record at the applied offset, as commit.lua keeps them
+    fingerprints: dict[str, str] = field(default_factory=dict)
 
     def snapshot(self) -> Snapshot:
         return Snapshot(
@@ -160,13 +190,18 @@ class MemoryState:
         for key, version in plan.floors.items():
             self.floors[key] = max(self.floors.get(key, 0), version)
         self.floors.update({k: s.version for k, s in plan.writes.items()})
+        self.fingerprints.update(plan.fingerprints)
 
-    def process(self, batch: Sequence[Record]) -> Plan:
+    def process(self, batch: Sequence[Record], limits: Limits | None = None) -> Plan:
         """Decode, plan against the current state and commit: one worker batch."""
         decoded: list[AnyEvent | Rejected] = [decode(r.value) for r in batch]
-        plan = plan_batch(batch, decoded, self.snapshot(), self.limits)
+        plan = plan_batch(batch, decoded, self.snapshot(), limits or self.limits)
         self.apply(plan)
         return plan
+
+    def contents(self) -> dict[str, Any]:
+        """Everything this store holds, by name: what "the same state" compares."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     def dump(self) -> dict[str, bytes]:
         """Every session's stored bytes, for byte-for-byte comparisons."""
