@@ -1,7 +1,7 @@
 """Load on one gateway: hundreds of SSE subscribers while events flow at a steady rate.
 
 A steady stream of cart events (``RATE`` per second through the broker, for
-``pick(75, 300)`` seconds) for customers followed by ``pick(300, 600)``
+``pick(45, 300)`` seconds) for customers followed by ``pick(300, 600)``
 subscribers (two per customer; a third of them join while traffic already
 flows) through one gateway process, folded by the shared worker. Proves:
 
@@ -61,7 +61,9 @@ from tests.support.oracle import cart_workload, oracle, oracle_versions
 from tests.support.sse_follower import Follower, percentile, strictly_increasing, versions
 from tests.support.stack import Stack, wait_until
 
-SECONDS = pick(75.0, 300.0)
+# Bounded: long enough for every subscriber to see many versions; the RSS trend (asserted
+# only in the long run) wants the long run's 300 s.
+SECONDS = pick(45.0, 300.0)
 SUBSCRIBERS = pick(300, 600)
 RATE = 100.0  # events per second, all customers together
 PER_CUSTOMER_SUBSCRIBERS = 2
@@ -339,8 +341,8 @@ async def test_hundreds_of_subscribers_under_steady_traffic_miss_nothing_and_mem
         print(summary)
     assert problems == [], problems[:20]
     assert open_streams == SUBSCRIBERS, "every stream stayed open to the end"
-    assert len(steady) >= 9, "enough samples after warm-up to compare"
     if long_scale():
+        assert len(steady) >= 9, "enough samples after warm-up to compare"
         assert rss_late - rss_early <= RSS_GROWTH_MB, f"RSS (s, MB) {rss}"
         assert freshness[-1] <= FRESHNESS_S, freshness[-20:]
 
