@@ -20,6 +20,12 @@ REPLAYED_FROM_HEADER = "continuity.replayed-from"
 # keyed by session key, delivered at least once with stable notification ids.
 NOTIFICATIONS = "session-notifications"
 
+# Outbound, compacted, keyed by session key, co-partitioned with the source topics:
+# every committed version of every session (and of every guest's alias), with
+# tombstones when a session ends or is erased (schemas/changelog.py). Downstream
+# systems subscribe to it; ``continuity rebuild`` restores Redis from it.
+SESSION_CHANGELOG = "session-changelog"
+
 SOURCE_TOPICS: tuple[str, ...] = (CART_EVENTS, BROWSE_EVENTS, CHECKOUT_EVENTS)
 
 # ``checkout.handoff_claimed`` (a POS took a session over) travels with the
