@@ -189,6 +189,14 @@ class Settings(BaseSettings):
             "`X-Continuity-Workers: none`"
         ),
     )
+    changelog: bool = Field(
+        default=True,
+        description=(
+            "publish every committed session state to the compacted `session-changelog` "
+            "topic (the feed for downstream systems, and what `continuity rebuild` restores "
+            "from); one worker's relay at a time publishes it"
+        ),
+    )
     session_compression: bool = Field(
         default=True,
         description=(
@@ -435,6 +443,7 @@ class Settings(BaseSettings):
             notify=notify,
             compress=self.session_compression,
             expiry_grace=self.expiry_grace,
+            changelog=self.changelog,
         )
 
     def redis_dsn(self) -> str:

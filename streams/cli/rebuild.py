@@ -1,4 +1,5 @@
-"""``continuity rebuild``: recompute every session from the topics into Redis."""
+"""``continuity rebuild``: restore every session into Redis from the changelog and the
+source tail (or, with ``--from-history``, by folding every retained source record)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
         target_prefix,
         wipe,
     )
+    from streams.ops.restore import Restored, restore
     from streams.store.state import RedisState
 
     settings = load_settings()
@@ -40,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     def report(p: ReadProgress) -> None:
         print(f"  {p.line()}", flush=True)
 
-    async def run() -> ReadProgress:
+    async def run() -> ReadProgress | Restored:
         kafka = kafka_client_kwargs(settings)
         layout = await ensure_topics(
             settings.kafka_bootstrap, settings.topic_partitions, kafka=kafka
@@ -60,6 +62,22 @@ def run(args: argparse.Namespace) -> int:
                 print(f"wiped {await wipe(redis, prefix)} keys of live prefix {prefix!r}")
             else:
                 await ensure_fresh(redis, prefix)
+            state = RedisState(redis, prefix, settings.effects(notify=False))
+            if not args.from_history:
+                print(
+                    f"restoring session-changelog, then the tail of {', '.join(SOURCE_TOPICS)},"
+                    f" into prefix {prefix!r}...",
+                    flush=True,
+                )
+                return await restore(
+                    settings.kafka_bootstrap,
+                    state,
+                    SOURCE_TOPICS,
+                    batch_max=args.batch,
+                    report=report,
+                    kafka=kafka,
+                    limits=settings.fold_limits(),
+                )
             print(f"rebuilding {', '.join(SOURCE_TOPICS)} into prefix {prefix!r}...", flush=True)
             return await rebuild(
                 settings.kafka_bootstrap,
@@ -83,6 +101,15 @@ def run(args: argparse.Namespace) -> int:
     except LogUnreadable as exc:
         print(f"continuity rebuild: {exc}; prefix {prefix!r} is incomplete", file=sys.stderr)
         return 1
+    if isinstance(done, Restored):
+        print(f"  {done.tail.line()}")
+        reset = f"; logs reset, read from the start: {', '.join(done.reset_partitions)}"
+        print(
+            f"restored {done.states} keys from {done.changelog_records} changelog records "
+            f"({done.skipped_erased} erased), then folded {done.tail.records} source records "
+            f"into prefix {prefix!r}{reset if done.reset_partitions else ''}"
+        )
+        return 0
     print(f"  {done.line()}")
     print(f"rebuilt {done.records} records into prefix {prefix!r}")
     return 0
@@ -90,12 +117,19 @@ def run(args: argparse.Namespace) -> int:
 
 def register(sub: Subcommands) -> None:
     """Add the command's parser."""
-    rb = sub.add_parser("rebuild", help="recompute every session from the topics into Redis")
+    rb = sub.add_parser(
+        "rebuild", help="restore every session into Redis from the changelog and the source tail"
+    )
     rb.add_argument("--prefix", help="target Redis prefix (default <prefix>-rebuild-<time>)")
     rb.add_argument(
         "--into-live",
         action="store_true",
         help="wipe and rebuild the live prefix (workers stopped)",
+    )
+    rb.add_argument(
+        "--from-history",
+        action="store_true",
+        help="fold every retained source record instead (journeys and KPI counters too)",
     )
     rb.add_argument("--group", default=None, help="worker group that must be empty (--into-live)")
     rb.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the group")

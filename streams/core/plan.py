@@ -109,6 +109,10 @@ class Snapshot:
     # key -> the last version of a session Redis has forgotten after it ended
     # (its key TTL ran out): the key's next event continues from there.
     floors: Mapping[str, int] = field(default_factory=dict)
+    # key -> tp -> the last source offset its state already holds, past the applied
+    # offsets: a restore from the changelog (streams/core/changelog.py) folds a
+    # record only into a key whose restored state does not reflect it yet.
+    reflected: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -207,6 +211,10 @@ def plan_batch(
         plan.fingerprints[record.tp] = fingerprint(record.key, record.value)
         if isinstance(event, Rejected):
             plan.outcomes.append(_rejected(record, event))
+            continue
+        held = snapshot.reflected.get(route(event, aliases))
+        if held is not None and held.get(record.tp, -1) >= record.offset:
+            plan.outcomes.append(RecordOutcome(record, Kind.ALREADY_APPLIED))
             continue
         # A login's merge never changes its own key (its customer_id), so the key is
         # routed once. Erasure is judged on it: a login of another customer on a

@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import TypeAdapter
 
 import schemas
+from schemas.changelog import SESSION_STATE_ADAPTER, WATERMARK_ADAPTER
 from schemas.events import EVENT_ADAPTER, EVENT_MODELS
 from schemas.notifications import NOTIFICATION_ADAPTER
 from schemas.session import Session
@@ -29,6 +30,13 @@ def rendered() -> dict[str, str]:
     # What session-notifications carries, as it is written.
     files["notification.schema.json"] = _dump(
         NOTIFICATION_ADAPTER.json_schema(mode="serialization")
+    )
+    # What session-changelog carries: a key's state, and the watermark control record.
+    files["session-changelog.schema.json"] = _dump(
+        SESSION_STATE_ADAPTER.json_schema(mode="serialization")
+    )
+    files["session-changelog-watermark.schema.json"] = _dump(
+        WATERMARK_ADAPTER.json_schema(mode="serialization")
     )
     return files
 

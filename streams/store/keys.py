@@ -100,6 +100,9 @@ _ERASE = "store/lua/erase.lua"
 _RESET = "store/lua/reset.lua"
 _SWEEP = "store/lua/sweep.lua"
 _ACK = "store/lua/ack.lua"
+_CLSWEEP = "store/lua/clsweep.lua"
+_CLACK = "store/lua/clack.lua"
+_CHANGELOG = "store/changelog.py"
 _STATE = "store/state.py"
 _OUTBOX = "store/outbox.py"
 _HANDOFFS = "store/handoffs.py"
@@ -168,11 +171,19 @@ SESSION = Family(
     "s:{<key>}",
     RedisType.HASH,
     writers=(_COMMIT, _ERASE, _WIPE),
-    readers=(_LOAD, _SWEEP, _ERASE, _STATE, "gateway/sessions.py", "gateway/routes/journey.py"),
+    readers=(
+        _LOAD,
+        _SWEEP,
+        _ERASE,
+        _STATE,
+        "gateway/sessions.py",
+        "gateway/routes/journey.py",
+        _CLSWEEP,
+    ),
     lifetime=f"{_ENDS}; deleted when its guest merges into a customer, by an erasure, by a wipe",
     meaning="`v` = version, `d` = session JSON, zlib-compressed unless "
     "`CONTINUITY_SESSION_COMPRESSION=false` (readers take both: `core/session_codec.py`)",
-    lua=("commit.lua", "erase.lua", "load.lua", "sweep.lua"),
+    lua=("clsweep.lua", "commit.lua", "erase.lua", "load.lua", "sweep.lua"),
 )
 
 ALIAS = Family(
@@ -180,11 +191,11 @@ ALIAS = Family(
     "a:{<anonymous_id>}",
     RedisType.STRING,
     writers=(_COMMIT, _ERASE, _WIPE),
-    readers=(_LOAD, _ERASE, _STATE, "gateway/sessions.py"),
+    readers=(_LOAD, _ERASE, _STATE, "gateway/sessions.py", _CLSWEEP),
     lifetime="expires with its target's session; deleted when that session ends, by an "
     "unmerge, by an erasure naming its target, by a wipe",
     meaning="the customer a merged guest now points at",
-    lua=("commit.lua", "erase.lua", "load.lua"),
+    lua=("clsweep.lua", "commit.lua", "erase.lua", "load.lua"),
 )
 
 LINKS = Family(
@@ -221,14 +232,14 @@ DEVICES = Family(
     "dv:{<anonymous_id>}",
     RedisType.SORTED_SET,
     writers=(_COMMIT, _ERASE, _WIPE),
-    readers=(_LOAD, _ERASE),
+    readers=(_LOAD, _ERASE, _CLSWEEP),
     lifetime="expires `CONTINUITY_EXPIRY_GRACE` after the newest sign-in stops counting "
     "(`CONTINUITY_SHARED_DEVICE_WINDOW` after it, event time, or the commit if later); the "
     "newest 50 members kept; deleted by a wipe",
     meaning="customers signed in on a device, by their newest sign-in (ms, event time): "
     "the shared-device guard (`core/shared_device.py`); an erased customer's become "
     "`erased:<ms>`",
-    lua=("commit.lua", "erase.lua", "load.lua"),
+    lua=("clsweep.lua", "commit.lua", "erase.lua", "load.lua"),
 )
 
 UPDATES = Family(
@@ -389,6 +400,55 @@ OUTBOX = Family(
     lua=("ack.lua", "commit.lua", "sweep.lua"),
 )
 
+CHANGELOG = Family(
+    "changelog",
+    "cl",
+    RedisType.STREAM,
+    writers=(_COMMIT, _ERASE, _RESET, _CLSWEEP, _CLACK),
+    readers=(_CHANGELOG,),
+    lifetime="an entry is trimmed once the changelog relay published it",
+    meaning="the session changelog's outbox (`core/changelog.py`): per commit, the batch's "
+    "applied offsets and every touched key's state; read in order by the one relay holding "
+    "the lease",
+    lua=("clack.lua", "clsweep.lua", "commit.lua", "erase.lua", "reset.lua"),
+)
+
+CHANGELOG_EXPIRY = Family(
+    "changelog_expiry",
+    "ex",
+    RedisType.SORTED_SET,
+    writers=(_COMMIT, _ERASE, _CLSWEEP, _CHANGELOG),
+    readers=(_CLSWEEP,),
+    lifetime="no TTL; a member leaves when its tombstone is in the changelog outbox",
+    meaning="when Redis forgets each key (Unix ms): the changelog relay publishes its "
+    "tombstone then",
+    lua=("clsweep.lua", "commit.lua", "erase.lua"),
+)
+
+CHANGELOG_CURSOR = Family(
+    "changelog_cursor",
+    "clc",
+    RedisType.STRING,
+    writers=(_CLACK, _CHANGELOG),
+    readers=(_CHANGELOG,),
+    lifetime="no TTL",
+    meaning="the changelog relay's progress: the last entry published and the applied "
+    "offsets and fingerprints as of it (JSON)",
+    lua=("clack.lua",),
+)
+
+CHANGELOG_LEASE = Family(
+    "changelog_lease",
+    "clr",
+    RedisType.STRING,
+    writers=(_CHANGELOG,),
+    readers=(_CLACK, _CHANGELOG),
+    lifetime="the lease time; renewed by its holder every round",
+    meaning="which worker's relay publishes the changelog (a redis-py lock token): one at a "
+    "time keeps the topic in commit order",
+    lua=("clack.lua",),
+)
+
 HANDOFF = Family(
     "handoff",
     "handoff:<code>",
@@ -428,13 +488,13 @@ VERSION_FLOOR = Family(
     "vf:{<key>}",
     RedisType.STRING,
     writers=(_COMMIT, _ERASE, _WIPE),
-    readers=(_LOAD, _ERASE),
+    readers=(_LOAD, _ERASE, _CLSWEEP),
     lifetime="expires one session TTL after its session's key (so a client's version stays "
     "valid that long after Redis forgot the session); deleted when its guest merges, by an "
     "erasure (which records it), by a wipe",
     meaning="the session's version, outliving it: a session started after Redis forgot the "
     "ended one goes on from here (`core/expiry.py`)",
-    lua=("commit.lua", "erase.lua", "load.lua"),
+    lua=("clsweep.lua", "commit.lua", "erase.lua", "load.lua"),
 )
 
 CLAIM_FAILURES_STORE = Family(
@@ -488,6 +548,10 @@ FAMILIES: tuple[Family, ...] = (
     KPIS,
     ABANDONMENT,
     OUTBOX,
+    CHANGELOG,
+    CHANGELOG_EXPIRY,
+    CHANGELOG_CURSOR,
+    CHANGELOG_LEASE,
     HANDOFF,
     HANDOFF_SEEN,
     HANDOFF_BY,
@@ -591,6 +655,26 @@ def kpis(prefix: str) -> str:
 def abandonment(prefix: str) -> str:
     """The abandonment deadlines sorted set."""
     return f"{prefix}:ab"
+
+
+def changelog(prefix: str) -> str:
+    """The session changelog's outbox stream."""
+    return f"{prefix}:cl"
+
+
+def changelog_expiry(prefix: str) -> str:
+    """When each key's changelog tombstone is due."""
+    return f"{prefix}:ex"
+
+
+def changelog_cursor(prefix: str) -> str:
+    """The changelog relay's progress."""
+    return f"{prefix}:clc"
+
+
+def changelog_lease(prefix: str) -> str:
+    """The changelog relay's lease."""
+    return f"{prefix}:clr"
 
 
 def outbox(prefix: str) -> str:

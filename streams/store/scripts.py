@@ -4,7 +4,7 @@ Every script ships in ``streams/store/lua/`` (package data) and is registered
 through :func:`register`, so there is one place that knows where scripts live
 and which exist (:data:`SCRIPTS`, checked against the folder by a test).
 
-``commit.lua`` takes a fixed head and then twenty-one counted sections, each a
+``commit.lua`` takes a fixed head and then twenty-two counted sections, each a
 row count and that many rows of a fixed width. The script and
 ``RedisState.commit`` must agree on their order and widths, or the script
 reads one section's values as the next one's. :data:`COMMIT_SECTIONS` is that
@@ -28,7 +28,16 @@ from typing import Literal, get_args
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
-ScriptName = Literal["ack.lua", "commit.lua", "erase.lua", "load.lua", "reset.lua", "sweep.lua"]
+ScriptName = Literal[
+    "ack.lua",
+    "clack.lua",
+    "clsweep.lua",
+    "commit.lua",
+    "erase.lua",
+    "load.lua",
+    "reset.lua",
+    "sweep.lua",
+]
 SCRIPTS: tuple[ScriptName, ...] = get_args(ScriptName)
 
 # What a script argument may be (redis-py encodes each to bytes).
@@ -85,6 +94,7 @@ COMMIT_SECTIONS: tuple[Section, ...] = (
     Section("floors", ("key", "version")),
     Section("lifetimes", ("key", "end_ms", "ttl_ms"), "end_ms 0 if no event yet"),
     Section("device_lifetimes", ("anon", "end_ms")),
+    Section("changelog", ("offsets",), "0 or 1 row: the batch's applied offsets as JSON"),
 )
 _BY_NAME = {s.name: s for s in COMMIT_SECTIONS}
 

@@ -48,6 +48,9 @@ class Effects:
     # Seconds Redis keeps what a session wrote past its end (streams/core/expiry.py)
     # or the commit, whichever is later; None sets no key TTLs.
     expiry_grace: int | None = 7 * 86400
+    # Every committed state into the changelog stream ``P:cl``, relayed to the
+    # compacted ``session-changelog`` topic (streams/worker/changelog_relay.py).
+    changelog: bool = True
 
 
 @dataclass(frozen=True)
@@ -173,6 +176,10 @@ class RedisState:
         rows["floors"] = list(plan.floors.items())
         rows["lifetimes"] = [(k, end, ttl) for k, (end, ttl) in plan.lifetimes.items()]
         rows["device_lifetimes"] = list(plan.device_ends.items())
+        rows["changelog"] = []
+        if self.effects.changelog:
+            batch = {tp: [o, plan.fingerprints.get(tp, "")] for tp, o in plan.offsets.items()}
+            rows["changelog"] = [(orjson.dumps(batch),)]
 
     async def resolve(self, some_id: str) -> str:
         """The session key for a customer or guest id (following a merged guest's alias)."""

@@ -42,7 +42,7 @@ from typing import Any
 import faust
 from faust.types import TP
 
-from schemas.topics import DEAD_LETTERS, NOTIFICATIONS, SOURCE_TOPICS
+from schemas.topics import DEAD_LETTERS, NOTIFICATIONS, SESSION_CHANGELOG, SOURCE_TOPICS
 from streams.core.dead_letter import dead_letter
 from streams.core.plan import RecordOutcome
 from streams.core.positions import Floors
@@ -52,10 +52,12 @@ from streams.kafka.security import faust_broker_credentials, kafka_client_kwargs
 from streams.logs import batch_fields
 from streams.ops.erase import restore_lost_erasures
 from streams.settings import Settings
+from streams.store.changelog import ChangelogOutbox
 from streams.store.client import connect, follow_primary, transient
 from streams.store.outbox import Outbox
 from streams.store.state import RedisState
 from streams.worker.batch_delivery import Fetched, batch_topic
+from streams.worker.changelog_relay import run_changelog_relay
 from streams.worker.gauges import GaugeRefresher
 from streams.worker.health import health_app, serve
 from streams.worker.processor import BatchProcessor
@@ -279,8 +281,24 @@ def create_app(settings: Settings) -> faust.App:
         finally:
             await redis.aclose()
 
+    async def relay_changelog() -> None:
+        redis = connect(settings.redis_dsn(), socket_timeout=10, socket_connect_timeout=5)
+        outbox = ChangelogOutbox(redis, settings.redis_prefix)
+
+        async def publish(key: str, value: bytes | None, headers: list[tuple[str, bytes]]) -> Any:
+            return await app.producer.send(
+                SESSION_CHANGELOG, key.encode(), value, None, None, headers
+            )
+
+        try:
+            await run_changelog_relay(outbox, publish, settings.abandon_sweep_interval)
+        finally:
+            await redis.aclose()
+
     app.agent(source, name="fold_sessions", concurrency=1)(fold_sessions)
     app.task(relay_notifications)
+    if settings.changelog:
+        app.task(relay_changelog)
     app.timer(interval=settings.metrics_interval, name="refresh_gauges")(refresh_gauges)
     app.timer(interval=settings.position_check_interval, name="check_positions")(check_positions)
     app.on_partitions_revoked.connect(on_revoked)

@@ -163,6 +163,16 @@ NOTIFICATIONS_PENDING = Gauge(
     "Notifications in the Redis outbox not yet published (a stuck relay grows this).",
 )
 
+CHANGELOG_RECORDS = Counter(
+    "continuity_changelog_records_total",
+    "Records published to session-changelog (states and tombstones, not watermarks).",
+)
+CHANGELOG_PENDING = Gauge(
+    "continuity_changelog_pending",
+    "Changelog entries in the Redis outbox not yet published (a stuck relay grows this); "
+    "set by the relay holding the lease.",
+)
+
 
 # Series an alert or a rate() reads exist at 0 from the start: a counter that
 # appears with its first increment hides that increment from increase().

@@ -22,6 +22,7 @@ from redis.asyncio import Redis
 from schemas.topics import SOURCE_TOPICS
 from streams.kafka.publish import Publisher
 from streams.ops.rebuild import rebuild, wipe
+from streams.ops.restore import restore
 from streams.store.state import RedisState
 from tests.support.events import added, event
 from tests.support.gateway import Gateway, bearer, read_session
@@ -103,6 +104,23 @@ async def test_an_erased_customer_stays_erased_through_a_rebuild(
         assert rebuilt is not None
         assert rebuilt.model_dump() == fresh.model_dump()
         assert await target.get(g) is None
+        assert (await target.erasure(c)) == (await shared_worker.erasure(c))
+    finally:
+        await wipe(redis, prefix)
+        for key in await redis.keys(f"{prefix}:*"):
+            await redis.delete(key)
+
+    # The same from the changelog: the erased states (their tombstones relayed or not
+    # yet) stay gone, and the customer's fresh session comes back.
+    prefix = f"rs{uuid.uuid4().hex[:8]}"
+    target = RedisState(redis, prefix)
+    try:
+        await restore(stack.bootstrap, target, SOURCE_TOPICS)
+        restored = await target.get(c)
+        assert restored is not None
+        assert restored.model_dump() == fresh.model_dump()
+        assert await target.get(g) is None
+        assert await redis.exists(f"{prefix}:a:{{{g}}}", f"{prefix}:l:{{{c}}}") == 0
         assert (await target.erasure(c)) == (await shared_worker.erasure(c))
     finally:
         await wipe(redis, prefix)

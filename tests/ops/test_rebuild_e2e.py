@@ -1,4 +1,4 @@
-"""``continuity rebuild`` against a live worker's state, on a broker of the test's own.
+"""``continuity rebuild --from-history`` against a live worker's state, on a test's own broker.
 
 Proves: for a single-topic workload the rebuilt prefix is byte-for-byte the
 live one (sessions, aliases, applied offsets and fingerprints, journeys, KPI
@@ -29,6 +29,10 @@ from tests.support.stack import applied_through, publish
 
 pytestmark = pytest.mark.e2e
 
+# The changelog's outbox, expiry index (commit-clock times), relay cursor and lease: a
+# rebuild's commits fill its own outbox, which the workers' relay publishes.
+CHANGELOG_KEYS = (b"cl", b"ex", b"clc", b"clr")
+
 
 async def _cli(st: PrivateStack, *args: str) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
@@ -36,6 +40,9 @@ async def _cli(st: PrivateStack, *args: str) -> tuple[int, str]:
         "-m",
         "streams.cli",
         "rebuild",
+        # The fold of the whole retained history; tests/ops/test_restore_e2e.py covers the
+        # default, the restore from the changelog.
+        "--from-history",
         *args,
         env={**os.environ, **st.worker_env(), "CONTINUITY_LOG_LEVEL": "info"},
         stdout=asyncio.subprocess.PIPE,
@@ -48,7 +55,8 @@ async def _cli(st: PrivateStack, *args: str) -> tuple[int, str]:
 async def _state(st: PrivateStack, prefix: str) -> dict[bytes, Any]:
     """Every key of ``prefix`` with the prefix cut off (journeys and KPI counters too).
 
-    Left out: the activity estimates, the notification outbox (a rebuild sends
+    Left out: the activity estimates, the changelog's bookkeeping, the notification
+    outbox (a rebuild sends
     nothing: the notifications went out live), the workers' heartbeats, and
     what runs from the commit's clock: when partitions were applied and the
     abandonment deadlines (the carts they are armed for must agree).
@@ -57,7 +65,8 @@ async def _state(st: PrivateStack, prefix: str) -> dict[bytes, Any]:
     state = {
         k[cut:]: v
         for k, v in (await dump_prefix(st.redis, prefix)).items()
-        if not k[cut:].startswith((b"h:", b"hm:")) and k[cut:] not in (b"n", b"ab", b"ot", b"hb")
+        if not k[cut:].startswith((b"h:", b"hm:"))
+        and k[cut:] not in (b"n", b"ab", b"ot", b"hb", *CHANGELOG_KEYS)
     }
     state[b"ab"] = set(await st.redis.zrange(f"{prefix}:ab", 0, -1))
     return state

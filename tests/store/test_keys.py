@@ -29,6 +29,7 @@ from streams.dev import loopback
 from streams.gateway import handoff
 from streams.gateway.rate_limit import RateLimiter
 from streams.store import keys
+from streams.store.changelog import ChangelogOutbox
 from streams.store.handoffs import HandoffStore, Ticket
 from streams.store.keys import FAMILIES, PLACEHOLDERS, Family, RedisType
 from streams.store.outbox import Outbox
@@ -73,6 +74,10 @@ CONTRACT = {
     "kpis": "cont:k",
     "abandonment": "cont:ab",
     "outbox": "cont:n",
+    "changelog": "cont:cl",
+    "changelog_expiry": "cont:ex",
+    "changelog_cursor": "cont:clc",
+    "changelog_lease": "cont:clr",
     "handoff": "cont:handoff:ABCD2345",
     "handoff_seen": "cont:handoff-seen:ABCD2345",
     "handoff_by": "cont:handoff-by:{c-1}",
@@ -295,6 +300,9 @@ async def test_every_key_the_writers_leave_is_declared_with_its_type(client: Red
     await store.record_failure("store-9", "127.0.0.1", 60)
     limiter = RateLimiter(client, prefix, {"ingest": "50/second"})
     assert await limiter.hit("ingest", "customer::c-1") is None
+    changelog = ChangelogOutbox(client, prefix)
+    assert await changelog.hold()
+    assert await changelog.advance(await changelog.cursor())
     before_erasure = set((await declared_keys(client, prefix)).values())
     # An erasure of the second customer, and an abandoned cart swept into the outbox.
     done = await state.erase(Erasure("c-2", ("c-2",), int(time.time() * 1000)))

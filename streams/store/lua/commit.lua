@@ -25,6 +25,7 @@
 --   floors: key, version
 --   lifetimes: key, end_ms, ttl_ms (end_ms 0 if no event yet)
 --   device_lifetimes: anon, end_ms
+--   changelog: offsets (0 or 1 row: the batch's applied offsets; none writes no entry)
 -- Returns {1} on success, {0, what, name} on a conflict (nothing written).
 local prefix, offsets_key, prints_key = ARGV[1], ARGV[2], ARGV[3]
 -- An erasure since the snapshot may cover records this plan folded: refuse, re-plan.
@@ -42,6 +43,12 @@ local function skey(k) return prefix .. ':s:{' .. k .. '}' end
 local function akey(k) return prefix .. ':a:{' .. k .. '}' end
 local function channel(k) return prefix .. ':u:{' .. k .. '}' end
 local function jkey(k) return prefix .. ':j:{' .. k .. '}' end
+-- Every key whose session, alias or device sign-ins this commit may change, in
+-- first-touched order: the changelog entry carries their state as committed.
+local touched, touched_list = {}, {}
+local function touch(k)
+  if not touched[k] then touched[k] = true; touched_list[#touched_list + 1] = k end
+end
 
 local s, n = section(2)
 for j = 0, n - 1 do
@@ -91,11 +98,13 @@ end
 s, n = section(1)
 for j = 0, n - 1 do
   local k = ARGV[s + j]
+  touch(k)
   redis.call('DEL', jkey(k))
   local linked = prefix .. ':l:{' .. k .. '}'
   local version = redis.call('HGET', skey(k), 'v')
   for _, anon in ipairs(redis.call('SMEMBERS', linked)) do
     if redis.call('GET', akey(anon)) == k then
+      touch(anon)
       redis.call('DEL', akey(anon))
       if version and redis.call('EXISTS', skey(anon)) == 0 then keep_floor(anon, version) end
     end
@@ -115,6 +124,7 @@ local ws, wn = section(4)
 s, n = section(3)
 for j = 0, n - 1 do
   local guest, into = ARGV[s + 3 * j], ARGV[s + 3 * j + 1]
+  touch(guest)
   redis.call('DEL', skey(guest))
   -- A merged guest's versions go on from its customer's (plan.py), not from its own.
   redis.call('DEL', vfkey(guest))
@@ -127,18 +137,20 @@ for j = 0, n - 1 do
 end
 for j = 0, wn - 1 do
   local b = ws + 4 * j
+  touch(ARGV[b])
   redis.call('HSET', skey(ARGV[b]), 'v', ARGV[b + 1], 'd', ARGV[b + 2])
   redis.call('PUBLISH', channel(ARGV[b]), ARGV[b + 3])
 end
 s, n = section(2)
 for j = 0, n - 1 do
   local anon, target = ARGV[s + 2 * j], ARGV[s + 2 * j + 1]
+  touch(anon)
   redis.call('SET', akey(anon), target)
   -- The customer's linked guest ids, so an erasure finds every alias.
   redis.call('SADD', prefix .. ':l:{' .. target .. '}', anon)
 end
 s, n = section(1)
-for j = 0, n - 1 do redis.call('DEL', akey(ARGV[s + j])) end
+for j = 0, n - 1 do touch(ARGV[s + j]); redis.call('DEL', akey(ARGV[s + j])) end
 s, n = section(3)
 -- When each partition was last applied, by Redis's clock: how fresh a read is.
 for j = 0, n - 1 do
@@ -196,14 +208,22 @@ s, n = section(3)
 for j = 0, n - 1 do
   local b = s + 3 * j
   local dv = prefix .. ':dv:{' .. ARGV[b] .. '}'
+  touch(ARGV[b])
   redis.call('ZADD', dv, 'GT', ARGV[b + 2], ARGV[b + 1])
   redis.call('ZREMRANGEBYRANK', dv, 0, -51)
 end
 s, n = section(2)
-for j = 0, n - 1 do keep_floor(ARGV[s + 2 * j], ARGV[s + 2 * j + 1]) end
+for j = 0, n - 1 do touch(ARGV[s + 2 * j]); keep_floor(ARGV[s + 2 * j], ARGV[s + 2 * j + 1]) end
 -- A written session's keys expire together; its version floor outlives them by one
 -- TTL, so the key's next session goes on from it after Redis forgot this one.
-s, n = section(3)
+-- The changelog's expiry index (P:ex): when each key Redis will forget, so the
+-- changelog relay publishes its tombstone then (streams/worker/changelog_relay.py).
+local lifetimes_start, lifetimes_n = section(3)
+local devices_start, devices_n = section(2)
+local cs, cn = section(1)
+local changelog = cn == 1
+local expiries = prefix .. ':ex'
+s, n = lifetimes_start, lifetimes_n
 if grace then
   for j = 0, n - 1 do
     local b = s + 3 * j
@@ -213,24 +233,56 @@ if grace then
     local floor_at = string.format('%d', tonumber(at) + tonumber(ARGV[b + 2]))
     redis.call('SET', vfkey(k), version, 'PXAT', floor_at)
     redis.call('PEXPIREAT', skey(k), at)
+    if changelog then redis.call('ZADD', expiries, at, k) end
     -- The journey keeps its own max age when that is sooner.
     local jat = redis.call('PEXPIRETIME', jkey(k))
     if jat == -1 or jat > tonumber(at) then redis.call('PEXPIREAT', jkey(k), at) end
     local linked = prefix .. ':l:{' .. k .. '}'
     if redis.call('PEXPIREAT', linked, at) == 1 then
       for _, anon in ipairs(redis.call('SMEMBERS', linked)) do
-        if redis.call('GET', akey(anon)) == k then redis.call('PEXPIREAT', akey(anon), at) end
+        if redis.call('GET', akey(anon)) == k then
+          redis.call('PEXPIREAT', akey(anon), at)
+          if changelog then redis.call('ZADD', expiries, at, anon) end
+        end
       end
     end
   end
 end
 -- A device's sign-ins live as long as the newest still counts for the guard.
-s, n = section(2)
+s, n = devices_start, devices_n
 if grace then
   for j = 0, n - 1 do
     local b = s + 2 * j
     local dv, at = prefix .. ':dv:{' .. ARGV[b] .. '}', string.format('%d', until_ms(ARGV[b + 1]))
-    if redis.call('PEXPIRETIME', dv) < tonumber(at) then redis.call('PEXPIREAT', dv, at) end
+    if redis.call('PEXPIRETIME', dv) < tonumber(at) then
+      redis.call('PEXPIREAT', dv, at)
+      if changelog then redis.call('ZADD', expiries, 'GT', at, ARGV[b]) end
+    end
   end
+end
+-- The changelog entry (P:cl): each touched key's state as this commit left it,
+-- read back so every path that changed it (merges, expiry, aliases, devices) is
+-- covered by one rule. Fields per key i: k<i> key, v<i> version, d<i> the stored
+-- session, a<i> alias target, dv<i> device sign-ins (customer, ms, ...),
+-- f<i> version floor, x<i> when Redis forgets the session, the alias and the
+-- sign-ins ("ms,ms,ms" by PEXPIRETIME: -1 never, -2 absent).
+if changelog and #touched_list > 0 then
+  local fields = {'o', ARGV[cs]}
+  for idx, k in ipairs(touched_list) do
+    local i = tostring(idx)
+    local state = redis.call('HMGET', skey(k), 'v', 'd')
+    local dvkey = prefix .. ':dv:{' .. k .. '}'
+    local dv = redis.call('ZRANGE', dvkey, 0, -1, 'WITHSCORES')
+    local x = redis.call('PEXPIRETIME', skey(k)) .. ',' .. redis.call('PEXPIRETIME', akey(k))
+      .. ',' .. redis.call('PEXPIRETIME', dvkey)
+    fields[#fields + 1] = 'k' .. i; fields[#fields + 1] = k
+    fields[#fields + 1] = 'v' .. i; fields[#fields + 1] = state[1] or ''
+    fields[#fields + 1] = 'd' .. i; fields[#fields + 1] = state[2] or ''
+    fields[#fields + 1] = 'a' .. i; fields[#fields + 1] = redis.call('GET', akey(k)) or ''
+    fields[#fields + 1] = 'dv' .. i; fields[#fields + 1] = cjson.encode(dv)
+    fields[#fields + 1] = 'f' .. i; fields[#fields + 1] = redis.call('GET', vfkey(k)) or ''
+    fields[#fields + 1] = 'x' .. i; fields[#fields + 1] = tostring(x)
+  end
+  redis.call('XADD', prefix .. ':cl', '*', unpack(fields))
 end
 return {1}

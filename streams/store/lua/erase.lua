@@ -85,6 +85,26 @@ for _, k in ipairs(ids) do
   -- Open streams of this session end (the gateway reads the notice).
   redis.call('PUBLISH', prefix .. ':u:{' .. k .. '}', cjson.encode({key = k, erased = true}))
 end
+-- The changelog (where one is kept) gets every erased key's state: a tombstone
+-- whose version is the floor the erasure recorded, unless an alias to someone
+-- else or device sign-ins remain (streams/core/changelog.py).
+if redis.call('EXISTS', prefix .. ':cl') == 1 then
+  local fields = {'o', '{}'}
+  for idx, k in ipairs(ids) do
+    local i = tostring(idx)
+    local a, dv = prefix .. ':a:{' .. k .. '}', prefix .. ':dv:{' .. k .. '}'
+    fields[#fields + 1] = 'k' .. i; fields[#fields + 1] = k
+    fields[#fields + 1] = 'a' .. i; fields[#fields + 1] = redis.call('GET', a) or ''
+    fields[#fields + 1] = 'dv' .. i
+    fields[#fields + 1] = cjson.encode(redis.call('ZRANGE', dv, 0, -1, 'WITHSCORES'))
+    fields[#fields + 1] = 'f' .. i; fields[#fields + 1] = tostring(record.floors[k] or '')
+    fields[#fields + 1] = 'x' .. i
+    fields[#fields + 1] = '-2,' .. redis.call('PEXPIRETIME', a) .. ',' .. redis.call('PEXPIRETIME', dv)
+    fields[#fields + 1] = 'why' .. i; fields[#fields + 1] = 'erased'
+    redis.call('ZREM', prefix .. ':ex', k)
+  end
+  redis.call('XADD', prefix .. ':cl', '*', unpack(fields))
+end
 -- Batches planned before this step see a new epoch at commit and re-plan.
 redis.call('INCR', prefix .. ':xe')
 return {1, sessions, aliases, codes, erasure}

@@ -19,5 +19,7 @@ for _, k in ipairs(redis.call('SMEMBERS', prefix .. ':xs')) do
     end
   end
 end
+-- The changelog relay forgets the partition's old offsets at the same point.
+if redis.call('EXISTS', prefix .. ':cl') == 1 then redis.call('XADD', prefix .. ':cl', '*', 'r', tp) end
 redis.call('INCR', prefix .. ':xe')
 return 1

@@ -1,0 +1,263 @@
+"""The session changelog's records, and the restore's choice among them. Pure.
+
+The commit script appends one entry per commit to the Redis stream ``P:cl``:
+the batch's applied offsets and, for every key the commit touched, the state
+it left (``commit.lua``'s changelog section). The changelog relay
+(``streams/worker/changelog_relay.py``) reads the stream in order, one relay
+at a time, and turns each entry into records of ``session-changelog``
+(``schemas/changelog.py``) with :func:`records`. It keeps the applied
+offsets of every partition as of the entry (:class:`Cursor`), so each record
+says which source positions it reflects, and after each round publishes a
+watermark: everything before it is on the topic.
+
+A restore (:class:`Restore`) keeps each key's record of the highest ``seq``
+and the highest watermark. Every source record up to the watermark is
+reflected in the restored states; a record after it is reflected in a key
+whose restored state's positions cover it (the round that was being
+published when Redis was lost), which :meth:`Restore.reflected` tells the
+planner so it folds the tail exactly once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import orjson
+
+from schemas.changelog import (
+    CONTROL_HEADER,
+    POSITIONS_HEADER,
+    REASON_HEADER,
+    SEQ_HEADER,
+    SESSION_STATE_ADAPTER,
+    VERSION_HEADER,
+    WATERMARK_ADAPTER,
+    WATERMARK_KEY,
+    Positions,
+    SessionState,
+    Watermark,
+)
+from streams.core import session_codec
+
+Headers = list[tuple[str, bytes]]
+
+
+@dataclass(frozen=True)
+class Out:
+    """One record for ``session-changelog``: ``value`` None is a tombstone."""
+
+    key: str
+    value: bytes | None
+    headers: Headers
+
+
+def seq_order(seq: str) -> tuple[int, int]:
+    """A Redis stream id (``<ms>-<n>``) as a sortable pair."""
+    ms, _, n = seq.partition("-")
+    return int(ms), int(n or 0)
+
+
+def compact(offsets: Mapping[str, int]) -> Positions:
+    """``topic:partition -> offset`` as :data:`Positions` (an offset per partition)."""
+    out: dict[str, list[int]] = {}
+    for tp, offset in offsets.items():
+        topic, _, part = tp.rpartition(":")
+        row = out.setdefault(topic, [])
+        p = int(part)
+        row.extend([-1] * (p + 1 - len(row)))
+        row[p] = offset
+    return {topic: out[topic] for topic in sorted(out)}
+
+
+def flat(positions: Positions) -> dict[str, int]:
+    """:data:`Positions` as ``topic:partition -> offset`` (applied ones only)."""
+    return {
+        f"{topic}:{p}": offset
+        for topic, row in positions.items()
+        for p, offset in enumerate(row)
+        if offset >= 0
+    }
+
+
+@dataclass
+class Cursor:
+    """The relay's progress: the last entry published, and the applied offsets then."""
+
+    seq: str = "0-0"
+    offsets: dict[str, int] = field(default_factory=dict)
+    fingerprints: dict[str, str] = field(default_factory=dict)
+
+    def dumps(self) -> bytes:
+        """The cursor as stored (``P:clc``)."""
+        return orjson.dumps(
+            {"seq": self.seq, "offsets": self.offsets, "fingerprints": self.fingerprints}
+        )
+
+    @classmethod
+    def loads(cls, raw: bytes | None) -> Cursor:
+        """The stored cursor, or the start."""
+        if not raw:
+            return cls()
+        data = orjson.loads(raw)
+        return cls(data["seq"], dict(data["offsets"]), dict(data["fingerprints"]))
+
+    def watermark(self) -> Out:
+        """The watermark record: every record before it reflects these offsets."""
+        mark = Watermark(
+            seq=self.seq, positions=compact(self.offsets), fingerprints=dict(self.fingerprints)
+        )
+        return Out(WATERMARK_KEY, mark.model_dump_json().encode(), [(CONTROL_HEADER, b"watermark")])
+
+
+@dataclass(frozen=True)
+class KeyState:
+    """One touched key of a stream entry, as ``commit.lua`` wrote it."""
+
+    key: str
+    version: int | None
+    stored: bytes  # the stored session, b"" if none
+    merged_into: str | None
+    devices: dict[str, int]
+    floor: int | None
+    expires_at_ms: tuple[int, int, int]
+    reason: str = "ended"
+
+
+def parse_entry(fields: Mapping[bytes, bytes]) -> tuple[dict[str, tuple[int, str]], list[KeyState]]:
+    """(the batch's applied offsets with fingerprints, the touched keys) of one entry.
+
+    A reset marker (field ``r``, a partition whose log restarted) comes back as
+    that partition with offset -1. Raises ``ValueError`` for an entry of no
+    known form.
+    """
+    if b"r" in fields:
+        return {fields[b"r"].decode(): (-1, "")}, []
+    if b"o" not in fields:
+        raise ValueError(f"changelog entry with fields {sorted(fields)!r}")
+    batch = {tp: (int(v[0]), str(v[1])) for tp, v in orjson.loads(fields[b"o"]).items()}
+    states = []
+    i = 1
+    while f"k{i}".encode() in fields:
+
+        def get(name: str, i: int = i) -> bytes:
+            return fields.get(f"{name}{i}".encode(), b"")
+
+        pairs = orjson.loads(get("dv") or b"[]")
+        xs, xa, xd = (int(x) for x in get("x").decode().split(","))
+        states.append(
+            KeyState(
+                key=get("k").decode(),
+                version=int(get("v")) if get("v") else None,
+                stored=get("d"),
+                merged_into=get("a").decode() or None,
+                devices={str(pairs[j]): int(float(pairs[j + 1])) for j in range(0, len(pairs), 2)},
+                floor=int(get("f")) if get("f") else None,
+                expires_at_ms=(xs, xa, xd),
+                reason=get("why").decode() or "ended",
+            )
+        )
+        i += 1
+    return batch, states
+
+
+def advance(cursor: Cursor, seq: str, batch: Mapping[str, tuple[int, str]]) -> None:
+    """Move the cursor over one entry: its batch's offsets are now applied."""
+    cursor.seq = seq
+    for tp, (offset, fp) in batch.items():
+        if offset < 0:
+            # A new log epoch: offsets of the old one mean nothing in it.
+            cursor.offsets.pop(tp, None)
+            cursor.fingerprints.pop(tp, None)
+        else:
+            cursor.offsets[tp] = offset
+            cursor.fingerprints[tp] = fp
+
+
+def records(seq: str, states: Iterable[KeyState], positions: Positions) -> list[Out]:
+    """The changelog records of one entry's touched keys."""
+    out = []
+    for st in states:
+        if not st.stored and st.merged_into is None and not st.devices:
+            version = st.floor if st.floor is not None else (st.version or 0)
+            headers: Headers = [
+                (REASON_HEADER, st.reason.encode()),
+                (VERSION_HEADER, str(version).encode()),
+                (POSITIONS_HEADER, orjson.dumps(positions)),
+                (SEQ_HEADER, seq.encode()),
+            ]
+            out.append(Out(st.key, None, headers))
+            continue
+        session = session_codec.decode(st.stored) if st.stored else None
+        version = st.version if st.version is not None else (st.floor or 0)
+        value = SessionState(
+            key=st.key,
+            seq=seq,
+            version=version,
+            session=session,
+            merged_into=st.merged_into,
+            devices=st.devices,
+            expires_at_ms=list(st.expires_at_ms),
+            positions=positions,
+        )
+        out.append(Out(st.key, value.model_dump_json().encode(), [(SEQ_HEADER, seq.encode())]))
+    return out
+
+
+@dataclass(frozen=True)
+class Ended:
+    """A tombstone as a restore reads it."""
+
+    key: str
+    seq: str
+    version: int
+    reason: str
+    positions: Positions
+
+
+@dataclass
+class Restore:
+    """What a restore keeps while it reads the changelog: each key's newest state."""
+
+    latest: dict[str, SessionState | Ended] = field(default_factory=dict)
+    watermark: Watermark | None = None
+    read: int = 0
+
+    def add(self, key: str, value: bytes | None, headers: Mapping[str, bytes]) -> None:
+        """Take one record of the topic, in any order across partitions."""
+        self.read += 1
+        if headers.get(CONTROL_HEADER) == b"watermark":
+            assert value is not None
+            mark = WATERMARK_ADAPTER.validate_json(value)
+            if self.watermark is None or seq_order(mark.seq) > seq_order(self.watermark.seq):
+                self.watermark = mark
+            return
+        item: SessionState | Ended
+        if value is None:
+            item = Ended(
+                key,
+                headers[SEQ_HEADER].decode(),
+                int(headers[VERSION_HEADER]),
+                headers.get(REASON_HEADER, b"ended").decode(),
+                orjson.loads(headers[POSITIONS_HEADER]),
+            )
+        else:
+            item = SESSION_STATE_ADAPTER.validate_json(value)
+        have = self.latest.get(key)
+        if have is None or seq_order(item.seq) > seq_order(have.seq):
+            self.latest[key] = item
+
+    def start(self) -> dict[str, int]:
+        """``topic:partition`` -> the last source offset every restored state reflects."""
+        return flat(self.watermark.positions) if self.watermark else {}
+
+    def reflected(self) -> dict[str, dict[str, int]]:
+        """Key -> the source positions its restored state reflects, where they go past
+        the watermark (the planner skips records a key already holds)."""
+        start = self.start()
+        out = {}
+        for key, item in self.latest.items():
+            ahead = {tp: o for tp, o in flat(item.positions).items() if o > start.get(tp, -1)}
+            if ahead:
+                out[key] = ahead
+        return out

@@ -1,0 +1,250 @@
+"""Restore Redis from the session changelog, then fold only the source tail. Thin edge.
+
+1. Erasures are restored from ``session-erasures`` first, as for any rebuild.
+2. ``session-changelog`` is read to its end (the bounded reader, no group) and
+   each key's newest state kept (``streams/core/changelog.py``). A state an
+   erasure covers (its version at or below the erasure's floor for the key)
+   is not restored.
+3. The states are written as the commit writes them (session hash, alias,
+   link set, device sign-ins, version floors, key TTLs), with the applied
+   offsets and fingerprints of the newest watermark, and the changelog
+   relay's cursor at that watermark.
+4. Each source partition is checked against the watermark's fingerprint (the
+   log-reset rule of ``streams/core/log_reset.py``): where it is still the
+   same log, only the records after the watermark are folded, through the
+   workers' planner and commit, and a key whose restored state already holds
+   a record skips it; where the log was reset (deleted and created again),
+   the partition starts a new epoch and is folded from its beginning.
+
+So the time a restore takes grows with the live sessions and the tail, not
+with the history. Journeys and the KPI counters are not in the changelog:
+journeys start again with the tail, and the KPI counters keep only what the
+tail adds (README: Rebuild).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from redis.asyncio import Redis
+
+from schemas.changelog import SessionState
+from schemas.topics import SESSION_CHANGELOG
+from streams.core import session_codec
+from streams.core.changelog import Cursor, Ended, Restore
+from streams.core.erasure import Erasure
+from streams.core.expiry import ttl_seconds
+from streams.core.fold import DEFAULT_LIMITS, Limits
+from streams.core.log_reset import Applied, Verdict, judge
+from streams.core.plan import Needs, RecordOutcome, Snapshot
+from streams.kafka.log_probe import probe_logs
+from streams.kafka.progress import ReadProgress
+from streams.kafka.reader import TopicReader
+from streams.kafka.records import from_kafka
+from streams.ops.erase import read_erasures
+from streams.store import keys
+from streams.store.state import RedisState
+from streams.worker.processor import BatchProcessor
+
+
+@dataclass(frozen=True)
+class Restored:
+    """What a restore did: the changelog read, the states written, the tail folded."""
+
+    changelog_records: int
+    states: int
+    skipped_erased: int
+    tail: ReadProgress
+    reset_partitions: tuple[str, ...]
+
+
+async def _no_dead_letters(outcomes: Sequence[RecordOutcome]) -> None:
+    """Dead letters were sent by the live run; a restore only folds."""
+
+
+class _TailState(RedisState):
+    """The workers' state adapter, which also tells the planner what keys already hold."""
+
+    def __init__(self, base: RedisState, reflected: Mapping[str, Mapping[str, int]]) -> None:
+        super().__init__(base.redis, base.prefix, base.effects)
+        self._reflected = reflected
+
+    async def load(self, needs: Needs) -> Snapshot:
+        snapshot = await super().load(needs)
+        held = {k: self._reflected[k] for k in needs.keys if k in self._reflected}
+        return replace(snapshot, reflected=held) if held else snapshot
+
+
+async def read_changelog(
+    bootstrap: str,
+    report: Callable[[ReadProgress], None] | None = None,
+    kafka: dict[str, Any] | None = None,
+) -> Restore:
+    """Every key's newest state and the newest watermark on ``session-changelog``."""
+    found = Restore()
+    reader = TopicReader(
+        bootstrap, [SESSION_CHANGELOG], missing_ok=True, job="restore", kafka=kafka, report=report
+    )
+    async with reader:
+        async for batch in reader:
+            for m in batch:
+                key = (m.key or b"").decode()
+                found.add(key, m.value, {h: v for h, v in m.headers or ()})
+    return found
+
+
+async def restore(
+    bootstrap: str,
+    state: RedisState,
+    topics: Sequence[str],
+    batch_max: int = 2000,
+    report: Callable[[ReadProgress], None] | None = None,
+    kafka: dict[str, Any] | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+) -> Restored:
+    """Restore ``state``'s prefix from the changelog, then fold the source tail."""
+    erasures = await read_erasures(bootstrap, kafka=kafka)
+    await state.restore_erasures(erasures)
+    found = await read_changelog(bootstrap, report, kafka)
+    written, skipped = await write_states(state.redis, state.prefix, found, erasures, limits)
+    start = found.start()
+    fingerprints = found.watermark.fingerprints if found.watermark else {}
+    reset = await _reset_partitions(bootstrap, start, fingerprints, kafka)
+    kept = {tp: o for tp, o in start.items() if tp not in reset}
+    await _write_positions(state, kept, fingerprints, found)
+    reflected = {
+        k: {tp: o for tp, o in held.items() if tp not in reset}
+        for k, held in found.reflected().items()
+    }
+    tail = _TailState(state, reflected)
+    processor = BatchProcessor(tail, _no_dead_letters, limits)
+    first = {_partition(tp): o + 1 for tp, o in kept.items()}
+    reader = TopicReader(
+        bootstrap,
+        topics,
+        start=first,
+        batch_max=batch_max,
+        job="rebuild",
+        kafka=kafka,
+        report=report,
+    )
+    async with reader:
+        async for batch in reader:
+            await processor.process([from_kafka(m) for m in batch])
+    return Restored(found.read, written, skipped, reader.progress, tuple(sorted(reset)))
+
+
+async def write_states(
+    redis: Redis,
+    prefix: str,
+    found: Restore,
+    erasures: Sequence[Erasure],
+    limits: Limits,
+    compress: bool = True,
+) -> tuple[int, int]:
+    """Write each key's restored state as the commit would; (written, skipped as erased)."""
+    floors: dict[str, int] = {}
+    for erasure in erasures:
+        for k, v in (erasure.floors or {}).items():
+            floors[k] = max(floors.get(k, 0), v)
+    now = int(time.time() * 1000)
+    written = skipped = 0
+    pipe = redis.pipeline(transaction=False)
+    for key, item in found.latest.items():
+        if key in floors and item.version <= floors[key]:
+            skipped += 1
+            continue
+        if isinstance(item, Ended):
+            if item.reason != "erased" and item.version > 0:
+                pipe.set(
+                    keys.version_floor(prefix, key), item.version, px=limits.session_ttl * 1000
+                )
+            continue
+        written += _write_one(pipe, prefix, item, now, compress, limits)
+        if len(pipe) >= 1000:
+            await pipe.execute()
+    await pipe.execute()
+    return written, skipped
+
+
+def _write_one(
+    pipe: Any, prefix: str, item: SessionState, now: int, compress: bool, limits: Limits
+) -> int:
+    xs, xa, xd = item.expires_at_ms
+    expiry = keys.changelog_expiry(prefix)
+    written = 0
+    if item.session is not None and (xs < 0 or xs > now):
+        name = keys.session(prefix, item.key)
+        blob = session_codec.encode(item.session, compress)
+        pipe.hset(name, mapping={"v": item.version, "d": blob})
+        if xs > 0:
+            pipe.pexpireat(name, xs)
+            pipe.zadd(expiry, {item.key: xs})
+            # As the commit keeps it: the key's next session goes on from this version
+            # for one more TTL after Redis forgot this one.
+            ttl = ttl_seconds(item.session, limits.guest_ttl, limits.session_ttl) * 1000
+            pipe.set(keys.version_floor(prefix, item.key), item.version, pxat=xs + ttl)
+        written = 1
+    elif item.session is None and item.merged_into is None and item.version > 0:
+        pipe.set(keys.version_floor(prefix, item.key), item.version)
+    if item.merged_into is not None and (xa < 0 or xa > now):
+        name = keys.alias(prefix, item.key)
+        pipe.set(name, item.merged_into)
+        pipe.sadd(keys.links(prefix, item.merged_into), item.key)
+        if xa > 0:
+            pipe.pexpireat(name, xa)
+            pipe.pexpireat(keys.links(prefix, item.merged_into), xa)
+            pipe.zadd(expiry, {item.key: xa}, gt=True)
+        written = 1
+    if item.devices and (xd < 0 or xd > now):
+        name = keys.devices(prefix, item.key)
+        pipe.zadd(name, {c: ms for c, ms in item.devices.items()})
+        if xd > 0:
+            pipe.pexpireat(name, xd)
+            pipe.zadd(expiry, {item.key: xd}, gt=True)
+        written = 1
+    return written
+
+
+async def _write_positions(
+    state: RedisState, kept: Mapping[str, int], fingerprints: Mapping[str, str], found: Restore
+) -> None:
+    """The applied offsets and fingerprints of the watermark, and the relay's cursor."""
+    cursor = Cursor(
+        found.watermark.seq if found.watermark else "0-0",
+        dict(kept),
+        {tp: fingerprints[tp] for tp in kept if tp in fingerprints},
+    )
+    async with state.redis.pipeline(transaction=True) as pipe:
+        if kept:
+            offsets: dict[Any, Any] = dict(kept)
+            pipe.hset(state.offsets_key, mapping=offsets)
+        if cursor.fingerprints:
+            prints: dict[Any, Any] = dict(cursor.fingerprints)
+            pipe.hset(state.fingerprints_key, mapping=prints)
+        pipe.set(keys.changelog_cursor(state.prefix), cursor.dumps())
+        await pipe.execute()
+
+
+async def _reset_partitions(
+    bootstrap: str,
+    start: Mapping[str, int],
+    fingerprints: Mapping[str, str],
+    kafka: dict[str, Any] | None,
+) -> set[str]:
+    """Partitions whose log is no longer the one the watermark counts in."""
+    applied = {_partition(tp): Applied(o, fingerprints.get(tp)) for tp, o in start.items()}
+    probes = await probe_logs(bootstrap, applied, kafka=kafka)
+    return {
+        f"{t}:{p}"
+        for (t, p), probe in probes.items()
+        if judge(applied[(t, p)], probe) is Verdict.RESET
+    }
+
+
+def _partition(tp: str) -> tuple[str, int]:
+    topic, _, part = tp.rpartition(":")
+    return topic, int(part)

@@ -1,0 +1,123 @@
+"""The changelog's records and the restore's choice among them (pure)."""
+
+from __future__ import annotations
+
+import orjson
+from hypothesis import given
+from hypothesis import strategies as st
+
+from schemas.changelog import CONTROL_HEADER, POSITIONS_HEADER, SEQ_HEADER, VERSION_HEADER
+from schemas.session import Session
+from streams.core import session_codec
+from streams.core.changelog import (
+    Cursor,
+    KeyState,
+    Restore,
+    advance,
+    compact,
+    flat,
+    parse_entry,
+    records,
+    seq_order,
+)
+
+tps = st.dictionaries(
+    st.tuples(st.sampled_from(["cart-events", "browse-events"]), st.integers(0, 11)).map(
+        lambda t: f"{t[0]}:{t[1]}"
+    ),
+    st.integers(0, 10**9),
+)
+
+
+@given(tps)
+def test_compact_positions_round_trip(offsets: dict[str, int]) -> None:
+    assert flat(compact(offsets)) == offsets
+
+
+def _state(key: str, version: int, stored: bytes = b"", alias: str | None = None) -> KeyState:
+    return KeyState(key, version, stored, alias, {}, None, (-1, -1, -2))
+
+
+def _add(found: Restore, outs: list, headers_extra: dict | None = None) -> None:
+    for out in outs:
+        found.add(out.key, out.value, dict(out.headers))
+
+
+def test_the_newest_seq_wins_whatever_order_records_arrive_in() -> None:
+    old = Session(key="c-1", version=3)
+    new = Session(key="c-1", version=4)
+    first = records("100-0", [_state("c-1", 3, session_codec.encode(old))], {"t": [5]})
+    second = records("100-1", [_state("c-1", 4, session_codec.encode(new))], {"t": [7]})
+    for order in ([*first, *second], [*second, *first]):
+        found = Restore()
+        _add(found, order)
+        item = found.latest["c-1"]
+        assert item.seq == "100-1"
+        assert item.session == new  # type: ignore[union-attr]
+
+
+def test_a_key_with_nothing_left_is_a_tombstone_with_its_floor_and_positions() -> None:
+    gone = KeyState("g-1", None, b"", None, {}, 9, (-2, -2, -2), "expired")
+    [out] = records("5-0", [gone], {"t": [1, 2]})
+    headers = dict(out.headers)
+    assert out.value is None
+    assert int(headers[VERSION_HEADER]) == 9
+    assert orjson.loads(headers[POSITIONS_HEADER]) == {"t": [1, 2]}
+    found = Restore()
+    found.add(out.key, out.value, headers)
+    assert found.latest["g-1"].reason == "expired"  # type: ignore[union-attr]
+    # A merged guest keeps a record: its alias.
+    [alias] = records("5-1", [_state("g-2", 0, alias="c-1")], {})
+    assert alias.value is not None
+    assert SEQ_HEADER in dict(alias.headers)
+
+
+def test_the_watermark_is_the_newest_and_keys_ahead_of_it_are_reflected() -> None:
+    cursor = Cursor()
+    advance(cursor, "10-0", {"t:0": (4, "aa"), "t:1": (2, "bb")})
+    mark_old = cursor.watermark()
+    advance(cursor, "11-0", {"t:0": (9, "cc")})
+    mark_new = cursor.watermark()
+    found = Restore()
+    for mark in (mark_new, mark_old):
+        found.add(mark.key, mark.value, dict(mark.headers))
+    assert dict(mark_new.headers)[CONTROL_HEADER] == b"watermark"
+    assert found.start() == {"t:0": 9, "t:1": 2}
+    ahead = records(
+        "12-0", [_state("c-1", 1, session_codec.encode(Session(key="c-1")))], {"t": [12, 2]}
+    )
+    _add(found, ahead)
+    assert found.reflected() == {"c-1": {"t:0": 12}}
+    # A log reset marker forgets the partition's old offsets.
+    advance(cursor, "13-0", {"t:1": (-1, "")})
+    assert "t:1" not in cursor.offsets
+    assert Cursor.loads(cursor.dumps()) == cursor
+
+
+def test_an_entry_as_the_commit_writes_it_parses() -> None:
+    blob = session_codec.encode(Session(key="c-1", version=2))
+    fields = {
+        b"o": orjson.dumps({"t:0": [3, "ff"]}),
+        b"k1": b"c-1",
+        b"v1": b"2",
+        b"d1": blob,
+        b"a1": b"",
+        b"dv1": b"{}",
+        b"f1": b"2",
+        b"x1": b"100,-2,-2",
+        b"k2": b"g-1",
+        b"v2": b"",
+        b"d2": b"",
+        b"a2": b"c-1",
+        b"dv2": orjson.dumps(["c-1", "1700"]),
+        b"f2": b"",
+        b"x2": b"-2,100,200",
+    }
+    batch, states = parse_entry(fields)
+    assert batch == {"t:0": (3, "ff")}
+    assert [s.key for s in states] == ["c-1", "g-1"]
+    assert states[1].merged_into == "c-1"
+    assert states[1].devices == {"c-1": 1700}
+    assert states[1].expires_at_ms == (-2, 100, 200)
+    assert parse_entry({b"r": b"t:0"}) == ({"t:0": (-1, "")}, [])
+    assert seq_order("9-10") > seq_order("9-9") > seq_order("8-99")
