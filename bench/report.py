@@ -17,6 +17,7 @@ TITLES = {
     "faust-empty": "faust-empty (Faust agent, take(2000), no work)",
     "naive": "naive (Faust agent, GET + fold + SET per event)",
     "backbone": "backbone (continuity worker, 1 process)",
+    "backbone-no-changelog": "backbone with CONTINUITY_CHANGELOG=false (no session changelog)",
     "backbone-2": "backbone, 2 worker processes (one group)",
 }
 FIGURES = (
@@ -34,6 +35,7 @@ RATIOS = (
     ("backbone / ceiling", "backbone", "ceiling"),
     ("backbone / faust-empty", "backbone", "faust-empty"),
     ("backbone / naive", "backbone", "naive"),
+    ("changelog on / off", "backbone", "backbone-no-changelog"),
     ("two workers / one worker", "backbone-2", "backbone"),
 )
 LEGEND = """\

@@ -160,13 +160,16 @@ class Runner(Variant):
 class Backbone(Variant):
     """The real worker (``continuity worker``), one or more processes in one group."""
 
-    def __init__(self, name: str, workers: int, timeout: float) -> None:
+    def __init__(
+        self, name: str, workers: int, timeout: float, env: dict[str, str] | None = None
+    ) -> None:
         self.name = name
         self.processes = workers
         self.timeout = timeout
+        self.env = env or {}
 
     def start(self, stack: Stack, run_dir: Path, backlog: Backlog) -> list[loopback.Child]:
-        env = stack.worker_env()
+        env = stack.worker_env(**self.env)
         return [
             loopback.start_worker(f"worker{i + 1}", env, run_dir) for i in range(self.processes)
         ]
@@ -244,6 +247,8 @@ def all_variants(events: int) -> list[Variant]:
         Runner("faust-empty", "faust_empty", "empty", timeout),
         Runner("naive", "naive", "naive", timeout),
         Backbone("backbone", 1, timeout),
+        # What the session changelog costs the worker: the same, with it switched off.
+        Backbone("backbone-no-changelog", 1, timeout, {"CONTINUITY_CHANGELOG": "false"}),
         Backbone("backbone-2", 2, timeout),
     ]
 
