@@ -16,21 +16,48 @@ REPLICATION="${REPLICATION:-3}"
 # write before it is acknowledged, so one lost broker cannot lose history.
 if ((REPLICATION >= 3)); then default_isr=2; else default_isr=1; fi
 MIN_ISR="${MIN_ISR:-$default_isr}"
-# Source topics are the replayable history: `continuity offsets rewind` and any
-# rebuild of Redis re-read them from offset 0, so whatever retention deletes is
-# gone from every future replay. Keep them forever (-1) with cleanup.policy=delete
-# (never compact: the key is the customer, and compaction would keep only each
-# customer's last event). If storage forces a limit, make it longer than any
-# rebuild you would want to run, and know older history is then lost for good.
-RETENTION_MS="${RETENTION_MS:--1}"
-# Dead letters are few and the only record of why an event was refused.
+# Source topics: a week (Kafka's default), cleanup.policy=delete. Redis is no
+# longer rebuilt from the whole history: `continuity rebuild` restores the
+# session changelog, then folds only the tail of the source topics that the
+# changelog does not hold yet. Never compact them: the key is the customer, and
+# compaction would keep only each customer's last event. Retention also bounds
+# erasure in Kafka: Kafka deletes a segment once its newest record is older than
+# RETENTION_MS, so with a segment rolled every SEGMENT_MS (a day, not Kafka's 7
+# days) a source record (personal data) is gone at most 8 days after it was
+# written. -1 keeps them forever (`continuity offsets rewind` can then replay all
+# of it), at the price of that bound.
+RETENTION_MS="${RETENTION_MS:-604800000}"
+SEGMENT_MS="${SEGMENT_MS:-86400000}"
+# Dead letters carry the same personal data, so the same week by default. A
+# repaired dead letter is only sure to fold as its event would have when it is
+# replayed within the expiry grace (CONTINUITY_EXPIRY_GRACE, 7 days) of that
+# event, and ContinuityDeadLetterSpike fires within minutes; keep them longer if
+# your operators need to, knowing erasure then reaches them later.
 DLQ_RETENTION_MS="${DLQ_RETENTION_MS:-$RETENTION_MS}"
+# The session changelog (every committed session version, keyed by session key,
+# tombstones when a session ends or is erased) is compacted, never deleted by
+# age. Tombstones stay DELETE_RETENTION_MS after compaction reaches them: a
+# session's version floor outlives it by one session TTL (cont:vf, so a
+# returning customer's versions go on past every version a client saw), and a
+# rebuild from the changelog can only restore it while the tombstone is there;
+# a consumer reading from the start must also reach a tombstone before it goes,
+# or it never learns the session ended. So at least CONTINUITY_SESSION_TTL (90 days).
+CHANGELOG_DELETE_RETENTION_MS="${CHANGELOG_DELETE_RETENTION_MS:-7776000000}"
+# The newest hour is never compacted, so a consumer close behind (a downstream
+# system, a rebuild folding the tail) sees every version rather than only each
+# session's latest, and a busy session is not rewritten by the cleaner every few
+# minutes. Within a week everything is compacted: once a session's tombstone is
+# written, its earlier versions (personal data) leave the changelog within the
+# same bound as the source records.
+CHANGELOG_MIN_COMPACTION_LAG_MS="${CHANGELOG_MIN_COMPACTION_LAG_MS:-3600000}"
+CHANGELOG_MAX_COMPACTION_LAG_MS="${CHANGELOG_MAX_COMPACTION_LAG_MS:-604800000}"
 
 SOURCE_TOPICS=(cart-events browse-events checkout-events) # schemas/topics.py
 DLQ_TOPIC=events-dlq
 ERASURES_TOPIC=session-erasures
 NOTIFICATIONS_TOPIC=session-notifications
 REPAIRS_TOPIC=events-dlq-repairs
+CHANGELOG_TOPIC=session-changelog
 # Notifications are for live consumers (marketing, analytics); a week is plenty.
 NOTIFICATIONS_RETENTION_MS="${NOTIFICATIONS_RETENTION_MS:-604800000}"
 
@@ -70,11 +97,12 @@ echo "topics.sh: $BOOTSTRAP, $PARTITIONS partitions, replication $REPLICATION, m
 # `kafka-configs.sh --alter --entity-type topics --entity-name <topic>
 # --add-config message.timestamp.type=LogAppendTime`.
 for topic in "${SOURCE_TOPICS[@]}"; do
-  create "$topic" "$RETENTION_MS" --config message.timestamp.type=LogAppendTime
+  create "$topic" "$RETENTION_MS" --config segment.ms="$SEGMENT_MS" \
+    --config message.timestamp.type=LogAppendTime
 done
 # Same count as the sources: nothing requires it, but one number is one less
 # thing to get wrong when scaling.
-create "$DLQ_TOPIC" "$DLQ_RETENTION_MS"
+create "$DLQ_TOPIC" "$DLQ_RETENTION_MS" --config segment.ms="$SEGMENT_MS"
 # Keyed by session key: one customer's notifications keep their order.
 create "$NOTIFICATIONS_TOPIC" "$NOTIFICATIONS_RETENTION_MS"
 # Erasures: compacted (the key is the customer; the latest erasure is what counts)
@@ -89,7 +117,10 @@ create "$NOTIFICATIONS_TOPIC" "$NOTIFICATIONS_RETENTION_MS"
   --partitions 1 --replication-factor "$REPLICATION" \
   --config cleanup.policy=compact --config min.insync.replicas="$MIN_ISR"
 
-# --if-not-exists leaves an existing topic as it is, so check what is really
+# --if-not-exists leaves an existing topic as it is: topics created before the
+# week's retention keep theirs (-1); move them with `kafka-configs.sh --alter
+# --entity-type topics --entity-name <topic> --add-config
+# retention.ms=604800000,segment.ms=86400000`. So check what is really
 # there. A customer's events are keyed by customer and must land on the same
 # partition number of every source topic (one worker owns partition n of all
 # three); that only holds if the three partition counts are equal. The worker
@@ -104,6 +135,23 @@ for topic in "${SOURCE_TOPICS[@]}"; do
 done
 if ((status)); then
   echo "topics.sh: source topics disagree on their partition count; workers will refuse to start" >&2
+  exit 1
+fi
+# The changelog is co-partitioned with the sources: keyed by session key, the
+# key the events of that session travel under, so a session's versions sit on
+# the partition number its events do. It takes the sources' real count.
+"${client[@]}" --create --if-not-exists --topic "$CHANGELOG_TOPIC" \
+  --partitions "$first" --replication-factor "$REPLICATION" \
+  --config cleanup.policy=compact \
+  --config delete.retention.ms="$CHANGELOG_DELETE_RETENTION_MS" \
+  --config min.compaction.lag.ms="$CHANGELOG_MIN_COMPACTION_LAG_MS" \
+  --config max.compaction.lag.ms="$CHANGELOG_MAX_COMPACTION_LAG_MS" \
+  --config min.insync.replicas="$MIN_ISR"
+n="$(partition_count "$CHANGELOG_TOPIC")"
+echo "  $CHANGELOG_TOPIC: $n partitions"
+if [[ "$n" != "$first" ]]; then
+  echo "topics.sh: $CHANGELOG_TOPIC has $n partitions, the source topics $first;" \
+    "it must match them (workers will refuse to start)" >&2
   exit 1
 fi
 if [[ "$first" != "$PARTITIONS" ]]; then

@@ -15,7 +15,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
-from streams.core.expiry import DEFAULT_GUEST_TTL, DEFAULT_SESSION_TTL
+from streams.core.expiry import DAY, DEFAULT_GUEST_TTL, DEFAULT_SESSION_TTL
 from streams.core.fold import Limits, MergePolicy
 from streams.core.journey import JourneyLimits
 from streams.store.state import Effects
@@ -105,6 +105,16 @@ class Settings(BaseSettings):
     app_id: str = Field(default="continuity", description="Faust app id = consumer group")
     topic_partitions: int = Field(
         default=8, ge=1, description="partitions when the worker creates the topics"
+    )
+    topic_retention_ms: int = Field(
+        default=7 * DAY * 1000,  # a week, Kafka's default (streams/kafka/topics.py)
+        ge=-1,
+        description=(
+            "`retention.ms` of the source topics and the dead letters when a process creates "
+            "them (7 days; `-1`: forever); an existing topic keeps its own, and the embedded "
+            "broker does not enforce it. Production topics come from `deploy/topics.sh` "
+            "(`RETENTION_MS`, the same default)"
+        ),
     )
     redis_prefix: str = Field(
         default="cont", pattern=r"^[a-z][a-z0-9_-]{0,31}$", description="key prefix of the state"

@@ -22,7 +22,10 @@ def rewind(args: argparse.Namespace) -> int:
     async def rewind() -> int:
         kafka = kafka_client_kwargs(settings)
         layout = await ensure_topics(
-            settings.kafka_bootstrap, settings.topic_partitions, kafka=kafka
+            settings.kafka_bootstrap,
+            settings.topic_partitions,
+            kafka=kafka,
+            retention_ms=settings.topic_retention_ms,
         )
         partitions = layout[SOURCE_TOPICS[0]]
         print(

@@ -41,7 +41,12 @@ def run(args: argparse.Namespace) -> int:
 
     async def send() -> int:
         kafka = kafka_client_kwargs(settings)
-        await ensure_topics(settings.kafka_bootstrap, settings.topic_partitions, kafka=kafka)
+        await ensure_topics(
+            settings.kafka_bootstrap,
+            settings.topic_partitions,
+            kafka=kafka,
+            retention_ms=settings.topic_retention_ms,
+        )
         async with Publisher(settings.kafka_bootstrap, kafka=kafka) as pub:
             return len(await pub.send_all(good))
 

@@ -91,7 +91,12 @@ def run(state_dir: Path, workers: int, demo: bool, rate: float, seed: int) -> in
         # Before anything publishes: a broker auto-creates a missing topic with
         # its default partition count, which would break co-partitioning.
         asyncio.run(
-            ensure_topics(bootstrap, settings.topic_partitions, kafka=kafka_client_kwargs(settings))
+            ensure_topics(
+                bootstrap,
+                settings.topic_partitions,
+                kafka=kafka_client_kwargs(settings),
+                retention_ms=settings.topic_retention_ms,
+            )
         )
         metrics = []
         for i in range(workers):

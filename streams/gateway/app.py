@@ -187,7 +187,12 @@ async def _start_producer(settings: Settings) -> EventProducer:
             kafka=kafka,
         )
         try:
-            await ensure_topics(settings.kafka_bootstrap, settings.topic_partitions, kafka=kafka)
+            await ensure_topics(
+                settings.kafka_bootstrap,
+                settings.topic_partitions,
+                kafka=kafka,
+                retention_ms=settings.topic_retention_ms,
+            )
             await producer.start()
             return producer
         except TopicLayoutError:

@@ -37,7 +37,10 @@ async def check_kafka(settings: Settings) -> Ready:
     try:
         kafka = kafka_client_kwargs(settings)
         layout = await ensure_topics(
-            settings.kafka_bootstrap, settings.topic_partitions, kafka=kafka
+            settings.kafka_bootstrap,
+            settings.topic_partitions,
+            kafka=kafka,
+            retention_ms=settings.topic_retention_ms,
         )
     except (TopicLayoutError, KafkaSecurityError) as exc:
         raise Refused(CONFIGURATION, str(exc)) from exc

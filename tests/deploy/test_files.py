@@ -12,6 +12,7 @@ checked against a live worker in ``test_metrics_e2e.py``.
 from __future__ import annotations
 
 import copy
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -21,6 +22,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from schemas.topics import DEAD_LETTERS, SESSION_CHANGELOG, SOURCE_TOPICS
+from streams.kafka.topics import topic_configs
 from tests.support.deploy_files import (
     ALERTS,
     COMPOSE,
@@ -302,11 +305,74 @@ def test_topics_script_defaults_to_replication_3_and_two_in_sync_replicas() -> N
     assert _run(["bash", "-n", str(DEPLOY / "topics.sh")], ROOT).returncode == 0
 
 
+def _script_defaults(script: str) -> dict[str, str]:
+    """``NAME="${NAME:-default}"`` lines of a shell script: each variable's default."""
+    return dict(re.findall(r'^([A-Z_]+)="\$\{\1:-([^}]*)\}"$', script, flags=re.MULTILINE))
+
+
+def _create_block(script: str, topic_variable: str) -> str:
+    """The ``kafka-topics.sh --create`` command of one topic, continuation lines joined."""
+    joined = script.replace("\\\n", " ")
+    (line,) = [
+        line
+        for line in joined.splitlines()
+        if "--create" in line and f'--topic "${topic_variable}"' in line
+    ]
+    return line
+
+
+def test_topics_script_keeps_sources_a_week_and_compacts_the_changelog() -> None:
+    script = (DEPLOY / "topics.sh").read_text()
+    defaults = _script_defaults(script)
+    week = str(7 * 86400 * 1000)
+    assert defaults["RETENTION_MS"] == week, "finite by default: Kafka's week"
+    assert defaults["DLQ_RETENTION_MS"] == "$RETENTION_MS"
+    assert int(defaults["SEGMENT_MS"]) <= 86400 * 1000, "bounds how long past retention"
+    assert "keep them forever" not in script.lower()
+
+    changelog = _create_block(script, "CHANGELOG_TOPIC")
+    assert '--partitions "$first"' in changelog, "the source topics' real count"
+    assert "cleanup.policy=compact" in changelog
+    assert "retention.ms=" not in changelog.replace("delete.retention.ms=", "")
+    # Tombstones outlive the version floors, which live one session TTL (90 days).
+    assert int(defaults["CHANGELOG_DELETE_RETENTION_MS"]) >= 90 * 86400 * 1000
+    assert 'delete.retention.ms="$CHANGELOG_DELETE_RETENTION_MS"' in changelog
+    assert 0 < int(defaults["CHANGELOG_MIN_COMPACTION_LAG_MS"]) <= 3600 * 1000
+    assert int(defaults["CHANGELOG_MAX_COMPACTION_LAG_MS"]) <= int(week)
+    for setting in ("min.compaction.lag.ms", "max.compaction.lag.ms", "min.insync.replicas"):
+        assert f"--config {setting}=" in changelog, setting
+
+    erasures = _create_block(script, "ERASURES_TOPIC")
+    assert "cleanup.policy=compact" in erasures
+    assert "retention.ms" not in erasures, "erasures are kept for good"
+
+
+def test_topics_script_and_the_processes_create_topics_alike() -> None:
+    # What a worker creates when a topic is missing (development, tests) is what
+    # production gets from the script.
+    defaults = _script_defaults((DEPLOY / "topics.sh").read_text())
+    source = topic_configs(SOURCE_TOPICS[0])
+    assert source["retention.ms"] == defaults["RETENTION_MS"]
+    assert source["segment.ms"] == defaults["SEGMENT_MS"]
+    assert topic_configs(DEAD_LETTERS)["retention.ms"] == defaults["RETENTION_MS"]
+    changelog = topic_configs(SESSION_CHANGELOG)
+    assert changelog["cleanup.policy"] == "compact"
+    for setting, variable in (
+        ("delete.retention.ms", "CHANGELOG_DELETE_RETENTION_MS"),
+        ("min.compaction.lag.ms", "CHANGELOG_MIN_COMPACTION_LAG_MS"),
+        ("max.compaction.lag.ms", "CHANGELOG_MAX_COMPACTION_LAG_MS"),
+    ):
+        assert changelog[setting] == defaults[variable], setting
+
+
 def test_compose_runs_kraft_kafka_aof_redis_workers_gateways_and_monitoring() -> None:
     services = documents(COMPOSE)[0]["services"]
     assert services["kafka"]["image"].startswith("apache/kafka:")
     assert "controller" in services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"]
     assert "--appendonly" in services["redis"]["command"]
+    topics = services["topics"]
+    assert topics["entrypoint"] == ["bash", "/deploy/topics.sh"]
+    assert topics["environment"]["RETENTION_MS"].endswith(":-604800000}"), "a week, not forever"
     gateway = services["gateway"]
     assert gateway["command"] == ["gateway"]
     assert gateway["environment"]["CONTINUITY_AUTH_SECRET"].startswith("${CONTINUITY_AUTH_SECRET")
