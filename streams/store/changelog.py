@@ -11,6 +11,7 @@ is what lets a watermark say "everything before me is on the topic".
 from __future__ import annotations
 
 from collections.abc import Mapping
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,9 +34,13 @@ class Entry:
 class ChangelogOutbox:
     """One relay's handle on ``P:cl``; only the lease holder reads and advances."""
 
-    def __init__(self, redis: Redis, prefix: str, lease_seconds: float = 10.0) -> None:
+    def __init__(
+        self, redis: Redis, prefix: str, holder: str = "relay", lease_seconds: float = 10.0
+    ) -> None:
         self.redis = redis
         self.prefix = prefix
+        # The lease's value names its holder (an operator's GET tells which worker publishes).
+        self.token = f"{holder}:{uuid.uuid4().hex[:8]}"
         self.stream = keys.changelog(prefix)
         self.lease: Lock = redis.lock(keys.changelog_lease(prefix), timeout=lease_seconds)
         self._sweep = register(redis, "clsweep.lua")
@@ -45,7 +50,7 @@ class ChangelogOutbox:
         """Take or renew the lease; True while this relay holds it."""
         if await self.lease.owned():
             return bool(await self.lease.reacquire())
-        return bool(await self.lease.acquire(blocking=False))
+        return bool(await self.lease.acquire(blocking=False, token=self.token))
 
     async def cursor(self) -> Cursor:
         """Where publishing stands: the last entry published and the offsets then."""

@@ -444,8 +444,8 @@ CHANGELOG_LEASE = Family(
     writers=(_CHANGELOG,),
     readers=(_CLACK, _CHANGELOG),
     lifetime="the lease time; renewed by its holder every round",
-    meaning="which worker's relay publishes the changelog (a redis-py lock token): one at a "
-    "time keeps the topic in commit order",
+    meaning="which worker's relay publishes the changelog, as `<host>-<pid>:<random>` (a "
+    "redis-py lock token): one at a time keeps the topic in commit order",
     lua=("clack.lua",),
 )
 

@@ -283,7 +283,8 @@ def create_app(settings: Settings) -> faust.App:
 
     async def relay_changelog() -> None:
         redis = connect(settings.redis_dsn(), socket_timeout=10, socket_connect_timeout=5)
-        outbox = ChangelogOutbox(redis, settings.redis_prefix)
+        holder = f"{socket.gethostname()}-{os.getpid()}"
+        outbox = ChangelogOutbox(redis, settings.redis_prefix, holder)
 
         async def publish(key: str, value: bytes | None, headers: list[tuple[str, bytes]]) -> Any:
             return await app.producer.send(
