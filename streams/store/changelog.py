@@ -10,8 +10,8 @@ is what lets a watermark say "everything before me is on the topic".
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
