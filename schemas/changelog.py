@@ -18,9 +18,9 @@ headers say why (``continuity.reason``), the last version the key had
 (``continuity.version``: its next session goes on from there) and the
 source positions (``continuity.positions``, JSON as in :class:`Positions`).
 
-A record with the header ``continuity.control: watermark`` is not a key's
-state: it says which source positions every record before it reflects
-(:class:`Watermark`); downstream consumers skip it.
+A record with the header ``continuity.control: watermark`` (all on partition
+0) is not a key's state: it says which source positions every record before it
+reflects (:class:`Watermark`); downstream consumers skip it.
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ POSITIONS_HEADER = "continuity.positions"
 SEQ_HEADER = "continuity.seq"
 # The key of the watermark records: not an id (ids start with a letter or digit).
 WATERMARK_KEY = "~watermark"
+# Every watermark record is on this partition of the topic.
+WATERMARK_PARTITION = 0
 
 # Source topic -> the applied offset of each of its partitions, by partition
 # number (-1: nothing applied). Compact on purpose: every record carries it.

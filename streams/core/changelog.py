@@ -34,6 +34,7 @@ from schemas.changelog import (
     VERSION_HEADER,
     WATERMARK_ADAPTER,
     WATERMARK_KEY,
+    WATERMARK_PARTITION,
     Positions,
     SessionState,
     Watermark,
@@ -50,6 +51,9 @@ class Out:
     key: str
     value: bytes | None
     headers: Headers
+    # None: the key's partition (Kafka's default partitioner); watermarks all go to
+    # WATERMARK_PARTITION, so a restore finds the newest by reading one partition.
+    partition: int | None = None
 
 
 def seq_order(seq: str) -> tuple[int, int]:
@@ -107,7 +111,8 @@ class Cursor:
         mark = Watermark(
             seq=self.seq, positions=compact(self.offsets), fingerprints=dict(self.fingerprints)
         )
-        return Out(WATERMARK_KEY, mark.model_dump_json().encode(), [(CONTROL_HEADER, b"watermark")])
+        headers = [(CONTROL_HEADER, b"watermark")]
+        return Out(WATERMARK_KEY, mark.model_dump_json().encode(), headers, WATERMARK_PARTITION)
 
 
 @dataclass(frozen=True)
@@ -215,23 +220,40 @@ class Ended:
     positions: Positions
 
 
+def newest_watermark(values: Iterable[bytes]) -> Watermark | None:
+    """The watermark of the highest ``seq`` among watermark records' values."""
+    newest: Watermark | None = None
+    for value in values:
+        mark = WATERMARK_ADAPTER.validate_json(value)
+        if newest is None or seq_order(mark.seq) > seq_order(newest.seq):
+            newest = mark
+    return newest
+
+
+def is_control(headers: Mapping[str, bytes]) -> bool:
+    """Whether a record is a control record (a watermark), not a key's state."""
+    return CONTROL_HEADER in headers
+
+
 @dataclass
 class Restore:
-    """What a restore keeps while it reads the changelog: each key's newest state."""
+    """What a restore keeps while it streams the changelog: each key's newest ``seq``,
+    and the positions of the states that go past the watermark (few: the round the
+    relay was publishing). Memory grows with the keys, not with their states."""
 
-    latest: dict[str, SessionState | Ended] = field(default_factory=dict)
     watermark: Watermark | None = None
+    seqs: dict[str, tuple[int, int]] = field(default_factory=dict)
+    ahead: dict[str, dict[str, int]] = field(default_factory=dict)
     read: int = 0
 
-    def add(self, key: str, value: bytes | None, headers: Mapping[str, bytes]) -> None:
-        """Take one record of the topic, in any order across partitions."""
+    def take(
+        self, key: str, value: bytes | None, headers: Mapping[str, bytes]
+    ) -> SessionState | Ended | None:
+        """One record of the topic, in any order across partitions: the key's state if
+        it is the newest seen so far (to write, replacing an older one), else None."""
         self.read += 1
-        if headers.get(CONTROL_HEADER) == b"watermark":
-            assert value is not None
-            mark = WATERMARK_ADAPTER.validate_json(value)
-            if self.watermark is None or seq_order(mark.seq) > seq_order(self.watermark.seq):
-                self.watermark = mark
-            return
+        if is_control(headers):
+            return None
         item: SessionState | Ended
         if value is None:
             item = Ended(
@@ -243,9 +265,17 @@ class Restore:
             )
         else:
             item = SESSION_STATE_ADAPTER.validate_json(value)
-        have = self.latest.get(key)
-        if have is None or seq_order(item.seq) > seq_order(have.seq):
-            self.latest[key] = item
+        seq = seq_order(item.seq)
+        if key in self.seqs and seq <= self.seqs[key]:
+            return None
+        self.seqs[key] = seq
+        start = self.start()
+        ahead = {tp: o for tp, o in flat(item.positions).items() if o > start.get(tp, -1)}
+        if ahead:
+            self.ahead[key] = ahead
+        else:
+            self.ahead.pop(key, None)
+        return item
 
     def start(self) -> dict[str, int]:
         """``topic:partition`` -> the last source offset every restored state reflects."""
@@ -254,10 +284,4 @@ class Restore:
     def reflected(self) -> dict[str, dict[str, int]]:
         """Key -> the source positions its restored state reflects, where they go past
         the watermark (the planner skips records a key already holds)."""
-        start = self.start()
-        out = {}
-        for key, item in self.latest.items():
-            ahead = {tp: o for tp, o in flat(item.positions).items() if o > start.get(tp, -1)}
-            if ahead:
-                out[key] = ahead
-        return out
+        return dict(self.ahead)

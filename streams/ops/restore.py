@@ -1,11 +1,13 @@
 """Restore Redis from the session changelog, then fold only the source tail. Thin edge.
 
 1. Erasures are restored from ``session-erasures`` first, as for any rebuild.
-2. ``session-changelog`` is read to its end (the bounded reader, no group) and
-   each key's newest state kept (``streams/core/changelog.py``). A state an
-   erasure covers (its version at or below the erasure's floor for the key)
-   is not restored.
-3. The states are written as the commit writes them (session hash, alias,
+2. The newest watermark is read from the one partition that holds them all;
+   then ``session-changelog`` is streamed to its end (the bounded reader, no
+   group) and each key's newest state so far written, replacing an older one
+   (``streams/core/changelog.py``): memory holds a sequence number per key, not
+   the states. A state an erasure covers (its version at or below the
+   erasure's floor for the key) is not restored.
+3. States are written as the commit writes them (session hash, alias,
    link set, device sign-ins, version floors, key TTLs), with the applied
    offsets and fingerprints of the newest watermark, and the changelog
    relay's cursor at that watermark.
@@ -31,10 +33,10 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from schemas.changelog import SessionState
+from schemas.changelog import WATERMARK_PARTITION, SessionState, Watermark
 from schemas.topics import SESSION_CHANGELOG
 from streams.core import session_codec
-from streams.core.changelog import Cursor, Ended, Restore
+from streams.core.changelog import Cursor, Ended, Restore, is_control, newest_watermark
 from streams.core.erasure import Erasure
 from streams.core.expiry import ttl_seconds
 from streams.core.fold import DEFAULT_LIMITS, Limits
@@ -78,22 +80,21 @@ class _TailState(RedisState):
         return replace(snapshot, reflected=held) if held else snapshot
 
 
-async def read_changelog(
-    bootstrap: str,
-    report: Callable[[ReadProgress], None] | None = None,
-    kafka: dict[str, Any] | None = None,
-) -> Restore:
-    """Every key's newest state and the newest watermark on ``session-changelog``."""
-    found = Restore()
+async def read_watermark(bootstrap: str, kafka: dict[str, Any] | None = None) -> Watermark | None:
+    """The newest watermark (``seq``) on the changelog: one partition holds them all."""
     reader = TopicReader(
-        bootstrap, [SESSION_CHANGELOG], missing_ok=True, job="restore", kafka=kafka, report=report
+        bootstrap,
+        [SESSION_CHANGELOG],
+        partitions=[(SESSION_CHANGELOG, WATERMARK_PARTITION)],
+        missing_ok=True,
+        job="restore",
+        kafka=kafka,
     )
+    values: list[bytes] = []
     async with reader:
         async for batch in reader:
-            for m in batch:
-                key = (m.key or b"").decode()
-                found.add(key, m.value, {h: v for h, v in m.headers or ()})
-    return found
+            values.extend(m.value for m in batch if m.value and is_control(dict(m.headers or ())))
+    return newest_watermark(values)
 
 
 async def restore(
@@ -108,8 +109,19 @@ async def restore(
     """Restore ``state``'s prefix from the changelog, then fold the source tail."""
     erasures = await read_erasures(bootstrap, kafka=kafka)
     await state.restore_erasures(erasures)
-    found = await read_changelog(bootstrap, report, kafka)
-    written, skipped = await write_states(state.redis, state.prefix, found, erasures, limits)
+    found = Restore(await read_watermark(bootstrap, kafka))
+    writer = StateWriter(state.redis, state.prefix, erasures, limits, state.effects.compress)
+    reader = TopicReader(
+        bootstrap, [SESSION_CHANGELOG], missing_ok=True, job="restore", kafka=kafka, report=report
+    )
+    async with reader:
+        async for batch in reader:
+            for m in batch:
+                key = (m.key or b"").decode()
+                item = found.take(key, m.value, dict(m.headers or ()))
+                if item is not None:
+                    await writer.take(item)
+    await writer.flush()
     start = found.start()
     fingerprints = found.watermark.fingerprints if found.watermark else {}
     reset = await _reset_partitions(bootstrap, start, fingerprints, kafka)
@@ -134,40 +146,78 @@ async def restore(
     async with reader:
         async for batch in reader:
             await processor.process([from_kafka(m) for m in batch])
-    return Restored(found.read, written, skipped, reader.progress, tuple(sorted(reset)))
+    return Restored(
+        found.read, writer.written, writer.skipped, reader.progress, tuple(sorted(reset))
+    )
 
 
-async def write_states(
-    redis: Redis,
-    prefix: str,
-    found: Restore,
-    erasures: Sequence[Erasure],
-    limits: Limits,
-    compress: bool = True,
-) -> tuple[int, int]:
-    """Write each key's restored state as the commit would; (written, skipped as erased)."""
-    floors: dict[str, int] = {}
-    for erasure in erasures:
-        for k, v in (erasure.floors or {}).items():
-            floors[k] = max(floors.get(k, 0), v)
-    now = int(time.time() * 1000)
-    written = skipped = 0
-    pipe = redis.pipeline(transaction=False)
-    for key, item in found.latest.items():
-        if key in floors and item.version <= floors[key]:
-            skipped += 1
-            continue
+class StateWriter:
+    """Writes restored states as the commit would, in pipelined batches.
+
+    A key's newer state replaces what an older one wrote (records of one key are
+    in ``seq`` order within their partition, so this is rare: a re-sent round).
+    A state an erasure covers (its version at or below the erasure's floor for
+    the key) is not written.
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        prefix: str,
+        erasures: Sequence[Erasure],
+        limits: Limits,
+        compress: bool = True,
+    ) -> None:
+        self.redis, self.prefix, self.limits, self.compress = redis, prefix, limits, compress
+        self.floors: dict[str, int] = {}
+        for erasure in erasures:
+            for k, v in (erasure.floors or {}).items():
+                self.floors[k] = max(self.floors.get(k, 0), v)
+        self.now = int(time.time() * 1000)
+        self.pipe = redis.pipeline(transaction=False)
+        self.seen: set[str] = set()
+        self.written = self.skipped = 0
+
+    async def take(self, item: SessionState | Ended) -> None:
+        """Write one key's newest state so far."""
+        key = item.key
+        if key in self.seen:
+            await self.flush()
+            await self._forget(key)
+        self.seen.add(key)
+        if key in self.floors and item.version <= self.floors[key]:
+            self.skipped += 1
+            return
         if isinstance(item, Ended):
             if item.reason != "erased" and item.version > 0:
-                pipe.set(
-                    keys.version_floor(prefix, key), item.version, px=limits.session_ttl * 1000
-                )
-            continue
-        written += _write_one(pipe, prefix, item, now, compress, limits)
-        if len(pipe) >= 1000:
+                floor = keys.version_floor(self.prefix, key)
+                self.pipe.set(floor, item.version, px=self.limits.session_ttl * 1000)
+            return
+        self.written += _write_one(
+            self.pipe, self.prefix, item, self.now, self.compress, self.limits
+        )
+        if len(self.pipe) >= 1000:
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Send what is queued."""
+        if len(self.pipe):
+            await self.pipe.execute()
+
+    async def _forget(self, key: str) -> None:
+        """Undo what an older state of ``key`` wrote."""
+        target: Any = await self.redis.get(keys.alias(self.prefix, key))
+        async with self.redis.pipeline(transaction=True) as pipe:
+            if target is not None:
+                pipe.srem(keys.links(self.prefix, target.decode()), key)
+            pipe.delete(
+                keys.session(self.prefix, key),
+                keys.alias(self.prefix, key),
+                keys.devices(self.prefix, key),
+                keys.version_floor(self.prefix, key),
+            )
+            pipe.zrem(keys.changelog_expiry(self.prefix), key)
             await pipe.execute()
-    await pipe.execute()
-    return written, skipped
 
 
 def _write_one(

@@ -286,9 +286,11 @@ def create_app(settings: Settings) -> faust.App:
         holder = f"{socket.gethostname()}-{os.getpid()}"
         outbox = ChangelogOutbox(redis, settings.redis_prefix, holder)
 
-        async def publish(key: str, value: bytes | None, headers: list[tuple[str, bytes]]) -> Any:
+        async def publish(
+            key: str, value: bytes | None, headers: list[tuple[str, bytes]], partition: int | None
+        ) -> Any:
             return await app.producer.send(
-                SESSION_CHANGELOG, key.encode(), value, None, None, headers
+                SESSION_CHANGELOG, key.encode(), value, partition, None, headers
             )
 
         try:

@@ -24,8 +24,11 @@ from streams.worker import metrics
 
 log = logging.getLogger(__name__)
 
-# (key, value or None, headers) -> an awaitable that resolves once Kafka acknowledged it.
-Publish = Callable[[str, bytes | None, list[tuple[str, bytes]]], Awaitable[Awaitable[object]]]
+# (key, value or None, headers, partition or None) -> an awaitable that resolves once
+# Kafka acknowledged the record.
+Publish = Callable[
+    [str, bytes | None, list[tuple[str, bytes]], int | None], Awaitable[Awaitable[object]]
+]
 
 
 async def publish_round(outbox: ChangelogOutbox, publish: Publish, count: int) -> int:
@@ -61,7 +64,7 @@ async def publish_round(outbox: ChangelogOutbox, publish: Publish, count: int) -
 
 
 async def _send(publish: Publish, out: Out) -> Awaitable[object]:
-    return await publish(out.key, out.value, out.headers)
+    return await publish(out.key, out.value, out.headers, out.partition)
 
 
 async def run_changelog_relay(

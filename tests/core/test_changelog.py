@@ -6,16 +6,24 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas.changelog import CONTROL_HEADER, POSITIONS_HEADER, SEQ_HEADER, VERSION_HEADER
+from schemas.changelog import (
+    CONTROL_HEADER,
+    POSITIONS_HEADER,
+    SEQ_HEADER,
+    VERSION_HEADER,
+    WATERMARK_PARTITION,
+)
 from schemas.session import Session
 from streams.core import session_codec
 from streams.core.changelog import (
     Cursor,
+    Ended,
     KeyState,
     Restore,
     advance,
     compact,
     flat,
+    newest_watermark,
     parse_entry,
     records,
     seq_order,
@@ -38,9 +46,8 @@ def _state(key: str, version: int, stored: bytes = b"", alias: str | None = None
     return KeyState(key, version, stored, alias, {}, None, (-1, -1, -2))
 
 
-def _add(found: Restore, outs: list, headers_extra: dict | None = None) -> None:
-    for out in outs:
-        found.add(out.key, out.value, dict(out.headers))
+def _take(found: Restore, outs: list) -> list:
+    return [found.take(out.key, out.value, dict(out.headers)) for out in outs]
 
 
 def test_the_newest_seq_wins_whatever_order_records_arrive_in() -> None:
@@ -48,12 +55,11 @@ def test_the_newest_seq_wins_whatever_order_records_arrive_in() -> None:
     new = Session(key="c-1", version=4)
     first = records("100-0", [_state("c-1", 3, session_codec.encode(old))], {"t": [5]})
     second = records("100-1", [_state("c-1", 4, session_codec.encode(new))], {"t": [7]})
-    for order in ([*first, *second], [*second, *first]):
-        found = Restore()
-        _add(found, order)
-        item = found.latest["c-1"]
-        assert item.seq == "100-1"
-        assert item.session == new  # type: ignore[union-attr]
+    in_order = _take(Restore(), [*first, *second])
+    assert [i.session for i in in_order] == [old, new]  # each newer: written in turn
+    late = _take(Restore(), [*second, *first])
+    assert late[0].session == new
+    assert late[1] is None, "an older state after a newer one is not written"
 
 
 def test_a_key_with_nothing_left_is_a_tombstone_with_its_floor_and_positions() -> None:
@@ -63,9 +69,9 @@ def test_a_key_with_nothing_left_is_a_tombstone_with_its_floor_and_positions() -
     assert out.value is None
     assert int(headers[VERSION_HEADER]) == 9
     assert orjson.loads(headers[POSITIONS_HEADER]) == {"t": [1, 2]}
-    found = Restore()
-    found.add(out.key, out.value, headers)
-    assert found.latest["g-1"].reason == "expired"  # type: ignore[union-attr]
+    item = Restore().take(out.key, out.value, headers)
+    assert isinstance(item, Ended)
+    assert (item.reason, item.version) == ("expired", 9)
     # A merged guest keeps a record: its alias.
     [alias] = records("5-1", [_state("g-2", 0, alias="c-1")], {})
     assert alias.value is not None
@@ -78,16 +84,21 @@ def test_the_watermark_is_the_newest_and_keys_ahead_of_it_are_reflected() -> Non
     mark_old = cursor.watermark()
     advance(cursor, "11-0", {"t:0": (9, "cc")})
     mark_new = cursor.watermark()
-    found = Restore()
-    for mark in (mark_new, mark_old):
-        found.add(mark.key, mark.value, dict(mark.headers))
     assert dict(mark_new.headers)[CONTROL_HEADER] == b"watermark"
+    assert mark_new.partition == mark_old.partition == WATERMARK_PARTITION
+    values = [m.value for m in (mark_new, mark_old) if m.value is not None]
+    found = Restore(newest_watermark(values))
+    assert found.take(mark_new.key, mark_new.value, dict(mark_new.headers)) is None
     assert found.start() == {"t:0": 9, "t:1": 2}
     ahead = records(
         "12-0", [_state("c-1", 1, session_codec.encode(Session(key="c-1")))], {"t": [12, 2]}
     )
-    _add(found, ahead)
+    _take(found, ahead)
     assert found.reflected() == {"c-1": {"t:0": 12}}
+    # A newer state of the key within the watermark is no longer ahead of it.
+    again = session_codec.encode(Session(key="c-1", version=2))
+    _take(found, records("12-1", [_state("c-1", 2, again)], {"t": [3, 1]}))
+    assert found.reflected() == {}
     # A log reset marker forgets the partition's old offsets.
     advance(cursor, "13-0", {"t:1": (-1, "")})
     assert "t:1" not in cursor.offsets
