@@ -12,7 +12,9 @@
    write everything to ``bench/results/bench-<time>.json`` (``bench.report``).
 
 Flags make bigger runs (``--events``, ``--customers``, ``--runs``), the worker
-memory check (``--memory-customers 10000,1000000``), change the freshness load
+memory check (``--memory-customers 10000,1000000``), Redis memory over months
+of compressed event time (``--lifecycle-days 200``, ``bench.lifecycle``; off by
+default: a simulated day lasts a second), change the freshness load
 (``--freshness-rate``, ``--freshness-subscribers``, ``--freshness-seconds``)
 or measure freshness alone against a running stack with a gateway
 (``--freshness URL``).
@@ -29,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import freshness_stack, memory, report
+from bench import freshness_stack, lifecycle, memory, report
 from bench.expect import PROJECTION_NOTE, expect
 from bench.freshness import measure_freshness
 from bench.freshness_stack import FreshnessPlan
@@ -64,6 +66,15 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         help="also fold one event per customer for each count, e.g. 10000,1000000, and report "
         "the worker's peak RSS (should stay flat) and Redis memory",
     )
+    p.add_argument(
+        "--lifecycle-days",
+        type=int,
+        default=0,
+        help="also fold this many simulated days of guests, sign-ups and regulars through the "
+        "commit path into a fresh Redis, a day per --lifecycle-day-seconds, TTLs scaled alike, "
+        "and report Redis's memory and keys per day (e.g. 200; 0: skip)",
+    )
+    p.add_argument("--lifecycle-day-seconds", type=int, default=1, help="wall seconds per day")
     f = p.add_argument_group(
         "freshness through the gateway",
         "measured after the variants on a fresh stack (one worker, one gateway); with "
@@ -177,6 +188,16 @@ async def benchmark(args: argparse.Namespace) -> int:
         rss_rows = await memory.rss_by_customers(counts, logs, say)
         say("")
         say(report.memory_table(rss_rows))
+    aging: dict[str, Any] | None = None
+    if args.lifecycle_days:
+        months = lifecycle.LifecycleSpec(
+            days=args.lifecycle_days, day_seconds=args.lifecycle_day_seconds
+        )
+        aging = await lifecycle.run(months, logs / "lifecycle", say)
+        say("")
+        say(f"Redis over {months.days} simulated days ({aging['mapping']}):")
+        say(lifecycle.table(aging))
+        say(lifecycle.summary(aging))
     path = report.write_json(
         args.out,
         {
@@ -195,6 +216,7 @@ async def benchmark(args: argparse.Namespace) -> int:
             "ratios": rat,
             "freshness": fresh.as_json() if fresh is not None else None,
             "worker_rss_by_customers": rss_rows,
+            "lifecycle": aging,
             "legend": report.LEGEND,
             "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
             "logs": str(logs),
