@@ -21,9 +21,14 @@ or sessions would be forgotten by Redis before the fold ends them.
 Each batch (at most 500 events, an eighth of a day) goes through the real
 commit path: ``RedisState.load``, the workers' pure planner (``plan_batch``),
 ``RedisState.commit`` (``commit.lua``), against a fresh ``redis-server``
-started as ``continuity dev`` starts it. Not exercised: abandonment timers and
-the notification outbox (the relay that empties it does not run), so neither
-is written. At the end of every simulated day the bench records Redis's
+started as ``continuity dev`` starts it. After every batch the changelog
+relay's Redis side runs as a worker's would (``ChangelogOutbox.sweep`` on
+Redis's clock, turning the keys Redis forgot into tombstones, then
+``publish_round``), publishing into a counter instead of Kafka: the changelog
+outbox ``P:cl`` and its expiry index ``P:ex`` hold what they would in
+production. Not exercised: abandonment timers and the notification outbox
+(its relay does not run), so neither is written. At the end of every
+simulated day the bench records Redis's
 ``used_memory``, ``DBSIZE``, the sessions alive by event time (from the
 plans' ends) and the bytes per live session; every ``census_every`` days it
 counts the keys by family (``SCAN``, which never returns an expired key).
@@ -36,7 +41,7 @@ import shutil
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,7 +58,9 @@ from streams.core.fold import Limits
 from streams.core.journey import JourneyLimits
 from streams.core.plan import Kind, Record, needs, plan_batch
 from streams.dev import loopback
+from streams.store.changelog import ChangelogOutbox
 from streams.store.state import Effects, RedisState
+from streams.worker.changelog_relay import publish_round
 
 Say = Callable[[str], None]
 DAY = 86400
@@ -125,6 +132,35 @@ class _Clock:
             await asyncio.sleep(wait)
 
 
+@dataclass
+class _Sink:
+    """Where the changelog relay publishes here: counted, then dropped."""
+
+    records: int = 0
+    tombstones: int = 0
+    size: int = 0
+
+    async def __call__(
+        self, key: str, value: bytes | None, headers: list[tuple[str, bytes]]
+    ) -> Awaitable[object]:
+        self.records += 1
+        self.tombstones += value is None
+        self.size += len(key) + len(value or b"") + sum(len(k) + len(v) for k, v in headers)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+
+async def _relay(outbox: ChangelogOutbox, sink: _Sink, now_ms: int) -> None:
+    """One pass of the changelog relay: tombstones for what Redis forgot, then publish all."""
+    if not await outbox.hold():
+        raise RuntimeError("the changelog lease is held by someone else")
+    while await outbox.sweep(now_ms, BATCH) == BATCH:
+        pass
+    while await publish_round(outbox, sink, BATCH):
+        pass
+
+
 async def run(spec: LifecycleSpec, log_dir: Path, say: Say) -> dict[str, Any]:
     """Fold ``spec.days`` simulated days into a fresh Redis; the per-day figures and a census."""
     data_dir = Path(tempfile.mkdtemp(prefix="continuity-bench-lifecycle-"))
@@ -144,6 +180,7 @@ async def _run(spec: LifecycleSpec, redis: Redis, say: Say) -> dict[str, Any]:
     clock = _Clock(int(seconds) * 1000 + int(micros) // 1000, time.monotonic())
     baseline = int((await redis.info("memory"))["used_memory"])
     state = RedisState(redis, PREFIX, spec.effects())
+    outbox, sink = ChangelogOutbox(redis, PREFIX), _Sink()
     limits = spec.limits()
     day_ms = spec.day_seconds * 1000
     t0 = clock.now_ms() + 200
@@ -179,6 +216,7 @@ async def _run(spec: LifecycleSpec, redis: Redis, say: Say) -> dict[str, Any]:
             for key, (end, _) in plan.lifetimes.items():
                 ends[key] = end
                 ever.add(key)
+            await _relay(outbox, sink, clock.now_ms())
         day_end = t0 + (day + 1) * day_ms
         await clock.until(day_end)
         memory = int((await redis.info("memory"))["used_memory"])
@@ -207,6 +245,12 @@ async def _run(spec: LifecycleSpec, redis: Redis, say: Say) -> dict[str, Any]:
         "days": rows,
         "census": censuses,
         "mb_by_family": by_family,
+        "changelog": {
+            "records": sink.records,
+            "tombstones": sink.tombstones,
+            "mb": round(sink.size / 2**20, 1),
+            "outbox_entries_left": await outbox.pending(),
+        },
         "outcomes": dict(outcomes),
         "applied": applied,
         "seconds": round(time.monotonic() - started, 1),
@@ -303,6 +347,10 @@ def summary(result: dict[str, Any]) -> str:
             f"{_growth(late['sessions_ever'], last['sessions_ever'])}, keys "
             f"{_growth(late['keys'], last['keys'])}, used memory "
             f"{_growth(late['used_memory'], last['used_memory'])}",
+            f"changelog: {result['changelog']['records']:,} records published "
+            f"({result['changelog']['tombstones']:,} tombstones, "
+            f"{result['changelog']['mb']} MB), {result['changelog']['outbox_entries_left']} "
+            "entries left in the outbox",
             "at the end, MB by key family (estimated from samples): "
             + ", ".join(f"{f} {mb:.1f}" for f, mb in result["mb_by_family"].items() if mb >= 0.1),
             f"{result['applied']:,} events applied, other outcomes {rejected or 'none'}; lag "

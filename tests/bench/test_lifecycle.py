@@ -2,8 +2,9 @@
 
 Sixteen simulated days of a second each, TTLs of a few days (guest 3, session
 6, grace 1, version floors one TTL longer), a few dozen shoppers a day, through
-the real commit path into a fresh ``redis-server`` (about 17 s). Proves: every
-event is applied; Redis ends up holding far fewer sessions than were ever
+the real commit path into a fresh ``redis-server``, the changelog relay's
+Redis side after every batch (about 17 s). Proves: every event is applied and
+every changelog entry published, ended sessions as tombstones; Redis ends up holding far fewer sessions than were ever
 written, no more than the TTL horizon allows; the keys it holds grow far more
 slowly than the history once every horizon is passed. Redis forgets by
 itself: nothing but the commits' key TTLs removes a session here.
@@ -38,6 +39,9 @@ async def test_redis_holds_the_ttl_horizon_not_the_history(tmp_path: Path) -> No
     result = await run(SPEC, tmp_path, lambda line: None)
 
     assert result["outcomes"] == {"applied": result["days"][-1]["events"]}
+    # The changelog relay ran as a worker's would: all published, ended keys tombstoned.
+    assert result["changelog"]["outbox_entries_left"] == 0
+    assert result["changelog"]["tombstones"] > 10 * TRAFFIC.guests_per_day
     last = result["days"][-1]
     held = result["census"][-1]["s"]
     ever = last["sessions_ever"]
