@@ -4,10 +4,11 @@ Sixteen simulated days of a second each, TTLs of a few days (guest 3, session
 6, grace 1, version floors one TTL longer), a few dozen shoppers a day, through
 the real commit path into a fresh ``redis-server``, the changelog relay's
 Redis side after every batch (about 17 s). Proves: every event is applied and
-every changelog entry published, ended sessions as tombstones; Redis ends up holding far fewer sessions than were ever
-written, no more than the TTL horizon allows; the keys it holds grow far more
-slowly than the history once every horizon is passed. Redis forgets by
-itself: nothing but the commits' key TTLs removes a session here.
+every changelog entry published, ended sessions as tombstones; Redis ends up
+holding far fewer sessions than were ever written, no more than the TTL
+horizon allows; the keys it holds grow far more slowly than the history once
+every horizon is passed. Redis forgets by itself: nothing but the commits'
+key TTLs removes a session here.
 """
 
 from __future__ import annotations
