@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import freshness_stack, lifecycle, memory, report
+from bench import freshness_stack, lifecycle, lifecycle_report, memory, report
 from bench.expect import PROJECTION_NOTE, expect
 from bench.freshness import measure_freshness
 from bench.freshness_stack import FreshnessPlan
@@ -196,8 +196,8 @@ async def benchmark(args: argparse.Namespace) -> int:
         aging = await lifecycle.run(months, logs / "lifecycle", say)
         say("")
         say(f"Redis over {months.days} simulated days ({aging['mapping']}):")
-        say(lifecycle.table(aging))
-        say(lifecycle.summary(aging))
+        say(lifecycle_report.table(aging))
+        say(lifecycle_report.summary(aging))
     path = report.write_json(
         args.out,
         {
