@@ -142,7 +142,11 @@ class _Sink:
     size: int = 0
 
     async def __call__(
-        self, key: str, value: bytes | None, headers: list[tuple[str, bytes]]
+        self,
+        key: str,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]],
+        partition: int | None,
     ) -> Awaitable[object]:
         self.records += 1
         self.tombstones += value is None
