@@ -45,7 +45,10 @@ def run(args: argparse.Namespace) -> int:
     async def run() -> ReadProgress | Restored:
         kafka = kafka_client_kwargs(settings)
         layout = await ensure_topics(
-            settings.kafka_bootstrap, settings.topic_partitions, kafka=kafka
+            settings.kafka_bootstrap,
+            settings.topic_partitions,
+            kafka=kafka,
+            retention_ms=settings.topic_retention_ms,
         )
         async with redis_client(settings, socket_timeout=30) as redis:
             if args.into_live:
