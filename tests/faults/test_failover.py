@@ -135,13 +135,14 @@ async def _replay_changes_nothing(
 
 
 async def _state(group: WorkerGroup) -> dict[bytes, object]:
-    """Every key of the group's prefix but the workers' liveness (heartbeats) and the
-    outbox's delivery bookkeeping (its consumer group names the restarted relay)."""
+    """Every key of the group's prefix but the workers' liveness (heartbeats), the
+    outbox's delivery bookkeeping (its consumer group names the restarted relay) and
+    the changelog lease (it names the relay holding it)."""
     cut = len(group.prefix) + 1
     return {
         k: v
         for k, v in (await dump_prefix(group.state.redis, group.prefix)).items()
-        if k[cut:] not in (b"hb", b"n")
+        if k[cut:] not in (b"hb", b"n", b"clr")
     }
 
 
