@@ -49,6 +49,9 @@ local touched, touched_list = {}, {}
 local function touch(k)
   if not touched[k] then touched[k] = true; touched_list[#touched_list + 1] = k end
 end
+-- What this script itself wrote of a session (blob; version, expiry and floor once
+-- its lifetime is set), so the changelog entry need not read it back.
+local wrote = {}
 
 local s, n = section(2)
 for j = 0, n - 1 do
@@ -138,6 +141,7 @@ end
 for j = 0, wn - 1 do
   local b = ws + 4 * j
   touch(ARGV[b])
+  wrote[ARGV[b]] = {d = ARGV[b + 2]}
   redis.call('HSET', skey(ARGV[b]), 'v', ARGV[b + 1], 'd', ARGV[b + 2])
   redis.call('PUBLISH', channel(ARGV[b]), ARGV[b + 3])
 end
@@ -233,6 +237,9 @@ if grace then
     local floor_at = string.format('%d', tonumber(at) + tonumber(ARGV[b + 2]))
     redis.call('SET', vfkey(k), version, 'PXAT', floor_at)
     redis.call('PEXPIREAT', skey(k), at)
+    if wrote[k] and tonumber(at) > now_ms then
+      wrote[k].v, wrote[k].x = version, at
+    end
     if changelog then redis.call('ZADD', expiries, at, k) end
     -- The journey keeps its own max age when that is sooner.
     local jat = redis.call('PEXPIRETIME', jkey(k))
@@ -270,17 +277,25 @@ if changelog and #touched_list > 0 then
   local fields = {'o', ARGV[cs]}
   for idx, k in ipairs(touched_list) do
     local i = tostring(idx)
-    local state = redis.call('HMGET', skey(k), 'v', 'd')
+    local w = wrote[k]
+    local v, d, xs, floor
+    if w and w.x then
+      -- Its floor is its version (the lifetimes section set both).
+      v, d, xs, floor = w.v, w.d, w.x, w.v
+    else
+      local state = redis.call('HMGET', skey(k), 'v', 'd')
+      v, d, xs = state[1] or '', state[2] or '', redis.call('PEXPIRETIME', skey(k))
+      floor = redis.call('GET', vfkey(k)) or ''
+    end
     local dvkey = prefix .. ':dv:{' .. k .. '}'
     local dv = redis.call('ZRANGE', dvkey, 0, -1, 'WITHSCORES')
-    local x = redis.call('PEXPIRETIME', skey(k)) .. ',' .. redis.call('PEXPIRETIME', akey(k))
-      .. ',' .. redis.call('PEXPIRETIME', dvkey)
+    local x = xs .. ',' .. redis.call('PEXPIRETIME', akey(k)) .. ',' .. redis.call('PEXPIRETIME', dvkey)
     fields[#fields + 1] = 'k' .. i; fields[#fields + 1] = k
-    fields[#fields + 1] = 'v' .. i; fields[#fields + 1] = state[1] or ''
-    fields[#fields + 1] = 'd' .. i; fields[#fields + 1] = state[2] or ''
+    fields[#fields + 1] = 'v' .. i; fields[#fields + 1] = v
+    fields[#fields + 1] = 'd' .. i; fields[#fields + 1] = d
     fields[#fields + 1] = 'a' .. i; fields[#fields + 1] = redis.call('GET', akey(k)) or ''
     fields[#fields + 1] = 'dv' .. i; fields[#fields + 1] = cjson.encode(dv)
-    fields[#fields + 1] = 'f' .. i; fields[#fields + 1] = redis.call('GET', vfkey(k)) or ''
+    fields[#fields + 1] = 'f' .. i; fields[#fields + 1] = floor
     fields[#fields + 1] = 'x' .. i; fields[#fields + 1] = tostring(x)
   end
   redis.call('XADD', prefix .. ':cl', '*', unpack(fields))
