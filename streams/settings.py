@@ -184,6 +184,15 @@ class Settings(BaseSettings):
     abandon_sweep_interval: float = Field(
         default=5.0, gt=0, description="how often (s) each worker's relay looks for abandoned carts"
     )
+    notification_claim_after: float = Field(
+        default=30.0,
+        gt=0,
+        description=(
+            "seconds a notification read by one worker's relay may stay unacknowledged before "
+            "another relay takes it over, its reader presumed dead; a relay retries its own "
+            "failed publishes at once (with backoff), not after this"
+        ),
+    )
     journey_max_entries: int = Field(
         default=200,
         ge=1,

@@ -271,7 +271,8 @@ def create_app(settings: Settings) -> faust.App:
         # Its own connection: the relay blocks on XREADGROUP between rounds.
         redis = connect(settings.redis_dsn(), socket_timeout=10, socket_connect_timeout=5)
         consumer = f"{socket.gethostname()}-{os.getpid()}"
-        outbox = Outbox(redis, settings.redis_prefix, consumer)
+        claim_after_ms = int(settings.notification_claim_after * 1000)
+        outbox = Outbox(redis, settings.redis_prefix, consumer, claim_after_ms)
 
         async def publish(key: str, value: bytes) -> Any:
             return await app.producer.send(NOTIFICATIONS, key.encode(), value, None, None, None)

@@ -7,6 +7,13 @@ and only then acknowledges them in Redis. A crash anywhere in between
 publishes an entry again later with the same ``notification_id``; nothing is
 dropped. Redis or Kafka errors back off and retry; the relay never crashes
 the worker.
+
+A failed publish leaves the round's entries unacknowledged on this relay's
+pending entries list, and every round reads that list first
+(``Outbox.read``): the retry comes after the backoff, as soon as Kafka answers
+again. Entries of a relay that died are a different case: another relay
+claims them only after ``CONTINUITY_NOTIFICATION_CLAIM_AFTER``, so that a
+live but slow relay keeps its own (``streams/store/outbox.py``).
 """
 
 from __future__ import annotations
@@ -28,7 +35,11 @@ Publish = Callable[[str, bytes], Awaitable[Awaitable[object]]]
 
 
 async def relay_once(outbox: Outbox, publish: Publish, count: int, block_ms: int) -> int:
-    """Publish and acknowledge one batch of outbox entries; return how many."""
+    """Publish and acknowledge one batch of outbox entries; return how many.
+
+    Raises if a publish fails, before anything is acknowledged: the batch stays
+    this relay's, and the next call reads it again first.
+    """
     entries = await outbox.read(count, block_ms)
     if not entries:
         return 0
@@ -71,7 +82,8 @@ async def run_relay(
     count: int = 500,
     max_delay: float = 5.0,
 ) -> None:
-    """Sweep and relay until cancelled."""
+    """Sweep and relay until cancelled; a failed round is retried after a backoff
+    (``0.1`` s doubling to ``max_delay``), its own entries first."""
     next_sweep = 0.0
     delay = 0.1
     ready = False

@@ -21,8 +21,11 @@ the abandonment KPIs count each cart exactly once. The worker keeps running.
 Faust's producer gives up on a request after ``producer_request_timeout``
 (20 minutes by default; until then the relay waits); the worker here is given
 3 s (``CONTINUITY_PRODUCER_REQUEST_TIMEOUT``), so the publish fails while the
-proxy is cut rather than after it. A relay picks its own failed entries up
-again when they have been idle for the claim time (30 s).
+proxy is cut rather than after it. The relay retries its own failed entries
+on its next rounds (with backoff); the worker's claim time
+(``CONTINUITY_NOTIFICATION_CLAIM_AFTER``, for a dead relay's entries) is set
+to a day, so nothing here is delivered by a claim: a relay that left its own
+failures to the claim would never empty the outbox and the test would fail.
 Made to acknowledge entries whose publish failed, the relay loses them and the
 test fails.
 """
@@ -171,6 +174,7 @@ async def test_relay_keeps_notifications_kafka_refuses_and_delivers_them_later(
                 CONTINUITY_ABANDON_AFTER="3",
                 CONTINUITY_ABANDON_SWEEP_INTERVAL="0.5",
                 CONTINUITY_PRODUCER_REQUEST_TIMEOUT="3",
+                CONTINUITY_NOTIFICATION_CLAIM_AFTER=str(24 * 3600),
             )
             log = worker.log_path
             failures = pending_seen = sent_while_cut = 0

@@ -3,7 +3,11 @@
 Proves: two sweeps racing claim each due cart once, and a cart not yet due
 stays armed; an entry whose relay died unacknowledged is claimed by another
 relay, and when both acknowledge it the KPIs count it once; the relay turns
-entries into wire notifications and publishes before acknowledging.
+entries into wire notifications and publishes before acknowledging; a relay
+whose publish failed reads its own entries again on its very next read, while
+a dead relay's entries are claimed only once idle ``claim_after_ms`` (thresholds
+set from the idle time Redis reports, never from a clock here); ``run_relay``
+retries a failed round on its own with a claim time of an hour.
 """
 
 from __future__ import annotations
@@ -20,9 +24,11 @@ from redis.asyncio import Redis
 from schemas.session import CartLine, Session
 from streams.dev import loopback
 from streams.store.outbox import Outbox
-from streams.worker.relay import relay_once
+from streams.worker.relay import relay_once, run_relay
 
 pytestmark = pytest.mark.e2e
+
+HOUR_MS = 3_600_000
 
 
 @pytest.fixture
@@ -120,3 +126,105 @@ async def test_an_unreadable_entry_is_acknowledged_not_retried_forever(client: R
     assert await relay_once(relay, publish, 10, 100) == 1
     assert sent == []
     assert await relay.pending() == 0
+
+
+class Kafka:
+    """A stand-in for the producer: while ``down``, every publish's acknowledgement
+    fails, as Kafka's does when the broker cannot be reached."""
+
+    def __init__(self, down: bool = False) -> None:
+        self.down = down
+        self.acked: list[str] = []  # notification ids, in acknowledgement order
+        self.failed: list[str] = []
+
+    async def publish(self, key: str, value: bytes) -> Any:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        note_id = orjson.loads(value)["notification_id"]
+        if self.down:
+            self.failed.append(note_id)
+            done.set_exception(ConnectionError("broker unreachable"))
+        else:
+            self.acked.append(note_id)
+            done.set_result(None)
+        return done
+
+
+async def _idle_ms(redis: Redis, entry_id: bytes) -> int:
+    """How long (ms) Redis says the pending entry has waited since it was last read."""
+    (row,) = await redis.xpending_range("t:n", "relay", entry_id, entry_id, 1)
+    return int(row["time_since_delivered"])
+
+
+async def test_own_failed_entries_are_read_again_at_once_dead_ones_after_claim_time(
+    client: Redis,
+) -> None:
+    await _arm(client, "gone", 2, 1_000)
+    dead, live = Outbox(client, "t", "dead", HOUR_MS), Outbox(client, "t", "live", HOUR_MS)
+    await dead.ensure_group()
+    assert await dead.sweep(2_000) == 1
+    (stalled,) = await dead.read(10, 50)  # read, then this relay dies
+    await _arm(client, "mine", 3, 1_000)
+    assert await live.sweep(2_000) == 1
+
+    kafka = Kafka(down=True)
+    with pytest.raises(ConnectionError):
+        await relay_once(live, kafka.publish, 10, 50)
+    assert kafka.failed == ["abandoned:mine:3"]
+    kafka.down = False
+    # The very next round publishes it again: its own entry, no idle time to wait.
+    assert await relay_once(live, kafka.publish, 10, 50) == 1
+    assert kafka.acked == ["abandoned:mine:3"]
+    # The dead relay's entry stays its own: idle for less than the claim time.
+    assert await relay_once(live, kafka.publish, 10, 50) == 0
+    idle = await _idle_ms(client, stalled.id)
+    assert await Outbox(client, "t", "live", idle + HOUR_MS).read(10, 50) == []
+    assert (await client.xpending("t:n", "relay"))["consumers"] == [{"name": b"dead", "pending": 1}]
+    # Idle for the claim time (Redis's own count, so only ever longer): claimed.
+    due = Outbox(client, "t", "live", max(1, idle))
+    assert await relay_once(due, kafka.publish, 10, 50) == 1
+    assert kafka.acked == ["abandoned:mine:3", "abandoned:gone:2"]
+    assert await client.hget("t:k", "abandoned:mobile_app") == b"2"
+    assert await client.xlen("t:n") == 0
+    assert (await client.xpending("t:n", "relay"))["pending"] == 0
+
+
+async def test_run_relay_retries_its_failed_round_without_a_claim(client: Redis) -> None:
+    for n in range(5):
+        await _arm(client, f"c{n}", 1, 1_000)
+    kafka = Kafka(down=True)
+    relay = asyncio.create_task(
+        run_relay(Outbox(client, "t", "r", HOUR_MS), kafka.publish, sweep_interval=0.05)
+    )
+    try:
+        async with asyncio.timeout(30):
+            while len(kafka.failed) < 15:  # three rounds of the five failed, backing off
+                await asyncio.sleep(0.01)
+            kafka.down = False
+            while await client.xlen("t:n"):  # until every entry is acknowledged
+                await asyncio.sleep(0.01)
+    finally:
+        await _stop(relay)
+    assert set(kafka.acked) == {f"abandoned:c{n}:1" for n in range(5)}
+    assert set(kafka.failed) == set(kafka.acked)
+    assert await client.hget("t:k", "abandoned:mobile_app") == b"5"
+    assert (await client.xpending("t:n", "relay"))["pending"] == 0
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    """Cancel ``task`` until it ends: redis-py swallows a cancellation that lands
+    as a command starts, and the relay would go on."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.5)
+
+
+async def test_an_own_entry_deleted_while_pending_leaves_the_pending_list(
+    client: Redis,
+) -> None:
+    relay = Outbox(client, "t", "r", HOUR_MS)
+    await relay.ensure_group()
+    await client.xadd("t:n", {"junk": "1"})
+    (entry,) = await relay.read(10, 50)
+    await client.xdel("t:n", entry.id)
+    assert await relay.read(10, 50) == []
+    assert (await client.xpending("t:n", "relay"))["pending"] == 0
