@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from streams.core.changelog import Cursor, Out, advance, compact, parse_entry, records
 from streams.store.changelog import ChangelogOutbox
 from streams.worker import metrics
+from streams.worker.cancel import stop_if_cancelled
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ async def run_changelog_relay(
     delay = 0.1
     try:
         while True:
+            stop_if_cancelled()
             try:
                 if not await outbox.hold():
                     # Another worker's relay publishes; be ready to take over.

@@ -27,6 +27,7 @@ from streams.core.kpi_delta import KpiDelta, abandonment
 from streams.core.notifications import from_outbox
 from streams.store.outbox import Entry, Outbox
 from streams.worker import metrics
+from streams.worker.cancel import stop_if_cancelled
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ async def run_relay(
     delay = 0.1
     ready = False
     while True:
+        stop_if_cancelled()
         try:
             if not ready:
                 await outbox.ensure_group()
