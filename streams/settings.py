@@ -426,11 +426,19 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, url: SecretStr) -> SecretStr:
-        from streams.store.client import is_sentinel_url, parse_sentinel_url
+        from streams.store.client import (
+            is_cluster_url,
+            is_sentinel_url,
+            parse_cluster_url,
+            parse_sentinel_url,
+        )
 
+        # A ValueError names what is wrong, never the password.
         raw = url.get_secret_value()
         if is_sentinel_url(raw):
-            parse_sentinel_url(raw)  # ValueError names what is wrong, never the password
+            parse_sentinel_url(raw)
+        elif is_cluster_url(raw):
+            parse_cluster_url(raw)
         return url
 
     @field_validator("ingest_rate_limit", "service_ingest_rate_limit", "handoff_claim_rate_limit")

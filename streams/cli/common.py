@@ -43,9 +43,9 @@ def load_settings() -> Settings:
 @asynccontextmanager
 async def redis_client(settings: Settings, socket_timeout: float = 30) -> AsyncIterator[Redis]:
     """A Redis client for one command (plain, TLS or through Sentinel), closed after it."""
-    from streams.store.client import connect
+    from streams.store.client import connect_primary
 
-    redis = connect(settings.redis_dsn(), socket_timeout=socket_timeout)
+    redis = connect_primary(settings.redis_dsn(), socket_timeout=socket_timeout)
     try:
         yield redis
     finally:

@@ -40,7 +40,7 @@ from streams.kafka.security import kafka_client_kwargs
 from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
 from streams.store import keys
-from streams.store.client import connect
+from streams.store.client import connect_primary
 from streams.store.state import RedisState
 
 DEV_TOKEN_TTL = 12 * 3600
@@ -236,7 +236,7 @@ async def _live(
     loop = asyncio.get_running_loop()
     for sig in _STOP_SIGNALS:
         loop.add_signal_handler(sig, stop.set)
-    redis = connect(settings.redis_dsn())
+    redis = connect_primary(settings.redis_dsn())
     state = RedisState(redis, settings.redis_prefix)
     kafka = kafka_client_kwargs(settings)
     tasks = [

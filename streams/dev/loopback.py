@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -216,39 +216,51 @@ def start_broker(log_dir: Path, port: int | None = None) -> Child:
     return _start_listening(start, port)
 
 
+# Redis reads its clock only for relative TTLs, and a preloaded clock shim
+# (libfaketime, with which ``make test`` runs the clock-sensitive tests years
+# ahead) deadlocks its allocator at start-up: Redis keeps real time.
+REDIS_ENV = {"LD_PRELOAD": ""}
+
+
+def redis_server_argv(
+    port: int, data_dir: Path, appendfsync: str = "everysec", extra: Sequence[str] = ()
+) -> list[str]:
+    """The ``redis-server`` command of a private loopback server with AOF in ``data_dir``;
+    ``extra`` adds options (``--cluster-enabled yes``, ...)."""
+    exe = shutil.which("redis-server")
+    if exe is None:
+        raise RuntimeError("redis-server not found on PATH (Debian: apt-get install redis-server)")
+    return [
+        exe,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(data_dir.resolve()),
+        "--save",
+        "",
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        appendfsync,
+        "--daemonize",
+        "no",
+        "--protected-mode",
+        "yes",
+        *extra,
+    ]
+
+
 def start_redis(
     data_dir: Path, log_dir: Path, port: int | None = None, appendfsync: str = "everysec"
 ) -> Child:
     """A private ``redis-server`` with AOF persistence in ``data_dir``."""
-    exe = shutil.which("redis-server")
-    if exe is None:
-        raise RuntimeError("redis-server not found on PATH (Debian: apt-get install redis-server)")
     data_dir.mkdir(parents=True, exist_ok=True)
 
     def start(port: int) -> Child:
-        argv = [
-            exe,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(data_dir.resolve()),
-            "--save",
-            "",
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            appendfsync,
-            "--daemonize",
-            "no",
-            "--protected-mode",
-            "yes",
-        ]
-        # Redis reads its clock only for relative TTLs, and a preloaded clock shim
-        # (libfaketime, with which ``make test`` runs the clock-sensitive tests
-        # years ahead) deadlocks its allocator at start-up: Redis keeps real time.
-        return spawn("redis", argv, log_dir / "redis.log", env={"LD_PRELOAD": ""}, port=port)
+        argv = redis_server_argv(port, data_dir, appendfsync)
+        return spawn("redis", argv, log_dir / "redis.log", env=REDIS_ENV, port=port)
 
     return _start_listening(start, port)
 

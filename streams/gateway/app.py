@@ -59,7 +59,7 @@ from streams.gateway.slots import Slots
 from streams.kafka.security import describe, kafka_client_kwargs
 from streams.kafka.topics import TopicLayoutError, ensure_topics
 from streams.settings import Settings
-from streams.store.client import connect, follow_primary
+from streams.store.client import connect_primary, follow_primary
 from streams.store.handoffs import HandoffStore
 from streams.store.state import RedisState
 
@@ -122,7 +122,7 @@ async def _connections(app: web.Application) -> AsyncIterator[None]:
     # A blocking pool sized for every open stream plus the other routes: a burst of
     # reads waits for a connection instead of failing (redis-py's default pool of
     # 100 raises at once when exhausted).
-    redis = connect(
+    redis = connect_primary(
         settings.redis_dsn(),
         blocking_pool=settings.sse_max_connections + 100,
         pool_timeout=5,
@@ -131,7 +131,7 @@ async def _connections(app: web.Application) -> AsyncIterator[None]:
     )
     # No retries on the pub/sub connection: the fan-out reconnects itself, so it
     # knows when notices may have been lost.
-    pubsub_client = connect(
+    pubsub_client = connect_primary(
         settings.redis_dsn(), socket_connect_timeout=2, retry=Retry(NoBackoff(), 0)
     )
     state = RedisState(redis, settings.redis_prefix)

@@ -1,4 +1,4 @@
-"""How every process reaches Redis (plain, TLS or through Sentinel), and which errors pass.
+"""How every process reaches Redis (plain, TLS, Sentinel or Cluster), and which errors pass.
 
 ``REDIS_URL`` takes the forms redis-py's ``from_url`` takes (``redis://``,
 ``rediss://``, ``unix://``) plus Sentinel's:
@@ -13,6 +13,20 @@ goes to the promoted replica. The password in the URL is the data nodes';
 the sentinels themselves. Other query arguments are redis-py's
 (``socket_timeout``, ``ssl_ca_certs``, ...), applied to the data connections.
 
+And Redis Cluster's:
+
+    redis+cluster://[[user]:password@]host:port[,host:port...][/0][?query]
+    rediss+cluster://...    (TLS to every node)
+
+The hosts are startup nodes: redis-py's ``RedisCluster`` asks them for the
+slot map, follows ``MOVED``/``ASK`` redirections and refreshes the map after a
+failover or a reshard by itself. A cluster has database 0 only; the query
+arguments are ``RedisCluster``'s (a name it does not take is refused). Only
+:func:`connect` returns such a client: the worker, gateway and tools connect
+with :func:`connect_primary`, which refuses a cluster URL, because their
+scripts meet keys of several customers (and slots) in one call and a cluster
+refuses that until the key layout is aligned with the partitions.
+
 ``transient`` is the one list of errors worth waiting out: lost connections
 and every reply a failover or a full primary gives while it lasts.
 """
@@ -20,28 +34,57 @@ and every reply a failover or a full primary gives while it lasts.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import inspect
+from typing import Any, TypeAlias
 from urllib.parse import unquote, urlsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import parse_url
 from redis.asyncio.sentinel import MasterNotFoundError, Sentinel
 from redis.exceptions import (
     BusyLoadingError,
+    ClusterDownError,
+    ClusterError,
     ConnectionError,
     OutOfMemoryError,
     ReadOnlyError,
+    RedisClusterUnreachableError,
     ResponseError,
+    SlotNotCoveredError,
     TimeoutError,
+    TryAgainError,
 )
 
 SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 DEFAULT_SENTINEL_PORT = 26379
+DEFAULT_REDIS_PORT = 6379
+
+# What :func:`connect` returns: one primary's client, or a whole cluster's.
+Client: TypeAlias = Redis | RedisCluster
 
 # Replies that say "not now" rather than "never": a demoted primary (READONLY),
 # a replica loading its data set (LOADING), a full primary with noeviction (OOM),
-# a replica cut off from its primary (MASTERDOWN), not enough replicas (NOREPLICAS).
-_TRANSIENT_CODES = ("READONLY", "LOADING", "OOM", "MASTERDOWN", "NOREPLICAS", "TRYAGAIN")
+# a replica cut off from its primary (MASTERDOWN), not enough replicas (NOREPLICAS),
+# a key of a slot being migrated (TRYAGAIN), a cluster with a slot uncovered while
+# a failover runs (CLUSTERDOWN).
+_TRANSIENT_CODES = (
+    "READONLY",
+    "LOADING",
+    "OOM",
+    "MASTERDOWN",
+    "NOREPLICAS",
+    "TRYAGAIN",
+    "CLUSTERDOWN",
+)
+# redis-py parses some codes into classes and strips the code from the message
+# (TRYAGAIN, CLUSTERDOWN and MASTERDOWN among them), so the classes are listed too.
+# Then the cluster client's own: a redirection storm that outlasted its attempts
+# (ClusterError "TTL exhausted"), a slot its map has no node for yet, no startup
+# node answering. MOVED and ASK are absent on purpose: the cluster client follows
+# them itself, and one reaching a single-node client means REDIS_URL names a
+# cluster node with redis://, which no retry outlives.
 _TRANSIENT_TYPES = (
     ConnectionError,
     TimeoutError,
@@ -49,6 +92,11 @@ _TRANSIENT_TYPES = (
     ReadOnlyError,
     OutOfMemoryError,
     OSError,
+    TryAgainError,
+    ClusterDownError,
+    ClusterError,
+    SlotNotCoveredError,
+    RedisClusterUnreachableError,
 )
 
 
@@ -73,7 +121,9 @@ def refusal(exc: BaseException) -> str:
     if isinstance(exc, BusyLoadingError):
         return "loading its data set"
     if isinstance(exc, ResponseError):
-        return f"refusing writes ({str(exc).split(' ', 1)[0]})"
+        # The code redis-py parsed off the message, else the message's first word.
+        code = exc.status_code or str(exc).split(" ", 1)[0]
+        return f"refusing writes ({code})"
     return "unreachable"
 
 
@@ -82,13 +132,47 @@ def is_sentinel_url(url: str) -> bool:
     return urlsplit(url).scheme in SENTINEL_SCHEMES
 
 
-def connect(url: str, *, blocking_pool: int | None = None, **kwargs: Any) -> Redis:
+def is_cluster_url(url: str) -> bool:
+    """Whether ``url`` names a Redis Cluster."""
+    return urlsplit(url).scheme in CLUSTER_SCHEMES
+
+
+class ClusterUnsupported(ValueError):
+    """A cluster URL given where one primary is needed."""
+
+
+def connect(url: str, *, blocking_pool: int | None = None, **kwargs: Any) -> Client:
     """A client for ``url``; ``kwargs`` are redis-py connection arguments.
 
     ``blocking_pool`` sizes a pool whose callers wait for a free connection
     (the gateway's); with Sentinel the pool is redis-py's Sentinel pool of that
-    size, which fails fast instead of waiting when it is exhausted.
+    size, which fails fast instead of waiting when it is exhausted, and with a
+    cluster it is every node's pool size (redis-py's, failing fast too).
     """
+    if is_cluster_url(url):
+        kwargs.pop("pool_timeout", None)
+        target = parse_cluster_url(url)
+        if blocking_pool is not None:
+            kwargs["max_connections"] = blocking_pool
+        return RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in target.nodes],
+            **{**target.connection_kwargs, **kwargs},
+        )
+    return connect_primary(url, blocking_pool=blocking_pool, **kwargs)
+
+
+def connect_primary(url: str, *, blocking_pool: int | None = None, **kwargs: Any) -> Redis:
+    """A client of the one primary ``url`` names (plain, TLS or through Sentinel).
+
+    Raises :class:`ClusterUnsupported` for a cluster URL: every caller's scripts
+    meet keys of several slots. Arguments as :func:`connect`'s.
+    """
+    if is_cluster_url(url):
+        raise ClusterUnsupported(
+            "REDIS_URL names a Redis Cluster; the worker, gateway and tools need one "
+            "primary (redis://, rediss:// or redis+sentinel://) until the key layout "
+            "is aligned with the partitions"
+        )
     if not is_sentinel_url(url):
         if blocking_pool is None:
             return Redis.from_url(url, **kwargs)
@@ -204,12 +288,64 @@ def parse_sentinel_url(url: str) -> SentinelTarget:
     return SentinelTarget(sentinels, service, kwargs, sentinel_kwargs)
 
 
-def _host_port(text: str) -> tuple[str, int]:
+class ClusterTarget:
+    """A parsed cluster URL: startup nodes and ``RedisCluster`` arguments."""
+
+    def __init__(self, nodes: list[tuple[str, int]], connection_kwargs: dict[str, Any]) -> None:
+        self.nodes = nodes
+        self.connection_kwargs = connection_kwargs
+
+
+# What RedisCluster takes besides its startup nodes; any other query argument is
+# refused when the URL is read, not when the first process connects.
+_CLUSTER_ARGS = frozenset(inspect.signature(RedisCluster.__init__).parameters) - {
+    "self",
+    "host",
+    "port",
+    "startup_nodes",
+    "db",
+    "path",
+}
+
+
+def parse_cluster_url(url: str) -> ClusterTarget:
+    """Split a ``redis+cluster://`` URL into startup nodes and connection arguments.
+
+    Raises ``ValueError`` with the reason for a URL that names no node, a
+    database other than 0 or an argument ``RedisCluster`` does not take.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in CLUSTER_SCHEMES:
+        raise ValueError(f"not a cluster URL (scheme {parts.scheme!r})")
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    nodes = [_host_port(h, DEFAULT_REDIS_PORT, "node") for h in hosts.split(",") if h.strip()]
+    if not nodes:
+        raise ValueError("a cluster URL names at least one node host:port")
+    if parts.path.strip("/") not in ("", "0"):
+        raise ValueError("a cluster has database 0 only (path empty or /0)")
+    tls = parts.scheme == "rediss+cluster"
+    # As for Sentinel, redis-py's parser reads credentials and typed query
+    # arguments from a stand-in URL; the nodes come from the host list.
+    plain = f"{'rediss' if tls else 'redis'}://{userinfo + '@' if userinfo else ''}cluster"
+    kwargs = dict(parse_url(plain + (f"?{parts.query}" if parts.query else "")))
+    for key in ("host", "port", "path", "db", "connection_class"):
+        kwargs.pop(key, None)
+    unknown = sorted(kwargs.keys() - _CLUSTER_ARGS)
+    if unknown:
+        raise ValueError(f"a cluster URL does not take {', '.join(unknown)}")
+    if tls:
+        kwargs["ssl"] = True
+    return ClusterTarget(nodes, kwargs)
+
+
+def _host_port(
+    text: str, default: int = DEFAULT_SENTINEL_PORT, what: str = "sentinel"
+) -> tuple[str, int]:
     host, sep, port = text.strip().rpartition(":")
     if not sep:
-        return text.strip(), DEFAULT_SENTINEL_PORT
+        return text.strip(), default
     if not port.isdigit():
-        raise ValueError(f"sentinel port {port!r} is not a number")
+        raise ValueError(f"{what} port {port!r} is not a number")
     return host.strip("[]"), int(port)
 
 

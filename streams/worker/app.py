@@ -53,7 +53,7 @@ from streams.logs import batch_fields
 from streams.ops.erase import restore_lost_erasures
 from streams.settings import Settings
 from streams.store.changelog import ChangelogOutbox
-from streams.store.client import connect, follow_primary, transient
+from streams.store.client import connect_primary, follow_primary, transient
 from streams.store.outbox import Outbox
 from streams.store.state import RedisState
 from streams.worker.batch_delivery import Fetched, batch_topic
@@ -138,7 +138,7 @@ def create_app(settings: Settings) -> faust.App:
     readiness = Readiness(retry_budget=settings.redis_retry_budget)
 
     async def fold_sessions(stream: Any) -> None:
-        redis = connect(
+        redis = connect_primary(
             settings.redis_dsn(),
             socket_timeout=5,
             socket_connect_timeout=5,
@@ -263,13 +263,13 @@ def create_app(settings: Settings) -> faust.App:
     runners: list[Any] = []  # keeps the HTTP server referenced for the process's life
 
     async def serve_health() -> None:
-        redis = connect(settings.redis_dsn(), socket_timeout=2, socket_connect_timeout=2)
+        redis = connect_primary(settings.redis_dsn(), socket_timeout=2, socket_connect_timeout=2)
         app_ = health_app(readiness, redis)
         runners.append(await serve(app_, settings.metrics_host, settings.metrics_port))
 
     async def relay_notifications() -> None:
         # Its own connection: the relay blocks on XREADGROUP between rounds.
-        redis = connect(settings.redis_dsn(), socket_timeout=10, socket_connect_timeout=5)
+        redis = connect_primary(settings.redis_dsn(), socket_timeout=10, socket_connect_timeout=5)
         consumer = f"{socket.gethostname()}-{os.getpid()}"
         claim_after_ms = int(settings.notification_claim_after * 1000)
         outbox = Outbox(redis, settings.redis_prefix, consumer, claim_after_ms)
@@ -283,7 +283,7 @@ def create_app(settings: Settings) -> faust.App:
             await redis.aclose()
 
     async def relay_changelog() -> None:
-        redis = connect(settings.redis_dsn(), socket_timeout=10, socket_connect_timeout=5)
+        redis = connect_primary(settings.redis_dsn(), socket_timeout=10, socket_connect_timeout=5)
         holder = f"{socket.gethostname()}-{os.getpid()}"
         outbox = ChangelogOutbox(redis, settings.redis_prefix, holder)
 
