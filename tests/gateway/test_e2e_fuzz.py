@@ -48,7 +48,7 @@ import uuid
 import zlib
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import aiohttp
@@ -985,6 +985,11 @@ def route_fuzz(
         if req.token == "pos" and "/handoff" in req.target and req.method == "POST":
             assert a.status != 201, "a pos token cannot issue a handoff code"
 
+    # On every run, each session route with a customer token naming someone else's
+    # session: the scope check's coverage must not rest on what the draw reaches.
+    for method, template, _ in SESSION_ROUTES:
+        other = FuzzRequest(method, template.replace("{id}", t.customer), "guest", None, None)
+        fuzz = example(req=replace(other, route=template))(fuzz)
     return fuzz
 
 
