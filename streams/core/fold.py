@@ -135,10 +135,14 @@ def new_session(key: str, customer_id: str | None) -> Session:
     return Session(key=key, customer_id=customer_id)
 
 
+# An event whose id the session remembers (part of the metric/dead-letter vocabulary).
+SEEN = Duplicate("event_id already applied")
+
+
 def fold(session: Session, event: AnyEvent, limits: Limits = DEFAULT_LIMITS) -> Outcome:
     """Apply ``event`` to ``session`` and say what happened. Never raises on valid events."""
     if event.event_id in session.recent_event_ids:
-        return Duplicate("event_id already applied")
+        return SEEN
     changed = _apply_type(session, event, limits)
     if not isinstance(changed, Session):
         return changed

@@ -9,7 +9,8 @@ refused whole and the batch is simply re-planned against fresh state.
 Exactly-once effect: a record whose offset is at or below the applied offset
 stored for its partition is skipped (``already_applied``), and the new
 applied offsets are written in the same atomic step as the states. A record
-that carries an ``event_id`` seen recently by its session is a ``duplicate``.
+that carries an ``event_id`` seen recently by its session is a ``duplicate``;
+a guest's, also if seen by a session its guest's events went to (``_applied_elsewhere``).
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ from streams.core.erasure import Erasure, covering
 from streams.core.expiry import end_ms, ended, successor, ttl_seconds
 from streams.core.fold import (
     DEFAULT_LIMITS,
+    SEEN,
     Applied,
     Duplicate,
     Limits,
+    Outcome,
     Reason,
     Rejected,
     fold,
@@ -99,6 +102,8 @@ class Snapshot:
 
     aliases: Mapping[str, str]
     offsets: Mapping[str, int]
+    # Of the keys the batch needs, of the aliases' targets, and of the customers its
+    # guest ids signed in to (``devices``): where a guest's events went.
     sessions: Mapping[str, Session]
     # Erasures naming any id the batch needs, and the count of erasures ever made:
     # a commit is refused if an erasure happened after this snapshot was read.
@@ -121,8 +126,13 @@ class Plan:
 
     outcomes: list[RecordOutcome] = field(default_factory=list)
     writes: dict[str, Session] = field(default_factory=dict)
-    deletes: dict[str, str] = field(default_factory=dict)  # merged guest key -> customer key
+    # Merged guest key -> the customer its committed session and journey went to: the
+    # batch's first merge of it, as in separate commits (it may merge again after an undo).
+    deletes: dict[str, str] = field(default_factory=dict)
     aliases: dict[str, str] = field(default_factory=dict)
+    # (guest id, customer) of every sign-in that linked them: each customer's link set
+    # gets the guest, as separate batches would add it, wherever its alias ends up.
+    links: set[tuple[str, str]] = field(default_factory=set)
     # Guest ids whose alias goes: their sign-in to an erased customer was skipped.
     alias_deletes: set[str] = field(default_factory=set)
     offsets: dict[str, int] = field(default_factory=dict)
@@ -232,20 +242,25 @@ def plan_batch(
             continue
         # Before the login check: a sign-in to an ended session links its guest anew.
         _expire(plan, key, event, sessions, aliases, floors, forgotten, limits)
-        if _is_login(event, aliases):
+        # A sign-in its customer's session already applied is a duplicate: it must not
+        # merge again (its guest may have signed in elsewhere since).
+        if _is_login(event, aliases) and not _remembers(sessions.get(key), event):
             _merge(plan, event, aliases, sessions, snapshot, limits, devices, floors)
         plan.read_keys.add(key)
         session = sessions.get(key) or _fresh(
             key, event.customer_id, snapshot, sessions, aliases, floors
         )
         folded_from, returned = session, None
-        if isinstance(event, SessionUnmerged) and event.event_id not in session.recent_event_ids:
+        if isinstance(event, SessionUnmerged) and not _remembers(session, event):
             undone = split(session, event.payload.anonymous_id, event.occurred_at)
             if isinstance(undone, Rejected):
                 plan.outcomes.append(_rejected(record, undone, event, key))
                 continue
             folded_from, returned = undone.customer, undone.guest_lines
-        outcome = fold(folded_from, event, limits)
+        if _applied_elsewhere(plan, event, key, aliases, devices, sessions):
+            outcome: Outcome = SEEN
+        else:
+            outcome = fold(folded_from, event, limits)
         if isinstance(outcome, Rejected):
             plan.outcomes.append(_rejected(record, outcome, event, key))
         elif isinstance(outcome, Duplicate):
@@ -308,6 +323,8 @@ def _expire(
     if key not in plan.deletes:
         plan.cleared[key] = None
     plan.journey = [e for e in plan.journey if e.key != key]
+    # The commit empties the ended session's link set before it adds the batch's links.
+    plan.links = {(anon, into) for anon, into in plan.links if into != key}
     for guest, into in plan.deletes.items():
         if into == key:
             plan.cleared[guest] = None
@@ -429,7 +446,7 @@ def _merge(
         plan.cleared[anonymous_id] = None
         plan.journey = [e for e in plan.journey if e.key != anonymous_id]
         plan.writes.pop(anonymous_id, None)
-        plan.deletes[anonymous_id] = customer_id
+        plan.deletes.setdefault(anonymous_id, customer_id)
         guest = None
     _record_sign_in(plan, devices, event, customer_id)
     base = sessions.get(customer_id) or _fresh(customer_id, customer_id, snapshot, floors=floors)
@@ -442,11 +459,47 @@ def _merge(
     plan.dropped_lines.extend(merged.dropped)
     if guest is not None:
         plan.writes.pop(anonymous_id, None)
-        plan.deletes[anonymous_id] = customer_id
+        # What the guest had committed went to the batch's first merge of it (a later
+        # one takes only what the guest did since, in the batch's journey entries).
+        plan.deletes.setdefault(anonymous_id, customer_id)
         plan.journey = moved(plan.journey, anonymous_id, customer_id)
     aliases[anonymous_id] = customer_id
     plan.aliases[anonymous_id] = customer_id
+    plan.links.add((anonymous_id, customer_id))
     plan.alias_deletes.discard(anonymous_id)
+
+
+def _applied_elsewhere(
+    plan: Plan,
+    event: AnyEvent,
+    key: str,
+    aliases: Mapping[str, str],
+    devices: Mapping[str, Mapping[str, int]],
+    sessions: Mapping[str, Session],
+) -> bool:
+    """Whether a guest's event, routed to ``key``, was applied where the guest's events
+    went before: its own session, the one its alias points at, or that of a customer it
+    signed in to (its device's sign-ins name them). A sign-in elsewhere, an undo or the
+    shared-device guard (each customer's newest sign-in counts, so later sign-ins change
+    its verdict at a given time) change where a guest's events go, not where a copy's
+    original went; an event id is one event's, so a session that remembers it applied
+    this very event. The ids stay where they were applied: an erasure of that session
+    takes them, as it must."""
+    anon = event.anonymous_id
+    if anon is None or event.customer_id is not None:
+        return False
+    for other in dict.fromkeys((anon, aliases.get(anon, anon), *devices.get(anon, {}))):
+        if other != key and _remembers(sessions.get(other), event):
+            # Only that session's version matters: no other worker adds this id to a
+            # session (the guest's records are on this partition).
+            plan.read_keys.add(other)
+            return True
+    return False
+
+
+def _remembers(session: Session | None, event: AnyEvent) -> bool:
+    """Whether ``session`` applied ``event`` recently (its event id is in the window)."""
+    return session is not None and event.event_id in session.recent_event_ids
 
 
 def _effects(
@@ -483,7 +536,13 @@ def _give_back(
     forgotten: set[str],
     limits: Limits,
 ) -> None:
-    """An unmerge: the guest's lines become its own session again, its id its own."""
+    """An unmerge: the guest's lines become its own session again, its id its own.
+
+    The event ids of the guest's events stay with the customer's session, which
+    applied them (a copy is found there, ``_applied_elsewhere``). A guest merged
+    earlier in the batch keeps its delete: the commit applies deletes before writes,
+    so the merge moves what the guest had committed (its journey) to the customer and
+    the restored session stands, as in two batches."""
     guest = event.payload.anonymous_id
     plan.read_keys.add(guest)
     _expire(plan, guest, event, sessions, aliases, floors, forgotten, limits)
@@ -499,7 +558,6 @@ def _give_back(
     )
     sessions[guest] = restored
     plan.writes[guest] = restored
-    plan.deletes.pop(guest, None)
     aliases.pop(guest, None)
     plan.aliases.pop(guest, None)
     plan.alias_deletes.add(guest)

@@ -206,7 +206,8 @@ LINKS = Family(
     readers=(_COMMIT, _ERASE, _STATE),
     lifetime="expires with the customer's session; deleted when that session ends, by an "
     "erasure, by a wipe",
-    meaning="guest ids whose alias points at the customer (what an erasure must find)",
+    meaning="guest ids signed in to the customer's session, their alias still pointing "
+    "at it or moved on since (what an erasure must find)",
     lua=("commit.lua", "erase.lua"),
 )
 

@@ -82,6 +82,7 @@ COMMIT_SECTIONS: tuple[Section, ...] = (
     Section("deletes", ("key", "merged_into", "notice")),
     Section("alias_writes", ("anon", "target")),
     Section("alias_deletes", ("anon",)),
+    Section("links", ("anon", "customer"), "every sign-in's, the final aliases' included"),
     Section("offset_writes", ("tp", "offset", "fingerprint"), "of the record at that offset"),
     Section("activity", ("hll_key", "ttl_seconds"), "0 or 1 row"),
     Section("multichannel", ("hll_key", "ttl_seconds", "member")),

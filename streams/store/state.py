@@ -133,10 +133,16 @@ class RedisState:
                 (k, s.version, session_codec.encode(s, compress), _notice(k, s.version))
                 for k, s in plan.writes.items()
             ],
-            "deletes": [(k, c, _notice(k, None, merged_into=c)) for k, c in plan.deletes.items()],
+            # The notice names where the guest is now: a later merge in the batch may
+            # have moved it on from the customer its committed state went to.
+            "deletes": [
+                (k, c, _notice(k, None, merged_into=plan.aliases.get(k, c)))
+                for k, c in plan.deletes.items()
+            ],
             "expired": [(k,) for k in plan.cleared],
             "alias_writes": list(plan.aliases.items()),
             "alias_deletes": [(anon,) for anon in sorted(plan.alias_deletes)],
+            "links": sorted(plan.links),
             "offset_writes": [
                 (tp, o, plan.fingerprints.get(tp, "")) for tp, o in plan.offsets.items()
             ],

@@ -91,7 +91,7 @@ def test_commit_args_lay_out_the_head_then_every_section_counted_in_order() -> N
         rows(writes=[("c-1", 3, b"{}", b"n")], device_signins=[("g", "c", 1), ("h", "c", 2)]),
     )
     assert args[:4] == ["p", "p:o", "p:f", 0]
-    counts = [0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0]
+    counts = [0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0]
     assert len(counts) == len(COMMIT_SECTIONS)
     expected: list[object] = ["p", "p:o", "p:f", 0]
     for section, n in zip(COMMIT_SECTIONS, counts, strict=True):

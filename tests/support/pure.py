@@ -184,7 +184,7 @@ class MemoryState:
         self.aliases.update(plan.aliases)
         for anon in plan.alias_deletes:
             self.aliases.pop(anon, None)
-        for anon, target in plan.aliases.items():
+        for anon, target in plan.links:
             self.links.setdefault(target, set()).add(anon)
         self.offsets.update(plan.offsets)
         for key, version in plan.floors.items():

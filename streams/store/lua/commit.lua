@@ -13,6 +13,7 @@
 --   deletes: key, merged_into, notice
 --   alias_writes: anon, target
 --   alias_deletes: anon
+--   links: anon, customer (every sign-in's, the final aliases' included)
 --   offset_writes: tp, offset, fingerprint (of the record at that offset)
 --   activity: hll_key, ttl_seconds (0 or 1 row)
 --   multichannel: hll_key, ttl_seconds, member
@@ -150,11 +151,18 @@ for j = 0, n - 1 do
   local anon, target = ARGV[s + 2 * j], ARGV[s + 2 * j + 1]
   touch(anon)
   redis.call('SET', akey(anon), target)
-  -- The customer's linked guest ids, so an erasure finds every alias.
-  redis.call('SADD', prefix .. ':l:{' .. target .. '}', anon)
 end
 s, n = section(1)
 for j = 0, n - 1 do touch(ARGV[s + j]); redis.call('DEL', akey(ARGV[s + j])) end
+-- Each customer's linked guest ids, so an erasure finds every guest that ever signed
+-- in to it: every sign-in of the batch, also one whose alias a later sign-in or an
+-- undo moved on, as separate commits would have added them. (No touch: the link
+-- set is not in the changelog, and each guest here has its alias written or
+-- deleted above.)
+s, n = section(2)
+for j = 0, n - 1 do
+  redis.call('SADD', prefix .. ':l:{' .. ARGV[s + 2 * j + 1] .. '}', ARGV[s + 2 * j])
+end
 s, n = section(3)
 -- When each partition was last applied, by Redis's clock: how fresh a read is.
 for j = 0, n - 1 do

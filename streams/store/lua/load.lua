@@ -2,8 +2,10 @@
 -- ARGV: prefix, offsets_key, n_anon, anon..., n_keys, key..., n_tp, tp...
 -- Returns {aliases (anon, target pairs), offsets (in tp order), sessions (key, json pairs),
 --          erasures (id, erasure json pairs), erasure epoch,
---          device sign-ins (anon, n, (customer, ms) x n) of anon ids that have an alias,
+--          device sign-ins (anon, n, (customer, ms) x n) of anon ids signed in with,
 --          version floors (key, version pairs) of keys whose session Redis forgot}.
+-- Sessions: of the keys asked for, the aliases' targets, and the customers each anon
+-- id signed in to (a copy of a guest's event is a duplicate where its original went).
 local prefix, offsets_key = ARGV[1], ARGV[2]
 local i = 3
 local aliases, want, seen, devices = {}, {}, {}, {}
@@ -17,10 +19,17 @@ for _ = 1, n do
   if target then
     aliases[#aliases + 1] = anon; aliases[#aliases + 1] = target
     wants(target)
-    -- Only a device someone signed in on has sign-ins: the hot path skips the rest.
-    local links = redis.call('ZRANGE', prefix .. ':dv:{' .. anon .. '}', 0, -1, 'WITHSCORES')
+  end
+  -- Also without an alias (an undo or an ended session took it): the device's sign-ins
+  -- still count for the guard. A guest never signed in has none (one empty read).
+  local links = redis.call('ZRANGE', prefix .. ':dv:{' .. anon .. '}', 0, -1, 'WITHSCORES')
+  if #links > 0 then
     devices[#devices + 1] = anon; devices[#devices + 1] = #links / 2
-    for _, v in ipairs(links) do devices[#devices + 1] = v end
+    for j, v in ipairs(links) do
+      devices[#devices + 1] = v
+      -- An erased customer's sign-in keeps an anonymous name and no session.
+      if j % 2 == 1 and string.sub(v, 1, 7) ~= 'erased:' then wants(v) end
+    end
   end
 end
 n = tonumber(ARGV[i]); i = i + 1

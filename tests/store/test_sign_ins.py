@@ -1,0 +1,137 @@
+"""A guest's sign-ins and undos in one batch, committed by Redis as by the model.
+
+Proves, against a real redis-server: a batch in which a guest signs in to one
+customer, is undone and signs in to another leaves what the in-memory model
+(``tests/support/pure.py``) and the same events in separate batches leave: both
+customers' link sets name the guest (what an erasure of either finds), the
+guest's committed journey went to the first customer with the first merge, the
+sessions are the same bytes, on a device the guard counts as shared (its sign-ins
+are read without an alias too) and on one it never does; a copy of the guest's
+first event sent afterwards is a duplicate (the first customer's session, read
+because the guest signed in to it, remembers it); and the merged notice names
+where the guest is now.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from redis.asyncio import Redis
+
+from streams.core.fold import Limits
+from streams.core.plan import Kind, Record, RecordOutcome
+from streams.core.session_codec import decode
+from streams.dev import loopback
+from streams.store import keys
+from streams.store.state import RedisState
+from streams.worker.processor import BatchProcessor
+from tests.support.pure import MemoryState, add, ev, records
+
+pytestmark = pytest.mark.e2e
+
+
+def signed_in_undone_and_elsewhere() -> list[dict[str, Any]]:
+    """A guest's add, its sign-in to c-1, the undo of it, its sign-in to c-2, the add again."""
+    first = ev("cart.item_added", add("A"), anon="g-1", at="2026-11-24T10:00:00Z", event_id="add")
+    return [
+        first,
+        ev("session.identified", customer="c-1", anon="g-1", at="2026-11-24T10:01:00Z"),
+        ev(
+            "session.unmerged",
+            {"anonymous_id": "g-1"},
+            customer="c-1",
+            at="2026-11-24T10:02:00Z",
+            event_id="undo",
+        ),
+        ev("session.identified", customer="c-2", anon="g-1", at="2026-11-24T10:03:00Z"),
+        first,
+    ]
+
+
+@pytest.fixture
+async def client(tmp_path: Path) -> AsyncIterator[Redis]:
+    child = loopback.start_redis(tmp_path / "data", tmp_path, appendfsync="always")
+    redis = Redis.from_url(f"redis://127.0.0.1:{child.port}/0", socket_timeout=5)
+    yield redis
+    await redis.aclose()
+    child.stop()
+
+
+async def _no_dead_letters(outcomes: Sequence[RecordOutcome]) -> None:
+    raise AssertionError(outcomes)
+
+
+async def stored(client: Redis, prefix: str, ids: Sequence[str]) -> dict[str, Any]:
+    """What Redis holds of ``ids``: sessions, aliases, link sets and journeys."""
+    out: dict[str, Any] = {"sessions": {}, "aliases": {}, "links": {}, "journeys": {}}
+    for i in ids:
+        blob = await client.hget(keys.session(prefix, i), "d")
+        if blob is not None:
+            out["sessions"][i] = decode(blob)
+        alias = await client.get(keys.alias(prefix, i))
+        if alias is not None:
+            out["aliases"][i] = alias.decode()
+        linked = await client.smembers(keys.links(prefix, i))
+        if linked:
+            out["links"][i] = {m.decode() for m in linked}
+        journey = await client.zrange(keys.journey(prefix, i), 0, -1, withscores=True)
+        if journey:
+            out["journeys"][i] = {m: int(s) for m, s in journey}
+    return out
+
+
+async def commit(
+    client: Redis, prefix: str, batches: Sequence[Sequence[Record]], limits: Limits
+) -> list[RecordOutcome]:
+    processor = BatchProcessor(RedisState(client, prefix), _no_dead_letters, limits)
+    return [o for batch in batches for o in (await processor.process(list(batch))).outcomes]
+
+
+@pytest.mark.parametrize("customers", [1, 3], ids=["shared-device", "never-shared"])
+async def test_one_batch_commits_what_the_model_and_separate_batches_do(
+    client: Redis, customers: int
+) -> None:
+    limits = Limits(shared_device_customers=customers)
+    log = records(signed_in_undone_and_elsewhere())
+    batches = [log[:1], log[1:4], log[4:]]
+    ids = ("g-1", "c-1", "c-2")
+    pubsub = client.pubsub()
+    await pubsub.subscribe(keys.updates("one", "g-1"))
+    await pubsub.get_message(timeout=1)  # the subscribe confirmation
+    one_batch = await commit(client, "one", batches, limits)
+    apart = await commit(client, "apart", [[r] for r in log], limits)
+    model = MemoryState(limits=limits)
+    kinds = [o.kind for batch in batches for o in model.process(batch).outcomes]
+    assert kinds == [Kind.APPLIED] * 4 + [Kind.DUPLICATE], "the add sent again applies once"
+    assert [o.kind for o in one_batch] == [o.kind for o in apart] == kinds
+    one = await stored(client, "one", ids)
+    assert one == await stored(client, "apart", ids)
+    assert one == {
+        "sessions": model.sessions,
+        "aliases": model.aliases,
+        "links": model.links,
+        "journeys": model.journeys,
+    }
+    assert one["links"] == {"c-1": {"g-1"}, "c-2": {"g-1"}}
+    assert one["aliases"] == {"g-1": "c-2"}
+    added = [m for m in one["journeys"]["c-1"] if orjson.loads(m)["event_id"] == "add"]
+    assert added, "the guest's committed add went to the first customer's journey"
+    # On the shared device the second sign-in leaves the guest its lines; else c-2 takes them.
+    carts = {k: [line.sku for line in s.cart] for k, s in one["sessions"].items()}
+    shared = customers == 1
+    assert carts == ({"g-1": ["A"], "c-1": [], "c-2": []} if shared else {"c-1": [], "c-2": ["A"]})
+    notices = []
+    while (
+        message := await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
+    ) is not None:
+        notices.append(orjson.loads(message["data"]))
+    # g-1's notices: its first version, then its merge naming where it is now (and the
+    # version the undo gave it back, when the second sign-in left it its session).
+    merged = {"key": "g-1", "version": None, "merged_into": "c-2"}
+    back = [{"key": "g-1", "version": one["sessions"]["g-1"].version}] if shared else []
+    assert notices == [{"key": "g-1", "version": 1}, merged, *back]
+    await pubsub.aclose()
