@@ -70,6 +70,11 @@ class SessionState(_Record):
         description="Sign-ins on this anonymous id (device): customer id -> Unix ms of the "
         "newest; `erased:<ms>` stands for an erased customer (the shared-device guard).",
     )
+    links: list[str] = Field(
+        default_factory=list,
+        description="A customer's linked guest ids: every guest ever signed in to it (an "
+        "erasure of the customer reaches them all).",
+    )
     expires_at_ms: list[int] = Field(
         description="When Redis forgets the session, the alias and the sign-ins (Unix ms; "
         "-1 never, -2 none).",

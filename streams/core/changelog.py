@@ -127,6 +127,7 @@ class KeyState:
     floor: int | None
     expires_at_ms: tuple[int, int, int]
     reason: str = "ended"
+    links: tuple[str, ...] = ()
 
 
 def parse_entry(fields: Mapping[bytes, bytes]) -> tuple[dict[str, tuple[int, str]], list[KeyState]]:
@@ -160,6 +161,7 @@ def parse_entry(fields: Mapping[bytes, bytes]) -> tuple[dict[str, tuple[int, str
                 floor=int(get("f")) if get("f") else None,
                 expires_at_ms=(xs, xa, xd),
                 reason=get("why").decode() or "ended",
+                links=tuple(sorted(str(g) for g in orjson.loads(get("l") or b"[]"))),
             )
         )
         i += 1
@@ -183,7 +185,7 @@ def records(seq: str, states: Iterable[KeyState], positions: Positions) -> list[
     """The changelog records of one entry's touched keys."""
     out = []
     for st in states:
-        if not st.stored and st.merged_into is None and not st.devices:
+        if not st.stored and st.merged_into is None and not st.devices and not st.links:
             version = st.floor if st.floor is not None else (st.version or 0)
             headers: Headers = [
                 (REASON_HEADER, st.reason.encode()),
@@ -202,6 +204,7 @@ def records(seq: str, states: Iterable[KeyState], positions: Positions) -> list[
             session=session,
             merged_into=st.merged_into,
             devices=st.devices,
+            links=list(st.links),
             expires_at_ms=list(st.expires_at_ms),
             positions=positions,
         )

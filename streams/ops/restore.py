@@ -206,13 +206,11 @@ class StateWriter:
 
     async def _forget(self, key: str) -> None:
         """Undo what an older state of ``key`` wrote."""
-        target: Any = await self.redis.get(keys.alias(self.prefix, key))
         async with self.redis.pipeline(transaction=True) as pipe:
-            if target is not None:
-                pipe.srem(keys.links(self.prefix, target.decode()), key)
             pipe.delete(
                 keys.session(self.prefix, key),
                 keys.alias(self.prefix, key),
+                keys.links(self.prefix, key),
                 keys.devices(self.prefix, key),
                 keys.version_floor(self.prefix, key),
             )
@@ -243,11 +241,16 @@ def _write_one(
     if item.merged_into is not None and (xa < 0 or xa > now):
         name = keys.alias(prefix, item.key)
         pipe.set(name, item.merged_into)
-        pipe.sadd(keys.links(prefix, item.merged_into), item.key)
         if xa > 0:
             pipe.pexpireat(name, xa)
-            pipe.pexpireat(keys.links(prefix, item.merged_into), xa)
             pipe.zadd(expiry, {item.key: xa}, gt=True)
+        written = 1
+    if item.links and (xs < 0 or xs > now):
+        # The link set lives and ends with its customer's session.
+        name = keys.links(prefix, item.key)
+        pipe.sadd(name, *item.links)
+        if xs > 0:
+            pipe.pexpireat(name, xs)
         written = 1
     if item.devices and (xd < 0 or xd > now):
         name = keys.devices(prefix, item.key)

@@ -54,12 +54,20 @@ async def test_downstream_reads_the_state_and_a_restore_needs_no_history(tmp_pat
         worker = st.start_worker("w")
         async with Publisher(st.bootstrap, linger_ms=1) as pub:
             await st.ready(pub)
-            written = await publish(pub, workload(seed=81, customers=60, prefix="cl"))
+            # Beside the mixed traffic, a guest signed in to two customers in turn: the
+            # first customer's link set keeps it (an erasure of either reaches it).
+            moved = [
+                event("cart.item_added", added("G-1"), anon="cl-guest"),
+                event("session.identified", customer="cl-first", anon="cl-guest"),
+                event("session.identified", customer="cl-second", anon="cl-guest"),
+            ]
+            written = await publish(pub, workload(seed=81, customers=60, prefix="cl") + moved)
             await applied_through(st.state, written, timeout=120)
         await drained(st.redis, st.bootstrap)
         worker.stop()
         live = await restored_families(st.redis, "cont")
         assert any(k.startswith(b"a:") for k in live), "the workload merged guests"
+        assert live[b"l:{cl-first}"] == live[b"l:{cl-second}"] == {b"cl-guest"}
         # A downstream consumer: the newest record per key, by seq; control records skipped.
         view, _ = await downstream_view(st.bootstrap)
         assert any(k.startswith(b"s:") for k in live)

@@ -156,11 +156,11 @@ s, n = section(1)
 for j = 0, n - 1 do touch(ARGV[s + j]); redis.call('DEL', akey(ARGV[s + j])) end
 -- Each customer's linked guest ids, so an erasure finds every guest that ever signed
 -- in to it: every sign-in of the batch, also one whose alias a later sign-in or an
--- undo moved on, as separate commits would have added them. (No touch: the link
--- set is not in the changelog, and each guest here has its alias written or
--- deleted above.)
+-- undo moved on, as separate commits would have added them. The customer's
+-- changelog record carries its link set.
 s, n = section(2)
 for j = 0, n - 1 do
+  touch(ARGV[s + 2 * j + 1])
   redis.call('SADD', prefix .. ':l:{' .. ARGV[s + 2 * j + 1] .. '}', ARGV[s + 2 * j])
 end
 s, n = section(3)
@@ -280,7 +280,8 @@ end
 -- covered by one rule. Fields per key i: k<i> key, v<i> version, d<i> the stored
 -- session, a<i> alias target, dv<i> device sign-ins (customer, ms, ...),
 -- f<i> version floor, x<i> when Redis forgets the session, the alias and the
--- sign-ins ("ms,ms,ms" by PEXPIRETIME: -1 never, -2 absent).
+-- sign-ins ("ms,ms,ms" by PEXPIRETIME: -1 never, -2 absent), l<i> its link set
+-- (the guest ids ever signed in to it, for an erasure's reach).
 if changelog and #touched_list > 0 then
   local fields = {'o', ARGV[cs]}
   for idx, k in ipairs(touched_list) do
@@ -305,6 +306,8 @@ if changelog and #touched_list > 0 then
     fields[#fields + 1] = 'dv' .. i; fields[#fields + 1] = cjson.encode(dv)
     fields[#fields + 1] = 'f' .. i; fields[#fields + 1] = floor
     fields[#fields + 1] = 'x' .. i; fields[#fields + 1] = tostring(x)
+    fields[#fields + 1] = 'l' .. i
+    fields[#fields + 1] = cjson.encode(redis.call('SMEMBERS', prefix .. ':l:{' .. k .. '}'))
   end
   redis.call('XADD', prefix .. ':cl', '*', unpack(fields))
 end
