@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from streams.core.changelog import Cursor, Out, advance, compact, parse_entry, records
 from streams.store.changelog import ChangelogOutbox
 from streams.worker import metrics
-from streams.worker.cancel import stop_if_cancelled
+from streams.worker.loops import Backoff, stop_if_cancelled
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ async def run_changelog_relay(
 ) -> None:
     """Publish the changelog while holding the lease, until cancelled."""
     next_sweep = 0.0
-    delay = 0.1
+    backoff = Backoff("changelog relay", log, most=max_delay)
     try:
         while True:
             stop_if_cancelled()
@@ -95,13 +95,11 @@ async def run_changelog_relay(
                     metrics.CHANGELOG_PENDING.set(await outbox.pending())
                 if not await publish_round(outbox, publish, count):
                     await asyncio.sleep(idle)
-                delay = 0.1
+                backoff.worked()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("changelog relay: %r; retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, max_delay)
+                await backoff.failed(exc)
     finally:
         try:
             await outbox.release()

@@ -27,7 +27,7 @@ from streams.core.kpi_delta import KpiDelta, abandonment
 from streams.core.notifications import from_outbox
 from streams.store.outbox import Entry, Outbox
 from streams.worker import metrics
-from streams.worker.cancel import stop_if_cancelled
+from streams.worker.loops import Backoff, stop_if_cancelled
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ async def run_relay(
     """Sweep and relay until cancelled; a failed round is retried after a backoff
     (``0.1`` s doubling to ``max_delay``), its own entries first."""
     next_sweep = 0.0
-    delay = 0.1
+    backoff = Backoff("notification relay", log, most=max_delay)
     ready = False
     while True:
         stop_if_cancelled()
@@ -103,10 +103,8 @@ async def run_relay(
             await outbox.heartbeat(int(time.time() * 1000))
             block = max(1, int(min(sweep_interval, 1.0) * 1000))
             await relay_once(outbox, publish, count, block)
-            delay = 0.1
+            backoff.worked()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.warning("notification relay: %r; retrying in %.1fs", exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, max_delay)
+            await backoff.failed(exc)

@@ -1,11 +1,11 @@
-"""A loop whose cancellation a library swallowed still stops (streams/worker/cancel.py)."""
+"""The background loops' retry and stop rules (streams/worker/loops.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 
-from streams.worker.cancel import stop_if_cancelled
+from streams.worker.loops import Backoff, stop_if_cancelled
 
 
 async def _swallowing(rounds: list[int], check: bool) -> None:
@@ -39,3 +39,14 @@ async def test_without_the_check_the_loop_goes_on() -> None:
     await task
     assert not task.cancelled()
     assert len(rounds) > 50
+
+
+async def test_backoff_doubles_to_its_bound_and_starts_again_after_a_success() -> None:
+    backoff = Backoff("loop", first=0.001, most=0.004)
+    waits = []
+    for _ in range(4):
+        waits.append(backoff.delay)
+        await backoff.failed(RuntimeError("down"))
+    assert waits == [0.001, 0.002, 0.004, 0.004]
+    backoff.worked()
+    assert backoff.delay == 0.001
