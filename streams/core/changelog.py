@@ -195,21 +195,33 @@ def records(seq: str, states: Iterable[KeyState], positions: Positions) -> list[
             ]
             out.append(Out(st.key, None, headers))
             continue
-        session = session_codec.decode(st.stored) if st.stored else None
         version = st.version if st.version is not None else (st.floor or 0)
-        value = SessionState(
-            key=st.key,
-            seq=seq,
-            version=version,
-            session=session,
-            merged_into=st.merged_into,
-            devices=st.devices,
-            links=list(st.links),
-            expires_at_ms=list(st.expires_at_ms),
-            positions=positions,
-        )
-        out.append(Out(st.key, value.model_dump_json().encode(), [(SEQ_HEADER, seq.encode())]))
+        value = state_json(seq, version, st, positions)
+        out.append(Out(st.key, value, [(SEQ_HEADER, seq.encode())]))
     return out
+
+
+def state_json(seq: str, version: int, st: KeyState, positions: Positions) -> bytes:
+    """A :class:`SessionState` record's JSON, with the stored session spliced in as it is.
+
+    The stored session is ``Session.model_dump_json()`` already (decompressed when
+    stored compressed): parsing and dumping it again per record would cost the
+    worker a pydantic round trip for the same bytes. The fields around it are
+    the model's, in its order.
+    """
+    head = orjson.dumps({"key": st.key, "seq": seq, "version": version})
+    tail = orjson.dumps(
+        {
+            "merged_into": st.merged_into,
+            "devices": st.devices,
+            "links": list(st.links),
+            "expires_at_ms": list(st.expires_at_ms),
+            "positions": positions,
+        }
+    )
+    stored = session_codec.json_of(st.stored) if st.stored else b"null"
+    session = stored.encode() if isinstance(stored, str) else stored
+    return head[:-1] + b',"session":' + session + b"," + tail[1:]
 
 
 @dataclass(frozen=True)

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.changelog import (
     CONTROL_HEADER,
     POSITIONS_HEADER,
     SEQ_HEADER,
+    SESSION_STATE_ADAPTER,
     VERSION_HEADER,
     WATERMARK_PARTITION,
+    SessionState,
 )
 from schemas.session import Session
 from streams.core import session_codec
@@ -27,7 +31,11 @@ from streams.core.changelog import (
     parse_entry,
     records,
     seq_order,
+    state_json,
 )
+from tests.core.test_fold_properties import histories
+from tests.support.pure import MemoryState
+from tests.support.pure import records as folded
 
 tps = st.dictionaries(
     st.tuples(st.sampled_from(["cart-events", "browse-events"]), st.integers(0, 11)).map(
@@ -132,3 +140,38 @@ def test_an_entry_as_the_commit_writes_it_parses() -> None:
     assert states[1].expires_at_ms == (-2, 100, 200)
     assert parse_entry({b"r": b"t:0"}) == ({"t:0": (-1, "")}, [])
     assert seq_order("9-10") > seq_order("9-9") > seq_order("8-99")
+
+
+@given(histories(max_size=25), st.booleans())
+@settings(max_examples=60, deadline=None)
+def test_a_state_spliced_from_the_stored_session_is_the_models_json(
+    events: list[dict[str, Any]], compress: bool
+) -> None:
+    state = MemoryState()
+    state.process(folded(events))
+    assert state.sessions, "the history folded into sessions"
+    for key, session in state.sessions.items():
+        st_ = KeyState(
+            key,
+            session.version,
+            session_codec.encode(session, compress),
+            "c-9",
+            {"c-1": 5},
+            None,
+            (1, -1, -2),
+            links=("g-1",),
+        )
+        spliced = state_json("7-0", session.version, st_, {"t": [3]})
+        model = SessionState(
+            key=key,
+            seq="7-0",
+            version=session.version,
+            session=session,
+            merged_into="c-9",
+            devices={"c-1": 5},
+            links=["g-1"],
+            expires_at_ms=[1, -1, -2],
+            positions={"t": [3]},
+        )
+        assert orjson.loads(spliced) == orjson.loads(model.model_dump_json())
+        assert SESSION_STATE_ADAPTER.validate_json(spliced) == model
