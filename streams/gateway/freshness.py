@@ -23,21 +23,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from aiokafka.partitioner import murmur2
 from redis.asyncio import Redis
 
 from schemas.topics import SOURCE_TOPICS
+from streams.kafka.partitioner import partition_of
 from streams.store import keys
 
 APPLIED_HEADER = "X-Continuity-Applied"
 APPLIED_AT_HEADER = "X-Continuity-Applied-At"
 WORKERS_HEADER = "X-Continuity-Workers"
-
-
-def partition_of(key: str, partitions: int) -> int:
-    """The partition Kafka's default partitioner gives ``key`` (as every producer here)."""
-    hashed: int = murmur2(key.encode())
-    return (hashed & 0x7FFFFFFF) % partitions
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,8 @@ from schemas.topics import SOURCE_TOPICS
 from streams.core.decode import decode
 from streams.core.fold import DEFAULT_LIMITS, Limits, MergePolicy, Reason, Rejected
 from streams.core.plan import Kind, Plan, Record, RecordOutcome
-from tests.support.pure import MemoryState, add, ev, partition_of, routed
+from streams.kafka.partitioner import partition_of
+from tests.support.pure import MemoryState, add, ev, routed
 
 # Partition counts of the source topics (all three have the same, as deployed).
 PARTITIONS = (3, 4)

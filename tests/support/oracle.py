@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from aiokafka.partitioner import murmur2
 from redis.asyncio import Redis
 
 from schemas.session import Session
@@ -24,6 +23,7 @@ from streams.core.decode import decode
 from streams.core.fold import DEFAULT_LIMITS, Limits
 from streams.core.plan import Record, Snapshot, plan_batch
 from streams.core.session_codec import json_of
+from streams.kafka.partitioner import partition_of
 from streams.store.state import RedisState
 from tests.support.clock import at as clock_at
 
@@ -85,11 +85,6 @@ def _interleave(rng: random.Random, streams: list[list[dict[str, Any]]]) -> list
         s = rng.choice([s for s in streams if s])
         out.append(s.pop(0))
     return out
-
-
-def partition_of(key: str, partitions: int) -> int:
-    """The partition a record keyed ``key`` lands on (the producers' default partitioner)."""
-    return int(murmur2(key.encode()) & 0x7FFFFFFF) % partitions
 
 
 @dataclass(frozen=True)

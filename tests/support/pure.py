@@ -15,7 +15,6 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 import orjson
-from aiokafka.partitioner import murmur2
 
 from schemas.events import EVENT_ADAPTER, AnyEvent
 from schemas.session import Session
@@ -26,6 +25,7 @@ from streams.core.outgoing import prepare_dict
 from streams.core.plan import Plan, Record, Snapshot, plan_batch
 from streams.core.shared_device import erased as erased_name
 from streams.core.shared_device import linked
+from streams.kafka.partitioner import partition_of
 from tests.support.events import event
 
 
@@ -73,13 +73,6 @@ def records(
         Record(topic, partition, i, None, e if isinstance(e, bytes) else orjson.dumps(e))
         for i, e in enumerate(events)
     ]
-
-
-def partition_of(key: bytes, partitions: int) -> int:
-    """The partition Kafka's default partitioner (murmur2, as every producer here uses)
-    gives ``key``."""
-    hashed: int = murmur2(key)
-    return (hashed & 0x7FFFFFFF) % partitions
 
 
 def routed(events: Sequence[dict[str, Any]], partitions: int) -> list[Record]:
