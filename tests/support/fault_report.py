@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from schemas.session import Session
-from tests.support.model import Cart, disagreements
+from tests.support.model import Cart, count, disagreements
 
 REPORT = Path(".continuity") / "fault-report.json"
 T = TypeVar("T")
@@ -56,17 +56,12 @@ def compare(
     """(lost, doubled, wrong) sessions: version short of, beyond, or equal to the oracle's
     but with different bytes, or (with ``carts``) a cart the independent model disagrees
     with. A missing session counts as lost."""
-    lost = doubled = wrong = 0
     off_model = set(disagreements(carts, stored)) if carts is not None else set()
-    for key, want in expected.items():
-        have = stored.get(key)
-        if have is None or have.version < want.version:
-            lost += 1
-        elif have.version > want.version:
-            doubled += 1
-        elif have.model_dump_json() != want.model_dump_json() or key in off_model:
-            wrong += 1
-    return lost, doubled, wrong
+
+    def same(key: str, want: Session, have: Session) -> bool:
+        return have.model_dump_json() == want.model_dump_json() and key not in off_model
+
+    return count(expected, stored, same)
 
 
 def record(row: FaultRow) -> None:

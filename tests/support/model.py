@@ -19,9 +19,17 @@ and changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeVar
+
+
+class _Versioned(Protocol):
+    @property
+    def version(self) -> int: ...
+
+
+W = TypeVar("W", bound=_Versioned)
 
 MAX_LINE_QUANTITY = 999
 
@@ -108,9 +116,12 @@ def disagreements(expected: dict[str, Cart], stored: dict[str, Any]) -> list[str
     return wrong
 
 
-def tally(expected: dict[str, Cart], stored: dict[str, Any]) -> tuple[int, int, int]:
-    """(lost, doubled, wrong) by the model alone: a version short of the model's (or no
-    session), beyond it, or equal with another cart."""
+def count(
+    expected: Mapping[str, W], stored: Mapping[str, Any], same: Callable[[str, W, Any], bool]
+) -> tuple[int, int, int]:
+    """(lost, doubled, wrong): per expected key, a stored version short of the expected
+    one (or nothing stored), beyond it, or equal but not ``same``. The one counting rule
+    of the fault suite's oracle (``fault_report.compare``) and of the model (``tally``)."""
     lost = doubled = wrong = 0
     for key, want in expected.items():
         have = stored.get(key)
@@ -118,6 +129,12 @@ def tally(expected: dict[str, Cart], stored: dict[str, Any]) -> tuple[int, int, 
             lost += 1
         elif have.version > want.version:
             doubled += 1
-        elif cart_of(have) != want.lines:
+        elif not same(key, want, have):
             wrong += 1
     return lost, doubled, wrong
+
+
+def tally(expected: dict[str, Cart], stored: dict[str, Any]) -> tuple[int, int, int]:
+    """(lost, doubled, wrong) by the model alone: a version short of the model's (or no
+    session), beyond it, or equal with another cart."""
+    return count(expected, stored, lambda _, want, have: cart_of(have) == want.lines)
