@@ -11,9 +11,7 @@ links and its journey with it, and the guests keep the version floor.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -23,7 +21,6 @@ from redis.asyncio import Redis
 from streams.core.decode import decode
 from streams.core.fold import Limits
 from streams.core.plan import Record, needs, plan_batch
-from streams.dev import loopback
 from streams.store import keys
 from streams.store.state import Effects, RedisState
 from tests.support.events import added, event
@@ -34,17 +31,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.clock]
 DAY_MS = 86400 * 1000
 LIMITS = Limits(guest_ttl=2 * 86400, session_ttl=4 * 86400)
 GRACE = 3600
-
-
-@pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[Redis]:
-    child = loopback.start_redis(tmp_path / "data", tmp_path)
-    redis = Redis.from_url(
-        f"redis://127.0.0.1:{child.port}/0", socket_timeout=5, socket_connect_timeout=5
-    )
-    yield redis
-    await redis.aclose()
-    child.stop()
 
 
 class Fold:

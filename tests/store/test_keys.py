@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import orjson
@@ -25,7 +24,6 @@ from schemas.events import ID_PATTERN
 from streams.core.decode import decode
 from streams.core.erasure import Erasure
 from streams.core.plan import Record, needs, plan_batch
-from streams.dev import loopback
 from streams.gateway import handoff
 from streams.gateway.rate_limit import RateLimiter
 from streams.store import keys
@@ -247,15 +245,6 @@ TYPE_REPLY = {
     RedisType.HYPERLOGLOG: "string",
     RedisType.STREAM: "stream",
 }
-
-
-@pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[Redis]:
-    child = loopback.start_redis(tmp_path / "data", tmp_path)
-    redis = Redis.from_url(f"redis://127.0.0.1:{child.port}/0", socket_timeout=5)
-    yield redis
-    await redis.aclose()
-    child.stop()
 
 
 async def commit(state: RedisState, events: list[dict[str, object]], offset: int) -> None:

@@ -13,8 +13,6 @@ retries a failed round on its own with a claim time of an hour.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -22,22 +20,12 @@ import pytest
 from redis.asyncio import Redis
 
 from schemas.session import CartLine, Session
-from streams.dev import loopback
 from streams.store.outbox import Outbox
 from streams.worker.relay import relay_once, run_relay
 
 pytestmark = pytest.mark.e2e
 
 HOUR_MS = 3_600_000
-
-
-@pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[Redis]:
-    child = loopback.start_redis(tmp_path / "data", tmp_path, appendfsync="always")
-    redis = Redis.from_url(f"redis://127.0.0.1:{child.port}/0", socket_timeout=5)
-    yield redis
-    await redis.aclose()
-    child.stop()
 
 
 def _session(key: str, version: int) -> bytes:

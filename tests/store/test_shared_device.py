@@ -13,8 +13,6 @@ erased customer's sign-in on the device nameless, as a replay counts it.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +21,6 @@ from redis.asyncio import Redis
 from streams.core.erasure import Erasure
 from streams.core.session_codec import decode
 from streams.core.shared_device import is_shared
-from streams.dev import loopback
 from streams.store.state import Erased, RedisState
 from streams.worker.processor import BatchProcessor
 from tests.support.pure import MemoryState, add, ev, records
@@ -105,15 +102,6 @@ def test_a_device_session_started_after_a_merge_never_reuses_a_version() -> None
         for key, session in state.process([rec]).writes.items():
             assert session.version > versions.get(key, 0), key
             versions[key] = session.version
-
-
-@pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[Redis]:
-    child = loopback.start_redis(tmp_path / "data", tmp_path, appendfsync="always")
-    redis = Redis.from_url(f"redis://127.0.0.1:{child.port}/0", socket_timeout=5)
-    yield redis
-    await redis.aclose()
-    child.stop()
 
 
 @pytest.mark.e2e

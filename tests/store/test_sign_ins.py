@@ -14,8 +14,7 @@ where the guest is now.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -25,7 +24,6 @@ from redis.asyncio import Redis
 from streams.core.fold import Limits
 from streams.core.plan import Kind, Record, RecordOutcome
 from streams.core.session_codec import decode
-from streams.dev import loopback
 from streams.store import keys
 from streams.store.state import RedisState
 from streams.worker.processor import BatchProcessor
@@ -50,15 +48,6 @@ def signed_in_undone_and_elsewhere() -> list[dict[str, Any]]:
         ev("session.identified", customer="c-2", anon="g-1", at="2026-11-24T10:03:00Z"),
         first,
     ]
-
-
-@pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[Redis]:
-    child = loopback.start_redis(tmp_path / "data", tmp_path, appendfsync="always")
-    redis = Redis.from_url(f"redis://127.0.0.1:{child.port}/0", socket_timeout=5)
-    yield redis
-    await redis.aclose()
-    child.stop()
 
 
 async def _no_dead_letters(outcomes: Sequence[RecordOutcome]) -> None:
