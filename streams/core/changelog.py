@@ -260,6 +260,8 @@ class Restore:
     seqs: dict[str, tuple[int, int]] = field(default_factory=dict)
     ahead: dict[str, dict[str, int]] = field(default_factory=dict)
     read: int = 0
+    # The watermark's positions, flattened once (not per record).
+    _start: dict[str, int] | None = field(default=None, repr=False)
 
     def take(
         self, key: str, value: bytes | None, headers: Mapping[str, bytes]
@@ -284,7 +286,9 @@ class Restore:
         if key in self.seqs and seq <= self.seqs[key]:
             return None
         self.seqs[key] = seq
-        start = self.start()
+        if self._start is None:
+            self._start = self.start()
+        start = self._start
         ahead = {tp: o for tp, o in flat(item.positions).items() if o > start.get(tp, -1)}
         if ahead:
             self.ahead[key] = ahead

@@ -36,7 +36,7 @@ from streams.store.state import RedisState
 from streams.worker.processor import BatchProcessor
 
 
-async def _no_dead_letters(outcomes: Sequence[RecordOutcome]) -> None:
+async def no_dead_letters(outcomes: Sequence[RecordOutcome]) -> None:
     """Dead letters were sent by the live run; a rebuild only folds."""
 
 
@@ -58,7 +58,7 @@ async def rebuild(
     silent for the reader's stall timeout); what was folded stays in the prefix.
     """
     await state.restore_erasures(await read_erasures(bootstrap, kafka=kafka))
-    processor = BatchProcessor(state, _no_dead_letters, limits)
+    processor = BatchProcessor(state, no_dead_letters, limits)
     reader = TopicReader(
         bootstrap,
         topics,

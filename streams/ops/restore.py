@@ -41,12 +41,13 @@ from streams.core.erasure import Erasure
 from streams.core.expiry import ttl_seconds
 from streams.core.fold import DEFAULT_LIMITS, Limits
 from streams.core.log_reset import Applied, Verdict, judge
-from streams.core.plan import Needs, RecordOutcome, Snapshot
+from streams.core.plan import Needs, Snapshot
 from streams.kafka.log_probe import probe_logs
 from streams.kafka.progress import ReadProgress
 from streams.kafka.reader import TopicReader
 from streams.kafka.records import from_kafka
 from streams.ops.erase import read_erasures
+from streams.ops.rebuild import no_dead_letters
 from streams.store import keys
 from streams.store.state import RedisState
 from streams.worker.processor import BatchProcessor
@@ -61,10 +62,6 @@ class Restored:
     skipped_erased: int
     tail: ReadProgress
     reset_partitions: tuple[str, ...]
-
-
-async def _no_dead_letters(outcomes: Sequence[RecordOutcome]) -> None:
-    """Dead letters were sent by the live run; a restore only folds."""
 
 
 class _TailState(RedisState):
@@ -132,7 +129,7 @@ async def restore(
         for k, held in found.reflected().items()
     }
     tail = _TailState(state, reflected)
-    processor = BatchProcessor(tail, _no_dead_letters, limits)
+    processor = BatchProcessor(tail, no_dead_letters, limits)
     first = {_partition(tp): o + 1 for tp, o in kept.items()}
     reader = TopicReader(
         bootstrap,
