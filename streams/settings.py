@@ -18,6 +18,7 @@ from pydantic_settings import (
 from streams.core.expiry import DAY, DEFAULT_GUEST_TTL, DEFAULT_SESSION_TTL
 from streams.core.fold import Limits, MergePolicy
 from streams.core.journey import JourneyLimits
+from streams.store.keys import Space
 from streams.store.state import Effects
 
 # A directory of one file per setting, named like its variable (a Kubernetes
@@ -104,7 +105,15 @@ class Settings(BaseSettings):
     )
     app_id: str = Field(default="continuity", description="Faust app id = consumer group")
     topic_partitions: int = Field(
-        default=8, ge=1, description="partitions when the worker creates the topics"
+        default=8,
+        ge=1,
+        description=(
+            "partitions of the source topics: the worker creates them with this many and "
+            "refuses topics with another count, since the Redis layout places every key by "
+            "its Kafka partition (`cont:{p<partition>}:...`). Every process sharing a Redis "
+            "must agree. A capacity decision: more partitions than Redis primaries you will "
+            "ever run; changing it means a rebuild"
+        ),
     )
     topic_retention_ms: int = Field(
         default=7 * DAY * 1000,  # a week, Kafka's default (streams/kafka/topics.py)
@@ -472,6 +481,10 @@ class Settings(BaseSettings):
             expiry_grace=self.expiry_grace,
             changelog=self.changelog,
         )
+
+    def space(self) -> Space:
+        """Where the state's keys live: the prefix and the partition count placing them."""
+        return Space(self.redis_prefix, self.topic_partitions)
 
     def redis_dsn(self) -> str:
         """The Redis URL with its secret, for client constructors only."""

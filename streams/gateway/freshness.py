@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from redis.asyncio import Redis
 
 from schemas.topics import SOURCE_TOPICS
-from streams.kafka.partitioner import partition_of
+from streams.core.placement import partition_of
 from streams.store import keys
 
 APPLIED_HEADER = "X-Continuity-Applied"

@@ -2,30 +2,37 @@
 
 Key names are a public contract: deployments and operators rely on them, the
 gateway fuzz test checks them, and a worker and a gateway of different
-versions share one Redis. So each family is written down here exactly once (:data:`FAMILIES`)
-and every Python module builds names with the typed functions below
-(``keys.session(prefix, key)``) instead of f-strings. ``docs/redis-layout.md``
-is generated from :data:`FAMILIES` (``make docs``, ``streams/docs_pages.py``)
-and a test fails when the page is stale.
+versions share one Redis. So each family is written down here exactly once
+(:data:`FAMILIES`) and every Python module builds names with the typed
+functions below (``keys.session(space, key)``) instead of f-strings.
+``docs/redis-layout.md`` is generated from :data:`FAMILIES` (``make docs``,
+``streams/docs_pages.py``) and a test fails when the page is stale.
 
-The Lua scripts (``streams/store/lua/``) cannot import Python; they keep their
-small local helpers (``prefix .. ':s:{' .. k .. '}'``), and a test parses those
-literals out of every script and checks them against :attr:`Family.lua` both
-ways: a script spells no name not declared here, and spells every name
-declared as its own. The few names a script receives in ARGV (the applied
-offsets, the activity buckets) are built here by its caller.
+**The partition tag.** Every key a commit touches carries, as its Redis Cluster
+hash tag, the Kafka partition its id lands on: ``cont:{p17}:s:<key>``. The
+partition is Kafka's default partitioner's (``streams/core/placement.py``), so
+partition 17 of every co-partitioned source topic, its applied offsets, its
+outbox, its changelog and every session keyed to it share one slot, and a
+commit of that partition is one single-slot script (Kafka Streams' task
+owning its partition's stores, in Redis). A :class:`Space` is the prefix plus
+the partition count (``CONTINUITY_TOPIC_PARTITIONS``, checked against the
+topics at start): the same id must land in the same slot for every process.
+Families are per key (tagged with their id's partition), per partition
+(tagged with the partition itself), or global (no tag: gateway-only counters
+no script touches with others).
+
+The Lua scripts (``streams/store/lua/``) cannot import Python: they are given
+a prelude generated from this module (:func:`lua_prelude`), with the same
+partitioner and one ``key_<family>`` builder per family, so a script spells no
+name itself. A test runs those builders in a real Redis against the Python
+ones, and checks which builders each script calls against :attr:`Family.lua`.
 
 Why this module lives in ``streams/store`` and not in ``streams/core``: a key
 name is a storage fact (what Redis calls a thing), and the pure core has no
-reason to know one. The two core modules that used to build names (the
-sessions-active HyperLogLogs) no longer do: ``core/activity.py`` answers with
-bucket *numbers* (``window``), the time arithmetic that is its to decide, and
+reason to know one. ``core/activity.py`` answers with bucket *numbers*, and
 ``core/kpi_report.py`` only computes the report; their callers at the edge
-(``store/state.py``, ``worker/gauges.py``, ``gateway/kpis.py``) name the keys
-here. That keeps the
-import boundary as it is (core imports nothing from store) without declaring a
-second "pure" folder. This module itself imports no I/O (plain string
-building and the pure constants it documents), so anything may import it.
+name the keys here. This module itself imports no I/O (plain string building
+and the pure constants it documents), so anything may import it.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from functools import cache
 from typing import Literal
 
 from schemas.events import ID_PATTERN
+from streams.core.placement import partition_of
 from streams.core.activity import BUCKET_SECONDS, BUCKET_TTL_SECONDS
 from streams.core.journey import DEFAULT_JOURNEY
 
@@ -53,7 +61,7 @@ class RedisType(StrEnum):
     SORTED_SET = "sorted set"
     HYPERLOGLOG = "HyperLogLog"
     STREAM = "stream"
-    CHANNEL = "pub/sub channel"
+    CHANNEL = "sharded pub/sub channel"
 
 
 @dataclass(frozen=True)
@@ -76,6 +84,12 @@ PLACEHOLDERS: dict[str, Placeholder] = {
         Placeholder("anonymous_id", ID_PATTERN, "a guest's (a device's) anonymous id"),
         Placeholder("customer_id", ID_PATTERN, "a customer id"),
         Placeholder("id", ID_PATTERN, "a customer or guest id"),
+        Placeholder(
+            "partition",
+            r"[0-9]+",
+            "the Kafka partition: of the key's id (murmur2, as the default producer places "
+            "it), or the partition itself for a per-partition key",
+        ),
         Placeholder("bucket", r"[0-9]+", f"a time bucket: Unix seconds // {BUCKET_SECONDS}"),
         Placeholder("code", _CODE, "a handoff code, 8 characters of Crockford base32"),
         Placeholder("store", ID_PATTERN, "the store id of a POS token"),
@@ -114,16 +128,47 @@ _ENDS = (
 )
 
 _PATTERN_PART = re.compile(r"(<[a-z_]+>|\[|\])")
+Scope = Literal["key", "partition", "global"]
+_TAG = "{p<partition>}:"
+
+
+@dataclass(frozen=True)
+class Space:
+    """Where one deployment's keys live: the prefix, and the partition count placing them.
+
+    Every process sharing a Redis must use the same two values: a different
+    partition count puts the same id in another slot.
+    """
+
+    prefix: str
+    partitions: int
+
+    def partition(self, some_id: str) -> int:
+        """The partition ``some_id``'s keys are tagged with (its Kafka partition)."""
+        return partition_of(some_id, self.partitions)
+
+    def tag(self, partition: int) -> str:
+        """The name head of one partition's keys: ``cont:{p3}``."""
+        return f"{self.prefix}:{{p{partition}}}"
+
+    def at(self, some_id: str) -> str:
+        """The name head of ``some_id``'s keys."""
+        return self.tag(self.partition(some_id))
+
+    def all_partitions(self) -> range:
+        """Every partition number, for readers that combine per-partition keys."""
+        return range(self.partitions)
 
 
 @dataclass(frozen=True)
 class Family:
-    """One kind of Redis key: ``pattern`` follows ``<prefix>:``.
+    """One kind of Redis key: ``pattern`` follows ``<prefix>:`` and the partition tag.
 
     ``name`` is also the name of its builder function below. In a pattern,
     ``<name>`` is a :data:`PLACEHOLDERS` entry and ``[...]`` an optional part.
-    ``lua`` names the scripts that spell this name themselves from the prefix
-    (checked against the scripts by a test).
+    ``scope`` says how it is tagged: ``key`` (the partition of its first
+    placeholder's id), ``partition`` (one per partition) or ``global`` (untagged).
+    ``lua`` names the scripts that build this name (checked against them by a test).
     """
 
     name: str
@@ -134,23 +179,30 @@ class Family:
     lifetime: str
     meaning: str
     lua: tuple[str, ...] = ()
+    scope: Scope = "key"
+
+    @property
+    def full(self) -> str:
+        """The pattern after ``<prefix>:``, tag included: ``{p<partition>}:s:<key>``."""
+        return self.pattern if self.scope == "global" else _TAG + self.pattern
 
     @property
     def head(self) -> str:
-        """The literal part before the first placeholder, as a script spells it: ``:s:{``."""
+        """The literal part of the pattern before its first placeholder: ``:s:``."""
         return ":" + re.split(r"[<\[]", self.pattern, maxsplit=1)[0]
 
     def glob(self, prefix: str) -> str:
-        """A SCAN/PSUBSCRIBE pattern matching every key of the family under ``prefix``."""
-        if "<" not in self.pattern:
-            return f"{prefix}:{self.pattern}"
-        return f"{prefix}{self.head.rstrip('{')}*"
+        """A SCAN pattern matching every key of the family under ``prefix``."""
+        if self.scope == "global":
+            return f"{prefix}:{self.pattern}" if "<" not in self.pattern else f"{prefix}{self.head}*"
+        tail = self.pattern if "<" not in self.pattern else self.head[1:] + "*"
+        return f"{prefix}:{{p*}}:{tail}"
 
     @property
     def regex(self) -> str:
         """A regular expression for the part after ``<prefix>:`` (unanchored)."""
         out = []
-        for part in _PATTERN_PART.split(self.pattern):
+        for part in _PATTERN_PART.split(self.full):
             if part.startswith("<"):
                 out.append(f"(?:{PLACEHOLDERS[part[1:-1]].regex})")
             elif part == "[":
@@ -162,13 +214,13 @@ class Family:
         return "".join(out)
 
     def shown(self, prefix: str = DEFAULT_PREFIX) -> str:
-        """The pattern as the page shows it: ``cont:s:{<key>}``."""
-        return f"{prefix}:{self.pattern}"
+        """The pattern as the page shows it: ``cont:{p<partition>}:s:<key>``."""
+        return f"{prefix}:{self.full}"
 
 
 SESSION = Family(
     "session",
-    "s:{<key>}",
+    "s:<key>",
     RedisType.HASH,
     writers=(_COMMIT, _ERASE, _WIPE),
     readers=(
@@ -188,7 +240,7 @@ SESSION = Family(
 
 ALIAS = Family(
     "alias",
-    "a:{<anonymous_id>}",
+    "a:<anonymous_id>",
     RedisType.STRING,
     writers=(_COMMIT, _ERASE, _WIPE),
     readers=(_LOAD, _ERASE, _STATE, "gateway/sessions.py", _CLSWEEP),
@@ -200,7 +252,7 @@ ALIAS = Family(
 
 LINKS = Family(
     "links",
-    "l:{<customer_id>}",
+    "l:<customer_id>",
     RedisType.SET,
     writers=(_COMMIT, _ERASE, _WIPE),
     readers=(_COMMIT, _ERASE, _STATE),
@@ -213,7 +265,7 @@ LINKS = Family(
 
 JOURNEY = Family(
     "journey",
-    "j:{<key>}",
+    "j:<key>",
     RedisType.SORTED_SET,
     writers=(_COMMIT, _ERASE, _WIPE),
     readers=(_COMMIT, "gateway/routes/journey.py"),
@@ -230,7 +282,7 @@ JOURNEY = Family(
 
 DEVICES = Family(
     "devices",
-    "dv:{<anonymous_id>}",
+    "dv:<anonymous_id>",
     RedisType.SORTED_SET,
     writers=(_COMMIT, _ERASE, _WIPE),
     readers=(_LOAD, _ERASE, _CLSWEEP),
@@ -245,19 +297,21 @@ DEVICES = Family(
 
 UPDATES = Family(
     "updates",
-    "u:{<key>}",
+    "u",
     RedisType.CHANNEL,
     writers=(_COMMIT, _ERASE),
     readers=("gateway/fanout.py", "dev/live.py"),
-    lifetime="pub/sub: nothing is stored",
-    meaning='`{"key", "version"}` after each committed version; `{"key", "merged_into"}` '
-    'when a guest merges; `{"key", "erased": true}` after an erasure',
+    lifetime="sharded pub/sub (`SPUBLISH`): nothing is stored",
+    meaning='`{"key", "version"}` after each committed version of a key of the partition; '
+    '`{"key", "merged_into"}` when a guest merges; `{"key", "erased": true}` after an '
+    "erasure. Gateways `SSUBSCRIBE` per partition, so a notice stays on its shard",
     lua=("commit.lua", "erase.lua"),
+    scope="partition",
 )
 
 ERASURE = Family(
     "erasure",
-    "x:{<id>}",
+    "x:<id>",
     RedisType.STRING,
     writers=(_ERASE, _RESET, _STATE),
     readers=(_LOAD, _RESET, _STATE),
@@ -276,6 +330,7 @@ ERASED_IDS = Family(
     lifetime="no TTL; kept by a wipe",
     meaning="every id with an erasure (a log reset drops that partition from each)",
     lua=("erase.lua", "reset.lua"),
+    scope="partition",
 )
 
 ERASURE_EPOCH = Family(
@@ -288,6 +343,7 @@ ERASURE_EPOCH = Family(
     meaning="erasures and log resets so far (an integer): a commit planned before one "
     "is refused and re-planned",
     lua=("commit.lua", "erase.lua", "load.lua", "reset.lua"),
+    scope="partition",
 )
 
 OFFSETS = Family(
@@ -307,6 +363,7 @@ OFFSETS = Family(
     lifetime="no TTL; deleted by a wipe",
     meaning="`<topic>:<partition>` -> last applied offset (belongs to the state, not to a "
     "consumer group); the scripts get its name in ARGV",
+    scope="partition",
 )
 
 FINGERPRINTS = Family(
@@ -318,6 +375,7 @@ FINGERPRINTS = Family(
     lifetime="no TTL; deleted by a wipe",
     meaning="`<topic>:<partition>` -> fingerprint of the record at that offset (broker "
     "log reset detection, `core/log_reset.py`); the scripts get its name in ARGV",
+    scope="partition",
 )
 
 OFFSET_TIMES = Family(
@@ -330,6 +388,7 @@ OFFSET_TIMES = Family(
     meaning="`<topic>:<partition>` -> when a batch was last applied there (ms, Redis's "
     "clock): the gateway's `X-Continuity-Applied-At`",
     lua=("commit.lua",),
+    scope="partition",
 )
 
 HEARTBEATS = Family(
@@ -341,6 +400,7 @@ HEARTBEATS = Family(
     lifetime="no TTL; a member silent for an hour is removed at the next heartbeat",
     meaning="worker -> its relay's last round (ms): whether any worker is folding "
     "(the gateway's `X-Continuity-Workers`)",
+    scope="global",
 )
 
 ACTIVITY = Family(
@@ -353,6 +413,7 @@ ACTIVITY = Family(
     meaning=f"session keys committed in one {BUCKET_SECONDS // 60}-minute bucket "
     "(`core/activity.py`; feeds `continuity_sessions_active`); "
     "`commit.lua` gets its name in ARGV",
+    scope="partition",
 )
 
 MULTICHANNEL = Family(
@@ -364,6 +425,7 @@ MULTICHANNEL = Family(
     lifetime=f"expires {BUCKET_TTL_SECONDS // 60} min after its last write",
     meaning="sessions on two or more channels committed in one bucket (the multichannel "
     "share); `commit.lua` gets its name in ARGV",
+    scope="partition",
 )
 
 KPIS = Family(
@@ -376,6 +438,7 @@ KPIS = Family(
     meaning="KPI counters (`core/kpi_delta.py`), each fact exactly once: incremented by "
     "commits, abandonments by the relay's acknowledgement",
     lua=("ack.lua", "commit.lua"),
+    scope="partition",
 )
 
 ABANDONMENT = Family(
@@ -387,6 +450,7 @@ ABANDONMENT = Family(
     lifetime="no TTL; a member leaves when its cart changes, is swept, erased or wiped",
     meaning="abandonment deadlines (Unix ms) of carts with items, by session key",
     lua=("commit.lua", "erase.lua", "sweep.lua"),
+    scope="partition",
 )
 
 OUTBOX = Family(
@@ -399,6 +463,7 @@ OUTBOX = Family(
     meaning="the notification outbox (`core/notifications.py`), read by the workers' "
     "relays as consumer group `relay`",
     lua=("ack.lua", "commit.lua", "sweep.lua"),
+    scope="partition",
 )
 
 CHANGELOG = Family(
@@ -412,6 +477,7 @@ CHANGELOG = Family(
     "applied offsets and every touched key's state; read in order by the one relay holding "
     "the lease",
     lua=("clack.lua", "clsweep.lua", "commit.lua", "erase.lua", "reset.lua"),
+    scope="partition",
 )
 
 CHANGELOG_EXPIRY = Family(
@@ -424,6 +490,7 @@ CHANGELOG_EXPIRY = Family(
     meaning="when Redis forgets each key (Unix ms): the changelog relay publishes its "
     "tombstone then",
     lua=("clsweep.lua", "commit.lua", "erase.lua"),
+    scope="partition",
 )
 
 CHANGELOG_CURSOR = Family(
@@ -436,6 +503,7 @@ CHANGELOG_CURSOR = Family(
     meaning="the changelog relay's progress: the last entry published and the applied "
     "offsets and fingerprints as of it (JSON)",
     lua=("clack.lua",),
+    scope="partition",
 )
 
 CHANGELOG_LEASE = Family(
@@ -448,6 +516,7 @@ CHANGELOG_LEASE = Family(
     meaning="which worker's relay publishes the changelog, as `<host>-<pid>:<random>` (a "
     "redis-py lock token): one at a time keeps the topic in commit order",
     lua=("clack.lua",),
+    scope="partition",
 )
 
 HANDOFF = Family(
@@ -475,7 +544,7 @@ HANDOFF_SEEN = Family(
 
 HANDOFF_BY = Family(
     "handoff_by",
-    "handoff-by:{<key>}",
+    "handoff-by:<key>",
     RedisType.SET,
     writers=(_HANDOFFS, _ERASE, _COMMIT),
     readers=(_ERASE, _COMMIT),
@@ -486,7 +555,7 @@ HANDOFF_BY = Family(
 
 VERSION_FLOOR = Family(
     "version_floor",
-    "vf:{<key>}",
+    "vf:<key>",
     RedisType.STRING,
     writers=(_COMMIT, _ERASE, _WIPE),
     readers=(_LOAD, _ERASE, _CLSWEEP),
@@ -506,6 +575,7 @@ CLAIM_FAILURES_STORE = Family(
     readers=(_HANDOFFS,),
     lifetime="`CONTINUITY_HANDOFF_FAILURE_WINDOW`, from the window's first failure",
     meaning="failed handoff claims of one store in the current window",
+    scope="global",
 )
 
 CLAIM_FAILURES_ADDRESS = Family(
@@ -516,6 +586,7 @@ CLAIM_FAILURES_ADDRESS = Family(
     readers=(_HANDOFFS,),
     lifetime="`CONTINUITY_HANDOFF_FAILURE_WINDOW`, from the window's first failure",
     meaning="failed handoff claims from one client address in the current window",
+    scope="global",
 )
 
 RATE_LIMITS = Family(
@@ -527,6 +598,7 @@ RATE_LIMITS = Family(
     lifetime="the `limits` library's: each counter expires with its window",
     meaning="per-token rate-limit counters (sliding window: the current window, and "
     "`/-1` the previous one)",
+    scope="global",
 )
 
 # In the order the page lists them.
@@ -568,159 +640,159 @@ BY_NAME: dict[str, Family] = {f.name: f for f in FAMILIES}
 # --- Builders: every Python module names keys with these ------------------------------
 
 
-def session(prefix: str, key: str) -> str:
+def session(space: Space, key: str) -> str:
     """The session hash of ``key``."""
-    return f"{prefix}:s:{{{key}}}"
+    return f"{space.at(key)}:s:{key}"
 
 
-def alias(prefix: str, anonymous_id: str) -> str:
+def alias(space: Space, anonymous_id: str) -> str:
     """The alias of a merged guest."""
-    return f"{prefix}:a:{{{anonymous_id}}}"
+    return f"{space.at(anonymous_id)}:a:{anonymous_id}"
 
 
-def version_floor(prefix: str, key: str) -> str:
+def version_floor(space: Space, key: str) -> str:
     """The version floor ``key``'s session leaves when Redis forgets it."""
-    return f"{prefix}:vf:{{{key}}}"
+    return f"{space.at(key)}:vf:{key}"
 
 
-def links(prefix: str, customer_id: str) -> str:
+def links(space: Space, customer_id: str) -> str:
     """The set of guest ids linked to a customer."""
-    return f"{prefix}:l:{{{customer_id}}}"
+    return f"{space.at(customer_id)}:l:{customer_id}"
 
 
-def journey(prefix: str, key: str) -> str:
+def journey(space: Space, key: str) -> str:
     """The journey sorted set of ``key``."""
-    return f"{prefix}:j:{{{key}}}"
+    return f"{space.at(key)}:j:{key}"
 
 
-def devices(prefix: str, anonymous_id: str) -> str:
+def devices(space: Space, anonymous_id: str) -> str:
     """The sign-ins on one device."""
-    return f"{prefix}:dv:{{{anonymous_id}}}"
+    return f"{space.at(anonymous_id)}:dv:{anonymous_id}"
 
 
-def updates(prefix: str, key: str) -> str:
-    """The pub/sub channel announcing every committed version of ``key``."""
-    return f"{prefix}:u:{{{key}}}"
+def updates(space: Space, partition: int) -> str:
+    """The sharded channel announcing every committed version of the partition's keys."""
+    return f"{space.tag(partition)}:u"
 
 
-def erasure(prefix: str, some_id: str) -> str:
+def erasure(space: Space, some_id: str) -> str:
     """The erasure recorded for a customer or guest id."""
-    return f"{prefix}:x:{{{some_id}}}"
+    return f"{space.at(some_id)}:x:{some_id}"
 
 
-def erased_ids(prefix: str) -> str:
-    """The set of every erased id."""
-    return f"{prefix}:xs"
+def erased_ids(space: Space, partition: int) -> str:
+    """The set of the partition's erased ids."""
+    return f"{space.tag(partition)}:xs"
 
 
-def erasure_epoch(prefix: str) -> str:
-    """The count of erasures and log resets, checked by every commit."""
-    return f"{prefix}:xe"
+def erasure_epoch(space: Space, partition: int) -> str:
+    """The partition's count of erasures and log resets, checked by its commits."""
+    return f"{space.tag(partition)}:xe"
 
 
-def offsets(prefix: str) -> str:
-    """The applied offsets hash."""
-    return f"{prefix}:o"
+def offsets(space: Space, partition: int) -> str:
+    """The partition's applied offsets hash (one field per co-partitioned topic)."""
+    return f"{space.tag(partition)}:o"
 
 
-def fingerprints(prefix: str) -> str:
-    """The fingerprints of the records at the applied offsets."""
-    return f"{prefix}:f"
+def fingerprints(space: Space, partition: int) -> str:
+    """The fingerprints of the records at the partition's applied offsets."""
+    return f"{space.tag(partition)}:f"
 
 
-def offset_times(prefix: str) -> str:
-    """When each partition was last applied (Redis's clock, ms)."""
-    return f"{prefix}:ot"
+def offset_times(space: Space, partition: int) -> str:
+    """When the partition was last applied (Redis's clock, ms)."""
+    return f"{space.tag(partition)}:ot"
 
 
-def heartbeats(prefix: str) -> str:
+def heartbeats(space: Space) -> str:
     """The workers' heartbeats."""
-    return f"{prefix}:hb"
+    return f"{space.prefix}:hb"
 
 
-def activity(prefix: str, bucket: int) -> str:
-    """The sessions-active HyperLogLog of one time bucket (``core/activity.py``)."""
-    return f"{prefix}:h:{bucket}"
+def activity(space: Space, partition: int, bucket: int) -> str:
+    """The partition's sessions-active HyperLogLog of one time bucket (``core/activity.py``)."""
+    return f"{space.tag(partition)}:h:{bucket}"
 
 
-def multichannel(prefix: str, bucket: int) -> str:
-    """The HyperLogLog of one bucket's sessions on two or more channels."""
-    return f"{prefix}:hm:{bucket}"
+def multichannel(space: Space, partition: int, bucket: int) -> str:
+    """The partition's HyperLogLog of one bucket's sessions on two or more channels."""
+    return f"{space.tag(partition)}:hm:{bucket}"
 
 
-def kpis(prefix: str) -> str:
-    """The KPI counters hash."""
-    return f"{prefix}:k"
+def kpis(space: Space, partition: int) -> str:
+    """The partition's KPI counters hash."""
+    return f"{space.tag(partition)}:k"
 
 
-def abandonment(prefix: str) -> str:
-    """The abandonment deadlines sorted set."""
-    return f"{prefix}:ab"
+def abandonment(space: Space, partition: int) -> str:
+    """The partition's abandonment deadlines."""
+    return f"{space.tag(partition)}:ab"
 
 
-def changelog(prefix: str) -> str:
-    """The session changelog's outbox stream."""
-    return f"{prefix}:cl"
+def changelog(space: Space, partition: int) -> str:
+    """The partition's session changelog outbox stream."""
+    return f"{space.tag(partition)}:cl"
 
 
-def changelog_expiry(prefix: str) -> str:
-    """When each key's changelog tombstone is due."""
-    return f"{prefix}:ex"
+def changelog_expiry(space: Space, partition: int) -> str:
+    """When each of the partition's keys' changelog tombstone is due."""
+    return f"{space.tag(partition)}:ex"
 
 
-def changelog_cursor(prefix: str) -> str:
-    """The changelog relay's progress."""
-    return f"{prefix}:clc"
+def changelog_cursor(space: Space, partition: int) -> str:
+    """The changelog relay's progress on the partition."""
+    return f"{space.tag(partition)}:clc"
 
 
-def changelog_lease(prefix: str) -> str:
-    """The changelog relay's lease."""
-    return f"{prefix}:clr"
+def changelog_lease(space: Space, partition: int) -> str:
+    """The lease of the relay publishing the partition's changelog."""
+    return f"{space.tag(partition)}:clr"
 
 
-def outbox(prefix: str) -> str:
-    """The notification outbox stream."""
-    return f"{prefix}:n"
+def outbox(space: Space, partition: int) -> str:
+    """The partition's notification outbox stream."""
+    return f"{space.tag(partition)}:n"
 
 
-def handoff(prefix: str, code: str) -> str:
-    """A pending handoff code."""
-    return f"{prefix}:handoff:{code}"
+def handoff(space: Space, code: str) -> str:
+    """A pending handoff code (drawn so that it lands in its session's partition)."""
+    return f"{space.at(code)}:handoff:{code}"
 
 
-def handoff_seen(prefix: str, code: str) -> str:
+def handoff_seen(space: Space, code: str) -> str:
     """What became of a handoff code (issued or claimed)."""
-    return f"{prefix}:handoff-seen:{code}"
+    return f"{space.at(code)}:handoff-seen:{code}"
 
 
-def handoff_by(prefix: str, key: str) -> str:
+def handoff_by(space: Space, key: str) -> str:
     """The handoff codes of one session."""
-    return f"{prefix}:handoff-by:{{{key}}}"
+    return f"{space.at(key)}:handoff-by:{key}"
 
 
-def claim_failures_store(prefix: str, store: str) -> str:
+def claim_failures_store(space: Space, store: str) -> str:
     """Failed handoff claims of one store in the current window."""
-    return f"{prefix}:handoff-fail:store:{store}"
+    return f"{space.prefix}:handoff-fail:store:{store}"
 
 
-def claim_failures_address(prefix: str, address: str) -> str:
+def claim_failures_address(space: Space, address: str) -> str:
     """Failed handoff claims from one client address in the current window."""
-    return f"{prefix}:handoff-fail:addr:{address}"
+    return f"{space.prefix}:handoff-fail:addr:{address}"
 
 
-def claim_failures(prefix: str, kind: Literal["store", "addr"], who: str) -> str:
+def claim_failures(space: Space, kind: Literal["store", "addr"], who: str) -> str:
     """:func:`claim_failures_store` or :func:`claim_failures_address` by ``kind``."""
     if kind == "store":
-        return claim_failures_store(prefix, who)
-    return claim_failures_address(prefix, who)
+        return claim_failures_store(space, who)
+    return claim_failures_address(space, who)
 
 
-def rate_limits(prefix: str) -> str:
+def rate_limits(space: Space) -> str:
     """The ``key_prefix`` handed to the ``limits`` library, which appends ``:{<window>}``."""
-    return f"{prefix}:rl"
+    return f"{space.prefix}:rl"
 
 
-# --- Matching and the page -------------------------------------------------------------
+# --- Matching, the Lua prelude and the page --------------------------------------------
 
 
 @cache
@@ -729,12 +801,101 @@ def _matcher(prefix: str) -> re.Pattern[str]:
     return re.compile(rf"{re.escape(prefix)}:(?:{alternatives})")
 
 
-def family_of(name: str, prefix: str) -> Family | None:
-    """The family of key ``name`` under ``prefix``, or ``None`` if it is undeclared."""
-    found = _matcher(prefix).fullmatch(name)
+def family_of(name: str, space: Space) -> Family | None:
+    """The family of key ``name`` in ``space``, or ``None`` if it is undeclared.
+
+    A tagged name must carry a partition of the space, and a per-key name its id's
+    own: a key tagged with another partition is misplaced, and no reader finds it.
+    """
+    found = _matcher(space.prefix).fullmatch(name)
     if found is None or found.lastgroup is None:
         return None
-    return BY_NAME[found.lastgroup]
+    family = BY_NAME[found.lastgroup]
+    if family.scope == "global":
+        return family
+    tag, _, rest = name[len(space.prefix) + 1 :].partition(":")
+    partition = int(tag[2:-1])
+    if partition >= space.partitions:
+        return None
+    if family.scope == "key" and space.partition(rest.partition(":")[2]) != partition:
+        return None
+    return family
+
+
+_LUA_PARTITIONER = """\
+-- Generated from streams/store/keys.py (lua_prelude): the key layout and Kafka's
+-- partitioner, so a script spells no key name itself. Call layout(prefix, partitions)
+-- before any builder.
+local LAYOUT_PREFIX, LAYOUT_PARTITIONS = nil, nil
+local function layout(prefix, partitions)
+  LAYOUT_PREFIX, LAYOUT_PARTITIONS = prefix, tonumber(partitions)
+end
+-- 32-bit multiplication modulo 2^32 in doubles: split so no product passes 2^53.
+local function mul32(a, b)
+  a = a % 4294967296
+  b = b % 4294967296
+  local alo, blo = a % 65536, b % 65536
+  local ahi, bhi = (a - alo) / 65536, (b - blo) / 65536
+  return bit.tobit((alo * blo + ((ahi * blo + alo * bhi) % 65536) * 65536) % 4294967296)
+end
+local partition_cache = {}
+-- Kafka's default partitioner: murmur2 of the id's bytes, positive, modulo the count.
+local function partition_of(id)
+  local known = partition_cache[id]
+  if known then return known end
+  local len, m = #id, 0x5bd1e995
+  local h = bit.bxor(bit.tobit(0x9747b28c), len)
+  local whole = len - len % 4
+  for i = 1, whole, 4 do
+    local b1, b2, b3, b4 = string.byte(id, i, i + 3)
+    local k = bit.bor(b1, bit.lshift(b2, 8), bit.lshift(b3, 16), bit.lshift(b4, 24))
+    k = mul32(k, m)
+    k = bit.bxor(k, bit.rshift(k, 24))
+    h = bit.bxor(mul32(h, m), mul32(k, m))
+  end
+  local rest = len % 4
+  if rest == 3 then h = bit.bxor(h, bit.lshift(string.byte(id, whole + 3), 16)) end
+  if rest >= 2 then h = bit.bxor(h, bit.lshift(string.byte(id, whole + 2), 8)) end
+  if rest >= 1 then h = mul32(bit.bxor(h, string.byte(id, whole + 1)), m) end
+  h = bit.bxor(h, bit.rshift(h, 13))
+  h = mul32(h, m)
+  h = bit.bxor(h, bit.rshift(h, 15))
+  local n = bit.band(h, 0x7fffffff) % LAYOUT_PARTITIONS
+  partition_cache[id] = n
+  return n
+end
+local function tag(n) return LAYOUT_PREFIX .. ':{p' .. n .. '}' end
+"""
+
+
+def _lua_builder(family: Family) -> str:
+    names = re.findall(r"<([a-z_]+)>", family.pattern)
+    literal = _PATTERN_PART.split(family.pattern)
+    body: list[str] = []
+    for part in literal:
+        if part.startswith("<"):
+            body.append(part[1:-1])
+        elif part:
+            body.append(f"':{part}'" if not body else f"'{part}'")
+    if family.scope == "key":
+        head, params = f"tag(partition_of({names[0]}))", names
+    elif family.scope == "partition":
+        head, params = "tag(n)", ["n", *names]
+    else:
+        head, params = "LAYOUT_PREFIX", names
+    tail = " .. ".join(body)
+    return (
+        f"local function key_{family.name}({', '.join(params)}) "
+        f"return {head} .. {tail} end"
+    )
+
+
+@cache
+def lua_prelude() -> str:
+    """The Lua every script is loaded with: the partitioner and one builder per tagged
+    family (``key_session(k)``, ``key_offsets(n)``, ``key_activity(n, bucket)``)."""
+    builders = [_lua_builder(f) for f in FAMILIES if f.scope != "global"]
+    return _LUA_PARTITIONER + "\n".join(builders) + "\n"
 
 
 def _cell(text: str) -> str:
@@ -766,7 +927,7 @@ def markdown(prefix: str = DEFAULT_PREFIX) -> str:
             f.lifetime,
         )
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
-    used = {p for f in FAMILIES for p in re.findall(r"<([a-z_]+)>", f.pattern)}
+    used = {p for f in FAMILIES for p in re.findall(r"<([a-z_]+)>", f.full)}
     lines += ["", "| placeholder | stands for |", "|---|---|"]
     lines += [
         f"| `<{p.name}>` | {_cell(p.meaning)} |" for p in PLACEHOLDERS.values() if p.name in used

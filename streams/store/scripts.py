@@ -25,8 +25,10 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Literal, get_args
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.commands.core import AsyncScript
+
+from streams.store.keys import lua_prelude
 
 ScriptName = Literal[
     "ack.lua",
@@ -46,13 +48,22 @@ Row = tuple[Arg, ...]
 
 
 def source(name: ScriptName) -> str:
-    """The text of one shipped script."""
+    """The text of one shipped script, as written (without the layout prelude)."""
     return resources.files("streams.store").joinpath("lua", name).read_text(encoding="utf-8")
 
 
-def register(redis: Redis, name: ScriptName) -> AsyncScript:
-    """Register a shipped script with ``redis`` (run by EVALSHA, loaded on first use)."""
-    return redis.register_script(source(name))
+def loaded(name: ScriptName) -> str:
+    """What Redis runs: the key layout's prelude (``keys.lua_prelude``), then the script."""
+    return lua_prelude() + source(name)
+
+
+def register(redis: Redis | RedisCluster, name: ScriptName) -> AsyncScript:
+    """Register a shipped script with ``redis`` (run by EVALSHA, loaded on first use).
+
+    Call it with ``keys=[...]`` naming at least one key of the slot it works in: a
+    cluster client routes the script by its keys.
+    """
+    return redis.register_script(loaded(name))
 
 
 @dataclass(frozen=True)
@@ -70,7 +81,7 @@ class Section:
 
 
 # ARGV[1..4], before the sections.
-COMMIT_HEAD: tuple[str, ...] = ("prefix", "offsets_key", "fingerprints_key", "erasure_epoch")
+COMMIT_HEAD: tuple[str, ...] = ("prefix", "partitions", "partition", "erasure_epoch")
 # In the order commit.lua reads them (its header comment lists the same).
 COMMIT_SECTIONS: tuple[Section, ...] = (
     Section("expected_versions", ("key", "version")),

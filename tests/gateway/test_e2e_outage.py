@@ -20,7 +20,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from streams.kafka.partitioner import partition_of
+from streams.core.placement import partition_of
 from streams.kafka.publish import Publisher
 from tests.support.events import added, event
 from tests.support.gateway import bearer, next_event, post_events, read_session, sse_events

@@ -23,7 +23,7 @@ from streams.core.decode import decode
 from streams.core.fold import DEFAULT_LIMITS, Limits
 from streams.core.plan import Record, Snapshot, plan_batch
 from streams.core.session_codec import json_of
-from streams.kafka.partitioner import partition_of
+from streams.core.placement import partition_of
 from streams.store.state import RedisState
 from tests.support.clock import at as clock_at
 

@@ -25,7 +25,7 @@ from streams.core.outgoing import prepare_dict
 from streams.core.plan import Plan, Record, Snapshot, plan_batch
 from streams.core.shared_device import erased as erased_name
 from streams.core.shared_device import linked
-from streams.kafka.partitioner import partition_of
+from streams.core.placement import partition_of
 from tests.support.events import event
 
 

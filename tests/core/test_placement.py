@@ -1,11 +1,13 @@
-"""The one partitioner readers use is Kafka's: the Java client's own murmur2 vectors."""
+"""The one partitioner readers and the key layout use is Kafka's: the Java client's vectors, aiokafka's hash."""
 
 from __future__ import annotations
 
 import pytest
-from aiokafka.partitioner import murmur2
+from aiokafka.partitioner import murmur2 as aiokafka_murmur2
+from hypothesis import given
+from hypothesis import strategies as st
 
-from streams.kafka.partitioner import partition_of
+from streams.core.placement import murmur2, partition_of
 
 # From Apache Kafka's UtilsTest (the Java client's murmur2, as signed 32-bit ints).
 JAVA_MURMUR2 = {
@@ -29,3 +31,8 @@ def test_the_partition_is_the_java_clients(key: str, java: int) -> None:
         # The Java client's toPositive(murmur2(key)) % numPartitions.
         assert partition_of(key, partitions) == (java & 0x7FFFFFFF) % partitions
         assert partition_of(key.encode(), partitions) == partition_of(key, partitions)
+
+
+@given(st.binary(max_size=64))
+def test_the_hash_is_aiokafkas(data: bytes) -> None:
+    assert murmur2(data) == aiokafka_murmur2(data) & 0xFFFFFFFF
