@@ -32,7 +32,7 @@ from streams.kafka.topics import ensure_topics
 from streams.store.state import RedisState
 from tests.support.fault_report import pytest_terminal_summary  # noqa: F401  (the fault table hook)
 from tests.support.gateway import Gateway, start_gateway
-from tests.support.stack import PARTITIONS, Stack, WorkerGroup, skip_history
+from tests.support.stack import PARTITIONS, Stack, WorkerGroup, skip_history, space
 
 # Property tests: ``make test`` draws the same examples on every machine and run
 # (derandomized, so a red run is reproducible and a green one is not luck of the
@@ -110,7 +110,7 @@ async def group(stack: Stack, redis: Redis) -> AsyncIterator[WorkerGroup]:
     """A fresh consumer group + Redis prefix starting at the log end; its workers are
     stopped afterwards."""
     name = f"g{uuid.uuid4().hex[:8]}"
-    wg = WorkerGroup(stack, name, name, RedisState(redis, name))
+    wg = WorkerGroup(stack, name, name, RedisState(redis, space(name)))
     # Isolation: the group starts where the shared topics end (earlier tests' events
     # are neither folded again nor dead-lettered again).
     await skip_history(stack.bootstrap, wg.state, name)
@@ -124,7 +124,7 @@ async def group(stack: Stack, redis: Redis) -> AsyncIterator[WorkerGroup]:
 async def shared_worker(stack: Stack, publisher: Publisher) -> AsyncIterator[RedisState]:
     """One worker (group ``continuity-tests``, prefix ``cont``) shared by read-only e2e tests."""
     client = Redis.from_url(stack.redis_url)
-    wg = WorkerGroup(stack, "continuity-tests", "cont", RedisState(client, "cont"))
+    wg = WorkerGroup(stack, "continuity-tests", "cont", RedisState(client, space("cont")))
     await skip_history(stack.bootstrap, wg.state, wg.group)
     wg.start("shared")
     await wg.ready(publisher)

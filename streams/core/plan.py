@@ -647,3 +647,32 @@ def _record_expectations(
     for record in records:
         plan.expected_offsets[record.tp] = snapshot.offsets.get(record.tp, -1)
     plan.expected_erasure_epoch = snapshot.erasure_epoch
+
+
+def joined(plans: Sequence[Plan], records: Sequence[Record]) -> Plan:
+    """One plan of a batch planned per partition: what each part decided, together.
+
+    The parts touch disjoint partitions' records, so nothing is decided twice;
+    outcomes come back in ``records``' arrival order. Only for reading what a
+    batch did (outcomes, writes, counts): each part was committed on its own.
+    """
+    order = {(r.topic, r.partition, r.offset): i for i, r in enumerate(records)}
+    out = Plan()
+    for part in plans:
+        out.outcomes.extend(part.outcomes)
+        out.kept_apart.update(part.kept_apart)
+        out.kpis.add(part.kpis)
+        for name in (
+            "writes", "deletes", "aliases", "offsets", "fingerprints", "expected_versions",
+            "expected_aliases", "expected_offsets", "expired", "cleared", "lifetimes",
+            "device_ends", "floors",
+        ):  # fmt: skip
+            getattr(out, name).update(getattr(part, name))
+        for name in ("links", "alias_deletes", "read_keys"):
+            getattr(out, name).update(getattr(part, name))
+        for name in ("dropped_lines", "journey", "notifications", "device_links"):
+            getattr(out, name).extend(getattr(part, name))
+    out.outcomes.sort(
+        key=lambda o: order.get((o.record.topic, o.record.partition, o.record.offset), 0)
+    )
+    return out

@@ -44,9 +44,9 @@ from functools import cache
 from typing import Literal
 
 from schemas.events import ID_PATTERN
-from streams.core.placement import partition_of
 from streams.core.activity import BUCKET_SECONDS, BUCKET_TTL_SECONDS
 from streams.core.journey import DEFAULT_JOURNEY
+from streams.core.placement import partition_of
 
 # The prefix the page renders keys with (``CONTINUITY_REDIS_PREFIX``'s default).
 DEFAULT_PREFIX = "cont"
@@ -194,7 +194,9 @@ class Family:
     def glob(self, prefix: str) -> str:
         """A SCAN pattern matching every key of the family under ``prefix``."""
         if self.scope == "global":
-            return f"{prefix}:{self.pattern}" if "<" not in self.pattern else f"{prefix}{self.head}*"
+            return (
+                f"{prefix}:{self.pattern}" if "<" not in self.pattern else f"{prefix}{self.head}*"
+            )
         tail = self.pattern if "<" not in self.pattern else self.head[1:] + "*"
         return f"{prefix}:{{p*}}:{tail}"
 
@@ -884,10 +886,7 @@ def _lua_builder(family: Family) -> str:
     else:
         head, params = "LAYOUT_PREFIX", names
     tail = " .. ".join(body)
-    return (
-        f"local function key_{family.name}({', '.join(params)}) "
-        f"return {head} .. {tail} end"
-    )
+    return f"local function key_{family.name}({', '.join(params)}) return {head} .. {tail} end"
 
 
 @cache

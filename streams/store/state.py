@@ -8,8 +8,12 @@ names keys only through it, and loads its scripts through ``scripts.py``.
 The commit script checks every version, alias and offset the plan was computed
 from and writes nothing if one changed, so concurrent workers (a rebalance,
 a guest and a customer on different partitions) can never interleave writes.
-Keys of different customers meet in one script, so this layout needs a single
-Redis primary (with replicas or Sentinel), not Redis Cluster.
+A batch is loaded and committed per partition: the script's own keys (applied
+offsets, outbox, changelog, KPIs) are the partition's, in its slot. A login
+merging a guest of another partition, and a guest event following its alias
+there, still touch another partition's session keys from the same script:
+that works on a single Redis primary; on Redis Cluster the cross-partition
+merge becomes a two-step saga (not built yet), so the worker refuses a cluster.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 
 from schemas.session import Session
 from streams.core import session_codec
@@ -31,6 +35,7 @@ from streams.core.journey import DEFAULT_JOURNEY, JourneyLimits
 from streams.core.log_reset import Applied
 from streams.core.plan import Needs, Plan, Snapshot
 from streams.store import keys
+from streams.store.keys import Space
 from streams.store.scripts import Row, commit_args, register
 
 
@@ -64,41 +69,43 @@ class Conflict:
 class RedisState:
     """Async adapter between the planner and Redis. Holds no state of its own."""
 
-    def __init__(self, redis: Redis, prefix: str = "cont", effects: Effects | None = None) -> None:
+    def __init__(
+        self, redis: Redis | RedisCluster, space: Space, effects: Effects | None = None
+    ) -> None:
         self.redis = redis
-        self.prefix = prefix
+        self.space = space
+        self.prefix = space.prefix
         self.effects = effects or Effects()
-        # Applied positions belong to the state, not to a consumer group: a second
-        # group (a blue/green deploy, a rewound group) folding into the same state
-        # must skip what the state already holds.
-        self.offsets_key = keys.offsets(prefix)
-        # Written with the offsets, so a reset log can be recognised (streams/core/log_reset.py).
-        self.fingerprints_key = keys.fingerprints(prefix)
         self._load = register(redis, "load.lua")
         self._commit = register(redis, "commit.lua")
         self._reset = register(redis, "reset.lua")
         self._erase = register(redis, "erase.lua")
 
     def session_key(self, key: str) -> str:
-        """The session hash of ``key`` under this prefix."""
-        return keys.session(self.prefix, key)
+        """The session hash of ``key`` in this space."""
+        return keys.session(self.space, key)
 
     def alias_key(self, anonymous_id: str) -> str:
-        """The alias of a merged guest under this prefix."""
-        return keys.alias(self.prefix, anonymous_id)
+        """The alias of a merged guest in this space."""
+        return keys.alias(self.space, anonymous_id)
 
     def channel(self, key: str) -> str:
-        """The pub/sub channel that announces every committed version of ``key``."""
-        return keys.updates(self.prefix, key)
+        """The sharded channel that announces every committed version of ``key``."""
+        return keys.updates(self.space, self.space.partition(key))
 
-    async def load(self, needs: Needs) -> Snapshot:
-        """Read the aliases, offsets and sessions a batch needs, in one round trip."""
+    async def load(self, needs: Needs, partition: int | None = None) -> Snapshot:
+        """Read the aliases, offsets and sessions one partition's records need, in one
+        round trip (``partition``: the records', found from ``needs`` if not given)."""
         tps = sorted(needs.partitions)
-        args: list[Any] = [self.prefix, self.offsets_key]
+        part = _partition(tps) if partition is None else partition
+        args: list[Any] = [self.prefix, self.space.partitions, part]
         for group in (sorted(needs.anonymous_ids), sorted(needs.keys), tps):
             args.append(len(group))
             args.extend(group)
-        reply = await self._load(args=args)
+        # Applied positions belong to the state, not to a consumer group: a second
+        # group (a blue/green deploy, a rewound group) folding into the same state
+        # must skip what the state already holds.
+        reply = await self._load(keys=[keys.offsets(self.space, part)], args=args)
         aliases_raw, offsets_raw, sessions_raw, erasures_raw, epoch, devices_raw, floors_raw = reply
         aliases = {
             _s(aliases_raw[i]): _s(aliases_raw[i + 1]) for i in range(0, len(aliases_raw), 2)
@@ -117,13 +124,19 @@ class RedisState:
             aliases, offsets, sessions, erasures, int(epoch), _devices(devices_raw), floors
         )
 
-    async def commit(self, plan: Plan, active_at: float | None = None) -> Conflict | None:
-        """Write the plan if nothing it read changed; return the conflict otherwise.
+    async def commit(
+        self, plan: Plan, active_at: float | None = None, partition: int | None = None
+    ) -> Conflict | None:
+        """Write one partition's plan if nothing it read changed; return the conflict otherwise.
 
+        ``partition`` is its records' (found from the plan's offsets if not given).
         With ``active_at`` (Unix seconds), the written keys are also counted in
         that time bucket's sessions-active HyperLogLog (``streams/core/activity.py``).
         """
-        head = (self.prefix, self.offsets_key, self.fingerprints_key, plan.expected_erasure_epoch)
+        part = (
+            _partition([*plan.offsets, *plan.expected_offsets]) if partition is None else partition
+        )
+        head = (self.prefix, self.space.partitions, part, plan.expected_erasure_epoch)
         compress = self.effects.compress
         rows: dict[str, list[Row]] = {
             "expected_versions": list(plan.expected_versions.items()),
@@ -151,15 +164,16 @@ class RedisState:
         }
         if active_at is not None:
             number = bucket(active_at)
-            rows["activity"] = [(keys.activity(self.prefix, number), BUCKET_TTL_SECONDS)]
-            multichannel = keys.multichannel(self.prefix, number)
+            rows["activity"] = [(number, BUCKET_TTL_SECONDS)]
             rows["multichannel"] = [
-                (multichannel, BUCKET_TTL_SECONDS, k)
+                (number, BUCKET_TTL_SECONDS, k)
                 for k, s in plan.writes.items()
                 if len(s.channels) > 1
             ]
         self._effect_rows(rows, plan, active_at)
-        result = await self._commit(args=commit_args(head, rows))
+        result = await self._commit(
+            keys=[keys.offsets(self.space, part)], args=commit_args(head, rows)
+        )
         if int(result[0]) == 1:
             return None
         return Conflict(_s(result[1]), _s(result[2]))
@@ -199,17 +213,19 @@ class RedisState:
 
     async def applied_positions(self, tps: list[str]) -> dict[str, Applied]:
         """``topic:partition`` -> applied offset and fingerprint, for those of ``tps`` applied."""
-        if not tps:
-            return {}
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hmget(self.offsets_key, tps)
-        pipe.hmget(self.fingerprints_key, tps)
-        offsets, prints = await pipe.execute()
-        return {
-            tp: Applied(int(o), _s(f) if f else None)
-            for tp, o, f in zip(tps, offsets, prints, strict=True)
-            if o is not None
-        }
+        out: dict[str, Applied] = {}
+        for part, group in _by_partition(tps).items():
+            # One partition's offsets and fingerprints are one slot: one transaction.
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.hmget(keys.offsets(self.space, part), group)
+            pipe.hmget(keys.fingerprints(self.space, part), group)
+            offsets, prints = await pipe.execute()
+            out.update(
+                (tp, Applied(int(o), _s(f) if f else None))
+                for tp, o, f in zip(group, offsets, prints, strict=True)
+                if o is not None
+            )
+        return out
 
     async def reset_partition(self, tp: str, old_offset: int) -> bool:
         """Forget ``tp``'s applied offset (a new log epoch) if it is still ``old_offset``.
@@ -224,7 +240,7 @@ class RedisState:
 
     async def linked_ids(self, customer_id: str) -> set[str]:
         """Guest ids linked to a customer: merged guests and the session's ``anonymous_ids``."""
-        linked = {_s(m) for m in await self.redis.smembers(keys.links(self.prefix, customer_id))}
+        linked = {_s(m) for m in await self.redis.smembers(keys.links(self.space, customer_id))}
         session = await self.get(customer_id)
         if session is not None:
             linked.update(session.anonymous_ids)
@@ -264,15 +280,19 @@ class RedisState:
 
     async def applied_offsets_of(self, tps: list[str]) -> dict[str, int]:
         """``topic:partition`` -> last applied offset, for those of ``tps`` applied."""
-        if not tps:
-            return {}
-        raw = await self.redis.hmget(self.offsets_key, tps)
-        return {tp: int(v) for tp, v in zip(tps, raw, strict=True) if v is not None}
+        out: dict[str, int] = {}
+        for part, group in _by_partition(tps).items():
+            raw = await self.redis.hmget(keys.offsets(self.space, part), group)
+            out.update((tp, int(v)) for tp, v in zip(group, raw, strict=True) if v is not None)
+        return out
 
     async def applied_offsets(self) -> dict[str, int]:
         """``topic:partition`` -> last applied offset, as recorded with the states."""
-        raw = await self.redis.hgetall(self.offsets_key)
-        return {_s(k): int(v) for k, v in raw.items()}
+        out: dict[str, int] = {}
+        for part in self.space.all_partitions():
+            raw = await self.redis.hgetall(keys.offsets(self.space, part))
+            out.update((_s(k), int(v)) for k, v in raw.items())
+        return out
 
 
 @dataclass(frozen=True)
@@ -309,6 +329,21 @@ def _notice(key: str, version: int | None, merged_into: str | None = None) -> by
     if merged_into is not None:
         body["merged_into"] = merged_into
     return orjson.dumps(body)
+
+
+def _partition(tps: list[str]) -> int:
+    """The one partition number of ``tps`` (``topic:partition``); 0 for none."""
+    numbers = {int(tp.rsplit(":", 1)[1]) for tp in tps}
+    if len(numbers) > 1:
+        raise ValueError(f"one partition's records at a time, not {sorted(numbers)}")
+    return numbers.pop() if numbers else 0
+
+
+def _by_partition(tps: list[str]) -> dict[int, list[str]]:
+    out: dict[int, list[str]] = {}
+    for tp in tps:
+        out.setdefault(int(tp.rsplit(":", 1)[1]), []).append(tp)
+    return out
 
 
 def _s(value: bytes | str) -> str:

@@ -144,7 +144,7 @@ def create_app(settings: Settings) -> faust.App:
             socket_connect_timeout=5,
             health_check_interval=10,
         )
-        state = RedisState(redis, settings.redis_prefix, settings.effects())
+        state = RedisState(redis, settings.space(), settings.effects())
         states.append(state)
         guard = ResetGuard.for_bootstrap(
             state, settings.kafka_bootstrap, settings.retry_max_delay, kafka

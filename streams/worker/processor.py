@@ -17,7 +17,7 @@ How one fetched batch becomes state, exactly once (``BatchProcessor.process``):
    broker. This comes before the commit that marks their offsets applied, so
    a crash in between re-sends them rather than losing them.
 5. **Commit** to Redis atomically: states, aliases, the applied offsets and
-   their fingerprints, timers, journey and outbox, in one script
+   their fingerprints, timers, journey and outbox, in one script per partition
    (``RedisState.commit``, ``streams/store/lua/commit.lua``) that first checks
    nothing it read has changed; on a conflict the batch is planned again from
    step 2. Redis errors are retried with capped backoff for as long as it
@@ -27,7 +27,11 @@ How one fetched batch becomes state, exactly once (``BatchProcessor.process``):
    a hint for where to fetch; Redis's applied offsets are the truth, which is
    why a redelivered record is skipped in step 3 and never applied twice.
 
-Records of one partition are planned in offset order. What a batch counts in
+Each partition's records go through these steps on their own, concurrently
+with the batch's other partitions: everything a partition's commit writes of
+its own (offsets, outbox, changelog, KPIs) lives in its own Redis Cluster
+slot, so the exactly-once argument is one-slot-atomic. Records of one
+partition are planned in offset order. What a batch counts in
 the metrics is derived from the committed plan by the pure
 ``streams/core/facts.py``; this module only times Redis and records the result.
 """
@@ -43,7 +47,7 @@ from typing import Any, TypeVar
 from streams.core.decode import decode
 from streams.core.facts import RecordId, RecordLabels, batch_facts, labels_by_record, record_id
 from streams.core.fold import DEFAULT_LIMITS, Limits
-from streams.core.plan import Plan, Record, RecordOutcome, needs, plan_batch
+from streams.core.plan import Plan, Record, RecordOutcome, joined, needs, plan_batch
 from streams.core.positions import Floors, Rewind, rollbacks
 from streams.core.readiness import Readiness
 from streams.logs import batch_fields, record_fields
@@ -87,11 +91,26 @@ class BatchProcessor:
     async def process(self, records: Sequence[Record]) -> Plan:
         """Apply ``records`` (in arrival order); return only once they are committed.
 
-        Redis errors are retried with capped exponential backoff for as long as
-        it takes: the batch is never skipped, so the partition waits in place.
+        Each partition's records are applied on their own (concurrently): loaded,
+        planned and committed against that partition's slot, so a commit is one
+        single-slot script (``streams/store/keys.py``). Redis errors are retried
+        with capped exponential backoff for as long as it takes: the batch is
+        never skipped, so the partition waits in place. The plan returned joins
+        the partitions' plans, outcomes in arrival order.
         """
+        groups: dict[int, list[Record]] = {}
+        for r in records:
+            groups.setdefault(r.partition, []).append(r)
+        plans = await asyncio.gather(*(self._process_partition(g) for g in groups.values()))
+        if len(plans) == 1:
+            return plans[0]
+        return joined(plans, records)
+
+    async def _process_partition(self, records: Sequence[Record]) -> Plan:
+        """Apply one partition's records: load, plan, dead-letter, commit, retried."""
         started = time.perf_counter()
         records = list(records)
+        partition = records[0].partition
         decoded = [decode(r.value) for r in records]
         # Counted as received on arrival, before any Redis round trip: a batch
         # waiting out an outage shows up here (a rewind's records count again
@@ -107,7 +126,7 @@ class BatchProcessor:
                     await self.guard(records)
                 # Read before the state: a floor raised after the read is no rollback.
                 floors = self.floors.of(need.partitions) if self.floors is not None else {}
-                snapshot = await _timed("load", self.state.load(need))
+                snapshot = await _timed("load", self.state.load(need, partition))
                 rewinds = rollbacks(floors, snapshot.offsets)
                 if rewinds:
                     records, decoded = await self._rewind(rewinds, records, decoded)
@@ -118,7 +137,9 @@ class BatchProcessor:
                     continue
                 plan = plan_batch(records, decoded, snapshot, self.limits)
                 await self._send_dead_letters(plan, delivered)
-                conflict = await _timed("commit", self.state.commit(plan, time.time()))
+                conflict = await _timed(
+                    "commit", self.state.commit(plan, time.time(), partition=partition)
+                )
             except Exception as exc:
                 if not transient(exc):
                     raise

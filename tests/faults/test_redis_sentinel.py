@@ -33,7 +33,7 @@ from tests.support.gateway import Gateway, bearer, read_session
 from tests.support.model import model
 from tests.support.oracle import NO_DEDUP, NO_DEDUP_ENV, cart_workload, oracle
 from tests.support.private_stack import PrivateStack, private_stack
-from tests.support.stack import applied_through, publish, wait_until
+from tests.support.stack import applied_through, publish, space, wait_until
 
 SERVICE = "continuity"
 
@@ -161,7 +161,7 @@ async def test_a_sentinel_failover_under_traffic_loses_nothing(tmp_path: Path) -
         )
         gw = st.start_gateway("gw", REDIS_URL=url, CONTINUITY_HANDOFF_MIN_REPLICAS="1")
         via_sentinel = connect(url, socket_timeout=5)
-        state = RedisState(via_sentinel, st.prefix)
+        state = RedisState(via_sentinel, space(st.prefix))
         try:
             async with Publisher(st.bootstrap, linger_ms=1) as pub:
                 await st.ready(pub)
@@ -199,7 +199,7 @@ async def test_a_sentinel_failover_under_traffic_loses_nothing(tmp_path: Path) -
                 # Fresh connections, asked of the sentinel now: the promoted primary.
                 checker = connect(url, socket_timeout=5)
                 try:
-                    now = RedisState(checker, st.prefix)
+                    now = RedisState(checker, space(st.prefix))
                     await applied_through(now, written, timeout=180)
                     stored = {k: await now.get(k) for k in sorted(expected)}
                 finally:

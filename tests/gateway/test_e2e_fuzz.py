@@ -68,7 +68,7 @@ from streams.store.state import RedisState
 from tests.support.clock import at as clock_at
 from tests.support.events import added, event
 from tests.support.gateway import GATEWAY_SECRET, Gateway, start_gateway, token
-from tests.support.stack import Stack, WorkerGroup
+from tests.support.stack import Stack, WorkerGroup, space
 
 pytestmark = pytest.mark.e2e
 
@@ -463,7 +463,7 @@ async def target(stack: Stack) -> AsyncIterator[Target]:
     run = uuid.uuid4().hex[:8]
     prefix = f"fz{run}"
     client = Redis.from_url(stack.redis_url)
-    group = WorkerGroup(stack, prefix, prefix, RedisState(client, prefix))
+    group = WorkerGroup(stack, prefix, prefix, RedisState(client, space(prefix)))
     worker = group.start("w")
     gateway = start_gateway(
         stack,

@@ -26,7 +26,7 @@ from streams.ops.restore import restore
 from streams.store.state import RedisState
 from tests.support.events import added, event
 from tests.support.gateway import Gateway, bearer, read_session
-from tests.support.stack import Stack, applied_through, publish, wait_version
+from tests.support.stack import Stack, applied_through, publish, space, wait_version
 from tests.system.test_cli import cli_env, run_cli
 
 pytestmark = pytest.mark.e2e
@@ -97,7 +97,7 @@ async def test_an_erased_customer_stays_erased_through_a_rebuild(
 
     # An empty prefix is Redis lost: only Kafka remembers the erasure.
     prefix = f"rb{uuid.uuid4().hex[:8]}"
-    target = RedisState(redis, prefix)
+    target = RedisState(redis, space(prefix))
     try:
         await rebuild(stack.bootstrap, target, SOURCE_TOPICS)
         rebuilt = await target.get(c)
@@ -113,7 +113,7 @@ async def test_an_erased_customer_stays_erased_through_a_rebuild(
     # The same from the changelog: the erased states (their tombstones relayed or not
     # yet) stay gone, and the customer's fresh session comes back.
     prefix = f"rs{uuid.uuid4().hex[:8]}"
-    target = RedisState(redis, prefix)
+    target = RedisState(redis, space(prefix))
     try:
         await restore(stack.bootstrap, target, SOURCE_TOPICS)
         restored = await target.get(c)

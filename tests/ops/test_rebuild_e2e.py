@@ -25,7 +25,7 @@ from streams.kafka.publish import Publisher
 from streams.store.state import RedisState
 from tests.support.oracle import cart_workload, dump_prefix
 from tests.support.private_stack import PrivateStack, private_stack
-from tests.support.stack import applied_through, publish
+from tests.support.stack import applied_through, publish, space
 
 pytestmark = pytest.mark.e2e
 
@@ -126,7 +126,7 @@ async def test_rebuild_of_a_mixed_workload_agrees_on_order_free_fields(tmp_path:
         live_keys = sorted([k.decode()[8:-1] async for k in st.redis.scan_iter("cont:s:*")])
         green_keys = sorted([k.decode()[14:-1] async for k in st.redis.scan_iter("cont-green:s:*")])
         assert green_keys == live_keys
-        green = RedisState(st.redis, "cont-green")
+        green = RedisState(st.redis, space("cont-green"))
         for key in live_keys:
             live_s, green_s = await st.state.get(key), await green.get(key)
             assert live_s is not None

@@ -24,7 +24,7 @@ from streams.core.plan import Record, needs, plan_batch
 from streams.store import keys
 from streams.store.state import Effects, RedisState
 from tests.support.events import added, event
-from tests.support.stack import wait_until
+from tests.support.stack import space, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.clock]
 
@@ -37,7 +37,7 @@ class Fold:
     """Load, plan, commit: one worker batch at a time, offsets counting on."""
 
     def __init__(self, redis: Redis, grace: int = GRACE) -> None:
-        self.state = RedisState(redis, "t", Effects(expiry_grace=grace))
+        self.state = RedisState(redis, space("t"), Effects(expiry_grace=grace))
         self.offset = 0
 
     async def __call__(self, *events: dict[str, Any]) -> None:
@@ -82,27 +82,29 @@ async def test_a_commit_sets_every_session_key_to_expire_at_its_end_plus_the_gra
     after = await redis_ms(client)
 
     guest_end = recent + 2 * DAY_MS + GRACE * 1000
-    assert await client.pexpiretime(keys.session("t", "g")) == guest_end
-    assert await client.pexpiretime(keys.version_floor("t", "g")) == guest_end + 2 * DAY_MS
+    assert await client.pexpiretime(keys.session(space("t"), "g")) == guest_end
+    assert await client.pexpiretime(keys.version_floor(space("t"), "g")) == guest_end + 2 * DAY_MS
     # The journey expires with its session, or by its own max age (90 days after the
     # commit, Redis's clock) when that is sooner.
-    journey = await client.pexpiretime(keys.journey("t", "g"))
+    journey = await client.pexpiretime(keys.journey(space("t"), "g"))
     own = (before + 90 * DAY_MS, after + 90 * DAY_MS)
     assert journey == guest_end or own[0] <= journey <= own[1]
     assert journey <= guest_end
 
     # Ended long ago by event time: kept from the commit on (Redis's clock), for the grace.
     old_end = old + 4 * DAY_MS
-    kept = await client.pexpiretime(keys.session("t", "old"))
+    kept = await client.pexpiretime(keys.session(space("t"), "old"))
     assert max(old_end, before) + GRACE * 1000 <= kept <= max(old_end, after) + GRACE * 1000
 
     customer_end = recent + 1000 + 4 * DAY_MS + GRACE * 1000
-    assert await client.pexpiretime(keys.session("t", "c")) == customer_end
-    assert await client.pexpiretime(keys.links("t", "c")) == customer_end
-    assert await client.pexpiretime(keys.alias("t", "h")) == customer_end
-    assert await client.pexpiretime(keys.version_floor("t", "c")) == customer_end + 4 * DAY_MS
+    assert await client.pexpiretime(keys.session(space("t"), "c")) == customer_end
+    assert await client.pexpiretime(keys.links(space("t"), "c")) == customer_end
+    assert await client.pexpiretime(keys.alias(space("t"), "h")) == customer_end
+    assert (
+        await client.pexpiretime(keys.version_floor(space("t"), "c")) == customer_end + 4 * DAY_MS
+    )
     # The sign-in counts for the shared-device guard 30 days (the default window).
-    assert await client.pexpiretime(keys.devices("t", "h")) == (
+    assert await client.pexpiretime(keys.devices(space("t"), "h")) == (
         recent + 1000 + 30 * DAY_MS + GRACE * 1000
     )
 
@@ -118,10 +120,10 @@ async def test_a_session_redis_forgot_goes_on_from_its_version_floor(client: Red
     )
 
     async def forgotten() -> bool:
-        return await client.exists(keys.session("t", "c")) == 0
+        return await client.exists(keys.session(space("t"), "c")) == 0
 
     await wait_until(forgotten, timeout=10)  # Redis deletes it: no grace, its end long past
-    assert await client.get(keys.version_floor("t", "c")) == b"2"
+    assert await client.get(keys.version_floor(space("t"), "c")) == b"2"
     await fold(event("cart.item_added", added("N"), customer="c", at=iso(now)))
     session = await fold.state.get("c")
     assert session is not None
@@ -141,14 +143,14 @@ async def test_an_ending_takes_aliases_links_and_journey_and_leaves_the_guests_a
     await fold(event("browse.search", {"query": "x"}, anon="g", at=iso(t0 + 2000)))
     merged = await fold.state.get("c")
     assert merged is not None
-    assert await client.get(keys.alias("t", "g")) == b"c"
-    assert await client.zcard(keys.journey("t", "c")) == 3
+    assert await client.get(keys.alias(space("t"), "g")) == b"c"
+    assert await client.zcard(keys.journey(space("t"), "c")) == 3
 
     await fold(event("cart.item_added", added("N"), customer="c", at=iso(t0 + 5 * DAY_MS)))
-    assert await client.get(keys.alias("t", "g")) is None
-    assert await client.exists(keys.links("t", "c")) == 0
-    assert await client.zcard(keys.journey("t", "c")) == 1, "only the successor's event"
-    assert await client.get(keys.version_floor("t", "g")) == str(merged.version).encode()
+    assert await client.get(keys.alias(space("t"), "g")) is None
+    assert await client.exists(keys.links(space("t"), "c")) == 0
+    assert await client.zcard(keys.journey(space("t"), "c")) == 1, "only the successor's event"
+    assert await client.get(keys.version_floor(space("t"), "g")) == str(merged.version).encode()
 
     await fold(event("cart.item_added", added("H"), anon="g", at=iso(t0 + 5 * DAY_MS + 1000)))
     guest = await fold.state.get("g")

@@ -35,6 +35,7 @@ from streams.store.scripts import SCRIPTS, source
 from streams.store.state import Effects, Erased, RedisState
 from tests.core.test_import_boundaries import violations
 from tests.support.events import added, event
+from tests.support.stack import space
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -272,7 +273,7 @@ async def declared_keys(redis: Redis, prefix: str) -> dict[str, Family]:
 @pytest.mark.e2e
 async def test_every_key_the_writers_leave_is_declared_with_its_type(client: Redis) -> None:
     prefix = "lay"
-    state = RedisState(client, prefix, Effects(abandon_after=3600))
+    state = RedisState(client, space(prefix), Effects(abandon_after=3600))
     # A guest's cart on the phone, a login on the web, the cart again on the web: a
     # session, an alias, links, a journey, a device sign-in, buckets, KPIs, timers.
     await commit(

@@ -26,6 +26,7 @@ from streams.store.client import connect
 from streams.store.state import RedisState
 from tests.support.events import added, event
 from tests.support.redis_cluster import SLOTS, LocalCluster, redis_cluster, slot_of
+from tests.support.stack import space
 
 pytestmark = pytest.mark.e2e
 
@@ -124,7 +125,7 @@ async def test_todays_commit_runs_on_a_cluster(client: RedisCluster, customers: 
     plan = plan_batch(batch, [decode(r.value) for r in batch], Snapshot({}, {}, {}))
     assert len(plan.writes) == customers
     # RedisState is typed for one primary; the cluster client is passed on purpose.
-    state = RedisState(client, prefix)  # type: ignore[arg-type]
+    state = RedisState(client, space(prefix))  # type: ignore[arg-type]
     assert await state.commit(plan) is None
     for name in names:
         assert await state.get(name) is not None

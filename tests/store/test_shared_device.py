@@ -21,9 +21,11 @@ from redis.asyncio import Redis
 from streams.core.erasure import Erasure
 from streams.core.session_codec import decode
 from streams.core.shared_device import is_shared
+from streams.store import keys
 from streams.store.state import Erased, RedisState
 from streams.worker.processor import BatchProcessor
 from tests.support.pure import MemoryState, add, ev, records
+from tests.support.stack import space
 
 KIOSK = "kiosk-7"
 
@@ -106,7 +108,7 @@ def test_a_device_session_started_after_a_merge_never_reuses_a_version() -> None
 
 @pytest.mark.e2e
 async def test_redis_decides_as_the_model_batch_by_batch(client: Redis) -> None:
-    state = RedisState(client, "t")
+    state = RedisState(client, space("t"))
 
     async def no_dead_letters(outcomes: Any) -> None:
         raise AssertionError(outcomes)
@@ -116,16 +118,16 @@ async def test_redis_decides_as_the_model_batch_by_batch(client: Redis) -> None:
     for rec in records(kiosk_day()):
         plan = await processor.process([rec])
         assert plan.kept_apart == model.process([rec]).kept_apart
-    stored = {k: await client.hget(f"t:s:{{{k}}}", "d") for k in model.sessions}
+    stored = {k: await client.hget(state.session_key(k), "d") for k in model.sessions}
     assert {k: decode(v) for k, v in stored.items() if v is not None} == model.sessions
     assert KIOSK in model.sessions, "the kiosk keeps a session of its own"
-    links = await client.zrange("t:dv:{kiosk-7}", 0, -1)
+    links = await client.zrange(keys.devices(space("t"), "kiosk-7"), 0, -1)
     assert links == [b"c-1", b"c-2", b"c-3"]
     # Erasing c-1 keeps its sign-in nameless (the kiosk stays as shared), as a replay.
     linked_ids = await state.linked_ids("c-1")
     done = await state.erase(Erasure("c-1", ("c-1", *sorted(linked_ids)), 42, {}, {}))
     assert isinstance(done, Erased)
     model.erase("c-1", {}, at_ms=42)
-    links = await client.zrange("t:dv:{kiosk-7}", 0, -1, withscores=True)
+    links = await client.zrange(keys.devices(space("t"), "kiosk-7"), 0, -1, withscores=True)
     assert {m.decode(): int(s) for m, s in links} == model.devices[KIOSK]
     assert "erased:42" in model.devices[KIOSK]

@@ -28,6 +28,7 @@ from streams.store import keys
 from streams.store.state import RedisState
 from streams.worker.processor import BatchProcessor
 from tests.support.pure import MemoryState, add, ev, records
+from tests.support.stack import space
 
 pytestmark = pytest.mark.e2e
 
@@ -58,16 +59,16 @@ async def stored(client: Redis, prefix: str, ids: Sequence[str]) -> dict[str, An
     """What Redis holds of ``ids``: sessions, aliases, link sets and journeys."""
     out: dict[str, Any] = {"sessions": {}, "aliases": {}, "links": {}, "journeys": {}}
     for i in ids:
-        blob = await client.hget(keys.session(prefix, i), "d")
+        blob = await client.hget(keys.session(space(prefix), i), "d")
         if blob is not None:
             out["sessions"][i] = decode(blob)
-        alias = await client.get(keys.alias(prefix, i))
+        alias = await client.get(keys.alias(space(prefix), i))
         if alias is not None:
             out["aliases"][i] = alias.decode()
-        linked = await client.smembers(keys.links(prefix, i))
+        linked = await client.smembers(keys.links(space(prefix), i))
         if linked:
             out["links"][i] = {m.decode() for m in linked}
-        journey = await client.zrange(keys.journey(prefix, i), 0, -1, withscores=True)
+        journey = await client.zrange(keys.journey(space(prefix), i), 0, -1, withscores=True)
         if journey:
             out["journeys"][i] = {m: int(s) for m, s in journey}
     return out
@@ -76,7 +77,7 @@ async def stored(client: Redis, prefix: str, ids: Sequence[str]) -> dict[str, An
 async def commit(
     client: Redis, prefix: str, batches: Sequence[Sequence[Record]], limits: Limits
 ) -> list[RecordOutcome]:
-    processor = BatchProcessor(RedisState(client, prefix), _no_dead_letters, limits)
+    processor = BatchProcessor(RedisState(client, space(prefix)), _no_dead_letters, limits)
     return [o for batch in batches for o in (await processor.process(list(batch))).outcomes]
 
 
@@ -89,7 +90,8 @@ async def test_one_batch_commits_what_the_model_and_separate_batches_do(
     batches = [log[:1], log[1:4], log[4:]]
     ids = ("g-1", "c-1", "c-2")
     pubsub = client.pubsub()
-    await pubsub.subscribe(keys.updates("one", "g-1"))
+    one_space = space("one")
+    await pubsub.ssubscribe(keys.updates(one_space, one_space.partition("g-1")))
     await pubsub.get_message(timeout=1)  # the subscribe confirmation
     one_batch = await commit(client, "one", batches, limits)
     apart = await commit(client, "apart", [[r] for r in log], limits)
@@ -117,7 +119,9 @@ async def test_one_batch_commits_what_the_model_and_separate_batches_do(
     while (
         message := await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
     ) is not None:
-        notices.append(orjson.loads(message["data"]))
+        notice = orjson.loads(message["data"])
+        if notice["key"] == "g-1":  # the channel carries every key of g-1's partition
+            notices.append(notice)
     # g-1's notices: its first version, then its merge naming where it is now (and the
     # version the undo gave it back, when the second sign-in left it its session).
     merged = {"key": "g-1", "version": None, "merged_into": "c-2"}

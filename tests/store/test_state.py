@@ -23,10 +23,11 @@ from streams.core.decode import decode
 from streams.core.journey import JourneyLimits
 from streams.core.plan import Kind, Record, RecordOutcome, needs, plan_batch
 from streams.dev import loopback
+from streams.store import keys
 from streams.store.state import Effects, RedisState
 from streams.worker.processor import BatchProcessor
 from tests.support.events import added, event
-from tests.support.stack import wait_until
+from tests.support.stack import space, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -54,7 +55,7 @@ async def test_commit_from_a_stale_read_is_refused_and_writes_nothing(
     private_redis: tuple[loopback.Child, Redis],
 ) -> None:
     _, client = private_redis
-    state = RedisState(client, "t")
+    state = RedisState(client, space("t"))
     batch = records([event("cart.item_added", added("A-1"), customer="c1")])
     decoded = [decode(r.value) for r in batch]
     stale = await state.load(needs(batch, decoded))
@@ -75,9 +76,10 @@ async def test_notice_is_published_with_the_committed_version(
     private_redis: tuple[loopback.Child, Redis],
 ) -> None:
     _, client = private_redis
-    state = RedisState(client, "t")
+    state = RedisState(client, space("t"))
     pubsub = client.pubsub()
-    await pubsub.subscribe(state.channel("c2"))
+    # Sharded pub/sub: the notice stays on the shard of the key's partition.
+    await pubsub.ssubscribe(state.channel("c2"))
     await pubsub.get_message(timeout=1)  # the subscribe confirmation
     processor = BatchProcessor(state, _no_dead_letters)
     await processor.process(records([event("cart.item_added", added("A-1"), customer="c2")]))
@@ -99,7 +101,7 @@ async def test_batch_waits_through_a_redis_outage_and_applies_exactly_once(
     private_redis: tuple[loopback.Child, Redis],
 ) -> None:
     child, client = private_redis
-    state = RedisState(client, "t")
+    state = RedisState(client, space("t"))
     processor = BatchProcessor(state, _no_dead_letters, retry_max_delay=0.5)
     first = records([event("cart.item_added", added("A-1", 2), customer="c3")])
     await processor.process(first)
@@ -136,7 +138,7 @@ async def test_a_journey_keeps_its_newest_entries_within_its_age_and_expires(
 ) -> None:
     _, client = private_redis
     limits = JourneyLimits(max_entries=3, max_age_seconds=3600)
-    state = RedisState(client, "t", Effects(journey=limits))
+    state = RedisState(client, space("t"), Effects(journey=limits))
     processor = BatchProcessor(state, _no_dead_letters)
     now = datetime.now(UTC)
     old = (now - timedelta(hours=2)).isoformat()
@@ -146,9 +148,9 @@ async def test_a_journey_keeps_its_newest_entries_within_its_age_and_expires(
         for i, at in enumerate(times)
     ]
     await processor.process(records(batch))
-    stored = [orjson.loads(m) for m in await client.zrange("t:j:{c4}", 0, -1)]
+    stored = [orjson.loads(m) for m in await client.zrange(keys.journey(state.space, "c4"), 0, -1)]
     assert [e["query"] for e in stored] == ["q2", "q3", "q4"], "the newest three"
-    ttl = await client.ttl("t:j:{c4}")
+    ttl = await client.ttl(keys.journey(state.space, "c4"))
     assert 3500 < ttl <= 3600, "an idle journey goes by itself"
     # A commit 45 minutes later: what is older than an hour by then goes.
     late = records(
@@ -157,7 +159,7 @@ async def test_a_journey_keeps_its_newest_entries_within_its_age_and_expires(
     decoded = [decode(r.value) for r in late]
     plan = plan_batch(late, decoded, await state.load(needs(late, decoded)))
     assert await state.commit(plan, time.time() + 45 * 60) is None
-    stored = [orjson.loads(m) for m in await client.zrange("t:j:{c4}", 0, -1)]
+    stored = [orjson.loads(m) for m in await client.zrange(keys.journey(state.space, "c4"), 0, -1)]
     assert [e["query"] for e in stored] == ["q5"]
 
 

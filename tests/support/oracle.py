@@ -21,9 +21,9 @@ from redis.asyncio import Redis
 from schemas.session import Session
 from streams.core.decode import decode
 from streams.core.fold import DEFAULT_LIMITS, Limits
+from streams.core.placement import partition_of
 from streams.core.plan import Record, Snapshot, plan_batch
 from streams.core.session_codec import json_of
-from streams.core.placement import partition_of
 from streams.store.state import RedisState
 from tests.support.clock import at as clock_at
 

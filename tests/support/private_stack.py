@@ -29,6 +29,7 @@ from tests.support.stack import (
     PARTITIONS,
     committed_offsets,
     publish,
+    space,
     wait_until,
     wait_version,
 )
@@ -156,7 +157,7 @@ async def private_stack(root: Path, appendfsync: str = "always") -> AsyncIterato
     client = Redis.from_url(
         f"redis://127.0.0.1:{redis_child.port}/0", socket_timeout=5, socket_connect_timeout=5
     )
-    st = PrivateStack(root, broker, redis_child, client, RedisState(client, "cont"))
+    st = PrivateStack(root, broker, redis_child, client, RedisState(client, space("cont")))
     await ensure_topics(st.bootstrap, PARTITIONS)
     try:
         yield st

@@ -22,10 +22,10 @@ from streams.core.decode import decode
 from streams.core.erasure import Erasure
 from streams.core.fold import DEFAULT_LIMITS, Limits, Rejected
 from streams.core.outgoing import prepare_dict
+from streams.core.placement import partition_of
 from streams.core.plan import Plan, Record, Snapshot, plan_batch
 from streams.core.shared_device import erased as erased_name
 from streams.core.shared_device import linked
-from streams.core.placement import partition_of
 from tests.support.events import event
 
 

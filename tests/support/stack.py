@@ -18,11 +18,17 @@ from schemas.topics import SOURCE_TOPICS
 from streams.dev import loopback
 from streams.kafka.publish import Publisher, prepare_dict
 from streams.kafka.reader import TopicReader, read_all
+from streams.store.keys import Space
 from streams.store.state import RedisState
 from tests.support.events import event
 from tests.support.metrics_text import samples, scrape
 
 PARTITIONS = 4
+
+
+def space(prefix: str) -> Space:
+    """The key space of a test prefix: the test topics' partition count places its keys."""
+    return Space(prefix, PARTITIONS)
 
 
 @dataclass

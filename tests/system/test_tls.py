@@ -59,7 +59,7 @@ from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
 from streams.store.state import RedisState
 from tests.support.events import event
-from tests.support.stack import PARTITIONS, Stack, publish, wait_until
+from tests.support.stack import PARTITIONS, Stack, publish, space, wait_until
 from tests.support.tls_pki import Pki, make_pki
 
 USER = "continuity"
@@ -391,7 +391,7 @@ async def test_worker_and_gateway_over_tls_with_secrets_from_files(
         # The same state read over TLS as the ACL user.
         client = Redis.from_url(tls_redis.url(), socket_timeout=5)
         try:
-            stored: Session | None = await RedisState(client, group).get(customer)
+            stored: Session | None = await RedisState(client, space(group)).get(customer)
             assert stored is not None
             assert stored.public() == served
             # The ACL is enforced: the default user is off.

@@ -20,6 +20,7 @@ from streams.core.activity import WINDOW_LABEL
 from streams.store.state import RedisState
 from streams.worker.gauges import SESSIONS_OWNER, GaugeRefresher
 from tests.support.pure import MemoryState, ev, records
+from tests.support.stack import space
 
 CART0, CART1, BROWSE0 = ("cart-events", 0), ("cart-events", 1), ("browse-events", 0)
 
@@ -36,7 +37,7 @@ def _sessions() -> float | None:
 
 @pytest.fixture
 def state(redis: Redis) -> RedisState:
-    return RedisState(redis, f"g{uuid.uuid4().hex[:8]}")
+    return RedisState(redis, space(f"g{uuid.uuid4().hex[:8]}"))
 
 
 async def test_lag_is_reported_for_assigned_partitions_and_dropped_on_revoke(
@@ -95,7 +96,7 @@ async def test_a_refresh_against_a_dead_redis_marks_it_down() -> None:
     gauges.assigned([CART1])
     errors = REGISTRY.get_sample_value("continuity_redis_errors_total", {"operation": "refresh"})
     try:
-        await gauges.refresh(RedisState(dead, "gdead"), lambda tp: 0, time.time())
+        await gauges.refresh(RedisState(dead, space("gdead")), lambda tp: 0, time.time())
     finally:
         await dead.aclose()
     assert REGISTRY.get_sample_value("continuity_redis_up") == 0

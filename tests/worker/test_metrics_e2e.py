@@ -161,7 +161,7 @@ async def folded(stack: Stack, publisher: Publisher) -> AsyncIterator[Folded]:
     """One worker with JSON logs and fast gauges, fed the workload phase by phase."""
     name = f"m{uuid.uuid4().hex[:8]}"
     client = Redis.from_url(stack.redis_url)
-    group = WorkerGroup(stack, name, name, RedisState(client, name))
+    group = WorkerGroup(stack, name, name, RedisState(client, space(name)))
     port = loopback.free_port()
     await skip_history(stack.bootstrap, group.state, name)
     worker = stack.start_worker(

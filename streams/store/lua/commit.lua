@@ -1,6 +1,7 @@
 -- Apply one batch plan atomically, if and only if nothing it read has changed.
--- ARGV head: prefix, offsets_key, fingerprints_key, erasure_epoch
--- (the erasure epoch as read with the snapshot), then counted sections, each a
+-- KEYS[1]: the partition's offsets hash (it routes the script to the partition's slot).
+-- ARGV head: prefix, partitions, partition, erasure_epoch
+-- (the partition's erasure epoch as read with the snapshot), then counted sections, each a
 -- row count n and n rows of its columns, in this order. Declared once in Python
 -- (COMMIT_SECTIONS in streams/store/scripts.py); a test checks this list and the
 -- section(width) calls below against it.
@@ -15,8 +16,8 @@
 --   alias_deletes: anon
 --   links: anon, customer (every sign-in's, the final aliases' included)
 --   offset_writes: tp, offset, fingerprint (of the record at that offset)
---   activity: hll_key, ttl_seconds (0 or 1 row)
---   multichannel: hll_key, ttl_seconds, member
+--   activity: bucket, ttl_seconds (0 or 1 row)
+--   multichannel: bucket, ttl_seconds, member
 --   kpis: field, increment
 --   journey_entries: key, score, member
 --   journey_bounds: max_entries, min_score, ttl_seconds (0 or 1 row)
@@ -28,9 +29,13 @@
 --   device_lifetimes: anon, end_ms
 --   changelog: offsets (0 or 1 row: the batch's applied offsets; none writes no entry)
 -- Returns {1} on success, {0, what, name} on a conflict (nothing written).
-local prefix, offsets_key, prints_key = ARGV[1], ARGV[2], ARGV[3]
+-- Every name comes from the layout prelude (streams/store/keys.py): this partition's
+-- keys are tagged {p<partition>}; a session's keys carry its own id's partition.
+layout(ARGV[1], ARGV[2])
+local part = tonumber(ARGV[3])
+local offsets_key, prints_key = key_offsets(part), key_fingerprints(part)
 -- An erasure since the snapshot may cover records this plan folded: refuse, re-plan.
-if (redis.call('GET', prefix .. ':xe') or '0') ~= ARGV[4] then
+if (redis.call('GET', key_erasure_epoch(part)) or '0') ~= ARGV[4] then
   return {0, 'erasure', ARGV[4]}
 end
 local i = 5
@@ -40,10 +45,9 @@ local function section(width)
   i = i + n * width
   return start, n
 end
-local function skey(k) return prefix .. ':s:{' .. k .. '}' end
-local function akey(k) return prefix .. ':a:{' .. k .. '}' end
-local function channel(k) return prefix .. ':u:{' .. k .. '}' end
-local function jkey(k) return prefix .. ':j:{' .. k .. '}' end
+local skey, akey, jkey = key_session, key_alias, key_journey
+-- Notices go out on the sharded channel of the key's own partition (SPUBLISH).
+local function notify(k, notice) redis.call('SPUBLISH', key_updates(partition_of(k)), notice) end
 -- Every key whose session, alias or device sign-ins this commit may change, in
 -- first-touched order: the changelog entry carries their state as committed.
 local touched, touched_list = {}, {}
@@ -84,7 +88,7 @@ if n == 1 then grace, floor_ms = tonumber(ARGV[s]), tonumber(ARGV[s + 1]) end
 local function until_ms(end_ms)
   return math.max(tonumber(end_ms), now_ms) + grace
 end
-local function vfkey(k) return prefix .. ':vf:{' .. k .. '}' end
+local vfkey = key_version_floor
 -- A guest whose alias ended keeps the version floor of the session it pointed at,
 -- so its next session goes on from there (plan.py keeps the same floor).
 local function keep_floor(anon, version)
@@ -104,7 +108,7 @@ for j = 0, n - 1 do
   local k = ARGV[s + j]
   touch(k)
   redis.call('DEL', jkey(k))
-  local linked = prefix .. ':l:{' .. k .. '}'
+  local linked = key_links(k)
   local version = redis.call('HGET', skey(k), 'v')
   for _, anon in ipairs(redis.call('SMEMBERS', linked)) do
     if redis.call('GET', akey(anon)) == k then
@@ -115,9 +119,9 @@ for j = 0, n - 1 do
   end
   redis.call('DEL', linked)
   -- A code's "seen" marker stays: a claim of it answers "expired".
-  local by = prefix .. ':handoff-by:{' .. k .. '}'
+  local by = key_handoff_by(k)
   for _, code in ipairs(redis.call('SMEMBERS', by)) do
-    redis.call('DEL', prefix .. ':handoff:' .. code)
+    redis.call('DEL', key_handoff(code))
   end
   redis.call('DEL', by)
 end
@@ -137,14 +141,14 @@ for j = 0, n - 1 do
     redis.call('ZUNIONSTORE', jkey(into), 2, jkey(into), jkey(guest), 'AGGREGATE', 'MIN')
     redis.call('DEL', jkey(guest))
   end
-  redis.call('PUBLISH', channel(guest), ARGV[s + 3 * j + 2])
+  notify(guest, ARGV[s + 3 * j + 2])
 end
 for j = 0, wn - 1 do
   local b = ws + 4 * j
   touch(ARGV[b])
   wrote[ARGV[b]] = {d = ARGV[b + 2]}
   redis.call('HSET', skey(ARGV[b]), 'v', ARGV[b + 1], 'd', ARGV[b + 2])
-  redis.call('PUBLISH', channel(ARGV[b]), ARGV[b + 3])
+  notify(ARGV[b], ARGV[b + 3])
 end
 s, n = section(2)
 for j = 0, n - 1 do
@@ -161,7 +165,7 @@ for j = 0, n - 1 do touch(ARGV[s + j]); redis.call('DEL', akey(ARGV[s + j])) end
 s, n = section(2)
 for j = 0, n - 1 do
   touch(ARGV[s + 2 * j + 1])
-  redis.call('SADD', prefix .. ':l:{' .. ARGV[s + 2 * j + 1] .. '}', ARGV[s + 2 * j])
+  redis.call('SADD', key_links(ARGV[s + 2 * j + 1]), ARGV[s + 2 * j])
 end
 s, n = section(3)
 -- When each partition was last applied, by Redis's clock: how fresh a read is.
@@ -169,24 +173,29 @@ for j = 0, n - 1 do
   local b = s + 3 * j
   redis.call('HSET', offsets_key, ARGV[b], ARGV[b + 1])
   redis.call('HSET', prints_key, ARGV[b], ARGV[b + 2])
-  redis.call('HSET', prefix .. ':ot', ARGV[b], now_ms)
+  redis.call('HSET', key_offset_times(part), ARGV[b], now_ms)
 end
 -- The sessions-active estimate: written keys join the current time bucket's
--- HyperLogLog, in the same step so a replay that writes nothing adds nothing.
+-- HyperLogLog of their own partition (so readers sum disjoint per-partition counts),
+-- in the same step so a replay that writes nothing adds nothing.
 s, n = section(2)
-if n == 1 and wn > 0 then
-  for j = 0, wn - 1 do redis.call('PFADD', ARGV[s], ARGV[ws + 4 * j]) end
-  redis.call('EXPIRE', ARGV[s], ARGV[s + 1])
+if n == 1 then
+  for j = 0, wn - 1 do
+    local hll = key_activity(partition_of(ARGV[ws + 4 * j]), ARGV[s])
+    redis.call('PFADD', hll, ARGV[ws + 4 * j])
+    redis.call('EXPIRE', hll, ARGV[s + 1])
+  end
 end
 s, n = section(3)
 for j = 0, n - 1 do
   local b = s + 3 * j
-  redis.call('PFADD', ARGV[b], ARGV[b + 2])
-  redis.call('EXPIRE', ARGV[b], ARGV[b + 1])
+  local hll = key_multichannel(partition_of(ARGV[b + 2]), ARGV[b])
+  redis.call('PFADD', hll, ARGV[b + 2])
+  redis.call('EXPIRE', hll, ARGV[b + 1])
 end
 s, n = section(2)
 for j = 0, n - 1 do
-  redis.call('HINCRBY', prefix .. ':k', ARGV[s + 2 * j], ARGV[s + 2 * j + 1])
+  redis.call('HINCRBY', key_kpis(part), ARGV[s + 2 * j], ARGV[s + 2 * j + 1])
 end
 local js, jn = section(3)
 s, n = section(3)
@@ -207,19 +216,20 @@ end
 s, n = section(2)
 for j = 0, n - 1 do
   local k, deadline = ARGV[s + 2 * j], ARGV[s + 2 * j + 1]
+  -- A cart's timer lives in its own partition's set, which that partition's sweep reads.
   if deadline == '-' then
-    redis.call('ZREM', prefix .. ':ab', k)
+    redis.call('ZREM', key_abandonment(partition_of(k)), k)
   else
-    redis.call('ZADD', prefix .. ':ab', deadline, k)
+    redis.call('ZADD', key_abandonment(partition_of(k)), deadline, k)
   end
 end
 s, n = section(1)
-for j = 0, n - 1 do redis.call('XADD', prefix .. ':n', '*', 'n', ARGV[s + j]) end
+for j = 0, n - 1 do redis.call('XADD', key_outbox(part), '*', 'n', ARGV[s + j]) end
 -- Who signed in on which device, for the shared-device guard (the newest 50 kept).
 s, n = section(3)
 for j = 0, n - 1 do
   local b = s + 3 * j
-  local dv = prefix .. ':dv:{' .. ARGV[b] .. '}'
+  local dv = key_devices(ARGV[b])
   touch(ARGV[b])
   redis.call('ZADD', dv, 'GT', ARGV[b + 2], ARGV[b + 1])
   redis.call('ZREMRANGEBYRANK', dv, 0, -51)
@@ -228,13 +238,14 @@ s, n = section(2)
 for j = 0, n - 1 do touch(ARGV[s + 2 * j]); keep_floor(ARGV[s + 2 * j], ARGV[s + 2 * j + 1]) end
 -- A written session's keys expire together; its version floor outlives them by one
 -- TTL, so the key's next session goes on from it after Redis forgot this one.
--- The changelog's expiry index (P:ex): when each key Redis will forget, so the
--- changelog relay publishes its tombstone then (streams/worker/changelog_relay.py).
+-- The changelog's expiry index (ex, in the key's own partition): when each key Redis
+-- will forget, so the changelog relay publishes its tombstone then
+-- (streams/worker/changelog_relay.py).
 local lifetimes_start, lifetimes_n = section(3)
 local devices_start, devices_n = section(2)
 local cs, cn = section(1)
 local changelog = cn == 1
-local expiries = prefix .. ':ex'
+local function expiries(k) return key_changelog_expiry(partition_of(k)) end
 s, n = lifetimes_start, lifetimes_n
 if grace then
   for j = 0, n - 1 do
@@ -248,16 +259,16 @@ if grace then
     if wrote[k] and tonumber(at) > now_ms then
       wrote[k].v, wrote[k].x = version, at
     end
-    if changelog then redis.call('ZADD', expiries, at, k) end
+    if changelog then redis.call('ZADD', expiries(k), at, k) end
     -- The journey keeps its own max age when that is sooner.
     local jat = redis.call('PEXPIRETIME', jkey(k))
     if jat == -1 or jat > tonumber(at) then redis.call('PEXPIREAT', jkey(k), at) end
-    local linked = prefix .. ':l:{' .. k .. '}'
+    local linked = key_links(k)
     if redis.call('PEXPIREAT', linked, at) == 1 then
       for _, anon in ipairs(redis.call('SMEMBERS', linked)) do
         if redis.call('GET', akey(anon)) == k then
           redis.call('PEXPIREAT', akey(anon), at)
-          if changelog then redis.call('ZADD', expiries, at, anon) end
+          if changelog then redis.call('ZADD', expiries(anon), at, anon) end
         end
       end
     end
@@ -268,14 +279,14 @@ s, n = devices_start, devices_n
 if grace then
   for j = 0, n - 1 do
     local b = s + 2 * j
-    local dv, at = prefix .. ':dv:{' .. ARGV[b] .. '}', string.format('%d', until_ms(ARGV[b + 1]))
+    local dv, at = key_devices(ARGV[b]), string.format('%d', until_ms(ARGV[b + 1]))
     if redis.call('PEXPIRETIME', dv) < tonumber(at) then
       redis.call('PEXPIREAT', dv, at)
-      if changelog then redis.call('ZADD', expiries, 'GT', at, ARGV[b]) end
+      if changelog then redis.call('ZADD', expiries(ARGV[b]), 'GT', at, ARGV[b]) end
     end
   end
 end
--- The changelog entry (P:cl): each touched key's state as this commit left it,
+-- The changelog entry (this partition's cl): each touched key's state as this commit left it,
 -- read back so every path that changed it (merges, expiry, aliases, devices) is
 -- covered by one rule. Fields per key i: k<i> key, v<i> version, d<i> the stored
 -- session, a<i> alias target, dv<i> device sign-ins (customer, ms, ...),
@@ -296,7 +307,7 @@ if changelog and #touched_list > 0 then
       v, d, xs = state[1] or '', state[2] or '', redis.call('PEXPIRETIME', skey(k))
       floor = redis.call('GET', vfkey(k)) or ''
     end
-    local dvkey = prefix .. ':dv:{' .. k .. '}'
+    local dvkey = key_devices(k)
     local dv = redis.call('ZRANGE', dvkey, 0, -1, 'WITHSCORES')
     local x = xs .. ',' .. redis.call('PEXPIRETIME', akey(k)) .. ',' .. redis.call('PEXPIRETIME', dvkey)
     fields[#fields + 1] = 'k' .. i; fields[#fields + 1] = k
@@ -307,8 +318,8 @@ if changelog and #touched_list > 0 then
     fields[#fields + 1] = 'f' .. i; fields[#fields + 1] = floor
     fields[#fields + 1] = 'x' .. i; fields[#fields + 1] = tostring(x)
     fields[#fields + 1] = 'l' .. i
-    fields[#fields + 1] = cjson.encode(redis.call('SMEMBERS', prefix .. ':l:{' .. k .. '}'))
+    fields[#fields + 1] = cjson.encode(redis.call('SMEMBERS', key_links(k)))
   end
-  redis.call('XADD', prefix .. ':cl', '*', unpack(fields))
+  redis.call('XADD', key_changelog(part), '*', unpack(fields))
 end
 return {1}

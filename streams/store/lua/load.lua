@@ -1,13 +1,16 @@
 -- Read everything one batch depends on, in one round trip.
--- ARGV: prefix, offsets_key, n_anon, anon..., n_keys, key..., n_tp, tp...
+-- KEYS[1]: the partition's offsets hash (it routes the script to the partition's slot).
+-- ARGV: prefix, partitions, partition, n_anon, anon..., n_keys, key..., n_tp, tp...
+-- (the tps all of that partition).
 -- Returns {aliases (anon, target pairs), offsets (in tp order), sessions (key, json pairs),
---          erasures (id, erasure json pairs), erasure epoch,
+--          erasures (id, erasure json pairs), the partition's erasure epoch,
 --          device sign-ins (anon, n, (customer, ms) x n) of anon ids signed in with,
 --          version floors (key, version pairs) of keys whose session Redis forgot}.
 -- Sessions: of the keys asked for, the aliases' targets, and the customers each anon
 -- id signed in to (a copy of a guest's event is a duplicate where its original went).
-local prefix, offsets_key = ARGV[1], ARGV[2]
-local i = 3
+layout(ARGV[1], ARGV[2])
+local part = tonumber(ARGV[3])
+local i = 4
 local aliases, want, seen, devices = {}, {}, {}, {}
 local function wants(k)
   if not seen[k] then seen[k] = true; want[#want + 1] = k end
@@ -15,14 +18,14 @@ end
 local n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do
   local anon = ARGV[i]; i = i + 1
-  local target = redis.call('GET', prefix .. ':a:{' .. anon .. '}')
+  local target = redis.call('GET', key_alias(anon))
   if target then
     aliases[#aliases + 1] = anon; aliases[#aliases + 1] = target
     wants(target)
   end
   -- Also without an alias (an undo or an ended session took it): the device's sign-ins
   -- still count for the guard. A guest never signed in has none (one empty read).
-  local links = redis.call('ZRANGE', prefix .. ':dv:{' .. anon .. '}', 0, -1, 'WITHSCORES')
+  local links = redis.call('ZRANGE', key_devices(anon), 0, -1, 'WITHSCORES')
   if #links > 0 then
     devices[#devices + 1] = anon; devices[#devices + 1] = #links / 2
     for j, v in ipairs(links) do
@@ -39,24 +42,26 @@ local offsets = {}
 if n > 0 then
   local tps = {}
   for _ = 1, n do tps[#tps + 1] = ARGV[i]; i = i + 1 end
-  offsets = redis.call('HMGET', offsets_key, unpack(tps))
+  offsets = redis.call('HMGET', key_offsets(part), unpack(tps))
 end
 local sessions, floors = {}, {}
 for _, k in ipairs(want) do
-  local d = redis.call('HGET', prefix .. ':s:{' .. k .. '}', 'd')
+  local d = redis.call('HGET', key_session(k), 'd')
   if d then
     sessions[#sessions + 1] = k; sessions[#sessions + 1] = d
   else
-    local v = redis.call('GET', prefix .. ':vf:{' .. k .. '}')
+    local v = redis.call('GET', key_version_floor(k))
     if v then floors[#floors + 1] = k; floors[#floors + 1] = v end
   end
 end
 local erasures = {}
-local epoch = redis.call('GET', prefix .. ':xe') or '0'
+-- Every erasure raises every partition's epoch, so this partition's says whether any
+-- happened.
+local epoch = redis.call('GET', key_erasure_epoch(part)) or '0'
 -- Until the first erasure there is nothing to look up per key (the hot path).
 if epoch ~= '0' then
   for _, k in ipairs(want) do
-    local x = redis.call('GET', prefix .. ':x:{' .. k .. '}')
+    local x = redis.call('GET', key_erasure(k))
     if x then erasures[#erasures + 1] = k; erasures[#erasures + 1] = x end
   end
 end
