@@ -4,9 +4,11 @@ Proves: the fixture forms a cluster of three primaries covering every slot;
 ``connect`` gives a cluster client that reaches every primary; a script over
 one hash tag runs and one over two slots is refused (CROSSSLOT); a key
 outlives a manual failover and a reshard of its slot, read through the same
-client. And pins today's limit: ``RedisState.commit`` names its keys in ARGV
-and meets several slots in one script, which a cluster refuses (strict
-xfail: the partition-aligned key layout must turn it green).
+client. With the partition-aligned layout the worker's own path (per-partition
+load and commit, ``BatchProcessor``) runs on the cluster for customers spread
+over every primary, exactly once. And pins what is left: a login whose guest
+is on another partition is refused (strict xfail: the merge saga must turn it
+green).
 """
 
 from __future__ import annotations
@@ -20,13 +22,13 @@ import pytest
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ClusterCrossSlotError, ResponseError
 
-from streams.core.decode import decode
-from streams.core.plan import Record, Snapshot, plan_batch
+from streams.core.plan import Kind, Record
 from streams.store.client import connect
+from streams.store.keys import Space
 from streams.store.state import RedisState
+from streams.worker.processor import BatchProcessor
 from tests.support.events import added, event
 from tests.support.redis_cluster import SLOTS, LocalCluster, redis_cluster, slot_of
-from tests.support.stack import space
 
 pytestmark = pytest.mark.e2e
 
@@ -104,31 +106,66 @@ async def test_a_script_over_two_slots_is_refused(
     assert await node.client.exists(keys[0]) == 0, "the refused script wrote nothing"
 
 
+def on_home(events: list[dict[str, object]], space: Space) -> list[Record]:
+    """Each event as a record of its key's own partition, as Kafka's producer places it."""
+    out = []
+    for i, e in enumerate(events):
+        key = str(e.get("customer_id") or e["anonymous_id"])
+        out.append(Record("cart-events", space.partition(key), i, key.encode(), orjson.dumps(e)))
+    return out
+
+
+async def _no_dead_letters(_: object) -> None:
+    raise AssertionError("nothing here is dead-lettered")
+
+
+async def test_a_batch_over_many_partitions_commits_one_script_per_slot(
+    cluster: LocalCluster, client: RedisCluster
+) -> None:
+    """Customers spread over every primary: each partition's records load and commit in
+    their partition's slot, so the cluster takes the worker's own path."""
+    space = Space(unique("t"), 12)
+    names = [unique("c") for _ in range(24)]
+    owners = {(await cluster.owner(slot_of(space.tag(space.partition(n))))).name for n in names}
+    assert len(owners) == 3, "the batch reaches every primary"
+    state = RedisState(client, space)
+    processor = BatchProcessor(state, _no_dead_letters)
+    events = [event("cart.item_added", added("A-1"), customer=name) for name in names]
+    plan = await processor.process(on_home(events, space))
+    assert [o.kind for o in plan.outcomes] == [Kind.APPLIED] * len(names)
+    for name in names:
+        stored = await state.get(name)
+        assert stored is not None and [line.sku for line in stored.cart] == ["A-1"]
+    # Exactly once per partition: the same records again change nothing.
+    again = await processor.process(on_home(events, space))
+    assert {o.kind for o in again.outcomes} == {Kind.ALREADY_APPLIED}
+    applied = await state.applied_offsets()
+    assert set(applied) == {f"cart-events:{space.partition(n)}" for n in names}
+
+
 @pytest.mark.xfail(
     strict=True,
     raises=ResponseError,
     reason=(
-        "today's layout: commit.lua takes its key names in ARGV and meets the offsets, "
-        "the outbox and every customer's keys (several slots) in one script, so the "
-        "cluster refuses it ('Script attempted to access a non local key in a cluster "
-        "node'); the partition-aligned key layout must make this pass"
+        "a login whose guest lives on another partition reads and writes that partition's "
+        "keys from the customer's script: the cluster refuses the cross-slot script; the "
+        "cross-partition merge saga (guest side, then customer side through a topic) must "
+        "make this pass"
     ),
 )
-@pytest.mark.parametrize("customers", [1, 2], ids=["one-customer", "two-customers"])
-async def test_todays_commit_runs_on_a_cluster(client: RedisCluster, customers: int) -> None:
-    prefix = unique("t")
-    names = [unique("c") for _ in range(customers)]
-    events = [event("cart.item_added", added("A-1"), customer=name) for name in names]
-    batch = [Record("cart-events", 0, i, b"k", orjson.dumps(e)) for i, e in enumerate(events)]
-    # Planned from an empty snapshot: ``load`` is refused by the cluster as well,
-    # and this pins the commit.
-    plan = plan_batch(batch, [decode(r.value) for r in batch], Snapshot({}, {}, {}))
-    assert len(plan.writes) == customers
-    # RedisState is typed for one primary; the cluster client is passed on purpose.
-    state = RedisState(client, space(prefix))  # type: ignore[arg-type]
-    assert await state.commit(plan) is None
-    for name in names:
-        assert await state.get(name) is not None
+async def test_a_login_across_partitions_runs_on_a_cluster(client: RedisCluster) -> None:
+    space = Space(unique("t"), 12)
+    guest, customer = unique("g"), unique("c")
+    while slot_of(space.tag(space.partition(guest))) == slot_of(
+        space.tag(space.partition(customer))
+    ):
+        customer = unique("c")
+    processor = BatchProcessor(RedisState(client, space), _no_dead_letters)
+    await processor.process(on_home([event("cart.item_added", added("A-1"), anon=guest)], space))
+    login = event("session.identified", customer=customer, anon=guest)
+    await processor.process(on_home([login], space))
+    merged = await RedisState(client, space).get(customer)
+    assert merged is not None and [line.sku for line in merged.cart] == ["A-1"]
 
 
 async def test_a_key_outlives_a_manual_failover(tmp_path: Path) -> None:
