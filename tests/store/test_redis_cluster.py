@@ -135,7 +135,8 @@ async def test_a_batch_over_many_partitions_commits_one_script_per_slot(
     assert [o.kind for o in plan.outcomes] == [Kind.APPLIED] * len(names)
     for name in names:
         stored = await state.get(name)
-        assert stored is not None and [line.sku for line in stored.cart] == ["A-1"]
+        assert stored is not None
+        assert [line.sku for line in stored.cart] == ["A-1"]
     # Exactly once per partition: the same records again change nothing.
     again = await processor.process(on_home(events, space))
     assert {o.kind for o in again.outcomes} == {Kind.ALREADY_APPLIED}
@@ -165,7 +166,8 @@ async def test_a_login_across_partitions_runs_on_a_cluster(client: RedisCluster)
     login = event("session.identified", customer=customer, anon=guest)
     await processor.process(on_home([login], space))
     merged = await RedisState(client, space).get(customer)
-    assert merged is not None and [line.sku for line in merged.cart] == ["A-1"]
+    assert merged is not None
+    assert [line.sku for line in merged.cart] == ["A-1"]
 
 
 async def test_a_key_outlives_a_manual_failover(tmp_path: Path) -> None:
