@@ -32,6 +32,19 @@ class Ready:
     notes: list[tuple[int, str]] = field(default_factory=list)
 
 
+def partition_mismatch(found: int | None, configured: int) -> str:
+    """Why a worker refuses topics whose partition count is not the configured one."""
+    return (
+        f"the source topics have {found} partitions but CONTINUITY_TOPIC_PARTITIONS is "
+        f"{configured}. The Redis layout places every key by its Kafka partition "
+        "(cont:{p<partition>}:...), computed with CONTINUITY_TOPIC_PARTITIONS: folding "
+        "topics of another count would put state where no reader looks. Set "
+        f"CONTINUITY_TOPIC_PARTITIONS={found} on every process sharing this Redis, or, to "
+        "change the count, recreate the topics with the new count and run `continuity "
+        "rebuild` (Operations: Redis layout)"
+    )
+
+
 async def check_kafka(settings: Settings) -> Ready:
     """Create or verify the topics; raise ``Refused`` when the worker cannot start."""
     try:
@@ -57,16 +70,10 @@ async def check_kafka(settings: Settings) -> Ready:
             f"cannot connect to Kafka at {settings.kafka_bootstrap} "
             f"({describe(settings)}): {exc!r}{hint}",
         ) from exc
-    ready = Ready()
     found = layout.get(SOURCE_TOPICS[0])
     if found != settings.topic_partitions:
-        ready.notes.append(
-            (
-                logging.WARNING,
-                f"topics have {found} partitions, CONTINUITY_TOPIC_PARTITIONS says "
-                f"{settings.topic_partitions}; using the topics'",
-            )
-        )
+        raise Refused(CONFIGURATION, partition_mismatch(found, settings.topic_partitions))
+    ready = Ready()
     ready.notes.append(
         (
             logging.INFO,

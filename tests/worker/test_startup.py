@@ -1,0 +1,91 @@
+"""A worker refuses topics whose partition count is not ``CONTINUITY_TOPIC_PARTITIONS``.
+
+The Redis layout places every key by its Kafka partition computed with the
+configured count (``cont:{p<partition>}:...``): a worker folding topics of
+another count would write state where the gateway and the other processes do
+not look. Against the embedded broker: topics created with 4 partitions, then
+a worker configured for 8 (refused, in-process and as ``continuity worker``
+with its exit status), and one configured for 4 (ready).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from schemas.topics import SOURCE_TOPICS
+from streams.dev import loopback
+from streams.kafka.topics import ensure_topics
+from streams.settings import Settings
+from streams.worker.startup import CONFIGURATION, Ready, Refused, check_kafka
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def bootstrap(tmp_path: Path) -> Iterator[str]:
+    child = loopback.start_broker(tmp_path)
+    try:
+        yield f"127.0.0.1:{child.port}"
+    finally:
+        child.stop()
+
+
+def _settings(bootstrap: str, partitions: int) -> Settings:
+    return Settings(kafka_bootstrap=bootstrap, topic_partitions=partitions)
+
+
+async def test_topics_of_another_partition_count_are_refused_with_why_and_what_to_do(
+    bootstrap: str,
+) -> None:
+    layout = await ensure_topics(bootstrap, 4)
+    assert layout[SOURCE_TOPICS[0]] == 4
+    with pytest.raises(Refused) as refused:
+        await check_kafka(_settings(bootstrap, 8))
+    assert refused.value.code == CONFIGURATION
+    message = refused.value.message
+    assert "have 4 partitions" in message
+    assert "CONTINUITY_TOPIC_PARTITIONS is 8" in message
+    # Why: keys are placed by partition. What to do: agree on the count, or rebuild.
+    assert "places every key by its Kafka partition" in message
+    assert "CONTINUITY_TOPIC_PARTITIONS=4" in message
+    assert "continuity rebuild" in message
+
+
+async def test_topics_of_the_configured_count_are_accepted(bootstrap: str) -> None:
+    await ensure_topics(bootstrap, 4)
+    ready = await check_kafka(_settings(bootstrap, 4))
+    assert isinstance(ready, Ready)
+    assert [level for level, _ in ready.notes] == [20]  # the INFO line only, no warning
+
+
+async def test_missing_topics_are_created_with_the_configured_count(bootstrap: str) -> None:
+    ready = await check_kafka(_settings(bootstrap, 3))
+    assert isinstance(ready, Ready)
+    assert (await ensure_topics(bootstrap, 3))[SOURCE_TOPICS[0]] == 3
+
+
+def test_the_worker_command_exits_with_the_refusal_before_folding(bootstrap: str) -> None:
+    asyncio.run(ensure_topics(bootstrap, 4))
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP": bootstrap,
+        "CONTINUITY_TOPIC_PARTITIONS": "8",
+        "CONTINUITY_LOG_FORMAT": "text",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "worker"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == CONFIGURATION, done.stderr
+    assert "continuity worker: the source topics have 4 partitions" in done.stderr
+    assert "CONTINUITY_TOPIC_PARTITIONS=4" in done.stderr
