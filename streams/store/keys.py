@@ -363,8 +363,9 @@ OFFSETS = Family(
         "cli/rebuild.py",
     ),
     lifetime="no TTL; deleted by a wipe",
-    meaning="`<topic>:<partition>` -> last applied offset (belongs to the state, not to a "
-    "consumer group); the scripts get its name in ARGV",
+    meaning="`<topic>:<partition>` -> last applied offset of partition `<partition>` of "
+    "each co-partitioned topic (belongs to the state, not to a consumer group)",
+    lua=("commit.lua", "erase.lua", "load.lua", "reset.lua"),
     scope="partition",
 )
 
@@ -376,7 +377,8 @@ FINGERPRINTS = Family(
     readers=(_STATE,),
     lifetime="no TTL; deleted by a wipe",
     meaning="`<topic>:<partition>` -> fingerprint of the record at that offset (broker "
-    "log reset detection, `core/log_reset.py`); the scripts get its name in ARGV",
+    "log reset detection, `core/log_reset.py`)",
+    lua=("commit.lua", "reset.lua"),
     scope="partition",
 )
 
@@ -413,8 +415,9 @@ ACTIVITY = Family(
     readers=("worker/gauges.py", "gateway/kpis.py"),
     lifetime=f"expires {BUCKET_TTL_SECONDS // 60} min after its last write",
     meaning=f"session keys committed in one {BUCKET_SECONDS // 60}-minute bucket "
-    "(`core/activity.py`; feeds `continuity_sessions_active`); "
-    "`commit.lua` gets its name in ARGV",
+    "(`core/activity.py`; feeds `continuity_sessions_active`, the sum of the "
+    "partitions' counts)",
+    lua=("commit.lua",),
     scope="partition",
 )
 
@@ -425,8 +428,8 @@ MULTICHANNEL = Family(
     writers=(_COMMIT,),
     readers=("gateway/kpis.py",),
     lifetime=f"expires {BUCKET_TTL_SECONDS // 60} min after its last write",
-    meaning="sessions on two or more channels committed in one bucket (the multichannel "
-    "share); `commit.lua` gets its name in ARGV",
+    meaning="sessions on two or more channels committed in one bucket (the multichannel share)",
+    lua=("commit.lua",),
     scope="partition",
 )
 

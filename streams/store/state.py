@@ -230,13 +230,22 @@ class RedisState:
     async def reset_partition(self, tp: str, old_offset: int) -> bool:
         """Forget ``tp``'s applied offset (a new log epoch) if it is still ``old_offset``.
 
-        Atomic compare-and-delete: a worker that lost the partition meanwhile
-        cannot erase what its new owner has applied since. True if reset.
+        Atomic compare-and-delete on ``tp``'s partition: a worker that lost the
+        partition meanwhile cannot erase what its new owner has applied since.
+        Then every other partition drops ``tp``'s old log ends from the erasures
+        it holds (an erasure of an id homed there can name ``tp``); a crash in
+        between leaves erasures covering too much, never too little. True if reset.
         """
-        done = await self._reset(
-            args=[self.offsets_key, self.fingerprints_key, tp, old_offset, self.prefix]
-        )
-        return int(done) == 1
+        space = self.space
+        n = int(tp.rpartition(":")[2])
+        head: list[str | int] = [space.prefix, space.partitions]
+        done = await self._reset(keys=[keys.offsets(space, n)], args=[*head, n, tp, old_offset])
+        if int(done) != 1:
+            return False
+        for m in space.all_partitions():
+            if m != n:
+                await self._reset(keys=[keys.offsets(space, m)], args=[*head, m, tp, ""])
+        return True
 
     async def linked_ids(self, customer_id: str) -> set[str]:
         """Guest ids linked to a customer: merged guests and the session's ``anonymous_ids``."""
@@ -252,8 +261,9 @@ class RedisState:
         ``Unnamed`` lists linked ids the erasure does not name (a login got
         in between): record a wider erasure and call again.
         """
-        args: list[Any] = [self.prefix, self.offsets_key, erasure.dumps(), *erasure.ids]
-        result = await self._erase(args=args)
+        space = self.space
+        args: list[Any] = [space.prefix, space.partitions, erasure.dumps(), *erasure.ids]
+        result = await self._erase(keys=[keys.erasure(space, erasure.ids[0])], args=args)
         if int(result[0]) == 0:
             return Unnamed(tuple(_s(r) for r in result[1:]))
         recorded = load_erasure(result[4])
@@ -261,20 +271,27 @@ class RedisState:
 
     async def erasure(self, some_id: str) -> Erasure | None:
         """The erasure recorded for an id, if any."""
-        raw = await self.redis.get(keys.erasure(self.prefix, some_id))
+        raw = await self.redis.get(keys.erasure(self.space, some_id))
         return None if raw is None else load_erasure(raw)
 
     async def restore_erasures(self, erasures: list[Erasure]) -> int:
-        """Record erasures read back from Kafka (a rebuild); return how many ids they name."""
+        """Record erasures read back from Kafka (a rebuild); return how many ids they name.
+
+        Each under its id's partition, then every partition's epoch moves (a record
+        on any partition may carry an erased id). One transaction on a single
+        primary; on Redis Cluster it spans slots (later work: per partition).
+        """
         count = 0
         if not erasures:
             return 0
+        space = self.space
         async with self.redis.pipeline(transaction=True) as pipe:
             for some_id, erasure in latest(erasures).items():
-                pipe.set(keys.erasure(self.prefix, some_id), erasure.dumps())
-                pipe.sadd(keys.erased_ids(self.prefix), some_id)
+                pipe.set(keys.erasure(space, some_id), erasure.dumps())
+                pipe.sadd(keys.erased_ids(space, space.partition(some_id)), some_id)
                 count += 1
-            pipe.incr(keys.erasure_epoch(self.prefix))
+            for n in space.all_partitions():
+                pipe.incr(keys.erasure_epoch(space, n))
             await pipe.execute()
         return count
 

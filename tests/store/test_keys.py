@@ -1,18 +1,24 @@
 """The Redis key layout is declared once (``streams/store/keys.py``) and everything agrees with it.
 
-Proves: the key names are the public contract's, byte for byte; each builder
-names exactly its family's pattern, and the layout's matcher takes every key
-it builds and nothing undeclared; the Lua scripts spell exactly the names the
-module says they spell (parsed from the ``.lua`` files, both ways); no Python
-module under ``streams/`` builds a key name itself; the key module imports no
-I/O (``docs/redis-layout.md``, its rendering: ``tests/docs/``). The e2e test at
-the end runs every writer against a real redis-server and finds every key it
-leaves declared, with its declared type.
+Proves: the key names are the public contract's, byte for byte, each tagged
+with its partition (``cont:{p7}:s:c-1``); each builder names exactly its
+family's pattern, and the layout's matcher takes every key it builds and
+nothing undeclared or misplaced; the Lua scripts build names only with the
+prelude's ``key_<family>`` builders, exactly the families the module says
+they build, and spell no name themselves; the prelude's builders, run by a
+real redis-server, name exactly what the Python builders name for many ids
+and partition counts; no Python module under ``streams/`` builds a key name
+itself; the key module imports no I/O (``docs/redis-layout.md``, its
+rendering: ``tests/docs/``). The e2e test at the end runs every writer
+against a real redis-server and finds every key it leaves declared, with its
+declared type.
 """
 
 from __future__ import annotations
 
+import random
 import re
+import string
 import time
 from pathlib import Path
 
@@ -29,15 +35,20 @@ from streams.gateway.rate_limit import RateLimiter
 from streams.store import keys
 from streams.store.changelog import ChangelogOutbox
 from streams.store.handoffs import HandoffStore, Ticket
-from streams.store.keys import FAMILIES, PLACEHOLDERS, Family, RedisType
+from streams.store.keys import FAMILIES, PLACEHOLDERS, Family, RedisType, Space
 from streams.store.outbox import Outbox
-from streams.store.scripts import SCRIPTS, source
+from streams.store.scripts import SCRIPTS, ScriptName, source
 from streams.store.state import Effects, Erased, RedisState
 from tests.core.test_import_boundaries import violations
 from tests.support.events import added, event
 from tests.support.stack import space
 
 ROOT = Path(__file__).resolve().parents[2]
+
+# The space the contract is written for: the default prefix, eight partitions.
+SPACE = Space("cont", 8)
+# The partition a per-partition builder is called with.
+PARTITION = 3
 
 # One value per placeholder, as a builder takes it.
 SAMPLES: dict[str, str | int] = {
@@ -53,34 +64,35 @@ SAMPLES: dict[str, str | int] = {
 }
 
 # The contract: the names deployments, dashboards and older processes rely on.
-# A change here is a migration, not a refactor.
+# A change here is a migration, not a refactor. In Space("cont", 8), Kafka's
+# partitioner puts c-1 on partition 7, anon-7 on 4 and ABCD2345 on 2.
 CONTRACT = {
-    "session": "cont:s:{c-1}",
-    "alias": "cont:a:{anon-7}",
-    "links": "cont:l:{c-1}",
-    "journey": "cont:j:{c-1}",
-    "devices": "cont:dv:{anon-7}",
-    "updates": "cont:u:{c-1}",
-    "erasure": "cont:x:{c-1}",
-    "erased_ids": "cont:xs",
-    "erasure_epoch": "cont:xe",
-    "offsets": "cont:o",
-    "fingerprints": "cont:f",
-    "offset_times": "cont:ot",
+    "session": "cont:{p7}:s:c-1",
+    "alias": "cont:{p4}:a:anon-7",
+    "links": "cont:{p7}:l:c-1",
+    "journey": "cont:{p7}:j:c-1",
+    "devices": "cont:{p4}:dv:anon-7",
+    "updates": "cont:{p3}:u",
+    "erasure": "cont:{p7}:x:c-1",
+    "erased_ids": "cont:{p3}:xs",
+    "erasure_epoch": "cont:{p3}:xe",
+    "offsets": "cont:{p3}:o",
+    "fingerprints": "cont:{p3}:f",
+    "offset_times": "cont:{p3}:ot",
     "heartbeats": "cont:hb",
-    "activity": "cont:h:5999999",
-    "multichannel": "cont:hm:5999999",
-    "kpis": "cont:k",
-    "abandonment": "cont:ab",
-    "outbox": "cont:n",
-    "changelog": "cont:cl",
-    "changelog_expiry": "cont:ex",
-    "changelog_cursor": "cont:clc",
-    "changelog_lease": "cont:clr",
-    "handoff": "cont:handoff:ABCD2345",
-    "handoff_seen": "cont:handoff-seen:ABCD2345",
-    "handoff_by": "cont:handoff-by:{c-1}",
-    "version_floor": "cont:vf:{c-1}",
+    "activity": "cont:{p3}:h:5999999",
+    "multichannel": "cont:{p3}:hm:5999999",
+    "kpis": "cont:{p3}:k",
+    "abandonment": "cont:{p3}:ab",
+    "outbox": "cont:{p3}:n",
+    "changelog": "cont:{p3}:cl",
+    "changelog_expiry": "cont:{p3}:ex",
+    "changelog_cursor": "cont:{p3}:clc",
+    "changelog_lease": "cont:{p3}:clr",
+    "handoff": "cont:{p2}:handoff:ABCD2345",
+    "handoff_seen": "cont:{p2}:handoff-seen:ABCD2345",
+    "handoff_by": "cont:{p7}:handoff-by:c-1",
+    "version_floor": "cont:{p7}:vf:c-1",
     "claim_failures_store": "cont:handoff-fail:store:store-9",
     "claim_failures_address": "cont:handoff-fail:addr:127.0.0.1",
     "rate_limits": "cont:rl",  # the limits library's key_prefix; it appends ":{<window>}"
@@ -91,20 +103,30 @@ def placeholders(family: Family) -> list[str]:
     return re.findall(r"<([a-z_]+)>", family.pattern)
 
 
-def built(family: Family, prefix: str = "cont") -> str:
+def arguments(family: Family, values: dict[str, str | int]) -> list[str | int]:
+    """A builder's arguments after the space: the partition first for a per-partition one."""
+    given = [values[p] for p in placeholders(family)]
+    return [PARTITION, *given] if family.scope == "partition" else given
+
+
+def built(family: Family, space: Space = SPACE) -> str:
     """The family's builder called with the sample of each placeholder, in pattern order."""
     builder = getattr(keys, family.name)
     if family is keys.RATE_LIMITS:
-        return str(builder(prefix))
-    return str(builder(prefix, *(SAMPLES[p] for p in placeholders(family))))
+        return str(builder(space))
+    return str(builder(space, *arguments(family, SAMPLES)))
 
 
-def substituted(family: Family, prefix: str = "cont") -> str:
-    """The family's pattern with the samples filled in (optional parts left out)."""
-    text = re.sub(r"\[[^\]]*\]", "", family.pattern)
+def substituted(family: Family, space: Space = SPACE) -> str:
+    """The family's full pattern with the samples and the right partition filled in."""
+    text = re.sub(r"\[[^\]]*\]", "", family.full)
+    if family.scope == "key":
+        own = SAMPLES[placeholders(family)[0]]
+        text = text.replace("<partition>", str(space.partition(str(own))), 1)
+    text = text.replace("<partition>", str(PARTITION))
     for name in placeholders(family):
         text = text.replace(f"<{name}>", str(SAMPLES[name]))
-    return f"{prefix}:{text}"
+    return f"{space.prefix}:{text}"
 
 
 def test_the_key_names_are_the_contracts() -> None:
@@ -117,11 +139,27 @@ def test_each_builder_names_its_pattern_and_the_matcher_takes_it(family: Family)
     name = substituted(family)
     if family is keys.RATE_LIMITS:
         assert name == f"{built(family)}:{{{SAMPLES['window']}}}"
-        assert keys.family_of(name + "/-1", "cont") is family, "the previous window's key"
+        assert keys.family_of(name + "/-1", SPACE) is family, "the previous window's key"
     else:
         assert built(family) == name
-    assert keys.family_of(name, "cont") is family
-    assert keys.family_of(name, "fz12") is None, "another prefix's key is not this prefix's"
+    assert keys.family_of(name, SPACE) is family
+    assert keys.family_of(name, Space("fz12", 8)) is None, "another prefix's key is not ours"
+
+
+@pytest.mark.parametrize("family", [f for f in FAMILIES if f.scope != "global"], ids=str)
+def test_a_tagged_name_carries_its_partition_and_nothing_else_is_taken(family: Family) -> None:
+    name = built(family)
+    tag = re.search(r"\{p([0-9]+)\}", name)
+    assert tag is not None
+    assert name.startswith(f"cont:{{p{tag.group(1)}}}:")
+    assert int(tag.group(1)) < SPACE.partitions
+    if family.scope == "key":
+        # Under another partition it is misplaced: no reader would look there.
+        moved = name.replace(tag.group(0), f"{{p{(int(tag.group(1)) + 1) % 8}}}", 1)
+        assert keys.family_of(moved, SPACE) is None, moved
+    # A partition the space does not have.
+    assert keys.family_of(name.replace(tag.group(0), "{p8}", 1), SPACE) is None
+    assert keys.family_of(name.replace(tag.group(0), "", 1).replace("::", ":"), SPACE) is None
 
 
 def test_family_names_heads_and_patterns_are_unique() -> None:
@@ -133,28 +171,33 @@ def test_family_names_heads_and_patterns_are_unique() -> None:
 @pytest.mark.parametrize(
     "name",
     [
-        "cont:zz",
-        "cont:s:c-1",  # no hash tag
-        "cont:s:{c 1}",
-        "cont:s:{c-1}}",
-        "cont:s:{*}",
-        "cont:h:12a",
-        "cont:handoff:ABCD234I",  # I is not Crockford
+        "cont:{p3}:zz",
+        "cont:s:c-1",  # no partition tag
+        "cont:s:{c-1}",  # the old layout
+        "cont:o",  # the old layout
+        "cont:{p7}:s:c 1",
+        "cont:{p7}:s:c-1}",
+        "cont:{p7}:s:*",
+        "cont:{p}:o",
+        "cont:{px}:o",
+        "cont:{p3}:h:12a",
+        "cont:{p2}:handoff:ABCD234I",  # I is not Crockford
+        "cont:{p3}:hb",  # a global key tagged
         "cont:handoff-fail:who:x",
         "cont:rl:{LIMITER/ingest/customer::c-1/50/1/second}/-2",
-        "cont:o:extra",
+        "cont:{p3}:o:extra",
         "cont",
     ],
 )
 def test_the_matcher_refuses_what_is_not_declared(name: str) -> None:
-    assert keys.family_of(name, "cont") is None
+    assert keys.family_of(name, SPACE) is None
 
 
-def test_globs_are_the_scan_patterns_the_code_used() -> None:
-    assert keys.SESSION.glob("cont") == "cont:s:*"
-    assert keys.DEVICES.glob("cont") == "cont:dv:*"
-    assert keys.UPDATES.glob("cont") == "cont:u:*"
-    assert keys.OFFSETS.glob("cont") == "cont:o", "a fixed key is its own pattern"
+def test_globs_scan_every_partition_of_a_family() -> None:
+    assert keys.SESSION.glob("cont") == "cont:{p*}:s:*"
+    assert keys.DEVICES.glob("cont") == "cont:{p*}:dv:*"
+    assert keys.OFFSETS.glob("cont") == "cont:{p*}:o", "every partition's fixed key"
+    assert keys.HEARTBEATS.glob("cont") == "cont:hb", "a global fixed key is its own pattern"
 
 
 def test_placeholders_agree_with_their_sources() -> None:
@@ -168,52 +211,157 @@ def test_placeholders_agree_with_their_sources() -> None:
 
 # --- The Lua scripts -------------------------------------------------------------------
 
-# A quoted literal starting with ':' is a key suffix after ``prefix ..``.
-LUA_LITERAL = re.compile(r"""(['"])(:[^'"]*)\1""")
+# A reference to a prelude builder (a call, or the builder kept in a local).
+LUA_BUILDER = re.compile(r"\bkey_([a-z_]+)\b")
+# A quoted Lua literal.
+LUA_LITERAL = re.compile(r"""(['"])([^'"\n]*)\1""")
 
 
-def lua_heads(script: str) -> set[str]:
-    return {m.group(2) for m in LUA_LITERAL.finditer(source(script))}
+def lua_builders(text: str) -> set[str]:
+    return set(LUA_BUILDER.findall(text))
+
+
+def lua_name_literals(text: str) -> list[str]:
+    """Literals that spell (part of) a key name: a family's head, a tag, the prefix."""
+    heads = tuple(f.head for f in FAMILIES)
+    found = []
+    for _, literal in LUA_LITERAL.findall(text):
+        tagged = "{p" in literal or ":{" in literal
+        if literal.startswith(heads) or tagged or re.match(r"cont(:|$)", literal):
+            found.append(literal)
+    return found
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_a_script_spells_exactly_the_names_declared_as_its_own(script: str) -> None:
-    found = lua_heads(script)
-    declared = {f.head for f in FAMILIES if script in f.lua}
+def test_a_script_builds_exactly_the_names_declared_as_its_own(script: ScriptName) -> None:
+    found = lua_builders(source(script))
+    declared = {f.name for f in FAMILIES if script in f.lua}
     assert found - declared == set(), f"{script} builds names keys.py does not give it"
     assert declared - found == set(), f"keys.py says {script} builds names it does not"
 
 
-def test_every_family_a_script_spells_names_that_script_among_its_users() -> None:
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_a_script_spells_no_name_itself_and_sets_the_layout_first(script: ScriptName) -> None:
+    text = source(script)
+    assert lua_name_literals(text) == [], f"{script} spells key names itself"
+    code = [line for line in text.splitlines() if line.strip() and not line.startswith("--")]
+    assert code[0].startswith("layout(ARGV[1], ARGV[2])"), f"{script} must set the layout first"
+
+
+def test_every_family_a_script_builds_names_that_script_among_its_users() -> None:
     for f in FAMILIES:
         assert set(f.lua) <= set(SCRIPTS), f.name
         users = set(f.writers) | set(f.readers)
         assert {f"store/lua/{s}" for s in f.lua} <= users, f.name
+        if f.scope == "global":
+            assert f.lua == (), f"{f.name} has no prelude builder"
 
 
-def test_the_lua_check_can_fail() -> None:
-    """A literal keys.py does not declare is found (the parse is not vacuous)."""
-    text = "redis.call('GET', prefix .. ':zz:{' .. k .. '}')"
-    assert {m.group(2) for m in LUA_LITERAL.finditer(text)} == {":zz:{"}
-    assert lua_heads("commit.lua") >= {":s:{", ":ot", ":dv:{"}
+def test_the_lua_checks_can_fail() -> None:
+    """A builder or a literal keys.py does not declare is found (the parse is not vacuous)."""
+    text = "redis.call('GET', prefix .. ':s:{' .. k .. '}'); local x = key_zz(k)"
+    assert lua_builders(text) == {"zz"}
+    assert lua_name_literals(text) == [":s:{"]
+    assert lua_name_literals("local t = prefix .. ':{p' .. n .. '}:o'") == [":{p"]
+    assert lua_name_literals("local o = P .. ':o'") == [":o"]
+    assert lua_name_literals("local n = string.match(tp, ':(%d+)$')") == []
+    assert lua_builders(source("commit.lua")) >= {"session", "offset_times", "devices"}
 
 
-def test_no_script_names_a_fixed_prefix() -> None:
-    for script in SCRIPTS:
-        assert not re.search(r"""['"]cont[:'"]""", source(script)), script
+# --- The prelude against the Python builders, in a real redis-server -------------------
+
+_ID_FIRST = string.ascii_letters + string.digits
+_ID_REST = _ID_FIRST + "._:@+-"
+
+
+def random_id(rng: random.Random) -> str:
+    """An id of the wire alphabet, 1 to 128 characters (every murmur2 tail length)."""
+    length = rng.choice([1, 2, 3, 4, 5, 7, 8, rng.randint(1, 128)])
+    return rng.choice(_ID_FIRST) + "".join(rng.choice(_ID_REST) for _ in range(length - 1))
+
+
+def python_names(space: Space, some_id: str, code: str, n: int, bucket: int) -> list[str]:
+    """Every tagged family's Python name, in FAMILIES order, for one id, code and partition."""
+    values: dict[str, str | int] = {p: some_id for p in ("key", "anonymous_id", "customer_id")}
+    values |= {"id": some_id, "code": code, "bucket": bucket}
+    out = []
+    for f in FAMILIES:
+        if f.scope == "global":
+            continue
+        given = [values[p] for p in placeholders(f)]
+        builder = getattr(keys, f.name)
+        out.append(builder(space, n, *given) if f.scope == "partition" else builder(space, *given))
+    return out
+
+
+def lua_calls() -> str:
+    """Lua calling every tagged family's builder with ARGV's id, code, partition and bucket."""
+    names = {"key": "id", "anonymous_id": "id", "customer_id": "id", "id": "id"}
+    names |= {"code": "code", "bucket": "bucket"}
+    calls = []
+    for f in FAMILIES:
+        if f.scope == "global":
+            continue
+        given = [names[p] for p in placeholders(f)]
+        args = ["n", *given] if f.scope == "partition" else given
+        calls.append(f"key_{f.name}({', '.join(args)})")
+    return ",\n    ".join(calls)
+
+
+PRELUDE_CHECK = """
+layout(ARGV[1], ARGV[2])
+local out = {}
+local i = 3
+while i <= #ARGV do
+  local id, code, n, bucket = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3]
+  out[#out + 1] = {partition_of(id), tag(n),
+    %s}
+  i = i + 4
+end
+return out
+"""
+
+
+@pytest.mark.e2e
+async def test_the_prelude_builds_exactly_the_python_names(client: Redis) -> None:
+    script = client.register_script(keys.lua_prelude() + PRELUDE_CHECK % lua_calls())
+    rng = random.Random(20261205)
+    counts = [1, 2, 3, 7, 8, 12, 16, 64, 100, 1000, *(rng.randint(1, 5000) for _ in range(6))]
+    checked = 0
+    for partitions in counts:
+        space = Space(rng.choice(["cont", "c-9", "blue.green"]), partitions)
+        rows = []
+        for _ in range(60):
+            rows.append(
+                (
+                    random_id(rng),
+                    handoff.new_code(),
+                    rng.randrange(partitions),
+                    rng.randrange(10**7),
+                )
+            )
+        args = [space.prefix, partitions, *(v for row in rows for v in row)]
+        reply = await script(keys=[keys.offsets(space, 0)], args=args)
+        for (some_id, code, n, bucket), got in zip(rows, reply, strict=True):
+            expected = [space.partition(some_id), space.tag(n)]
+            expected += python_names(space, some_id, code, n, bucket)
+            assert [int(got[0]), *(g.decode() for g in got[1:])] == expected, (some_id, space)
+            checked += 1
+    assert checked == len(counts) * 60
 
 
 # --- The Python modules ----------------------------------------------------------------
 
 
 def key_literals(text: str) -> list[str]:
-    """f-string fragments that build a declared name: ``}:s:{{``, ``}:xe"``, ``"cont:``."""
+    """f-string fragments that build a declared name or a tag: ``}:s:{``, ``}:xe"``,
+    ``{{p``, ``"cont:``."""
     found: list[str] = []
     for f in FAMILIES:
         literal = f.head[1:].replace("{", "{{")
-        tail = "" if "<" in f.pattern else "[\"']"
+        tail = r"\{" if "<" in f.pattern else "[\"']"
         found += re.findall(r"\}:" + re.escape(literal) + tail, text)
-    return found + re.findall(r"""['"]cont:""", text)
+    return found + re.findall(r"""['"]cont:|\{\{p""", text)
 
 
 def test_python_modules_name_keys_only_through_the_key_module() -> None:
@@ -227,7 +375,8 @@ def test_python_modules_name_keys_only_through_the_key_module() -> None:
 
 
 def test_the_python_check_can_fail() -> None:
-    assert key_literals('x = f"{prefix}:s:{{{key}}}"\ny = f"{p}:xe"') == ["}:s:{{", '}:xe"']
+    text = 'x = f"{space.at(key)}:s:{key}"\ny = f"{t}:xe"\nz = f"{prefix}:{{p{n}}}"'
+    assert key_literals(text) == ["}:s:{", '}:xe"', "{{p"]
 
 
 def test_the_key_module_imports_no_io() -> None:
@@ -262,9 +411,10 @@ async def declared_keys(redis: Redis, prefix: str) -> dict[str, Family]:
     out: dict[str, Family] = {}
     async for raw in redis.scan_iter(match=f"{prefix}:*", count=1000):
         name = raw.decode()
-        family = keys.family_of(name, prefix)
+        family = keys.family_of(name, space(prefix))
         assert family is not None, f"undeclared key {name!r}"
-        kind = (await redis.type(name)).decode()
+        reply = await redis.type(name)
+        kind = reply.decode() if isinstance(reply, bytes) else reply
         assert kind == TYPE_REPLY[family.type], f"{name!r} is a {kind}, not a {family.type}"
         out[name] = family
     return out

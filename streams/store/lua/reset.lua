@@ -1,15 +1,24 @@
--- Start a new log epoch for one partition: forget its applied offset and
--- fingerprint, but only if the offset is still the one the caller judged.
--- Erasure positions in the old log mean nothing in the new one (its offsets
--- start again), so they are dropped for this partition.
--- ARGV: offsets_key, fingerprints_key, tp, expected offset, prefix. Returns 1 if reset.
-local have = redis.call('HGET', ARGV[1], ARGV[3])
-if have ~= ARGV[4] then return 0 end
-redis.call('HDEL', ARGV[1], ARGV[3])
-redis.call('HDEL', ARGV[2], ARGV[3])
-local prefix, tp = ARGV[5], ARGV[3]
-for _, k in ipairs(redis.call('SMEMBERS', prefix .. ':xs')) do
-  local key = prefix .. ':x:{' .. k .. '}'
+-- Start a new log epoch for one source partition, working on one Redis partition.
+-- ARGV: prefix, partitions, partition, tp, expected offset.
+-- With an expected offset (the partition's own step): forget tp's applied offset
+-- and fingerprint, but only if the offset is still the one the caller judged,
+-- and bump the partition's erasure epoch. With '' (every other partition's
+-- step, after the first succeeded): only the erasures below.
+-- Either way erasure positions of tp in the old log mean nothing in the new one
+-- (its offsets start again), so they are dropped from the erasures recorded
+-- under this partition; an erasure of an id homed elsewhere can name tp too
+-- (a record carries a customer and a guest id), hence one step per partition.
+-- Returns 1 if done (0: the offset moved on, nothing written).
+layout(ARGV[1], ARGV[2])
+local n, tp, expected = tonumber(ARGV[3]), ARGV[4], ARGV[5]
+if expected ~= '' then
+  local offsets = key_offsets(n)
+  if redis.call('HGET', offsets, tp) ~= expected then return 0 end
+  redis.call('HDEL', offsets, tp)
+  redis.call('HDEL', key_fingerprints(n), tp)
+end
+for _, k in ipairs(redis.call('SMEMBERS', key_erased_ids(n))) do
+  local key = key_erasure(k)
   local raw = redis.call('GET', key)
   if raw then
     local erasure = cjson.decode(raw)
@@ -19,7 +28,10 @@ for _, k in ipairs(redis.call('SMEMBERS', prefix .. ':xs')) do
     end
   end
 end
--- The changelog relay forgets the partition's old offsets at the same point.
-if redis.call('EXISTS', prefix .. ':cl') == 1 then redis.call('XADD', prefix .. ':cl', '*', 'r', tp) end
-redis.call('INCR', prefix .. ':xe')
+if expected ~= '' then
+  -- The changelog relay forgets the partition's old offsets at the same point.
+  local cl = key_changelog(n)
+  if redis.call('EXISTS', cl) == 1 then redis.call('XADD', cl, '*', 'r', tp) end
+  redis.call('INCR', key_erasure_epoch(n))
+end
 return 1
