@@ -1,9 +1,9 @@
 """Is a run's final Redis state right? Compared with the oracle's projection (``bench.expect``).
 
-The worker stores ``<prefix>:s:{key}`` as a hash (``v``, ``d`` = session JSON);
-the naive runner stores the same JSON as a plain string under the same name;
-both keep aliases at ``<prefix>:a:{anon}``. A run whose state is wrong does not
-count: its figures are reported as FAILED.
+The worker stores ``<prefix>:{p<n>}:s:<key>`` as a hash (``v``, ``d`` = session
+JSON); the naive runner stores the same JSON as a plain string under the same
+name; both keep aliases at ``<prefix>:{p<n>}:a:<anon>`` (``streams/store/keys.py``).
+A run whose state is wrong does not count: its figures are reported as FAILED.
 """
 
 from __future__ import annotations
@@ -43,14 +43,14 @@ async def read_sessions(redis: Redis, prefix: str, hashed: bool) -> dict[str, by
         else:
             pipe.get(name)
     blobs = await pipe.execute()
-    return {_inner(name): blob for name, blob in zip(names, blobs, strict=True)}
+    return {_id_of(name, keys.SESSION): blob for name, blob in zip(names, blobs, strict=True)}
 
 
 async def read_aliases(redis: Redis, prefix: str) -> dict[str, str]:
     names = [k async for k in redis.scan_iter(match=keys.ALIAS.glob(prefix), count=2000)]
     values = await redis.mget(names) if names else []
     return {
-        _inner(n): v.decode() if isinstance(v, bytes) else str(v)
+        _id_of(n, keys.ALIAS): v.decode() if isinstance(v, bytes) else str(v)
         for n, v in zip(names, values, strict=True)
     }
 
@@ -104,7 +104,7 @@ async def check_counts(redis: Redis, prefix: str, workload: Workload) -> Verdict
     problems = []
     if sum(counts) != len(workload.events):
         problems.append(f"counts add up to {sum(counts)}, {len(workload.events)} sent")
-    if {_inner(n) for n in names} != keys:
+    if {_braced(n) for n in names} != keys:
         problems.append(f"{len(names)} customer keys stored, {len(keys)} in the workload")
     return Verdict(not problems, f"{len(keys)} customer counts sum to events sent", tuple(problems))
 
@@ -115,8 +115,15 @@ def check_count(count: int, sent: int) -> Verdict:
     return Verdict(not problems, "events counted == events sent", problems)
 
 
-def _inner(name: bytes) -> str:
-    """``prefix:s:{key}`` -> ``key``."""
+def _id_of(name: bytes, family: keys.Family) -> str:
+    """``prefix:{p3}:s:<key>`` -> ``<key>`` (after the partition tag and the family's head)."""
+    text = name.decode()
+    head = "}" + family.head
+    return text[text.index(head) + len(head) :]
+
+
+def _braced(name: bytes) -> str:
+    """The ceiling runner's ``prefix:n:{key}`` -> ``key``."""
     text = name.decode()
     return text[text.index("{") + 1 : text.rindex("}")]
 

@@ -21,7 +21,8 @@ How it measures:
 * after ``warmup`` seconds, every append counts: p50, p99, p99.9 and max, and
   the appends no event ever covered (``lost``);
 * with ``notices_redis`` (the worker's Redis), the worker's pub/sub notices
-  (``<prefix>:u:{key}``, one per committed version) are timed the same way:
+  (one per committed version, on the sharded channel of the key's partition,
+  ``<prefix>:{p<n>}:u``) are timed the same way:
   append -> commit notice is the worker's share, the rest the gateway's.
 
 The subscribers and the producer run in the measuring process, so its own
@@ -47,6 +48,7 @@ from redis.asyncio import Redis
 
 from schemas.topics import topic_for
 from streams.store import keys as redis_keys
+from streams.store.keys import Space
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,8 @@ class FreshnessSpec:
     headers: Mapping[str, str] = field(default_factory=dict)
     notices_redis: str | None = None
     """Redis URL of the worker's state, to time its commit notices too (optional)."""
-    notices_prefix: str = "cont"
+    notices_space: Space = field(default_factory=lambda: Space(redis_keys.DEFAULT_PREFIX, 8))
+    """The worker's key space (prefix, partition count: the defaults'), placing its channels."""
 
 
 @dataclass(frozen=True)
@@ -101,9 +104,10 @@ async def measure_freshness(
     followers = [asyncio.create_task(_follow(spec, k, arrivals[k])) for k in keys]
     notices: dict[str, list[tuple[int, float]]] = {k: [] for k in keys}
     if spec.notices_redis is not None:
-        # The run's channels: a glob inside the key's braces (ids never hold a ``*``).
-        pattern = redis_keys.updates(spec.notices_prefix, f"fresh-{run}-*")
-        followers.append(asyncio.create_task(_notices(spec.notices_redis, pattern, notices)))
+        # The run's keys' partitions' channels; other keys' notices there are skipped.
+        space = spec.notices_space
+        channels = sorted({redis_keys.updates(space, space.partition(k)) for k in keys})
+        followers.append(asyncio.create_task(_notices(spec.notices_redis, channels, notices)))
     appended: dict[tuple[str, int], float] = {}
     timer: asyncio.TimerHandle | None = None
     try:
@@ -228,14 +232,15 @@ async def _follow(spec: FreshnessSpec, key: str, into: list[tuple[int, float]]) 
             into.append((int(ev.id), time.time()))
 
 
-async def _notices(url: str, pattern: str, into: dict[str, list[tuple[int, float]]]) -> None:
-    """Record (version, arrival time) of every commit notice matching ``pattern``, by key."""
+async def _notices(url: str, channels: list[str], into: dict[str, list[tuple[int, float]]]) -> None:
+    """Record (version, arrival time) of every commit notice of ``into``'s keys on the
+    sharded ``channels``, by key."""
     redis = Redis.from_url(url)
     pubsub = redis.pubsub()
     try:
-        await pubsub.psubscribe(pattern)
+        await pubsub.ssubscribe(*channels)
         async for message in pubsub.listen():
-            if message["type"] != "pmessage":
+            if message["type"] != "smessage":
                 continue
             body = orjson.loads(message["data"])
             if body.get("version") is not None and body.get("key") in into:

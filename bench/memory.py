@@ -26,11 +26,12 @@ from redis.asyncio import Redis
 
 from bench.expect import fold_in_order
 from bench.procstat import peak_rss_bytes, rss_bytes
-from bench.stack import Stack
+from bench.stack import PARTITIONS, Stack
 from bench.workload import CATALOG, START, encode, typical_session_events, views_spread
 from streams.core import session_codec
 from streams.dev import loopback
 from streams.store import keys
+from streams.store.keys import Space
 
 Say = Callable[[str], None]
 MB = 1024 * 1024
@@ -69,7 +70,7 @@ async def session_bytes(log_dir: Path) -> list[dict[str, Any]]:
     try:
         for label, events in cases.items():
             (key, session), *_ = fold_in_order(events).sessions.items()
-            name = keys.session(keys.DEFAULT_PREFIX, key)
+            name = keys.session(Space(keys.DEFAULT_PREFIX, PARTITIONS), key)
             blob = session.model_dump_json()
             # Stored as the worker stores it (compressed by default).
             stored = session_codec.encode(session)

@@ -29,6 +29,7 @@ from bench.workload import Encoded
 from streams.dev import loopback
 from streams.kafka.topics import ensure_topics
 from streams.store import keys
+from streams.store.keys import Space
 from streams.store.scripts import SCRIPTS, source
 
 PARTITIONS = 8
@@ -111,10 +112,15 @@ class Stack:
         return Backlog(len(records), written, time.monotonic() - started)
 
     async def applied_offsets(self, prefix: str) -> dict[str, int]:
-        """The worker's applied offsets (``<prefix>:o``): ``topic:partition`` -> offset."""
-        self.harness_calls["hgetall"] += 1
-        raw = await self.redis.hgetall(keys.offsets(prefix))
-        return {_text(k): int(v) for k, v in raw.items()}
+        """The worker's applied offsets (every partition's ``<prefix>:{p<n>}:o``):
+        ``topic:partition`` -> offset."""
+        space = Space(prefix, PARTITIONS)
+        out: dict[str, int] = {}
+        for n in space.all_partitions():
+            self.harness_calls["hgetall"] += 1
+            raw = await self.redis.hgetall(keys.offsets(space, n))
+            out.update((_text(k), int(v)) for k, v in raw.items())
+        return out
 
     async def commandstats(self) -> dict[str, int]:
         """Calls per Redis command so far (commands run inside Lua scripts included)."""

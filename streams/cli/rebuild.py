@@ -28,7 +28,9 @@ def run(args: argparse.Namespace) -> int:
         wipe,
     )
     from streams.ops.restore import Restored, restore
+    from streams.store.keys import Space
     from streams.store.state import RedisState
+    from streams.worker.startup import partition_mismatch
 
     settings = load_settings()
     try:
@@ -38,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     except LivePrefix:
         print("continuity rebuild: that is the live prefix; use --into-live", file=sys.stderr)
         return 2
+    space = Space(prefix, settings.topic_partitions)
 
     def report(p: ReadProgress) -> None:
         print(f"  {p.line()}", flush=True)
@@ -50,6 +53,10 @@ def run(args: argparse.Namespace) -> int:
             kafka=kafka,
             retention_ms=settings.topic_retention_ms,
         )
+        if layout[SOURCE_TOPICS[0]] != settings.topic_partitions:
+            raise PartitionMismatch(
+                partition_mismatch(layout[SOURCE_TOPICS[0]], settings.topic_partitions)
+            )
         async with redis_client(settings, socket_timeout=30) as redis:
             if args.into_live:
                 group = args.group or settings.app_id
@@ -62,10 +69,10 @@ def run(args: argparse.Namespace) -> int:
                     timeout=args.timeout,
                     kafka=kafka,
                 )
-                print(f"wiped {await wipe(redis, prefix)} keys of live prefix {prefix!r}")
+                print(f"wiped {await wipe(redis, space)} keys of live prefix {prefix!r}")
             else:
-                await ensure_fresh(redis, prefix)
-            state = RedisState(redis, prefix, settings.effects(notify=False))
+                await ensure_fresh(redis, space)
+            state = RedisState(redis, space, settings.effects(notify=False))
             if not args.from_history:
                 print(
                     f"restoring session-changelog, then the tail of {', '.join(SOURCE_TOPICS)},"
@@ -85,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
             return await rebuild(
                 settings.kafka_bootstrap,
                 # Timers and the journey as live; no notifications: they went out live.
-                RedisState(redis, prefix, settings.effects(notify=False)),
+                RedisState(redis, space, settings.effects(notify=False)),
                 SOURCE_TOPICS,
                 batch_max=args.batch,
                 report=report,
@@ -98,6 +105,9 @@ def run(args: argparse.Namespace) -> int:
     except TimeoutError as exc:
         print(f"continuity rebuild: {exc}; stop the workers first", file=sys.stderr)
         return 1
+    except PartitionMismatch as exc:
+        print(f"continuity rebuild: {exc}", file=sys.stderr)
+        return 2
     except PrefixInUse:
         print(f"continuity rebuild: prefix {prefix!r} already holds state", file=sys.stderr)
         return 2
@@ -116,6 +126,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"  {done.line()}")
     print(f"rebuilt {done.records} records into prefix {prefix!r}")
     return 0
+
+
+class PartitionMismatch(RuntimeError):
+    """The topics' partition count is not the one the keys would be placed with."""
 
 
 def register(sub: Subcommands) -> None:

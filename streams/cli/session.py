@@ -21,7 +21,7 @@ def show(args: argparse.Namespace) -> int:
 
     async def read() -> dict[str, object] | None:
         async with redis_client(settings) as redis:
-            session = await RedisState(redis, settings.redis_prefix).get(args.id)
+            session = await RedisState(redis, settings.space()).get(args.id)
         return None if session is None else session.public()
 
     public = asyncio.run(read())
@@ -70,7 +70,7 @@ def _session_show_as_of(args: argparse.Namespace) -> int:
         async with redis_client(settings, socket_timeout=30) as redis:
             return await session_as_of(
                 settings.kafka_bootstrap,
-                RedisState(redis, settings.redis_prefix),
+                RedisState(redis, settings.space()),
                 args.id,
                 moment,
                 settings.fold_limits(),

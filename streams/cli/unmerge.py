@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
                 settings.kafka_bootstrap,
                 kafka_client_kwargs(settings),
                 redis,
-                settings.redis_prefix,
+                settings.space(),
                 event,
                 args.timeout,
             )

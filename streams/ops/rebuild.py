@@ -32,6 +32,7 @@ from streams.kafka.reader import TopicReader
 from streams.kafka.records import from_kafka
 from streams.ops.erase import read_erasures
 from streams.store import keys
+from streams.store.keys import Space
 from streams.store.state import RedisState
 from streams.worker.processor import BatchProcessor
 
@@ -97,14 +98,14 @@ def target_prefix(live: str, requested: str | None, *, into_live: bool, now: flo
     return prefix
 
 
-async def ensure_fresh(redis: Redis, prefix: str) -> None:
-    """Raise ``PrefixInUse`` if ``prefix`` holds applied offsets (a fold has written there)."""
-    if await redis.exists(keys.offsets(prefix)):
-        raise PrefixInUse(prefix)
+async def ensure_fresh(redis: Redis, space: Space) -> None:
+    """Raise ``PrefixInUse`` if ``space`` holds applied offsets (a fold has written there)."""
+    if await redis.exists(*(keys.offsets(space, n) for n in space.all_partitions())):
+        raise PrefixInUse(space.prefix)
 
 
-async def wipe(redis: Redis, prefix: str) -> int:
-    """Delete a prefix's folded state; return the count of keys deleted.
+async def wipe(redis: Redis, space: Space) -> int:
+    """Delete a prefix's folded state, in every partition; return the count of keys deleted.
 
     Sessions, aliases, links, journeys, abandonment timers, applied offsets and
     fingerprints go, and the KPI counters the fold recounts. Erasures stay: they
@@ -112,27 +113,39 @@ async def wipe(redis: Redis, prefix: str) -> int:
     counts (a sweep's, not the log's) and the outbox (notifications not yet sent).
     """
     deleted = 0
-    kpis = keys.kpis(prefix)
-    fields = [f.decode() if isinstance(f, bytes) else f for f in await redis.hkeys(kpis)]
-    recounted = [f for f in fields if not f.startswith("abandoned")]
-    if recounted:
-        await redis.hdel(kpis, *recounted)
+    for n in space.all_partitions():
+        kpis = keys.kpis(space, n)
+        fields = [f.decode() if isinstance(f, bytes) else f for f in await redis.hkeys(kpis)]
+        recounted = [f for f in fields if not f.startswith("abandoned")]
+        if recounted:
+            await redis.hdel(kpis, *recounted)
     families = (keys.SESSION, keys.ALIAS, keys.LINKS, keys.JOURNEY, keys.DEVICES)
     # Version floors too: a re-fold derives every version from the log again.
     for family in (*families, keys.VERSION_FLOOR):
-        pattern = family.glob(prefix)
         batch: list[bytes] = []
-        async for key in redis.scan_iter(match=pattern, count=1000):
+        async for key in redis.scan_iter(match=family.glob(space.prefix), count=1000):
             batch.append(key)
             if len(batch) >= 1000:
-                deleted += await redis.unlink(*batch)
+                deleted += await _unlink(redis, batch)
                 batch = []
-        if batch:
-            deleted += await redis.unlink(*batch)
-    deleted += await redis.unlink(
-        keys.offsets(prefix),
-        keys.fingerprints(prefix),
-        keys.offset_times(prefix),
-        keys.abandonment(prefix),
-    )
+        deleted += await _unlink(redis, batch)
+    for n in space.all_partitions():
+        deleted += await redis.unlink(
+            keys.offsets(space, n),
+            keys.fingerprints(space, n),
+            keys.offset_times(space, n),
+            keys.abandonment(space, n),
+        )
+    return deleted
+
+
+async def _unlink(redis: Redis, names: list[bytes]) -> int:
+    """UNLINK ``names`` one partition tag at a time: a multi-key command must stay in
+    one slot on Redis Cluster."""
+    by_tag: dict[bytes, list[bytes]] = {}
+    for name in names:
+        by_tag.setdefault(name.split(b":", 2)[1], []).append(name)
+    deleted = 0
+    for group in by_tag.values():
+        deleted += await redis.unlink(*group)
     return deleted

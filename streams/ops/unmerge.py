@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 
 from schemas.session import MergeRecord
 from streams.kafka.publish import Publisher, prepare_dict
+from streams.store.keys import Space
 from streams.store.state import RedisState
 
 
@@ -48,7 +49,7 @@ async def unmerge(
     bootstrap: str,
     kafka: dict[str, Any],
     redis: Redis,
-    prefix: str,
+    space: Space,
     event: dict[str, Any],
     timeout: float,
 ) -> Outcome:
@@ -57,10 +58,10 @@ async def unmerge(
     async with Publisher(bootstrap, kafka=kafka) as pub:
         (meta,) = await pub.send_all([out])
     tp, position = f"{meta.topic}:{meta.partition}", f"{meta.topic}:{meta.partition}@{meta.offset}"
-    state = RedisState(redis, prefix)
+    state = RedisState(redis, space)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if (await state.applied_offsets()).get(tp, -1) >= meta.offset:
+        if (await state.applied_offsets_of([tp])).get(tp, -1) >= meta.offset:
             session = await state.get(event["customer_id"])
             guest = event["payload"]["anonymous_id"]
             at = datetime.fromisoformat(event["occurred_at"])
