@@ -29,9 +29,10 @@ from schemas.topics import BROWSE_EVENTS, CART_EVENTS, DEAD_LETTERS
 from streams.core.dead_letter import describe
 from streams.core.dlq_repair import REPLAYED_FROM
 from streams.kafka.publish import Publisher
+from streams.store import keys
 from tests.support.events import added, event
 from tests.support.private_stack import PrivateStack, private_stack
-from tests.support.stack import applied_through, publish, read_topic, wait_until
+from tests.support.stack import applied_through, publish, read_topic, space, wait_until
 
 # clock: event times meet the worker's clock (journey pruning, abandonment timers).
 pytestmark = [pytest.mark.e2e, pytest.mark.clock]
@@ -178,8 +179,9 @@ async def test_dead_letters_are_repaired_and_replayed_exactly_once(
     assert after.version == 3, "the quantity and the search applied; the USD line rejected again"
     assert {ln.sku: ln.quantity for ln in after.cart} == {"A-1": 1, "B-2": 3}
     assert after.recent_searches[0] == "shoes"
-    journey = await st.redis.zcard(f"{st.prefix}:j:{{{c}}}")
-    entries = [orjson.loads(m) for m in await st.redis.zrange(f"{st.prefix}:j:{{{c}}}", 0, -1)]
+    journey_key = keys.journey(space(st.prefix), c)
+    journey = await st.redis.zcard(journey_key)
+    entries = [orjson.loads(m) for m in await st.redis.zrange(journey_key, 0, -1)]
     late = {e["type"]: e["replayed_from"] for e in entries if e.get("applied_late")}
     assert late == {
         "cart.item_added": f"events-dlq:{by_reason['invalid_event']['dlq']}",
@@ -233,7 +235,7 @@ async def test_dead_letters_are_repaired_and_replayed_exactly_once(
     again = await st.state.get(c)
     assert again is not None
     assert again.model_dump() == after.model_dump(), "a repeated replay changes nothing"
-    assert await st.redis.zcard(f"{st.prefix}:j:{{{c}}}") == journey
+    assert await st.redis.zcard(journey_key) == journey
 
 
 def _rows(out: str) -> list[str]:

@@ -23,6 +23,7 @@ from schemas.topics import SOURCE_TOPICS
 from streams.kafka.publish import Publisher
 from streams.ops.rebuild import rebuild, wipe
 from streams.ops.restore import restore
+from streams.store import keys
 from streams.store.state import RedisState
 from tests.support.events import added, event
 from tests.support.gateway import Gateway, bearer, read_session
@@ -83,7 +84,9 @@ async def test_an_erased_customer_stays_erased_through_a_rebuild(
         http, "POST", f"{gw.url}/v1/handoffs/{made['code']}/claim", bearer("pos", store="s-1")
     )
     assert (status, body["error"]) == (404, "handoff_not_found"), body
-    assert await redis.exists(f"cont:l:{{{c}}}", f"cont:a:{{{g}}}") == 0
+    live = space("cont")
+    assert await redis.exists(keys.links(live, c)) == 0
+    assert await redis.exists(keys.alias(live, g)) == 0
 
     # The customer comes back: new data, a fresh session, versions still rising.
     written = await publish(
@@ -106,7 +109,7 @@ async def test_an_erased_customer_stays_erased_through_a_rebuild(
         assert await target.get(g) is None
         assert (await target.erasure(c)) == (await shared_worker.erasure(c))
     finally:
-        await wipe(redis, prefix)
+        await wipe(redis, space(prefix))
         for key in await redis.keys(f"{prefix}:*"):
             await redis.delete(key)
 
@@ -120,10 +123,11 @@ async def test_an_erased_customer_stays_erased_through_a_rebuild(
         assert restored is not None
         assert restored.model_dump() == fresh.model_dump()
         assert await target.get(g) is None
-        assert await redis.exists(f"{prefix}:a:{{{g}}}", f"{prefix}:l:{{{c}}}") == 0
+        assert await redis.exists(keys.alias(space(prefix), g)) == 0
+        assert await redis.exists(keys.links(space(prefix), c)) == 0
         assert (await target.erasure(c)) == (await shared_worker.erasure(c))
     finally:
-        await wipe(redis, prefix)
+        await wipe(redis, space(prefix))
         for key in await redis.keys(f"{prefix}:*"):
             await redis.delete(key)
 
