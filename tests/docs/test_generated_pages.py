@@ -79,12 +79,18 @@ def test_a_changed_key_declaration_makes_the_page_stale(monkeypatch: pytest.Monk
         keys, "FAMILIES", tuple(changed if f.name == "offset_times" else f for f in keys.FAMILIES)
     )
     assert REDIS_LAYOUT.stale()
-    assert "| `cont:ot` | hash | something else |" in REDIS_LAYOUT.table()
+    assert "| `cont:{p<partition>}:ot` | hash | something else |" in REDIS_LAYOUT.table()
 
 
 def test_the_layout_page_keeps_its_prose_and_lists_every_family() -> None:
     page = REDIS_LAYOUT.path.read_text()
     assert page.startswith("# Redis layout")
-    assert "not Redis Cluster" in page.split(docs_pages.END)[1]
+    prose = page.split(docs_pages.END)[1]
+    # The tag, the count every process must share, and no claim that a cluster works yet.
+    assert "**The partition tag.**" in prose
+    assert "`cont:{p7}:s:c-1`" in prose
+    assert "CONTINUITY_TOPIC_PARTITIONS" in prose
+    assert "Redis Cluster: not yet end to end" in prose
     for f in keys.FAMILIES:
         assert f"| `{f.shown()}` | {f.type.value} |" in page
+        assert f.scope == "global" or "{p<partition>}" in f.shown()
