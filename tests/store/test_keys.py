@@ -423,7 +423,8 @@ async def declared_keys(redis: Redis, prefix: str) -> dict[str, Family]:
 @pytest.mark.e2e
 async def test_every_key_the_writers_leave_is_declared_with_its_type(client: Redis) -> None:
     prefix = "lay"
-    state = RedisState(client, space(prefix), Effects(abandon_after=3600))
+    where = space(prefix)
+    state = RedisState(client, where, Effects(abandon_after=3600))
     # A guest's cart on the phone, a login on the web, the cart again on the web: a
     # session, an alias, links, a journey, a device sign-in, buckets, KPIs, timers.
     await commit(
@@ -432,15 +433,16 @@ async def test_every_key_the_writers_leave_is_declared_with_its_type(client: Red
     await commit(state, [event("session.identified", customer="c-1", anon="g-1")], 1)
     await commit(state, [event("cart.item_added", added("B-2"), customer="c-1")], 2)
     await commit(state, [event("cart.item_added", added("C-3"), customer="c-2")], 3)
-    outbox = Outbox(client, prefix, "worker-1")
+    outbox = Outbox(client, where, "worker-1")
     await outbox.ensure_group()
     await outbox.heartbeat(int(time.time() * 1000))
-    store = HandoffStore(client, prefix)
-    assert await store.create("ABCD2345", Ticket("c-1", "c-1", None), 60)
+    store = HandoffStore(client, where)
+    code = handoff.code_in_partition(where.partition("c-1"), where.partitions)
+    assert await store.create(code, Ticket("c-1", "c-1", None), 60)
     await store.record_failure("store-9", "127.0.0.1", 60)
-    limiter = RateLimiter(client, prefix, {"ingest": "50/second"})
+    limiter = RateLimiter(client, where, {"ingest": "50/second"})
     assert await limiter.hit("ingest", "customer::c-1") is None
-    changelog = ChangelogOutbox(client, prefix)
+    changelog = ChangelogOutbox(client, where, where.partition("c-1"))
     assert await changelog.hold()
     assert await changelog.advance(await changelog.cursor())
     before_erasure = set((await declared_keys(client, prefix)).values())
