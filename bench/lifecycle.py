@@ -24,11 +24,11 @@ commit path: ``RedisState.load``, the workers' pure planner (``plan_batch``),
 started as ``continuity dev`` starts it. After every batch the changelog
 relay's Redis side runs as a worker's would (``ChangelogOutbox.sweep`` on
 Redis's clock, turning the keys Redis forgot into tombstones, then
-``publish_round``), publishing into a counter instead of Kafka: the changelog
-outbox ``P:cl`` and its expiry index ``P:ex`` hold what they would in
-production. Not exercised: abandonment timers and the notification outbox
-(its relay does not run), so neither is written. At the end of every
-simulated day the bench records Redis's
+``publish_round``, per partition), publishing into a counter instead of
+Kafka: each partition's changelog outbox ``cont:{pN}:cl`` and expiry index
+``cont:{pN}:ex`` hold what they would in production. Not exercised:
+abandonment timers and the notification outbox (its relay does not run), so
+neither is written. At the end of every simulated day the bench records Redis's
 ``used_memory``, ``DBSIZE``, the sessions alive by event time (from the
 plans' ends) and the bytes per live session; every ``census_every`` days it
 counts the keys by family (``SCAN``, which never returns an expired key).
@@ -59,7 +59,8 @@ from streams.core.fold import Limits
 from streams.core.journey import JourneyLimits
 from streams.core.plan import Kind, Record, needs, plan_batch
 from streams.dev import loopback
-from streams.store.changelog import ChangelogOutbox
+from streams.store.changelog import ChangelogOutbox, every_partition
+from streams.store.keys import Space
 from streams.store.state import Effects, RedisState
 from streams.worker.changelog_relay import publish_round
 
@@ -69,6 +70,7 @@ PARTITIONS = 8
 BATCH = 500
 SLICES_PER_DAY = 8
 PREFIX = "cont"
+SPACE = Space(PREFIX, PARTITIONS)
 
 
 @dataclass(frozen=True)
@@ -146,7 +148,7 @@ class _Sink:
         key: str,
         value: bytes | None,
         headers: list[tuple[str, bytes]],
-        partition: int | None,
+        partition: int,
     ) -> Awaitable[object]:
         self.records += 1
         self.tombstones += value is None
@@ -156,14 +158,16 @@ class _Sink:
         return done
 
 
-async def _relay(outbox: ChangelogOutbox, sink: _Sink, now_ms: int) -> None:
-    """One pass of the changelog relay: tombstones for what Redis forgot, then publish all."""
-    if not await outbox.hold():
-        raise RuntimeError("the changelog lease is held by someone else")
-    while await outbox.sweep(now_ms, BATCH) == BATCH:
-        pass
-    while await publish_round(outbox, sink, BATCH):
-        pass
+async def _relay(outboxes: list[ChangelogOutbox], sink: _Sink, now_ms: int) -> None:
+    """One pass of the changelog relay over every partition: tombstones for what Redis
+    forgot, then publish all."""
+    for outbox in outboxes:
+        if not await outbox.hold():
+            raise RuntimeError(f"partition {outbox.partition}'s changelog lease is held")
+        while await outbox.sweep(now_ms, BATCH) == BATCH:
+            pass
+        while await publish_round(outbox, sink, BATCH):
+            pass
 
 
 async def run(spec: LifecycleSpec, log_dir: Path, say: Say) -> dict[str, Any]:
@@ -185,7 +189,7 @@ async def _run(spec: LifecycleSpec, redis: Redis, say: Say) -> dict[str, Any]:
     clock = _Clock(int(seconds) * 1000 + int(micros) // 1000, time.monotonic())
     baseline = int((await redis.info("memory"))["used_memory"])
     state = RedisState(redis, PREFIX, spec.effects())
-    outbox, sink = ChangelogOutbox(redis, PREFIX), _Sink()
+    outboxes, sink = every_partition(redis, SPACE), _Sink()
     limits = spec.limits()
     day_ms = spec.day_seconds * 1000
     t0 = clock.now_ms() + 200
@@ -221,7 +225,7 @@ async def _run(spec: LifecycleSpec, redis: Redis, say: Say) -> dict[str, Any]:
             for key, (end, _) in plan.lifetimes.items():
                 ends[key] = end
                 ever.add(key)
-            await _relay(outbox, sink, clock.now_ms())
+            await _relay(outboxes, sink, clock.now_ms())
         day_end = t0 + (day + 1) * day_ms
         await clock.until(day_end)
         memory = int((await redis.info("memory"))["used_memory"])
@@ -254,7 +258,7 @@ async def _run(spec: LifecycleSpec, redis: Redis, say: Say) -> dict[str, Any]:
             "records": sink.records,
             "tombstones": sink.tombstones,
             "mb": round(sink.size / 2**20, 1),
-            "outbox_entries_left": await outbox.pending(),
+            "outbox_entries_left": sum([await o.pending() for o in outboxes]),
         },
         "outcomes": dict(outcomes),
         "applied": applied,
@@ -269,7 +273,7 @@ async def family_memory(redis: Redis, sample: int = 300) -> dict[str, float]:
     names: dict[str, list[bytes]] = {}
     counts: Counter[str] = Counter()
     async for name in redis.scan_iter(match=f"{PREFIX}:*", count=2000):
-        family = name.split(b":")[1].decode()
+        family = _family(name)
         counts[family] += 1
         if len(names.setdefault(family, [])) < sample:
             names[family].append(name)
@@ -288,9 +292,15 @@ async def census(redis: Redis) -> dict[str, int]:
     """Keys by family (``cont:s``, ``cont:vf``, ...); SCAN skips keys already expired."""
     families: Counter[str] = Counter()
     async for name in redis.scan_iter(match=f"{PREFIX}:*", count=2000):
-        text = name.decode() if isinstance(name, bytes) else str(name)
-        families[text.split(":")[1]] += 1
+        families[_family(name)] += 1
     return dict(sorted(families.items()))
+
+
+def _family(name: bytes | str) -> str:
+    """A key's family as the census names it: ``s`` of ``cont:{p3}:s:c-1``, ``hb`` of
+    the untagged ``cont:hb``."""
+    parts = (name.decode() if isinstance(name, bytes) else str(name)).split(":")
+    return parts[2] if parts[1].startswith("{p") else parts[1]
 
 
 def _batches(events: list[dict[str, Any]], t0: int, day_ms: int) -> list[list[dict[str, Any]]]:
