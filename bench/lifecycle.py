@@ -19,9 +19,10 @@ the lag behind event time is reported; it must stay well below the grace,
 or sessions would be forgotten by Redis before the fold ends them.
 
 Each batch (at most 500 events, an eighth of a day) goes through the real
-commit path: ``RedisState.load``, the workers' pure planner (``plan_batch``),
-``RedisState.commit`` (``commit.lua``), against a fresh ``redis-server``
-started as ``continuity dev`` starts it. After every batch the changelog
+commit path, per partition as the workers do: ``RedisState.load``, the
+workers' pure planner (``plan_batch``), ``RedisState.commit``
+(``commit.lua``), against a fresh ``redis-server`` started as ``continuity
+dev`` starts it. After every batch the changelog
 relay's Redis side runs as a worker's would (``ChangelogOutbox.sweep`` on
 Redis's clock, turning the keys Redis forgot into tombstones, then
 ``publish_round``, per partition), publishing into a counter instead of
@@ -57,7 +58,7 @@ from schemas.topics import topic_for
 from streams.core.decode import decode
 from streams.core.fold import Limits
 from streams.core.journey import JourneyLimits
-from streams.core.plan import Kind, Record, needs, plan_batch
+from streams.core.plan import Kind, Plan, Record, needs, plan_batch
 from streams.dev import loopback
 from streams.store.changelog import ChangelogOutbox, every_partition
 from streams.store.keys import Space
@@ -158,6 +159,26 @@ class _Sink:
         return done
 
 
+async def _commit(
+    state: RedisState, records: list[Record], limits: Limits, active_at: float
+) -> list[Plan]:
+    """Load, plan and commit a batch as the workers do: each partition's records on
+    their own, one script in that partition's slot."""
+    groups: dict[int, list[Record]] = {}
+    for r in records:
+        groups.setdefault(r.partition, []).append(r)
+    plans = []
+    for partition, group in sorted(groups.items()):
+        decoded = [decode(r.value) for r in group]
+        snapshot = await state.load(needs(group, decoded), partition)
+        plan = plan_batch(group, decoded, snapshot, limits)
+        conflict = await state.commit(plan, active_at=active_at, partition=partition)
+        if conflict is not None:  # one writer: nothing can change under it
+            raise RuntimeError(f"commit refused: {conflict}")
+        plans.append(plan)
+    return plans
+
+
 async def _relay(outboxes: list[ChangelogOutbox], sink: _Sink, now_ms: int) -> None:
     """One pass of the changelog relay over every partition: tombstones for what Redis
     forgot, then publish all."""
@@ -188,7 +209,7 @@ async def _run(spec: LifecycleSpec, redis: Redis, say: Say) -> dict[str, Any]:
     seconds, micros = await redis.time()
     clock = _Clock(int(seconds) * 1000 + int(micros) // 1000, time.monotonic())
     baseline = int((await redis.info("memory"))["used_memory"])
-    state = RedisState(redis, PREFIX, spec.effects())
+    state = RedisState(redis, SPACE, spec.effects())
     outboxes, sink = every_partition(redis, SPACE), _Sink()
     limits = spec.limits()
     day_ms = spec.day_seconds * 1000
@@ -214,17 +235,13 @@ async def _run(spec: LifecycleSpec, redis: Redis, say: Say) -> dict[str, Any]:
             newest = max(_ms(e["occurred_at"]) for e in batch)
             await clock.until(newest)
             lag_max_ms = max(lag_max_ms, clock.now_ms() - newest)
-            decoded = [decode(r.value) for r in records]
-            plan = plan_batch(records, decoded, await state.load(needs(records, decoded)), limits)
-            conflict = await state.commit(plan, active_at=clock.now_ms() / 1000)
-            if conflict is not None:  # one writer: nothing can change under it
-                raise RuntimeError(f"commit refused: {conflict}")
-            outcomes.update(o.kind.value for o in plan.outcomes)
-            for key in plan.deletes:
-                ends.pop(key, None)
-            for key, (end, _) in plan.lifetimes.items():
-                ends[key] = end
-                ever.add(key)
+            for plan in await _commit(state, records, limits, clock.now_ms() / 1000):
+                outcomes.update(o.kind.value for o in plan.outcomes)
+                for key in plan.deletes:
+                    ends.pop(key, None)
+                for key, (end, _) in plan.lifetimes.items():
+                    ends[key] = end
+                    ever.add(key)
             await _relay(outboxes, sink, clock.now_ms())
         day_end = t0 + (day + 1) * day_ms
         await clock.until(day_end)

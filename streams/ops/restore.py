@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 
 from schemas.changelog import SessionState, Watermark
 from schemas.topics import SESSION_CHANGELOG
@@ -74,8 +74,8 @@ class _TailState(RedisState):
         super().__init__(base.redis, base.space, base.effects)
         self._reflected = reflected
 
-    async def load(self, needs: Needs) -> Snapshot:
-        snapshot = await super().load(needs)
+    async def load(self, needs: Needs, partition: int | None = None) -> Snapshot:
+        snapshot = await super().load(needs, partition)
         held = {k: self._reflected[k] for k in needs.keys if k in self._reflected}
         return replace(snapshot, reflected=held) if held else snapshot
 
@@ -163,7 +163,7 @@ class StateWriter:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: Redis | RedisCluster,
         space: Space,
         erasures: Sequence[Erasure],
         limits: Limits,
