@@ -98,7 +98,7 @@ class Cursor:
     fingerprints: dict[str, str] = field(default_factory=dict)
 
     def dumps(self) -> bytes:
-        """The cursor as stored (``P:clc``)."""
+        """The cursor as stored (``cont:{pN}:clc``)."""
         return orjson.dumps(
             {"seq": self.seq, "offsets": self.offsets, "fingerprints": self.fingerprints}
         )
