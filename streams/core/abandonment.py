@@ -6,8 +6,8 @@ or checked out) cancels it, and a merged guest's timer goes with the guest.
 Deadlines live in Redis (the sorted set ``cont:{pN}:ab`` of the session's
 partition, written by the commit script in the same atomic step as the
 session), so they survive worker restarts and rebalances; every worker's
-sweep claims due sessions atomically
-(``streams/store/lua/sweep.lua``), so each abandonment is claimed exactly once.
+sweep claims due sessions atomically (``streams/store/lua/sweep.lua``), so
+each abandonment is claimed exactly once.
 
 The clock is the commit's, not the events': a backlog or a rebuild folds old
 events now, and must not find every cart in it long abandoned.
