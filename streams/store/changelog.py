@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.lock import Lock
 
 from streams.core.changelog import Cursor
@@ -41,7 +41,7 @@ class ChangelogOutbox:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: Redis | RedisCluster,
         space: Space,
         partition: int,
         holder: str = "relay",
@@ -100,7 +100,7 @@ class ChangelogOutbox:
 
 
 def every_partition(
-    redis: Redis, space: Space, holder: str = "relay", lease_seconds: float = 10.0
+    redis: Redis | RedisCluster, space: Space, holder: str = "relay", lease_seconds: float = 10.0
 ) -> list[ChangelogOutbox]:
     """One handle per partition, each with its own lease (a worker's relays)."""
     return [ChangelogOutbox(redis, space, n, holder, lease_seconds) for n in space.all_partitions()]

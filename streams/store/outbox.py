@@ -43,7 +43,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import ResponseError
 
 from streams.store import keys
@@ -68,7 +68,7 @@ class Outbox:
     """One relay's view of every partition's outbox stream ``cont:{pN}:n``."""
 
     def __init__(
-        self, redis: Redis, space: Space, consumer: str, claim_after_ms: int = 30_000
+        self, redis: Redis | RedisCluster, space: Space, consumer: str, claim_after_ms: int = 30_000
     ) -> None:
         self.redis = redis
         self.space = space
