@@ -19,16 +19,17 @@ the lag behind event time is reported; it must stay well below the grace,
 or sessions would be forgotten by Redis before the fold ends them.
 
 Each batch (at most 500 events, an eighth of a day) goes through the real
-commit path: ``RedisState.load``, the workers' pure planner (``plan_batch``),
-``RedisState.commit`` (``commit.lua``), against a fresh ``redis-server``
-started as ``continuity dev`` starts it. After every batch the changelog
+commit path, per partition as the workers do: ``RedisState.load``, the
+workers' pure planner (``plan_batch``), ``RedisState.commit``
+(``commit.lua``), against a fresh ``redis-server`` started as ``continuity
+dev`` starts it. After every batch the changelog
 relay's Redis side runs as a worker's would (``ChangelogOutbox.sweep`` on
 Redis's clock, turning the keys Redis forgot into tombstones, then
-``publish_round``), publishing into a counter instead of Kafka: the changelog
-outbox ``P:cl`` and its expiry index ``P:ex`` hold what they would in
-production. Not exercised: abandonment timers and the notification outbox
-(its relay does not run), so neither is written. At the end of every
-simulated day the bench records Redis's
+``publish_round``, per partition), publishing into a counter instead of
+Kafka: each partition's changelog outbox ``cont:{pN}:cl`` and expiry index
+``cont:{pN}:ex`` hold what they would in production. Not exercised:
+abandonment timers and the notification outbox (its relay does not run), so
+neither is written. At the end of every simulated day the bench records Redis's
 ``used_memory``, ``DBSIZE``, the sessions alive by event time (from the
 plans' ends) and the bytes per live session; every ``census_every`` days it
 counts the keys by family (``SCAN``, which never returns an expired key).
@@ -57,9 +58,10 @@ from schemas.topics import topic_for
 from streams.core.decode import decode
 from streams.core.fold import Limits
 from streams.core.journey import JourneyLimits
-from streams.core.plan import Kind, Record, needs, plan_batch
+from streams.core.plan import Kind, Plan, Record, needs, plan_batch
 from streams.dev import loopback
-from streams.store.changelog import ChangelogOutbox
+from streams.store.changelog import ChangelogOutbox, every_partition
+from streams.store.keys import Space
 from streams.store.state import Effects, RedisState
 from streams.worker.changelog_relay import publish_round
 
@@ -69,6 +71,7 @@ PARTITIONS = 8
 BATCH = 500
 SLICES_PER_DAY = 8
 PREFIX = "cont"
+SPACE = Space(PREFIX, PARTITIONS)
 
 
 @dataclass(frozen=True)
@@ -146,7 +149,7 @@ class _Sink:
         key: str,
         value: bytes | None,
         headers: list[tuple[str, bytes]],
-        partition: int | None,
+        partition: int,
     ) -> Awaitable[object]:
         self.records += 1
         self.tombstones += value is None
@@ -156,14 +159,36 @@ class _Sink:
         return done
 
 
-async def _relay(outbox: ChangelogOutbox, sink: _Sink, now_ms: int) -> None:
-    """One pass of the changelog relay: tombstones for what Redis forgot, then publish all."""
-    if not await outbox.hold():
-        raise RuntimeError("the changelog lease is held by someone else")
-    while await outbox.sweep(now_ms, BATCH) == BATCH:
-        pass
-    while await publish_round(outbox, sink, BATCH):
-        pass
+async def _commit(
+    state: RedisState, records: list[Record], limits: Limits, active_at: float
+) -> list[Plan]:
+    """Load, plan and commit a batch as the workers do: each partition's records on
+    their own, one script in that partition's slot."""
+    groups: dict[int, list[Record]] = {}
+    for r in records:
+        groups.setdefault(r.partition, []).append(r)
+    plans = []
+    for partition, group in sorted(groups.items()):
+        decoded = [decode(r.value) for r in group]
+        snapshot = await state.load(needs(group, decoded), partition)
+        plan = plan_batch(group, decoded, snapshot, limits)
+        conflict = await state.commit(plan, active_at=active_at, partition=partition)
+        if conflict is not None:  # one writer: nothing can change under it
+            raise RuntimeError(f"commit refused: {conflict}")
+        plans.append(plan)
+    return plans
+
+
+async def _relay(outboxes: list[ChangelogOutbox], sink: _Sink, now_ms: int) -> None:
+    """One pass of the changelog relay over every partition: tombstones for what Redis
+    forgot, then publish all."""
+    for outbox in outboxes:
+        if not await outbox.hold():
+            raise RuntimeError(f"partition {outbox.partition}'s changelog lease is held")
+        while await outbox.sweep(now_ms, BATCH) == BATCH:
+            pass
+        while await publish_round(outbox, sink, BATCH):
+            pass
 
 
 async def run(spec: LifecycleSpec, log_dir: Path, say: Say) -> dict[str, Any]:
@@ -184,8 +209,8 @@ async def _run(spec: LifecycleSpec, redis: Redis, say: Say) -> dict[str, Any]:
     seconds, micros = await redis.time()
     clock = _Clock(int(seconds) * 1000 + int(micros) // 1000, time.monotonic())
     baseline = int((await redis.info("memory"))["used_memory"])
-    state = RedisState(redis, PREFIX, spec.effects())
-    outbox, sink = ChangelogOutbox(redis, PREFIX), _Sink()
+    state = RedisState(redis, SPACE, spec.effects())
+    outboxes, sink = every_partition(redis, SPACE), _Sink()
     limits = spec.limits()
     day_ms = spec.day_seconds * 1000
     t0 = clock.now_ms() + 200
@@ -210,18 +235,14 @@ async def _run(spec: LifecycleSpec, redis: Redis, say: Say) -> dict[str, Any]:
             newest = max(_ms(e["occurred_at"]) for e in batch)
             await clock.until(newest)
             lag_max_ms = max(lag_max_ms, clock.now_ms() - newest)
-            decoded = [decode(r.value) for r in records]
-            plan = plan_batch(records, decoded, await state.load(needs(records, decoded)), limits)
-            conflict = await state.commit(plan, active_at=clock.now_ms() / 1000)
-            if conflict is not None:  # one writer: nothing can change under it
-                raise RuntimeError(f"commit refused: {conflict}")
-            outcomes.update(o.kind.value for o in plan.outcomes)
-            for key in plan.deletes:
-                ends.pop(key, None)
-            for key, (end, _) in plan.lifetimes.items():
-                ends[key] = end
-                ever.add(key)
-            await _relay(outbox, sink, clock.now_ms())
+            for plan in await _commit(state, records, limits, clock.now_ms() / 1000):
+                outcomes.update(o.kind.value for o in plan.outcomes)
+                for key in plan.deletes:
+                    ends.pop(key, None)
+                for key, (end, _) in plan.lifetimes.items():
+                    ends[key] = end
+                    ever.add(key)
+            await _relay(outboxes, sink, clock.now_ms())
         day_end = t0 + (day + 1) * day_ms
         await clock.until(day_end)
         memory = int((await redis.info("memory"))["used_memory"])
@@ -254,7 +275,7 @@ async def _run(spec: LifecycleSpec, redis: Redis, say: Say) -> dict[str, Any]:
             "records": sink.records,
             "tombstones": sink.tombstones,
             "mb": round(sink.size / 2**20, 1),
-            "outbox_entries_left": await outbox.pending(),
+            "outbox_entries_left": sum([await o.pending() for o in outboxes]),
         },
         "outcomes": dict(outcomes),
         "applied": applied,
@@ -269,7 +290,7 @@ async def family_memory(redis: Redis, sample: int = 300) -> dict[str, float]:
     names: dict[str, list[bytes]] = {}
     counts: Counter[str] = Counter()
     async for name in redis.scan_iter(match=f"{PREFIX}:*", count=2000):
-        family = name.split(b":")[1].decode()
+        family = _family(name)
         counts[family] += 1
         if len(names.setdefault(family, [])) < sample:
             names[family].append(name)
@@ -288,9 +309,15 @@ async def census(redis: Redis) -> dict[str, int]:
     """Keys by family (``cont:s``, ``cont:vf``, ...); SCAN skips keys already expired."""
     families: Counter[str] = Counter()
     async for name in redis.scan_iter(match=f"{PREFIX}:*", count=2000):
-        text = name.decode() if isinstance(name, bytes) else str(name)
-        families[text.split(":")[1]] += 1
+        families[_family(name)] += 1
     return dict(sorted(families.items()))
+
+
+def _family(name: bytes | str) -> str:
+    """A key's family as the census names it: ``s`` of ``cont:{p3}:s:c-1``, ``hb`` of
+    the untagged ``cont:hb``."""
+    parts = (name.decode() if isinstance(name, bytes) else str(name)).split(":")
+    return parts[2] if parts[1].startswith("{p") else parts[1]
 
 
 def _batches(events: list[dict[str, Any]], t0: int, day_ms: int) -> list[list[dict[str, Any]]]:

@@ -18,9 +18,10 @@ headers say why (``continuity.reason``), the last version the key had
 (``continuity.version``: its next session goes on from there) and the
 source positions (``continuity.positions``, JSON as in :class:`Positions`).
 
-A record with the header ``continuity.control: watermark`` (all on partition
-0) is not a key's state: it says which source positions every record before it
-reflects (:class:`Watermark`); downstream consumers skip it.
+A record with the header ``continuity.control: watermark`` is not a key's
+state: it says which source positions every record of its partition before it
+reflects (:class:`Watermark`); downstream consumers skip it. Each partition N
+has its own watermarks, on partition N, covering the source topics' partition N.
 """
 
 from __future__ import annotations
@@ -36,9 +37,8 @@ VERSION_HEADER = "continuity.version"
 POSITIONS_HEADER = "continuity.positions"
 SEQ_HEADER = "continuity.seq"
 # The key of the watermark records: not an id (ids start with a letter or digit).
+# Each is published on the partition it speaks for, whatever the key hashes to.
 WATERMARK_KEY = "~watermark"
-# Every watermark record is on this partition of the topic.
-WATERMARK_PARTITION = 0
 
 # Source topic -> the applied offset of each of its partitions, by partition
 # number (-1: nothing applied). Compact on purpose: every record carries it.
@@ -88,9 +88,10 @@ class SessionState(_Record):
 
 
 class Watermark(_Record):
-    """A control record: every record published before it reflects these positions."""
+    """A control record of one partition: every record of that partition's commits
+    published before it reflects these positions (the source topics' same partition)."""
 
-    seq: str = Field(description="The last commit whose records all precede this one.")
+    seq: str = Field(description="The partition's last commit whose records all precede this one.")
     positions: Positions
     fingerprints: dict[str, str] = Field(
         default_factory=dict,

@@ -3,10 +3,11 @@
 A session with items in its cart is due ``abandon_after`` seconds after its
 last commit; any later commit to it moves the deadline, an empty cart (cleared,
 or checked out) cancels it, and a merged guest's timer goes with the guest.
-Deadlines live in Redis (the sorted set ``P:ab``, written by the commit
-script in the same atomic step as the session), so they survive worker
-restarts and rebalances; every worker's sweep claims due sessions atomically
-(``streams/store/lua/sweep.lua``), so each abandonment is claimed exactly once.
+Deadlines live in Redis (the sorted set ``cont:{pN}:ab`` of the session's
+partition, written by the commit script in the same atomic step as the
+session), so they survive worker restarts and rebalances; every worker's
+sweep claims due sessions atomically (``streams/store/lua/sweep.lua``), so
+each abandonment is claimed exactly once.
 
 The clock is the commit's, not the events': a backlog or a rebuild folds old
 events now, and must not find every cart in it long abandoned.

@@ -1,21 +1,23 @@
 """The session changelog's records, and the restore's choice among them. Pure.
 
-The commit script appends one entry per commit to the Redis stream ``P:cl``:
-the batch's applied offsets and, for every key the commit touched, the state
-it left (``commit.lua``'s changelog section). The changelog relay
-(``streams/worker/changelog_relay.py``) reads the stream in order, one relay
-at a time, and turns each entry into records of ``session-changelog``
-(``schemas/changelog.py``) with :func:`records`. It keeps the applied
-offsets of every partition as of the entry (:class:`Cursor`), so each record
-says which source positions it reflects, and after each round publishes a
-watermark: everything before it is on the topic.
+The commit script of partition N appends one entry per commit to that
+partition's Redis stream ``cont:{pN}:cl``: the batch's applied offsets and,
+for every key the commit touched, the state it left (``commit.lua``'s
+changelog section). The changelog relay (``streams/worker/changelog_relay.py``)
+reads each partition's stream in order, one relay per partition at a time,
+and turns each entry into records of ``session-changelog``
+(``schemas/changelog.py``) with :func:`records`, each on its key's partition.
+It keeps the partition's applied offsets as of the entry (:class:`Cursor`),
+so each record says which source positions it reflects, and after each round
+publishes the partition's watermark on partition N: everything of the
+partition before it is on the topic.
 
 A restore (:class:`Restore`) keeps each key's record of the highest ``seq``
-and the highest watermark. Every source record up to the watermark is
-reflected in the restored states; a record after it is reflected in a key
-whose restored state's positions cover it (the round that was being
-published when Redis was lost), which :meth:`Restore.reflected` tells the
-planner so it folds the tail exactly once.
+and each partition's highest watermark. Every source record up to the
+watermarks is reflected in the restored states; a record after them is
+reflected in a key whose restored state's positions cover it (the round that
+was being published when Redis was lost), which :meth:`Restore.reflected`
+tells the planner so it folds the tail exactly once.
 """
 
 from __future__ import annotations
@@ -34,26 +36,29 @@ from schemas.changelog import (
     VERSION_HEADER,
     WATERMARK_ADAPTER,
     WATERMARK_KEY,
-    WATERMARK_PARTITION,
     Positions,
     SessionState,
     Watermark,
 )
 from streams.core import session_codec
+from streams.core.placement import partition_of
 
 Headers = list[tuple[str, bytes]]
 
 
 @dataclass(frozen=True)
 class Out:
-    """One record for ``session-changelog``: ``value`` None is a tombstone."""
+    """One record for ``session-changelog`` on ``partition``: ``value`` None is a tombstone.
+
+    A key's record goes to the key's own partition (Kafka's default partitioner's,
+    so compaction sees all of a key's records together); a watermark to the
+    partition it speaks for, so a restore finds each partition's newest there.
+    """
 
     key: str
     value: bytes | None
     headers: Headers
-    # None: the key's partition (Kafka's default partitioner); watermarks all go to
-    # WATERMARK_PARTITION, so a restore finds the newest by reading one partition.
-    partition: int | None = None
+    partition: int
 
 
 def seq_order(seq: str) -> tuple[int, int]:
@@ -93,7 +98,7 @@ class Cursor:
     fingerprints: dict[str, str] = field(default_factory=dict)
 
     def dumps(self) -> bytes:
-        """The cursor as stored (``P:clc``)."""
+        """The cursor as stored (``cont:{pN}:clc``)."""
         return orjson.dumps(
             {"seq": self.seq, "offsets": self.offsets, "fingerprints": self.fingerprints}
         )
@@ -106,13 +111,14 @@ class Cursor:
         data = orjson.loads(raw)
         return cls(data["seq"], dict(data["offsets"]), dict(data["fingerprints"]))
 
-    def watermark(self) -> Out:
-        """The watermark record: every record before it reflects these offsets."""
+    def watermark(self, partition: int) -> Out:
+        """The watermark record of ``partition`` (the cursor's): every record of the
+        partition's stream before it reflects these offsets."""
         mark = Watermark(
             seq=self.seq, positions=compact(self.offsets), fingerprints=dict(self.fingerprints)
         )
         headers = [(CONTROL_HEADER, b"watermark")]
-        return Out(WATERMARK_KEY, mark.model_dump_json().encode(), headers, WATERMARK_PARTITION)
+        return Out(WATERMARK_KEY, mark.model_dump_json().encode(), headers, partition)
 
 
 @dataclass(frozen=True)
@@ -181,10 +187,14 @@ def advance(cursor: Cursor, seq: str, batch: Mapping[str, tuple[int, str]]) -> N
             cursor.fingerprints[tp] = fp
 
 
-def records(seq: str, states: Iterable[KeyState], positions: Positions) -> list[Out]:
-    """The changelog records of one entry's touched keys."""
+def records(
+    seq: str, states: Iterable[KeyState], positions: Positions, partitions: int
+) -> list[Out]:
+    """The changelog records of one entry's touched keys, each on its key's partition
+    of a topic of ``partitions``."""
     out = []
     for st in states:
+        where = partition_of(st.key, partitions)
         if not st.stored and st.merged_into is None and not st.devices and not st.links:
             version = st.floor if st.floor is not None else (st.version or 0)
             headers: Headers = [
@@ -193,11 +203,11 @@ def records(seq: str, states: Iterable[KeyState], positions: Positions) -> list[
                 (POSITIONS_HEADER, orjson.dumps(positions)),
                 (SEQ_HEADER, seq.encode()),
             ]
-            out.append(Out(st.key, None, headers))
+            out.append(Out(st.key, None, headers, where))
             continue
         version = st.version if st.version is not None else (st.floor or 0)
         value = state_json(seq, version, st, positions)
-        out.append(Out(st.key, value, [(SEQ_HEADER, seq.encode())]))
+        out.append(Out(st.key, value, [(SEQ_HEADER, seq.encode())], where))
     return out
 
 
@@ -253,14 +263,17 @@ def is_control(headers: Mapping[str, bytes]) -> bool:
 @dataclass
 class Restore:
     """What a restore keeps while it streams the changelog: each key's newest ``seq``,
-    and the positions of the states that go past the watermark (few: the round the
-    relay was publishing). Memory grows with the keys, not with their states."""
+    and the positions of the states that go past the watermarks (few: the rounds the
+    relays were publishing). Memory grows with the keys, not with their states.
 
-    watermark: Watermark | None = None
+    ``watermarks`` holds each changelog partition's newest watermark, by partition.
+    """
+
+    watermarks: dict[int, Watermark] = field(default_factory=dict)
     seqs: dict[str, tuple[int, int]] = field(default_factory=dict)
     ahead: dict[str, dict[str, int]] = field(default_factory=dict)
     read: int = 0
-    # The watermark's positions, flattened once (not per record).
+    # The watermarks' positions, flattened once (not per record).
     _start: dict[str, int] | None = field(default=None, repr=False)
 
     def take(
@@ -298,9 +311,26 @@ class Restore:
 
     def start(self) -> dict[str, int]:
         """``topic:partition`` -> the last source offset every restored state reflects."""
-        return flat(self.watermark.positions) if self.watermark else {}
+        return {tp: offset for tp, (offset, _) in self._marked().items()}
+
+    def fingerprints(self) -> dict[str, str]:
+        """``topic:partition`` -> the fingerprint of the record at :meth:`start`'s offset."""
+        return {tp: fp for tp, (_, fp) in self._marked().items() if fp}
+
+    def _marked(self) -> dict[str, tuple[int, str]]:
+        """Each source partition's position and fingerprint, from the watermarks.
+
+        A partition's watermark covers the source topics' same partition only, so
+        the watermarks are disjoint; should two carry one (a changelog published
+        before partitions had their own), the newest ``seq`` says it.
+        """
+        out: dict[str, tuple[int, str]] = {}
+        for mark in sorted(self.watermarks.values(), key=lambda m: seq_order(m.seq)):
+            for tp, offset in flat(mark.positions).items():
+                out[tp] = (offset, mark.fingerprints.get(tp, ""))
+        return out
 
     def reflected(self) -> dict[str, dict[str, int]]:
         """Key -> the source positions its restored state reflects, where they go past
-        the watermark (the planner skips records a key already holds)."""
+        the watermarks (the planner skips records a key already holds)."""
         return dict(self.ahead)

@@ -1,9 +1,10 @@
 """Notifications built from committed state, and their outbox form. Pure.
 
 Notifications leave through a transactional outbox: the commit script (a
-resume) and the abandonment sweep append them to the Redis stream ``P:n`` in
-the same atomic step as the state they describe, and a relay publishes them
-to ``session-notifications`` (``streams/store/outbox.py``). An outbox entry is
+resume) and the abandonment sweep append them to their partition's Redis
+stream ``cont:{pN}:n`` in the same atomic step as the state they describe,
+and a relay publishes them to ``session-notifications``
+(``streams/store/outbox.py``). An outbox entry is
 either a ready notification (field ``n``) or an abandoned session (fields
 ``a``, ``v``, ``at``), turned into a ``cart.abandoned`` here, in Python,
 rather than in Lua.

@@ -1,22 +1,24 @@
 """Restore Redis from the session changelog, then fold only the source tail. Thin edge.
 
 1. Erasures are restored from ``session-erasures`` first, as for any rebuild.
-2. The newest watermark is read from the one partition that holds them all;
-   then ``session-changelog`` is streamed to its end (the bounded reader, no
-   group) and each key's newest state so far written, replacing an older one
+2. Each partition's newest watermark is read from that partition of
+   ``session-changelog`` (a partition's watermarks cover the source topics'
+   same partition); then the topic is streamed to its end (the bounded reader,
+   no group) and each key's newest state so far written, replacing an older one
    (``streams/core/changelog.py``): memory holds a sequence number per key, not
    the states. A state an erasure covers (its version at or below the
    erasure's floor for the key) is not restored.
 3. States are written as the commit writes them (session hash, alias,
-   link set, device sign-ins, version floors, key TTLs), with the applied
-   offsets and fingerprints of the newest watermark, and the changelog
-   relay's cursor at that watermark.
-4. Each source partition is checked against the watermark's fingerprint (the
+   link set, device sign-ins, version floors, key TTLs), each partition's
+   applied offsets and fingerprints from its watermark, and each partition's
+   changelog relay cursor at that watermark.
+4. Each source partition is checked against its watermark's fingerprint (the
    log-reset rule of ``streams/core/log_reset.py``): where it is still the
    same log, only the records after the watermark are folded, through the
-   workers' planner and commit, and a key whose restored state already holds
-   a record skips it; where the log was reset (deleted and created again),
-   the partition starts a new epoch and is folded from its beginning.
+   workers' planner and commit (a batch per partition, as the workers do),
+   and a key whose restored state already holds a record skips it; where the
+   log was reset (deleted and created again), the partition starts a new epoch
+   and is folded from its beginning.
 
 So the time a restore takes grows with the live sessions and the tail, not
 with the history. Journeys and the KPI counters are not in the changelog:
@@ -31,9 +33,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 
-from schemas.changelog import WATERMARK_PARTITION, SessionState, Watermark
+from schemas.changelog import SessionState, Watermark
 from schemas.topics import SESSION_CHANGELOG
 from streams.core import session_codec
 from streams.core.changelog import Cursor, Ended, Restore, is_control, newest_watermark
@@ -49,6 +51,7 @@ from streams.kafka.records import from_kafka
 from streams.ops.erase import read_erasures
 from streams.ops.rebuild import no_dead_letters
 from streams.store import keys
+from streams.store.keys import Space
 from streams.store.state import RedisState
 from streams.worker.processor import BatchProcessor
 
@@ -68,30 +71,31 @@ class _TailState(RedisState):
     """The workers' state adapter, which also tells the planner what keys already hold."""
 
     def __init__(self, base: RedisState, reflected: Mapping[str, Mapping[str, int]]) -> None:
-        super().__init__(base.redis, base.prefix, base.effects)
+        super().__init__(base.redis, base.space, base.effects)
         self._reflected = reflected
 
-    async def load(self, needs: Needs) -> Snapshot:
-        snapshot = await super().load(needs)
+    async def load(self, needs: Needs, partition: int | None = None) -> Snapshot:
+        snapshot = await super().load(needs, partition)
         held = {k: self._reflected[k] for k in needs.keys if k in self._reflected}
         return replace(snapshot, reflected=held) if held else snapshot
 
 
-async def read_watermark(bootstrap: str, kafka: dict[str, Any] | None = None) -> Watermark | None:
-    """The newest watermark (``seq``) on the changelog: one partition holds them all."""
+async def read_watermarks(
+    bootstrap: str, kafka: dict[str, Any] | None = None
+) -> dict[int, Watermark]:
+    """Each changelog partition's newest watermark (``seq``), by partition: partition
+    N's are on partition N."""
     reader = TopicReader(
-        bootstrap,
-        [SESSION_CHANGELOG],
-        partitions=[(SESSION_CHANGELOG, WATERMARK_PARTITION)],
-        missing_ok=True,
-        job="restore",
-        kafka=kafka,
+        bootstrap, [SESSION_CHANGELOG], missing_ok=True, job="restore", kafka=kafka
     )
-    values: list[bytes] = []
+    values: dict[int, list[bytes]] = {}
     async with reader:
         async for batch in reader:
-            values.extend(m.value for m in batch if m.value and is_control(dict(m.headers or ())))
-    return newest_watermark(values)
+            for m in batch:
+                if m.value and is_control(dict(m.headers or ())):
+                    values.setdefault(m.partition, []).append(m.value)
+    marks = {n: newest_watermark(found) for n, found in values.items()}
+    return {n: mark for n, mark in marks.items() if mark is not None}
 
 
 async def restore(
@@ -106,8 +110,8 @@ async def restore(
     """Restore ``state``'s prefix from the changelog, then fold the source tail."""
     erasures = await read_erasures(bootstrap, kafka=kafka)
     await state.restore_erasures(erasures)
-    found = Restore(await read_watermark(bootstrap, kafka))
-    writer = StateWriter(state.redis, state.prefix, erasures, limits, state.effects.compress)
+    found = Restore(await read_watermarks(bootstrap, kafka))
+    writer = StateWriter(state.redis, state.space, erasures, limits, state.effects.compress)
     reader = TopicReader(
         bootstrap, [SESSION_CHANGELOG], missing_ok=True, job="restore", kafka=kafka, report=report
     )
@@ -120,7 +124,7 @@ async def restore(
                     await writer.take(item)
     await writer.flush()
     start = found.start()
-    fingerprints = found.watermark.fingerprints if found.watermark else {}
+    fingerprints = found.fingerprints()
     reset = await _reset_partitions(bootstrap, start, fingerprints, kafka)
     kept = {tp: o for tp, o in start.items() if tp not in reset}
     await _write_positions(state, kept, fingerprints, found)
@@ -159,13 +163,13 @@ class StateWriter:
 
     def __init__(
         self,
-        redis: Redis,
-        prefix: str,
+        redis: Redis | RedisCluster,
+        space: Space,
         erasures: Sequence[Erasure],
         limits: Limits,
         compress: bool = True,
     ) -> None:
-        self.redis, self.prefix, self.limits, self.compress = redis, prefix, limits, compress
+        self.redis, self.space, self.limits, self.compress = redis, space, limits, compress
         self.floors: dict[str, int] = {}
         for erasure in erasures:
             for k, v in (erasure.floors or {}).items():
@@ -187,11 +191,11 @@ class StateWriter:
             return
         if isinstance(item, Ended):
             if item.reason != "erased" and item.version > 0:
-                floor = keys.version_floor(self.prefix, key)
+                floor = keys.version_floor(self.space, key)
                 self.pipe.set(floor, item.version, px=self.limits.session_ttl * 1000)
             return
         self.written += _write_one(
-            self.pipe, self.prefix, item, self.now, self.compress, self.limits
+            self.pipe, self.space, item, self.now, self.compress, self.limits
         )
         if len(self.pipe) >= 1000:
             await self.flush()
@@ -202,27 +206,29 @@ class StateWriter:
             await self.pipe.execute()
 
     async def _forget(self, key: str) -> None:
-        """Undo what an older state of ``key`` wrote."""
+        """Undo what an older state of ``key`` wrote (all in the key's slot)."""
+        space = self.space
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(
-                keys.session(self.prefix, key),
-                keys.alias(self.prefix, key),
-                keys.links(self.prefix, key),
-                keys.devices(self.prefix, key),
-                keys.version_floor(self.prefix, key),
+                keys.session(space, key),
+                keys.alias(space, key),
+                keys.links(space, key),
+                keys.devices(space, key),
+                keys.version_floor(space, key),
             )
-            pipe.zrem(keys.changelog_expiry(self.prefix), key)
+            pipe.zrem(keys.changelog_expiry(space, space.partition(key)), key)
             await pipe.execute()
 
 
 def _write_one(
-    pipe: Any, prefix: str, item: SessionState, now: int, compress: bool, limits: Limits
+    pipe: Any, space: Space, item: SessionState, now: int, compress: bool, limits: Limits
 ) -> int:
     xs, xa, xd = item.expires_at_ms
-    expiry = keys.changelog_expiry(prefix)
+    # The key's own partition indexes its expiry: its sweep publishes the tombstone.
+    expiry = keys.changelog_expiry(space, space.partition(item.key))
     written = 0
     if item.session is not None and (xs < 0 or xs > now):
-        name = keys.session(prefix, item.key)
+        name = keys.session(space, item.key)
         blob = session_codec.encode(item.session, compress)
         pipe.hset(name, mapping={"v": item.version, "d": blob})
         if xs > 0:
@@ -231,12 +237,12 @@ def _write_one(
             # As the commit keeps it: the key's next session goes on from this version
             # for one more TTL after Redis forgot this one.
             ttl = ttl_seconds(item.session, limits.guest_ttl, limits.session_ttl) * 1000
-            pipe.set(keys.version_floor(prefix, item.key), item.version, pxat=xs + ttl)
+            pipe.set(keys.version_floor(space, item.key), item.version, pxat=xs + ttl)
         written = 1
     elif item.session is None and item.merged_into is None and item.version > 0:
-        pipe.set(keys.version_floor(prefix, item.key), item.version)
+        pipe.set(keys.version_floor(space, item.key), item.version)
     if item.merged_into is not None and (xa < 0 or xa > now):
-        name = keys.alias(prefix, item.key)
+        name = keys.alias(space, item.key)
         pipe.set(name, item.merged_into)
         if xa > 0:
             pipe.pexpireat(name, xa)
@@ -244,13 +250,13 @@ def _write_one(
         written = 1
     if item.links and (xs < 0 or xs > now):
         # The link set lives and ends with its customer's session.
-        name = keys.links(prefix, item.key)
+        name = keys.links(space, item.key)
         pipe.sadd(name, *item.links)
         if xs > 0:
             pipe.pexpireat(name, xs)
         written = 1
     if item.devices and (xd < 0 or xd > now):
-        name = keys.devices(prefix, item.key)
+        name = keys.devices(space, item.key)
         pipe.zadd(name, {c: ms for c, ms in item.devices.items()})
         if xd > 0:
             pipe.pexpireat(name, xd)
@@ -262,21 +268,26 @@ def _write_one(
 async def _write_positions(
     state: RedisState, kept: Mapping[str, int], fingerprints: Mapping[str, str], found: Restore
 ) -> None:
-    """The applied offsets and fingerprints of the watermark, and the relay's cursor."""
-    cursor = Cursor(
-        found.watermark.seq if found.watermark else "0-0",
-        dict(kept),
-        {tp: fingerprints[tp] for tp in kept if tp in fingerprints},
-    )
-    async with state.redis.pipeline(transaction=True) as pipe:
-        if kept:
-            offsets: dict[Any, Any] = dict(kept)
-            pipe.hset(state.offsets_key, mapping=offsets)
-        if cursor.fingerprints:
-            prints: dict[Any, Any] = dict(cursor.fingerprints)
-            pipe.hset(state.fingerprints_key, mapping=prints)
-        pipe.set(keys.changelog_cursor(state.prefix), cursor.dumps())
-        await pipe.execute()
+    """Each partition's applied offsets and fingerprints from its watermark, and its
+    changelog relay's cursor there (one transaction per partition: one slot each)."""
+    space = state.space
+    for n in space.all_partitions():
+        mine = {tp: o for tp, o in kept.items() if _partition(tp)[1] == n}
+        mark = found.watermarks.get(n)
+        cursor = Cursor(
+            mark.seq if mark else "0-0",
+            mine,
+            {tp: fingerprints[tp] for tp in mine if tp in fingerprints},
+        )
+        async with state.redis.pipeline(transaction=True) as pipe:
+            if mine:
+                offsets: dict[Any, Any] = dict(mine)
+                pipe.hset(keys.offsets(space, n), mapping=offsets)
+            if cursor.fingerprints:
+                prints: dict[Any, Any] = dict(cursor.fingerprints)
+                pipe.hset(keys.fingerprints(space, n), mapping=prints)
+            pipe.set(keys.changelog_cursor(space, n), cursor.dumps())
+            await pipe.execute()
 
 
 async def _reset_partitions(

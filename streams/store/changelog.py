@@ -1,11 +1,14 @@
 """The session changelog's outbox in Redis: lease, read in order, sweep, advance. Thin I/O.
 
-``P:cl`` is a Redis stream the commit script appends to in the same atomic
-step as the state it describes (``commit.lua``; erasures and log resets add
-theirs), so Redis order is commit order. Unlike the notification outbox,
-which any relay may take entries of, this one is published by one relay at
-a time, in stream order, round by round (a redis-py lock, ``P:clr``): that
-is what lets a watermark say "everything before me is on the topic".
+Every partition N has its own stream ``cont:{pN}:cl``, which the partition's
+commit script appends to in the same atomic step as the state it describes
+(``commit.lua``; erasures and log resets add theirs), so the stream's order
+is the partition's commit order. Unlike the notification outbox, which any
+relay may take entries of, each partition's stream is published by one relay
+at a time, in stream order, round by round, under that partition's lease (a
+redis-py lock, ``cont:{pN}:clr``): that is what lets the partition's watermark
+say "everything of this partition before me is on the topic". Different
+workers may hold different partitions' leases.
 """
 
 from __future__ import annotations
@@ -15,11 +18,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.lock import Lock
 
 from streams.core.changelog import Cursor
 from streams.store import keys
+from streams.store.keys import Space
 from streams.store.scripts import register
 
 
@@ -32,29 +36,39 @@ class Entry:
 
 
 class ChangelogOutbox:
-    """One relay's handle on ``P:cl``; only the lease holder reads and advances."""
+    """One relay's handle on partition ``partition``'s stream; only the holder of the
+    partition's lease reads and advances it."""
 
     def __init__(
-        self, redis: Redis, prefix: str, holder: str = "relay", lease_seconds: float = 10.0
+        self,
+        redis: Redis | RedisCluster,
+        space: Space,
+        partition: int,
+        holder: str = "relay",
+        lease_seconds: float = 10.0,
     ) -> None:
+        if partition not in space.all_partitions():
+            raise ValueError(f"partition {partition} is not one of {space.partitions}")
         self.redis = redis
-        self.prefix = prefix
+        self.space = space
+        self.partition = partition
         # The lease's value names its holder (an operator's GET tells which worker publishes).
         self.token = f"{holder}:{uuid.uuid4().hex[:8]}"
-        self.stream = keys.changelog(prefix)
-        self.lease: Lock = redis.lock(keys.changelog_lease(prefix), timeout=lease_seconds)
+        self.stream = keys.changelog(space, partition)
+        self.lease: Lock = redis.lock(keys.changelog_lease(space, partition), timeout=lease_seconds)
+        self._head: list[str | int] = [space.prefix, space.partitions, partition]
         self._sweep = register(redis, "clsweep.lua")
         self._ack = register(redis, "clack.lua")
 
     async def hold(self) -> bool:
-        """Take or renew the lease; True while this relay holds it."""
+        """Take or renew the partition's lease; True while this relay holds it."""
         if await self.lease.owned():
             return bool(await self.lease.reacquire())
         return bool(await self.lease.acquire(blocking=False, token=self.token))
 
     async def cursor(self) -> Cursor:
         """Where publishing stands: the last entry published and the offsets then."""
-        raw: Any = await self.redis.get(keys.changelog_cursor(self.prefix))
+        raw: Any = await self.redis.get(keys.changelog_cursor(self.space, self.partition))
         return Cursor.loads(raw)
 
     async def read(self, after: str, count: int) -> list[Entry]:
@@ -67,12 +81,13 @@ class ChangelogOutbox:
         token = self.lease.local.token
         if token is None:
             return False
-        args = [self.prefix, token, cursor.seq, cursor.dumps()]
-        return int(await self._ack(args=args)) == 1
+        args = [*self._head, token, cursor.seq, cursor.dumps()]
+        return int(await self._ack(keys=[self.stream], args=args)) == 1
 
     async def sweep(self, now_ms: int, limit: int = 500) -> int:
-        """Move the keys Redis forgot by ``now_ms`` into the stream as tombstones."""
-        return int(await self._sweep(args=[self.prefix, now_ms, limit]))
+        """Move the partition's keys Redis forgot by ``now_ms`` into the stream as
+        tombstones."""
+        return int(await self._sweep(keys=[self.stream], args=[*self._head, now_ms, limit]))
 
     async def pending(self) -> int:
         """Entries not yet published."""
@@ -82,3 +97,10 @@ class ChangelogOutbox:
         """Give the lease up (a worker stopping), so another relay takes over at once."""
         if await self.lease.owned():
             await self.lease.release()
+
+
+def every_partition(
+    redis: Redis | RedisCluster, space: Space, holder: str = "relay", lease_seconds: float = 10.0
+) -> list[ChangelogOutbox]:
+    """One handle per partition, each with its own lease (a worker's relays)."""
+    return [ChangelogOutbox(redis, space, n, holder, lease_seconds) for n in space.all_partitions()]

@@ -52,12 +52,12 @@ from streams.kafka.security import faust_broker_credentials, kafka_client_kwargs
 from streams.logs import batch_fields
 from streams.ops.erase import restore_lost_erasures
 from streams.settings import Settings
-from streams.store.changelog import ChangelogOutbox
+from streams.store.changelog import every_partition
 from streams.store.client import connect_primary, follow_primary, transient
 from streams.store.outbox import Outbox
 from streams.store.state import RedisState
 from streams.worker.batch_delivery import Fetched, batch_topic
-from streams.worker.changelog_relay import run_changelog_relay
+from streams.worker.changelog_relay import run_changelog_relays
 from streams.worker.gauges import GaugeRefresher
 from streams.worker.health import health_app, serve
 from streams.worker.processor import BatchProcessor
@@ -272,7 +272,7 @@ def create_app(settings: Settings) -> faust.App:
         redis = connect_primary(settings.redis_dsn(), socket_timeout=10, socket_connect_timeout=5)
         consumer = f"{socket.gethostname()}-{os.getpid()}"
         claim_after_ms = int(settings.notification_claim_after * 1000)
-        outbox = Outbox(redis, settings.redis_prefix, consumer, claim_after_ms)
+        outbox = Outbox(redis, settings.space(), consumer, claim_after_ms)
 
         async def publish(key: str, value: bytes) -> Any:
             return await app.producer.send(NOTIFICATIONS, key.encode(), value, None, None, None)
@@ -285,17 +285,17 @@ def create_app(settings: Settings) -> faust.App:
     async def relay_changelog() -> None:
         redis = connect_primary(settings.redis_dsn(), socket_timeout=10, socket_connect_timeout=5)
         holder = f"{socket.gethostname()}-{os.getpid()}"
-        outbox = ChangelogOutbox(redis, settings.redis_prefix, holder)
+        outboxes = every_partition(redis, settings.space(), holder)
 
         async def publish(
-            key: str, value: bytes | None, headers: list[tuple[str, bytes]], partition: int | None
+            key: str, value: bytes | None, headers: list[tuple[str, bytes]], partition: int
         ) -> Any:
             return await app.producer.send(
                 SESSION_CHANGELOG, key.encode(), value, partition, None, headers
             )
 
         try:
-            await run_changelog_relay(outbox, publish, settings.abandon_sweep_interval)
+            await run_changelog_relays(outboxes, publish, settings.abandon_sweep_interval)
         finally:
             await redis.aclose()
 

@@ -1,14 +1,16 @@
-"""The changelog relay: ``P:cl`` -> ``session-changelog``. Thin I/O shell.
+"""The changelog relay: ``cont:{pN}:cl`` -> ``session-changelog``. Thin I/O shell.
 
-Every worker runs one; the one holding the lease publishes. A round reads the
-entries after the cursor, sends the records of each (waiting for Kafka to
-acknowledge every one), then moves the cursor over them and sends a watermark
-that says so. A crash or a lost lease anywhere in between sends the round
-again from the cursor: records go out at least once, in commit order per key,
-and no watermark ever claims a record that is not on the topic. Every
-``sweep_interval`` the holder also turns the keys Redis forgot (their TTL ran
-out) into tombstones. Errors back off and retry; the relay never crashes the
-worker.
+Every worker runs one loop per partition; the worker holding a partition's
+lease publishes that partition (different workers may hold different
+partitions). A round reads the partition's entries after its cursor, sends the
+records of each to their keys' partitions (N, for the partition's own keys),
+waiting for Kafka to acknowledge every one, then moves the cursor over them
+and sends the partition's watermark, on partition N, that says so. A crash or
+a lost lease anywhere in between sends the round again from the cursor:
+records go out at least once, in commit order per key, and no watermark ever
+claims a record that is not on the topic. Every ``sweep_interval`` the holder
+also turns the partition's keys Redis forgot (their TTL ran out) into
+tombstones. Errors back off and retry; the relay never crashes the worker.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from streams.core.changelog import Cursor, Out, advance, compact, parse_entry, records
 from streams.store.changelog import ChangelogOutbox
@@ -25,15 +27,14 @@ from streams.worker.loops import Backoff, stop_if_cancelled
 
 log = logging.getLogger(__name__)
 
-# (key, value or None, headers, partition or None) -> an awaitable that resolves once
-# Kafka acknowledged the record.
-Publish = Callable[
-    [str, bytes | None, list[tuple[str, bytes]], int | None], Awaitable[Awaitable[object]]
-]
+# (key, value or None, headers, partition) -> an awaitable that resolves once Kafka
+# acknowledged the record.
+Publish = Callable[[str, bytes | None, list[tuple[str, bytes]], int], Awaitable[Awaitable[object]]]
 
 
 async def publish_round(outbox: ChangelogOutbox, publish: Publish, count: int) -> int:
-    """Publish the entries after the cursor (at most ``count``); return how many."""
+    """Publish the partition's entries after its cursor (at most ``count``); return how
+    many."""
     cursor = await outbox.cursor()
     entries = await outbox.read(cursor.seq, count)
     if not entries:
@@ -51,21 +52,39 @@ async def publish_round(outbox: ChangelogOutbox, publish: Publish, count: int) -
             continue
         advance(moved, entry.id, batch)
         positions = compact(moved.offsets)
-        for out in records(entry.id, states, positions):
+        for out in records(entry.id, states, positions, outbox.space.partitions):
             sent.append(await _send(publish, out))
             published += 1
     await asyncio.gather(*sent)
     if not await outbox.advance(moved):
-        log.warning("changelog relay lost its lease mid-round; the holder sends it again")
+        log.warning(
+            "changelog relay lost partition %d's lease mid-round; the holder sends it again",
+            outbox.partition,
+        )
         return 0
     # After the cursor moved: a watermark never runs ahead of what is on the topic.
-    await (await _send(publish, moved.watermark()))
+    await (await _send(publish, moved.watermark(outbox.partition)))
     metrics.CHANGELOG_RECORDS.inc(published)
     return len(entries)
 
 
 async def _send(publish: Publish, out: Out) -> Awaitable[object]:
     return await publish(out.key, out.value, out.headers, out.partition)
+
+
+class Pending:
+    """The changelog entries waiting in the partitions this worker publishes (the gauge)."""
+
+    def __init__(self) -> None:
+        self.by_partition: dict[int, int] = {}
+
+    def set(self, partition: int, count: int | None) -> None:
+        """Record a partition's count, or forget it (``None``: not held here)."""
+        if count is None:
+            self.by_partition.pop(partition, None)
+        else:
+            self.by_partition[partition] = count
+        metrics.CHANGELOG_PENDING.set(sum(self.by_partition.values()))
 
 
 async def run_changelog_relay(
@@ -75,24 +94,27 @@ async def run_changelog_relay(
     count: int = 500,
     idle: float = 0.05,
     max_delay: float = 5.0,
+    pending: Pending | None = None,
 ) -> None:
-    """Publish the changelog while holding the lease, until cancelled."""
+    """Publish one partition's changelog while holding its lease, until cancelled."""
+    gauge = pending or Pending()
     next_sweep = 0.0
-    backoff = Backoff("changelog relay", log, most=max_delay)
+    backoff = Backoff(f"changelog relay {outbox.partition}", log, most=max_delay)
     try:
         while True:
             stop_if_cancelled()
             try:
                 if not await outbox.hold():
-                    # Another worker's relay publishes; be ready to take over.
+                    # Another worker's relay publishes it; be ready to take over.
+                    gauge.set(outbox.partition, None)
                     await asyncio.sleep(outbox.lease.timeout / 3 if outbox.lease.timeout else 1)
                     continue
                 if time.monotonic() >= next_sweep:
                     ended = await outbox.sweep(int(time.time() * 1000))
                     if ended:
-                        log.info("%d keys ended in the changelog", ended)
+                        log.info("%d keys of partition %d ended", ended, outbox.partition)
                     next_sweep = time.monotonic() + sweep_interval
-                    metrics.CHANGELOG_PENDING.set(await outbox.pending())
+                    gauge.set(outbox.partition, await outbox.pending())
                 if not await publish_round(outbox, publish, count):
                     await asyncio.sleep(idle)
                 backoff.worked()
@@ -101,7 +123,19 @@ async def run_changelog_relay(
             except Exception as exc:
                 await backoff.failed(exc)
     finally:
+        gauge.set(outbox.partition, None)
         try:
             await outbox.release()
         except Exception as exc:  # the lease then simply times out
-            log.info("changelog relay: lease not released: %r", exc)
+            log.info("changelog relay %d: lease not released: %r", outbox.partition, exc)
+
+
+async def run_changelog_relays(
+    outboxes: Sequence[ChangelogOutbox], publish: Publish, sweep_interval: float
+) -> None:
+    """One :func:`run_changelog_relay` per partition, sharing the pending gauge, until
+    cancelled."""
+    pending = Pending()
+    await asyncio.gather(
+        *(run_changelog_relay(o, publish, sweep_interval, pending=pending) for o in outboxes)
+    )

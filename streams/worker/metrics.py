@@ -169,8 +169,8 @@ CHANGELOG_RECORDS = Counter(
 )
 CHANGELOG_PENDING = Gauge(
     "continuity_changelog_pending",
-    "Changelog entries in the Redis outbox not yet published (a stuck relay grows this); "
-    "set by the relay holding the lease.",
+    "Changelog entries in the Redis outbox not yet published (a stuck relay grows this), "
+    "of the partitions whose lease this worker holds: the sum over workers is the total.",
 )
 
 

@@ -1,9 +1,10 @@
 """The notification relay: outbox -> ``session-notifications``. Thin I/O shell.
 
-Each worker runs one relay task. A round sweeps due abandonment timers into
-the outbox (at most every ``sweep_interval`` seconds), reads a batch of
-entries, publishes them (waiting for Kafka's acknowledgement of every one)
-and only then acknowledges them in Redis. A crash anywhere in between
+Each worker runs one relay task, serving every partition's outbox. A round
+sweeps each partition's due abandonment timers into its outbox (at most every
+``sweep_interval`` seconds), reads a batch of entries from every partition,
+publishes them (waiting for Kafka's acknowledgement of every one) and only
+then acknowledges them in Redis, per partition. A crash anywhere in between
 publishes an entry again later with the same ``notification_id``; nothing is
 dropped. Redis or Kafka errors back off and retry; the relay never crashes
 the worker.
@@ -48,7 +49,7 @@ async def relay_once(outbox: Outbox, publish: Publish, count: int, block_ms: int
     relayed = [await _publish(entry, publish, sent) for entry in entries]
     await asyncio.gather(*sent)
     done = [
-        (entry.id, dict(kpis.fields()) if kpis else {})
+        (entry, dict(kpis.fields()) if kpis else {})
         for entry, (_, kpis) in zip(entries, relayed, strict=True)
     ]
     firsts = await outbox.ack(done)

@@ -14,7 +14,6 @@ from schemas.changelog import (
     SEQ_HEADER,
     SESSION_STATE_ADAPTER,
     VERSION_HEADER,
-    WATERMARK_PARTITION,
     SessionState,
 )
 from schemas.session import Session
@@ -23,6 +22,7 @@ from streams.core.changelog import (
     Cursor,
     Ended,
     KeyState,
+    Out,
     Restore,
     advance,
     compact,
@@ -33,9 +33,12 @@ from streams.core.changelog import (
     seq_order,
     state_json,
 )
+from streams.core.placement import partition_of
 from tests.core.test_fold_properties import histories
 from tests.support.pure import MemoryState
 from tests.support.pure import records as folded
+
+PARTITIONS = 12
 
 tps = st.dictionaries(
     st.tuples(st.sampled_from(["cart-events", "browse-events"]), st.integers(0, 11)).map(
@@ -54,15 +57,15 @@ def _state(key: str, version: int, stored: bytes = b"", alias: str | None = None
     return KeyState(key, version, stored, alias, {}, None, (-1, -1, -2))
 
 
-def _take(found: Restore, outs: list) -> list:
+def _take(found: Restore, outs: list[Out]) -> list[Any]:
     return [found.take(out.key, out.value, dict(out.headers)) for out in outs]
 
 
 def test_the_newest_seq_wins_whatever_order_records_arrive_in() -> None:
     old = Session(key="c-1", version=3)
     new = Session(key="c-1", version=4)
-    first = records("100-0", [_state("c-1", 3, session_codec.encode(old))], {"t": [5]})
-    second = records("100-1", [_state("c-1", 4, session_codec.encode(new))], {"t": [7]})
+    first = records("100-0", [_state("c-1", 3, session_codec.encode(old))], {"t": [5]}, PARTITIONS)
+    second = records("100-1", [_state("c-1", 4, session_codec.encode(new))], {"t": [7]}, PARTITIONS)
     in_order = _take(Restore(), [*first, *second])
     assert [i.session for i in in_order] == [old, new]  # each newer: written in turn
     late = _take(Restore(), [*second, *first])
@@ -72,7 +75,7 @@ def test_the_newest_seq_wins_whatever_order_records_arrive_in() -> None:
 
 def test_a_key_with_nothing_left_is_a_tombstone_with_its_floor_and_positions() -> None:
     gone = KeyState("g-1", None, b"", None, {}, 9, (-2, -2, -2), "expired")
-    [out] = records("5-0", [gone], {"t": [1, 2]})
+    [out] = records("5-0", [gone], {"t": [1, 2]}, PARTITIONS)
     headers = dict(out.headers)
     assert out.value is None
     assert int(headers[VERSION_HEADER]) == 9
@@ -81,7 +84,7 @@ def test_a_key_with_nothing_left_is_a_tombstone_with_its_floor_and_positions() -
     assert isinstance(item, Ended)
     assert (item.reason, item.version) == ("expired", 9)
     # A merged guest keeps a record: its alias.
-    [alias] = records("5-1", [_state("g-2", 0, alias="c-1")], {})
+    [alias] = records("5-1", [_state("g-2", 0, alias="c-1")], {}, PARTITIONS)
     assert alias.value is not None
     assert SEQ_HEADER in dict(alias.headers)
 
@@ -89,28 +92,73 @@ def test_a_key_with_nothing_left_is_a_tombstone_with_its_floor_and_positions() -
 def test_the_watermark_is_the_newest_and_keys_ahead_of_it_are_reflected() -> None:
     cursor = Cursor()
     advance(cursor, "10-0", {"t:0": (4, "aa"), "t:1": (2, "bb")})
-    mark_old = cursor.watermark()
+    mark_old = cursor.watermark(0)
     advance(cursor, "11-0", {"t:0": (9, "cc")})
-    mark_new = cursor.watermark()
+    mark_new = cursor.watermark(0)
     assert dict(mark_new.headers)[CONTROL_HEADER] == b"watermark"
-    assert mark_new.partition == mark_old.partition == WATERMARK_PARTITION
+    assert mark_new.partition == mark_old.partition == 0
     values = [m.value for m in (mark_new, mark_old) if m.value is not None]
-    found = Restore(newest_watermark(values))
+    newest = newest_watermark(values)
+    assert newest is not None
+    found = Restore({0: newest})
     assert found.take(mark_new.key, mark_new.value, dict(mark_new.headers)) is None
     assert found.start() == {"t:0": 9, "t:1": 2}
+    assert found.fingerprints() == {"t:0": "cc", "t:1": "bb"}
     ahead = records(
-        "12-0", [_state("c-1", 1, session_codec.encode(Session(key="c-1")))], {"t": [12, 2]}
+        "12-0",
+        [_state("c-1", 1, session_codec.encode(Session(key="c-1")))],
+        {"t": [12, 2]},
+        PARTITIONS,
     )
     _take(found, ahead)
     assert found.reflected() == {"c-1": {"t:0": 12}}
     # A newer state of the key within the watermark is no longer ahead of it.
     again = session_codec.encode(Session(key="c-1", version=2))
-    _take(found, records("12-1", [_state("c-1", 2, again)], {"t": [3, 1]}))
+    _take(found, records("12-1", [_state("c-1", 2, again)], {"t": [3, 1]}, PARTITIONS))
     assert found.reflected() == {}
     # A log reset marker forgets the partition's old offsets.
     advance(cursor, "13-0", {"t:1": (-1, "")})
     assert "t:1" not in cursor.offsets
     assert Cursor.loads(cursor.dumps()) == cursor
+
+
+def test_records_go_to_their_keys_partition_and_watermarks_to_their_own() -> None:
+    keys = [f"c-{n}" for n in range(40)]
+    states = [_state(k, 1, session_codec.encode(Session(key=k))) for k in keys]
+    outs = records("1-0", states, {"t": [1]}, PARTITIONS)
+    assert [o.partition for o in outs] == [partition_of(k, PARTITIONS) for k in keys]
+    assert len({o.partition for o in outs}) > 1, "the keys spread over partitions"
+    # A watermark's key hashes anywhere: it goes to the partition it speaks for.
+    assert {Cursor("1-0").watermark(n).partition for n in range(PARTITIONS)} == set(
+        range(PARTITIONS)
+    )
+
+
+def test_a_restore_combines_each_partitions_watermark() -> None:
+    three, five = Cursor(), Cursor()
+    advance(three, "20-0", {"cart:3": (40, "c3"), "browse:3": (7, "b3")})
+    advance(five, "18-4", {"cart:5": (11, "c5")})
+    marks = {n: newest_watermark([c.watermark(n).value or b""]) for n, c in ((3, three), (5, five))}
+    found = Restore({n: m for n, m in marks.items() if m is not None})
+    assert found.start() == {"cart:3": 40, "browse:3": 7, "cart:5": 11}
+    assert found.fingerprints() == {"cart:3": "c3", "browse:3": "b3", "cart:5": "c5"}
+    # Each key is judged against its own partition's position only.
+    mine = records(
+        "21-0",
+        [_state("k", 1, session_codec.encode(Session(key="k")))],
+        {"cart": [-1, -1, -1, 41, -1, 11]},
+        PARTITIONS,
+    )
+    _take(found, mine)
+    assert found.reflected() == {"k": {"cart:3": 41}}
+    # A partition's watermark of an older seq does not override a newer one's position
+    # of the same source partition (a changelog published before the split).
+    old = Cursor()
+    advance(old, "2-0", {"cart:3": (5, "old"), "cart:0": (9, "z")})
+    stale = newest_watermark([old.watermark(0).value or b""])
+    assert stale is not None
+    both = Restore({**found.watermarks, 0: stale})
+    assert both.start() == {"cart:3": 40, "browse:3": 7, "cart:5": 11, "cart:0": 9}
 
 
 def test_an_entry_as_the_commit_writes_it_parses() -> None:

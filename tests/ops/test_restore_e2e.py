@@ -5,25 +5,50 @@ Proves: the topic holds, per key, exactly the state Redis holds (sessions byte
 for byte once stored, merged guests' aliases, device sign-ins), every value
 valid against the exported JSON Schema; a restore into an empty prefix after
 the source topics were deleted and created again (their history gone) equals
-the live state, reading no source record; and with only a tail not yet on the
-changelog, a restore reads just that tail and still equals the live state.
+the live state, reading no source record; with only a tail not yet on the
+changelog, a restore reads just that tail and still equals the live state,
+applied offsets included; and two relays, each holding the
+leases of different partitions, publish a topic that still ends equal to
+Redis, each record on its key's partition and each partition's watermark on
+that partition covering only that partition's source positions.
 """
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from schemas.topics import SOURCE_TOPICS
+from schemas.changelog import CONTROL_HEADER, WATERMARK_ADAPTER
+from schemas.topics import SESSION_CHANGELOG, SOURCE_TOPICS
+from streams.core.changelog import flat
 from streams.dev.simulate import workload
 from streams.kafka import clients
 from streams.kafka.publish import Publisher
 from streams.kafka.topics import ensure_topics
-from tests.support.changelog import downstream_view, drained, mismatches, restored_families
+from streams.store import keys
+from streams.store.changelog import ChangelogOutbox
+from streams.store.state import RedisState
+from streams.worker.changelog_relay import run_changelog_relay
+from tests.support.changelog import (
+    by_family,
+    downstream_view,
+    drained,
+    mismatches,
+    restored_families,
+)
 from tests.support.events import added, event
 from tests.support.private_stack import private_stack
-from tests.support.stack import PARTITIONS, applied_through, publish, wait_until
+from tests.support.stack import (
+    PARTITIONS,
+    applied_through,
+    publish,
+    read_topic,
+    space,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -66,11 +91,12 @@ async def test_downstream_reads_the_state_and_a_restore_needs_no_history(tmp_pat
         await drained(st.redis, st.bootstrap)
         worker.stop()
         live = await restored_families(st.redis, "cont")
-        assert any(k.startswith(b"a:") for k in live), "the workload merged guests"
-        assert live[b"l:{cl-first}"] == live[b"l:{cl-second}"] == {b"cl-guest"}
+        assert by_family(live, b"a:"), "the workload merged guests"
+        links = by_family(live, b"l:")
+        assert links["cl-first"] == links["cl-second"] == {b"cl-guest"}
         # A downstream consumer: the newest record per key, by seq; control records skipped.
         view, _ = await downstream_view(st.bootstrap)
-        assert any(k.startswith(b"s:") for k in live)
+        assert by_family(live, b"s:")
         assert mismatches(view, live) == []
 
         # Redis lost (a fresh prefix) and the source history gone: the changelog suffices.
@@ -81,7 +107,7 @@ async def test_downstream_reads_the_state_and_a_restore_needs_no_history(tmp_pat
         assert "logs reset, read from the start" in out, out
         assert await restored_families(st.redis, "cont-restored") == live
         # The reset partitions start a new epoch: no applied offsets carried into it.
-        assert await st.redis.hgetall("cont-restored:o") == {}
+        assert await RedisState(st.redis, space("cont-restored")).applied_offsets() == {}
 
 
 async def test_a_restore_folds_only_the_tail_the_changelog_lacks(tmp_path: Path) -> None:
@@ -97,9 +123,11 @@ async def test_a_restore_folds_only_the_tail_the_changelog_lacks(tmp_path: Path)
             # The tail: folded live by a worker that keeps no changelog.
             st.start_worker("w2", CONTINUITY_CHANGELOG="false")
             # One topic, so the restore folds it in the order the live worker did.
-            keys = sorted({e["customer_id"] for e in head_events if e.get("customer_id")})
+            customers = sorted({e["customer_id"] for e in head_events if e.get("customer_id")})
             tail_events = [
-                event("cart.item_added", added(f"T-{n % 7}"), customer=keys[n % len(keys)])
+                event(
+                    "cart.item_added", added(f"T-{n % 7}"), customer=customers[n % len(customers)]
+                )
                 for n in range(120)
             ]
             tail = await publish(pub, tail_events)
@@ -112,4 +140,74 @@ async def test_a_restore_folds_only_the_tail_the_changelog_lacks(tmp_path: Path)
         assert f"then folded {len(tail_events)} source records" in out, out
         assert "logs reset" not in out
         assert await restored_families(st.redis, "cont-tail") == live
-        assert await st.redis.hgetall("cont-tail:o") == await st.redis.hgetall("cont:o")
+        tail_state = RedisState(st.redis, space("cont-tail"))
+        assert await tail_state.applied_offsets() == await st.state.applied_offsets()
+
+
+async def test_partitions_published_under_different_leases_end_equal_to_redis(
+    tmp_path: Path,
+) -> None:
+    where = space("cont")
+    # Two relays (as two workers would), started before the worker so they hold every
+    # lease: one the even partitions, the other the odd ones. The worker's own relays
+    # find each lease held and only stand by.
+    async with private_stack(tmp_path) as st:
+        relays = {
+            holder: [ChangelogOutbox(st.redis, where, n, holder) for n in ns]
+            for holder, ns in (
+                ("relay-even", where.all_partitions()[0::2]),
+                ("relay-odd", where.all_partitions()[1::2]),
+            )
+        }
+        producer = clients.producer(st.bootstrap, "test", linger_ms=1)
+        await producer.start()
+
+        async def send(
+            key: str, value: bytes | None, headers: list[tuple[str, bytes]], partition: int
+        ) -> Any:
+            return await producer.send(
+                SESSION_CHANGELOG, value, key=key.encode(), partition=partition, headers=headers
+            )
+
+        for outboxes in relays.values():
+            for outbox in outboxes:
+                assert await outbox.hold()
+        tasks = [
+            asyncio.create_task(run_changelog_relay(o, send, sweep_interval=0.5))
+            for outboxes in relays.values()
+            for o in outboxes
+        ]
+        try:
+            st.start_worker("w")
+            async with Publisher(st.bootstrap, linger_ms=1) as pub:
+                await st.ready(pub)
+                written = await publish(pub, workload(seed=83, customers=50, prefix="ls"))
+                await applied_through(st.state, written, timeout=120)
+            await drained(st.redis, st.bootstrap, where)
+            for holder, outboxes in relays.items():
+                for outbox in outboxes:
+                    lease: Any = await st.redis.get(keys.changelog_lease(where, outbox.partition))
+                    assert lease is not None
+                    assert lease.decode().startswith(f"{holder}:")
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await producer.stop()
+        for w in st.workers:
+            w.stop()
+        live = await restored_families(st.redis, "cont")
+        view, _ = await downstream_view(st.bootstrap)
+        assert by_family(live, b"s:"), "sessions"
+        assert by_family(live, b"a:"), "merged guests"
+        assert mismatches(view, live) == []
+        marks: dict[int, int] = {}
+        for m in await read_topic(st.bootstrap, SESSION_CHANGELOG):
+            headers = dict(m.headers or ())
+            if CONTROL_HEADER not in headers:
+                assert m.partition == where.partition(m.key.decode()), m.key
+                continue
+            positions = flat(WATERMARK_ADAPTER.validate_json(m.value).positions)
+            assert {int(tp.rsplit(":", 1)[1]) for tp in positions} <= {m.partition}
+            marks[m.partition] = marks.get(m.partition, 0) + 1
+        assert set(marks) == set(where.all_partitions()), "a watermark on every partition"

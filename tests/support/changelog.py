@@ -14,19 +14,35 @@ from schemas.topics import SESSION_CHANGELOG
 from streams.core import session_codec
 from streams.core.changelog import seq_order
 from streams.ops.schema_export import SCHEMA_DIR
-from tests.support.stack import read_topic, wait_until
+from streams.store import keys
+from streams.store.keys import Space
+from tests.support.stack import read_topic, space, wait_until
 
 # The families a restore writes, compared value for value (sets and sorted sets as such).
 RESTORED = (b"s:", b"a:", b"l:", b"dv:", b"vf:")
 
 
+def _family_and_id(name: bytes) -> tuple[bytes, str]:
+    """``{p3}:s:c-1`` (a name with its prefix cut off) as ``(b"s:", "c-1")``."""
+    _, _, rest = name.partition(b":")
+    family, _, some_id = rest.partition(b":")
+    return family + b":", some_id.decode()
+
+
+def by_family(live: dict[bytes, Any], family: bytes) -> dict[str, Any]:
+    """The keys of one family (``b"s:"``) of :func:`restored_families`, by id."""
+    named = ((*_family_and_id(k), v) for k, v in live.items())
+    return {some_id: v for kind, some_id, v in named if kind == family}
+
+
 async def restored_families(redis: Redis, prefix: str) -> dict[bytes, Any]:
-    """Every key of ``prefix`` a restore writes, with its value, the prefix cut off."""
+    """Every key of ``prefix`` a restore writes, with its value, the prefix cut off (the
+    partition tag kept: ``{p3}:s:c-1``; a key restored into another partition differs)."""
     cut = len(prefix) + 1
     out: dict[bytes, Any] = {}
-    async for key in redis.scan_iter(match=f"{prefix}:*", count=1000):
+    async for key in redis.scan_iter(match=f"{prefix}:{{p*}}:*", count=1000):
         name = key[cut:]
-        if not name.startswith(RESTORED):
+        if _family_and_id(name)[0] not in RESTORED:
             continue
         kind = await redis.type(key)
         if kind == b"hash":
@@ -40,19 +56,25 @@ async def restored_families(redis: Redis, prefix: str) -> dict[bytes, Any]:
     return out
 
 
-async def drained(redis: Redis, bootstrap: str, prefix: str = "cont") -> None:
-    """Wait until the relay published every entry and the watermark that says so."""
+async def drained(redis: Redis, bootstrap: str, where: Space | None = None) -> None:
+    """Wait until the relays published every partition's entries, and each partition's
+    watermark that says so is on that partition of the topic."""
+    where = where or space("cont")
 
     async def done() -> bool:
-        if await redis.xlen(f"{prefix}:cl"):
-            return False
-        cursor = orjson.loads(await redis.get(f"{prefix}:clc") or b'{"seq": ""}')
-        marks = [
-            orjson.loads(m.value)["seq"]
-            for m in await read_topic(bootstrap, SESSION_CHANGELOG)
-            if dict(m.headers or ()).get(CONTROL_HEADER) == b"watermark"
-        ]
-        return cursor["seq"] in marks
+        cursors: dict[int, str] = {}
+        for n in where.all_partitions():
+            if await redis.xlen(keys.changelog(where, n)):
+                return False
+            raw = await redis.get(keys.changelog_cursor(where, n))
+            if raw is not None:
+                cursors[n] = orjson.loads(raw)["seq"]
+        marks: dict[int, set[str]] = {}
+        for m in await read_topic(bootstrap, SESSION_CHANGELOG):
+            if dict(m.headers or ()).get(CONTROL_HEADER) == b"watermark":
+                marks.setdefault(m.partition, set()).add(orjson.loads(m.value)["seq"])
+        # Nothing published yet is not drained; a partition with no traffic has no cursor.
+        return bool(cursors) and all(seq in marks.get(n, ()) for n, seq in cursors.items())
 
     await wait_until(done, 90, interval=0.5)
 
@@ -82,8 +104,8 @@ async def downstream_view(bootstrap: str) -> tuple[dict[str, bytes | None], int]
 def mismatches(view: dict[str, bytes | None], live: dict[bytes, Any]) -> list[str]:
     """Keys whose newest changelog state is not what Redis holds (``live``:
     ``restored_families``), and stored sessions or aliases the changelog lacks."""
-    sessions = {k[3:-1].decode(): v for k, v in live.items() if k.startswith(b"s:")}
-    aliases = {k[3:-1].decode(): v.decode() for k, v in live.items() if k.startswith(b"a:")}
+    sessions = by_family(live, b"s:")
+    aliases = {k: v.decode() for k, v in by_family(live, b"a:").items()}
     wrong = sorted((set(sessions) | set(aliases)) - {k for k, v in view.items() if v})
     for key, value in view.items():
         if value is None:

@@ -13,6 +13,7 @@ customer; the KPI hash counts each fact once.
 from __future__ import annotations
 
 import signal
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -22,10 +23,11 @@ import pytest
 
 from schemas.topics import NOTIFICATIONS
 from streams.kafka.publish import Publisher
+from streams.store import keys
 from tests.support.clock import at as clock_at
 from tests.support.events import added, event
 from tests.support.private_stack import PrivateStack, private_stack
-from tests.support.stack import applied_through, publish, read_topic, wait_until
+from tests.support.stack import applied_through, publish, read_topic, space, wait_until
 
 # clock: event times meet the worker's clock (journey pruning, abandonment timers).
 pytestmark = pytest.mark.clock
@@ -33,10 +35,10 @@ pytestmark = pytest.mark.clock
 FAST = {"CONTINUITY_ABANDON_AFTER": "8", "CONTINUITY_ABANDON_SWEEP_INTERVAL": "0.5"}
 
 
-async def notes_for(st: PrivateStack, keys: set[str]) -> list[dict[str, Any]]:
-    """The notifications on the topic for ``keys``, in topic order per key."""
+async def notes_for(st: PrivateStack, wanted: set[str]) -> list[dict[str, Any]]:
+    """The notifications on the topic for the keys ``wanted``, in topic order per key."""
     records = await read_topic(st.bootstrap, NOTIFICATIONS)
-    notes = [orjson.loads(r.value) for r in records if r.key and r.key.decode() in keys]
+    notes = [orjson.loads(r.value) for r in records if r.key and r.key.decode() in wanted]
     assert all(r.key.decode() == orjson.loads(r.value)["key"] for r in records if r.key)
     return notes
 
@@ -58,7 +60,7 @@ async def test_an_idle_cart_is_abandoned_once_across_a_worker_restart(
     st: PrivateStack, publisher: Publisher, ids: Any
 ) -> None:
     idle, active, bought, emptied = ids("idle"), ids("active"), ids("bought"), ids("emptied")
-    redis, prefix = st.redis, st.prefix
+    redis, where = st.redis, space(st.prefix)
     first = st.start_worker("a", **FAST)
     await st.ready(publisher)
     written = await publish(
@@ -78,7 +80,10 @@ async def test_an_idle_cart_is_abandoned_once_across_a_worker_restart(
         [event("checkout.completed", {"order_id": ids("o")}, customer=bought, channel="pos")],
     )
     await applied_through(st.state, written)
-    timers = {t.decode() for t in await redis.zrange(f"{prefix}:ab", 0, -1)}
+    armed: list[Any] = []
+    for n in where.all_partitions():
+        armed += await redis.zrange(keys.abandonment(where, n), 0, -1)
+    timers = {t.decode() for t in armed}
     assert {idle, active} <= timers
     assert not {bought, emptied} & timers, "an empty cart has no timer"
     # ``active`` comes back in time: its timer moves and version 1 is never abandoned.
@@ -91,11 +96,11 @@ async def test_an_idle_cart_is_abandoned_once_across_a_worker_restart(
     # when they do; a new one finds them in Redis.
     first.proc.send_signal(signal.SIGKILL)
     first.proc.wait(timeout=10)
-    assert await redis.zscore(f"{prefix}:ab", idle) is not None, "not yet due"
+    assert await redis.zscore(_timers(st, idle), idle) is not None, "not yet due"
     st.start_worker("b", **FAST)
 
-    keys = {idle, active, bought, emptied}
-    notes = await wait_until(lambda: _abandoned(st, keys, {idle, active}), timeout=60)
+    carts = {idle, active, bought, emptied}
+    notes = await wait_until(lambda: _abandoned(st, carts, {idle, active}), timeout=60)
     by_key = {n["key"]: n for n in notes}
     assert len(notes) == 2, f"one notification per abandonment: {notes}"
     note = by_key[idle]
@@ -115,14 +120,14 @@ async def test_an_idle_cart_is_abandoned_once_across_a_worker_restart(
         f"abandoned:{idle}:1",
         f"abandoned:{idle}:2",
     ]
-    kpis = await redis.hgetall(f"{prefix}:k")
-    assert int(kpis[b"abandoned:mobile_app"]) == 2, kpis
-    assert int(kpis[b"abandoned:web"]) == 1
-    assert int(kpis[b"abandoned_path:mobile_app>web"]) == 1
+    kpis = await _kpis(st)
+    assert kpis["abandoned:mobile_app"] == 2, kpis
+    assert kpis["abandoned:web"] == 1
+    assert kpis["abandoned_path:mobile_app>web"] == 1
     # Nothing is armed any more: no activity since, so no further notification.
-    assert await redis.zscore(f"{prefix}:ab", idle) is None
-    assert await redis.zscore(f"{prefix}:ab", active) is None
-    final = [(n["type"], n["notification_id"]) for n in await notes_for(st, keys)]
+    assert await redis.zscore(_timers(st, idle), idle) is None
+    assert await redis.zscore(_timers(st, active), active) is None
+    final = [(n["type"], n["notification_id"]) for n in await notes_for(st, carts)]
     assert sorted(final) == [
         ("cart.abandoned", f"abandoned:{active}:2"),
         ("cart.abandoned", f"abandoned:{idle}:1"),
@@ -134,9 +139,9 @@ async def test_an_idle_cart_is_abandoned_once_across_a_worker_restart(
 
 
 async def _abandoned(
-    st: PrivateStack, keys: set[str], want: set[str], versions: set[int] | None = None
+    st: PrivateStack, wanted: set[str], want: set[str], versions: set[int] | None = None
 ) -> list[dict[str, Any]] | None:
-    notes = [n for n in await notes_for(st, keys) if n["type"] == "cart.abandoned"]
+    notes = [n for n in await notes_for(st, wanted) if n["type"] == "cart.abandoned"]
     got = {n["key"] for n in notes}
     if got < want or (versions and {n["version"] for n in notes} < versions):
         return None
@@ -147,7 +152,7 @@ async def test_a_cart_picked_up_on_another_channel_is_announced_and_journeyed(
     st: PrivateStack, publisher: Publisher, ids: Any
 ) -> None:
     customer, guest = ids("c"), ids("g")
-    redis, prefix = st.redis, st.prefix
+    redis, where = st.redis, space(st.prefix)
     st.start_worker("a")
     await st.ready(publisher)
     steps = [
@@ -169,7 +174,7 @@ async def test_a_cart_picked_up_on_another_channel_is_announced_and_journeyed(
     # Guest versions 1-2, the merge 3, the login 4, the call-center search 5.
     assert notes[0]["notification_id"] == f"resumed:{customer}:5"
 
-    journey = await redis.zrange(f"{prefix}:j:{{{customer}}}", 0, -1)
+    journey = await redis.zrange(keys.journey(where, customer), 0, -1)
     entries = [orjson.loads(m) for m in journey]
     assert [(e["channel"], e["type"]) for e in entries] == [
         ("social", "browse.product_viewed"),
@@ -180,11 +185,27 @@ async def test_a_cart_picked_up_on_another_channel_is_announced_and_journeyed(
         ("pos", "checkout.completed"),
     ]
     assert entries[4]["store_id"] == "s-12"
-    assert not await redis.exists(f"{prefix}:j:{{{guest}}}"), "moved at login"
-    kpis = {k.decode(): int(v) for k, v in (await redis.hgetall(f"{prefix}:k")).items()}
+    assert not await redis.exists(keys.journey(where, guest)), "moved at login"
+    kpis = await _kpis(st)
     assert kpis["carts_started:mobile_app"] == 1, kpis
     assert kpis["resumes:mobile_app:call_center"] == 1
     assert kpis["converted:mobile_app"] == 1
     assert kpis["converted_path:mobile_app>pos"] == 1
     assert kpis["checkouts:pos"] == 1
     assert kpis["ttc_count"] == 1
+
+
+def _timers(st: PrivateStack, key: str) -> str:
+    """The abandonment timers of ``key``'s partition (where its commit arms it)."""
+    where = space(st.prefix)
+    return keys.abandonment(where, where.partition(key))
+
+
+async def _kpis(st: PrivateStack) -> Counter[str]:
+    """The KPI totals: the sum of every partition's hash."""
+    where, out = space(st.prefix), Counter[str]()
+    for n in where.all_partitions():
+        counted: dict[Any, Any] = await st.redis.hgetall(keys.kpis(where, n))
+        for k, v in counted.items():
+            out[k.decode()] += int(v)
+    return out
