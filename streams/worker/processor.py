@@ -101,10 +101,28 @@ class BatchProcessor:
         groups: dict[int, list[Record]] = {}
         for r in records:
             groups.setdefault(r.partition, []).append(r)
+        if self.guard is not None and len(groups) > 1:
+            # Once for the whole batch (one broker probe for all its new partitions);
+            # each partition's own call then finds them verified.
+            await self._first_guard(records)
         plans = await asyncio.gather(*(self._process_partition(g) for g in groups.values()))
         if len(plans) == 1:
             return plans[0]
         return joined(plans, records)
+
+    async def _first_guard(self, records: Sequence[Record]) -> None:
+        """Run the guard over the whole batch, waiting out Redis as a commit would."""
+        assert self.guard is not None
+        delay = 0.05
+        while True:
+            try:
+                await self.guard(records)
+                return
+            except Exception as exc:
+                if not transient(exc):
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.retry_max_delay)
 
     async def _process_partition(self, records: Sequence[Record]) -> Plan:
         """Apply one partition's records: load, plan, dead-letter, commit, retried."""
