@@ -41,6 +41,7 @@ from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
 from streams.store import keys
 from streams.store.client import connect_primary
+from streams.store.keys import Space
 from streams.store.state import RedisState
 
 DEV_TOKEN_TTL = 12 * 3600
@@ -237,10 +238,11 @@ async def _live(
     for sig in _STOP_SIGNALS:
         loop.add_signal_handler(sig, stop.set)
     redis = connect_primary(settings.redis_dsn())
-    state = RedisState(redis, settings.redis_prefix)
+    space = settings.space()
+    state = RedisState(redis, space)
     kafka = kafka_client_kwargs(settings)
     tasks = [
-        asyncio.create_task(_watch(state)),
+        asyncio.create_task(_watch(state, space)),
         asyncio.create_task(_watch_dead_letters(settings.kafka_bootstrap, kafka)),
         asyncio.create_task(_watch_notifications(settings.kafka_bootstrap, kafka)),
         asyncio.create_task(_watch_children(children)),
@@ -319,7 +321,7 @@ async def _wait_for_worker(pub: Publisher, state: RedisState) -> None:
     )
 
 
-async def _watch(state: RedisState) -> None:
+async def _watch(state: RedisState, space: Space) -> None:
     """Print one line per committed session version: carts moving between channels.
 
     Survives Redis going away: whether that ends the stack is ``_watch_children``'s
@@ -327,17 +329,19 @@ async def _watch(state: RedisState) -> None:
     """
     while True:
         try:
-            await _print_commits(state)
+            await _print_commits(state, space)
         except (RedisConnectionError, RedisTimeoutError, OSError):
             await asyncio.sleep(1.0)
 
 
-async def _print_commits(state: RedisState) -> None:
+async def _print_commits(state: RedisState, space: Space) -> None:
     pubsub = state.redis.pubsub()
     try:
-        await pubsub.psubscribe(keys.UPDATES.glob(state.prefix))
+        # Sharded channels have no pattern subscription: one SSUBSCRIBE per partition.
+        for n in space.all_partitions():
+            await pubsub.ssubscribe(keys.updates(space, n))
         async for message in pubsub.listen():
-            if message["type"] != "pmessage":
+            if message["type"] != "smessage":
                 continue
             notice = orjson.loads(message["data"])
             if notice.get("merged_into"):

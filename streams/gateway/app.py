@@ -8,8 +8,9 @@ aiohttp's own 417 (sent before any middleware) gets the JSON error body from
 an ``on_response_prepare`` signal.
 
 Shared per process: one Redis client for reads, one Redis connection for
-pub/sub (``Fanout``), one Kafka producer. Nothing else is kept between
-requests, so gateways scale out behind any load balancer.
+sharded pub/sub (``Fanout``: every partition's channel), one Kafka producer.
+Nothing else is kept between requests, so gateways scale out behind any load
+balancer.
 """
 
 from __future__ import annotations
@@ -61,7 +62,6 @@ from streams.kafka.topics import TopicLayoutError, ensure_topics
 from streams.settings import Settings
 from streams.store.client import connect_primary, follow_primary
 from streams.store.handoffs import HandoffStore
-from streams.store.state import RedisState
 
 log = logging.getLogger(__name__)
 
@@ -134,17 +134,17 @@ async def _connections(app: web.Application) -> AsyncIterator[None]:
     pubsub_client = connect_primary(
         settings.redis_dsn(), socket_connect_timeout=2, retry=Retry(NoBackoff(), 0)
     )
-    state = RedisState(redis, settings.redis_prefix)
-    fanout = Fanout(pubsub_client, state.channel)
+    space = settings.space()
+    fanout = Fanout(pubsub_client, space)
     await fanout.start()
     app[PRODUCER] = producer
     app[REDIS] = redis
     app[FANOUT] = fanout
-    app[SESSIONS] = Sessions(redis, state, fanout)
-    app[HANDOFFS] = HandoffStore(redis, settings.redis_prefix)
+    app[SESSIONS] = Sessions(redis, space, fanout)
+    app[HANDOFFS] = HandoffStore(redis, space)
     app[LIMITER] = RateLimiter(
         redis,
-        settings.redis_prefix,
+        space,
         {
             "ingest": settings.ingest_rate_limit,
             "ingest-service": settings.service_ingest_rate_limit,
@@ -152,12 +152,13 @@ async def _connections(app: web.Application) -> AsyncIterator[None]:
         },
     )
     log.info(
-        "continuity gateway: listening on http://%s:%d (Kafka %s %s, prefix %r)",
+        "continuity gateway: listening on http://%s:%d (Kafka %s %s, prefix %r, %d partitions)",
         settings.gateway_host,
         settings.gateway_port,
         settings.kafka_bootstrap,
         describe(settings),
         settings.redis_prefix,
+        settings.topic_partitions,
     )
     # Behind Sentinel: reads follow a failover instead of a demoted primary.
     following = asyncio.create_task(follow_primary(redis))

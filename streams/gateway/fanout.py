@@ -1,21 +1,35 @@
 """One Redis pub/sub connection per gateway process, fanned out to the local streams.
 
-The worker publishes a notice on ``P:u:{key}`` after every committed version
-(``streams/store/lua/commit.lua``). Here, every session followed by at least one
-local client is SUBSCRIBEd once on a shared connection, reference-counted
-across clients (not a PSUBSCRIBE of everything: a gateway only receives the
-notices of sessions someone on it is watching).
+The commit script announces every committed version of a key with ``SPUBLISH``
+on the sharded channel of the key's partition (``keys.updates(space, n)``,
+``cont:{p3}:u``), the notice JSON naming the ``key``. Here, one connection
+``SSUBSCRIBE``s every partition's channel when it connects, and each notice
+is dispatched by its ``key`` to the local followers of that key (a gateway
+with no follower of a key drops its notices). Following a key costs no round
+trip to Redis: the partition's channel is subscribed already.
 
-A notice carries no state: it only marks each subscriber of that key
-*dirty* (an ``asyncio.Event``), and the subscriber re-reads the session from
-Redis. A subscriber holds a flag, not a queue, so a slow client costs the
-same memory as a fast one and always catches up to the newest state.
+A notice carries no state: it only marks each follower of that key *dirty*
+(an ``asyncio.Event``), and the follower re-reads the session from Redis. A
+follower holds a flag, not a queue, so a slow client costs the same memory as
+a fast one and always catches up to the newest state.
 
-Ordering guarantee: ``subscribe`` returns only after Redis confirmed the
-SUBSCRIBE, so a client that reads the state afterwards misses no later
-version. Pub/sub is at-most-once: notices published while the connection is
-down are lost, so after a reconnect (and its re-SUBSCRIBE confirmations)
-every local subscriber is marked dirty and re-reads.
+Ordering guarantee: ``subscribe`` returns only while every partition channel
+is confirmed subscribed, with the follower registered, so a client that reads
+the state afterwards misses no later version. Pub/sub is at-most-once: notices
+published while the connection is down are lost, so after a reconnect (and
+its ``SSUBSCRIBE`` confirmations) every local follower is marked dirty and
+re-reads.
+
+The client is one primary's ``redis.asyncio.Redis``, whose ``PubSub`` sends
+``SSUBSCRIBE`` on its one connection and reads ``smessage`` replies with
+``get_message``. redis-py's ``RedisCluster.pubsub()`` is another animal
+(``ClusterPubSub``): one connection per node, read with
+``get_sharded_message``, and a node that fails is cooled off and reconnected
+inside the library, so notices lost meanwhile reach no one and nothing here
+would know to re-read; its ``ping`` goes to yet another node's connection. A
+cluster fan-out needs one ``PubSub`` per slot owner under the same
+reconnect-then-re-read rule (the gateway connects with ``connect_primary``,
+which refuses a cluster URL until then).
 """
 
 from __future__ import annotations
@@ -23,8 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +49,8 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from streams.gateway import metrics
+from streams.store import keys
+from streams.store.keys import Space
 
 log = logging.getLogger(__name__)
 
@@ -56,21 +71,13 @@ class Subscriber:
     closing: bool = False
 
 
-@dataclass(eq=False)
-class _Channel:
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    subscribers: set[Subscriber] = field(default_factory=set)
-    live: bool = False
-    retired: bool = False
-
-
 class Fanout:
     """The shared subscription. ``start`` it once, ``subscribe`` per client, ``stop`` at exit."""
 
     def __init__(
         self,
         client: Redis,
-        channel_of: Callable[[str], str],
+        space: Space,
         *,
         ack_timeout: float = 5.0,
         liveness: float = 5.0,
@@ -80,22 +87,26 @@ class Fanout:
         # ``client`` must not retry on its own: a silent reconnect would lose
         # notices without anyone re-reading.
         self._client = client
-        self._channel_of = channel_of
+        self._space = space
+        # Channel name -> partition, for a notice whose key cannot be read.
+        self._partitions = {keys.updates(space, n): n for n in space.all_partitions()}
         self._ack_timeout = ack_timeout
         self._liveness = liveness
         self._min_backoff = min_backoff
         self._max_backoff = max_backoff
-        self._channels: dict[str, _Channel] = {}
-        self._acks: dict[tuple[str, str], deque[asyncio.Future[None]]] = {}
-        self._pubsub: PubSub | None = None
+        self._followers: dict[str, set[Subscriber]] = {}
         self._up = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._retiring: set[asyncio.Task[None]] = set()
 
     @property
     def up(self) -> bool:
-        """True while subscribed and reading."""
+        """True while every partition channel is subscribed and the connection reads."""
         return self._up.is_set()
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        """The sharded channels subscribed: one per partition."""
+        return tuple(self._partitions)
 
     async def start(self) -> None:
         """Connect in the background (reconnecting for as long as it runs)."""
@@ -108,83 +119,41 @@ class Fanout:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        for task in list(self._retiring):
-            task.cancel()
         await self._client.aclose()
 
     def close_all(self) -> None:
         """Tell every subscriber to end (gateway shutdown: clients reconnect elsewhere)."""
-        for entry in self._channels.values():
-            for sub in entry.subscribers:
+        for followers in self._followers.values():
+            for sub in followers:
                 sub.closing = True
                 sub.dirty.set()
 
     @contextlib.asynccontextmanager
     async def subscribe(self, key: str) -> AsyncIterator[Subscriber]:
-        """Follow ``key``; on entry the SUBSCRIBE is confirmed. Raises ``FanoutUnavailable``."""
-        sub = Subscriber(key)
-        name = self._channel_of(key)
-        entry = await self._join(name, sub)
-        try:
-            yield sub
-        finally:
-            entry.subscribers.discard(sub)
-            if not entry.subscribers:
-                # In a task: this may run in a cancelled handler, and the
-                # UNSUBSCRIBE round trip must not hold up its exit.
-                task = asyncio.create_task(self._retire(name, entry))
-                self._retiring.add(task)
-                task.add_done_callback(self._retiring.discard)
+        """Follow ``key``; on entry its partition's channel is confirmed subscribed.
 
-    async def _join(self, name: str, sub: Subscriber) -> _Channel:
-        while True:
-            entry = self._channels.setdefault(name, _Channel())
-            async with entry.lock:
-                if entry.retired:
-                    continue  # its UNSUBSCRIBE just completed: start a new entry
-                if not entry.live:
-                    try:
-                        await self._command("subscribe", name)
-                    except FanoutUnavailable:
-                        if not entry.subscribers:
-                            self._forget(name, entry)
-                        raise
-                    entry.live = True
-                    metrics.PUBSUB_CHANNELS.set(len(self._channels))
-                entry.subscribers.add(sub)
-                return entry
-
-    async def _retire(self, name: str, entry: _Channel) -> None:
-        async with entry.lock:
-            if entry.subscribers or entry.retired:
-                return
-            if entry.live:
-                with contextlib.suppress(FanoutUnavailable):
-                    await self._command("unsubscribe", name)
-            self._forget(name, entry)
-
-    def _forget(self, name: str, entry: _Channel) -> None:
-        entry.retired = True
-        if self._channels.get(name) is entry:
-            del self._channels[name]
-        metrics.PUBSUB_CHANNELS.set(len(self._channels))
-
-    async def _command(self, kind: str, name: str) -> None:
-        """SUBSCRIBE or UNSUBSCRIBE ``name`` and wait for Redis to confirm it."""
+        Raises ``FanoutUnavailable`` when the connection is not up within the ack timeout.
+        """
         try:
             async with asyncio.timeout(self._ack_timeout):
                 await self._up.wait()
-                pubsub = self._pubsub
-                assert pubsub is not None
-                ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-                self._acks.setdefault((kind, name), deque()).append(ack)
-                if kind == "subscribe":
-                    await pubsub.subscribe(name)
-                else:
-                    await pubsub.unsubscribe(name)
-                await ack
-        except (TimeoutError, *_LOST) as exc:
-            raise FanoutUnavailable(f"pub/sub {kind} failed: {exc!r}") from None
+        except TimeoutError:
+            raise FanoutUnavailable("pub/sub connection down") from None
+        # No await between the check above and the registration: the connection
+        # that was up then is the one that will wake this follower (or, if it
+        # fails, its reconnect marks every follower dirty).
+        sub = Subscriber(key)
+        self._followers.setdefault(key, set()).add(sub)
+        metrics.PUBSUB_CHANNELS.set(len(self._followers))
+        try:
+            yield sub
+        finally:
+            followers = self._followers.get(key)
+            if followers is not None:
+                followers.discard(sub)
+                if not followers:
+                    del self._followers[key]
+            metrics.PUBSUB_CHANNELS.set(len(self._followers))
 
     async def _run(self) -> None:
         backoff = self._min_backoff
@@ -193,8 +162,7 @@ class Fanout:
             pubsub = self._client.pubsub()
             try:
                 await pubsub.connect()  # type: ignore[no-untyped-call]
-                await self._resubscribe(pubsub)
-                self._pubsub = pubsub
+                await self._subscribe_all(pubsub)
                 self._up.set()
                 metrics.PUBSUB_UP.set(1)
                 if not first:
@@ -213,26 +181,23 @@ class Fanout:
             finally:
                 self._up.clear()
                 metrics.PUBSUB_UP.set(0)
-                self._pubsub = None
-                self._fail_acks()
                 with contextlib.suppress(RedisError, OSError):
                     await pubsub.aclose()
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, self._max_backoff)
 
-    async def _resubscribe(self, pubsub: PubSub) -> None:
-        """Subscribe every live channel on a fresh connection and wait for every confirmation."""
-        names = [n for n, e in self._channels.items() if e.live]
-        if not names:
-            return
-        await pubsub.subscribe(*names)
-        waiting = set(names)
+    async def _subscribe_all(self, pubsub: PubSub) -> None:
+        """SSUBSCRIBE every partition's channel and wait for every confirmation."""
+        # One command per channel: each names one slot, as a cluster node requires.
+        for name in self._partitions:
+            await pubsub.ssubscribe(name)
+        waiting = set(self._partitions)
         async with asyncio.timeout(self._ack_timeout):
             while waiting:
                 msg = await pubsub.get_message(timeout=self._ack_timeout)
                 if msg is None:
                     continue
-                if msg["type"] == "subscribe":
+                if msg["type"] == "ssubscribe":
                     waiting.discard(_str(msg["channel"]))
                 else:
                     self._dispatch(msg)
@@ -249,56 +214,61 @@ class Fanout:
                 pinged = True
                 continue
             pinged = False
+            if msg["type"] == "sunsubscribe":
+                # Redis drops a shard channel whose slot moved away: its notices
+                # now go elsewhere, so reconnect (and re-read) rather than miss them.
+                raise RedisConnectionError(f"shard channel {_str(msg['channel'])} unsubscribed")
             self._dispatch(msg)
 
     def _dispatch(self, msg: dict[str, Any]) -> None:
-        kind = msg["type"]
-        if kind in ("subscribe", "unsubscribe"):
-            waiters = self._acks.get((kind, _str(msg["channel"])))
-            if waiters:
-                ack = waiters.popleft()
-                if not waiters:
-                    del self._acks[(kind, _str(msg["channel"]))]
-                if not ack.done():
-                    ack.set_result(None)
-            return
-        if kind != "message":
+        if msg["type"] != "smessage":
             return  # pong
-        entry = self._channels.get(_str(msg["channel"]))
-        if entry is None:
+        partition = self._partitions.get(_str(msg["channel"]))
+        if partition is None:
             return
-        merged_into = _merged_into(msg["data"])
-        for sub in entry.subscribers:
-            if merged_into is not None:
-                sub.merged_into = merged_into
-            sub.dirty.set()
+        key, merged_into = _notice(msg["data"])
+        if key is None:
+            # Malformed: it may have been about any key of the partition, so
+            # every follower there re-reads (a spare read costs less than a miss).
+            for followed, followers in self._followers.items():
+                if self._space.partition(followed) == partition:
+                    _wake(followers, None)
+            return
+        if self._space.partition(key) != partition:
+            # Only the key's own partition announces it (a cluster runs the commit
+            # there); anything else is a misplaced publisher, not a notice.
+            log.warning("notice for %r on the channel of partition %d ignored", key, partition)
+            return
+        _wake(self._followers.get(key, ()), merged_into)
 
     def _mark_all_dirty(self) -> None:
-        for entry in self._channels.values():
-            for sub in entry.subscribers:
-                sub.dirty.set()
-
-    def _fail_acks(self) -> None:
-        for waiters in self._acks.values():
-            for ack in waiters:
-                if not ack.done():
-                    ack.set_exception(RedisConnectionError("pub/sub connection lost"))
-                    # Marked as seen: its waiter may already have given up on it.
-                    ack.exception()
-        self._acks.clear()
+        for followers in self._followers.values():
+            _wake(followers, None)
 
     def _count(self) -> int:
-        return sum(len(e.subscribers) for e in self._channels.values())
+        return sum(len(f) for f in self._followers.values())
 
 
-def _merged_into(data: bytes | str) -> str | None:
-    """The customer of a merged-guest notice, else ``None`` (malformed notices just wake)."""
+def _wake(followers: set[Subscriber] | tuple[()], merged_into: str | None) -> None:
+    for sub in followers:
+        if merged_into is not None:
+            sub.merged_into = merged_into
+        sub.dirty.set()
+
+
+def _notice(data: bytes | str) -> tuple[str | None, str | None]:
+    """The notice's key and, for a merged guest, its customer (``None`` where unreadable)."""
     try:
         notice = orjson.loads(data)
     except orjson.JSONDecodeError:
-        return None
-    target = notice.get("merged_into") if isinstance(notice, dict) else None
-    return target if isinstance(target, str) else None
+        return None, None
+    if not isinstance(notice, dict):
+        return None, None
+    key, target = notice.get("key"), notice.get("merged_into")
+    return (
+        key if isinstance(key, str) else None,
+        target if isinstance(target, str) else None,
+    )
 
 
 def _str(value: bytes | str) -> str:

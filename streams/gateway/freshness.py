@@ -10,7 +10,7 @@ customer the view may be behind:
   partitioner's: murmur2 of the key), the positions the state holds;
 * ``X-Continuity-Applied-At``: when a worker last applied a batch on those
   partitions (RFC 3339, Redis's clock, written by the commit script);
-* ``X-Continuity-Workers``: ``live`` if some worker's heartbeat (``P:hb``,
+* ``X-Continuity-Workers``: ``live`` if some worker's heartbeat (``<prefix>:hb``,
   every relay round, about once a second) is younger than
   ``CONTINUITY_WORKER_STALE_AFTER``, ``none`` otherwise: with ``none``,
   events are accepted and kept in Kafka but nothing is folded until a worker
@@ -26,8 +26,8 @@ from datetime import UTC, datetime
 from redis.asyncio import Redis
 
 from schemas.topics import SOURCE_TOPICS
-from streams.core.placement import partition_of
 from streams.store import keys
+from streams.store.keys import Space
 
 APPLIED_HEADER = "X-Continuity-Applied"
 APPLIED_AT_HEADER = "X-Continuity-Applied-At"
@@ -57,15 +57,17 @@ class Freshness:
 
 
 async def read(
-    redis: Redis, prefix: str, key: str, partitions: int, topics: Sequence[str] = SOURCE_TOPICS
+    redis: Redis, space: Space, key: str, topics: Sequence[str] = SOURCE_TOPICS
 ) -> Freshness:
     """Read the freshness of session ``key`` in one round trip."""
-    part = partition_of(key, partitions)
+    # The key's partition, in every co-partitioned topic, is applied in that
+    # partition's own hashes (the session's slot).
+    part = space.partition(key)
     tps = [f"{t}:{part}" for t in topics]
     async with redis.pipeline(transaction=False) as pipe:
-        pipe.hmget(keys.offsets(prefix), tps)
-        pipe.hmget(keys.offset_times(prefix), tps)
-        pipe.zrange(keys.heartbeats(prefix), -1, -1, withscores=True)
+        pipe.hmget(keys.offsets(space, part), tps)
+        pipe.hmget(keys.offset_times(space, part), tps)
+        pipe.zrange(keys.heartbeats(space), -1, -1, withscores=True)
         offsets, times, beat = await pipe.execute()
     stamps = [int(t) for t in times if t is not None]
     return Freshness(

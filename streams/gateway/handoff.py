@@ -8,6 +8,12 @@ takes the session over (docs/gateway-api.md, Handing a session to a POS).
   alive at any moment is hopeless under the failed-claim lockout below.
   Input is forgiving the way Crockford intends: case, spaces and dashes are
   ignored, ``I``/``L`` read as ``1`` and ``O`` as ``0``.
+* A code is drawn in its session's partition (``partition_of``, Kafka's
+  partitioner): its keys then share the session's Redis slot, so the commit
+  that ends a session deletes its codes in the same script, cluster or not.
+  Drawing until the partition matches (rejection sampling) keeps every code
+  uniform among that partition's codes; the few bits it costs (log2 of the
+  partition count) leave guessing as hopeless.
 * The QR payload is the string ``continuity:handoff:<CODE>``, not an http
   URL: a phone camera scanning it must not open a page, and a POS scanner
   reads it as text and claims the code it carries.
@@ -24,6 +30,8 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from streams.core.placement import partition_of
+
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 CODE_LENGTH = 8
 QR_PREFIX = "continuity:handoff:"
@@ -32,11 +40,34 @@ _LOOKALIKES = str.maketrans({"I": "1", "L": "1", "O": "0"})
 _ALLOWED = frozenset(ALPHABET)
 # Anything much longer than a code (or the QR payload carrying one) is not one.
 _MAX_INPUT = 64
+# Draws per partition before giving up on a code of one partition: each draw
+# lands there with probability 1/partitions, so all of them miss with
+# probability (1 - 1/p)^(40p) < e^-40, which only a broken randomness reaches.
+DRAWS_PER_PARTITION = 40
+
+
+class NoCodeDrawn(RuntimeError):
+    """No code of the wanted partition came up within the bound (broken randomness)."""
 
 
 def new_code(randbelow: Callable[[int], int] = secrets.randbelow) -> str:
     """A fresh code; ``randbelow`` is ``secrets.randbelow`` except in tests."""
     return "".join(ALPHABET[randbelow(len(ALPHABET))] for _ in range(CODE_LENGTH))
+
+
+def code_in_partition(
+    partition: int, partitions: int, randbelow: Callable[[int], int] = secrets.randbelow
+) -> str:
+    """A fresh code whose partition is ``partition`` (of ``partitions``); raises ``NoCodeDrawn``."""
+    draws = DRAWS_PER_PARTITION * partitions
+    for _ in range(draws):
+        code = new_code(randbelow)
+        if partition_of(code, partitions) == partition:
+            return code
+    raise NoCodeDrawn(
+        f"no handoff code of partition {partition} of {partitions} in {draws} draws: "
+        "the random source is not random"
+    )
 
 
 def normalize_code(raw: str) -> str | None:

@@ -1,9 +1,14 @@
 """Reading the KPI counters from Redis for ``GET /v1/kpis`` and ``/metrics``.
 
-One pipelined round trip: ``HGETALL P:k`` and two ``PFCOUNT`` over the
-sessions-active window (every session changed in it, and those on two or
-more channels). Redis is the one source of truth: every worker and relay
-increments the same hash, so any gateway reports the same numbers.
+One pipelined round trip over every partition: its KPI hash
+(``cont:{p<N>}:k``) and two ``PFCOUNT`` over its sessions-active window
+(every session changed in it, and those on two or more channels). The
+totals are the sums over the partitions: each commit increments its own
+partition's hash, and a HyperLogLog's members are session keys, placed by
+their own partition, so the partitions' sets are disjoint and their counts
+add up. No command names keys of two partitions (on a cluster they are two
+slots). Redis is the one source of truth, so any gateway reports the same
+numbers.
 
 For ``/metrics`` the read happens at scrape time, at most once per
 ``MIN_REFRESH_SECONDS`` however many scrapers ask (concurrent scrapes share
@@ -28,6 +33,7 @@ from streams.core.kpi_report import counters, report
 from streams.gateway import metrics
 from streams.gateway.sessions import RedisUnavailable
 from streams.store import keys
+from streams.store.keys import Space
 
 log = logging.getLogger(__name__)
 
@@ -48,21 +54,27 @@ class KpiInputs:
         return report(self.fields, self.active, self.multichannel)
 
 
-async def read(redis: Redis, prefix: str, now: float | None = None) -> KpiInputs:
-    """The KPI hash and the window's session counts; ``RedisUnavailable`` if Redis fails."""
+async def read(redis: Redis, space: Space, now: float | None = None) -> KpiInputs:
+    """The KPI totals and the window's session counts; ``RedisUnavailable`` if Redis fails."""
     # The same buckets for both counts, so their ratio is a share.
     buckets = window(time.time() if now is None else now)
-    active_keys = [keys.activity(prefix, b) for b in buckets]
-    multi_keys = [keys.multichannel(prefix, b) for b in buckets]
     try:
         async with redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(keys.kpis(prefix))
-            pipe.pfcount(*active_keys)
-            pipe.pfcount(*multi_keys)
-            raw, active, multichannel = await pipe.execute()
+            for n in space.all_partitions():
+                pipe.hgetall(keys.kpis(space, n))
+                pipe.pfcount(*(keys.activity(space, n, b) for b in buckets))
+                pipe.pfcount(*(keys.multichannel(space, n, b) for b in buckets))
+            replies = await pipe.execute()
     except (RedisError, OSError) as exc:
         raise RedisUnavailable(repr(exc)) from None
-    return KpiInputs(counters(raw), int(active), int(multichannel))
+    fields: dict[str, int] = {}
+    active = multichannel = 0
+    for i in range(0, len(replies), 3):
+        for name, value in counters(replies[i]).items():
+            fields[name] = fields.get(name, 0) + value
+        active += int(replies[i + 1])
+        multichannel += int(replies[i + 2])
+    return KpiInputs(fields, active, multichannel)
 
 
 class ScrapeRefresher:
@@ -72,7 +84,7 @@ class ScrapeRefresher:
         self._lock = asyncio.Lock()
         self._last_attempt = -MIN_REFRESH_SECONDS
 
-    async def refresh(self, redis: Redis, prefix: str) -> None:
+    async def refresh(self, redis: Redis, space: Space) -> None:
         """Read the KPIs into the gauges, unless done within the last second. Never raises."""
         try:
             async with asyncio.timeout(REFRESH_TIMEOUT):
@@ -80,7 +92,7 @@ class ScrapeRefresher:
                     if time.monotonic() - self._last_attempt < MIN_REFRESH_SECONDS:
                         return  # another scrape just read them (or just failed to)
                     self._last_attempt = time.monotonic()
-                    inputs = await read(redis, prefix)
+                    inputs = await read(redis, space)
         except (RedisUnavailable, TimeoutError) as exc:
             metrics.KPI_REFRESH_ERRORS.inc()
             log.warning("KPI gauges not refreshed (Redis): %s", type(exc).__name__)

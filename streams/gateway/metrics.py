@@ -44,7 +44,7 @@ WAITING = Gauge(
 )
 PUBSUB_UP = Gauge(
     "continuity_gateway_pubsub_up",
-    "1 while the shared Redis pub/sub connection is subscribed and reading.",
+    "1 while the shared Redis pub/sub connection is subscribed to every partition and reading.",
 )
 PUBSUB_RECONNECTS = Counter(
     "continuity_gateway_pubsub_reconnects_total",
@@ -52,7 +52,7 @@ PUBSUB_RECONNECTS = Counter(
 )
 PUBSUB_CHANNELS = Gauge(
     "continuity_gateway_pubsub_channels",
-    "Session channels this gateway is subscribed to (one per followed session).",
+    "Sessions followed on this gateway (their notices come on one sharded channel per partition).",
 )
 SSE_SUBSCRIBERS = Gauge(
     "continuity_sse_subscribers",

@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 
 from streams.gateway.auth import Principal
 from streams.store import keys
+from streams.store.keys import Space
 
 
 def parse(spec: str) -> list[RateLimitItem]:
@@ -49,13 +50,13 @@ class Exceeded:
 class RateLimiter:
     """Named limits (``ingest``, ``claim`` ...) checked and consumed in Redis."""
 
-    def __init__(self, redis: Redis, prefix: str, limits: dict[str, str]) -> None:
+    def __init__(self, redis: Redis, space: Space, limits: dict[str, str]) -> None:
         # The gateway's own pool (its URL, TLS and credentials); typed narrowly upstream.
         shared: dict[str, Any] = {"connection_pool": redis.connection_pool}
         storage = RedisStorage(
             "async+redis://",
             implementation="redispy",
-            key_prefix=keys.rate_limits(prefix),
+            key_prefix=keys.rate_limits(space),
             **shared,
         )
         self._limiter = SlidingWindowCounterRateLimiter(storage)

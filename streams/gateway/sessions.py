@@ -28,7 +28,8 @@ from streams.core.session_codec import decode as decode_session
 from streams.gateway import metrics
 from streams.gateway.fanout import Fanout, FanoutUnavailable, Subscriber
 from streams.gateway.params import Position, ReadWait
-from streams.store.state import RedisState
+from streams.store import keys
+from streams.store.keys import Space
 
 
 class RedisUnavailable(Exception):
@@ -61,9 +62,9 @@ return {redis.call('HGET', KEYS[1], 'd'), redis.call('GET', KEYS[2])}
 class Sessions:
     """Reads for the routes. Holds no state of its own."""
 
-    def __init__(self, redis: Redis, state: RedisState, fanout: Fanout, poll: float = 0.25) -> None:
+    def __init__(self, redis: Redis, space: Space, fanout: Fanout, poll: float = 0.25) -> None:
         self._redis = redis
-        self._state = state
+        self._space = space
         self._fanout = fanout
         self._view = redis.register_script(_VIEW)
         self._poll = poll
@@ -79,8 +80,9 @@ class Sessions:
     async def view(self, key: str) -> View:
         """Exactly key ``key``: its session, or the customer it was merged into, or nothing."""
         try:
-            keys = [self._state.session_key(key), self._state.alias_key(key)]
-            blob, alias = await self._view(keys=keys)
+            # Both tagged with ``key``'s partition: one slot, one script.
+            names = [keys.session(self._space, key), keys.alias(self._space, key)]
+            blob, alias = await self._view(keys=names)
         except (RedisError, OSError) as exc:
             raise RedisUnavailable(repr(exc)) from None
         if blob is not None:
@@ -91,12 +93,21 @@ class Sessions:
         """Has the worker applied (or dead-lettered) every one of ``positions``?"""
         if not positions:
             return True
+        # ``<topic>:N`` is applied in partition N's offsets hash: one HMGET per partition.
+        by_partition: dict[int, list[Position]] = {}
+        for p in positions:
+            by_partition.setdefault(p.partition, []).append(p)
         try:
-            raw = await self._redis.hmget(self._state.offsets_key, [p.tp for p in positions])
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for n, group in by_partition.items():
+                    pipe.hmget(keys.offsets(self._space, n), [p.tp for p in group])
+                replies = await pipe.execute()
         except (RedisError, OSError) as exc:
             raise RedisUnavailable(repr(exc)) from None
         return all(
-            v is not None and int(v) >= p.offset for p, v in zip(positions, raw, strict=True)
+            v is not None and int(v) >= p.offset
+            for group, raw in zip(by_partition.values(), replies, strict=True)
+            for p, v in zip(group, raw, strict=True)
         )
 
     async def wait(self, some_id: str, want: ReadWait) -> tuple[View, bool]:

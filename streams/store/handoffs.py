@@ -1,16 +1,17 @@
 """Handoff codes and failed-claim counters in Redis: the thin edge of ``handoff``.
 
-Keys (``<prefix>`` is ``CONTINUITY_REDIS_PREFIX``; declared in ``streams/store/keys.py``):
+Keys (declared in ``streams/store/keys.py``; ``{p<N>}`` is the session's
+partition, which a code is drawn in, so a code's keys share its session's slot):
 
-* ``<prefix>:handoff:<code>``: the pending code, JSON of its ``Ticket``, with
+* ``<prefix>:{p<N>}:handoff:<code>``: the pending code, JSON of its ``Ticket``, with
   ``CONTINUITY_HANDOFF_TTL`` as Redis TTL; claiming takes it with ``GETDEL``,
   so exactly one claimer ever gets it, whichever gateway each one reaches;
-* ``<prefix>:handoff-seen:<code>``: ``issued`` or ``claimed``, kept an hour
+* ``<prefix>:{p<N>}:handoff-seen:<code>``: ``issued`` or ``claimed``, kept an hour
   longer than the code, only so a late or repeated claim gets a clear 410
   instead of a bare 404;
-* ``<prefix>:handoff-by:{<session key>}``: the session's codes, expiring with
-  the newest, so an erasure (``streams/store/lua/erase.lua``) can delete them;
-* ``<prefix>:handoff-fail:store:<store>`` and ``...:addr:<address>``:
+* ``<prefix>:{p<N>}:handoff-by:<session key>``: the session's codes, expiring with
+  the newest, so an erasure or the session's end can delete them;
+* ``<prefix>:handoff-fail:store:<store>`` and ``...:addr:<address>`` (global, untagged):
   failed claims in the current window (``INCR``, expiring with the window).
 
 With ``CONTINUITY_HANDOFF_MIN_REPLICAS`` the claim is followed by ``WAIT`` on
@@ -33,6 +34,7 @@ from redis.exceptions import RedisError
 
 from streams.gateway.sessions import RedisUnavailable
 from streams.store import keys
+from streams.store.keys import Space
 
 # How long after its expiry a code is still known as issued or claimed.
 SEEN_GRACE_SECONDS = 3600
@@ -99,19 +101,25 @@ class Unconfirmed:
 class HandoffStore:
     """Redis operations of the handoff routes. Holds no state of its own."""
 
-    def __init__(self, redis: Redis, prefix: str) -> None:
+    def __init__(self, redis: Redis, space: Space) -> None:
         self._redis = redis
-        self._prefix = prefix
+        self._space = space
         self._claim = redis.register_script(_CLAIM)
 
     async def create(self, code: str, ticket: Ticket, ttl: int) -> bool:
-        """Store a new code; ``False`` if that code is pending already (draw another)."""
+        """Store a new code; ``False`` if that code is pending already (draw another).
+
+        ``code`` must be of ``ticket.key``'s partition (``handoff.code_in_partition``).
+        """
+        if self._space.partition(code) != self._space.partition(ticket.key):
+            raise ValueError(f"handoff code {code} is not in the partition of its session")
         try:
             if not await self._redis.set(self._code(code), ticket.dumps(), ex=ttl, nx=True):
                 return False
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.set(self._seen(code), ISSUED, ex=ttl + SEEN_GRACE_SECONDS)
-                # The session's pending codes, so an erasure can delete them.
+                # The session's pending codes, so an erasure can delete them (one
+                # slot with the code's keys, so one MULTI on a cluster too).
                 pipe.sadd(self._by(ticket.key), code)
                 pipe.expire(self._by(ticket.key), ttl)
                 await pipe.execute()
@@ -190,13 +198,13 @@ class HandoffStore:
             raise RedisUnavailable(repr(exc)) from None
 
     def _code(self, code: str) -> str:
-        return keys.handoff(self._prefix, code)
+        return keys.handoff(self._space, code)
 
     def _by(self, key: str) -> str:
-        return keys.handoff_by(self._prefix, key)
+        return keys.handoff_by(self._space, key)
 
     def _seen(self, code: str) -> str:
-        return keys.handoff_seen(self._prefix, code)
+        return keys.handoff_seen(self._space, code)
 
     def _fail(self, kind: Literal["store", "addr"], who: str) -> str:
-        return keys.claim_failures(self._prefix, kind, who)
+        return keys.claim_failures(self._space, kind, who)

@@ -8,7 +8,9 @@ of the first source topic. Summing a series over all scrape targets therefore
 never counts anything twice.
 
 One refresh is one Redis round trip (applied offsets of the owned partitions,
-and PFCOUNT when this worker reports the sessions estimate). A failed refresh
+each in its partition's hash, and when this worker reports the sessions
+estimate a PFCOUNT per partition, summed: a HyperLogLog's members are session
+keys placed by their own partition, so the partitions' counts are disjoint). A failed refresh
 leaves the gauges as they were and marks Redis down, which an idle worker
 would otherwise never notice.
 """
@@ -67,10 +69,16 @@ class GaugeRefresher:
         if not mine:
             return
         counts_sessions = SESSIONS_OWNER in self._assigned
+        space = state.space
         pipe = state.redis.pipeline(transaction=False)
-        pipe.hmget(state.offsets_key, [offsets_field(tp) for tp in mine])
+        # ``<topic>:N`` is applied in partition N's hash.
+        for tp in mine:
+            pipe.hget(keys.offsets(space, tp[1]), offsets_field(tp))
         if counts_sessions:
-            pipe.pfcount(*(keys.activity(state.prefix, b) for b in window(now)))
+            # Per partition (one slot each); their members are disjoint, so the sum is exact.
+            buckets = window(now)
+            for n in space.all_partitions():
+                pipe.pfcount(*(keys.activity(space, n, b) for b in buckets))
         started = time.perf_counter()
         try:
             replies = await pipe.execute()
@@ -82,14 +90,16 @@ class GaugeRefresher:
         finally:
             metrics.REDIS_SECONDS.labels("refresh").observe(time.perf_counter() - started)
         metrics.REDIS_UP.set(1)
-        applied = {tp: int(v) for tp, v in zip(mine, replies[0], strict=True) if v is not None}
+        offsets = replies[: len(mine)]
+        applied = {tp: int(v) for tp, v in zip(mine, offsets, strict=True) if v is not None}
         # A rebalance may have run while Redis answered: report only what is still ours.
         lag = consumer_lag({tp: highwater(tp) for tp in mine if tp in self._assigned}, applied)
         for tp, records in lag.items():
             metrics.CONSUMER_LAG.labels(tp[0], str(tp[1])).set(records)
             self._reported.add(tp)
         if counts_sessions and SESSIONS_OWNER in self._assigned:
-            metrics.SESSIONS_ACTIVE.labels(WINDOW_LABEL).set(int(replies[1]))
+            active = sum(int(count) for count in replies[len(mine) :])
+            metrics.SESSIONS_ACTIVE.labels(WINDOW_LABEL).set(active)
             self._reports_sessions = True
 
     def _drop(self, partitions: set[Partition]) -> None:

@@ -11,15 +11,21 @@ import pytest
 from schemas.topics import CHECKOUT_EVENTS, topic_for
 from streams.core.decode import decode
 from streams.core.fold import Applied, Rejected, fold, new_session
+from streams.core.placement import partition_of
 from streams.gateway.handoff import (
     ALPHABET,
     CODE_LENGTH,
+    DRAWS_PER_PARTITION,
     ClaimLimit,
+    NoCodeDrawn,
+    code_in_partition,
     display,
     new_code,
     normalize_code,
     qr_payload,
 )
+from streams.store import keys
+from streams.store.keys import Space
 from tests.support.pure import add, ev, model
 
 CROCKFORD = re.compile(r"^[0-9A-HJKMNP-TV-Z]{8}$")
@@ -37,6 +43,41 @@ def test_codes_are_eight_crockford_characters_forty_bits() -> None:
 def test_a_code_is_drawn_with_the_given_randomness() -> None:
     counter = itertools.count()
     assert new_code(lambda n: next(counter) % n) == "01234567"
+
+
+@pytest.mark.parametrize("partitions", [1, 3, 8, 64])
+def test_a_code_is_drawn_in_its_sessions_partition_and_shares_its_slot(partitions: int) -> None:
+    space = Space("cont", partitions)
+    codes = set()
+    for n in range(300):
+        session_key = f"c-{n}" if n % 2 else f"anon-{n:05d}"
+        code = code_in_partition(space.partition(session_key), partitions)
+        assert CROCKFORD.match(code)
+        assert partition_of(code, partitions) == partition_of(session_key, partitions)
+        tag = space.at(session_key)
+        for name in (keys.handoff(space, code), keys.handoff_seen(space, code)):
+            assert name.startswith(tag + ":"), (name, session_key)
+            assert keys.family_of(name, space) is not None
+        assert keys.handoff_by(space, session_key).startswith(tag + ":")
+        codes.add(code)
+    assert len(codes) == 300, "still drawn from secrets, not repeated"
+
+
+def test_drawing_in_a_partition_is_bounded_and_says_why() -> None:
+    partitions = 8
+    stuck = new_code(lambda n: 0)  # a randomness that only ever says 0
+    elsewhere = (partition_of(stuck, partitions) + 1) % partitions
+    assert code_in_partition(partition_of(stuck, partitions), partitions, lambda n: 0) == stuck
+    calls = 0
+
+    def zero(n: int) -> int:
+        nonlocal calls
+        calls += 1
+        return 0
+
+    with pytest.raises(NoCodeDrawn, match=f"partition {elsewhere} of {partitions}"):
+        code_in_partition(elsewhere, partitions, zero)
+    assert calls == DRAWS_PER_PARTITION * partitions * CODE_LENGTH
 
 
 @pytest.mark.parametrize(

@@ -77,9 +77,13 @@ async def create_handoff(request: web.Request) -> web.StreamResponse:
         raise ApiError(404, NOT_FOUND, "no session to hand off (yet)")
     customer_id = view.session.customer_id
     ticket = Ticket(view.key, customer_id, None if customer_id else view.key)
-    ttl = app[SETTINGS].handoff_ttl
+    settings = app[SETTINGS]
+    ttl = settings.handoff_ttl
+    # In the session's partition: the code's keys share the session's slot.
+    space = settings.space()
+    partition = space.partition(view.key)
     for _ in range(_DRAWS):
-        code = handoff.new_code()
+        code = handoff.code_in_partition(partition, space.partitions)
         if await app[HANDOFFS].create(code, ticket, ttl):
             break
     else:

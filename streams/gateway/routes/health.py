@@ -59,7 +59,7 @@ async def readyz(request: web.Request) -> web.StreamResponse:
 async def metrics_text(request: web.Request) -> web.StreamResponse:
     """Prometheus text exposition of this process's metrics and the system's KPIs."""
     app = request.app
-    await app[KPI_REFRESHER].refresh(app[REDIS], app[SETTINGS].redis_prefix)
+    await app[KPI_REFRESHER].refresh(app[REDIS], app[SETTINGS].space())
     resp = web.Response(body=generate_latest(REGISTRY))
     resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
     return resp

@@ -44,12 +44,13 @@ async def get_journey(request: web.Request) -> web.StreamResponse:
     denied = may_read(principal_of(request), sid, view.key)
     if denied is not None:
         raise forbidden(denied)
-    prefix = settings.redis_prefix
-    journey_key = keys.journey(prefix, view.key)
+    space = settings.space()
+    journey_key = keys.journey(space, view.key)
     try:
-        # One MULTI: whether a session exists, and the journey, as of one moment.
+        # One MULTI (both keys in the session's slot): whether a session exists, and
+        # the journey, as of one moment.
         async with request.app[REDIS].pipeline(transaction=True) as pipe:
-            pipe.exists(keys.session(prefix, view.key))
+            pipe.exists(keys.session(space, view.key))
             pipe.zcard(journey_key)
             pipe.zrevrange(journey_key, 0, limit - 1)
             has_session, total, members = await pipe.execute()

@@ -25,7 +25,7 @@ async def get_kpis(request: web.Request) -> web.StreamResponse:
     if denied is not None:
         raise forbidden(denied)
     now = time.time()
-    inputs = await kpis.read(request.app[REDIS], request.app[SETTINGS].redis_prefix, now)
+    inputs = await kpis.read(request.app[REDIS], request.app[SETTINGS].space(), now)
     body = {"generated_at": _iso(now), **inputs.report()}
     return json_response(body, headers={"Cache-Control": "no-store"})
 

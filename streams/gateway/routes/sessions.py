@@ -85,7 +85,7 @@ async def get_session_as_of(request: web.Request, sid: str, moment_ms: int) -> w
     if principal_of(request).role is Role.CUSTOMER:
         raise forbidden(Denied(FORBIDDEN, "a customer token may not read a session's past"))
     settings = request.app[SETTINGS]
-    state = RedisState(request.app[REDIS], settings.redis_prefix)
+    state = RedisState(request.app[REDIS], settings.space())
     timer = asyncio.timeout(settings.as_of_timeout)
     try:
         async with timer, request.app[AS_OF_SLOTS]:
@@ -154,9 +154,7 @@ async def freshness_headers(request: web.Request, key: str) -> dict[str, str]:
     Redis cannot say: the session itself was read, so the answer still stands."""
     settings = request.app[SETTINGS]
     try:
-        fresh = await freshness.read(
-            request.app[REDIS], settings.redis_prefix, key, settings.topic_partitions
-        )
+        fresh = await freshness.read(request.app[REDIS], settings.space(), key)
     except (RedisError, OSError):
         return {}
     return fresh.headers(int(time.time() * 1000), settings.worker_stale_after)
