@@ -62,8 +62,10 @@ async def read(redis: Redis, space: Space, now: float | None = None) -> KpiInput
         async with redis.pipeline(transaction=False) as pipe:
             for n in space.all_partitions():
                 pipe.hgetall(keys.kpis(space, n))
-                pipe.pfcount(*(keys.activity(space, n, b) for b in buckets))
-                pipe.pfcount(*(keys.multichannel(space, n, b) for b in buckets))
+                # Not ``pipe.pfcount``: a cluster pipeline refuses that method by name
+                # whatever its keys; these are of one partition, one slot.
+                pipe.execute_command("PFCOUNT", *[keys.activity(space, n, b) for b in buckets])
+                pipe.execute_command("PFCOUNT", *[keys.multichannel(space, n, b) for b in buckets])
             replies = await pipe.execute()
     except (RedisError, OSError) as exc:
         raise RedisUnavailable(repr(exc)) from None

@@ -25,6 +25,7 @@ one created.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Literal
 
@@ -188,14 +189,21 @@ class HandoffStore:
     async def record_failure(self, store: str, address: str, window: int) -> None:
         """Count one failed claim against the store and the address."""
         try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                for k in (self._fail("store", store), self._fail("addr", address)):
-                    pipe.incr(k)
-                    # NX: the window starts with its first failure and is not extended.
-                    pipe.expire(k, window, nx=True)
-                await pipe.execute()
+            # One MULTI per counter: the two are global keys (two slots on a cluster),
+            # and only each counter's INCR and EXPIRE must go together.
+            await asyncio.gather(
+                self._count(self._fail("store", store), window),
+                self._count(self._fail("addr", address), window),
+            )
         except (RedisError, OSError) as exc:
             raise RedisUnavailable(repr(exc)) from None
+
+    async def _count(self, counter: str, window: int) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.incr(counter)
+            # NX: the window starts with its first failure and is not extended.
+            pipe.expire(counter, window, nx=True)
+            await pipe.execute()
 
     def _code(self, code: str) -> str:
         return keys.handoff(self._space, code)

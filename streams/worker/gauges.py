@@ -78,7 +78,8 @@ class GaugeRefresher:
             # Per partition (one slot each); their members are disjoint, so the sum is exact.
             buckets = window(now)
             for n in space.all_partitions():
-                pipe.pfcount(*(keys.activity(space, n, b) for b in buckets))
+                # Not ``pipe.pfcount``, which a cluster pipeline refuses by name.
+                pipe.execute_command("PFCOUNT", *[keys.activity(space, n, b) for b in buckets])
         started = time.perf_counter()
         try:
             replies = await pipe.execute()

@@ -1,0 +1,173 @@
+"""The gateway's Redis reads and handoff writes on a real Redis Cluster, per partition.
+
+Proves, through a ``RedisCluster`` client (which refuses a command naming two
+slots): the KPI totals and session counts are the sums of every partition's
+hash and HyperLogLogs, a session counted once however many buckets saw it;
+a key's freshness comes from its own partition's offsets and offset times; a
+session, a merged guest's alias and applied positions on several partitions
+are read; a handoff code drawn for a session shares the session's slot, so
+the code, its seen marker and the session's code set are written and claimed
+in one slot each time, while the failed-claim counters are global keys.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+
+from schemas.topics import SOURCE_TOPICS
+from streams.core.activity import window
+from streams.core.fold import new_session
+from streams.core.session_codec import encode
+from streams.gateway import freshness, kpis
+from streams.gateway.fanout import Fanout
+from streams.gateway.handoff import code_in_partition
+from streams.gateway.params import Position
+from streams.gateway.sessions import Sessions
+from streams.store import keys
+from streams.store.client import connect
+from streams.store.handoffs import HandoffStore, Taken, Ticket
+from streams.store.keys import Space
+from tests.support.redis_cluster import LocalCluster, redis_cluster, slot_of
+
+pytestmark = pytest.mark.e2e
+
+PARTITIONS = 6
+
+
+@pytest.fixture(scope="module")
+async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalCluster]:
+    async with redis_cluster(Path(tmp_path_factory.mktemp("gwcluster"))) as running:
+        yield running
+
+
+@pytest.fixture
+async def client(cluster: LocalCluster) -> AsyncIterator[RedisCluster]:
+    made = connect(cluster.url, socket_timeout=5, socket_connect_timeout=5)
+    assert isinstance(made, RedisCluster)
+    yield made
+    await made.aclose()
+
+
+@pytest.fixture
+def space() -> Space:
+    return Space(f"gc{uuid.uuid4().hex[:6]}", PARTITIONS)
+
+
+def as_redis(client: RedisCluster) -> Redis:
+    # The gateway's modules are typed for one primary; these calls are the ones a
+    # cluster client has too, which is what this test proves.
+    return cast(Redis, client)
+
+
+def spread(space: Space, count: int, stem: str) -> list[str]:
+    """``count`` fresh ids covering every partition."""
+    found: list[str] = []
+    seen: set[int] = set()
+    while len(found) < count or len(seen) < space.partitions:
+        some = f"{stem}-{uuid.uuid4().hex[:8]}"
+        if len(found) < count or space.partition(some) not in seen:
+            found.append(some)
+            seen.add(space.partition(some))
+    return found
+
+
+async def test_kpi_totals_and_session_counts_sum_every_partition(
+    client: RedisCluster, space: Space
+) -> None:
+    now = time.time()
+    buckets = window(now)
+    assert len(buckets) >= 2
+    sessions = spread(space, 40, "s")
+    multichannel = sessions[::3]
+    for n, key in enumerate(sessions):
+        p = space.partition(key)
+        # Every session in two buckets of the window: counted once all the same.
+        for bucket in (buckets[0], buckets[-1]):
+            await client.pfadd(keys.activity(space, p, bucket), key)
+        if key in multichannel:
+            await client.pfadd(keys.multichannel(space, p, buckets[n % len(buckets)]), key)
+        await client.hincrby(keys.kpis(space, p), "carts_started:web", 1)
+        await client.hincrby(keys.kpis(space, p), "converted:web", n % 2)
+    inputs = await kpis.read(as_redis(client), space, now)
+    assert inputs.active == len(sessions)
+    assert inputs.multichannel == len(multichannel)
+    assert inputs.fields["carts_started:web"] == len(sessions)
+    assert inputs.fields["converted:web"] == len(sessions) // 2
+    web = inputs.report()["carts"]["by_start_channel"]["web"]
+    assert (web["started"], web["converted"]) == (len(sessions), len(sessions) // 2)
+
+
+async def test_a_keys_freshness_comes_from_its_own_partition(
+    client: RedisCluster, space: Space
+) -> None:
+    key, other = spread(space, 2, "f")[:2]
+    while space.partition(other) == space.partition(key):
+        other = spread(space, 1, "f")[0]
+    p, q = space.partition(key), space.partition(other)
+    for topic in SOURCE_TOPICS:
+        await client.hset(keys.offsets(space, p), f"{topic}:{p}", 41)
+        await client.hset(keys.offset_times(space, p), f"{topic}:{p}", 1_700_000_000_000)
+        # Another partition's offsets, under the same field names as a decoy.
+        await client.hset(keys.offsets(space, q), f"{topic}:{p}", 999)
+    await client.zadd(keys.heartbeats(space), {"w-1": 1_700_000_000_500})
+    fresh = await freshness.read(as_redis(client), space, key)
+    assert fresh.applied == tuple((f"{t}:{p}", 41) for t in SOURCE_TOPICS)
+    assert fresh.applied_at_ms == 1_700_000_000_000
+    assert fresh.heartbeat_ms == 1_700_000_000_500
+
+
+async def test_sessions_aliases_and_positions_on_several_partitions(
+    client: RedisCluster, space: Space
+) -> None:
+    customer, guest = spread(space, 2, "c")[:2]
+    await client.hset(
+        keys.session(space, customer),
+        mapping={"v": 1, "d": encode(new_session(customer, customer))},
+    )
+    await client.set(keys.alias(space, guest), customer)
+    sessions = Sessions(as_redis(client), space, Fanout(Redis(), space))
+    view = await sessions.locate(guest)
+    assert view.key == customer
+    assert view.session is not None
+    assert view.session.customer_id == customer
+    assert (await sessions.view(guest)).merged_into == customer
+
+    positions = tuple(Position(SOURCE_TOPICS[0], n, 10 + n) for n in range(PARTITIONS))
+    for pos in positions:
+        await client.hset(keys.offsets(space, pos.partition), pos.tp, pos.offset)
+    assert await sessions.applied(positions)
+    behind = (*positions[:-1], Position(SOURCE_TOPICS[0], PARTITIONS - 1, 99))
+    assert not await sessions.applied(behind)
+
+
+async def test_a_handoff_code_lives_in_its_sessions_slot(
+    client: RedisCluster, space: Space
+) -> None:
+    store = HandoffStore(as_redis(client), space)
+    for key in spread(space, 12, "h"):
+        code = code_in_partition(space.partition(key), space.partitions)
+        assert await store.create(code, Ticket(key, key, None), ttl=60)
+        names = (keys.handoff(space, code), keys.handoff_seen(space, code))
+        assert {slot_of(n) for n in (*names, keys.handoff_by(space, key))} == {
+            slot_of(keys.session(space, key))
+        }
+        assert await client.smembers(keys.handoff_by(space, key)) == {code.encode()}
+        taken = await store.claim(code)
+        assert isinstance(taken, Taken)
+        assert taken.ticket.key == key
+        gone: Any = await store.claim(code)
+        assert gone.why == "claimed"
+    key = spread(space, 1, "h")[0]
+    wrong = code_in_partition((space.partition(key) + 1) % PARTITIONS, PARTITIONS)
+    with pytest.raises(ValueError, match="not in the partition"):
+        await store.create(wrong, Ticket(key, key, None), ttl=60)
+    await store.record_failure("store-1", "10.0.0.1", 60)
+    assert [f for f, _ in await store.failures("store-1", "10.0.0.1")] == [1, 1]
