@@ -17,6 +17,7 @@ from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
 from streams.core.activity import WINDOW_LABEL
+from streams.store import keys
 from streams.store.state import RedisState
 from streams.worker.gauges import SESSIONS_OWNER, GaugeRefresher
 from tests.support.pure import MemoryState, ev, records
@@ -43,7 +44,12 @@ def state(redis: Redis) -> RedisState:
 async def test_lag_is_reported_for_assigned_partitions_and_dropped_on_revoke(
     state: RedisState,
 ) -> None:
-    await state.redis.hset(state.offsets_key, mapping={"cart-events:0": 9, "browse-events:0": 2})
+    # Partition 0's hash holds both topics' partition 0; cart-events:1 is applied nowhere.
+    await state.redis.hset(
+        keys.offsets(state.space, 0), mapping={"cart-events:0": 9, "browse-events:0": 2}
+    )
+    # A decoy: partition 1's field in partition 0's hash is not where a reader looks.
+    await state.redis.hset(keys.offsets(state.space, 0), "cart-events:1", 3)
     marks = {CART0: 10, CART1: 4, BROWSE0: 8}
     gauges = GaugeRefresher()
     gauges.assigned([CART0, CART1, BROWSE0, ("events-dlq", 0)])
@@ -86,6 +92,8 @@ async def test_sessions_active_counts_distinct_keys_committed_in_the_window(
     gauges.assigned([SESSIONS_OWNER, CART1])
     await gauges.refresh(state, lambda tp: None, now)
     assert _sessions() == 5
+    spread = {state.space.partition(f"c{n}") for n in range(5)}
+    assert len(spread) > 1, "the count is a sum over several partitions' HyperLogLogs"
     gauges.revoked([SESSIONS_OWNER, CART1])
     assert _sessions() is None
 
