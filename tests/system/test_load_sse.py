@@ -146,21 +146,24 @@ async def _listen(
     ready: asyncio.Event,
 ) -> None:
     """Record (version, arrival) of every notice on the keys' channels: the ground truth."""
-    channels = {state.channel(k): k for k in keys}
+    # The keys' partitions' sharded channels, which also carry other keys' notices.
+    channels, wanted = {state.channel(k) for k in keys}, set(keys)
     async with redis.pubsub() as ps:
-        await ps.subscribe(*channels)
+        for channel in channels:
+            await ps.ssubscribe(channel)
         confirmed = 0
         while confirmed < len(channels):
             msg = await ps.get_message(timeout=5.0)
-            if msg is not None and msg["type"] == "subscribe":
+            if msg is not None and msg["type"] == "ssubscribe":
                 confirmed += 1
         ready.set()
         while True:
             msg = await ps.get_message(ignore_subscribe_messages=True, timeout=1.0)
-            if msg is None or msg["type"] != "message":
+            if msg is None or msg["type"] != "smessage":
                 continue
             notice = orjson.loads(msg["data"])
-            into[notice["key"]].append((int(notice["version"]), time.monotonic()))
+            if notice.get("key") in wanted and notice.get("version") is not None:
+                into[notice["key"]].append((int(notice["version"]), time.monotonic()))
 
 
 @pytest.fixture
