@@ -21,17 +21,19 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
+from streams.store import keys
 from tests.support.events import added, event
 from tests.support.gateway import Gateway, bearer, post_events, read_session, start_gateway
 from tests.support.metrics_text import metric
-from tests.support.stack import Stack, wait_until
+from tests.support.stack import Stack, space, wait_until
 
 pytestmark = pytest.mark.e2e
 
 SERVICE = bearer("service")
 MAX_FAILURES = 3
 # Every test claims from 127.0.0.1, so the per-address counter is shared between them.
-ADDRESS_COUNTER = "cont:handoff-fail:addr:127.0.0.1"
+SPACE = space("cont")  # the shared gateways' prefix
+ADDRESS_COUNTER = keys.claim_failures_address(SPACE, "127.0.0.1")
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +111,9 @@ async def test_a_customer_hands_its_session_to_a_store(
     assert made["display"] == f"{code[:4]}-{code[4:]}"
     assert made["qr"] == f"continuity:handoff:{code}"
     assert (made["expires_in"], made["claim"], made["key"]) == (300, claim_path(code), c)
-    assert 0 < await redis.ttl(f"cont:handoff:{code}") <= 300, "Redis holds it with the TTL"
+    assert 0 < await redis.ttl(keys.handoff(SPACE, code)) <= 300, "Redis holds it with the TTL"
+    assert SPACE.partition(code) == SPACE.partition(c), "drawn in its session's partition"
+    assert await redis.smembers(keys.handoff_by(SPACE, c)) == {code.encode()}
 
     # Claimed through another gateway, typed the way a person reads it.
     status, body, _ = await post(
@@ -122,7 +126,7 @@ async def test_a_customer_hands_its_session_to_a_store(
     assert status == 200, body
     assert (body["customer_id"], body["store_id"], body["terminal_id"]) == (c, store, "till-3")
     assert body["session"]["cart"][0]["sku"] == "H-1"
-    assert await redis.exists(f"cont:handoff:{code}") == 0, "single use"
+    assert await redis.exists(keys.handoff(SPACE, code)) == 0, "single use"
 
     status, session, _ = await read_session(http, gw, c, SERVICE, after=body["after"])
     assert status == 200
@@ -156,10 +160,10 @@ async def test_reused_expired_unknown_and_malformed_codes_get_clear_errors(
 
     # Expiry is Redis's TTL running out; shortened here instead of waiting 300 s.
     stale = (await create(http, gw, c))["code"]
-    await redis.pexpire(f"cont:handoff:{stale}", 1)
+    await redis.pexpire(keys.handoff(SPACE, stale), 1)
 
     async def gone() -> bool:
-        return await redis.exists(f"cont:handoff:{stale}") == 0
+        return await redis.exists(keys.handoff(SPACE, stale)) == 0
 
     await wait_until(gone, timeout=10, interval=0.05)
     status, body, _ = await post(http, gw, claim_path(stale), pos)
@@ -227,7 +231,7 @@ async def test_too_many_failed_claims_lock_the_store_out_even_with_a_valid_code(
     assert (status, body["error"]) == (429, "too_many_failed_claims"), body
     assert 0 < int(headers["Retry-After"]) <= 300
     assert body["retry_after"] == int(headers["Retry-After"])
-    assert await redis.exists(f"cont:handoff:{code}") == 1, "a refused claim takes nothing"
+    assert await redis.exists(keys.handoff(SPACE, code)) == 1, "a refused claim takes nothing"
 
     # From another address (its counter clear) the store is still locked out ...
     await redis.delete(ADDRESS_COUNTER)
