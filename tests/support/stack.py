@@ -18,6 +18,7 @@ from schemas.topics import SOURCE_TOPICS
 from streams.dev import loopback
 from streams.kafka.publish import Publisher, prepare_dict
 from streams.kafka.reader import TopicReader, read_all
+from streams.store import keys
 from streams.store.keys import Space
 from streams.store.state import RedisState
 from tests.support.events import event
@@ -230,7 +231,9 @@ async def skip_history(bootstrap: str, state: RedisState, group: str) -> dict[st
     written = {tp: end for tp, end in ends.items() if end > 0}
     if not written:
         return ends
-    await state.redis.hset(state.offsets_key, mapping={tp: end - 1 for tp, end in written.items()})
+    # ``<topic>:N`` is applied in partition N's own offsets hash.
+    for tp, end in written.items():
+        await state.redis.hset(keys.offsets(state.space, int(tp.rsplit(":", 1)[1])), tp, end - 1)
     client = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
     await client.start()
     try:
