@@ -1,4 +1,4 @@
-"""The one partitioner readers and the key layout use is Kafka's: the Java client's vectors, aiokafka's hash."""
+"""Kafka's partitioner, as the readers and the key layout use it: Java vectors, aiokafka's hash."""
 
 from __future__ import annotations
 
