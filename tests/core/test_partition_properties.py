@@ -58,12 +58,12 @@ from typing import Any
 import pytest
 from hypothesis import event, given, settings, target
 from hypothesis import strategies as st
-from streams.kafka.partitioner import partition_of
 
 from schemas.events import SessionUnmerged
 from schemas.topics import SOURCE_TOPICS
 from streams.core.decode import decode
 from streams.core.fold import DEFAULT_LIMITS, Limits, MergePolicy, Reason, Rejected
+from streams.core.placement import partition_of
 from streams.core.plan import Kind, Plan, Record, RecordOutcome
 from tests.support.pure import MemoryState, add, ev, routed
 
