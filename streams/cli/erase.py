@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     async def run() -> Erased:
         async with redis_client(settings, socket_timeout=30) as redis:
             return await erase_customer(
-                RedisState(redis, settings.space()),
+                RedisState(redis, settings.space(), settings.effects()),
                 settings.kafka_bootstrap,
                 ids[0],
                 also=ids[1:],

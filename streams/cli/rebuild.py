@@ -18,7 +18,7 @@ def run(args: argparse.Namespace) -> int:
     from streams.kafka.progress import ReadProgress
     from streams.kafka.reader import LogUnreadable
     from streams.kafka.security import kafka_client_kwargs
-    from streams.kafka.topics import ensure_topics
+    from streams.kafka.topics import ensure_topics, partition_mismatch
     from streams.ops.rebuild import (
         LivePrefix,
         PrefixInUse,
@@ -30,7 +30,6 @@ def run(args: argparse.Namespace) -> int:
     from streams.ops.restore import Restored, restore
     from streams.store.keys import Space
     from streams.store.state import RedisState
-    from streams.worker.startup import partition_mismatch
 
     settings = load_settings()
     try:

@@ -26,6 +26,7 @@ from aiokafka.errors import KafkaError
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from schemas.topics import SOURCE_TOPICS
 from streams.gateway.access_log import PathOnlyAccessLogger, ScrubBadRequests
 from streams.gateway.fanout import Fanout
 from streams.gateway.guard import authenticate
@@ -58,7 +59,7 @@ from streams.gateway.routes import (
 from streams.gateway.sessions import Sessions
 from streams.gateway.slots import Slots
 from streams.kafka.security import describe, kafka_client_kwargs
-from streams.kafka.topics import TopicLayoutError, ensure_topics
+from streams.kafka.topics import TopicLayoutError, ensure_topics, partition_mismatch
 from streams.settings import Settings
 from streams.store.client import connect_primary, follow_primary
 from streams.store.handoffs import HandoffStore
@@ -188,12 +189,18 @@ async def _start_producer(settings: Settings) -> EventProducer:
             kafka=kafka,
         )
         try:
-            await ensure_topics(
+            layout = await ensure_topics(
                 settings.kafka_bootstrap,
                 settings.topic_partitions,
                 kafka=kafka,
                 retention_ms=settings.topic_retention_ms,
             )
+            # Every key is read where its partition puts it: a gateway counting other
+            # partitions than the topics' would read (and draw handoff codes) elsewhere.
+            found = layout.get(SOURCE_TOPICS[0])
+            if found != settings.topic_partitions:
+                await producer.stop()
+                raise TopicLayoutError(partition_mismatch(found, settings.topic_partitions))
             await producer.start()
             return producer
         except TopicLayoutError:

@@ -59,6 +59,19 @@ class TopicLayoutError(RuntimeError):
     """The event topics exist with partition counts that do not match."""
 
 
+def partition_mismatch(found: int | None, configured: int) -> str:
+    """Why a process refuses topics whose partition count is not the configured one."""
+    return (
+        f"the source topics have {found} partitions but CONTINUITY_TOPIC_PARTITIONS is "
+        f"{configured}. The Redis layout places every key by its Kafka partition "
+        "(cont:{p<partition>}:...), computed with CONTINUITY_TOPIC_PARTITIONS: folding "
+        "topics of another count would put state where no reader looks. Set "
+        f"CONTINUITY_TOPIC_PARTITIONS={found} on every process sharing this Redis, or, to "
+        "change the count, recreate the topics with the new count and run `continuity "
+        "rebuild` (Operations: Redis layout)"
+    )
+
+
 async def ensure_topics(
     bootstrap: str,
     partitions: int,

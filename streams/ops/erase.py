@@ -32,6 +32,7 @@ from streams.core.erasure import Erasure, erasure_ids
 from streams.core.erasure import loads as load_erasure
 from streams.kafka import clients
 from streams.kafka.reader import DEFAULT_STALL_TIMEOUT, TopicReader, read_all
+from streams.kafka.topics import partition_mismatch
 from streams.store.state import Erased, RedisState, Unnamed
 
 # Linked ids found by erase.lua are added this many times at most; each round
@@ -76,9 +77,14 @@ async def erase_customer(
     kafka: dict[str, Any] | None = None,
 ) -> Erased:
     """Erase a customer (and ``also`` these guest ids) for good; see the module docstring."""
+    ends = await log_ends(bootstrap, kafka=kafka)
+    # An erasure recorded under another partition count's tags would be found by no
+    # worker, and a replay would bring the erased state back: refuse first.
+    found = sum(1 for tp in ends if tp.rpartition(":")[0] == SOURCE_TOPICS[0])
+    if found != state.space.partitions:
+        raise EraseError(partition_mismatch(found, state.space.partitions))
     linked = await state.linked_ids(customer_id)
     ids = erasure_ids(customer_id, [*linked, *also])
-    ends = await log_ends(bootstrap, kafka=kafka)
     producer = clients.producer(bootstrap, "erase", kafka=kafka)
     await producer.start()
     try:

@@ -230,22 +230,22 @@ class RedisState:
     async def reset_partition(self, tp: str, old_offset: int) -> bool:
         """Forget ``tp``'s applied offset (a new log epoch) if it is still ``old_offset``.
 
-        Atomic compare-and-delete on ``tp``'s partition: a worker that lost the
-        partition meanwhile cannot erase what its new owner has applied since.
-        Then every other partition drops ``tp``'s old log ends from the erasures
-        it holds (an erasure of an id homed there can name ``tp``); a crash in
-        between leaves erasures covering too much, never too little. True if reset.
+        Every other partition first drops ``tp``'s old log ends from the erasures
+        it holds (an erasure of an id homed there can name ``tp``); then an atomic
+        compare-and-delete on ``tp``'s own partition forgets the offset and bumps
+        its erasure epoch, so a worker that lost the partition meanwhile cannot
+        erase what its new owner has applied since. In this order a crash in
+        between leaves the offset standing, and the records those log ends covered
+        are at or below it, skipped as applied anyway. True if reset.
         """
         space = self.space
         n = int(tp.rpartition(":")[2])
         head: list[str | int] = [space.prefix, space.partitions]
-        done = await self._reset(keys=[keys.offsets(space, n)], args=[*head, n, tp, old_offset])
-        if int(done) != 1:
-            return False
         for m in space.all_partitions():
             if m != n:
                 await self._reset(keys=[keys.offsets(space, m)], args=[*head, m, tp, ""])
-        return True
+        done = await self._reset(keys=[keys.offsets(space, n)], args=[*head, n, tp, old_offset])
+        return int(done) == 1
 
     async def linked_ids(self, customer_id: str) -> set[str]:
         """Guest ids linked to a customer: merged guests and the session's ``anonymous_ids``."""
@@ -262,7 +262,8 @@ class RedisState:
         in between): record a wider erasure and call again.
         """
         space = self.space
-        args: list[Any] = [space.prefix, space.partitions, erasure.dumps(), *erasure.ids]
+        flag = "1" if self.effects.changelog else "0"
+        args: list[Any] = [space.prefix, space.partitions, flag, erasure.dumps(), *erasure.ids]
         result = await self._erase(keys=[keys.erasure(space, erasure.ids[0])], args=args)
         if int(result[0]) == 0:
             return Unnamed(tuple(_s(r) for r in result[1:]))

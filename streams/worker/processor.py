@@ -105,10 +105,13 @@ class BatchProcessor:
             # Once for the whole batch (one broker probe for all its new partitions);
             # each partition's own call then finds them verified.
             await self._first_guard(records)
-        plans = await asyncio.gather(*(self._process_partition(g) for g in groups.values()))
-        if len(plans) == 1:
-            return plans[0]
-        return joined(plans, records)
+        if len(groups) == 1:
+            return await self._process_partition(records)
+        # A task group: one partition's failure (not a Redis outage, which is waited
+        # out) cancels the others, so an ops job stops committing when one step fails.
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(self._process_partition(g)) for g in groups.values()]
+        return joined([t.result() for t in tasks], records)
 
     async def _first_guard(self, records: Sequence[Record]) -> None:
         """Run the guard over the whole batch, waiting out Redis as a commit would."""

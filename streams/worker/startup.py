@@ -10,7 +10,7 @@ from aiokafka.errors import KafkaError
 
 from schemas.topics import SOURCE_TOPICS
 from streams.kafka.security import KafkaSecurityError, describe, kafka_client_kwargs
-from streams.kafka.topics import TopicLayoutError, ensure_topics
+from streams.kafka.topics import TopicLayoutError, ensure_topics, partition_mismatch
 from streams.settings import Settings
 
 # Exit codes: configuration the worker cannot work with, or a Kafka it cannot reach.
@@ -30,19 +30,6 @@ class Ready:
     """The worker may start; ``notes`` are (level, message) lines to report first."""
 
     notes: list[tuple[int, str]] = field(default_factory=list)
-
-
-def partition_mismatch(found: int | None, configured: int) -> str:
-    """Why a worker refuses topics whose partition count is not the configured one."""
-    return (
-        f"the source topics have {found} partitions but CONTINUITY_TOPIC_PARTITIONS is "
-        f"{configured}. The Redis layout places every key by its Kafka partition "
-        "(cont:{p<partition>}:...), computed with CONTINUITY_TOPIC_PARTITIONS: folding "
-        "topics of another count would put state where no reader looks. Set "
-        f"CONTINUITY_TOPIC_PARTITIONS={found} on every process sharing this Redis, or, to "
-        "change the count, recreate the topics with the new count and run `continuity "
-        "rebuild` (Operations: Redis layout)"
-    )
 
 
 async def check_kafka(settings: Settings) -> Ready:

@@ -17,6 +17,7 @@ from schemas.topics import SOURCE_TOPICS
 from streams.dev import loopback
 from streams.kafka.groups import rewind_group
 from streams.kafka.publish import Publisher
+from streams.store import keys
 from tests.support.metrics_text import metric, scrape
 from tests.support.model import disagreements, model
 from tests.support.oracle import (
@@ -138,11 +139,11 @@ async def _state(group: WorkerGroup) -> dict[bytes, object]:
     """Every key of the group's prefix but the workers' liveness (heartbeats), the
     outbox's delivery bookkeeping (its consumer group names the restarted relay) and
     the changelog lease (it names the relay holding it)."""
-    cut = len(group.prefix) + 1
+    skipped = {keys.HEARTBEATS, keys.OUTBOX, keys.CHANGELOG_LEASE}
     return {
         k: v
         for k, v in (await dump_prefix(group.state.redis, group.prefix)).items()
-        if k[cut:] not in (b"hb", b"n", b"clr")
+        if keys.family_of(k.decode(), group.state.space) not in skipped
     }
 
 

@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 
 from streams.dev import loopback
 from streams.kafka.publish import Publisher
+from streams.store import keys
 from streams.store.client import connect
 from streams.store.state import RedisState
 from tests.support.events import event
@@ -136,8 +137,11 @@ async def test_a_claim_no_replica_confirms_is_undone_and_refused(tmp_path: Path)
             code = await _create_code(http, gw, "lonely")
             status, body = await _claim(http, gw, code)
             assert (status, body["error"]) == (503, "handoff_unconfirmed"), body
-            assert await st.redis.exists(f"cont:handoff:{code}") == 1, "the code is pending again"
-            assert await st.redis.get(f"cont:handoff-seen:{code}") == b"issued"
+            where = st.state.space
+            assert await st.redis.exists(keys.handoff(where, code)) == 1, (
+                "the code is pending again"
+            )
+            assert await st.redis.get(keys.handoff_seen(where, code)) == b"issued"
 
 
 async def _paced(pub: Publisher, events: list[dict[str, Any]]) -> dict[str, int]:

@@ -613,6 +613,7 @@ FRAGMENTS = [
     "\x00",
     "\x7f",
     "cont:s:{x}",
+    "cont:{p1}:s:x",  # a key name of the partition-aligned layout
     "*}",
 ]
 valid_ids = st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9._:@+\-]{0,20}\Z")

@@ -20,9 +20,9 @@ import contextlib
 import hashlib
 from dataclasses import dataclass, field
 
-from streams.store.scripts import source
+from streams.store.scripts import loaded
 
-COMMIT_SHA = hashlib.sha1(source("commit.lua").encode()).hexdigest().encode()
+COMMIT_SHA = hashlib.sha1(loaded("commit.lua").encode()).hexdigest().encode()
 
 
 @dataclass

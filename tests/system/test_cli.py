@@ -25,7 +25,7 @@ import pytest
 
 from streams.store.state import RedisState
 from tests.support.events import added, event
-from tests.support.stack import Stack, wait_version
+from tests.support.stack import PARTITIONS, Stack, wait_version
 
 
 async def run_cli(
@@ -53,6 +53,8 @@ def cli_env(stack: Stack) -> dict[str, str]:
         "REDIS_URL": stack.redis_url,
         "CONTINUITY_APP_ID": "continuity-tests",
         "CONTINUITY_STATE_DIR": "/nonexistent",
+        # The keys are placed by partition: the CLI counts the test topics' partitions.
+        "CONTINUITY_TOPIC_PARTITIONS": str(PARTITIONS),
     }
 
 

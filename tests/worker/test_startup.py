@@ -1,4 +1,4 @@
-"""A worker refuses topics whose partition count is not ``CONTINUITY_TOPIC_PARTITIONS``.
+"""Workers and gateways refuse topics whose partition count is not ``CONTINUITY_TOPIC_PARTITIONS``.
 
 The Redis layout places every key by its Kafka partition computed with the
 configured count (``cont:{p<partition>}:...``): a worker folding topics of
@@ -24,6 +24,7 @@ from streams.dev import loopback
 from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
 from streams.worker.startup import CONFIGURATION, Ready, Refused, check_kafka
+from tests.support.gateway import GATEWAY_SECRET
 
 pytestmark = pytest.mark.e2e
 
@@ -88,4 +89,28 @@ def test_the_worker_command_exits_with_the_refusal_before_folding(bootstrap: str
     )
     assert done.returncode == CONFIGURATION, done.stderr
     assert "continuity worker: the source topics have 4 partitions" in done.stderr
+    assert "CONTINUITY_TOPIC_PARTITIONS=4" in done.stderr
+
+
+def test_the_gateway_command_refuses_topics_of_another_count_too(bootstrap: str) -> None:
+    """A gateway computing partitions with another count would read sessions, and draw
+    handoff codes, where no worker writes: it refuses to start the same way."""
+    asyncio.run(ensure_topics(bootstrap, 4))
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP": bootstrap,
+        "CONTINUITY_TOPIC_PARTITIONS": "8",
+        "CONTINUITY_AUTH_SECRET": GATEWAY_SECRET,
+        "CONTINUITY_GATEWAY_PORT": "0",
+        "CONTINUITY_LOG_FORMAT": "text",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "gateway"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "continuity gateway: the source topics have 4 partitions" in done.stderr
     assert "CONTINUITY_TOPIC_PARTITIONS=4" in done.stderr

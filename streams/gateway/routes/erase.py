@@ -36,7 +36,7 @@ async def delete_session(request: web.Request) -> web.StreamResponse:
         raise forbidden(denied)
     customer_id = session_id(request.match_info["id"])
     settings = request.app[SETTINGS]
-    state = RedisState(request.app[REDIS], settings.space())
+    state = RedisState(request.app[REDIS], settings.space(), settings.effects())
     try:
         done = await erase_customer(
             state, settings.kafka_bootstrap, customer_id, kafka=kafka_client_kwargs(settings)

@@ -293,10 +293,19 @@ end
 -- f<i> version floor, x<i> when Redis forgets the session, the alias and the
 -- sign-ins ("ms,ms,ms" by PEXPIRETIME: -1 never, -2 absent), l<i> its link set
 -- (the guest ids ever signed in to it, for an erasure's reach).
+-- Each key's record goes to the stream of the key's own partition, so one relay
+-- publishes all of a key's records in commit order (an erasure's tombstone among
+-- them: nothing committed before it lands after it). Only this partition's entry
+-- carries the batch's offsets; another partition's ('o' empty) moves no cursor.
 if changelog and #touched_list > 0 then
-  local fields = {'o', ARGV[cs]}
-  for idx, k in ipairs(touched_list) do
-    local i = tostring(idx)
+  local entries = {[part] = {'o', ARGV[cs]}}
+  local counts = {[part] = 0}
+  for _, k in ipairs(touched_list) do
+    local home = partition_of(k)
+    if not entries[home] then entries[home] = {'o', '{}'}; counts[home] = 0 end
+    local fields = entries[home]
+    counts[home] = counts[home] + 1
+    local i = tostring(counts[home])
     local w = wrote[k]
     local v, d, xs, floor
     if w and w.x then
@@ -320,6 +329,8 @@ if changelog and #touched_list > 0 then
     fields[#fields + 1] = 'l' .. i
     fields[#fields + 1] = cjson.encode(redis.call('SMEMBERS', key_links(k)))
   end
-  redis.call('XADD', key_changelog(part), '*', unpack(fields))
+  for home, fields in pairs(entries) do
+    redis.call('XADD', key_changelog(home), '*', unpack(fields))
+  end
 end
 return {1}

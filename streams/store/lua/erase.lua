@@ -1,5 +1,6 @@
 -- Erase customers' session state, if the caller knows every id linked to it.
--- ARGV: prefix, partitions, erasure json, then the ids (the customer first).
+-- ARGV: prefix, partitions, changelog ('1' when the changelog is on), erasure json,
+-- then the ids (the customer first).
 -- Linked ids the caller did not name (guests merged since it looked, from the
 -- link set or the session's anonymous_ids) make it write nothing and return
 -- {0, id...}: the caller records a wider erasure on Kafka first, then retries.
@@ -10,9 +11,10 @@
 -- atomic script over several slots. On Redis Cluster it becomes a per-partition
 -- step of the cross-partition merge saga (later work), not this one script.
 layout(ARGV[1], ARGV[2])
-local erasure = ARGV[3]
+local changelog_on = ARGV[3] == '1'
+local erasure = ARGV[4]
 local named, ids = {}, {}
-for j = 4, #ARGV do named[ARGV[j]] = true; ids[#ids + 1] = ARGV[j] end
+for j = 5, #ARGV do named[ARGV[j]] = true; ids[#ids + 1] = ARGV[j] end
 
 -- Every guest id ever linked to the customer is named: its records that fold
 -- into the customer, or into its own guest session, are covered. A shared
@@ -117,7 +119,9 @@ for _, k in ipairs(ids) do
 end
 for _, n in ipairs(partitions_touched) do
   local cl = key_changelog(n)
-  if redis.call('EXISTS', cl) == 1 then
+  -- Also when the partition's stream is gone (a restore, nothing committed since): the
+  -- key's earlier records are on the topic, and only this tombstone removes them.
+  if changelog_on or redis.call('EXISTS', cl) == 1 then
     local fields = {'o', '{}'}
     for idx, k in ipairs(by_partition[n]) do
       local i = tostring(idx)

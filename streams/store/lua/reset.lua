@@ -3,7 +3,7 @@
 -- With an expected offset (the partition's own step): forget tp's applied offset
 -- and fingerprint, but only if the offset is still the one the caller judged,
 -- and bump the partition's erasure epoch. With '' (every other partition's
--- step, after the first succeeded): only the erasures below.
+-- step, run first): only the erasures below.
 -- Either way erasure positions of tp in the old log mean nothing in the new one
 -- (its offsets start again), so they are dropped from the erasures recorded
 -- under this partition; an erasure of an id homed elsewhere can name tp too
