@@ -98,19 +98,27 @@ class BatchProcessor:
         never skipped, so the partition waits in place. The plan returned joins
         the partitions' plans, outcomes in arrival order.
         """
-        groups: dict[int, list[Record]] = {}
-        for r in records:
-            groups.setdefault(r.partition, []).append(r)
+        decoded = [decode(r.value) for r in records]
+        # Counted as received on arrival, before any Redis round trip: a batch
+        # waiting out an outage shows up here (a rewind's records count again
+        # when they are fetched again).
+        metrics.record_received(labels_by_record(records, decoded).values())
+        groups: dict[int, list[tuple[Record, Any]]] = {}
+        for r, d in zip(records, decoded, strict=True):
+            groups.setdefault(r.partition, []).append((r, d))
         if self.guard is not None and len(groups) > 1:
             # Once for the whole batch (one broker probe for all its new partitions);
             # each partition's own call then finds them verified.
             await self._first_guard(records)
         if len(groups) == 1:
-            return await self._process_partition(records)
+            return await self._process_partition(records, decoded)
         # A task group: one partition's failure (not a Redis outage, which is waited
         # out) cancels the others, so an ops job stops committing when one step fails.
         async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(self._process_partition(g)) for g in groups.values()]
+            tasks = [
+                group.create_task(self._process_partition([r for r, _ in g], [d for _, d in g]))
+                for g in groups.values()
+            ]
         return joined([t.result() for t in tasks], records)
 
     async def _first_guard(self, records: Sequence[Record]) -> None:
@@ -122,22 +130,32 @@ class BatchProcessor:
                 await self.guard(records)
                 return
             except Exception as exc:
-                if not transient(exc):
-                    raise
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.retry_max_delay)
+                delay = await self._wait_out(exc, records, delay)
 
-    async def _process_partition(self, records: Sequence[Record]) -> Plan:
+    async def _wait_out(self, exc: Exception, records: Sequence[Record], delay: float) -> float:
+        """Re-raise ``exc`` unless Redis is only unavailable; then count, log and sleep
+        ``delay``, and return the next delay (capped exponential backoff)."""
+        if not transient(exc):
+            raise exc
+        metrics.REDIS_UP.set(0)
+        metrics.REDIS_RETRIES.inc()
+        if self.readiness is not None:
+            self.readiness.redis_failed(time.monotonic(), refusal(exc))
+        log.warning(
+            "redis unavailable (%s); retrying batch in %.2fs",
+            type(exc).__name__,
+            delay,
+            extra=batch_fields(records),
+        )
+        await asyncio.sleep(delay)
+        return min(delay * 2, self.retry_max_delay)
+
+    async def _process_partition(self, records: Sequence[Record], decoded: list[Any]) -> Plan:
         """Apply one partition's records: load, plan, dead-letter, commit, retried."""
         started = time.perf_counter()
         records = list(records)
         partition = records[0].partition
-        decoded = [decode(r.value) for r in records]
-        # Counted as received on arrival, before any Redis round trip: a batch
-        # waiting out an outage shows up here (a rewind's records count again
-        # when they are fetched again).
         labels = labels_by_record(records, decoded)
-        metrics.record_received(labels.values())
         need = needs(records, decoded)
         delivered: set[tuple[str, int, int]] = set()
         delay = 0.05
@@ -162,20 +180,7 @@ class BatchProcessor:
                     "commit", self.state.commit(plan, time.time(), partition=partition)
                 )
             except Exception as exc:
-                if not transient(exc):
-                    raise
-                metrics.REDIS_UP.set(0)
-                metrics.REDIS_RETRIES.inc()
-                if self.readiness is not None:
-                    self.readiness.redis_failed(time.monotonic(), refusal(exc))
-                log.warning(
-                    "redis unavailable (%s); retrying batch in %.2fs",
-                    type(exc).__name__,
-                    delay,
-                    extra=batch_fields(records),
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.retry_max_delay)
+                delay = await self._wait_out(exc, records, delay)
                 continue
             metrics.REDIS_UP.set(1)
             if self.readiness is not None:
