@@ -25,13 +25,16 @@ import aiohttp
 import pytest
 from hypothesis import settings as hypothesis_settings
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from streams.dev import loopback
 from streams.kafka.publish import Publisher
 from streams.kafka.topics import ensure_topics
+from streams.store.client import connect
 from streams.store.state import RedisState
 from tests.support.fault_report import pytest_terminal_summary  # noqa: F401  (the fault table hook)
 from tests.support.gateway import Gateway, start_gateway
+from tests.support.redis_cluster import LocalCluster, redis_cluster
 from tests.support.stack import PARTITIONS, Stack, WorkerGroup, skip_history, space
 
 # Property tests: ``make test`` draws the same examples on every machine and run
@@ -52,6 +55,22 @@ def _docker_engine_available() -> bool:
     except Exception:
         return False
     return True
+
+
+@pytest.fixture(scope="module")
+async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalCluster]:
+    """A real three-primary Redis Cluster on loopback, one per test module that asks."""
+    async with redis_cluster(tmp_path_factory.mktemp("cluster")) as running:
+        yield running
+
+
+@pytest.fixture
+async def cluster_client(cluster: LocalCluster) -> AsyncIterator[RedisCluster]:
+    """A cluster client (``redis+cluster://``) of :func:`cluster`."""
+    made = connect(cluster.url, socket_timeout=5, socket_connect_timeout=5)
+    assert isinstance(made, RedisCluster)
+    yield made
+    await made.aclose()
 
 
 @pytest.fixture(scope="session")

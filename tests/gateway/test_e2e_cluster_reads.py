@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -32,28 +30,13 @@ from streams.gateway.handoff import code_in_partition
 from streams.gateway.params import Position
 from streams.gateway.sessions import Sessions
 from streams.store import keys
-from streams.store.client import connect
 from streams.store.handoffs import HandoffStore, Taken, Ticket
 from streams.store.keys import Space
-from tests.support.redis_cluster import LocalCluster, redis_cluster, slot_of
+from tests.support.redis_cluster import slot_of
 
 pytestmark = pytest.mark.e2e
 
 PARTITIONS = 6
-
-
-@pytest.fixture(scope="module")
-async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalCluster]:
-    async with redis_cluster(Path(tmp_path_factory.mktemp("gwcluster"))) as running:
-        yield running
-
-
-@pytest.fixture
-async def client(cluster: LocalCluster) -> AsyncIterator[RedisCluster]:
-    made = connect(cluster.url, socket_timeout=5, socket_connect_timeout=5)
-    assert isinstance(made, RedisCluster)
-    yield made
-    await made.aclose()
 
 
 @pytest.fixture
@@ -61,10 +44,10 @@ def space() -> Space:
     return Space(f"gc{uuid.uuid4().hex[:6]}", PARTITIONS)
 
 
-def as_redis(client: RedisCluster) -> Redis:
+def as_redis(cluster_client: RedisCluster) -> Redis:
     # The gateway's modules are typed for one primary; these calls are the ones a
     # cluster client has too, which is what this test proves.
-    return cast(Redis, client)
+    return cast(Redis, cluster_client)
 
 
 def spread(space: Space, count: int, stem: str) -> list[str]:
@@ -80,7 +63,7 @@ def spread(space: Space, count: int, stem: str) -> list[str]:
 
 
 async def test_kpi_totals_and_session_counts_sum_every_partition(
-    client: RedisCluster, space: Space
+    cluster_client: RedisCluster, space: Space
 ) -> None:
     now = time.time()
     buckets = window(now)
@@ -91,12 +74,12 @@ async def test_kpi_totals_and_session_counts_sum_every_partition(
         p = space.partition(key)
         # Every session in two buckets of the window: counted once all the same.
         for bucket in (buckets[0], buckets[-1]):
-            await client.pfadd(keys.activity(space, p, bucket), key)
+            await cluster_client.pfadd(keys.activity(space, p, bucket), key)
         if key in multichannel:
-            await client.pfadd(keys.multichannel(space, p, buckets[n % len(buckets)]), key)
-        await client.hincrby(keys.kpis(space, p), "carts_started:web", 1)
-        await client.hincrby(keys.kpis(space, p), "converted:web", n % 2)
-    inputs = await kpis.read(as_redis(client), space, now)
+            await cluster_client.pfadd(keys.multichannel(space, p, buckets[n % len(buckets)]), key)
+        await cluster_client.hincrby(keys.kpis(space, p), "carts_started:web", 1)
+        await cluster_client.hincrby(keys.kpis(space, p), "converted:web", n % 2)
+    inputs = await kpis.read(as_redis(cluster_client), space, now)
     assert inputs.active == len(sessions)
     assert inputs.multichannel == len(multichannel)
     assert inputs.fields["carts_started:web"] == len(sessions)
@@ -106,34 +89,34 @@ async def test_kpi_totals_and_session_counts_sum_every_partition(
 
 
 async def test_a_keys_freshness_comes_from_its_own_partition(
-    client: RedisCluster, space: Space
+    cluster_client: RedisCluster, space: Space
 ) -> None:
     key, other = spread(space, 2, "f")[:2]
     while space.partition(other) == space.partition(key):
         other = spread(space, 1, "f")[0]
     p, q = space.partition(key), space.partition(other)
     for topic in SOURCE_TOPICS:
-        await client.hset(keys.offsets(space, p), f"{topic}:{p}", 41)
-        await client.hset(keys.offset_times(space, p), f"{topic}:{p}", 1_700_000_000_000)
+        await cluster_client.hset(keys.offsets(space, p), f"{topic}:{p}", 41)
+        await cluster_client.hset(keys.offset_times(space, p), f"{topic}:{p}", 1_700_000_000_000)
         # Another partition's offsets, under the same field names as a decoy.
-        await client.hset(keys.offsets(space, q), f"{topic}:{p}", 999)
-    await client.zadd(keys.heartbeats(space), {"w-1": 1_700_000_000_500})
-    fresh = await freshness.read(as_redis(client), space, key)
+        await cluster_client.hset(keys.offsets(space, q), f"{topic}:{p}", 999)
+    await cluster_client.zadd(keys.heartbeats(space), {"w-1": 1_700_000_000_500})
+    fresh = await freshness.read(as_redis(cluster_client), space, key)
     assert fresh.applied == tuple((f"{t}:{p}", 41) for t in SOURCE_TOPICS)
     assert fresh.applied_at_ms == 1_700_000_000_000
     assert fresh.heartbeat_ms == 1_700_000_000_500
 
 
 async def test_sessions_aliases_and_positions_on_several_partitions(
-    client: RedisCluster, space: Space
+    cluster_client: RedisCluster, space: Space
 ) -> None:
     customer, guest = spread(space, 2, "c")[:2]
-    await client.hset(
+    await cluster_client.hset(
         keys.session(space, customer),
         mapping={"v": 1, "d": encode(new_session(customer, customer))},
     )
-    await client.set(keys.alias(space, guest), customer)
-    sessions = Sessions(as_redis(client), space, Fanout(Redis(), space))
+    await cluster_client.set(keys.alias(space, guest), customer)
+    sessions = Sessions(as_redis(cluster_client), space, Fanout(Redis(), space))
     view = await sessions.locate(guest)
     assert view.key == customer
     assert view.session is not None
@@ -142,16 +125,16 @@ async def test_sessions_aliases_and_positions_on_several_partitions(
 
     positions = tuple(Position(SOURCE_TOPICS[0], n, 10 + n) for n in range(PARTITIONS))
     for pos in positions:
-        await client.hset(keys.offsets(space, pos.partition), pos.tp, pos.offset)
+        await cluster_client.hset(keys.offsets(space, pos.partition), pos.tp, pos.offset)
     assert await sessions.applied(positions)
     behind = (*positions[:-1], Position(SOURCE_TOPICS[0], PARTITIONS - 1, 99))
     assert not await sessions.applied(behind)
 
 
 async def test_a_handoff_code_lives_in_its_sessions_slot(
-    client: RedisCluster, space: Space
+    cluster_client: RedisCluster, space: Space
 ) -> None:
-    store = HandoffStore(as_redis(client), space)
+    store = HandoffStore(as_redis(cluster_client), space)
     for key in spread(space, 12, "h"):
         code = code_in_partition(space.partition(key), space.partitions)
         assert await store.create(code, Ticket(key, key, None), ttl=60)
@@ -159,7 +142,7 @@ async def test_a_handoff_code_lives_in_its_sessions_slot(
         assert {slot_of(n) for n in (*names, keys.handoff_by(space, key))} == {
             slot_of(keys.session(space, key))
         }
-        assert await client.smembers(keys.handoff_by(space, key)) == {code.encode()}
+        assert await cluster_client.smembers(keys.handoff_by(space, key)) == {code.encode()}
         taken = await store.claim(code)
         assert isinstance(taken, Taken)
         assert taken.ticket.key == key

@@ -14,7 +14,6 @@ green).
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import orjson
@@ -35,20 +34,6 @@ pytestmark = pytest.mark.e2e
 TWO_KEYS = "return {redis.call('SET', KEYS[1], ARGV[1]), redis.call('SET', KEYS[2], ARGV[1])}"
 
 
-@pytest.fixture(scope="module")
-async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalCluster]:
-    async with redis_cluster(tmp_path_factory.mktemp("cluster")) as running:
-        yield running
-
-
-@pytest.fixture
-async def client(cluster: LocalCluster) -> AsyncIterator[RedisCluster]:
-    made = connect(cluster.url, socket_timeout=5, socket_connect_timeout=5)
-    assert isinstance(made, RedisCluster)
-    yield made
-    await made.aclose()
-
-
 def unique(name: str) -> str:
     return f"{name}-{uuid.uuid4().hex[:8]}"
 
@@ -67,7 +52,7 @@ async def test_three_primaries_cover_every_slot(cluster: LocalCluster) -> None:
 
 
 async def test_a_cluster_url_reaches_every_primary(
-    cluster: LocalCluster, client: RedisCluster
+    cluster: LocalCluster, cluster_client: RedisCluster
 ) -> None:
     primaries = await cluster.primaries()
     home: dict[str, str] = {}  # node name -> a key of a slot it owns
@@ -75,35 +60,35 @@ async def test_a_cluster_url_reaches_every_primary(
         key = unique("spread")
         home.setdefault((await cluster.owner(slot_of(key))).name, key)
     for name, key in home.items():
-        assert await client.set(key, name)
+        assert await cluster_client.set(key, name)
     for node in primaries:
         key = home[node.name]
-        assert await client.get(key) == node.name.encode()
-        assert await node.client.get(key) == node.name, "stored on the slot's own primary"
+        assert await cluster_client.get(key) == node.name.encode()
+        assert await node.cluster_client.get(key) == node.name, "stored on the slot's own primary"
 
 
-async def test_a_script_over_one_hash_tag_runs(client: RedisCluster) -> None:
+async def test_a_script_over_one_hash_tag_runs(cluster_client: RedisCluster) -> None:
     tag = "{" + unique("customer") + "}"
     keys = [f"{tag}:session", f"{tag}:journey"]
     assert slot_of(keys[0]) == slot_of(keys[1])
-    script = client.register_script(TWO_KEYS)
+    script = cluster_client.register_script(TWO_KEYS)
     assert await script(keys=keys, args=["v"]) == [b"OK", b"OK"]
-    assert await client.mget(keys) == [b"v", b"v"]
+    assert await cluster_client.mget(keys) == [b"v", b"v"]
 
 
 async def test_a_script_over_two_slots_is_refused(
-    cluster: LocalCluster, client: RedisCluster
+    cluster: LocalCluster, cluster_client: RedisCluster
 ) -> None:
     keys = ["{" + unique("a") + "}:k", "{" + unique("b") + "}:k"]
     while slot_of(keys[0]) == slot_of(keys[1]):
         keys[1] = "{" + unique("b") + "}:k"
     # Through the cluster client and straight to the first key's node alike.
     with pytest.raises(ClusterCrossSlotError):
-        await client.eval(TWO_KEYS, 2, *keys, "v")
+        await cluster_client.eval(TWO_KEYS, 2, *keys, "v")
     node = await cluster.owner(slot_of(keys[0]))
     with pytest.raises(ClusterCrossSlotError):
-        await node.client.eval(TWO_KEYS, 2, *keys, "v")
-    assert await node.client.exists(keys[0]) == 0, "the refused script wrote nothing"
+        await node.cluster_client.eval(TWO_KEYS, 2, *keys, "v")
+    assert await node.cluster_client.exists(keys[0]) == 0, "the refused script wrote nothing"
 
 
 def on_home(events: list[dict[str, object]], space: Space) -> list[Record]:
@@ -120,7 +105,7 @@ async def _no_dead_letters(_: object) -> None:
 
 
 async def test_a_batch_over_many_partitions_commits_one_script_per_slot(
-    cluster: LocalCluster, client: RedisCluster
+    cluster: LocalCluster, cluster_client: RedisCluster
 ) -> None:
     """Customers spread over every primary: each partition's records load and commit in
     their partition's slot, so the cluster takes the worker's own path."""
@@ -128,7 +113,7 @@ async def test_a_batch_over_many_partitions_commits_one_script_per_slot(
     names = [unique("c") for _ in range(24)]
     owners = {(await cluster.owner(slot_of(space.tag(space.partition(n))))).name for n in names}
     assert len(owners) == 3, "the batch reaches every primary"
-    state = RedisState(client, space)
+    state = RedisState(cluster_client, space)
     processor = BatchProcessor(state, _no_dead_letters)
     events = [event("cart.item_added", added("A-1"), customer=name) for name in names]
     plan = await processor.process(on_home(events, space))
@@ -154,51 +139,51 @@ async def test_a_batch_over_many_partitions_commits_one_script_per_slot(
         "make this pass"
     ),
 )
-async def test_a_login_across_partitions_runs_on_a_cluster(client: RedisCluster) -> None:
+async def test_a_login_across_partitions_runs_on_a_cluster(cluster_client: RedisCluster) -> None:
     space = Space(unique("t"), 12)
     guest, customer = unique("g"), unique("c")
     while slot_of(space.tag(space.partition(guest))) == slot_of(
         space.tag(space.partition(customer))
     ):
         customer = unique("c")
-    processor = BatchProcessor(RedisState(client, space), _no_dead_letters)
+    processor = BatchProcessor(RedisState(cluster_client, space), _no_dead_letters)
     await processor.process(on_home([event("cart.item_added", added("A-1"), anon=guest)], space))
     login = event("session.identified", customer=customer, anon=guest)
     await processor.process(on_home([login], space))
-    merged = await RedisState(client, space).get(customer)
+    merged = await RedisState(cluster_client, space).get(customer)
     assert merged is not None
     assert [line.sku for line in merged.cart] == ["A-1"]
 
 
 async def test_a_key_outlives_a_manual_failover(tmp_path: Path) -> None:
     async with redis_cluster(tmp_path, replicas=1) as cl:
-        client = connect(cl.url, socket_timeout=5, socket_connect_timeout=5)
+        cluster_client = connect(cl.url, socket_timeout=5, socket_connect_timeout=5)
         try:
             key = "{" + unique("failover") + "}:k"
-            await client.set(key, "before")
+            await cluster_client.set(key, "before")
             owner = await cl.owner(slot_of(key))
             [replica] = await cl.replicas_of(owner)
             # A manual failover waits until the replica has the primary's last write.
             await cl.failover(replica)
             assert await cl.owner(slot_of(key)) is replica
             assert await cl.replicas_of(replica) == [owner]
-            assert await client.get(key) == b"before"
-            await client.set(key, "after")
-            assert await replica.client.get(key) == "after", "written on the new primary"
+            assert await cluster_client.get(key) == b"before"
+            await cluster_client.set(key, "after")
+            assert await replica.cluster_client.get(key) == "after", "written on the new primary"
         finally:
-            await client.aclose()
+            await cluster_client.aclose()
 
 
 async def test_a_key_follows_its_slot_to_another_primary(
-    cluster: LocalCluster, client: RedisCluster
+    cluster: LocalCluster, cluster_client: RedisCluster
 ) -> None:
     key = "{" + unique("reshard") + "}:k"
-    await client.set(key, "kept")
+    await cluster_client.set(key, "kept")
     slot = slot_of(key)
     source = await cluster.owner(slot)
     target = next(p for p in await cluster.primaries() if p is not source)
     await cluster.reshard(slot, target)
     assert await cluster.owner(slot) is target
-    assert await target.client.get(key) == "kept", "the key itself moved"
+    assert await target.cluster_client.get(key) == "kept", "the key itself moved"
     # The client's slot map still names the source: it follows the MOVED reply.
-    assert await client.get(key) == b"kept"
+    assert await cluster_client.get(key) == b"kept"

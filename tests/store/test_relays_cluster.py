@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -27,31 +26,16 @@ from streams.core import session_codec
 from streams.core.changelog import Cursor, Out
 from streams.store import keys
 from streams.store.changelog import ChangelogOutbox
-from streams.store.client import connect
 from streams.store.keys import Space
 from streams.store.outbox import Outbox
 from streams.worker.changelog_relay import publish_round
 from streams.worker.relay import relay_once
 from tests.store.test_outbox import Kafka, _session
-from tests.support.redis_cluster import LocalCluster, redis_cluster, slot_of
+from tests.support.redis_cluster import LocalCluster, slot_of
 
 pytestmark = pytest.mark.e2e
 
 SPACE = Space("rc", 6)
-
-
-@pytest.fixture(scope="module")
-async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalCluster]:
-    async with redis_cluster(tmp_path_factory.mktemp("cluster")) as running:
-        yield running
-
-
-@pytest.fixture
-async def client(cluster: LocalCluster) -> AsyncIterator[RedisCluster]:
-    made = connect(cluster.url, socket_timeout=5, socket_connect_timeout=5)
-    assert isinstance(made, RedisCluster)
-    yield made
-    await made.aclose()
 
 
 async def _primaries_of(cluster: LocalCluster, partitions: range) -> set[int]:
@@ -61,15 +45,15 @@ async def _primaries_of(cluster: LocalCluster, partitions: range) -> set[int]:
 
 
 async def test_the_notification_relay_serves_partitions_on_every_primary(
-    cluster: LocalCluster, client: RedisCluster
+    cluster: LocalCluster, cluster_client: RedisCluster
 ) -> None:
     assert len(await _primaries_of(cluster, SPACE.all_partitions())) == 3
     carts = [f"cart-{n}" for n in range(30)]
     for key in carts:
         session = {"v": 1, "d": _session(key, 1)}
-        await client.hset(keys.session(SPACE, key), mapping=session)  # type: ignore[arg-type]
-        await client.zadd(keys.abandonment(SPACE, SPACE.partition(key)), {key: 1_000})
-    relay = Outbox(client, SPACE, "r", claim_after_ms=3_600_000)
+        await cluster_client.hset(keys.session(SPACE, key), mapping=session)  # type: ignore[arg-type]
+        await cluster_client.zadd(keys.abandonment(SPACE, SPACE.partition(key)), {key: 1_000})
+    relay = Outbox(cluster_client, SPACE, "r", claim_after_ms=3_600_000)
     await relay.ensure_group()
     await relay.heartbeat(5_000)
     assert await relay.sweep(2_000) == len(carts)
@@ -79,7 +63,7 @@ async def test_the_notification_relay_serves_partitions_on_every_primary(
     homes = Counter(SPACE.partition(k) for k in carts)
     assert len(homes) == SPACE.partitions
     counted = {
-        n: await client.hget(keys.kpis(SPACE, n), "abandoned:mobile_app")
+        n: await cluster_client.hget(keys.kpis(SPACE, n), "abandoned:mobile_app")
         for n in SPACE.all_partitions()
     }
     assert {n: int(v or 0) for n, v in counted.items()} == dict(homes)
@@ -103,7 +87,7 @@ def _entry(offsets: dict[str, tuple[int, str]], *sessions: Session) -> dict[Any,
 
 
 async def test_two_partitions_changelogs_are_published_under_two_leases(
-    cluster: LocalCluster, client: RedisCluster
+    cluster: LocalCluster, cluster_client: RedisCluster
 ) -> None:
     # Two partitions on different primaries, each with a key of its own.
     owners = {
@@ -118,13 +102,13 @@ async def test_two_partitions_changelogs_are_published_under_two_leases(
     }
     for n, key in key_of.items():
         entry = _entry({f"cart-events:{n}": (7, "ff")}, Session(key=key, version=3))
-        await client.xadd(keys.changelog(SPACE, n), entry)
+        await cluster_client.xadd(keys.changelog(SPACE, n), entry)
     # A key Redis forgot (nothing left of it, its expiry due): the sweep's tombstone.
     gone = next(f"g-{i}" for i in range(1000) if SPACE.partition(f"g-{i}") == first)
-    await client.zadd(keys.changelog_expiry(SPACE, first), {gone: 1_000})
+    await cluster_client.zadd(keys.changelog_expiry(SPACE, first), {gone: 1_000})
     relays = {
-        first: ChangelogOutbox(client, SPACE, first, "worker-a"),
-        second: ChangelogOutbox(client, SPACE, second, "worker-b"),
+        first: ChangelogOutbox(cluster_client, SPACE, first, "worker-a"),
+        second: ChangelogOutbox(cluster_client, SPACE, second, "worker-b"),
     }
     sent: list[Out] = []
 
@@ -137,7 +121,7 @@ async def test_two_partitions_changelogs_are_published_under_two_leases(
     for n, relay in relays.items():
         assert await relay.hold()
         # The other partition's relay cannot take this lease while it is held.
-        other = ChangelogOutbox(client, SPACE, n, "intruder")
+        other = ChangelogOutbox(cluster_client, SPACE, n, "intruder")
         assert not await other.hold()
     assert await relays[first].sweep(2_000) == 1
     for relay in relays.values():
@@ -145,7 +129,7 @@ async def test_two_partitions_changelogs_are_published_under_two_leases(
         assert waiting == (2 if relay.partition == first else 1)
         assert await publish_round(relay, publish, 100) == waiting
     for n, relay in relays.items():
-        lease: Any = await client.get(keys.changelog_lease(SPACE, n))
+        lease: Any = await cluster_client.get(keys.changelog_lease(SPACE, n))
         assert lease.decode().startswith(f"worker-{'a' if n == first else 'b'}:")
         assert await relay.pending() == 0, "published entries leave the stream"
         cursor = await relay.cursor()
