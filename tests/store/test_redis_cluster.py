@@ -64,7 +64,7 @@ async def test_a_cluster_url_reaches_every_primary(
     for node in primaries:
         key = home[node.name]
         assert await cluster_client.get(key) == node.name.encode()
-        assert await node.cluster_client.get(key) == node.name, "stored on the slot's own primary"
+        assert await node.client.get(key) == node.name, "stored on the slot's own primary"
 
 
 async def test_a_script_over_one_hash_tag_runs(cluster_client: RedisCluster) -> None:
@@ -87,8 +87,8 @@ async def test_a_script_over_two_slots_is_refused(
         await cluster_client.eval(TWO_KEYS, 2, *keys, "v")
     node = await cluster.owner(slot_of(keys[0]))
     with pytest.raises(ClusterCrossSlotError):
-        await node.cluster_client.eval(TWO_KEYS, 2, *keys, "v")
-    assert await node.cluster_client.exists(keys[0]) == 0, "the refused script wrote nothing"
+        await node.client.eval(TWO_KEYS, 2, *keys, "v")
+    assert await node.client.exists(keys[0]) == 0, "the refused script wrote nothing"
 
 
 def on_home(events: list[dict[str, object]], space: Space) -> list[Record]:
@@ -169,7 +169,7 @@ async def test_a_key_outlives_a_manual_failover(tmp_path: Path) -> None:
             assert await cl.replicas_of(replica) == [owner]
             assert await cluster_client.get(key) == b"before"
             await cluster_client.set(key, "after")
-            assert await replica.cluster_client.get(key) == "after", "written on the new primary"
+            assert await replica.client.get(key) == "after", "written on the new primary"
         finally:
             await cluster_client.aclose()
 
@@ -184,6 +184,6 @@ async def test_a_key_follows_its_slot_to_another_primary(
     target = next(p for p in await cluster.primaries() if p is not source)
     await cluster.reshard(slot, target)
     assert await cluster.owner(slot) is target
-    assert await target.cluster_client.get(key) == "kept", "the key itself moved"
+    assert await target.client.get(key) == "kept", "the key itself moved"
     # The client's slot map still names the source: it follows the MOVED reply.
     assert await cluster_client.get(key) == b"kept"
