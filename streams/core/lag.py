@@ -1,6 +1,6 @@
 """Consumer lag per partition from the fetch high watermark and the applied offsets. Pure.
 
-The applied offset is the one stored with the state in Redis (``P:o``), not a
+The applied offset is the one stored with the state in Redis (``P:{pN}:o``), not a
 consumer group's committed offset: it is what the state really holds, whoever
 folded it. The high watermark is the next offset the broker will write, as
 the consumer's last fetch reported it (the only end offset the embedded

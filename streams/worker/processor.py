@@ -102,7 +102,8 @@ class BatchProcessor:
         # Counted as received on arrival, before any Redis round trip: a batch
         # waiting out an outage shows up here (a rewind's records count again
         # when they are fetched again).
-        metrics.record_received(labels_by_record(records, decoded).values())
+        labels = labels_by_record(records, decoded)
+        metrics.record_received(labels.values())
         groups: dict[int, list[tuple[Record, Any]]] = {}
         for r, d in zip(records, decoded, strict=True):
             groups.setdefault(r.partition, []).append((r, d))
@@ -111,12 +112,14 @@ class BatchProcessor:
             # each partition's own call then finds them verified.
             await self._first_guard(records)
         if len(groups) == 1:
-            return await self._process_partition(records, decoded)
+            return await self._process_partition(records, decoded, labels)
         # A task group: one partition's failure (not a Redis outage, which is waited
         # out) cancels the others, so an ops job stops committing when one step fails.
         async with asyncio.TaskGroup() as group:
             tasks = [
-                group.create_task(self._process_partition([r for r, _ in g], [d for _, d in g]))
+                group.create_task(
+                    self._process_partition([r for r, _ in g], [d for _, d in g], labels)
+                )
                 for g in groups.values()
             ]
         return joined([t.result() for t in tasks], records)
@@ -150,12 +153,19 @@ class BatchProcessor:
         await asyncio.sleep(delay)
         return min(delay * 2, self.retry_max_delay)
 
-    async def _process_partition(self, records: Sequence[Record], decoded: list[Any]) -> Plan:
-        """Apply one partition's records: load, plan, dead-letter, commit, retried."""
+    async def _process_partition(
+        self,
+        records: Sequence[Record],
+        decoded: list[Any],
+        labels: Mapping[RecordId, RecordLabels],
+    ) -> Plan:
+        """Apply one partition's records: load, plan, dead-letter, commit, retried.
+
+        ``labels`` are the whole batch's, computed once (looked up by record only).
+        """
         started = time.perf_counter()
         records = list(records)
         partition = records[0].partition
-        labels = labels_by_record(records, decoded)
         need = needs(records, decoded)
         delivered: set[tuple[str, int, int]] = set()
         delay = 0.05
@@ -170,7 +180,6 @@ class BatchProcessor:
                 if rewinds:
                     records, decoded = await self._rewind(rewinds, records, decoded)
                     need = needs(records, decoded)
-                    labels = labels_by_record(records, decoded)
                     if not records:
                         return Plan()
                     continue
