@@ -26,6 +26,11 @@ NOTIFICATIONS = "session-notifications"
 # systems subscribe to it; ``continuity rebuild`` restores Redis from it.
 SESSION_CHANGELOG = "session-changelog"
 
+# Internal, co-partitioned with the source topics, keyed by the key each record is
+# for: work one partition hands another when a login's guest and customer live on
+# different partitions (schemas/forward.py).
+SESSION_FORWARDS = "session-forwards"
+
 SOURCE_TOPICS: tuple[str, ...] = (CART_EVENTS, BROWSE_EVENTS, CHECKOUT_EVENTS)
 
 # ``checkout.handoff_claimed`` (a POS took a session over) travels with the

@@ -16,12 +16,16 @@ a guest's, also if seen by a session its guest's events went to (``_applied_else
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 from schemas.events import AnyEvent, SessionUnmerged
+from schemas.forward import Forward, JourneyItem, Origin
 from schemas.session import CartLine, Session
+from schemas.topics import SESSION_FORWARDS
+from streams.core.crossing import Held, Outgoing, Pending, Placement, read_forward, seq_after
+from streams.core.decode import decode
 from streams.core.erasure import Erasure, covering
 from streams.core.expiry import end_ms, ended, successor, ttl_seconds
 from streams.core.fold import (
@@ -59,6 +63,9 @@ class Record:
     timestamp_ms: int | None = None
     # The dead letter this record repairs (``continuity dlq replay``), from its header.
     replayed_from: str | None = None
+    # A ``session-forwards`` record's origin partition and outbox entry id, from its
+    # headers: re-sends after a relay crash carry ids already applied.
+    forwarded: tuple[int, str] | None = None
 
     @property
     def tp(self) -> str:
@@ -75,6 +82,23 @@ class Kind(StrEnum):
     REJECTED = "rejected"
     # Published before its customer was erased (streams/core/erasure.py): skipped for good.
     ERASED = "erased"
+    # Handed to another partition (streams/core/crossing.py): applied there.
+    FORWARDED = "forwarded"
+    # Held by a session waiting for its login's merge; applied when that lands.
+    HELD = "held"
+
+
+class Via(StrEnum):
+    """How an event reached the step that plans it (a held one keeps it)."""
+
+    # From a source record: routed by its ids and aliases here.
+    SOURCE = "source"
+    # Routed here already (held while its session waited): its key stays.
+    ROUTED = "routed"
+    # Forwarded by a guest's alias from another partition: the alias may have ended.
+    FORWARD = "forward"
+    # A guest's new session whose version floor came from another partition.
+    FLOORED = "floored"
 
 
 @dataclass(frozen=True)
@@ -118,6 +142,15 @@ class Snapshot:
     # offsets: a restore from the changelog (streams/core/changelog.py) folds a
     # record only into a key whose restored state does not reflect it yet.
     reflected: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    # Sessions waiting for a login's merge from another partition, and what they hold.
+    pending: Mapping[str, Pending] = field(default_factory=dict)
+    # customer -> the guest ids linked to its session (a forwarded guest event's alias
+    # is live while its guest is among them).
+    links: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # guest id -> its committed journey, for a guest a login takes to another partition.
+    journeys: Mapping[str, Sequence[JourneyItem]] = field(default_factory=dict)
+    # origin partition -> the last of its forwards applied here (outbox entry id).
+    forwarded: Mapping[int, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -176,6 +209,16 @@ class Plan:
     # their next session goes on from; and how long (ms) such a floor is kept.
     floors: dict[str, int] = field(default_factory=dict)
     floor_ms: int = 0
+    # Work for other partitions, in order (the commit appends it to this partition's
+    # forwards outbox); the sessions that start or stop waiting for a merge (None:
+    # stopped); the last forward applied per origin partition; merged guests whose
+    # committed journey left with a forward (deleted here, not moved); and device
+    # sign-ins renamed for an erased customer: (anonymous_id, customer, new name).
+    forwards: list[Outgoing] = field(default_factory=list)
+    pending: dict[str, Pending | None] = field(default_factory=dict)
+    forward_marks: dict[int, str] = field(default_factory=dict)
+    handed: set[str] = field(default_factory=set)
+    device_renames: list[tuple[str, str, str]] = field(default_factory=list)
 
     @property
     def rejected(self) -> list[RecordOutcome]:
@@ -202,16 +245,28 @@ def plan_batch(
     decoded: Sequence[AnyEvent | Rejected],
     snapshot: Snapshot,
     limits: Limits = DEFAULT_LIMITS,
+    place: Placement | None = None,
 ) -> Plan:
-    """Apply a batch in arrival order to the snapshot and return its plan."""
+    """Apply a batch in arrival order to the snapshot and return its plan.
+
+    ``place``: the partition the plan commits; whatever would change another
+    partition's keys goes out as a forward (``streams/core/crossing.py``). None
+    plans as if every key lived here (one Redis primary, one partition)."""
     plan = Plan()
-    aliases = dict(snapshot.aliases)
-    sessions = dict(snapshot.sessions)
+    b = _Batch(
+        plan,
+        snapshot,
+        limits,
+        place,
+        aliases=dict(snapshot.aliases),
+        sessions=dict(snapshot.sessions),
+        devices={anon: dict(links) for anon, links in snapshot.devices.items()},
+        # Version floors: of sessions Redis forgot, and of guests whose alias ended.
+        floors=dict(snapshot.floors),
+        forgotten=set(snapshot.floors),
+        pending=dict(snapshot.pending),
+    )
     applied_upto = dict(snapshot.offsets)
-    devices = {anon: dict(links) for anon, links in snapshot.devices.items()}
-    # Version floors: of sessions Redis forgot, and of guests whose alias ended.
-    floors = dict(snapshot.floors)
-    forgotten = set(snapshot.floors)
     for record, event in zip(records, decoded, strict=True):
         if record.offset <= applied_upto.get(record.tp, -1):
             plan.outcomes.append(RecordOutcome(record, Kind.ALREADY_APPLIED))
@@ -219,69 +274,14 @@ def plan_batch(
         applied_upto[record.tp] = record.offset
         plan.offsets[record.tp] = record.offset
         plan.fingerprints[record.tp] = fingerprint(record.key, record.value)
-        if isinstance(event, Rejected):
+        if record.topic == SESSION_FORWARDS:
+            _forwarded(b, record)
+        elif isinstance(event, Rejected):
             plan.outcomes.append(_rejected(record, event))
-            continue
-        held = snapshot.reflected.get(route(event, aliases))
-        if held is not None and held.get(record.tp, -1) >= record.offset:
-            plan.outcomes.append(RecordOutcome(record, Kind.ALREADY_APPLIED))
-            continue
-        # A login's merge never changes its own key (its customer_id), so the key is
-        # routed once. Erasure is judged on it: a login of another customer on a
-        # device an erased customer once used is theirs, not the erased one's.
-        _end_stale_alias(plan, event, aliases, sessions, floors, forgotten, limits)
-        key = _guarded_route(plan, event, aliases, devices, limits)
-        erased = covering(snapshot.erasures, (key,), record.tp, record.offset)
-        if erased is not None:
-            if _is_login(event, aliases):
-                _unlink(plan, event, aliases)
-                _record_sign_in(plan, devices, event, erased_name(erased.erased_at_ms))
-            plan.outcomes.append(
-                RecordOutcome(record, Kind.ERASED, event, detail="published before an erasure")
-            )
-            continue
-        # Before the login check: a sign-in to an ended session links its guest anew.
-        _expire(plan, key, event, sessions, aliases, floors, forgotten, limits)
-        # A sign-in its customer's session already applied is a duplicate: it must not
-        # merge again (its guest may have signed in elsewhere since).
-        if _is_login(event, aliases) and not _remembers(sessions.get(key), event):
-            _merge(plan, event, aliases, sessions, snapshot, limits, devices, floors)
-        plan.read_keys.add(key)
-        session = sessions.get(key) or _fresh(
-            key, event.customer_id, snapshot, sessions, aliases, floors
-        )
-        folded_from, returned = session, None
-        if isinstance(event, SessionUnmerged) and not _remembers(session, event):
-            undone = split(session, event.payload.anonymous_id, event.occurred_at)
-            if isinstance(undone, Rejected):
-                plan.outcomes.append(_rejected(record, undone, event, key))
-                continue
-            folded_from, returned = undone.customer, undone.guest_lines
-        if _applied_elsewhere(plan, event, key, aliases, devices, sessions):
-            outcome: Outcome = SEEN
         else:
-            outcome = fold(folded_from, event, limits)
-        if isinstance(outcome, Rejected):
-            plan.outcomes.append(_rejected(record, outcome, event, key))
-        elif isinstance(outcome, Duplicate):
-            plan.outcomes.append(
-                RecordOutcome(record, Kind.DUPLICATE, event, key, detail=outcome.why)
-            )
-        else:
-            assert isinstance(outcome, Applied)
-            _effects(plan, key, session, outcome.session, event, record.replayed_from)
-            if returned is not None and isinstance(event, SessionUnmerged):
-                _give_back(
-                    plan, event, returned, sessions, aliases, snapshot, floors, forgotten, limits
-                )
-            sessions[key] = outcome.session
-            # A guest merged earlier in the batch and started again keeps its delete:
-            # the commit applies deletes before writes, so the merge moves what the
-            # guest had (its committed journey included) and the new session stands,
-            # as if the two had come in two batches.
-            plan.writes[key] = outcome.session
-            plan.outcomes.append(RecordOutcome(record, Kind.APPLIED, event, key))
-    _record_expectations(plan, records, decoded, snapshot)
+            _source(b, record, event)
+    plan.pending = {k: b.pending.get(k) for k in b.pending_changed}
+    _record_expectations(plan, records, decoded, snapshot, b.here)
     for key, written in plan.writes.items():
         ttl = ttl_seconds(written, limits.guest_ttl, limits.session_ttl) * 1000
         plan.lifetimes[key] = (end_ms(written, limits.guest_ttl, limits.session_ttl) or 0, ttl)
@@ -290,6 +290,564 @@ def plan_batch(
         until = at_ms + limits.shared_device_window * 1000
         plan.device_ends[anon] = max(plan.device_ends.get(anon, until), until)
     return plan
+
+
+@dataclass
+class _Batch:
+    """What planning one batch works on: the snapshot as the batch has changed it so far."""
+
+    plan: Plan
+    snapshot: Snapshot
+    limits: Limits
+    place: Placement | None
+    aliases: dict[str, str]
+    sessions: dict[str, Session]
+    devices: dict[str, dict[str, int]]
+    floors: dict[str, int]
+    forgotten: set[str]
+    pending: dict[str, Pending]
+    pending_changed: set[str] = field(default_factory=set)
+
+    def here(self, key: str) -> bool:
+        """Whether ``key`` lives on the partition this plan commits."""
+        return self.place is None or self.place.here(key)
+
+    def send(self, forward: Forward) -> None:
+        """Hand ``forward`` to the partition of its key (the commit writes it out)."""
+        assert self.place is not None, "a forward is only sent when keys live apart"
+        self.plan.forwards.append(Outgoing(self.place.of(forward.key), forward))
+
+    def wait(self, key: str, awaiting: str) -> None:
+        """``key``'s session waits for the merge of the login ``awaiting``."""
+        self.pending[key] = Pending(awaiting)
+        self.pending_changed.add(key)
+
+    def hold(self, key: str, record: Record, addressed: str, seen: bool, via: Via) -> None:
+        """Hold ``record`` until ``key``'s session stops waiting."""
+        held = Held(
+            _origin(record), record.value or b"", record.replayed_from, addressed, seen, via.value
+        )
+        self.pending[key] = self.pending[key].holding(held)
+        self.pending_changed.add(key)
+
+    def release(self, key: str) -> Pending:
+        """``key``'s session stops waiting: what it held, to be applied now."""
+        self.pending_changed.add(key)
+        return self.pending.pop(key)
+
+    def links_of(self, customer: str) -> set[str]:
+        """The guest ids linked to ``customer``'s session as the batch has left them."""
+        stored = (
+            set() if customer in self.plan.cleared else set(self.snapshot.links.get(customer, ()))
+        )
+        return stored | {anon for anon, into in self.plan.links if into == customer}
+
+
+def _source(
+    b: _Batch,
+    record: Record,
+    event: AnyEvent,
+    addressed: str | None = None,
+    seen: bool = False,
+    via: Via = Via.SOURCE,
+) -> None:
+    """Plan one event for ``addressed`` if given (its key decided already), else for its
+    route. ``via``: how it came; ``seen``: a session of the guest's partition applied it."""
+    plan, snapshot, limits, aliases, sessions = b.plan, b.snapshot, b.limits, b.aliases, b.sessions
+    held = snapshot.reflected.get(addressed or route(event, aliases))
+    if held is not None and held.get(record.tp, -1) >= record.offset:
+        plan.outcomes.append(RecordOutcome(record, Kind.ALREADY_APPLIED))
+        return
+    if addressed is None:
+        # A login's merge never changes its own key (its customer_id), so the key is
+        # routed once. Erasure is judged on it: a login of another customer on a
+        # device an erased customer once used is theirs, not the erased one's.
+        _end_stale_alias(plan, event, aliases, sessions, b.floors, b.forgotten, limits)
+        key = _guarded_route(plan, event, aliases, b.devices, limits)
+        if not b.here(key):
+            _forward_guest_event(b, record, event, key)
+            return
+    else:
+        key = addressed
+    if key in b.pending:
+        # Held as routed now: its key and what was judged on the way stay decided.
+        b.hold(key, record, key, seen, Via.FORWARD if via is Via.FORWARD else Via.ROUTED)
+        plan.outcomes.append(RecordOutcome(record, Kind.HELD, event, key))
+        return
+    if via is Via.FORWARD and _alias_ended_here(b, event, key):
+        _bounce(b, record, event, key)
+        return
+    erased = covering(snapshot.erasures, (key,), record.tp, record.offset)
+    if erased is not None:
+        if _crosses(b, event):
+            b.send(_login_forward(record, event, erased.erased_at_ms))
+        elif _is_login(event, aliases):
+            _unlink(plan, event, aliases)
+            _record_sign_in(plan, b.devices, event, erased_name(erased.erased_at_ms))
+        plan.outcomes.append(
+            RecordOutcome(record, Kind.ERASED, event, detail="published before an erasure")
+        )
+        return
+    # Before the login check: a sign-in to an ended session links its guest anew.
+    _expire_here(b, key, event, record)
+    # A sign-in its customer's session already applied is a duplicate: it must not
+    # merge again (its guest may have signed in elsewhere since).
+    if not _remembers(sessions.get(key), event):
+        if _crosses(b, event):
+            b.wait(key, _origin(record).id)
+            b.send(_login_forward(record, event))
+            plan.outcomes.append(RecordOutcome(record, Kind.FORWARDED, event, key))
+            return
+        if _is_login(event, aliases):
+            _merge(plan, event, aliases, sessions, snapshot, limits, b.devices, b.floors)
+    if via is not Via.FLOORED and _floor_elsewhere(b, key):
+        _ask_floor(b, record, event, key, seen)
+        return
+    _apply(b, record, event, key, seen)
+
+
+def _apply(b: _Batch, record: Record, event: AnyEvent, key: str, seen: bool = False) -> None:
+    """Fold ``event`` into ``key``'s session (its merge, if a login, already done)."""
+    plan, snapshot, limits, aliases, sessions = b.plan, b.snapshot, b.limits, b.aliases, b.sessions
+    plan.read_keys.add(key)
+    session = sessions.get(key) or _fresh(
+        key, event.customer_id, snapshot, sessions, aliases, b.floors
+    )
+    folded_from, returned = session, None
+    if isinstance(event, SessionUnmerged) and not _remembers(session, event):
+        undone = split(session, event.payload.anonymous_id, event.occurred_at)
+        if isinstance(undone, Rejected):
+            plan.outcomes.append(_rejected(record, undone, event, key))
+            return
+        folded_from, returned = undone.customer, undone.guest_lines
+    if seen or _applied_elsewhere(plan, event, key, aliases, b.devices, sessions):
+        outcome: Outcome = SEEN
+    else:
+        outcome = fold(folded_from, event, limits)
+    if isinstance(outcome, Rejected):
+        plan.outcomes.append(_rejected(record, outcome, event, key))
+    elif isinstance(outcome, Duplicate):
+        plan.outcomes.append(RecordOutcome(record, Kind.DUPLICATE, event, key, detail=outcome.why))
+    else:
+        assert isinstance(outcome, Applied)
+        _effects(plan, key, session, outcome.session, event, record.replayed_from)
+        if returned is not None and isinstance(event, SessionUnmerged):
+            guest = event.payload.anonymous_id
+            if b.here(guest):
+                _give_back_here(b, record, event, returned)
+            else:
+                b.send(
+                    Forward(
+                        kind="unmerge", key=guest, origin=_origin(record),
+                        event=_text(record), replayed_from=record.replayed_from,
+                        customer_id=key, guest_id=guest, lines=returned,
+                        floor=session.version,
+                    )
+                )  # fmt: skip
+        sessions[key] = outcome.session
+        # A guest merged earlier in the batch and started again keeps its delete:
+        # the commit applies deletes before writes, so the merge moves what the
+        # guest had (its committed journey included) and the new session stands,
+        # as if the two had come in two batches.
+        plan.writes[key] = outcome.session
+        plan.outcomes.append(RecordOutcome(record, Kind.APPLIED, event, key))
+
+
+def _forwarded(b: _Batch, record: Record) -> None:
+    """Plan one record of ``session-forwards``: work another partition handed here."""
+    plan = b.plan
+    fwd = read_forward(record.value)
+    if fwd is None:
+        plan.outcomes.append(
+            _rejected(record, Rejected(Reason.INVALID_EVENT, "not a session-forwards record"))
+        )
+        return
+    if record.forwarded is not None:
+        # The relay sends again what it sent before a crash: the same origin's entry ids.
+        source, seq = record.forwarded
+        mark = plan.forward_marks.get(source, b.snapshot.forwarded.get(source))
+        if not seq_after(seq, mark):
+            plan.outcomes.append(RecordOutcome(record, Kind.DUPLICATE, detail="forward sent again"))
+            return
+        plan.forward_marks[source] = seq
+    origin = Record(
+        fwd.origin.topic, fwd.origin.partition, fwd.origin.offset, None,
+        None if fwd.event is None else fwd.event.encode(), replayed_from=fwd.replayed_from,
+    )  # fmt: skip
+    event = None if origin.value is None else decode(origin.value)
+    if isinstance(event, Rejected):  # never sent so: it was valid where it came in
+        plan.outcomes.append(_rejected(origin, event))
+        return
+    if fwd.kind == "alias_end":
+        _alias_end(b, origin, event, fwd)
+    elif event is None:
+        plan.outcomes.append(
+            _rejected(record, Rejected(Reason.INVALID_EVENT, f"{fwd.kind} forward without event"))
+        )
+    elif fwd.kind == "login":
+        _guest_login(b, origin, event, fwd)
+    elif fwd.kind == "merge":
+        _customer_merge(b, origin, event, fwd)
+    elif fwd.kind == "event":
+        _source(b, origin, event, fwd.key, fwd.seen, Via.FORWARD)
+    elif fwd.kind == "ask":
+        _answer_floor(b, origin, event, fwd)
+    elif fwd.kind == "floor":
+        _floored(b, origin, event, fwd)
+    else:
+        assert isinstance(event, SessionUnmerged)
+        floored = b.aliases.get(fwd.key) == fwd.customer_id
+        if floored:
+            # The guest's new session goes on from the versions its alias showed it.
+            b.floors[fwd.key] = max(b.floors.get(fwd.key, 0), fwd.floor)
+        _give_back_here(b, origin, event, list(fwd.lines), floored)
+        plan.outcomes.append(RecordOutcome(origin, Kind.APPLIED, None, fwd.key))
+
+
+def _give_back_here(
+    b: _Batch,
+    record: Record,
+    event: SessionUnmerged,
+    lines: list[CartLine],
+    floored: bool = False,
+) -> None:
+    """``_give_back`` on this partition, once the guest's version floor is known: with
+    its alias leading to another partition's customer, that partition is asked first
+    (the alias ends now, so the guest's events wait here for the answer)."""
+    guest = event.payload.anonymous_id
+    if not floored and _floor_elsewhere(b, guest) and guest not in b.pending:
+        target = b.aliases.pop(guest)
+        b.plan.aliases.pop(guest, None)
+        b.plan.alias_deletes.add(guest)
+        b.wait(guest, _origin(record).id)
+        b.send(
+            Forward(
+                kind="ask", key=target, origin=_origin(record), event=_text(record),
+                replayed_from=record.replayed_from, guest_id=guest, customer_id=target,
+                lines=lines,
+            )
+        )  # fmt: skip
+        return
+    _give_back(
+        b.plan, event, lines, b.sessions, b.aliases, b.snapshot, b.floors, b.forgotten,
+        b.limits,
+    )  # fmt: skip
+
+
+def _crosses(b: _Batch, event: AnyEvent) -> bool:
+    """Whether ``event`` signs a guest of another partition in (a login to hand over)."""
+    anon, customer = event.anonymous_id, event.customer_id
+    return customer is not None and anon is not None and anon != customer and not b.here(anon)
+
+
+def _login_forward(record: Record, event: AnyEvent, erased_at_ms: int | None = None) -> Forward:
+    assert event.anonymous_id is not None
+    return Forward(
+        kind="login", key=event.anonymous_id, origin=_origin(record), event=_text(record),
+        replayed_from=record.replayed_from, customer_id=event.customer_id,
+        erased_at_ms=erased_at_ms,
+    )  # fmt: skip
+
+
+def _forward_guest_event(b: _Batch, record: Record, event: AnyEvent, key: str) -> None:
+    """A guest's event whose alias leads to a customer of another partition goes there.
+
+    Whether a session of this partition applied it already (the guest's own, a
+    customer's it signed in to) is judged here and travels with it (``seen``):
+    the customer side decides at the same point of the event's way as here."""
+    plan = b.plan
+    seen = _applied_elsewhere(plan, event, key, b.aliases, b.devices, b.sessions)
+    b.send(
+        Forward(
+            kind="event", key=key, origin=_origin(record), event=_text(record),
+            replayed_from=record.replayed_from, guest_id=event.anonymous_id, seen=seen,
+        )
+    )  # fmt: skip
+    plan.outcomes.append(RecordOutcome(record, Kind.FORWARDED, event, key))
+
+
+def _alias_ended_here(b: _Batch, event: AnyEvent, key: str) -> bool:
+    """Whether a guest's event forwarded to ``key`` found the session its alias pointed
+    at gone: ended on the event's time, or no longer linked (ended earlier, erased)."""
+    anon = event.anonymous_id
+    if anon is None or anon not in b.links_of(key):
+        return True
+    target = b.sessions.get(key)
+    return target is not None and ended(
+        target, event.occurred_at, b.limits.guest_ttl, b.limits.session_ttl
+    )
+
+
+def _bounce(b: _Batch, record: Record, event: AnyEvent, key: str) -> None:
+    """Send a guest's event back: its alias ends, and the guest side routes it anew."""
+    assert event.anonymous_id is not None
+    target = b.sessions.get(key)
+    floor = target.version if target is not None else b.floors.get(key, 0)
+    b.send(
+        Forward(
+            kind="alias_end", key=event.anonymous_id, origin=_origin(record),
+            event=_text(record), replayed_from=record.replayed_from, customer_id=key,
+            guest_id=event.anonymous_id, floor=floor,
+        )
+    )  # fmt: skip
+    b.plan.outcomes.append(RecordOutcome(record, Kind.FORWARDED, event, event.anonymous_id))
+
+
+def _expire_here(b: _Batch, key: str, event: AnyEvent, record: Record) -> None:
+    """``_expire``, and the aliases of guests of other partitions linked to the ended
+    session end too: each guest side is told (as ``commit.lua`` ends local ones)."""
+    linked = b.links_of(key)
+    before = b.sessions.get(key)
+    _expire(b.plan, key, event, b.sessions, b.aliases, b.floors, b.forgotten, b.limits)
+    if b.place is None or key not in b.plan.expired or b.sessions.get(key) is before:
+        return
+    for anon in sorted(linked):
+        if not b.here(anon):
+            b.send(
+                Forward(
+                    kind="alias_end", key=anon, origin=_origin(record), customer_id=key,
+                    guest_id=anon, floor=b.plan.expired[key],
+                )
+            )  # fmt: skip
+
+
+def _floor_elsewhere(b: _Batch, key: str) -> bool:
+    """Whether ``key``'s new session needs the version of a session of another partition:
+    a shared device's guest whose alias leads to a customer there (``_fresh``)."""
+    target = b.aliases.get(key)
+    return key not in b.sessions and target is not None and not b.here(target)
+
+
+def _ask_floor(b: _Batch, record: Record, event: AnyEvent, key: str, seen: bool) -> None:
+    """Ask the customer's partition for the version a guest's new session goes on from;
+    the guest's session waits for the answer, and the event with it."""
+    b.wait(key, _origin(record).id)
+    b.send(
+        Forward(
+            kind="ask", key=b.aliases[key], origin=_origin(record), event=_text(record),
+            replayed_from=record.replayed_from, guest_id=key, seen=seen,
+        )
+    )  # fmt: skip
+    b.plan.outcomes.append(RecordOutcome(record, Kind.FORWARDED, event, key))
+
+
+def _answer_floor(b: _Batch, origin: Record, event: AnyEvent, fwd: Forward) -> None:
+    """Tell a guest's partition the version its alias's customer has now."""
+    current = b.sessions.get(fwd.key)
+    b.send(
+        fwd.model_copy(
+            update={
+                "kind": "floor", "key": fwd.guest_id, "customer_id": fwd.key,
+                "floor": current.version if current is not None else 0,
+            }
+        )
+    )  # fmt: skip
+    b.plan.outcomes.append(RecordOutcome(origin, Kind.FORWARDED, event, fwd.guest_id))
+
+
+def _floored(b: _Batch, origin: Record, event: AnyEvent, fwd: Forward) -> None:
+    """The answer to ``_ask_floor``: the event, then what the guest's session held."""
+    key = fwd.key
+    waiting = b.pending.get(key)
+    if waiting is None or waiting.awaiting != fwd.origin.id:
+        b.plan.outcomes.append(
+            RecordOutcome(origin, Kind.DUPLICATE, event, key, detail="no session waits for it")
+        )
+        return
+    b.release(key)
+    if isinstance(event, SessionUnmerged) and event.payload.anonymous_id == key:
+        # An undo's give-back asked: the alias it ended led to ``customer_id``.
+        b.floors[key] = max(b.floors.get(key, 0), fwd.floor)
+        _give_back_here(b, origin, event, list(fwd.lines))
+        b.plan.outcomes.append(RecordOutcome(origin, Kind.APPLIED, None, key))
+    else:
+        if b.aliases.get(key) == fwd.customer_id:
+            b.floors[key] = max(b.floors.get(key, 0), fwd.floor)
+        _source(b, origin, event, key, fwd.seen, Via.FLOORED)
+    _release_held(b, waiting)
+
+
+def _guest_login(b: _Batch, origin: Record, event: AnyEvent, fwd: Forward) -> None:
+    """The guest side of a login from another partition: take the guest's session
+    apart (unless the device is shared), point its alias at the customer, answer."""
+    plan, aliases = b.plan, b.aliases
+    assert event.anonymous_id is not None
+    assert event.customer_id is not None
+    if fwd.erased_at_ms is not None:
+        if _is_login(event, aliases):
+            _unlink(plan, event, aliases)
+            _record_sign_in(plan, b.devices, event, erased_name(fwd.erased_at_ms))
+        plan.outcomes.append(
+            RecordOutcome(origin, Kind.ERASED, event, detail="published before an erasure")
+        )
+        return
+    answer = Forward(
+        kind="merge", key=event.customer_id, origin=fwd.origin, event=fwd.event,
+        replayed_from=fwd.replayed_from, customer_id=event.customer_id,
+        guest_id=event.anonymous_id, linked=True,
+    )  # fmt: skip
+    if _is_login(event, aliases):
+        guest, ended_version, journey = _detach(b, event)
+        answer = answer.model_copy(
+            update={
+                "linked": False, "guest": guest, "ended_version": ended_version,
+                "journey": journey,
+            }
+        )  # fmt: skip
+    b.send(answer)
+    plan.outcomes.append(RecordOutcome(origin, Kind.FORWARDED, event, event.customer_id))
+
+
+def _detach(b: _Batch, event: AnyEvent) -> tuple[Session | None, int, list[JourneyItem]]:
+    """``_merge``'s guest half: (the guest's session, the version an ended one reached,
+    its journey), with the guest's alias pointing at the customer."""
+    plan, sessions, limits = b.plan, b.sessions, b.limits
+    customer_id, anonymous_id = event.customer_id, event.anonymous_id
+    assert customer_id is not None
+    assert anonymous_id is not None
+    plan.read_keys.add(anonymous_id)
+    if _shared(event, b.devices, limits, signing_in=customer_id):
+        guest = None
+        plan.kept_apart["sign_in"] += 1
+    else:
+        guest = sessions.pop(anonymous_id, None)
+    ended_version = 0
+    if guest is not None and ended(guest, event.occurred_at, limits.guest_ttl, limits.session_ttl):
+        ended_version = guest.version
+        plan.expired[anonymous_id] = guest.version
+        plan.cleared[anonymous_id] = None
+        plan.journey = [e for e in plan.journey if e.key != anonymous_id]
+        plan.writes.pop(anonymous_id, None)
+        plan.deletes.setdefault(anonymous_id, customer_id)
+        guest = None
+    _record_sign_in(plan, b.devices, event, customer_id)
+    journey: list[JourneyItem] = []
+    if guest is not None:
+        plan.writes.pop(anonymous_id, None)
+        if anonymous_id not in plan.deletes and anonymous_id not in plan.cleared:
+            # What it had committed leaves with it (the commit deletes it here).
+            journey = list(b.snapshot.journeys.get(anonymous_id, ()))
+            plan.handed.add(anonymous_id)
+        plan.deletes.setdefault(anonymous_id, customer_id)
+        journey += [
+            JourneyItem(score_ms=e.score_ms, member=e.member.decode())
+            for e in plan.journey
+            if e.key == anonymous_id
+        ]
+        plan.journey = [e for e in plan.journey if e.key != anonymous_id]
+    b.aliases[anonymous_id] = customer_id
+    plan.aliases[anonymous_id] = customer_id
+    plan.alias_deletes.discard(anonymous_id)
+    return guest, ended_version, journey
+
+
+def _customer_merge(b: _Batch, origin: Record, event: AnyEvent, fwd: Forward) -> None:
+    """The customer side of a login handed over: merge what the guest side sent, fold
+    the sign-in, then what the session held while it waited."""
+    plan, key = b.plan, fwd.key
+    waiting = b.pending.get(key)
+    if waiting is None or waiting.awaiting != fwd.origin.id:
+        plan.outcomes.append(
+            RecordOutcome(origin, Kind.DUPLICATE, event, key, detail="no session waits for it")
+        )
+        return
+    b.release(key)
+    erased = covering(b.snapshot.erasures, (key,), origin.tp, origin.offset)
+    if erased is not None:
+        if not fwd.linked:
+            # The guest side linked it already: it takes that back, and its session.
+            b.send(
+                Forward(
+                    kind="alias_end", key=fwd.guest_id or "", origin=fwd.origin,
+                    event=fwd.event, customer_id=key, guest_id=fwd.guest_id,
+                    guest=fwd.guest, journey=fwd.journey, erased_at_ms=erased.erased_at_ms,
+                )
+            )  # fmt: skip
+        plan.outcomes.append(
+            RecordOutcome(origin, Kind.ERASED, event, detail="published before an erasure")
+        )
+    else:
+        if not fwd.linked:
+            _adopt(b, event, fwd)
+        _apply(b, origin, event, key)
+    _release_held(b, waiting)
+
+
+def _release_held(b: _Batch, waiting: Pending) -> None:
+    """Plan what a session held while it waited, in the order it came."""
+    for held in waiting.held:
+        record = Record(
+            held.origin.topic, held.origin.partition, held.origin.offset, None, held.value,
+            replayed_from=held.replayed_from,
+        )  # fmt: skip
+        again = decode(held.value)
+        assert not isinstance(again, Rejected), "only valid events are held"
+        _source(b, record, again, held.key, held.seen, Via(held.via))
+
+
+def _adopt(b: _Batch, event: AnyEvent, fwd: Forward) -> None:
+    """``_merge``'s customer half: the guest's session, as the guest side sent it,
+    merged into the customer's; its journey and link follow."""
+    plan, sessions, key = b.plan, b.sessions, fwd.key
+    anonymous_id = fwd.guest_id
+    assert anonymous_id is not None
+    plan.read_keys.add(key)
+    base = sessions.get(key) or _fresh(key, key, b.snapshot, floors=b.floors)
+    merged = merge_guest(base, fwd.guest, key, anonymous_id, b.limits, event.occurred_at)
+    version = max(merged.session.version, fwd.ended_version) + 1
+    session = merged.session.model_copy(update={"version": version})
+    sessions[key] = session
+    plan.writes[key] = session
+    plan.dropped_lines.extend(merged.dropped)
+    plan.journey.extend(Entry(key, j.score_ms, j.member.encode()) for j in fwd.journey)
+    plan.links.add((anonymous_id, key))
+
+
+def _alias_end(b: _Batch, origin: Record, event: AnyEvent | None, fwd: Forward) -> None:
+    """The guest side hears that its alias no longer leads to a live session."""
+    plan, aliases, anon = b.plan, b.aliases, fwd.key
+    if aliases.get(anon) == fwd.customer_id:
+        if fwd.erased_at_ms is None:
+            _drop_alias(plan, aliases, anon, fwd.floor, b.sessions, b.floors, b.forgotten)
+        else:
+            aliases.pop(anon, None)
+            plan.aliases.pop(anon, None)
+            plan.alias_deletes.add(anon)
+    if fwd.erased_at_ms is not None:
+        _unsign(b, anon, fwd)
+        plan.outcomes.append(
+            RecordOutcome(origin, Kind.ERASED, event, detail="published before an erasure")
+        )
+    elif event is not None:
+        _source(b, origin, event)
+    else:
+        plan.outcomes.append(RecordOutcome(origin, Kind.APPLIED, None, anon))
+
+
+def _unsign(b: _Batch, anon: str, fwd: Forward) -> None:
+    """A sign-in whose customer was erased before its merge landed: the device keeps it
+    under the erased name, and the guest gets back what it had (as if never merged)."""
+    plan, customer = b.plan, fwd.customer_id
+    assert customer is not None
+    assert fwd.erased_at_ms is not None
+    links = b.devices.get(anon, {})
+    if customer in links:
+        at_ms = links.pop(customer)
+        name = erased_name(fwd.erased_at_ms)
+        b.devices[anon] = linked(links, name, at_ms)
+        plan.device_renames.append((anon, customer, name))
+    if fwd.guest is not None and anon not in b.sessions:
+        b.sessions[anon] = fwd.guest
+        plan.writes[anon] = fwd.guest
+        plan.journey.extend(Entry(anon, j.score_ms, j.member.encode()) for j in fwd.journey)
+
+
+def _origin(record: Record) -> Origin:
+    return Origin(topic=record.topic, partition=record.partition, offset=record.offset)
+
+
+def _text(record: Record) -> str | None:
+    return None if record.value is None else record.value.decode()
 
 
 def _expire(
@@ -636,6 +1194,7 @@ def _record_expectations(
     records: Sequence[Record],
     decoded: Sequence[AnyEvent | Rejected],
     snapshot: Snapshot,
+    here: Callable[[str], bool],
 ) -> None:
     for key in dict.fromkeys((*plan.writes, *plan.deletes, *sorted(plan.read_keys))):
         current = snapshot.sessions.get(key)
@@ -643,7 +1202,9 @@ def _record_expectations(
     for event in decoded:
         if not isinstance(event, Rejected):
             for guest in _guest_ids(event):
-                plan.expected_aliases[guest] = snapshot.aliases.get(guest)
+                # Another partition's alias is that partition's to change and check.
+                if here(guest):
+                    plan.expected_aliases[guest] = snapshot.aliases.get(guest)
     for record in records:
         plan.expected_offsets[record.tp] = snapshot.offsets.get(record.tp, -1)
     plan.expected_erasure_epoch = snapshot.erasure_epoch
@@ -665,12 +1226,15 @@ def joined(plans: Sequence[Plan], records: Sequence[Record]) -> Plan:
         for name in (
             "writes", "deletes", "aliases", "offsets", "fingerprints", "expected_versions",
             "expected_aliases", "expected_offsets", "expired", "cleared", "lifetimes",
-            "device_ends", "floors",
+            "device_ends", "floors", "pending", "forward_marks",
         ):  # fmt: skip
             getattr(out, name).update(getattr(part, name))
-        for name in ("links", "alias_deletes", "read_keys"):
+        for name in ("links", "alias_deletes", "read_keys", "handed"):
             getattr(out, name).update(getattr(part, name))
-        for name in ("dropped_lines", "journey", "notifications", "device_links"):
+        for name in (
+            "dropped_lines", "journey", "notifications", "device_links", "forwards",
+            "device_renames",
+        ):  # fmt: skip
             getattr(out, name).extend(getattr(part, name))
     out.outcomes.sort(
         key=lambda o: order.get((o.record.topic, o.record.partition, o.record.offset), 0)

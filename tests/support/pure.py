@@ -17,7 +17,9 @@ from typing import Any
 import orjson
 
 from schemas.events import EVENT_ADAPTER, AnyEvent
+from schemas.forward import JourneyItem
 from schemas.session import Session
+from streams.core.crossing import Pending, Placement
 from streams.core.decode import decode
 from streams.core.erasure import Erasure
 from streams.core.fold import DEFAULT_LIMITS, Limits, Rejected
@@ -113,15 +115,34 @@ class MemoryState:
     floors: dict[str, int] = field(default_factory=dict)
     # tp -> fingerprint of the record at the applied offset, as commit.lua keeps them
     fingerprints: dict[str, str] = field(default_factory=dict)
+    # Sessions waiting for a merge from another partition (``cont:{pN}:w:<key>``), and
+    # (destination, origin partition) -> the last forward applied (``cont:{pN}:fs``).
+    pending: dict[str, Pending] = field(default_factory=dict)
+    forwarded: dict[tuple[int, int], str] = field(default_factory=dict)
 
-    def snapshot(self) -> Snapshot:
+    def snapshot(self, place: Placement | None = None) -> Snapshot:
+        """What a load reads: everything, or (``place``) only the keys of one partition,
+        as a script on a Redis Cluster slot sees them."""
+        here = (lambda _: True) if place is None else place.here
         return Snapshot(
-            dict(self.aliases),
+            {a: t for a, t in self.aliases.items() if here(a)},
             dict(self.offsets),
-            dict(self.sessions),
-            dict(self.erasures),
-            devices={anon: dict(links) for anon, links in self.devices.items()},
-            floors={k: v for k, v in self.floors.items() if k not in self.sessions},
+            {k: s for k, s in self.sessions.items() if here(k)},
+            {i: e for i, e in self.erasures.items() if here(i)},
+            devices={anon: dict(links) for anon, links in self.devices.items() if here(anon)},
+            floors={k: v for k, v in self.floors.items() if k not in self.sessions and here(k)},
+            pending={k: p for k, p in self.pending.items() if here(k)},
+            links={c: frozenset(g) for c, g in self.links.items() if here(c)},
+            journeys={
+                k: [JourneyItem(score_ms=v, member=m.decode()) for m, v in sorted(j.items())]
+                for k, j in self.journeys.items()
+                if here(k)
+            },
+            forwarded={
+                o: seq
+                for (d, o), seq in self.forwarded.items()
+                if place is None or d == place.partition
+            },
         )
 
     def erase(self, customer_id: str, ends: dict[str, int], at_ms: int = 1) -> Erasure:
@@ -146,25 +167,33 @@ class MemoryState:
         self.links.pop(customer_id, None)
         return erasure
 
-    def apply(self, plan: Plan) -> None:
+    def apply(self, plan: Plan, place: Placement | None = None) -> None:
+        """Commit ``plan`` (of partition ``place``, whose keys alone it may change)."""
+        here = (lambda _: True) if place is None else place.here
         for key, version in plan.expected_versions.items():
+            assert here(key), f"a plan of {place} expects {key} of another partition"
             current = self.sessions.get(key)
             assert (current.version if current else 0) == version, "plan built on a stale read"
         # As commit.lua: what ended sessions leave behind goes first (their journeys,
-        # and the aliases of the guests linked to them), then deletes before writes.
+        # and the aliases of the guests linked to them, of this partition; another
+        # partition's hear of it by a forward), then deletes before writes.
         for key in plan.cleared:
             self.journeys.pop(key, None)
             ended = self.sessions.get(key)
             for anon in self.links.pop(key, set()):
-                if self.aliases.get(anon) == key:
+                if here(anon) and self.aliases.get(anon) == key:
                     del self.aliases[anon]
                     if ended is not None and anon not in self.sessions:
                         self.floors[anon] = max(self.floors.get(anon, 0), ended.version)
-        # As commit.lua: deletes (merged guests) before writes.
+        # As commit.lua: deletes (merged guests) before writes. A guest whose journey
+        # left with a forward, or merged into another partition's customer, takes none.
         for key, into in plan.deletes.items():
             self.sessions.pop(key, None)
             self.floors.pop(key, None)
-            for member, score in self.journeys.pop(key, {}).items():
+            moved = self.journeys.pop(key, {})
+            if key in plan.handed or not here(into):
+                continue
+            for member, score in moved.items():
                 mine = self.journeys.setdefault(into, {})
                 mine[member] = min(score, mine.get(member, score))
         self.sessions.update(plan.writes)
@@ -184,6 +213,19 @@ class MemoryState:
             self.floors[key] = max(self.floors.get(key, 0), version)
         self.floors.update({k: s.version for k, s in plan.writes.items()})
         self.fingerprints.update(plan.fingerprints)
+        for anon, customer, name in plan.device_renames:
+            links = self.devices.get(anon, {})
+            if customer in links:
+                at_ms = links.pop(customer)
+                self.devices[anon] = linked(links, name, at_ms)
+        for key, waiting in plan.pending.items():
+            if waiting is None:
+                self.pending.pop(key, None)
+            else:
+                self.pending[key] = waiting
+        for origin, seq in plan.forward_marks.items():
+            assert place is not None
+            self.forwarded[place.partition, origin] = seq
 
     def process(self, batch: Sequence[Record], limits: Limits | None = None) -> Plan:
         """Decode, plan against the current state and commit: one worker batch."""
