@@ -59,6 +59,9 @@ class Record:
     timestamp_ms: int | None = None
     # The dead letter this record repairs (``continuity dlq replay``), from its header.
     replayed_from: str | None = None
+    # A session-forwards record's (origin partition, id in that partition's forwards
+    # stream), from its headers (``streams/core/forward_marks.py``).
+    forwarded: tuple[int, str] | None = None
 
     @property
     def tp(self) -> str:
