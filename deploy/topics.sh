@@ -58,8 +58,13 @@ ERASURES_TOPIC=session-erasures
 NOTIFICATIONS_TOPIC=session-notifications
 REPAIRS_TOPIC=events-dlq-repairs
 CHANGELOG_TOPIC=session-changelog
+FORWARDS_TOPIC=session-forwards
 # Notifications are for live consumers (marketing, analytics); a week is plenty.
 NOTIFICATIONS_RETENTION_MS="${NOTIFICATIONS_RETENTION_MS:-604800000}"
+# Forwards: work one partition's commit hands to another's (a login merging a
+# guest's session into its customer's), folded by the workers moments later. A
+# week outlasts any outage the source topics would; never compacted.
+FORWARDS_RETENTION_MS="${FORWARDS_RETENTION_MS:-604800000}"
 
 KAFKA_TOPICS="${KAFKA_TOPICS:-$(command -v kafka-topics.sh || echo /opt/kafka/bin/kafka-topics.sh)}"
 client=("$KAFKA_TOPICS" --bootstrap-server "$BOOTSTRAP")
@@ -151,6 +156,19 @@ n="$(partition_count "$CHANGELOG_TOPIC")"
 echo "  $CHANGELOG_TOPIC: $n partitions"
 if [[ "$n" != "$first" ]]; then
   echo "topics.sh: $CHANGELOG_TOPIC has $n partitions, the source topics $first;" \
+    "it must match them (workers will refuse to start)" >&2
+  exit 1
+fi
+# The forwards are addressed to partitions of the same layout and folded with the
+# sources (one worker owns partition n of each): the sources' real count too.
+"${client[@]}" --create --if-not-exists --topic "$FORWARDS_TOPIC" \
+  --partitions "$first" --replication-factor "$REPLICATION" \
+  --config cleanup.policy=delete --config retention.ms="$FORWARDS_RETENTION_MS" \
+  --config min.insync.replicas="$MIN_ISR"
+n="$(partition_count "$FORWARDS_TOPIC")"
+echo "  $FORWARDS_TOPIC: $n partitions"
+if [[ "$n" != "$first" ]]; then
+  echo "topics.sh: $FORWARDS_TOPIC has $n partitions, the source topics $first;" \
     "it must match them (workers will refuse to start)" >&2
   exit 1
 fi

@@ -43,9 +43,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.session import CartLine, Session
 
-ORIGIN_HEADER = "continuity.forward.origin"
-SEQ_HEADER = "continuity.forward.seq"
-
 Kind = Literal["login", "merge", "event", "alias_end", "unmerge", "ask", "floor"]
 
 

@@ -26,12 +26,22 @@ NOTIFICATIONS = "session-notifications"
 # systems subscribe to it; ``continuity rebuild`` restores Redis from it.
 SESSION_CHANGELOG = "session-changelog"
 
-# Internal, co-partitioned with the source topics, keyed by the key each record is
-# for: work one partition hands another when a login's guest and customer live on
-# different partitions (schemas/forward.py).
+# Internal, co-partitioned with the source topics, kept a week: one partition's
+# commit hands work to another partition's (a login merging a guest session held
+# on the guest's partition into the customer's). The forward relay publishes each
+# forward record on its destination partition, at least once and in order per
+# origin partition; the worker folds the topic with the source topics.
 SESSION_FORWARDS = "session-forwards"
+# Kafka headers on a forward record: the partition whose commit wrote it (decimal)
+# and its id in that partition's forwards stream (``<ms>-<seq>``). Together they
+# name the record once, whatever times the relay sends it again.
+FORWARD_ORIGIN_HEADER = "continuity.forward.origin"
+FORWARD_SEQ_HEADER = "continuity.forward.seq"
 
 SOURCE_TOPICS: tuple[str, ...] = (CART_EVENTS, BROWSE_EVENTS, CHECKOUT_EVENTS)
+# What the worker consumes and folds, one partition number of each to one worker:
+# the source topics, and the forwards between partitions.
+FOLDED_TOPICS: tuple[str, ...] = (*SOURCE_TOPICS, SESSION_FORWARDS)
 
 # ``checkout.handoff_claimed`` (a POS took a session over) travels with the
 # checkout it leads to, on checkout-events.

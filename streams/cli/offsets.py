@@ -11,7 +11,7 @@ from streams.cli.common import Subcommands, load_settings
 
 def rewind(args: argparse.Namespace) -> int:
     """Rewind a stopped worker group to the earliest offsets."""
-    from schemas.topics import SOURCE_TOPICS
+    from schemas.topics import FOLDED_TOPICS, SOURCE_TOPICS
     from streams.kafka.groups import rewind_group
     from streams.kafka.security import kafka_client_kwargs
     from streams.kafka.topics import ensure_topics
@@ -30,14 +30,15 @@ def rewind(args: argparse.Namespace) -> int:
         partitions = layout[SOURCE_TOPICS[0]]
         print(
             f"rewinding group {group!r} on {settings.kafka_bootstrap} to the earliest offsets "
-            f"({len(SOURCE_TOPICS)} topics x {partitions} partitions); waiting for the "
+            f"({len(FOLDED_TOPICS)} topics x {partitions} partitions); waiting for the "
             "group to be empty...",
             flush=True,
         )
         return await rewind_group(
             settings.kafka_bootstrap,
             group,
-            SOURCE_TOPICS,
+            # Every topic the workers fold: the forwards between partitions too.
+            FOLDED_TOPICS,
             partitions,
             timeout=args.timeout,
             kafka=kafka,

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from schemas.topics import SESSION_FORWARDS
 from streams.core.dead_letter import replayed_from
+from streams.core.forward_marks import forwarded
 from streams.core.plan import Record
 from streams.kafka.reader import Message
 
@@ -22,6 +24,7 @@ def from_faust(message: Any) -> Record:
 
 
 def _record(msg: Any, timestamp_ms: int | None) -> Record:
+    headers = getattr(msg, "headers", None)
     return Record(
         topic=msg.topic,
         partition=msg.partition,
@@ -29,5 +32,6 @@ def _record(msg: Any, timestamp_ms: int | None) -> Record:
         key=msg.key,
         value=msg.value,
         timestamp_ms=timestamp_ms,
-        replayed_from=replayed_from(getattr(msg, "headers", None)),
+        replayed_from=replayed_from(headers),
+        forwarded=forwarded(headers) if msg.topic == SESSION_FORWARDS else None,
     )

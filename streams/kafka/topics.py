@@ -20,6 +20,7 @@ from schemas.topics import (
     ERASURES,
     NOTIFICATIONS,
     SESSION_CHANGELOG,
+    SESSION_FORWARDS,
     SOURCE_TOPICS,
 )
 from streams.core.expiry import DAY, DEFAULT_SESSION_TTL
@@ -53,6 +54,11 @@ CHANGELOG_MIN_COMPACTION_LAG_MS = 3600 * 1000
 # session's earlier versions (personal data) leave the changelog within the
 # same bound as the source topics' records, once its tombstone is written.
 CHANGELOG_MAX_COMPACTION_LAG_MS = 7 * DAY * 1000
+# Forward records are work in flight between two partitions, folded within
+# moments of their commit; a week covers any outage the source topics' own
+# retention would survive. Not the source topics' setting: keeping sources
+# forever (-1) for replays is no reason to keep these.
+FORWARDS_RETENTION_MS = 7 * DAY * 1000
 
 
 class TopicLayoutError(RuntimeError):
@@ -83,10 +89,12 @@ async def ensure_topics(
     """Create missing topics; return ``topic -> partitions``.
 
     Events of one customer are keyed by customer and must land on the same
-    partition number of every topic, so the source topics and the session
-    changelog (keyed by session key) must agree on their partition count; this
-    raises ``TopicLayoutError`` when they do not. A missing changelog is
-    created with the source topics' count, whatever ``partitions`` says.
+    partition number of every topic, so the source topics, the session
+    changelog (keyed by session key) and the forwards between partitions
+    (addressed to a partition of the same layout) must agree on their
+    partition count; this raises ``TopicLayoutError`` when they do not. A
+    missing changelog or forwards topic is created with the source topics'
+    count, whatever ``partitions`` says.
     ``kafka``: the security arguments (``streams.kafka_security.kafka_client_kwargs``).
     ``retention_ms``: of the source topics and the dead letters (``-1``: forever).
     """
@@ -94,27 +102,26 @@ async def ensure_topics(
     await admin.start()
     try:
         first = [*SOURCE_TOPICS, DEAD_LETTERS, ERASURES, NOTIFICATIONS, DLQ_REPAIRS]
-        wanted = [*first, SESSION_CHANGELOG]
+        # Created after the sources, with their real count.
+        following = [SESSION_CHANGELOG, SESSION_FORWARDS]
+        wanted = [*first, *following]
         existing = set(await admin.list_topics())
         await _create(
             admin, [t for t in first if t not in existing], partitions, replication, retention_ms
         )
         layout = {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics(first)}
-        if SESSION_CHANGELOG not in existing:
-            count = layout.get(SOURCE_TOPICS[0]) or partitions
-            await _create(admin, [SESSION_CHANGELOG], count, replication, retention_ms)
-        layout |= {
-            t["topic"]: len(t["partitions"])
-            for t in await admin.describe_topics([SESSION_CHANGELOG])
-        }
+        missing = [t for t in following if t not in existing]
+        count = layout.get(SOURCE_TOPICS[0]) or partitions
+        await _create(admin, missing, count, replication, retention_ms)
+        layout |= {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics(following)}
     finally:
         await admin.close()
-    co_partitioned = (*SOURCE_TOPICS, SESSION_CHANGELOG)
+    co_partitioned = (*SOURCE_TOPICS, *following)
     counts = {layout.get(t, 0) for t in co_partitioned}
     if len(counts) != 1:
         raise TopicLayoutError(
-            "event topics and the session changelog must share one partition count, found "
-            + ", ".join(f"{t}={layout.get(t)}" for t in co_partitioned)
+            "event topics, the session changelog and the session forwards must share one "
+            "partition count, found " + ", ".join(f"{t}={layout.get(t)}" for t in co_partitioned)
         )
     return {t: layout[t] for t in wanted if t in layout}
 
@@ -149,6 +156,9 @@ def topic_configs(topic: str, retention_ms: int = SOURCE_RETENTION_MS) -> dict[s
             "min.compaction.lag.ms": str(CHANGELOG_MIN_COMPACTION_LAG_MS),
             "max.compaction.lag.ms": str(CHANGELOG_MAX_COMPACTION_LAG_MS),
         }
+    if topic == SESSION_FORWARDS:
+        # Never compacted: every forward record counts, not each key's latest.
+        return {"cleanup.policy": "delete", "retention.ms": str(FORWARDS_RETENTION_MS)}
     if topic in (*SOURCE_TOPICS, DEAD_LETTERS):
         # Never compacted: the key is the customer, and compaction would keep only
         # each customer's last event. Dead letters carry the same personal data, and

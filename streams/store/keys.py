@@ -117,6 +117,8 @@ _ACK = "store/lua/ack.lua"
 _CLSWEEP = "store/lua/clsweep.lua"
 _CLACK = "store/lua/clack.lua"
 _CHANGELOG = "store/changelog.py"
+_FWACK = "store/lua/fwack.lua"
+_FORWARDS = "store/forwards.py"
 _STATE = "store/state.py"
 _OUTBOX = "store/outbox.py"
 _HANDOFFS = "store/handoffs.py"
@@ -524,6 +526,46 @@ CHANGELOG_LEASE = Family(
     scope="partition",
 )
 
+FORWARDS = Family(
+    "forwards",
+    "fw",
+    RedisType.STREAM,
+    writers=(_COMMIT, _FWACK),
+    readers=(_FORWARDS,),
+    lifetime="an entry is trimmed once the forward relay published it",
+    meaning="forward records to other partitions (a login merging a guest into a customer "
+    "on another partition), appended by the commit in the same step as the partition's "
+    "state: `p` = destination partition, `k` = record key, `v` = record value; published "
+    "in order to `session-forwards` by the one relay holding the lease",
+    lua=("fwack.lua",),
+    scope="partition",
+)
+
+FORWARDS_CURSOR = Family(
+    "forwards_cursor",
+    "fwc",
+    RedisType.STRING,
+    writers=(_FWACK,),
+    readers=(_FORWARDS,),
+    lifetime="no TTL",
+    meaning="the forward relay's progress: the id of the last entry Kafka acknowledged",
+    lua=("fwack.lua",),
+    scope="partition",
+)
+
+FORWARDS_LEASE = Family(
+    "forwards_lease",
+    "fwr",
+    RedisType.STRING,
+    writers=(_FORWARDS,),
+    readers=(_FWACK, _FORWARDS),
+    lifetime="the lease time; renewed by its holder while it publishes",
+    meaning="which worker's relay publishes the partition's forwards, as "
+    "`<host>-<pid>:<random>` (a redis-py lock token): one at a time keeps them in order",
+    lua=("fwack.lua",),
+    scope="partition",
+)
+
 HANDOFF = Family(
     "handoff",
     "handoff:<code>",
@@ -630,6 +672,9 @@ FAMILIES: tuple[Family, ...] = (
     CHANGELOG_EXPIRY,
     CHANGELOG_CURSOR,
     CHANGELOG_LEASE,
+    FORWARDS,
+    FORWARDS_CURSOR,
+    FORWARDS_LEASE,
     HANDOFF,
     HANDOFF_SEEN,
     HANDOFF_BY,
@@ -753,6 +798,21 @@ def changelog_cursor(space: Space, partition: int) -> str:
 def changelog_lease(space: Space, partition: int) -> str:
     """The lease of the relay publishing the partition's changelog."""
     return f"{space.tag(partition)}:clr"
+
+
+def forwards(space: Space, partition: int) -> str:
+    """The partition's stream of forward records to other partitions."""
+    return f"{space.tag(partition)}:fw"
+
+
+def forwards_cursor(space: Space, partition: int) -> str:
+    """The forward relay's progress on the partition (the last entry published)."""
+    return f"{space.tag(partition)}:fwc"
+
+
+def forwards_lease(space: Space, partition: int) -> str:
+    """The lease of the relay publishing the partition's forwards."""
+    return f"{space.tag(partition)}:fwr"
 
 
 def outbox(space: Space, partition: int) -> str:

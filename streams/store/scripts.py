@@ -36,6 +36,7 @@ ScriptName = Literal[
     "clsweep.lua",
     "commit.lua",
     "erase.lua",
+    "fwack.lua",
     "load.lua",
     "reset.lua",
     "sweep.lua",

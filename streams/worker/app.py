@@ -1,6 +1,7 @@
 """The Faust app and its folding agent: the thin edge around ``BatchProcessor``.
 
-One agent consumes the three event topics. Faust's assignor gives the same
+One agent consumes the three event topics and ``session-forwards`` (work one
+partition's commit hands to another). Faust's assignor gives the same
 partition number of every topic to the same worker, and the message key is
 the customer key, so all events of one customer key reach one agent. The
 agent runs with ``concurrency=1`` (Faust can commit past in-flight messages
@@ -26,7 +27,9 @@ port, ``/metrics``, ``/healthz`` and ``/readyz`` are served on the worker's loop
 A timer refreshes the consumer-lag and sessions-active gauges, and the
 rebalance signals drop the series of partitions this worker no longer owns
 (``streams/worker/gauges.py``). A task sweeps due abandonment timers and relays the
-notification outbox to ``session-notifications`` (``streams/worker/relay.py``).
+notification outbox to ``session-notifications`` (``streams/worker/relay.py``);
+others publish each partition's changelog (``streams/worker/changelog_relay.py``)
+and its forwards to ``session-forwards`` (``streams/worker/forward_relay.py``).
 """
 
 from __future__ import annotations
@@ -42,7 +45,14 @@ from typing import Any
 import faust
 from faust.types import TP
 
-from schemas.topics import DEAD_LETTERS, NOTIFICATIONS, SESSION_CHANGELOG, SOURCE_TOPICS
+from schemas.topics import (
+    DEAD_LETTERS,
+    FOLDED_TOPICS,
+    NOTIFICATIONS,
+    SESSION_CHANGELOG,
+    SESSION_FORWARDS,
+    SOURCE_TOPICS,
+)
 from streams.core.dead_letter import dead_letter
 from streams.core.plan import RecordOutcome
 from streams.core.positions import Floors
@@ -52,12 +62,14 @@ from streams.kafka.security import faust_broker_credentials, kafka_client_kwargs
 from streams.logs import batch_fields
 from streams.ops.erase import restore_lost_erasures
 from streams.settings import Settings
+from streams.store import forwards
 from streams.store.changelog import every_partition
 from streams.store.client import connect_primary, follow_primary, transient
 from streams.store.outbox import Outbox
 from streams.store.state import RedisState
 from streams.worker.batch_delivery import Fetched, batch_topic
 from streams.worker.changelog_relay import run_changelog_relays
+from streams.worker.forward_relay import run_forward_relays
 from streams.worker.gauges import GaugeRefresher
 from streams.worker.health import health_app, serve
 from streams.worker.processor import BatchProcessor
@@ -127,7 +139,8 @@ def create_app(settings: Settings) -> faust.App:
     floors = Floors()
     # A fetch is handed to the agent whole: one fetch, one batch of at most batch_max.
     app, _ = base_app(settings, max_poll_records=settings.batch_max, positioned=floors.assigned)
-    source = batch_topic(app, *SOURCE_TOPICS)
+    # The forwards between partitions are folded with the events, co-partitioned.
+    source = batch_topic(app, *FOLDED_TOPICS)
     # The log probe's own consumer connects like Faust's (TLS, SASL).
     kafka = kafka_client_kwargs(settings)
     # The agent opens Redis on the worker's loop; the gauge timer borrows it.
@@ -239,7 +252,7 @@ def create_app(settings: Settings) -> faust.App:
         tps = [
             f"{tp.topic}:{tp.partition}"
             for tp in app.consumer.assignment()
-            if tp.topic in SOURCE_TOPICS
+            if tp.topic in FOLDED_TOPICS
         ]
         try:
             await rewinders[0].check(states[0], tps)
@@ -299,8 +312,25 @@ def create_app(settings: Settings) -> faust.App:
         finally:
             await redis.aclose()
 
+    async def relay_forwards() -> None:
+        redis = connect_primary(settings.redis_dsn(), socket_timeout=10, socket_connect_timeout=5)
+        holder = f"{socket.gethostname()}-{os.getpid()}"
+        outboxes = forwards.every_partition(redis, settings.space(), holder)
+
+        async def publish(
+            partition: int, key: bytes, value: bytes, headers: list[tuple[str, bytes]]
+        ) -> Any:
+            return await app.producer.send(SESSION_FORWARDS, key, value, partition, None, headers)
+
+        try:
+            await run_forward_relays(outboxes, publish)
+        finally:
+            await redis.aclose()
+
     app.agent(source, name="fold_sessions", concurrency=1)(fold_sessions)
     app.task(relay_notifications)
+    # Not optional: a partition's commits hand work to others through it.
+    app.task(relay_forwards)
     if settings.changelog:
         app.task(relay_changelog)
     app.timer(interval=settings.metrics_interval, name="refresh_gauges")(refresh_gauges)

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from prometheus_client import Counter, Gauge, Histogram
 
 from schemas.events import Channel
-from schemas.topics import SOURCE_TOPICS
+from schemas.topics import FOLDED_TOPICS, SOURCE_TOPICS
 from streams.core.facts import BatchFacts, RecordLabels
 from streams.core.fold import Reason
 from streams.core.kpi_delta import TTC_BUCKETS, KpiDelta
@@ -172,7 +172,22 @@ CHANGELOG_PENDING = Gauge(
     "Changelog entries in the Redis outbox not yet published (a stuck relay grows this), "
     "of the partitions whose lease this worker holds: the sum over workers is the total.",
 )
-
+FORWARDS_PUBLISHED = Counter(
+    "continuity_forwards_published_total",
+    "Forward records published to session-forwards (a relay sending a round again after a "
+    "crash or a lost lease counts its records again).",
+)
+FORWARD_RELAY_ERRORS = Counter(
+    "continuity_forward_relay_errors_total",
+    "Failed rounds of the forward relay (Redis or Kafka unavailable, a lease lost mid-round) "
+    "and unreadable forward entries skipped.",
+)
+FORWARDS_PENDING = Gauge(
+    "continuity_forwards_pending",
+    "Forward records in a partition's Redis stream not yet published (a stuck relay grows "
+    "this), reported by the worker holding the partition's lease.",
+    ["partition"],
+)
 
 # Series an alert or a rate() reads exist at 0 from the start: a counter that
 # appears with its first increment hides that increment from increase().
@@ -181,6 +196,7 @@ for _op in REDIS_OPERATIONS:
 for _topic in SOURCE_TOPICS:
     for _reason in Reason:
         DEAD_LETTERS.labels(_topic, _reason.value)
+for _topic in FOLDED_TOPICS:
     LOG_RESETS.labels(_topic)
     REDIS_ROLLBACKS.labels(_topic)
 for _channel in Channel:

@@ -3,7 +3,8 @@
 How one fetched batch becomes state, exactly once (``BatchProcessor.process``):
 
 1. **Decode** every record (``streams/core/decode.py``); a record that is no
-   valid event is kept, to be dead-lettered in step 4.
+   valid event is kept, to be dead-lettered in step 4. A ``session-forwards``
+   record is no event and is not decoded (the seam near the end of this module).
 2. **Read** the state the batch needs in one round trip: sessions, aliases,
    link sets and the applied offsets of its partitions
    (``RedisState.load``). Redis's applied offsets are checked against the
@@ -44,9 +45,11 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
+from schemas.events import AnyEvent
+from schemas.topics import SESSION_FORWARDS
 from streams.core.decode import decode
 from streams.core.facts import RecordId, RecordLabels, batch_facts, labels_by_record, record_id
-from streams.core.fold import DEFAULT_LIMITS, Limits
+from streams.core.fold import DEFAULT_LIMITS, Limits, Reason, Rejected
 from streams.core.plan import Plan, Record, RecordOutcome, joined, needs, plan_batch
 from streams.core.positions import Floors, Rewind, rollbacks
 from streams.core.readiness import Readiness
@@ -98,12 +101,12 @@ class BatchProcessor:
         never skipped, so the partition waits in place. The plan returned joins
         the partitions' plans, outcomes in arrival order.
         """
-        decoded = [decode(r.value) for r in records]
+        decoded = [_decode(r) for r in records]
         # Counted as received on arrival, before any Redis round trip: a batch
         # waiting out an outage shows up here (a rewind's records count again
         # when they are fetched again).
         labels = labels_by_record(records, decoded)
-        metrics.record_received(labels.values())
+        metrics.record_received(labels[record_id(r)] for r in records if not _forward(r))
         groups: dict[int, list[tuple[Record, Any]]] = {}
         for r, d in zip(records, decoded, strict=True):
             groups.setdefault(r.partition, []).append((r, d))
@@ -223,6 +226,20 @@ class BatchProcessor:
             return
         await self.dead_letter(fresh)
         delivered.update(record_id(o.record) for o in fresh)
+
+
+# A forward record (``streams/worker/forward_relay.py``) is no event: it is never
+# decoded as one; plan_batch reads it by its topic and ignores this placeholder.
+FORWARD_PLACEHOLDER = Rejected(Reason.MALFORMED_JSON, "a session-forwards record, not an event")
+
+
+def _forward(record: Record) -> bool:
+    return record.topic == SESSION_FORWARDS
+
+
+def _decode(record: Record) -> AnyEvent | Rejected:
+    """The record's event (or why it is none); a forward record's placeholder."""
+    return FORWARD_PLACEHOLDER if _forward(record) else decode(record.value)
 
 
 async def _timed(operation: str, call: Awaitable[T]) -> T:

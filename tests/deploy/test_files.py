@@ -22,7 +22,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from schemas.topics import DEAD_LETTERS, SESSION_CHANGELOG, SOURCE_TOPICS
+from schemas.topics import DEAD_LETTERS, SESSION_CHANGELOG, SESSION_FORWARDS, SOURCE_TOPICS
 from streams.kafka.topics import topic_configs
 from tests.support.deploy_files import (
     ALERTS,
@@ -342,6 +342,12 @@ def test_topics_script_keeps_sources_a_week_and_compacts_the_changelog() -> None
     for setting in ("min.compaction.lag.ms", "max.compaction.lag.ms", "min.insync.replicas"):
         assert f"--config {setting}=" in changelog, setting
 
+    forwards = _create_block(script, "FORWARDS_TOPIC")
+    assert '--partitions "$first"' in forwards, "the source topics' real count"
+    assert "cleanup.policy=delete" in forwards
+    assert 'retention.ms="$FORWARDS_RETENTION_MS"' in forwards
+    assert defaults["FORWARDS_RETENTION_MS"] == week
+
     erasures = _create_block(script, "ERASURES_TOPIC")
     assert "cleanup.policy=compact" in erasures
     assert "retention.ms" not in erasures, "erasures are kept for good"
@@ -363,6 +369,9 @@ def test_topics_script_and_the_processes_create_topics_alike() -> None:
         ("max.compaction.lag.ms", "CHANGELOG_MAX_COMPACTION_LAG_MS"),
     ):
         assert changelog[setting] == defaults[variable], setting
+    forwards = topic_configs(SESSION_FORWARDS)
+    assert forwards["cleanup.policy"] == "delete"
+    assert forwards["retention.ms"] == defaults["FORWARDS_RETENTION_MS"]
 
 
 def test_compose_runs_kraft_kafka_aof_redis_workers_gateways_and_monitoring() -> None:

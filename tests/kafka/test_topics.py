@@ -4,8 +4,9 @@ Against the embedded broker, which stores a topic's configs and reports them
 (``DescribeConfigs``) though it enforces neither retention nor compaction: the
 source topics and dead letters keep a week (or what the setting says), the
 session changelog is compacted, co-partitioned with the sources whatever
-partition count the caller asks for, and refused when it is not; erasures stay
-compacted and unbounded. Each test gets its own broker, since topic names are
+partition count the caller asks for, and refused when it is not; the session
+forwards keep a week whatever the sources' setting, co-partitioned and refused
+alike; erasures stay compacted and unbounded. Each test gets its own broker, since topic names are
 fixed.
 """
 
@@ -25,6 +26,7 @@ from schemas.topics import (
     ERASURES,
     NOTIFICATIONS,
     SESSION_CHANGELOG,
+    SESSION_FORWARDS,
     SOURCE_TOPICS,
 )
 from streams.dev import loopback
@@ -72,9 +74,12 @@ async def test_missing_topics_get_a_weeks_retention_and_a_compacted_changelog(
     layout = await ensure_topics(broker.bootstrap, 4)
 
     assert {layout[t] for t in (*SOURCE_TOPICS, SESSION_CHANGELOG, DEAD_LETTERS)} == {4}
+    assert layout[SESSION_FORWARDS] == 4
     assert layout[ERASURES] == layout[DLQ_REPAIRS] == 1
-    found = await configs(broker.admin, *SOURCE_TOPICS, DEAD_LETTERS, SESSION_CHANGELOG, ERASURES)
-    for topic in (*SOURCE_TOPICS, DEAD_LETTERS):
+    found = await configs(
+        broker.admin, *SOURCE_TOPICS, DEAD_LETTERS, SESSION_CHANGELOG, SESSION_FORWARDS, ERASURES
+    )
+    for topic in (*SOURCE_TOPICS, DEAD_LETTERS, SESSION_FORWARDS):
         assert found[topic]["cleanup.policy"] == "delete", topic
         assert int(found[topic]["retention.ms"]) == WEEK_MS, topic
     changelog = found[SESSION_CHANGELOG]
@@ -92,16 +97,22 @@ async def test_the_setting_decides_the_sources_retention(broker: Broker) -> None
     assert Settings().topic_retention_ms == WEEK_MS
     await ensure_topics(broker.bootstrap, 2, retention_ms=-1)
 
-    found = await configs(broker.admin, *SOURCE_TOPICS, DEAD_LETTERS, NOTIFICATIONS)
+    found = await configs(
+        broker.admin, *SOURCE_TOPICS, DEAD_LETTERS, NOTIFICATIONS, SESSION_FORWARDS
+    )
     assert {found[t]["retention.ms"] for t in (*SOURCE_TOPICS, DEAD_LETTERS)} == {"-1"}
+    # Forwards are work in flight, not history to replay: a week all the same.
+    assert int(found[SESSION_FORWARDS]["retention.ms"]) == WEEK_MS
 
 
-async def test_a_missing_changelog_takes_the_sources_partition_count(broker: Broker) -> None:
+async def test_a_missing_changelog_and_forwards_take_the_sources_partition_count(
+    broker: Broker,
+) -> None:
     await broker.admin.create_topics([NewTopic(t, 3, 1) for t in SOURCE_TOPICS])
 
     layout = await ensure_topics(broker.bootstrap, 5)
 
-    assert layout[SESSION_CHANGELOG] == 3
+    assert layout[SESSION_CHANGELOG] == layout[SESSION_FORWARDS] == 3
     assert layout[DEAD_LETTERS] == 5  # not co-partitioned: the caller's count
 
 
@@ -111,4 +122,13 @@ async def test_a_changelog_with_another_partition_count_is_refused(broker: Broke
     )
 
     with pytest.raises(TopicLayoutError, match="session-changelog=2"):
+        await ensure_topics(broker.bootstrap, 3)
+
+
+async def test_forwards_with_another_partition_count_are_refused(broker: Broker) -> None:
+    await broker.admin.create_topics(
+        [NewTopic(t, 3, 1) for t in SOURCE_TOPICS] + [NewTopic(SESSION_FORWARDS, 4, 1)]
+    )
+
+    with pytest.raises(TopicLayoutError, match="session-forwards=4"):
         await ensure_topics(broker.bootstrap, 3)

@@ -34,6 +34,7 @@ from streams.gateway import handoff
 from streams.gateway.rate_limit import RateLimiter
 from streams.store import keys
 from streams.store.changelog import ChangelogOutbox
+from streams.store.forwards import ForwardOutbox
 from streams.store.handoffs import HandoffStore, Ticket
 from streams.store.keys import FAMILIES, PLACEHOLDERS, Family, RedisType, Space
 from streams.store.outbox import Outbox
@@ -89,6 +90,9 @@ CONTRACT = {
     "changelog_expiry": "cont:{p3}:ex",
     "changelog_cursor": "cont:{p3}:clc",
     "changelog_lease": "cont:{p3}:clr",
+    "forwards": "cont:{p3}:fw",
+    "forwards_cursor": "cont:{p3}:fwc",
+    "forwards_lease": "cont:{p3}:fwr",
     "handoff": "cont:{p2}:handoff:ABCD2345",
     "handoff_seen": "cont:{p2}:handoff-seen:ABCD2345",
     "handoff_by": "cont:{p7}:handoff-by:c-1",
@@ -445,6 +449,13 @@ async def test_every_key_the_writers_leave_is_declared_with_its_type(client: Red
     changelog = ChangelogOutbox(client, where, where.partition("c-1"))
     assert await changelog.hold()
     assert await changelog.advance(await changelog.cursor())
+    # A forward record as the commit appends it, published: its cursor, its lease.
+    home = where.partition("c-1")
+    forward = {"p": (home + 1) % where.partitions, "k": "c-9", "v": b"{}"}
+    sent = await client.xadd(keys.forwards(where, home), forward)  # type: ignore[arg-type]
+    forwards = ForwardOutbox(client, where, home)
+    assert await forwards.hold()
+    assert await forwards.advance(sent.decode())
     before_erasure = set((await declared_keys(client, prefix)).values())
     # An erasure of the second customer, and an abandoned cart swept into the outbox.
     done = await state.erase(Erasure("c-2", ("c-2",), int(time.time() * 1000)))

@@ -1,13 +1,16 @@
-"""The notification and changelog relays on a real Redis Cluster (three primaries).
+"""The notification, changelog and forward relays on a real Redis Cluster (three primaries).
 
-Proves: every command and script of both relays names one partition's slot, so
+Proves: every command and script of the relays names one partition's slot, so
 a cluster runs them with partitions spread over every primary. Carts armed on
 every partition are swept into their partition's outbox, read, published and
 acknowledged, each KPI counted in its own partition's hash; two changelog
 relays holding two different partitions' leases each publish their
 partition's entries (records on their keys' partition, the watermark on the
 partition itself), move that partition's cursor and trim its stream, and a key
-Redis forgot becomes a tombstone of its partition.
+Redis forgot becomes a tombstone of its partition; two forward relays on
+partitions of two primaries each publish their partition's forward records to
+their destinations, in order and marked with origin and id, move its cursor
+and trim its stream.
 """
 
 from __future__ import annotations
@@ -26,8 +29,10 @@ from streams.core import session_codec
 from streams.core.changelog import Cursor, Out
 from streams.store import keys
 from streams.store.changelog import ChangelogOutbox
+from streams.store.forwards import START, ForwardOutbox
 from streams.store.keys import Space
 from streams.store.outbox import Outbox
+from streams.worker import forward_relay
 from streams.worker.changelog_relay import publish_round
 from streams.worker.relay import relay_once
 from tests.store.test_outbox import Kafka, _session
@@ -149,5 +154,58 @@ async def test_two_partitions_changelogs_are_published_under_two_leases(
         assert watermark.seq == (await relays[mark.partition].cursor()).seq
         assert Cursor(watermark.seq).watermark(mark.partition).partition == mark.partition
         assert watermark.positions == {"cart-events": [-1] * mark.partition + [7]}
+    for relay in relays.values():
+        await relay.release()
+
+
+async def test_two_partitions_forwards_are_published_under_two_leases(
+    cluster: LocalCluster, cluster_client: RedisCluster
+) -> None:
+    owners = {
+        n: (await cluster.owner(slot_of(keys.forwards(SPACE, n)))).port
+        for n in SPACE.all_partitions()
+    }
+    first = 1
+    second = next(n for n in SPACE.all_partitions() if owners[n] != owners[first])
+    dests = {first: [0, second, 0, 5], second: [first, 0, 0]}
+    ids: dict[int, list[str]] = {}
+    for origin, targets in dests.items():
+        ids[origin] = []
+        for i, dest in enumerate(targets):
+            fields: Any = {"p": dest, "k": f"k-{origin}-{i}", "v": f"v-{origin}-{i}"}
+            added: Any = await cluster_client.xadd(keys.forwards(SPACE, origin), fields)
+            ids[origin].append(added.decode())
+    relays = {n: ForwardOutbox(cluster_client, SPACE, n, f"worker-{n}") for n in dests}
+    sent: list[tuple[int, bytes, bytes, dict[str, bytes]]] = []
+
+    async def publish(
+        partition: int, key: bytes, value: bytes, headers: list[tuple[str, bytes]]
+    ) -> Any:
+        sent.append((partition, key, value, dict(headers)))
+        return asyncio.sleep(0)
+
+    for n, relay in relays.items():
+        assert await relay.hold()
+        assert not await ForwardOutbox(cluster_client, SPACE, n, "intruder").hold()
+        assert await relay.cursor() == START
+        assert await forward_relay.publish_round(relay, publish, 100) == len(dests[n])
+        assert await relay.cursor() == ids[n][-1]
+        assert await relay.pending() == 0, "published entries leave the stream"
+        lease: Any = await cluster_client.get(keys.forwards_lease(SPACE, n))
+        assert lease.decode().startswith(f"worker-{n}:")
+    for origin, targets in dests.items():
+        mine = [s for s in sent if s[3]["continuity.forward.origin"] == str(origin).encode()]
+        # Destinations go concurrently; each destination's records in stream order.
+        for dest in set(targets):
+            assert [
+                (k, h["continuity.forward.seq"].decode()) for d, k, _, h in mine if d == dest
+            ] == [
+                (f"k-{origin}-{i}".encode(), ids[origin][i])
+                for i, d in enumerate(targets)
+                if d == dest
+            ]
+        assert sorted(v for _, _, v, _ in mine) == sorted(
+            f"v-{origin}-{i}".encode() for i in range(len(targets))
+        )
     for relay in relays.values():
         await relay.release()

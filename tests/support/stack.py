@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
 from schemas.session import Session
-from schemas.topics import SOURCE_TOPICS
+from schemas.topics import FOLDED_TOPICS, SOURCE_TOPICS
 from streams.dev import loopback
 from streams.kafka.publish import Publisher, prepare_dict
 from streams.kafka.reader import TopicReader, read_all
@@ -218,7 +218,8 @@ async def skip_history(bootstrap: str, state: RedisState, group: str) -> dict[st
     """Start a fresh group and prefix at the log's end: what ``state`` and ``group`` would
     hold after folding every record already in the shared source topics.
 
-    The topics are shared by the whole test session, and a new group reads them
+    The topics (the source topics and ``session-forwards``) are shared by the
+    whole test session, and a new group reads them
     from the start: it would fold every earlier test's events again (into its
     counters, its journeys, the shared ``events-dlq``) and make tests depend on
     the order they run in. Redis gets the applied offsets (no fingerprints: the
@@ -226,7 +227,8 @@ async def skip_history(bootstrap: str, state: RedisState, group: str) -> dict[st
     offsets at the same place, so the workers neither refold nor re-read it.
     Returns the ends (``topic:partition`` -> next offset).
     """
-    async with TopicReader(bootstrap, SOURCE_TOPICS, job="tests") as reader:
+    # The forwards too: the workers fold them with the sources.
+    async with TopicReader(bootstrap, FOLDED_TOPICS, job="tests") as reader:
         ends = await reader.read_ends()
     written = {tp: end for tp, end in ends.items() if end > 0}
     if not written:

@@ -1,0 +1,148 @@
+"""The forward relay: ``cont:{pN}:fw`` -> ``session-forwards``. Thin I/O shell.
+
+Every worker runs one loop per partition; the worker holding a partition's
+forwards lease publishes that partition (different workers may hold different
+partitions). A round reads the entries after the partition's cursor and sends
+each to its destination partition of ``session-forwards``, with its key and
+value and two headers naming it (``streams/core/forward_marks.py``: the origin
+partition and the entry's id). Once Kafka acknowledged every record of the
+round, the cursor moves over them and the stream is trimmed, in one step and
+only while the lease is still this relay's (``streams/store/forwards.py``).
+
+Order: the records of one destination are sent one after the other, each only
+once Kafka acknowledged the one before, while destinations go concurrently. A
+record that fails is therefore never overtaken by a later one to its
+destination: a send that failed for good after later records of its partition
+were sent would put them on the topic ahead of it. A crash, a failed send or a
+lost lease sends the round again from the cursor: records go out at least
+once, and each destination sees one origin's records in stream order, a
+record sent again only ever repeating ones before it (a consumer keeps the
+first of each, by origin and id). Errors back off and retry; the relay never
+crashes the worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+
+from streams.core.forward_marks import forward_headers
+from streams.store.forwards import ForwardEntry, ForwardOutbox, Unreadable
+from streams.worker import metrics
+from streams.worker.loops import Backoff, stop_if_cancelled
+
+log = logging.getLogger(__name__)
+
+# (destination partition, key, value, headers) -> an awaitable that resolves once the
+# record is queued in the producer, to an awaitable that resolves once Kafka
+# acknowledged it.
+Publish = Callable[[int, bytes, bytes, list[tuple[str, bytes]]], Awaitable[Awaitable[object]]]
+
+
+class LeaseLost(RuntimeError):
+    """The lease was gone when the round was to advance: its holder sends the round again."""
+
+
+async def publish_round(outbox: ForwardOutbox, publish: Publish, count: int) -> int:
+    """Publish the partition's entries after its cursor (at most ``count``) and advance;
+    return how many entries the round took (0: none waited).
+
+    Raises what a send raised, or ``LeaseLost``, leaving the cursor where it was.
+    """
+    entries = await outbox.read(await outbox.cursor(), count)
+    if not entries:
+        return 0
+    by_destination: dict[int, list[ForwardEntry]] = {}
+    for entry in entries:
+        if isinstance(entry, Unreadable):
+            # Never written by this code: skipped so it cannot block the partition.
+            log.error(
+                "skipping unreadable forward entry %s of partition %d: %s",
+                entry.id,
+                outbox.partition,
+                entry.why,
+            )
+            metrics.FORWARD_RELAY_ERRORS.inc()
+            continue
+        by_destination.setdefault(entry.partition, []).append(entry)
+    sends = [_send_in_order(outbox.partition, rows, publish) for rows in by_destination.values()]
+    # Every destination runs to its end or its first failure: nothing is left in flight.
+    failures = [r for r in await asyncio.gather(*sends, return_exceptions=True) if r is not None]
+    if failures:
+        raise failures[0]
+    if not await outbox.advance(entries[-1].id):
+        raise LeaseLost(f"lost partition {outbox.partition}'s lease mid-round")
+    metrics.FORWARDS_PUBLISHED.inc(sum(len(rows) for rows in by_destination.values()))
+    return len(entries)
+
+
+async def _send_in_order(origin: int, rows: Sequence[ForwardEntry], publish: Publish) -> None:
+    """Send one destination's records, each once Kafka acknowledged the one before."""
+    for entry in rows:
+        acked = await publish(
+            entry.partition, entry.key, entry.value, forward_headers(origin, entry.id)
+        )
+        await acked
+
+
+def _pending(partition: int, count: int | None) -> None:
+    """Report a partition's waiting entries, or drop its series (``None``: not held here)."""
+    label = str(partition)
+    if count is not None:
+        metrics.FORWARDS_PENDING.labels(label).set(count)
+        return
+    with contextlib.suppress(KeyError):  # never reported here
+        metrics.FORWARDS_PENDING.remove(label)
+
+
+async def run_forward_relay(
+    outbox: ForwardOutbox,
+    publish: Publish,
+    count: int = 200,
+    idle: float = 0.025,
+    max_delay: float = 5.0,
+) -> None:
+    """Publish one partition's forwards while holding its lease, until cancelled.
+
+    The lease is taken or renewed every third of its time, not every round: an
+    idle round is two reads (the cursor and the entries after it). A full round
+    is followed at once by the next.
+    """
+    timeout = outbox.lease.timeout or 3.0
+    renew_at = 0.0
+    backoff = Backoff(f"forward relay {outbox.partition}", log, most=max_delay)
+    try:
+        while True:
+            stop_if_cancelled()
+            try:
+                if time.monotonic() >= renew_at:
+                    if not await outbox.hold():
+                        # Another worker's relay publishes it; be ready to take over.
+                        _pending(outbox.partition, None)
+                        await asyncio.sleep(timeout / 3)
+                        continue
+                    renew_at = time.monotonic() + timeout / 3
+                    _pending(outbox.partition, await outbox.pending())
+                if not await publish_round(outbox, publish, count):
+                    await asyncio.sleep(idle)
+                backoff.worked()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                metrics.FORWARD_RELAY_ERRORS.inc()
+                renew_at = 0.0  # the lease is checked before the round is sent again
+                await backoff.failed(exc)
+    finally:
+        _pending(outbox.partition, None)
+        try:
+            await outbox.release()
+        except Exception as exc:  # the lease then simply times out
+            log.info("forward relay %d: lease not released: %r", outbox.partition, exc)
+
+
+async def run_forward_relays(outboxes: Sequence[ForwardOutbox], publish: Publish) -> None:
+    """One :func:`run_forward_relay` per partition, until cancelled."""
+    await asyncio.gather(*(run_forward_relay(o, publish) for o in outboxes))

@@ -1,0 +1,106 @@
+"""The forwards outbox against a real redis-server: lease, read in order, advance.
+
+Proves: entries come back in stream order after the cursor (``0-0`` before
+anything was published), each with its destination partition, key and value
+bytes, and an entry that is no forward record is reported, not raised; the
+holder's advance stores the cursor and trims the stream up to it in one step;
+a relay without the lease cannot take it while it is held, and its advance
+changes nothing; once the lease expired another relay takes it, and the old
+holder's advance is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from streams.store import keys
+from streams.store.forwards import START, ForwardEntry, ForwardOutbox, Unreadable, parse_entry
+from streams.store.keys import Space
+
+pytestmark = pytest.mark.e2e
+
+SPACE = Space("fw", 4)
+
+
+async def _append(redis: Redis, origin: int, destination: int, key: str, value: bytes) -> str:
+    """A forward record as the commit appends it; its id."""
+    fields: Any = {"p": destination, "k": key, "v": value}
+    return str((await redis.xadd(keys.forwards(SPACE, origin), fields)).decode())
+
+
+async def test_the_holder_reads_in_order_and_advance_moves_the_cursor_and_trims(
+    client: Redis,
+) -> None:
+    ids = [await _append(client, 1, n % 4, f"c-{n}", f"v{n}".encode()) for n in range(5)]
+    outbox = ForwardOutbox(client, SPACE, 1, "worker-a")
+    assert await outbox.hold()
+    assert await outbox.cursor() == START
+    entries = await outbox.read(START, 3)
+    assert entries == [
+        ForwardEntry(ids[n], n % 4, f"c-{n}".encode(), f"v{n}".encode()) for n in range(3)
+    ]
+
+    assert await outbox.advance(ids[2])
+    assert await outbox.cursor() == ids[2]
+    assert await outbox.pending() == 2, "entries up to the cursor left the stream"
+    rest = await outbox.read(await outbox.cursor(), 10)
+    assert [e.id for e in rest] == ids[3:]
+    # The lease names its holder; the cursor and the lease are the partition's own keys.
+    lease: Any = await client.get(keys.forwards_lease(SPACE, 1))
+    assert lease.decode().startswith("worker-a:")
+    assert await client.get(keys.forwards_cursor(SPACE, 1)) == ids[2].encode()
+    await outbox.release()
+    assert await client.get(keys.forwards_lease(SPACE, 1)) is None
+
+
+async def test_a_relay_without_the_lease_changes_nothing(client: Redis) -> None:
+    last = [await _append(client, 2, 0, f"c-{n}", b"x") for n in range(3)][-1]
+    holder = ForwardOutbox(client, SPACE, 2, "worker-a")
+    other = ForwardOutbox(client, SPACE, 2, "worker-b")
+    assert await holder.hold()
+    assert not await other.hold()
+    assert not await other.advance(last), "never held: no token to advance with"
+    # A token of its own, but not the lease's: the script refuses it.
+    other.lease.local.token = other.token.encode()
+    assert not await other.advance(last)
+    assert await holder.cursor() == START
+    assert await holder.pending() == 3
+
+
+async def test_an_expired_lease_moves_to_another_relay_and_the_old_holder_is_refused(
+    client: Redis,
+) -> None:
+    first = await _append(client, 3, 1, "c-1", b"one")
+    second = await _append(client, 3, 1, "c-2", b"two")
+    old = ForwardOutbox(client, SPACE, 3, "worker-a", lease_seconds=0.3)
+    new = ForwardOutbox(client, SPACE, 3, "worker-b", lease_seconds=10)
+    assert await old.hold()
+    assert not await new.hold()
+    await asyncio.sleep(0.5)  # the old holder stalls past its lease
+    assert await new.hold()
+    assert not await old.advance(second), "the lease is the new holder's"
+    assert await old.cursor() == START
+    assert await new.advance(first)
+    assert [e.id for e in await new.read(await new.cursor(), 10)] == [second]
+    assert not await old.hold(), "it is held again"
+
+
+def test_an_entry_that_is_no_forward_record_is_reported() -> None:
+    good = parse_entry("1-0", {b"p": b"3", b"k": b"c-1", b"v": b"{}"}, 4)
+    assert good == ForwardEntry("1-0", 3, b"c-1", b"{}")
+    for fields in (
+        {b"k": b"c-1", b"v": b"{}"},
+        {b"p": b"x", b"k": b"c-1", b"v": b"{}"},
+        {b"p": b"4", b"k": b"c-1", b"v": b"{}"},
+        {b"p": b"1", b"v": b"{}"},
+    ):
+        assert isinstance(parse_entry("2-0", fields, 4), Unreadable), fields
+
+
+def test_a_partition_outside_the_space_is_refused(client: Redis) -> None:
+    with pytest.raises(ValueError, match="partition 4"):
+        ForwardOutbox(client, SPACE, 4)
