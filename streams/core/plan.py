@@ -16,7 +16,7 @@ a guest's, also if seen by a session its guest's events went to (``_applied_else
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -118,6 +118,14 @@ class Needs:
     anonymous_ids: frozenset[str]
     keys: frozenset[str]
     partitions: frozenset[str]
+    # Guests a login from another partition takes (their journeys leave with them),
+    # and customers whose link sets matter: a forward brings a guest's event or merge
+    # to them, or their session may end with guests of other partitions linked.
+    journeys: frozenset[str] = frozenset()
+    links: frozenset[str] = frozenset()
+    # Only the keys of the records' partition: an alias's target or a device's customer
+    # elsewhere is not read either (it is the planner with a ``Placement`` that needs them).
+    local: bool = False
 
 
 @dataclass(frozen=True)
@@ -215,6 +223,10 @@ class Plan:
     # committed journey left with a forward (deleted here, not moved); and device
     # sign-ins renamed for an erased customer: (anonymous_id, customer, new name).
     forwards: list[Outgoing] = field(default_factory=list)
+    # Planned for one partition (``Placement``): it changes that partition's keys only.
+    local: bool = False
+    # Records that came on another partition than their key's (sent there).
+    misplaced: int = 0
     pending: dict[str, Pending | None] = field(default_factory=dict)
     forward_marks: dict[int, str] = field(default_factory=dict)
     handed: set[str] = field(default_factory=set)
@@ -225,11 +237,38 @@ class Plan:
         return [o for o in self.outcomes if o.kind is Kind.REJECTED]
 
 
-def needs(records: Sequence[Record], decoded: Sequence[AnyEvent | Rejected]) -> Needs:
-    """The aliases, session keys and partitions a batch depends on."""
+def needs(
+    records: Sequence[Record],
+    decoded: Sequence[AnyEvent | Rejected],
+    place: Placement | None = None,
+    held: Iterable[Pending] = (),
+) -> Needs:
+    """The aliases, session keys and partitions a batch depends on: with ``place``, only
+    that partition's (another's are that partition's to read); ``held``: the records
+    the batch's waiting sessions hold, which a merge landing here releases."""
     anon: set[str] = set()
     keys: set[str] = set()
-    for event in decoded:
+    journeys: set[str] = set()
+    links: set[str] = set()
+    events: list[AnyEvent | Rejected] = []
+    for record, event in zip(records, decoded, strict=True):
+        if record.topic != SESSION_FORWARDS:
+            events.append(event)
+            continue
+        fwd = read_forward(record.value)
+        if fwd is None:
+            continue
+        keys.add(fwd.key)
+        keys.update(i for i in (fwd.customer_id, fwd.guest_id) if i is not None)
+        if fwd.kind == "login":
+            journeys.add(fwd.key)
+        elif fwd.kind in ("event", "merge"):
+            links.add(fwd.key)
+        if fwd.event is not None:
+            events.append(decode(fwd.event.encode()))
+    for waiting in held:
+        events.extend(decode(h.value) for h in waiting.held)
+    for event in events:
         if isinstance(event, Rejected):
             continue
         for guest in _guest_ids(event):
@@ -237,7 +276,18 @@ def needs(records: Sequence[Record], decoded: Sequence[AnyEvent | Rejected]) -> 
             keys.add(guest)
         if event.customer_id is not None:
             keys.add(event.customer_id)
-    return Needs(frozenset(anon), frozenset(keys), frozenset(r.tp for r in records))
+            # An ended session's guests elsewhere hear of it (``_expire_here``).
+            if place is not None:
+                links.add(event.customer_id)
+    here = (lambda _: True) if place is None else place.here
+    return Needs(
+        frozenset(filter(here, anon)),
+        frozenset(filter(here, keys)),
+        frozenset(r.tp for r in records),
+        frozenset(filter(here, journeys)),
+        frozenset(filter(here, links)),
+        local=place is not None,
+    )
 
 
 def plan_batch(
@@ -252,7 +302,7 @@ def plan_batch(
     ``place``: the partition the plan commits; whatever would change another
     partition's keys goes out as a forward (``streams/core/crossing.py``). None
     plans as if every key lived here (one Redis primary, one partition)."""
-    plan = Plan()
+    plan = Plan(local=place is not None)
     b = _Batch(
         plan,
         snapshot,
@@ -365,7 +415,12 @@ def _source(
         _end_stale_alias(plan, event, aliases, sessions, b.floors, b.forgotten, limits)
         key = _guarded_route(plan, event, aliases, b.devices, limits)
         if not b.here(key):
-            _forward_guest_event(b, record, event, key)
+            own = event.customer_id or event.anonymous_id
+            assert own is not None  # the envelope guarantees one of the two
+            if b.here(own):
+                _forward_guest_event(b, record, event, key)
+            else:
+                _misplaced(b, record, event, own)
             return
     else:
         key = addressed
@@ -488,6 +543,8 @@ def _forwarded(b: _Batch, record: Record) -> None:
         _guest_login(b, origin, event, fwd)
     elif fwd.kind == "merge":
         _customer_merge(b, origin, event, fwd)
+    elif fwd.kind == "event" and fwd.guest_id is None:
+        _source(b, origin, event)
     elif fwd.kind == "event":
         _source(b, origin, event, fwd.key, fwd.seen, Via.FORWARD)
     elif fwd.kind == "ask":
@@ -557,6 +614,9 @@ def _forward_guest_event(b: _Batch, record: Record, event: AnyEvent, key: str) -
     the customer side decides at the same point of the event's way as here."""
     plan = b.plan
     seen = _applied_elsewhere(plan, event, key, b.aliases, b.devices, b.sessions)
+    if event.anonymous_id is not None and b.aliases.get(event.anonymous_id) == key:
+        # Set again: an alias to another partition lives a session TTL past its last use.
+        plan.aliases[event.anonymous_id] = key
     b.send(
         Forward(
             kind="event", key=key, origin=_origin(record), event=_text(record),
@@ -564,6 +624,20 @@ def _forward_guest_event(b: _Batch, record: Record, event: AnyEvent, key: str) -
         )
     )  # fmt: skip
     plan.outcomes.append(RecordOutcome(record, Kind.FORWARDED, event, key))
+
+
+def _misplaced(b: _Batch, record: Record, event: AnyEvent, own: str) -> None:
+    """A record on another partition than its key's (a producer whose partitioner is not
+    Kafka's murmur2, or a partition count changed): it goes where its key lives, to be
+    routed there as if it had come there."""
+    b.plan.misplaced += 1
+    b.send(
+        Forward(
+            kind="event", key=own, origin=_origin(record), event=_text(record),
+            replayed_from=record.replayed_from,
+        )
+    )  # fmt: skip
+    b.plan.outcomes.append(RecordOutcome(record, Kind.FORWARDED, event, own))
 
 
 def _alias_ended_here(b: _Batch, event: AnyEvent, key: str) -> bool:

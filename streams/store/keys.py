@@ -259,12 +259,12 @@ LINKS = Family(
     "l:<customer_id>",
     RedisType.SET,
     writers=(_COMMIT, _ERASE, _WIPE),
-    readers=(_COMMIT, _ERASE, _STATE),
+    readers=(_COMMIT, _ERASE, _STATE, _LOAD),
     lifetime="expires with the customer's session; deleted when that session ends, by an "
     "erasure, by a wipe",
     meaning="guest ids signed in to the customer's session, their alias still pointing "
     "at it or moved on since (what an erasure must find)",
-    lua=("commit.lua", "erase.lua"),
+    lua=("commit.lua", "erase.lua", "load.lua"),
 )
 
 JOURNEY = Family(
@@ -272,7 +272,7 @@ JOURNEY = Family(
     "j:<key>",
     RedisType.SORTED_SET,
     writers=(_COMMIT, _ERASE, _WIPE),
-    readers=(_COMMIT, "gateway/routes/journey.py"),
+    readers=(_COMMIT, "gateway/routes/journey.py", _LOAD),
     lifetime=f"expires `CONTINUITY_JOURNEY_MAX_AGE` s (default "
     f"{DEFAULT_JOURNEY.max_age_seconds // 86400} days) after its last write, or with its "
     "session if sooner; deleted when the session ends; at most "
@@ -281,7 +281,7 @@ JOURNEY = Family(
     f"{DEFAULT_JOURNEY.max_age_seconds // 86400} days)",
     meaning="the journey: one JSON entry per applied event, scored by `occurred_at` ms "
     "(`core/journey.py`); a merged guest's entries move into the customer's",
-    lua=("commit.lua", "erase.lua"),
+    lua=("commit.lua", "erase.lua", "load.lua"),
 )
 
 DEVICES = Family(
@@ -537,7 +537,34 @@ FORWARDS = Family(
     "on another partition), appended by the commit in the same step as the partition's "
     "state: `p` = destination partition, `k` = record key, `v` = record value; published "
     "in order to `session-forwards` by the one relay holding the lease",
-    lua=("fwack.lua",),
+    lua=("fwack.lua", "commit.lua"),
+    scope="partition",
+)
+
+FORWARDS_SEEN = Family(
+    "forwards_seen",
+    "fs",
+    RedisType.HASH,
+    writers=(_COMMIT,),
+    readers=(_LOAD,),
+    lifetime="no TTL",
+    meaning="per origin partition, the id of the last forward record from it applied here "
+    "(a relay's re-sends carry ids at or below it): origin -> `<ms>-<n>`",
+    lua=("commit.lua", "load.lua"),
+    scope="partition",
+)
+
+WAITING = Family(
+    "waiting",
+    "w",
+    RedisType.HASH,
+    writers=(_COMMIT,),
+    readers=(_LOAD,),
+    lifetime="no TTL; a field goes when its merge lands",
+    meaning="sessions waiting for the guest side of a login on another partition to answer: "
+    "session key -> JSON `{a: the login's origin, h: the records held meanwhile}` "
+    "(streams/core/crossing.py)",
+    lua=("commit.lua", "load.lua"),
     scope="partition",
 )
 
@@ -675,6 +702,8 @@ FAMILIES: tuple[Family, ...] = (
     FORWARDS,
     FORWARDS_CURSOR,
     FORWARDS_LEASE,
+    FORWARDS_SEEN,
+    WAITING,
     HANDOFF,
     HANDOFF_SEEN,
     HANDOFF_BY,
@@ -803,6 +832,16 @@ def changelog_lease(space: Space, partition: int) -> str:
 def forwards(space: Space, partition: int) -> str:
     """The partition's stream of forward records to other partitions."""
     return f"{space.tag(partition)}:fw"
+
+
+def forwards_seen(space: Space, partition: int) -> str:
+    """The last forward applied on the partition, per origin partition."""
+    return f"{space.tag(partition)}:fs"
+
+
+def waiting(space: Space, partition: int) -> str:
+    """The partition's sessions waiting for a login's guest side, and what they hold."""
+    return f"{space.tag(partition)}:w"
 
 
 def forwards_cursor(space: Space, partition: int) -> str:

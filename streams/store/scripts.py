@@ -82,7 +82,7 @@ class Section:
 
 
 # ARGV[1..4], before the sections.
-COMMIT_HEAD: tuple[str, ...] = ("prefix", "partitions", "partition", "erasure_epoch")
+COMMIT_HEAD: tuple[str, ...] = ("prefix", "partitions", "partition", "erasure_epoch", "local")
 # In the order commit.lua reads them (its header comment lists the same).
 COMMIT_SECTIONS: tuple[Section, ...] = (
     Section("expected_versions", ("key", "version")),
@@ -107,6 +107,10 @@ COMMIT_SECTIONS: tuple[Section, ...] = (
     Section("floors", ("key", "version")),
     Section("lifetimes", ("key", "end_ms", "ttl_ms"), "end_ms 0 if no event yet"),
     Section("device_lifetimes", ("anon", "end_ms")),
+    Section("forwards", ("partition", "key", "value"), "to other partitions, in order"),
+    Section("waiting", ("key", "pending"), "pending '' stops the wait"),
+    Section("forward_marks", ("origin", "seq"), "the last forward applied per origin"),
+    Section("device_renames", ("anon", "customer", "name"), "an erased customer's sign-in"),
     Section("changelog", ("offsets",), "0 or 1 row: the batch's applied offsets as JSON"),
 )
 _BY_NAME = {s.name: s for s in COMMIT_SECTIONS}

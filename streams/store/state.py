@@ -25,10 +25,12 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis, RedisCluster
 
+from schemas.forward import JourneyItem
 from schemas.session import Session
 from streams.core import session_codec
 from streams.core.abandonment import timers
 from streams.core.activity import BUCKET_TTL_SECONDS, bucket
+from streams.core.crossing import Pending
 from streams.core.erasure import Erasure, latest
 from streams.core.erasure import loads as load_erasure
 from streams.core.journey import DEFAULT_JOURNEY, JourneyLimits
@@ -98,15 +100,21 @@ class RedisState:
         round trip (``partition``: the records', found from ``needs`` if not given)."""
         tps = sorted(needs.partitions)
         part = _partition(tps) if partition is None else partition
-        args: list[Any] = [self.prefix, self.space.partitions, part]
-        for group in (sorted(needs.anonymous_ids), sorted(needs.keys), tps):
+        args: list[Any] = [self.prefix, self.space.partitions, part, "1" if needs.local else "0"]
+        for group in (
+            sorted(needs.anonymous_ids), sorted(needs.keys), tps, sorted(needs.journeys),
+            sorted(needs.links),
+        ):  # fmt: skip
             args.append(len(group))
             args.extend(group)
         # Applied positions belong to the state, not to a consumer group: a second
         # group (a blue/green deploy, a rewound group) folding into the same state
         # must skip what the state already holds.
         reply = await self._load(keys=[keys.offsets(self.space, part)], args=args)
-        aliases_raw, offsets_raw, sessions_raw, erasures_raw, epoch, devices_raw, floors_raw = reply
+        (
+            aliases_raw, offsets_raw, sessions_raw, erasures_raw, epoch, devices_raw, floors_raw,
+            waiting_raw, journeys_raw, links_raw, marks_raw,
+        ) = reply  # fmt: skip
         aliases = {
             _s(aliases_raw[i]): _s(aliases_raw[i + 1]) for i in range(0, len(aliases_raw), 2)
         }
@@ -121,7 +129,28 @@ class RedisState:
         }
         floors = {_s(floors_raw[i]): int(floors_raw[i + 1]) for i in range(0, len(floors_raw), 2)}
         return Snapshot(
-            aliases, offsets, sessions, erasures, int(epoch), _devices(devices_raw), floors
+            aliases,
+            offsets,
+            sessions,
+            erasures,
+            int(epoch),
+            _devices(devices_raw),
+            floors,
+            pending={
+                _s(waiting_raw[i]): Pending.loads(waiting_raw[i + 1])
+                for i in range(0, len(waiting_raw), 2)
+            },
+            links={k: frozenset(_s(m) for m in v) for k, v in _counted(links_raw).items()},
+            journeys={
+                k: [
+                    JourneyItem(score_ms=int(float(v[j + 1])), member=_s(v[j]))
+                    for j in range(0, len(v), 2)
+                ]
+                for k, v in _counted(journeys_raw, 2).items()
+            },
+            forwarded={
+                int(marks_raw[i]): _s(marks_raw[i + 1]) for i in range(0, len(marks_raw), 2)
+            },
         )
 
     async def commit(
@@ -136,7 +165,10 @@ class RedisState:
         part = (
             _partition([*plan.offsets, *plan.expected_offsets]) if partition is None else partition
         )
-        head = (self.prefix, self.space.partitions, part, plan.expected_erasure_epoch)
+        head = (
+            self.prefix, self.space.partitions, part, plan.expected_erasure_epoch,
+            "1" if plan.local else "0",
+        )  # fmt: skip
         compress = self.effects.compress
         rows: dict[str, list[Row]] = {
             "expected_versions": list(plan.expected_versions.items()),
@@ -148,8 +180,16 @@ class RedisState:
             ],
             # The notice names where the guest is now: a later merge in the batch may
             # have moved it on from the customer its committed state went to.
+            # A guest whose journey left with a forward, or merged into another
+            # partition's customer, has its journey deleted, not moved ('' into).
             "deletes": [
-                (k, c, _notice(k, None, merged_into=plan.aliases.get(k, c)))
+                (
+                    k,
+                    ""
+                    if k in plan.handed or (plan.local and self.space.partition(c) != part)
+                    else c,
+                    _notice(k, None, merged_into=plan.aliases.get(k, c)),
+                )
                 for k, c in plan.deletes.items()
             ],
             "expired": [(k,) for k in plan.cleared],
@@ -196,6 +236,10 @@ class RedisState:
         rows["floors"] = list(plan.floors.items())
         rows["lifetimes"] = [(k, end, ttl) for k, (end, ttl) in plan.lifetimes.items()]
         rows["device_lifetimes"] = list(plan.device_ends.items())
+        rows["forwards"] = [(f.partition, f.key, f.value) for f in plan.forwards]
+        rows["waiting"] = [(k, "" if p is None else p.dumps()) for k, p in plan.pending.items()]
+        rows["forward_marks"] = list(plan.forward_marks.items())
+        rows["device_renames"] = list(plan.device_renames)
         rows["changelog"] = []
         if self.effects.changelog:
             batch = {tp: [o, plan.fingerprints.get(tp, "")] for tp, o in plan.offsets.items()}
@@ -339,6 +383,17 @@ def _devices(raw: list[Any]) -> dict[str, dict[str, int]]:
         pairs = raw[i + 2 : i + 2 + 2 * n]
         out[anon] = {_s(pairs[j]): int(float(pairs[j + 1])) for j in range(0, len(pairs), 2)}
         i += 2 + 2 * n
+    return out
+
+
+def _counted(raw: list[Any], width: int = 1) -> dict[str, list[Any]]:
+    """load.lua's counted groups: name, n, then n items of ``width`` values, repeated."""
+    out: dict[str, list[Any]] = {}
+    i = 0
+    while i < len(raw):
+        name, n = _s(raw[i]), int(raw[i + 1])
+        out[name] = list(raw[i + 2 : i + 2 + width * n])
+        i += 2 + width * n
     return out
 
 

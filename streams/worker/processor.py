@@ -47,6 +47,7 @@ from typing import Any, TypeVar
 
 from schemas.events import AnyEvent
 from schemas.topics import SESSION_FORWARDS
+from streams.core.crossing import Placement
 from streams.core.decode import decode
 from streams.core.facts import RecordId, RecordLabels, batch_facts, labels_by_record, record_id
 from streams.core.fold import DEFAULT_LIMITS, Limits, Reason, Rejected
@@ -169,7 +170,8 @@ class BatchProcessor:
         started = time.perf_counter()
         records = list(records)
         partition = records[0].partition
-        need = needs(records, decoded)
+        place = Placement(partition, self.state.space.partitions)
+        need = needs(records, decoded, place)
         delivered: set[tuple[str, int, int]] = set()
         delay = 0.05
         while True:
@@ -179,14 +181,21 @@ class BatchProcessor:
                 # Read before the state: a floor raised after the read is no rollback.
                 floors = self.floors.of(need.partitions) if self.floors is not None else {}
                 snapshot = await _timed("load", self.state.load(need, partition))
+                if snapshot.pending:
+                    # A merge landing here releases what its session held: read for
+                    # those records too (a second round trip, only while one waits).
+                    wider = needs(records, decoded, place, snapshot.pending.values())
+                    if wider != need:
+                        need = wider
+                        snapshot = await _timed("load", self.state.load(need, partition))
                 rewinds = rollbacks(floors, snapshot.offsets)
                 if rewinds:
                     records, decoded = await self._rewind(rewinds, records, decoded)
-                    need = needs(records, decoded)
+                    need = needs(records, decoded, place)
                     if not records:
                         return Plan()
                     continue
-                plan = plan_batch(records, decoded, snapshot, self.limits)
+                plan = plan_batch(records, decoded, snapshot, self.limits, place)
                 await self._send_dead_letters(plan, delivered)
                 conflict = await _timed(
                     "commit", self.state.commit(plan, time.time(), partition=partition)

@@ -27,9 +27,11 @@ import pytest
 from redis.asyncio import Redis
 
 from schemas.events import ID_PATTERN
+from schemas.topics import SESSION_FORWARDS
+from streams.core.crossing import Placement
 from streams.core.decode import decode
 from streams.core.erasure import Erasure
-from streams.core.plan import Record, needs, plan_batch
+from streams.core.plan import Plan, Record, needs, plan_batch
 from streams.gateway import handoff
 from streams.gateway.rate_limit import RateLimiter
 from streams.store import keys
@@ -93,6 +95,8 @@ CONTRACT = {
     "forwards": "cont:{p3}:fw",
     "forwards_cursor": "cont:{p3}:fwc",
     "forwards_lease": "cont:{p3}:fwr",
+    "forwards_seen": "cont:{p3}:fs",
+    "waiting": "cont:{p3}:w",
     "handoff": "cont:{p2}:handoff:ABCD2345",
     "handoff_seen": "cont:{p2}:handoff-seen:ABCD2345",
     "handoff_by": "cont:{p7}:handoff-by:c-1",
@@ -410,6 +414,15 @@ async def commit(state: RedisState, events: list[dict[str, object]], offset: int
     assert await state.commit(plan, active_at=time.time()) is None
 
 
+async def planned(state: RedisState, batch: list[Record], place: Placement) -> Plan:
+    """Plan and commit one partition's records as the worker does."""
+    decoded = [decode(r.value) for r in batch]
+    snapshot = await state.load(needs(batch, decoded, place), place.partition)
+    plan = plan_batch(batch, decoded, snapshot, place=place)
+    assert await state.commit(plan, time.time(), partition=place.partition) is None
+    return plan
+
+
 async def declared_keys(redis: Redis, prefix: str) -> dict[str, Family]:
     """Every key under ``prefix``, by family; fails on an undeclared or mistyped key."""
     out: dict[str, Family] = {}
@@ -456,6 +469,21 @@ async def test_every_key_the_writers_leave_is_declared_with_its_type(client: Red
     forwards = ForwardOutbox(client, where, home)
     assert await forwards.hold()
     assert await forwards.advance(sent.decode())
+    # A login whose guest lives on another partition: the customer's session waits for
+    # the guest side, which applies the forward (and marks it applied).
+    guest = next(g for g in (f"g-{n}" for n in range(2, 99)) if where.partition(g) != home)
+    login = Record(
+        "cart-events", home, 9, b"c-1",
+        orjson.dumps(event("session.identified", customer="c-1", anon=guest)),
+    )  # fmt: skip
+    plan = await planned(state, [login], Placement(home, where.partitions))
+    assert plan.pending
+    assert plan.forwards
+    out = plan.forwards[0]
+    arrived = Record(
+        SESSION_FORWARDS, out.partition, 0, out.key, out.value, forwarded=(home, "1-0")
+    )
+    assert (await planned(state, [arrived], Placement(out.partition, where.partitions))).forwards
     before_erasure = set((await declared_keys(client, prefix)).values())
     # An erasure of the second customer, and an abandoned cart swept into the outbox.
     done = await state.erase(Erasure("c-2", ("c-2",), int(time.time() * 1000)))

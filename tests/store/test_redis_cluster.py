@@ -6,9 +6,9 @@ one hash tag runs and one over two slots is refused (CROSSSLOT); a key
 outlives a manual failover and a reshard of its slot, read through the same
 client. With the partition-aligned layout the worker's own path (per-partition
 load and commit, ``BatchProcessor``) runs on the cluster for customers spread
-over every primary, exactly once. And pins what is left: a login whose guest
-is on another partition is refused (strict xfail: the merge saga must turn it
-green).
+over every primary, exactly once; and a login whose guest is on another
+partition (another primary's slot) merges through forwards, each partition's
+script touching its own slot only.
 """
 
 from __future__ import annotations
@@ -19,14 +19,16 @@ from pathlib import Path
 import orjson
 import pytest
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import ClusterCrossSlotError, ResponseError
+from redis.exceptions import ClusterCrossSlotError
 
 from streams.core.plan import Kind, Record
+from streams.store import keys
 from streams.store.client import connect
 from streams.store.keys import Space
 from streams.store.state import RedisState
 from streams.worker.processor import BatchProcessor
 from tests.support.events import added, event
+from tests.support.forwards import ForwardPump
 from tests.support.redis_cluster import SLOTS, LocalCluster, redis_cluster, slot_of
 
 pytestmark = pytest.mark.e2e
@@ -129,16 +131,6 @@ async def test_a_batch_over_many_partitions_commits_one_script_per_slot(
     assert set(applied) == {f"cart-events:{space.partition(n)}" for n in names}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ResponseError,
-    reason=(
-        "a login whose guest lives on another partition reads and writes that partition's "
-        "keys from the customer's script: the cluster refuses the cross-slot script; the "
-        "cross-partition merge saga (guest side, then customer side through a topic) must "
-        "make this pass"
-    ),
-)
 async def test_a_login_across_partitions_runs_on_a_cluster(cluster_client: RedisCluster) -> None:
     space = Space(unique("t"), 12)
     guest, customer = unique("g"), unique("c")
@@ -147,12 +139,19 @@ async def test_a_login_across_partitions_runs_on_a_cluster(cluster_client: Redis
     ):
         customer = unique("c")
     processor = BatchProcessor(RedisState(cluster_client, space), _no_dead_letters)
+    pump = ForwardPump(cluster_client, space, processor)
     await processor.process(on_home([event("cart.item_added", added("A-1"), anon=guest)], space))
     login = event("session.identified", customer=customer, anon=guest)
-    await processor.process(on_home([login], space))
+    first = await processor.process(on_home([login], space))
+    # The customer's script touches its own slot only: the guest side goes by a forward.
+    assert [o.kind for o in first.outcomes] == [Kind.FORWARDED]
+    assert await RedisState(cluster_client, space).get(customer) is None
+    assert await pump.drain() == 2  # the login to the guest side, its merge back
     merged = await RedisState(cluster_client, space).get(customer)
     assert merged is not None
     assert [line.sku for line in merged.cart] == ["A-1"]
+    assert await cluster_client.get(keys.alias(space, guest)) == customer.encode()
+    assert await cluster_client.hlen(keys.waiting(space, space.partition(customer))) == 0
 
 
 async def test_a_key_outlives_a_manual_failover(tmp_path: Path) -> None:

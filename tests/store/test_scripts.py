@@ -87,13 +87,13 @@ def rows(**given: list[Row]) -> dict[str, list[Row]]:
 
 def test_commit_args_lay_out_the_head_then_every_section_counted_in_order() -> None:
     args = commit_args(
-        ("p", "p:o", "p:f", 0),
+        ("p", "p:o", "p:f", 0, "1"),
         rows(writes=[("c-1", 3, b"{}", b"n")], device_signins=[("g", "c", 1), ("h", "c", 2)]),
     )
-    assert args[:4] == ["p", "p:o", "p:f", 0]
-    counts = [0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0]
+    assert args[:5] == ["p", "p:o", "p:f", 0, "1"]
+    counts = [0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0]
     assert len(counts) == len(COMMIT_SECTIONS)
-    expected: list[object] = ["p", "p:o", "p:f", 0]
+    expected: list[object] = ["p", "p:o", "p:f", 0, "1"]
     for section, n in zip(COMMIT_SECTIONS, counts, strict=True):
         expected.append(n)
         if section.name == "writes":
@@ -104,7 +104,7 @@ def test_commit_args_lay_out_the_head_then_every_section_counted_in_order() -> N
 
 
 def test_commit_args_refuse_what_the_script_would_misread() -> None:
-    head = ("p", "p:o", "p:f", 0)
+    head = ("p", "p:o", "p:f", 0, "1")
     with pytest.raises(ValueError, match="missing"):
         commit_args(head, {s.name: [] for s in COMMIT_SECTIONS[1:]})
     with pytest.raises(ValueError, match="unknown"):
@@ -112,4 +112,4 @@ def test_commit_args_refuse_what_the_script_would_misread() -> None:
     with pytest.raises(ValueError, match="a kpis row has 3 values, not 2"):
         commit_args(head, rows(kpis=[("carts_started:web", 1, "extra")]))
     with pytest.raises(ValueError, match="head"):
-        commit_args(head[:3], rows())
+        commit_args(head[:4], rows())

@@ -24,6 +24,7 @@ from streams.core.shared_device import is_shared
 from streams.store import keys
 from streams.store.state import Erased, RedisState
 from streams.worker.processor import BatchProcessor
+from tests.support.forwards import ForwardPump, homed
 from tests.support.pure import MemoryState, add, ev, records
 from tests.support.stack import space
 
@@ -114,10 +115,14 @@ async def test_redis_decides_as_the_model_batch_by_batch(client: Redis) -> None:
         raise AssertionError(outcomes)
 
     processor = BatchProcessor(state, no_dead_letters)
+    pump = ForwardPump(client, space("t"), processor)
     model = MemoryState()
-    for rec in records(kiosk_day()):
-        plan = await processor.process([rec])
-        assert plan.kept_apart == model.process([rec]).kept_apart
+    day = records(kiosk_day())
+    for rec, homed_rec in zip(day, homed(day, space("t")), strict=True):
+        pump.plans = [await processor.process([homed_rec])]
+        await pump.drain()
+        kept = sum((p.kept_apart for p in pump.plans), Counter[str]())
+        assert kept == model.process([rec]).kept_apart
     stored = {k: await client.hget(state.session_key(k), "d") for k in model.sessions}
     assert {k: decode(v) for k, v in stored.items() if v is not None} == model.sessions
     assert KIOSK in model.sessions, "the kiosk keeps a session of its own"

@@ -21,12 +21,12 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
+from streams.core.decode import decode as decode_event
 from streams.core.fold import Limits
-from streams.core.plan import Kind, Record, RecordOutcome
+from streams.core.plan import Kind, Record, RecordOutcome, needs, plan_batch
 from streams.core.session_codec import decode
 from streams.store import keys
 from streams.store.state import RedisState
-from streams.worker.processor import BatchProcessor
 from tests.support.pure import MemoryState, add, ev, records
 from tests.support.stack import space
 
@@ -77,8 +77,17 @@ async def stored(client: Redis, prefix: str, ids: Sequence[str]) -> dict[str, An
 async def commit(
     client: Redis, prefix: str, batches: Sequence[Sequence[Record]], limits: Limits
 ) -> list[RecordOutcome]:
-    processor = BatchProcessor(RedisState(client, space(prefix)), _no_dead_letters, limits)
-    return [o for batch in batches for o in (await processor.process(list(batch))).outcomes]
+    """Plan every key together and commit, batch by batch: the one-step path a rebuild
+    takes on one primary (the workers' path across partitions is the forwards', proven
+    equal to this one in tests/core/test_merge_across_partitions.py)."""
+    state = RedisState(client, space(prefix))
+    outcomes: list[RecordOutcome] = []
+    for batch in batches:
+        decoded = [decode_event(r.value) for r in batch]
+        plan = plan_batch(list(batch), decoded, await state.load(needs(batch, decoded)), limits)
+        assert await state.commit(plan) is None
+        outcomes += plan.outcomes
+    return outcomes
 
 
 @pytest.mark.parametrize("customers", [1, 3], ids=["shared-device", "never-shared"])

@@ -33,10 +33,24 @@ pytestmark = pytest.mark.e2e
 
 
 def records(
-    events: list[dict[str, object]], topic: str = "cart-events", start: int = 0, partition: int = 0
+    events: list[dict[str, object]],
+    topic: str = "cart-events",
+    start: int = 0,
+    partition: int | None = None,
 ) -> list[Record]:
+    """Records at offsets ``start``.. on ``partition``, or each on its key's as a producer
+    puts it (the customer's, else the guest's)."""
     return [
-        Record(topic, partition, start + i, b"k", orjson.dumps(e)) for i, e in enumerate(events)
+        Record(
+            topic,
+            space("t").partition(str(e.get("customer_id") or e["anonymous_id"]))
+            if partition is None
+            else partition,
+            start + i,
+            b"k",
+            orjson.dumps(e),
+        )
+        for i, e in enumerate(events)
     ]
 
 

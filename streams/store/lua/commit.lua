@@ -1,6 +1,6 @@
 -- Apply one batch plan atomically, if and only if nothing it read has changed.
 -- KEYS[1]: the partition's offsets hash (it routes the script to the partition's slot).
--- ARGV head: prefix, partitions, partition, erasure_epoch
+-- ARGV head: prefix, partitions, partition, erasure_epoch, local
 -- (the partition's erasure epoch as read with the snapshot), then counted sections, each a
 -- row count n and n rows of its columns, in this order. Declared once in Python
 -- (COMMIT_SECTIONS in streams/store/scripts.py); a test checks this list and the
@@ -27,18 +27,26 @@
 --   floors: key, version
 --   lifetimes: key, end_ms, ttl_ms (end_ms 0 if no event yet)
 --   device_lifetimes: anon, end_ms
+--   forwards: partition, key, value (to other partitions, in order)
+--   waiting: key, pending (pending '' stops the wait)
+--   forward_marks: origin, seq (the last forward applied per origin)
+--   device_renames: anon, customer, name (an erased customer's sign-in)
 --   changelog: offsets (0 or 1 row: the batch's applied offsets; none writes no entry)
 -- Returns {1} on success, {0, what, name} on a conflict (nothing written).
 -- Every name comes from the layout prelude (streams/store/keys.py): this partition's
 -- keys are tagged {p<partition>}; a session's keys carry its own id's partition.
 layout(ARGV[1], ARGV[2])
 local part = tonumber(ARGV[3])
+-- '1': the plan changes only this partition's keys (Redis Cluster's one slot); another
+-- partition's aliases hear of an ended session by a forward, and expire on their own.
+local only_here = ARGV[5] == '1'
+local function mine(k) return not only_here or partition_of(k) == part end
 local offsets_key, prints_key = key_offsets(part), key_fingerprints(part)
 -- An erasure since the snapshot may cover records this plan folded: refuse, re-plan.
 if (redis.call('GET', key_erasure_epoch(part)) or '0') ~= ARGV[4] then
   return {0, 'erasure', ARGV[4]}
 end
-local i = 5
+local i = 6
 local function section(width)
   local n = tonumber(ARGV[i]); i = i + 1
   local start = i
@@ -111,7 +119,8 @@ for j = 0, n - 1 do
   local linked = key_links(k)
   local version = redis.call('HGET', skey(k), 'v')
   for _, anon in ipairs(redis.call('SMEMBERS', linked)) do
-    if redis.call('GET', akey(anon)) == k then
+    -- Another partition's guest hears of it by a forward (plan.py's _expire_here).
+    if mine(anon) and redis.call('GET', akey(anon)) == k then
       touch(anon)
       redis.call('DEL', akey(anon))
       if version and redis.call('EXISTS', skey(anon)) == 0 then keep_floor(anon, version) end
@@ -136,11 +145,11 @@ for j = 0, n - 1 do
   redis.call('DEL', skey(guest))
   -- A merged guest's versions go on from its customer's (plan.py), not from its own.
   redis.call('DEL', vfkey(guest))
-  -- The guest's journey becomes part of the customer's.
-  if redis.call('EXISTS', jkey(guest)) == 1 then
+  -- The guest's journey becomes part of the customer's ('' into: it left with a forward).
+  if into ~= '' and redis.call('EXISTS', jkey(guest)) == 1 then
     redis.call('ZUNIONSTORE', jkey(into), 2, jkey(into), jkey(guest), 'AGGREGATE', 'MIN')
-    redis.call('DEL', jkey(guest))
   end
+  redis.call('DEL', jkey(guest))
   notify(guest, ARGV[s + 3 * j + 2])
 end
 for j = 0, wn - 1 do
@@ -155,6 +164,11 @@ for j = 0, n - 1 do
   local anon, target = ARGV[s + 2 * j], ARGV[s + 2 * j + 1]
   touch(anon)
   redis.call('SET', akey(anon), target)
+  -- An alias to another partition's customer cannot follow its session's lifetime:
+  -- it lives a session TTL past its last use (each forwarded event sets it again).
+  if grace and not mine(target) then
+    redis.call('PEXPIREAT', akey(anon), string.format('%d', until_ms(0) + floor_ms))
+  end
 end
 s, n = section(1)
 for j = 0, n - 1 do touch(ARGV[s + j]); redis.call('DEL', akey(ARGV[s + j])) end
@@ -243,6 +257,36 @@ for j = 0, n - 1 do touch(ARGV[s + 2 * j]); keep_floor(ARGV[s + 2 * j], ARGV[s +
 -- (streams/worker/changelog_relay.py).
 local lifetimes_start, lifetimes_n = section(3)
 local devices_start, devices_n = section(2)
+-- Work for other partitions, after the state it follows from, in the same step.
+s, n = section(3)
+for j = 0, n - 1 do
+  local b = s + 3 * j
+  redis.call('XADD', key_forwards(part), '*', 'p', ARGV[b], 'k', ARGV[b + 1], 'v', ARGV[b + 2])
+end
+s, n = section(2)
+for j = 0, n - 1 do
+  local k, pending = ARGV[s + 2 * j], ARGV[s + 2 * j + 1]
+  if pending == '' then
+    redis.call('HDEL', key_waiting(part), k)
+  else
+    redis.call('HSET', key_waiting(part), k, pending)
+  end
+end
+s, n = section(2)
+for j = 0, n - 1 do
+  redis.call('HSET', key_forwards_seen(part), ARGV[s + 2 * j], ARGV[s + 2 * j + 1])
+end
+s, n = section(3)
+for j = 0, n - 1 do
+  local b = s + 3 * j
+  local dv = key_devices(ARGV[b])
+  local at = redis.call('ZSCORE', dv, ARGV[b + 1])
+  if at then
+    touch(ARGV[b])
+    redis.call('ZREM', dv, ARGV[b + 1])
+    redis.call('ZADD', dv, 'GT', at, ARGV[b + 2])
+  end
+end
 local cs, cn = section(1)
 local changelog = cn == 1
 local function expiries(k) return key_changelog_expiry(partition_of(k)) end
@@ -266,7 +310,7 @@ if grace then
     local linked = key_links(k)
     if redis.call('PEXPIREAT', linked, at) == 1 then
       for _, anon in ipairs(redis.call('SMEMBERS', linked)) do
-        if redis.call('GET', akey(anon)) == k then
+        if mine(anon) and redis.call('GET', akey(anon)) == k then
           redis.call('PEXPIREAT', akey(anon), at)
           if changelog then redis.call('ZADD', expiries(anon), at, anon) end
         end

@@ -1,19 +1,29 @@
 -- Read everything one batch depends on, in one round trip.
 -- KEYS[1]: the partition's offsets hash (it routes the script to the partition's slot).
--- ARGV: prefix, partitions, partition, n_anon, anon..., n_keys, key..., n_tp, tp...
--- (the tps all of that partition).
+-- ARGV: prefix, partitions, partition, local ('1': only this partition's keys), n_anon, anon..., n_keys, key..., n_tp, tp...,
+-- n_journeys, guest..., n_links, customer... (the tps all of that partition; every id
+-- one of this partition's: another partition's keys are that partition's to read).
 -- Returns {aliases (anon, target pairs), offsets (in tp order), sessions (key, json pairs),
 --          erasures (id, erasure json pairs), the partition's erasure epoch,
 --          device sign-ins (anon, n, (customer, ms) x n) of anon ids signed in with,
---          version floors (key, version pairs) of keys whose session Redis forgot}.
+--          version floors (key, version pairs) of keys whose session Redis forgot,
+--          waiting sessions (key, pending json pairs) among the keys read,
+--          link sets (customer, n, guest x n) of the customers asked for,
+--          journeys (guest, n, (member, score) x n) of the guests asked for,
+--          the last forward applied per origin partition (origin, id pairs)}.
 -- Sessions: of the keys asked for, the aliases' targets, and the customers each anon
 -- id signed in to (a copy of a guest's event is a duplicate where its original went).
 layout(ARGV[1], ARGV[2])
 local part = tonumber(ARGV[3])
-local i = 4
+local only_here = ARGV[4] == '1'
+local i = 5
 local aliases, want, seen, devices = {}, {}, {}, {}
+-- With only_here, only this partition's keys: an alias's target or a device's customer
+-- elsewhere is that partition's (the planner hands work there as forwards).
 local function wants(k)
-  if not seen[k] then seen[k] = true; want[#want + 1] = k end
+  if not seen[k] and (not only_here or partition_of(k) == part) then
+    seen[k] = true; want[#want + 1] = k
+  end
 end
 local n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do
@@ -65,4 +75,29 @@ if epoch ~= '0' then
     if x then erasures[#erasures + 1] = k; erasures[#erasures + 1] = x end
   end
 end
-return {aliases, offsets, sessions, erasures, epoch, devices, floors}
+local waiting = {}
+local wkey = key_waiting(part)
+if #want > 0 and redis.call('HLEN', wkey) > 0 then
+  local held = redis.call('HMGET', wkey, unpack(want))
+  for j, k in ipairs(want) do
+    if held[j] then waiting[#waiting + 1] = k; waiting[#waiting + 1] = held[j] end
+  end
+end
+local journeys = {}
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+  local g = ARGV[i]; i = i + 1
+  local entries = redis.call('ZRANGE', key_journey(g), 0, -1, 'WITHSCORES')
+  journeys[#journeys + 1] = g; journeys[#journeys + 1] = #entries / 2
+  for _, v in ipairs(entries) do journeys[#journeys + 1] = v end
+end
+local links = {}
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+  local c = ARGV[i]; i = i + 1
+  local members = redis.call('SMEMBERS', key_links(c))
+  links[#links + 1] = c; links[#links + 1] = #members
+  for _, v in ipairs(members) do links[#links + 1] = v end
+end
+local marks = redis.call('HGETALL', key_forwards_seen(part))
+return {aliases, offsets, sessions, erasures, epoch, devices, floors, waiting, journeys, links, marks}
