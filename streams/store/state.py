@@ -9,11 +9,11 @@ The commit script checks every version, alias and offset the plan was computed
 from and writes nothing if one changed, so concurrent workers (a rebalance,
 a guest and a customer on different partitions) can never interleave writes.
 A batch is loaded and committed per partition: the script's own keys (applied
-offsets, outbox, changelog, KPIs) are the partition's, in its slot. A login
-merging a guest of another partition, and a guest event following its alias
-there, still touch another partition's session keys from the same script:
-that works on a single Redis primary; on Redis Cluster the cross-partition
-merge becomes a two-step saga (not built yet), so the worker refuses a cluster.
+offsets, outbox, changelog, KPIs) are the partition's, in its slot. A plan made
+for one partition (``forward`` mode: ``docs/merge-across-partitions.md``)
+touches only that partition's keys, so its script runs in one Redis Cluster
+slot; a plan made over every key (``direct``, the rebuild) may touch any key,
+which only a single primary runs.
 """
 
 from __future__ import annotations

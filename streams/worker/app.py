@@ -186,6 +186,7 @@ def create_app(settings: Settings) -> faust.App:
             readiness=readiness,
             floors=floors,
             rewind=rewinder,
+            forward=settings.cross_partition == "forward",
         )
         # Behind Sentinel: reads (the batch's state, the position checks) follow a failover.
         following = asyncio.create_task(follow_primary(redis))

@@ -82,8 +82,13 @@ class BatchProcessor:
         readiness: Readiness | None = None,
         floors: Floors | None = None,
         rewind: Rewinder | None = None,
+        forward: bool = False,
     ) -> None:
+        """``forward``: each partition's commit changes its own keys only, and work for
+        another partition goes out as forwards (``docs/merge-across-partitions.md``);
+        otherwise one commit may change any key (one Redis primary only)."""
         self.state = state
+        self.forward = forward
         self.dead_letter = dead_letter
         self.limits = limits
         self.retry_max_delay = retry_max_delay
@@ -170,7 +175,7 @@ class BatchProcessor:
         started = time.perf_counter()
         records = list(records)
         partition = records[0].partition
-        place = Placement(partition, self.state.space.partitions)
+        place = Placement(partition, self.state.space.partitions) if self.forward else None
         need = needs(records, decoded, place)
         delivered: set[tuple[str, int, int]] = set()
         delay = 0.05

@@ -45,6 +45,9 @@ LEFT_OUT = frozenset(
         "changelog_expiry",
         "changelog_cursor",
         "changelog_lease",
+        # The forward relay's lease and cursor: a relay's, not the state's.
+        "forwards_lease",
+        "forwards_cursor",
     }
 )
 
@@ -70,7 +73,8 @@ async def _cli(st: PrivateStack, *args: str) -> tuple[int, str]:
 async def _state(st: PrivateStack, prefix: str) -> dict[bytes, Any]:
     """Every key of ``prefix`` with the prefix cut off (journeys and KPI counters too).
 
-    Left out: the activity estimates, the changelog's bookkeeping, the notification
+    Left out: the activity estimates, the changelog's and the forward relay's
+    bookkeeping, the notification
     outbox (a rebuild sends
     nothing: the notifications went out live), the workers' heartbeats, and
     what runs from the commit's clock: when partitions were applied and the

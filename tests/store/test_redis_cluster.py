@@ -138,7 +138,7 @@ async def test_a_login_across_partitions_runs_on_a_cluster(cluster_client: Redis
         space.tag(space.partition(customer))
     ):
         customer = unique("c")
-    processor = BatchProcessor(RedisState(cluster_client, space), _no_dead_letters)
+    processor = BatchProcessor(RedisState(cluster_client, space), _no_dead_letters, forward=True)
     pump = ForwardPump(cluster_client, space, processor)
     await processor.process(on_home([event("cart.item_added", added("A-1"), anon=guest)], space))
     login = event("session.identified", customer=customer, anon=guest)

@@ -114,7 +114,7 @@ async def test_redis_decides_as_the_model_batch_by_batch(client: Redis) -> None:
     async def no_dead_letters(outcomes: Any) -> None:
         raise AssertionError(outcomes)
 
-    processor = BatchProcessor(state, no_dead_letters)
+    processor = BatchProcessor(state, no_dead_letters, forward=True)
     pump = ForwardPump(client, space("t"), processor)
     model = MemoryState()
     day = records(kiosk_day())
