@@ -138,8 +138,8 @@ async def _replay_changes_nothing(
 async def _state(group: WorkerGroup) -> dict[bytes, object]:
     """Every key of the group's prefix but the workers' liveness (heartbeats), the
     outbox's delivery bookkeeping (its consumer group names the restarted relay) and
-    the changelog lease (it names the relay holding it)."""
-    skipped = {keys.HEARTBEATS, keys.OUTBOX, keys.CHANGELOG_LEASE}
+    the changelog's and the forward relay's leases (they name the relay holding them)."""
+    skipped = {keys.HEARTBEATS, keys.OUTBOX, keys.CHANGELOG_LEASE, keys.FORWARDS_LEASE}
     return {
         k: v
         for k, v in (await dump_prefix(group.state.redis, group.prefix)).items()
