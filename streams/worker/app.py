@@ -324,7 +324,10 @@ def create_app(settings: Settings) -> faust.App:
             return await app.producer.send(SESSION_FORWARDS, key, value, partition, None, headers)
 
         try:
-            await run_forward_relays(outboxes, publish)
+            # In direct mode no commit writes forwards: a slow poll only drains what a
+            # worker in forward mode left (a switch back), without load on Redis.
+            idle = 0.025 if settings.cross_partition == "forward" else 1.0
+            await run_forward_relays(outboxes, publish, idle)
         finally:
             await redis.aclose()
 

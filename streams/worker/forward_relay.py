@@ -143,6 +143,9 @@ async def run_forward_relay(
             log.info("forward relay %d: lease not released: %r", outbox.partition, exc)
 
 
-async def run_forward_relays(outboxes: Sequence[ForwardOutbox], publish: Publish) -> None:
-    """One :func:`run_forward_relay` per partition, until cancelled."""
-    await asyncio.gather(*(run_forward_relay(o, publish) for o in outboxes))
+async def run_forward_relays(
+    outboxes: Sequence[ForwardOutbox], publish: Publish, idle: float = 0.025
+) -> None:
+    """One :func:`run_forward_relay` per partition, until cancelled (``idle``: seconds
+    between the polls of an empty stream)."""
+    await asyncio.gather(*(run_forward_relay(o, publish, idle=idle) for o in outboxes))
