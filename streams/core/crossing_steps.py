@@ -36,6 +36,7 @@ from streams.core.shared_device import erased as erased_name
 from streams.core.shared_device import linked
 from streams.core.steps import (
     _applied_elsewhere,
+    _delete,
     _drop_alias,
     _expire,
     _fresh,
@@ -246,8 +247,24 @@ def _ask_floor(b: _Batch, record: Record, event: AnyEvent, key: str, seen: bool)
 
 
 def _answer_floor(b: _Batch, origin: Record, event: AnyEvent, fwd: Forward) -> None:
-    """Tell a guest's partition the version its alias's customer has now."""
+    """Tell a guest's partition the version its alias's customer has now; or, if that
+    session ended by the event's time, that the alias ends (``_end_stale_alias``)."""
     current = b.sessions.get(fwd.key)
+    if (
+        not _gives_back(event, fwd.guest_id)
+        and current is not None
+        and ended(current, event.occurred_at, b.limits.guest_ttl, b.limits.session_ttl)
+    ):
+        # The guest side drops the alias, keeps this floor and routes the event anew.
+        b.send(
+            Forward(
+                kind="alias_end", key=fwd.guest_id or "", origin=fwd.origin, event=fwd.event,
+                replayed_from=fwd.replayed_from, customer_id=fwd.key, guest_id=fwd.guest_id,
+                floor=current.version,
+            )
+        )  # fmt: skip
+        b.plan.outcomes.append(RecordOutcome(origin, Kind.FORWARDED, event, fwd.guest_id))
+        return
     b.send(
         fwd.model_copy(
             update={
@@ -269,7 +286,7 @@ def _floored(b: _Batch, origin: Record, event: AnyEvent, fwd: Forward) -> None:
         )
         return
     b.release(key)
-    if isinstance(event, SessionUnmerged) and event.payload.anonymous_id == key:
+    if isinstance(event, SessionUnmerged) and _gives_back(event, key):
         # An undo's give-back asked: the alias it ended led to ``customer_id``.
         b.floors[key] = max(b.floors.get(key, 0), fwd.floor)
         _give_back_here(b, origin, event, list(fwd.lines))
@@ -279,6 +296,11 @@ def _floored(b: _Batch, origin: Record, event: AnyEvent, fwd: Forward) -> None:
             b.floors[key] = max(b.floors.get(key, 0), fwd.floor)
         planning._source(b, origin, event, key, fwd.seen, Via.FLOORED)
     _release_held(b, waiting)
+
+
+def _gives_back(event: AnyEvent, guest: str | None) -> bool:
+    """Whether ``event`` is the undo whose give-back to ``guest`` asked for a floor."""
+    return isinstance(event, SessionUnmerged) and event.payload.anonymous_id == guest
 
 
 def _guest_login(b: _Batch, origin: Record, event: AnyEvent, fwd: Forward) -> None:
@@ -332,7 +354,7 @@ def _detach(b: _Batch, event: AnyEvent) -> tuple[Session | None, int, list[Journ
         plan.cleared[anonymous_id] = None
         plan.journey = [e for e in plan.journey if e.key != anonymous_id]
         plan.writes.pop(anonymous_id, None)
-        plan.deletes.setdefault(anonymous_id, customer_id)
+        _delete(plan, anonymous_id, customer_id)
         guest = None
     _record_sign_in(plan, b.devices, event, customer_id)
     journey: list[JourneyItem] = []
@@ -342,7 +364,7 @@ def _detach(b: _Batch, event: AnyEvent) -> tuple[Session | None, int, list[Journ
             # What it had committed leaves with it (the commit deletes it here).
             journey = list(b.snapshot.journeys.get(anonymous_id, ()))
             plan.handed.add(anonymous_id)
-        plan.deletes.setdefault(anonymous_id, customer_id)
+        _delete(plan, anonymous_id, customer_id)
         journey += [
             JourneyItem(score_ms=e.score_ms, member=e.member.decode())
             for e in plan.journey
@@ -420,6 +442,12 @@ def _adopt(b: _Batch, event: AnyEvent, fwd: Forward) -> None:
 def _alias_end(b: _Batch, origin: Record, event: AnyEvent | None, fwd: Forward) -> None:
     """The guest side hears that its alias no longer leads to a live session."""
     plan, aliases, anon = b.plan, b.aliases, fwd.key
+    # The answer to ``_ask_floor`` when the alias's session had ended: the guest's
+    # session stops waiting, and what it held follows the event.
+    waiting = b.pending.get(anon)
+    asked = event is not None and waiting is not None and waiting.awaiting == fwd.origin.id
+    if asked:
+        b.release(anon)
     if aliases.get(anon) == fwd.customer_id:
         if fwd.erased_at_ms is None:
             _drop_alias(plan, aliases, anon, fwd.floor, b.sessions, b.floors, b.forgotten)
@@ -436,6 +464,8 @@ def _alias_end(b: _Batch, origin: Record, event: AnyEvent | None, fwd: Forward) 
         planning._source(b, origin, event)
     else:
         plan.outcomes.append(RecordOutcome(origin, Kind.APPLIED, None, anon))
+    if asked and waiting is not None:
+        _release_held(b, waiting)
 
 
 def _unsign(b: _Batch, anon: str, fwd: Forward) -> None:

@@ -188,7 +188,7 @@ def _merge(
         plan.cleared[anonymous_id] = None
         plan.journey = [e for e in plan.journey if e.key != anonymous_id]
         plan.writes.pop(anonymous_id, None)
-        plan.deletes.setdefault(anonymous_id, customer_id)
+        _delete(plan, anonymous_id, customer_id)
         guest = None
     _record_sign_in(plan, devices, event, customer_id)
     base = sessions.get(customer_id) or _fresh(customer_id, customer_id, snapshot, floors=floors)
@@ -203,12 +203,20 @@ def _merge(
         plan.writes.pop(anonymous_id, None)
         # What the guest had committed went to the batch's first merge of it (a later
         # one takes only what the guest did since, in the batch's journey entries).
-        plan.deletes.setdefault(anonymous_id, customer_id)
+        _delete(plan, anonymous_id, customer_id)
         plan.journey = moved(plan.journey, anonymous_id, customer_id)
     aliases[anonymous_id] = customer_id
     plan.aliases[anonymous_id] = customer_id
     plan.links.add((anonymous_id, customer_id))
     plan.alias_deletes.discard(anonymous_id)
+
+
+def _delete(plan: Plan, guest: str, into: str) -> None:
+    """The commit deletes a merged guest's session and version floor before it keeps the
+    batch's floors: one the batch gave the guest before merging it goes too, as it would
+    in two batches."""
+    plan.deletes.setdefault(guest, into)
+    plan.floors.pop(guest, None)
 
 
 def _applied_elsewhere(
