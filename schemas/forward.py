@@ -32,7 +32,8 @@ The kinds (``docs/merge-across-partitions.md`` tells the whole story):
 * ``ask`` and ``floor``: a shared device's guest whose alias leads to a
   customer of another partition starts a session of its own: its versions go
   on from the customer's (``floor``), which the guest side asks for; its
-  session waits for the answer.
+  session waits for the answer. If the customer's session has ended by the
+  event's time, the answer is ``alias_end`` with the event instead.
 """
 
 from __future__ import annotations
