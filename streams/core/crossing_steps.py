@@ -44,7 +44,7 @@ from streams.core.steps import (
     _is_login,
     _record_sign_in,
     _rejected,
-    _shared,
+    _take_guest,
     _unlink,
 )
 
@@ -342,21 +342,7 @@ def _detach(b: _Batch, event: AnyEvent) -> tuple[Session | None, int, list[Journ
     assert customer_id is not None
     assert anonymous_id is not None
     plan.read_keys.add(anonymous_id)
-    if _shared(event, b.devices, limits, signing_in=customer_id):
-        guest = None
-        plan.kept_apart["sign_in"] += 1
-    else:
-        guest = sessions.pop(anonymous_id, None)
-    ended_version = 0
-    if guest is not None and ended(guest, event.occurred_at, limits.guest_ttl, limits.session_ttl):
-        ended_version = guest.version
-        plan.expired[anonymous_id] = guest.version
-        plan.cleared[anonymous_id] = None
-        plan.journey = [e for e in plan.journey if e.key != anonymous_id]
-        plan.writes.pop(anonymous_id, None)
-        _delete(plan, anonymous_id, customer_id)
-        guest = None
-    _record_sign_in(plan, b.devices, event, customer_id)
+    guest, ended_version = _take_guest(plan, event, sessions, b.devices, limits)
     journey: list[JourneyItem] = []
     if guest is not None:
         plan.writes.pop(anonymous_id, None)

@@ -156,6 +156,39 @@ def _fresh(
     return session.model_copy(update={"version": floor}) if floor else session
 
 
+def _take_guest(
+    plan: Plan,
+    event: AnyEvent,
+    sessions: dict[str, Session],
+    devices: dict[str, dict[str, int]],
+    limits: Limits,
+) -> tuple[Session | None, int]:
+    """A login's guest half: (the guest's session the merge takes, or None; the version
+    an ended one reached), with the sign-in recorded on the device."""
+    customer_id, anonymous_id = event.customer_id, event.anonymous_id
+    assert customer_id is not None
+    assert anonymous_id is not None
+    if _shared(event, devices, limits, signing_in=customer_id):
+        # The guest session is the device's, not this customer's: it stays.
+        guest = None
+        plan.kept_apart["sign_in"] += 1
+    else:
+        guest = sessions.pop(anonymous_id, None)
+    ended_version = 0
+    if guest is not None and ended(guest, event.occurred_at, limits.guest_ttl, limits.session_ttl):
+        # An ended guest brings nothing to the merge; its session and journey just go.
+        # Its versions still end below the customer's, as a merged guest's do.
+        ended_version = guest.version
+        plan.expired[anonymous_id] = guest.version
+        plan.cleared[anonymous_id] = None
+        plan.journey = [e for e in plan.journey if e.key != anonymous_id]
+        plan.writes.pop(anonymous_id, None)
+        _delete(plan, anonymous_id, customer_id)
+        guest = None
+    _record_sign_in(plan, devices, event, customer_id)
+    return guest, ended_version
+
+
 def _merge(
     plan: Plan,
     event: AnyEvent,
@@ -170,27 +203,7 @@ def _merge(
     assert customer_id is not None
     assert anonymous_id is not None
     plan.read_keys.update((customer_id, anonymous_id))
-    if _shared(event, devices, limits, signing_in=customer_id):
-        # The guest session is the device's, not this customer's: it stays.
-        guest = None
-        plan.kept_apart["sign_in"] += 1
-    else:
-        guest = sessions.pop(anonymous_id, None)
-    ended_guest = guest is not None and ended(
-        guest, event.occurred_at, limits.guest_ttl, limits.session_ttl
-    )
-    ended_version = 0
-    if guest is not None and ended_guest:
-        # An ended guest brings nothing to the merge; its session and journey just go.
-        # Its versions still end below the customer's, as a merged guest's do.
-        ended_version = guest.version
-        plan.expired[anonymous_id] = guest.version
-        plan.cleared[anonymous_id] = None
-        plan.journey = [e for e in plan.journey if e.key != anonymous_id]
-        plan.writes.pop(anonymous_id, None)
-        _delete(plan, anonymous_id, customer_id)
-        guest = None
-    _record_sign_in(plan, devices, event, customer_id)
+    guest, ended_version = _take_guest(plan, event, sessions, devices, limits)
     base = sessions.get(customer_id) or _fresh(customer_id, customer_id, snapshot, floors=floors)
     merged = merge_guest(base, guest, customer_id, anonymous_id, limits, event.occurred_at)
     # The merge is a change of its own: it gets a version before the event is folded.
