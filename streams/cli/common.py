@@ -14,9 +14,8 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 from streams.dev.files import DEFAULT_STATE_DIR, DEV_FILE, DEV_SECRET_FILE
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
-
     from streams.settings import Settings
+    from streams.store.client import Client
 
 # What ``argparse``'s ``add_subparsers`` returns; each command module adds its parser to it.
 Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -41,11 +40,17 @@ def load_settings() -> Settings:
 
 
 @asynccontextmanager
-async def redis_client(settings: Settings, socket_timeout: float = 30) -> AsyncIterator[Redis]:
-    """A Redis client for one command (plain, TLS or through Sentinel), closed after it."""
-    from streams.store.client import connect_primary
+async def redis_client(settings: Settings, socket_timeout: float = 30) -> AsyncIterator[Client]:
+    """A Redis client for one command (plain, TLS, through Sentinel, or a whole Redis
+    Cluster), closed after it.
 
-    redis = connect_primary(settings.redis_dsn(), socket_timeout=socket_timeout)
+    Every command's Redis work names one partition's slot per call (erasures and
+    log resets run a step per partition: ``streams/store/partitioned.py``), so
+    each runs on a cluster as on one primary.
+    """
+    from streams.store.client import connect
+
+    redis = connect(settings.redis_dsn(), socket_timeout=socket_timeout)
     try:
         yield redis
     finally:

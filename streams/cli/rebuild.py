@@ -28,10 +28,18 @@ def run(args: argparse.Namespace) -> int:
         wipe,
     )
     from streams.ops.restore import Restored, restore
+    from streams.store.client import is_cluster_url
     from streams.store.keys import Space
     from streams.store.state import RedisState
 
     settings = load_settings()
+    if is_cluster_url(settings.redis_dsn()) and settings.cross_partition != "forward":
+        # A direct fold commits a login's two partitions at once: one primary only.
+        print(
+            "continuity rebuild: a Redis Cluster needs CONTINUITY_CROSS_PARTITION=forward",
+            file=sys.stderr,
+        )
+        return 2
     try:
         prefix = target_prefix(
             settings.redis_prefix, args.prefix, into_live=args.into_live, now=time.time()

@@ -9,9 +9,10 @@ an erasure from being undone by a crash half-way:
 2. publish the erasure to the compacted ``session-erasures`` topic and wait
    for the broker's acknowledgement, so a rebuild will honour it even if
    Redis is lost the next moment;
-3. run ``erase.lua``: record the erasure next to the state, delete the
-   sessions, aliases, link sets and handoff codes, end open streams. If a
-   login linked another guest id meanwhile, go back to 2 with that id too;
+3. run ``erase.lua`` on every partition (``RedisState.erase``): record the
+   erasure next to the state, delete the sessions, aliases, link sets and
+   handoff codes, end open streams. If a login linked another guest id
+   meanwhile, go back to 2 with that id too;
 4. publish the erasure again as Redis recorded it (its log ends raised to
    what the workers had already applied), the version a rebuild will use.
 
@@ -33,7 +34,7 @@ from streams.core.erasure import loads as load_erasure
 from streams.kafka import clients
 from streams.kafka.reader import DEFAULT_STALL_TIMEOUT, TopicReader, read_all
 from streams.kafka.topics import partition_mismatch
-from streams.store.state import Erased, RedisState, Unnamed
+from streams.store.state import Erased, ErasureRaced, RedisState, Unnamed
 
 # Linked ids found by erase.lua are added this many times at most; each round
 # needs a login of the customer on a new device between two of our steps.
@@ -91,7 +92,10 @@ async def erase_customer(
         for _ in range(MAX_ROUNDS):
             erasure = Erasure(customer_id, ids, int(time.time() * 1000), ends)
             await _record(producer, erasure)
-            outcome = await state.erase(erasure)
+            try:
+                outcome = await state.erase(erasure)
+            except ErasureRaced as exc:
+                raise EraseError(f"{exc}; run the erasure again") from None
             if isinstance(outcome, Unnamed):
                 ids = erasure_ids(customer_id, [*ids, *outcome.ids])
                 continue
@@ -150,7 +154,9 @@ async def restore_lost_erasures(
     erasure made after its snapshot is on the compacted topic but no longer in
     Redis, and the customer's session may be back. Each is carried out again
     (sessions, aliases, handoff codes deleted, the erasure recorded) before any
-    record is folded again.
+    record is folded again. An erasure counts as held only if every id it names
+    holds it: Redis erases partition by partition, and a crash between two
+    partitions leaves some of its ids without it.
     """
     newest: dict[str, Erasure] = {}
     for erasure in await read_erasures(bootstrap, kafka=kafka):
@@ -159,8 +165,7 @@ async def restore_lost_erasures(
             newest[erasure.customer_id] = erasure
     restored = 0
     for customer_id, erasure in sorted(newest.items()):
-        held = await state.erasure(customer_id)
-        if held is not None and held.erased_at_ms >= erasure.erased_at_ms:
+        if await _held(state, erasure):
             continue
         ids = erasure.ids
         for _ in range(MAX_ROUNDS):
@@ -171,3 +176,12 @@ async def restore_lost_erasures(
             restored += 1
             break
     return restored
+
+
+async def _held(state: RedisState, erasure: Erasure) -> bool:
+    """Whether every id of ``erasure`` holds it (or a later one) in Redis."""
+    for some_id in erasure.ids:
+        held = await state.erasure(some_id)
+        if held is None or held.erased_at_ms < erasure.erased_at_ms:
+            return False
+    return True

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 
 from streams.core.fold import DEFAULT_LIMITS, Limits
 from streams.core.plan import RecordOutcome
@@ -98,13 +98,13 @@ def target_prefix(live: str, requested: str | None, *, into_live: bool, now: flo
     return prefix
 
 
-async def ensure_fresh(redis: Redis, space: Space) -> None:
+async def ensure_fresh(redis: Redis | RedisCluster, space: Space) -> None:
     """Raise ``PrefixInUse`` if ``space`` holds applied offsets (a fold has written there)."""
     if await redis.exists(*(keys.offsets(space, n) for n in space.all_partitions())):
         raise PrefixInUse(space.prefix)
 
 
-async def wipe(redis: Redis, space: Space) -> int:
+async def wipe(redis: Redis | RedisCluster, space: Space) -> int:
     """Delete a prefix's folded state, in every partition; return the count of keys deleted.
 
     Sessions, aliases, links, journeys, abandonment timers, applied offsets and
@@ -139,7 +139,7 @@ async def wipe(redis: Redis, space: Space) -> int:
     return deleted
 
 
-async def _unlink(redis: Redis, names: list[bytes]) -> int:
+async def _unlink(redis: Redis | RedisCluster, names: list[bytes]) -> int:
     """UNLINK ``names`` one partition tag at a time: a multi-key command must stay in
     one slot on Redis Cluster."""
     by_tag: dict[bytes, list[bytes]] = {}

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 
 from schemas.session import MergeRecord
 from streams.kafka.publish import Publisher, prepare_dict
@@ -48,7 +48,7 @@ def unmerge_event(customer_id: str, anonymous_id: str, channel: str) -> dict[str
 async def unmerge(
     bootstrap: str,
     kafka: dict[str, Any],
-    redis: Redis,
+    redis: Redis | RedisCluster,
     space: Space,
     event: dict[str, Any],
     timeout: float,

@@ -357,7 +357,6 @@ OFFSETS = Family(
     writers=(_COMMIT, _RESET, _WIPE),
     readers=(
         _LOAD,
-        _ERASE,
         _STATE,
         "gateway/sessions.py",
         "gateway/freshness.py",
@@ -367,7 +366,7 @@ OFFSETS = Family(
     lifetime="no TTL; deleted by a wipe",
     meaning="`<topic>:<partition>` -> last applied offset of partition `<partition>` of "
     "each co-partitioned topic (belongs to the state, not to a consumer group)",
-    lua=("commit.lua", "erase.lua", "load.lua", "reset.lua"),
+    lua=("commit.lua", "load.lua", "reset.lua"),
     scope="partition",
 )
 

@@ -13,13 +13,15 @@ offsets, outbox, changelog, KPIs) are the partition's, in its slot. A plan made
 for one partition (``forward`` mode: ``docs/merge-across-partitions.md``)
 touches only that partition's keys, so its script runs in one Redis Cluster
 slot; a plan made over every key (``direct``, the rebuild) may touch any key,
-which only a single primary runs.
+which only a single primary runs. Erasures and log resets run one script per
+partition too (``erase``, ``reset_partition``; their docstrings say why that
+is safe), so they run on a cluster as on one primary.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -38,7 +40,12 @@ from streams.core.log_reset import Applied
 from streams.core.plan import Needs, Plan, Snapshot
 from streams.store import keys
 from streams.store.keys import Space
-from streams.store.scripts import Row, commit_args, register
+from streams.store.partitioned import Fill, ScriptCall, run_scripts, run_transactions
+from streams.store.scripts import Arg, Row, commit_args, register
+
+# Rounds of an erasure's look and step (``RedisState.erase``) before it gives up: a
+# round is lost only to a commit changing an erased id between the two.
+ERASE_ROUNDS = 5
 
 
 @dataclass(frozen=True)
@@ -303,16 +310,79 @@ class RedisState:
         """Delete the erasure's ids' state and record it, unless more ids are linked.
 
         ``Unnamed`` lists linked ids the erasure does not name (a login got
-        in between): record a wider erasure and call again.
+        in between): record a wider erasure and call again. Raises
+        :class:`ErasureRaced` when the ids' state kept changing under it.
+
+        ``erase.lua`` runs once per partition (its slot), in three rounds:
+
+        1. **look**, on each partition an id is homed on: linked ids not named
+           (then ``Unnamed``, nothing written), and each id's state and version;
+        2. **the applied offsets** of every partition: the log ends rise to them,
+           so the erasure covers everything the state holds (a replay erases what
+           the live state erased, no less), and the versions become its floors;
+        3. **erase**, on every partition (in one MULTI on a single primary, one
+           after another on a cluster: ``streams/store/partitioned.py``): the
+           partition's ids are erased with the one record, its timers cleared and
+           its erasure epoch moved, unless an id's state moved since round 1. Then
+           that partition writes nothing and the rounds run again.
+
+        Why a step per partition is still safe: a record changes an id's state no
+        earlier than the commit marking it applied on its own partition (that very
+        commit, or for a record forwarded from another partition an earlier one).
+        Round 1 reads states before round 2 reads offsets, so a record whose effect
+        round 1 saw is at or below round 2's offsets and covered; a record applied
+        to an id after round 1 changed its state, and its step refuses. Each step
+        moves its partition's epoch with the erasure written, so that partition's
+        batches planned before it re-plan and see the erasure; in ``forward`` mode those
+        are the only batches that touch its ids, and in ``direct`` mode (one
+        primary) the MULTI moves every epoch at once, as one script did. The
+        steps are idempotent (the record is set, state deleted) and the erasure
+        is on Kafka before they run: after a crash between two of them,
+        erasing again (or ``restore_lost_erasures``, which checks every id)
+        finishes it. A second round writes a record that covers at least as much
+        over the first one's, and deletes again what was applied in between, so
+        every id ends with the one record the caller publishes.
         """
         space = self.space
         flag = "1" if self.effects.changelog else "0"
-        args: list[Any] = [space.prefix, space.partitions, flag, erasure.dumps(), *erasure.ids]
-        result = await self._erase(keys=[keys.erasure(space, erasure.ids[0])], args=args)
-        if int(result[0]) == 0:
-            return Unnamed(tuple(_s(r) for r in result[1:]))
-        recorded = load_erasure(result[4])
-        return Erased(int(result[1]), int(result[2]), int(result[3]), recorded)
+        head: list[Arg] = [space.prefix, space.partitions]
+        homes = sorted({space.partition(k) for k in erasure.ids})
+        order = [*homes, *(n for n in space.all_partitions() if n not in homes)]
+        record = erasure
+        deleted = [0, 0, 0]
+        for _ in range(ERASE_ROUNDS):
+            asked = _pairs(record.ids, {})
+            looks = [
+                await self._erase(keys=[keys.offsets(space, n)], args=[*head, n, flag, "", *asked])
+                for n in homes
+            ]
+            missing: dict[str, None] = {}
+            states: dict[str, str] = {}
+            # A second round finds an id the first erased without its session or
+            # floor: the floor the first round recorded stands.
+            floors = dict(record.floors)
+            for unnamed, found in looks:
+                missing.update((_s(m), None) for m in unnamed)
+                for i in range(0, len(found), 3):
+                    k, version = _s(found[i]), _s(found[i + 2])
+                    states[k] = _s(found[i + 1])
+                    if version:
+                        floors[k] = max(floors.get(k, 0), int(version))
+            if missing:
+                return Unnamed(tuple(missing))
+            tps = [tp for tp in record.upto if _tp_partition(tp) < space.partitions]
+            applied = await self.applied_offsets_of(tps)
+            upto = {tp: max(end, applied.get(tp, -1) + 1) for tp, end in record.upto.items()}
+            record = replace(record, upto=upto, floors=floors)
+            body: list[Arg] = [flag, record.dumps(), *_pairs(record.ids, states)]
+            calls: list[ScriptCall] = [([keys.offsets(space, n)], [*head, n, *body]) for n in order]
+            replies = await run_scripts(self.redis, self._erase, calls)
+            for reply in replies:
+                if int(reply[0]) == 1:
+                    deleted = [d + int(r) for d, r in zip(deleted, reply[1:4], strict=True)]
+            if all(int(reply[0]) == 1 for reply in replies):
+                return Erased(deleted[0], deleted[1], deleted[2], record)
+        raise ErasureRaced(f"the state of {', '.join(erasure.ids)} kept changing")
 
     async def erasure(self, some_id: str) -> Erasure | None:
         """The erasure recorded for an id, if any."""
@@ -322,23 +392,33 @@ class RedisState:
     async def restore_erasures(self, erasures: list[Erasure]) -> int:
         """Record erasures read back from Kafka (a rebuild); return how many ids they name.
 
-        Each under its id's partition, then every partition's epoch moves (a record
-        on any partition may carry an erased id). One transaction on a single
-        primary; on Redis Cluster it spans slots (later work: per partition).
+        Each under its id's partition, with that partition's epoch moved in the
+        same transaction (every partition's moves: a record on any partition may
+        carry an erased id). One transaction per partition on a cluster, one for
+        all on a single primary (``streams/store/partitioned.py``): each step sets
+        the same records again when run again, and a rebuild restores them before
+        it folds anything, so a crash between two steps is mended by running the
+        rebuild again.
         """
-        count = 0
         if not erasures:
             return 0
         space = self.space
-        async with self.redis.pipeline(transaction=True) as pipe:
-            for some_id, erasure in latest(erasures).items():
-                pipe.set(keys.erasure(space, some_id), erasure.dumps())
-                pipe.sadd(keys.erased_ids(space, space.partition(some_id)), some_id)
-                count += 1
-            for n in space.all_partitions():
+        homed: dict[int, list[tuple[str, Erasure]]] = {}
+        found = latest(erasures)
+        for some_id, erasure in found.items():
+            homed.setdefault(space.partition(some_id), []).append((some_id, erasure))
+
+        def fill(n: int) -> Fill:
+            def queue(pipe: Any) -> None:
+                for some_id, erasure in homed.get(n, ()):
+                    pipe.set(keys.erasure(space, some_id), erasure.dumps())
+                    pipe.sadd(keys.erased_ids(space, n), some_id)
                 pipe.incr(keys.erasure_epoch(space, n))
-            await pipe.execute()
-        return count
+
+            return queue
+
+        await run_transactions(self.redis, [fill(n) for n in space.all_partitions()])
+        return len(found)
 
     async def applied_offsets_of(self, tps: list[str]) -> dict[str, int]:
         """``topic:partition`` -> last applied offset, for those of ``tps`` applied."""
@@ -365,6 +445,11 @@ class Erased:
     aliases: int
     handoff_codes: int
     erasure: Erasure  # as recorded: log ends raised to what the state had applied
+
+
+class ErasureRaced(RuntimeError):
+    """An erasure's ids were changed by commits between its look and its step, round
+    after round; nothing is half-done that erasing again would not finish."""
 
 
 @dataclass(frozen=True)
@@ -417,6 +502,18 @@ def _by_partition(tps: list[str]) -> dict[int, list[str]]:
     for tp in tps:
         out.setdefault(int(tp.rsplit(":", 1)[1]), []).append(tp)
     return out
+
+
+def _pairs(ids: tuple[str, ...], states: dict[str, str]) -> list[Arg]:
+    """erase.lua's (id, state) pairs: the state its look saw, '' where none."""
+    out: list[Arg] = []
+    for k in ids:
+        out += [k, states.get(k, "")]
+    return out
+
+
+def _tp_partition(tp: str) -> int:
+    return int(tp.rsplit(":", 1)[1])
 
 
 def _s(value: bytes | str) -> str:
