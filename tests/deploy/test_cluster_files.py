@@ -110,7 +110,8 @@ def test_the_kubernetes_example_forms_one_cluster_from_every_pod() -> None:
     text = (DEPLOY / "kubernetes" / "redis-cluster.example.yaml").read_text(encoding="utf-8")
     (url,) = re.findall(r"`(redis\+cluster://[^`]+)`", text)
     for host, port in parse_cluster_url(url).nodes:
-        assert re.fullmatch(r"redis-cluster-\d\.redis-cluster", host) and port == 6379
+        assert re.fullmatch(r"redis-cluster-\d\.redis-cluster", host)
+        assert port == 6379
 
 
 def test_the_cluster_override_passes_docker_compose_config() -> None:

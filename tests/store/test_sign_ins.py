@@ -137,3 +137,45 @@ async def test_one_batch_commits_what_the_model_and_separate_batches_do(
     back = [{"key": "g-1", "version": one["sessions"]["g-1"].version}] if shared else []
     assert notices == [{"key": "g-1", "version": 1}, merged, *back]
     await pubsub.aclose()
+
+
+async def floors(client: Redis, prefix: str, ids: Sequence[str]) -> dict[str, int]:
+    """The version floors Redis keeps for ``ids``."""
+    out = {}
+    for i in ids:
+        floor = await client.get(keys.version_floor(space(prefix), i))
+        if floor is not None:
+            out[i] = int(floor)
+    return out
+
+
+async def test_a_guest_signed_in_elsewhere_keeps_no_floor_of_a_session_the_batch_ends(
+    client: Redis,
+) -> None:
+    """g-3 signs in to c-2, then (its device now shared) to c-6; c-2's session then ends
+    (the third sign-in comes 100 minutes on). Committed in one batch after the first,
+    the ending must leave g-3 alone, as separate commits do: its alias leads to c-6 by
+    then. The commit once ended the stored alias (still c-2) and kept c-2's version as
+    g-3's floor."""
+    limits = Limits(guest_ttl=20 * 60, session_ttl=40 * 60)
+    at = "2026-11-24T10:{:02d}:00Z"
+    log = records(
+        [
+            ev("session.identified", customer="c-2", anon="g-3", at=at.format(0)),
+            ev("session.identified", customer="c-6", anon="g-3", at=at.format(1)),
+            ev("session.identified", customer="c-2", anon="g-8", at="2026-11-24T11:40:00Z"),
+        ]
+    )
+    ids = ("g-3", "g-8", "c-2", "c-6")
+    await commit(client, "moved-one", [log[:1], log[1:]], limits)
+    await commit(client, "moved-apart", [[r] for r in log], limits)
+    model = MemoryState(limits=limits)
+    model.process(log[:1])
+    model.process(log[1:])
+    one = await stored(client, "moved-one", ids)
+    assert one["aliases"] == {"g-3": "c-6", "g-8": "c-2"} == model.aliases
+    assert one == await stored(client, "moved-apart", ids)
+    kept = await floors(client, "moved-one", ids)
+    assert kept == await floors(client, "moved-apart", ids)
+    assert "g-3" not in kept
+    assert "g-3" not in model.floors

@@ -181,7 +181,9 @@ class MemoryState:
             self.journeys.pop(key, None)
             ended = self.sessions.get(key)
             for anon in self.links.pop(key, set()):
-                if here(anon) and self.aliases.get(anon) == key:
+                # A guest the batch signs in elsewhere is no longer this session's.
+                moved = plan.aliases.get(anon, key) != key
+                if here(anon) and self.aliases.get(anon) == key and not moved:
                     del self.aliases[anon]
                     if ended is not None and anon not in self.sessions:
                         self.floors[anon] = max(self.floors.get(anon, 0), ended.version)

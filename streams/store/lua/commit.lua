@@ -111,16 +111,24 @@ end
 -- Sessions that ended (streams/core/expiry.py) leave nothing to their successors:
 -- their journeys, the aliases of guests linked to them and their handoff codes go
 -- first, so the merges and journey entries below belong to the successors.
-s, n = section(1)
-for j = 0, n - 1 do
-  local k = ARGV[s + j]
+local cs, cn = section(1)
+local ws, wn = section(4)
+local ds, dn = section(3)
+local als, aln = section(2)
+-- A guest the batch signs in elsewhere is no longer the ended session's: separate
+-- commits would have moved its alias first, leaving the ending nothing to end.
+local moved_to = {}
+for j = 0, aln - 1 do moved_to[ARGV[als + 2 * j]] = ARGV[als + 2 * j + 1] end
+for j = 0, cn - 1 do
+  local k = ARGV[cs + j]
   touch(k)
   redis.call('DEL', jkey(k))
   local linked = key_links(k)
   local version = redis.call('HGET', skey(k), 'v')
   for _, anon in ipairs(redis.call('SMEMBERS', linked)) do
     -- Another partition's guest hears of it by a forward (plan.py's _expire_here).
-    if mine(anon) and redis.call('GET', akey(anon)) == k then
+    local target = moved_to[anon]
+    if mine(anon) and redis.call('GET', akey(anon)) == k and (not target or target == k) then
       touch(anon)
       redis.call('DEL', akey(anon))
       if version and redis.call('EXISTS', skey(anon)) == 0 then keep_floor(anon, version) end
@@ -135,12 +143,10 @@ for j = 0, n - 1 do
   redis.call('DEL', by)
 end
 
-local ws, wn = section(4)
 -- Deletes before writes: a guest merged and started again in one batch ends up
 -- merged (its old session and journey moved) with its new session standing.
-s, n = section(3)
-for j = 0, n - 1 do
-  local guest, into = ARGV[s + 3 * j], ARGV[s + 3 * j + 1]
+for j = 0, dn - 1 do
+  local guest, into = ARGV[ds + 3 * j], ARGV[ds + 3 * j + 1]
   touch(guest)
   redis.call('DEL', skey(guest))
   -- A merged guest's versions go on from its customer's (plan.py), not from its own.
@@ -150,7 +156,7 @@ for j = 0, n - 1 do
     redis.call('ZUNIONSTORE', jkey(into), 2, jkey(into), jkey(guest), 'AGGREGATE', 'MIN')
   end
   redis.call('DEL', jkey(guest))
-  notify(guest, ARGV[s + 3 * j + 2])
+  notify(guest, ARGV[ds + 3 * j + 2])
 end
 for j = 0, wn - 1 do
   local b = ws + 4 * j
@@ -159,9 +165,8 @@ for j = 0, wn - 1 do
   redis.call('HSET', skey(ARGV[b]), 'v', ARGV[b + 1], 'd', ARGV[b + 2])
   notify(ARGV[b], ARGV[b + 3])
 end
-s, n = section(2)
-for j = 0, n - 1 do
-  local anon, target = ARGV[s + 2 * j], ARGV[s + 2 * j + 1]
+for j = 0, aln - 1 do
+  local anon, target = ARGV[als + 2 * j], ARGV[als + 2 * j + 1]
   touch(anon)
   redis.call('SET', akey(anon), target)
   -- An alias to another partition's customer cannot follow its session's lifetime:
@@ -310,7 +315,8 @@ if grace then
     local linked = key_links(k)
     if redis.call('PEXPIREAT', linked, at) == 1 then
       for _, anon in ipairs(redis.call('SMEMBERS', linked)) do
-        if mine(anon) and redis.call('GET', akey(anon)) == k then
+        local target = moved_to[anon]
+    if mine(anon) and redis.call('GET', akey(anon)) == k and (not target or target == k) then
           redis.call('PEXPIREAT', akey(anon), at)
           if changelog then redis.call('ZADD', expiries(anon), at, anon) end
         end
