@@ -77,8 +77,12 @@ e2e: setup
 
 # Performance limits (marker `limits`) are not asserted here: a busy machine may
 # break them with nothing wrong. `make test-faults` runs them; `make bench` measures.
+# Two test processes (pytest-xdist): the tests wait on brokers, workers and Redis far
+# more than they compute, so two share a 2-core machine at about half the wall time.
+# Each has its own broker and Redis (the session fixtures); TEST_WORKERS=0 runs one.
+TEST_WORKERS ?= 2
 test: setup lint
-	$(BIN)/pytest -q -m "not limits"
+	$(BIN)/pytest -q -n $(TEST_WORKERS) -m "not limits"
 	@$(MAKE) --no-print-directory test-clock
 
 # The tests whose processes compare event times with a clock (marker `clock`),

@@ -32,7 +32,11 @@ from streams.kafka.publish import Publisher
 from streams.kafka.topics import ensure_topics
 from streams.store.client import connect
 from streams.store.state import RedisState
-from tests.support.fault_report import pytest_terminal_summary  # noqa: F401  (the fault table hook)
+from tests.support.fault_report import (  # noqa: F401  (the fault table's hooks)
+    pytest_runtest_logreport,
+    pytest_runtest_makereport,
+    pytest_terminal_summary,
+)
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.redis_cluster import LocalCluster, redis_cluster
 from tests.support.stack import PARTITIONS, Stack, WorkerGroup, skip_history, space

@@ -16,12 +16,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pytest
+
 from schemas.session import Session
 from tests.support.model import Cart, count, disagreements
 
 REPORT = Path(".continuity") / "fault-report.json"
 T = TypeVar("T")
-_rows: list[FaultRow] = []
+_PROPERTY = "fault_row"
+_rows: list[FaultRow] = []  # the table: rows of every test's report
+_pending: list[FaultRow] = []  # rows the running test recorded, not yet on its report
 
 
 def long_scale() -> bool:
@@ -65,10 +69,31 @@ def compare(
 
 
 def record(row: FaultRow) -> None:
-    """Add a row to this session's table and to the JSON report."""
-    _rows.append(row)
-    REPORT.parent.mkdir(parents=True, exist_ok=True)
-    REPORT.write_text(json.dumps([asdict(r) for r in _rows], indent=2) + "\n")
+    """Add a row to this session's table and to the JSON report (once the test's
+    report reaches the process printing the table: with ``pytest -n`` that is the
+    controller, not the worker running the test)."""
+    _pending.append(row)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Carry the rows a test recorded on its report (xdist sends reports across)."""
+    outcome = yield
+    if _pending:
+        report = outcome.get_result()
+        report.user_properties.extend((_PROPERTY, asdict(r)) for r in _pending)
+        _pending.clear()
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Collect the rows of every test's report, where the table is printed."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return  # a worker: its controller collects them
+    rows = [FaultRow(**value) for name, value in report.user_properties if name == _PROPERTY]
+    if rows:
+        _rows.extend(rows)
+        REPORT.parent.mkdir(parents=True, exist_ok=True)
+        REPORT.write_text(json.dumps([asdict(r) for r in _rows], indent=2) + "\n")
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
