@@ -67,6 +67,11 @@ def _forwarded(b: _Batch, record: Record) -> None:
             plan.outcomes.append(RecordOutcome(record, Kind.DUPLICATE, detail="forward sent again"))
             return
         plan.forward_marks[source] = seq
+    reflected = b.snapshot.reflected.get(fwd.key)
+    if reflected is not None and reflected.get(record.tp, -1) >= record.offset:
+        # A restore: the state restored for its key holds this forward already.
+        plan.outcomes.append(RecordOutcome(record, Kind.ALREADY_APPLIED, detail="state holds it"))
+        return
     if fwd.event is None and fwd.kind != "alias_end":
         plan.outcomes.append(
             _rejected(record, Rejected(Reason.INVALID_EVENT, f"{fwd.kind} forward without event"))
