@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"restored {done.states} keys from {done.changelog_records} changelog records "
             f"({done.skipped_erased} erased), then folded {done.sources} source records "
-            f"{f'and {done.forwards} forwards ' if done.forwards else ''}"
+            f"{f'and {done.forwards} session-forwards records ' if done.forwards else ''}"
             f"into prefix {prefix!r}{reset if done.reset_partitions else ''}"
         )
         return 0
