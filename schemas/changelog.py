@@ -21,10 +21,18 @@ source positions (``continuity.positions``, JSON as in :class:`Positions`).
 A record with the header ``continuity.control: watermark`` is not a key's
 state: it says which source positions every record of its partition before it
 reflects (:class:`Watermark`); downstream consumers skip it. Each partition N
-has its own watermarks, on partition N, covering the source topics' partition N.
+has its own watermarks, on partition N, covering the source topics' partition N
+(and ``session-forwards`` partition N, the workers' internal topic).
+
+A state is published only once the forwards its commit sent to other
+partitions are on ``session-forwards``, and it carries the session's wait for
+a merge across partitions (``waiting``), so a restore from this topic loses no
+work in flight between partitions.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -85,6 +93,12 @@ class SessionState(_Record):
         description="The source positions this state reflects: every source record up to "
         "these offsets is folded in (by topic, an offset per partition)."
     )
+    waiting: dict[str, Any] | None = Field(
+        default=None,
+        description="Internal, for a restore: the session waits for the merge of a login "
+        "whose guest lives on another partition, holding the records that came meanwhile "
+        "(docs/merge-across-partitions.md); null if it does not wait. Its form may change.",
+    )
 
 
 class Watermark(_Record):
@@ -97,6 +111,11 @@ class Watermark(_Record):
         default_factory=dict,
         description="`topic:partition` -> fingerprint of the record at the applied offset: "
         "tells a restore whether a source log still is the one these positions count in.",
+    )
+    forwarded: dict[str, str] = Field(
+        default_factory=dict,
+        description="Origin partition -> the id of the last `session-forwards` record from "
+        "it applied by this partition (a restore skips the relays' re-sends of those).",
     )
 
 

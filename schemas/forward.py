@@ -56,6 +56,11 @@ class Origin(BaseModel):
     topic: str
     partition: int = Field(ge=0)
     offset: int = Field(ge=0)
+    timestamp_ms: int | None = Field(
+        default=None,
+        description="The source record's Kafka timestamp (ms): the freshness of the event's "
+        "commit is measured from it, wherever the event is applied in the end.",
+    )
 
     @property
     def tp(self) -> str:

@@ -141,9 +141,7 @@ class Settings(BaseSettings):
             "how a login merges a guest homed on another partition: `direct` (one commit "
             "changes both partitions' keys; one Redis primary only) or `forward` (each "
             "partition's commit changes its own keys, the rest goes through "
-            "`session-forwards`: what Redis Cluster needs; not yet the default, since a "
-            "restore from the changelog does not yet carry forwards in flight; "
-            "docs/merge-across-partitions.md)"
+            "`session-forwards`: what Redis Cluster needs; docs/merge-across-partitions.md)"
         ),
     )
     dedup_window: int = Field(

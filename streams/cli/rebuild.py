@@ -94,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
                     report=report,
                     kafka=kafka,
                     limits=settings.fold_limits(),
+                    forward=settings.cross_partition == "forward",
                 )
             print(f"rebuilding {', '.join(SOURCE_TOPICS)} into prefix {prefix!r}...", flush=True)
             return await rebuild(
@@ -126,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
         reset = f"; logs reset, read from the start: {', '.join(done.reset_partitions)}"
         print(
             f"restored {done.states} keys from {done.changelog_records} changelog records "
-            f"({done.skipped_erased} erased), then folded {done.tail.records} source records "
+            f"({done.skipped_erased} erased), then folded {done.sources} source records "
+            f"{f'and {done.forwards} session-forwards records ' if done.forwards else ''}"
             f"into prefix {prefix!r}{reset if done.reset_partitions else ''}"
         )
         return 0

@@ -73,12 +73,19 @@ class Via(StrEnum):
 
 @dataclass(frozen=True)
 class RecordOutcome:
+    """What became of ``record`` (a source record, also when a forward or a held entry
+    brought it here, or a ``session-forwards`` record's own skip or rejection)."""
+
     record: Record
     kind: Kind
     event: AnyEvent | None = None
     session_key: str | None = None
     reason: Reason | None = None
     detail: str = ""
+    # A forward's part of an event whose own outcome was decided on another partition
+    # (an undo's lines given back, aliases ended with their customer's session, the
+    # guest half of an erased sign-in): not a second outcome of the event.
+    follow_up: bool = False
 
 
 @dataclass(frozen=True)
@@ -197,6 +204,9 @@ class Plan:
     local: bool = False
     # Records that came on another partition than their key's (sent there).
     misplaced: int = 0
+    # ``session-forwards`` records whose work this plan did (not skipped as sent again,
+    # redelivered or unreadable: those have outcomes of their own).
+    forwards_taken: int = 0
     pending: dict[str, Pending | None] = field(default_factory=dict)
     forward_marks: dict[int, str] = field(default_factory=dict)
     handed: set[str] = field(default_factory=set)
@@ -271,6 +281,8 @@ def joined(plans: Sequence[Plan], records: Sequence[Record]) -> Plan:
         out.outcomes.extend(part.outcomes)
         out.kept_apart.update(part.kept_apart)
         out.kpis.add(part.kpis)
+        out.misplaced += part.misplaced
+        out.forwards_taken += part.forwards_taken
         for name in (
             "writes", "deletes", "aliases", "offsets", "fingerprints", "expected_versions",
             "expected_aliases", "expected_offsets", "expired", "cleared", "lifetimes",
@@ -291,7 +303,20 @@ def joined(plans: Sequence[Plan], records: Sequence[Record]) -> Plan:
 
 
 def _origin(record: Record) -> Origin:
-    return Origin(topic=record.topic, partition=record.partition, offset=record.offset)
+    return Origin(
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        timestamp_ms=record.timestamp_ms,
+    )
+
+
+def _from_origin(origin: Origin, value: bytes | None, replayed_from: str | None) -> Record:
+    """The source record ``origin`` names, as a forward or a held entry carried it."""
+    return Record(
+        origin.topic, origin.partition, origin.offset, None, value,
+        origin.timestamp_ms, replayed_from,
+    )  # fmt: skip
 
 
 def _text(record: Record) -> str | None:

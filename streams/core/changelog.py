@@ -12,6 +12,14 @@ so each record says which source positions it reflects, and after each round
 publishes the partition's watermark on partition N: everything of the
 partition before it is on the topic.
 
+In forward mode (``docs/merge-across-partitions.md``) an entry also says what
+is in flight between partitions (:func:`sent`): the last forward applied per
+origin partition, which the cursor and the watermark keep like offsets, and
+the last forward the commit wrote, which holds the entry back until the
+forward relay published it (:func:`publishable`); a key's record carries its
+session's wait for a merge. So a restore never holds a state whose forwards
+were lost with Redis, nor loses a wait.
+
 A restore (:class:`Restore`) keeps each key's record of the highest ``seq``
 and each partition's highest watermark. Every source record up to the
 watermarks is reflected in the restored states; a record after them is
@@ -22,7 +30,7 @@ tells the planner so it folds the tail exactly once.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import orjson
@@ -91,16 +99,23 @@ def flat(positions: Positions) -> dict[str, int]:
 
 @dataclass
 class Cursor:
-    """The relay's progress: the last entry published, and the applied offsets then."""
+    """The relay's progress: the last entry published, and the applied offsets then (with
+    their fingerprints, and the last forward applied per origin partition)."""
 
     seq: str = "0-0"
     offsets: dict[str, int] = field(default_factory=dict)
     fingerprints: dict[str, str] = field(default_factory=dict)
+    forwarded: dict[str, str] = field(default_factory=dict)
 
     def dumps(self) -> bytes:
         """The cursor as stored (``cont:{pN}:clc``)."""
         return orjson.dumps(
-            {"seq": self.seq, "offsets": self.offsets, "fingerprints": self.fingerprints}
+            {
+                "seq": self.seq,
+                "offsets": self.offsets,
+                "fingerprints": self.fingerprints,
+                "forwarded": self.forwarded,
+            }
         )
 
     @classmethod
@@ -109,13 +124,21 @@ class Cursor:
         if not raw:
             return cls()
         data = orjson.loads(raw)
-        return cls(data["seq"], dict(data["offsets"]), dict(data["fingerprints"]))
+        return cls(
+            data["seq"],
+            dict(data["offsets"]),
+            dict(data["fingerprints"]),
+            dict(data.get("forwarded", {})),
+        )
 
     def watermark(self, partition: int) -> Out:
         """The watermark record of ``partition`` (the cursor's): every record of the
         partition's stream before it reflects these offsets."""
         mark = Watermark(
-            seq=self.seq, positions=compact(self.offsets), fingerprints=dict(self.fingerprints)
+            seq=self.seq,
+            positions=compact(self.offsets),
+            fingerprints=dict(self.fingerprints),
+            forwarded=dict(self.forwarded),
         )
         headers = [(CONTROL_HEADER, b"watermark")]
         return Out(WATERMARK_KEY, mark.model_dump_json().encode(), headers, partition)
@@ -134,6 +157,37 @@ class KeyState:
     expires_at_ms: tuple[int, int, int]
     reason: str = "ended"
     links: tuple[str, ...] = ()
+    # The key's wait for a merge across partitions as stored (``Pending``), b"" if none.
+    waiting: bytes = b""
+
+
+@dataclass(frozen=True)
+class Sent:
+    """What one entry says of the forwards between partitions: the last forward applied
+    per origin partition by its commit, and the id of the last forward it wrote."""
+
+    forwarded: dict[str, str] = field(default_factory=dict)
+    last_written: str | None = None
+
+
+def sent(fields: Mapping[bytes, bytes]) -> Sent:
+    """The forwards fields of one entry (none in a direct-mode commit's)."""
+    marks, last = fields.get(b"m"), fields.get(b"f")
+    try:
+        forwarded = {str(k): str(v) for k, v in orjson.loads(marks).items()} if marks else {}
+    except (ValueError, AttributeError):
+        forwarded = {}  # never written so; the entry's own parse reports it
+    return Sent(forwarded, last.decode() if last else None)
+
+
+def publishable(lasts: Sequence[str | None], published: str | None) -> int:
+    """How many of a round's entries (the last forward id each commit wrote, in order)
+    may go out while the forward relay has published up to ``published``: those before
+    the first whose forwards are not all on ``session-forwards`` yet."""
+    for n, last in enumerate(lasts):
+        if last is not None and (published is None or seq_order(last) > seq_order(published)):
+            return n
+    return len(lasts)
 
 
 def parse_entry(fields: Mapping[bytes, bytes]) -> tuple[dict[str, tuple[int, str]], list[KeyState]]:
@@ -168,15 +222,23 @@ def parse_entry(fields: Mapping[bytes, bytes]) -> tuple[dict[str, tuple[int, str
                 expires_at_ms=(xs, xa, xd),
                 reason=get("why").decode() or "ended",
                 links=tuple(sorted(str(g) for g in orjson.loads(get("l") or b"[]"))),
+                waiting=bytes(get("w")),
             )
         )
         i += 1
     return batch, states
 
 
-def advance(cursor: Cursor, seq: str, batch: Mapping[str, tuple[int, str]]) -> None:
-    """Move the cursor over one entry: its batch's offsets are now applied."""
+def advance(
+    cursor: Cursor,
+    seq: str,
+    batch: Mapping[str, tuple[int, str]],
+    forwarded: Mapping[str, str] | None = None,
+) -> None:
+    """Move the cursor over one entry: its batch's offsets (and ``forwarded``, the last
+    forward applied per origin) are now applied."""
     cursor.seq = seq
+    cursor.forwarded.update(forwarded or {})
     for tp, (offset, fp) in batch.items():
         if offset < 0:
             # A new log epoch: offsets of the old one mean nothing in it.
@@ -195,7 +257,13 @@ def records(
     out = []
     for st in states:
         where = partition_of(st.key, partitions)
-        if not st.stored and st.merged_into is None and not st.devices and not st.links:
+        if (
+            not st.stored
+            and st.merged_into is None
+            and not st.devices
+            and not st.links
+            and not st.waiting
+        ):
             version = st.floor if st.floor is not None else (st.version or 0)
             headers: Headers = [
                 (REASON_HEADER, st.reason.encode()),
@@ -227,6 +295,7 @@ def state_json(seq: str, version: int, st: KeyState, positions: Positions) -> by
             "links": list(st.links),
             "expires_at_ms": list(st.expires_at_ms),
             "positions": positions,
+            "waiting": orjson.loads(st.waiting) if st.waiting else None,
         }
     )
     stored = session_codec.json_of(st.stored) if st.stored else b"null"
@@ -316,6 +385,11 @@ class Restore:
     def fingerprints(self) -> dict[str, str]:
         """``topic:partition`` -> the fingerprint of the record at :meth:`start`'s offset."""
         return {tp: fp for tp, (_, fp) in self._marked().items() if fp}
+
+    def forwarded(self) -> dict[int, dict[str, str]]:
+        """Partition -> origin partition -> the last forward from it applied there, as
+        of the partition's watermark."""
+        return {n: dict(mark.forwarded) for n, mark in self.watermarks.items() if mark.forwarded}
 
     def _marked(self) -> dict[str, tuple[int, str]]:
         """Each source partition's position and fingerprint, from the watermarks.

@@ -57,6 +57,7 @@ class Held:
             "t": self.origin.topic,
             "p": self.origin.partition,
             "o": self.origin.offset,
+            "m": self.origin.timestamp_ms,
             "v": self.value.decode(),
             "r": self.replayed_from,
             "k": self.key,
@@ -66,8 +67,12 @@ class Held:
 
     @classmethod
     def from_json(cls, raw: dict[str, object]) -> Held:
+        stamp = raw.get("m")
         origin = Origin(
-            topic=str(raw["t"]), partition=int(str(raw["p"])), offset=int(str(raw["o"]))
+            topic=str(raw["t"]),
+            partition=int(str(raw["p"])),
+            offset=int(str(raw["o"])),
+            timestamp_ms=None if stamp is None else int(str(stamp)),
         )
         replayed, key = raw.get("r"), raw.get("k")
         return cls(

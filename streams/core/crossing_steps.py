@@ -19,6 +19,7 @@ from streams.core.batch import (
     RecordOutcome,
     Via,
     _Batch,
+    _from_origin,
     _origin,
     _text,
 )
@@ -66,10 +67,20 @@ def _forwarded(b: _Batch, record: Record) -> None:
             plan.outcomes.append(RecordOutcome(record, Kind.DUPLICATE, detail="forward sent again"))
             return
         plan.forward_marks[source] = seq
-    origin = Record(
-        fwd.origin.topic, fwd.origin.partition, fwd.origin.offset, None,
-        None if fwd.event is None else fwd.event.encode(), replayed_from=fwd.replayed_from,
-    )  # fmt: skip
+    reflected = b.snapshot.reflected.get(fwd.key)
+    if reflected is not None and reflected.get(record.tp, -1) >= record.offset:
+        # A restore: the state restored for its key holds this forward already.
+        plan.outcomes.append(RecordOutcome(record, Kind.ALREADY_APPLIED, detail="state holds it"))
+        return
+    if fwd.event is None and fwd.kind != "alias_end":
+        plan.outcomes.append(
+            _rejected(record, Rejected(Reason.INVALID_EVENT, f"{fwd.kind} forward without event"))
+        )
+        return
+    plan.forwards_taken += 1
+    origin = _from_origin(
+        fwd.origin, None if fwd.event is None else fwd.event.encode(), fwd.replayed_from
+    )
     event = None if origin.value is None else decode(origin.value)
     if isinstance(event, Rejected):  # never sent so: it was valid where it came in
         plan.outcomes.append(_rejected(origin, event))
@@ -77,9 +88,7 @@ def _forwarded(b: _Batch, record: Record) -> None:
     if fwd.kind == "alias_end":
         _alias_end(b, origin, event, fwd)
     elif event is None:
-        plan.outcomes.append(
-            _rejected(record, Rejected(Reason.INVALID_EVENT, f"{fwd.kind} forward without event"))
-        )
+        raise AssertionError("only an alias_end goes without its event")
     elif fwd.kind == "login":
         _guest_login(b, origin, event, fwd)
     elif fwd.kind == "merge":
@@ -99,7 +108,7 @@ def _forwarded(b: _Batch, record: Record) -> None:
             # The guest's new session goes on from the versions its alias showed it.
             b.floors[fwd.key] = max(b.floors.get(fwd.key, 0), fwd.floor)
         _give_back_here(b, origin, event, list(fwd.lines), floored)
-        plan.outcomes.append(RecordOutcome(origin, Kind.APPLIED, None, fwd.key))
+        plan.outcomes.append(RecordOutcome(origin, Kind.APPLIED, None, fwd.key, follow_up=True))
 
 
 def _give_back_here(
@@ -290,7 +299,7 @@ def _floored(b: _Batch, origin: Record, event: AnyEvent, fwd: Forward) -> None:
         # An undo's give-back asked: the alias it ended led to ``customer_id``.
         b.floors[key] = max(b.floors.get(key, 0), fwd.floor)
         _give_back_here(b, origin, event, list(fwd.lines))
-        b.plan.outcomes.append(RecordOutcome(origin, Kind.APPLIED, None, key))
+        b.plan.outcomes.append(RecordOutcome(origin, Kind.APPLIED, None, key, follow_up=True))
     else:
         if b.aliases.get(key) == fwd.customer_id:
             b.floors[key] = max(b.floors.get(key, 0), fwd.floor)
@@ -313,8 +322,11 @@ def _guest_login(b: _Batch, origin: Record, event: AnyEvent, fwd: Forward) -> No
         if _is_login(event, aliases):
             _unlink(plan, event, aliases)
             _record_sign_in(plan, b.devices, event, erased_name(fwd.erased_at_ms))
+        # The customer side counted the sign-in erased already.
         plan.outcomes.append(
-            RecordOutcome(origin, Kind.ERASED, event, detail="published before an erasure")
+            RecordOutcome(
+                origin, Kind.ERASED, event, detail="published before an erasure", follow_up=True
+            )
         )
         return
     answer = Forward(
@@ -398,10 +410,7 @@ def _customer_merge(b: _Batch, origin: Record, event: AnyEvent, fwd: Forward) ->
 def _release_held(b: _Batch, waiting: Pending) -> None:
     """Plan what a session held while it waited, in the order it came."""
     for held in waiting.held:
-        record = Record(
-            held.origin.topic, held.origin.partition, held.origin.offset, None, held.value,
-            replayed_from=held.replayed_from,
-        )  # fmt: skip
+        record = _from_origin(held.origin, held.value, held.replayed_from)
         again = decode(held.value)
         assert not isinstance(again, Rejected), "only valid events are held"
         planning._source(b, record, again, held.key, held.seen, Via(held.via))
@@ -443,13 +452,16 @@ def _alias_end(b: _Batch, origin: Record, event: AnyEvent | None, fwd: Forward) 
             plan.alias_deletes.add(anon)
     if fwd.erased_at_ms is not None:
         _unsign(b, anon, fwd)
+        # The customer side counted the sign-in erased already.
         plan.outcomes.append(
-            RecordOutcome(origin, Kind.ERASED, event, detail="published before an erasure")
+            RecordOutcome(
+                origin, Kind.ERASED, event, detail="published before an erasure", follow_up=True
+            )
         )
     elif event is not None:
         planning._source(b, origin, event)
     else:
-        plan.outcomes.append(RecordOutcome(origin, Kind.APPLIED, None, anon))
+        plan.outcomes.append(RecordOutcome(origin, Kind.APPLIED, None, anon, follow_up=True))
     if asked and waiting is not None:
         _release_held(b, waiting)
 

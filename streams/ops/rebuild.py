@@ -11,7 +11,9 @@ again (the live run did that once already).
 
 Erasures are restored from the ``session-erasures`` topic before the first
 batch, so no record an erasure covers is ever folded, even into a Redis
-that lost everything (``streams/core/erasure.py``).
+that lost everything (``streams/core/erasure.py``). The fold does the work
+of every forward on ``session-forwards`` itself, so the prefix then takes
+that topic's positions as applied (``streams/ops/forward_positions.py``).
 
 Arrival order across topics is the consumer's, not the live run's, so the
 fields that depend on it may differ from the live state (README: Rebuild).
@@ -31,6 +33,7 @@ from streams.kafka.progress import ReadProgress
 from streams.kafka.reader import TopicReader
 from streams.kafka.records import from_kafka
 from streams.ops.erase import read_erasures
+from streams.ops.forward_positions import skip_forwards
 from streams.store import keys
 from streams.store.keys import Space
 from streams.store.state import RedisState
@@ -72,6 +75,8 @@ async def rebuild(
     async with reader:
         async for batch in reader:
             await processor.process([from_kafka(m) for m in batch])
+    # The fold did the forwards' work: workers on this prefix go on after them.
+    await skip_forwards(bootstrap, state, kafka)
     return reader.progress
 
 
@@ -108,7 +113,9 @@ async def wipe(redis: Redis | RedisCluster, space: Space) -> int:
     """Delete a prefix's folded state, in every partition; return the count of keys deleted.
 
     Sessions, aliases, links, journeys, abandonment timers, applied offsets and
-    fingerprints go, and the KPI counters the fold recounts. Erasures stay: they
+    fingerprints go, and the KPI counters the fold recounts; so does the work in
+    flight between partitions (waiting sessions, forwards not yet sent, the last
+    forward applied per origin), which the fold does anew. Erasures stay: they
     keep the next fold from restoring erased sessions. So do the abandonment
     counts (a sweep's, not the log's) and the outbox (notifications not yet sent).
     """
@@ -135,6 +142,10 @@ async def wipe(redis: Redis | RedisCluster, space: Space) -> int:
             keys.fingerprints(space, n),
             keys.offset_times(space, n),
             keys.abandonment(space, n),
+            keys.waiting(space, n),
+            keys.forwards(space, n),
+            keys.forwards_cursor(space, n),
+            keys.forwards_seen(space, n),
         )
     return deleted
 

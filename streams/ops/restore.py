@@ -9,16 +9,23 @@
    the states. A state an erasure covers (its version at or below the
    erasure's floor for the key) is not restored.
 3. States are written as the commit writes them (session hash, alias,
-   link set, device sign-ins, version floors, key TTLs), each partition's
-   applied offsets and fingerprints from its watermark, and each partition's
-   changelog relay cursor at that watermark.
+   link set, device sign-ins, version floors, key TTLs, a session's wait for
+   a merge across partitions), each partition's applied offsets and
+   fingerprints from its watermark (``session-forwards`` among them), the last
+   forward applied per origin, and each partition's changelog relay cursor at
+   that watermark. A state reaches the changelog only once the forwards its
+   commit sent are on ``session-forwards``, so none is lost with Redis.
 4. Each source partition is checked against its watermark's fingerprint (the
    log-reset rule of ``streams/core/log_reset.py``): where it is still the
    same log, only the records after the watermark are folded, through the
    workers' planner and commit (a batch per partition, as the workers do),
    and a key whose restored state already holds a record skips it; where the
    log was reset (deleted and created again), the partition starts a new epoch
-   and is folded from its beginning.
+   and is folded from its beginning. With ``forward`` (the workers'
+   ``CONTINUITY_CROSS_PARTITION=forward``) the tail is planned per partition as
+   they plan it and takes in ``session-forwards`` too: the forwards published
+   after a partition's watermark are applied there, and what the tail hands to
+   other partitions waits in the forwards outbox for the workers' relays.
 
 So the time a restore takes grows with the live sessions and the tail, not
 with the history. Journeys and the KPI counters are not in the changelog:
@@ -33,12 +40,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+import orjson
 from redis.asyncio import Redis, RedisCluster
 
 from schemas.changelog import SessionState, Watermark
-from schemas.topics import SESSION_CHANGELOG
+from schemas.topics import SESSION_CHANGELOG, SESSION_FORWARDS
 from streams.core import session_codec
 from streams.core.changelog import Cursor, Ended, Restore, is_control, newest_watermark
+from streams.core.crossing import seq_after
 from streams.core.erasure import Erasure
 from streams.core.expiry import ttl_seconds
 from streams.core.fold import DEFAULT_LIMITS, Limits
@@ -65,6 +74,13 @@ class Restored:
     skipped_erased: int
     tail: ReadProgress
     reset_partitions: tuple[str, ...]
+    forwards: int = 0
+    """Of the tail's records, those of ``session-forwards`` (the rest are source records)."""
+
+    @property
+    def sources(self) -> int:
+        """The source records of the tail folded."""
+        return self.tail.records - self.forwards
 
 
 class _TailState(RedisState):
@@ -106,8 +122,13 @@ async def restore(
     report: Callable[[ReadProgress], None] | None = None,
     kafka: dict[str, Any] | None = None,
     limits: Limits = DEFAULT_LIMITS,
+    forward: bool = False,
 ) -> Restored:
-    """Restore ``state``'s prefix from the changelog, then fold the source tail."""
+    """Restore ``state``'s prefix from the changelog, then fold the source tail.
+
+    ``forward``: the workers' ``CONTINUITY_CROSS_PARTITION=forward``: the tail is
+    planned per partition as they plan it, ``session-forwards`` included from the
+    watermarks on (the forwards in flight when Redis was lost)."""
     erasures = await read_erasures(bootstrap, kafka=kafka)
     await state.restore_erasures(erasures)
     found = Restore(await read_watermarks(bootstrap, kafka))
@@ -128,16 +149,18 @@ async def restore(
     reset = await _reset_partitions(bootstrap, start, fingerprints, kafka)
     kept = {tp: o for tp, o in start.items() if tp not in reset}
     await _write_positions(state, kept, fingerprints, found)
+    await _write_forward_marks(state, found)
     reflected = {
         k: {tp: o for tp, o in held.items() if tp not in reset}
         for k, held in found.reflected().items()
     }
     tail = _TailState(state, reflected)
-    processor = BatchProcessor(tail, no_dead_letters, limits)
+    processor = BatchProcessor(tail, no_dead_letters, limits, forward=forward)
     first = {_partition(tp): o + 1 for tp, o in kept.items()}
+    forwards = 0
     reader = TopicReader(
         bootstrap,
-        topics,
+        [*topics, SESSION_FORWARDS] if forward else topics,
         start=first,
         batch_max=batch_max,
         job="rebuild",
@@ -146,9 +169,15 @@ async def restore(
     )
     async with reader:
         async for batch in reader:
+            forwards += sum(1 for m in batch if m.topic == SESSION_FORWARDS)
             await processor.process([from_kafka(m) for m in batch])
     return Restored(
-        found.read, writer.written, writer.skipped, reader.progress, tuple(sorted(reset))
+        found.read,
+        writer.written,
+        writer.skipped,
+        reader.progress,
+        tuple(sorted(reset)),
+        forwards,
     )
 
 
@@ -217,6 +246,7 @@ class StateWriter:
                 keys.version_floor(space, key),
             )
             pipe.zrem(keys.changelog_expiry(space, space.partition(key)), key)
+            pipe.hdel(keys.waiting(space, space.partition(key)), key)
             await pipe.execute()
 
 
@@ -255,6 +285,11 @@ def _write_one(
         if xs > 0:
             pipe.pexpireat(name, xs)
         written = 1
+    if item.waiting is not None:
+        # A wait for a merge across partitions: the merge, on session-forwards, ends it.
+        waits = keys.waiting(space, space.partition(item.key))
+        pipe.hset(waits, item.key, orjson.dumps(item.waiting))
+        written = 1
     if item.devices and (xd < 0 or xd > now):
         name = keys.devices(space, item.key)
         pipe.zadd(name, {c: ms for c, ms in item.devices.items()})
@@ -288,6 +323,32 @@ async def _write_positions(
                 pipe.hset(keys.fingerprints(space, n), mapping=prints)
             pipe.set(keys.changelog_cursor(space, n), cursor.dumps())
             await pipe.execute()
+
+
+async def _write_forward_marks(state: RedisState, found: Restore) -> None:
+    """Each partition's last forward applied per origin, from its watermark; and each
+    origin's forwards stream made to go on after the ids any partition has applied,
+    so the first forward written after the restore is never taken for a re-send."""
+    space, marks = state.space, found.forwarded()
+    newest: dict[int, str] = {}
+    for seen in marks.values():
+        for origin, seq in seen.items():
+            if seq_after(seq, newest.get(int(origin))):
+                newest[int(origin)] = seq
+    for n in space.all_partitions():
+        async with state.redis.pipeline(transaction=True) as pipe:
+            if marks.get(n):
+                applied: dict[Any, Any] = dict(marks[n])
+                pipe.hset(keys.forwards_seen(space, n), mapping=applied)
+            if n in newest:
+                # An entry at that id, removed at once, leaves the stream's last id
+                # there; the relay's cursor with it (nothing before it is to send).
+                stream, at = keys.forwards(space, n), newest[n]
+                pipe.xadd(stream, {"p": "-1"}, id=at)
+                pipe.xdel(stream, at)
+                pipe.set(keys.forwards_cursor(space, n), at)
+            if len(pipe):
+                await pipe.execute()
 
 
 async def _reset_partitions(

@@ -71,6 +71,12 @@ class ChangelogOutbox:
         raw: Any = await self.redis.get(keys.changelog_cursor(self.space, self.partition))
         return Cursor.loads(raw)
 
+    async def forwards_published(self) -> str | None:
+        """The id of the partition's last forward the forward relay has published (its
+        cursor), or None if none was."""
+        raw: Any = await self.redis.get(keys.forwards_cursor(self.space, self.partition))
+        return None if raw is None else raw.decode() if isinstance(raw, bytes) else str(raw)
+
     async def read(self, after: str, count: int) -> list[Entry]:
         """Up to ``count`` entries after the id ``after``, in order."""
         rows: Any = await self.redis.xrange(self.stream, f"({after}", "+", count=count)

@@ -23,6 +23,7 @@ from typing import Any
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.lock import Lock
 
+from schemas.topics import SESSION_FORWARDS
 from streams.store import keys
 from streams.store.keys import Space
 from streams.store.scripts import register
@@ -121,6 +122,27 @@ class ForwardOutbox:
         """Give the lease up (a worker stopping), so another relay takes over at once."""
         if await self.lease.owned():
             await self.lease.release()
+
+
+async def mark_applied(
+    redis: Redis | RedisCluster,
+    space: Space,
+    partition: int,
+    offset: int,
+    fingerprint: str,
+    marks: Mapping[int, str],
+) -> None:
+    """Record ``session-forwards`` partition ``partition`` as applied up to ``offset`` (the
+    record there has ``fingerprint``), and the last forward applied per origin
+    (``marks``): one transaction, in the partition's slot."""
+    tp = f"{SESSION_FORWARDS}:{partition}"
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.hset(keys.offsets(space, partition), tp, offset)
+        pipe.hset(keys.fingerprints(space, partition), tp, fingerprint)
+        if marks:
+            seen: dict[Any, Any] = {str(o): seq for o, seq in marks.items()}
+            pipe.hset(keys.forwards_seen(space, partition), mapping=seen)
+        await pipe.execute()
 
 
 def every_partition(

@@ -480,7 +480,9 @@ CHANGELOG = Family(
     readers=(_CHANGELOG,),
     lifetime="an entry is trimmed once the changelog relay published it",
     meaning="the session changelog's outbox (`core/changelog.py`): per commit, the batch's "
-    "applied offsets and every touched key's state; read in order by the one relay holding "
+    "applied offsets (`o`), the last forward applied per origin (`m`), the last forward it "
+    "wrote (`f`: the entry waits until the forward relay published it) and every touched "
+    "key's state (its wait for a merge included); read in order by the one relay holding "
     "the lease",
     lua=("clack.lua", "clsweep.lua", "commit.lua", "erase.lua", "reset.lua"),
     scope="partition",
@@ -507,7 +509,7 @@ CHANGELOG_CURSOR = Family(
     readers=(_CHANGELOG,),
     lifetime="no TTL",
     meaning="the changelog relay's progress: the last entry published and the applied "
-    "offsets and fingerprints as of it (JSON)",
+    "offsets, fingerprints and last forward applied per origin as of it (JSON)",
     lua=("clack.lua",),
     scope="partition",
 )
@@ -529,7 +531,7 @@ FORWARDS = Family(
     "forwards",
     "fw",
     RedisType.STREAM,
-    writers=(_COMMIT, _FWACK),
+    writers=(_COMMIT, _FWACK, _WIPE),
     readers=(_FORWARDS,),
     lifetime="an entry is trimmed once the forward relay published it",
     meaning="forward records to other partitions (a login merging a guest into a customer "
@@ -544,7 +546,7 @@ FORWARDS_SEEN = Family(
     "forwards_seen",
     "fs",
     RedisType.HASH,
-    writers=(_COMMIT,),
+    writers=(_COMMIT, _FORWARDS, _WIPE),
     readers=(_LOAD,),
     lifetime="no TTL",
     meaning="per origin partition, the id of the last forward record from it applied here "
@@ -557,12 +559,12 @@ WAITING = Family(
     "waiting",
     "w",
     RedisType.HASH,
-    writers=(_COMMIT,),
+    writers=(_COMMIT, _WIPE),
     readers=(_LOAD,),
     lifetime="no TTL; a field goes when its merge lands",
     meaning="sessions waiting for the guest side of a login on another partition to answer: "
     "session key -> JSON `{a: the login's origin, h: the records held meanwhile}` "
-    "(streams/core/crossing.py)",
+    "(streams/core/crossing.py); each change is in the key's changelog record (`waiting`)",
     lua=("commit.lua", "load.lua"),
     scope="partition",
 )
@@ -571,10 +573,11 @@ FORWARDS_CURSOR = Family(
     "forwards_cursor",
     "fwc",
     RedisType.STRING,
-    writers=(_FWACK,),
-    readers=(_FORWARDS,),
+    writers=(_FWACK, _WIPE),
+    readers=(_FORWARDS, _CHANGELOG),
     lifetime="no TTL",
-    meaning="the forward relay's progress: the id of the last entry Kafka acknowledged",
+    meaning="the forward relay's progress: the id of the last entry Kafka acknowledged (the "
+    "changelog relay publishes a commit's entry only once this covers its forwards)",
     lua=("fwack.lua",),
     scope="partition",
 )

@@ -5,7 +5,10 @@ lease publishes that partition (different workers may hold different
 partitions). A round reads the partition's entries after its cursor, sends the
 records of each to their keys' partitions (N, for the partition's own keys),
 waiting for Kafka to acknowledge every one, then moves the cursor over them
-and sends the partition's watermark, on partition N, that says so. A crash or
+and sends the partition's watermark, on partition N, that says so. An entry
+whose commit sent forwards to other partitions waits until the forward relay
+has published them (``streams/worker/forward_relay.py``), so no state reaches
+the topic ahead of the work it handed on. A crash or
 a lost lease anywhere in between sends the round again from the cursor:
 records go out at least once, in commit order per key, and no watermark ever
 claims a record that is not on the topic. Every ``sweep_interval`` the holder
@@ -20,7 +23,16 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
-from streams.core.changelog import Cursor, Out, advance, compact, parse_entry, records
+from streams.core.changelog import (
+    Cursor,
+    Out,
+    advance,
+    compact,
+    parse_entry,
+    publishable,
+    records,
+    sent,
+)
 from streams.store.changelog import ChangelogOutbox
 from streams.worker import metrics
 from streams.worker.loops import Backoff, stop_if_cancelled
@@ -37,12 +49,21 @@ async def publish_round(outbox: ChangelogOutbox, publish: Publish, count: int) -
     many."""
     cursor = await outbox.cursor()
     entries = await outbox.read(cursor.seq, count)
+    forwards = [sent(entry.fields) for entry in entries]
+    lasts = [f.last_written for f in forwards]
+    if any(lasts):
+        # A commit's states wait for the forwards it sent to be on session-forwards:
+        # a restore must never hold a state whose work for another partition is lost.
+        ready = publishable(lasts, await outbox.forwards_published())
+        entries, forwards = entries[:ready], forwards[:ready]
     if not entries:
         return 0
-    moved = Cursor(cursor.seq, dict(cursor.offsets), dict(cursor.fingerprints))
-    sent: list[Awaitable[object]] = []
+    moved = Cursor(
+        cursor.seq, dict(cursor.offsets), dict(cursor.fingerprints), dict(cursor.forwarded)
+    )
+    out: list[Awaitable[object]] = []
     published = 0
-    for entry in entries:
+    for entry, forward in zip(entries, forwards, strict=True):
         try:
             batch, states = parse_entry(entry.fields)
         except (ValueError, KeyError) as exc:
@@ -50,12 +71,12 @@ async def publish_round(outbox: ChangelogOutbox, publish: Publish, count: int) -
             log.error("skipping unreadable changelog entry %s: %r", entry.id, exc)
             moved.seq = entry.id
             continue
-        advance(moved, entry.id, batch)
+        advance(moved, entry.id, batch, forward.forwarded)
         positions = compact(moved.offsets)
-        for out in records(entry.id, states, positions, outbox.space.partitions):
-            sent.append(await _send(publish, out))
+        for record in records(entry.id, states, positions, outbox.space.partitions):
+            out.append(await _send(publish, record))
             published += 1
-    await asyncio.gather(*sent)
+    await asyncio.gather(*out)
     if not await outbox.advance(moved):
         log.warning(
             "changelog relay lost partition %d's lease mid-round; the holder sends it again",

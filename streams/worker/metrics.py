@@ -25,7 +25,8 @@ REDIS_OPERATIONS = ("load", "commit", "refresh")
 
 EVENTS = Counter(
     "continuity_events_total",
-    "Records consumed by source topic and outcome: applied, duplicate, already_applied, rejected.",
+    "Source records by topic and final outcome (applied, duplicate, already_applied, "
+    "rejected, erased), each counted once, by the worker that decided it.",
     ["topic", "outcome"],
 )
 RECEIVED = Counter(
@@ -35,9 +36,27 @@ RECEIVED = Counter(
 )
 PROCESSED = Counter(
     "continuity_events_processed_total",
-    "Records folded and committed, by channel, event type and outcome "
-    "(applied, duplicate, already_applied, rejected = dead-lettered).",
+    "Source records committed, by channel, event type and final outcome "
+    "(applied, duplicate, already_applied, rejected = dead-lettered, erased): each once, "
+    "where it was decided (a record forwarded to another partition counts there).",
     ["channel", "type", "outcome"],
+)
+DEFERRED = Counter(
+    "continuity_events_deferred_total",
+    "Steps of source records on their way, by source topic: forwarded (handed to another "
+    "partition) or held (kept by a session waiting for a merge). Not final outcomes.",
+    ["topic", "outcome"],
+)
+FORWARDS_CONSUMED = Counter(
+    "continuity_forwards_consumed_total",
+    "session-forwards records consumed, by what became of the record itself: applied "
+    "(its work done), duplicate (a relay's re-send), already_applied, rejected.",
+    ["outcome"],
+)
+MISPLACED = Counter(
+    "continuity_misplaced_records_total",
+    "Source records that came on another partition than their key's (a producer not "
+    "partitioning with murmur2): forwarded to their key's partition.",
 )
 DEAD_LETTERS = Counter(
     "continuity_dead_letters_total",
@@ -206,6 +225,11 @@ for _type in ("cart.abandoned", "session.resumed_elsewhere"):
     NOTIFICATIONS.labels(_type)
 for _what in ("sign_in", "guest_event"):
     SHARED_DEVICE.labels(_what)
+for _topic in SOURCE_TOPICS:
+    for _step in ("forwarded", "held"):
+        DEFERRED.labels(_topic, _step)
+for _outcome in ("applied", "duplicate", "already_applied", "rejected"):
+    FORWARDS_CONSUMED.labels(_outcome)
 
 
 def record_received(labels: Iterable[RecordLabels]) -> None:
@@ -227,6 +251,12 @@ def record_batch(facts: BatchFacts) -> None:
         EVENTS.labels(topic, outcome).inc(n)
     for (topic, reason), n in facts.dead_letters.items():
         DEAD_LETTERS.labels(topic, reason).inc(n)
+    for (topic, step), n in facts.deferred.items():
+        DEFERRED.labels(topic, step).inc(n)
+    for outcome, n in facts.forwards.items():
+        FORWARDS_CONSUMED.labels(outcome).inc(n)
+    if facts.misplaced:
+        MISPLACED.inc(facts.misplaced)
     if facts.dropped_lines:
         MERGE_DROPPED_LINES.inc(facts.dropped_lines)
     for (channel, type_, outcome), n in facts.processed.items():

@@ -49,7 +49,14 @@ from schemas.events import AnyEvent
 from schemas.topics import SESSION_FORWARDS
 from streams.core.crossing import Placement
 from streams.core.decode import decode
-from streams.core.facts import RecordId, RecordLabels, batch_facts, labels_by_record, record_id
+from streams.core.facts import (
+    RecordId,
+    RecordLabels,
+    batch_facts,
+    labels_by_record,
+    outcome_labels,
+    record_id,
+)
 from streams.core.fold import DEFAULT_LIMITS, Limits, Reason, Rejected
 from streams.core.plan import Plan, Record, RecordOutcome, joined, needs, plan_batch
 from streams.core.positions import Floors, Rewind, rollbacks
@@ -218,7 +225,7 @@ class BatchProcessor:
         if self.floors is not None:
             for tp, offset in plan.offsets.items():
                 self.floors.raise_to(tp, offset)
-        metrics.record_batch(batch_facts(plan, snapshot, labels, time.time()))
+        metrics.record_batch(batch_facts(plan, snapshot, labels, time.time(), len(records)))
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
         _log_dead_letters(plan, labels)
         return plan
@@ -271,7 +278,7 @@ async def _timed(operation: str, call: Awaitable[T]) -> T:
 def _log_dead_letters(plan: Plan, labels: Mapping[RecordId, RecordLabels]) -> None:
     for o in plan.rejected:
         reason = o.reason.value if o.reason else "unknown"
-        event_id = labels.get(record_id(o.record), RecordLabels()).event_id
+        event_id = outcome_labels(o, labels).event_id
         log.warning(
             "dead-lettered %s[%d]@%d event_id=%s: %s (%s)",
             o.record.topic,

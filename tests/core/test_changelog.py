@@ -24,12 +24,15 @@ from streams.core.changelog import (
     KeyState,
     Out,
     Restore,
+    Sent,
     advance,
     compact,
     flat,
     newest_watermark,
     parse_entry,
+    publishable,
     records,
+    sent,
     seq_order,
     state_json,
 )
@@ -179,6 +182,7 @@ def test_an_entry_as_the_commit_writes_it_parses() -> None:
         b"dv2": orjson.dumps(["c-1", "1700"]),
         b"f2": b"",
         b"x2": b"-2,100,200",
+        b"w2": b'{"a":"t:0:3","h":[]}',
     }
     batch, states = parse_entry(fields)
     assert batch == {"t:0": (3, "ff")}
@@ -186,6 +190,7 @@ def test_an_entry_as_the_commit_writes_it_parses() -> None:
     assert states[1].merged_into == "c-1"
     assert states[1].devices == {"c-1": 1700}
     assert states[1].expires_at_ms == (-2, 100, 200)
+    assert (states[0].waiting, states[1].waiting) == (b"", b'{"a":"t:0:3","h":[]}')
     assert parse_entry({b"r": b"t:0"}) == ({"t:0": (-1, "")}, [])
     assert seq_order("9-10") > seq_order("9-9") > seq_order("8-99")
 
@@ -223,3 +228,45 @@ def test_a_state_spliced_from_the_stored_session_is_the_models_json(
         )
         assert orjson.loads(spliced) == orjson.loads(model.model_dump_json())
         assert SESSION_STATE_ADAPTER.validate_json(spliced) == model
+
+
+def test_forwards_in_flight_travel_with_the_changelog() -> None:
+    """An entry's forwards fields: the last forward applied per origin goes into the
+    cursor and the watermark (a restore puts it back); the last forward written holds
+    the entry until the forward relay published it; a key's wait for a merge is in its
+    record, also when the key holds nothing else yet, and a cleared wait is gone."""
+    fields = {b"o": orjson.dumps({"t:1": [4, "aa"]}), b"m": b'{"0":"9-1"}', b"f": b"12-0"}
+    assert sent(fields) == Sent({"0": "9-1"}, "12-0")
+    assert sent({b"o": b"{}"}) == Sent()
+    assert sent({b"m": b"[1]"}) == Sent(), "never written so: no marks, no crash"
+    cursor = Cursor()
+    advance(cursor, "12-0", {"t:1": (4, "aa")}, {"0": "9-1"})
+    advance(cursor, "13-0", {"t:1": (5, "bb")}, {"2": "7-0"})
+    advance(cursor, "14-0", {}, {"0": "10-0"})
+    assert cursor.forwarded == {"0": "10-0", "2": "7-0"}
+    assert Cursor.loads(cursor.dumps()) == cursor
+    mark = newest_watermark([cursor.watermark(1).value or b""])
+    assert mark is not None
+    assert Restore({1: mark}).forwarded() == {1: {"0": "10-0", "2": "7-0"}}
+    # An entry goes out once the forwards its commit wrote are published, in order.
+    assert publishable([None, "5-0", None, "9-0", None], None) == 1
+    assert publishable([None, "5-0", None, "9-0", None], "5-0") == 3
+    assert publishable([None, "5-0", None, "9-0", None], "9-0") == 5
+    assert publishable([None, None], None) == 2
+    assert publishable(["10-0"], "9-99") == 0
+    waits = orjson.dumps({"a": "cart-events:1:4", "h": []})
+    [out] = records(
+        "14-0",
+        [KeyState("c-1", None, b"", None, {}, None, (-2, -2, -2), waiting=waits)],
+        {},
+        PARTITIONS,
+    )
+    assert out.value is not None, "a key that only waits is no tombstone"
+    item = Restore().take(out.key, out.value, dict(out.headers))
+    assert isinstance(item, SessionState)
+    assert item.waiting == {"a": "cart-events:1:4", "h": []}
+    [done] = records(
+        "15-0", [_state("c-1", 2, session_codec.encode(Session(key="c-1")))], {}, PARTITIONS
+    )
+    later = SESSION_STATE_ADAPTER.validate_json(done.value or b"")
+    assert later.waiting is None

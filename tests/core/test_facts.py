@@ -5,11 +5,16 @@ types or ``unknown`` (never a copy of the input); rejected events keep the
 channel and type they validly named; a batch's facts count every record once
 by outcome and measure freshness only for applied events, never negatively;
 lag is what the state lacks of the high watermark; the sessions window reads
-the buckets the commit wrote.
+the buckets the commit wrote; and with the partitions planned apart (forwards
+between them, ``tests/support/saga.py``) every source record is still counted
+once, by its event's labels and topic, with its own Kafka age, exactly as one
+planner over every key counts it, and forwards count apart from events.
 """
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,20 +22,27 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from schemas.topics import SESSION_FORWARDS
 from streams.core.activity import BUCKET_SECONDS, WINDOW_SECONDS, bucket, window
 from streams.core.decode import decode
 from streams.core.facts import (
     CHANNELS,
     TYPES,
     UNKNOWN,
+    BatchFacts,
     RecordLabels,
     batch_facts,
     labels_by_record,
+    record_id,
     record_labels,
+    settles,
 )
+from streams.core.fold import Limits
 from streams.core.lag import consumer_lag, owned
-from streams.core.plan import Record
-from tests.support.pure import MemoryState, add, ev
+from streams.core.plan import Kind, Plan, Record, Snapshot
+from tests.core.test_partition_properties import PARTITIONS, histories, limits
+from tests.support.pure import MemoryState, add, ev, routed
+from tests.support.saga import Partitions
 
 AT = "2026-11-24T10:00:00Z"
 AT_S = datetime(2026, 11, 24, 10, tzinfo=UTC).timestamp()
@@ -152,3 +164,142 @@ def test_the_sessions_window_reads_the_buckets_commits_write() -> None:
     assert buckets[-1] == bucket(now), "the bucket being written is read"
     assert buckets[0] == bucket(now - WINDOW_SECONDS)
     assert len(buckets) == WINDOW_SECONDS // BUCKET_SECONDS + 1
+
+
+@dataclass
+class Counted:
+    """What the metrics count of a run, summed over its batches."""
+
+    processed: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    by_topic: Counter[tuple[str, str]] = field(default_factory=Counter)
+    dead_letters: Counter[tuple[str, str]] = field(default_factory=Counter)
+    event_ages: Counter[tuple[str, float]] = field(default_factory=Counter)
+    append_ages: Counter[tuple[str, float]] = field(default_factory=Counter)
+    deferred: Counter[tuple[str, str]] = field(default_factory=Counter)
+    forwards: Counter[str] = field(default_factory=Counter)
+    received: int = 0
+
+    def add(self, facts: BatchFacts) -> None:
+        self.processed.update(facts.processed)
+        self.by_topic.update(facts.by_topic)
+        self.dead_letters.update(facts.dead_letters)
+        self.event_ages.update(facts.event_ages)
+        self.append_ages.update(facts.append_ages)
+        self.deferred.update(facts.deferred)
+        self.forwards.update(facts.forwards)
+
+
+COMMITTED_AT = AT_S + 7200.0
+
+
+def _count(counted: Counted, batch: list[Record], snapshot: Snapshot, plan: Plan) -> None:
+    labels = labels_by_record(batch, [decode(r.value) for r in batch])
+    counted.add(batch_facts(plan, snapshot, labels, COMMITTED_AT, len(batch)))
+    counted.received += sum(1 for r in batch if r.topic != SESSION_FORWARDS)
+
+
+class CountingPartitions(Partitions):
+    """The saga, counting each batch's facts as the worker does after its commit."""
+
+    counted: Counted
+
+    def process(self, partition: int, batch: Any) -> Plan:
+        place = self.place(partition)
+        snapshot = self.store.snapshot(place)
+        plan = super().process(partition, batch)
+        _count(self.counted, list(batch), snapshot, plan)
+        return plan
+
+
+def _stamped(log: list[Record]) -> list[Record]:
+    """Each record with a Kafka timestamp of its own (ms), as the broker gives one."""
+    return [replace(r, timestamp_ms=1_000 * n + 17) for n, r in enumerate(log)]
+
+
+def test_forwarded_records_count_once_as_one_planner_counts_them() -> None:
+    """Planned apart, a record handed on (a login across partitions, a guest's event
+    following its alias, a customer's record held while its session waited) counts
+    once, where it is decided, by its event's channel and type, its source topic and
+    its own Kafka timestamp; the forwards and the steps on the way count apart."""
+    seen: Counter[str] = Counter()
+
+    @settings(max_examples=300, deadline=None)
+    @given(history=histories(), lim=limits(), partitions=st.sampled_from(PARTITIONS))
+    def counts(history: list[dict[str, Any]], lim: Limits, partitions: int) -> None:
+        log = _stamped(routed(history, partitions))
+        single, one = MemoryState(), Counted()
+        for record in log:
+            snapshot = single.snapshot()
+            _count(one, [record], snapshot, single.process([record], lim))
+        world = CountingPartitions(partitions, lim)
+        world.counted = apart = Counted()
+        consumed: dict[int, int] = {}
+        for record in log:
+            world.process(record.partition, [record])
+            world.drain(consumed)
+        assert apart.processed == one.processed
+        assert apart.by_topic == one.by_topic
+        assert apart.dead_letters == one.dead_letters
+        assert apart.event_ages == one.event_ages
+        assert apart.append_ages == one.append_ages
+        assert apart.received == one.received == sum(apart.processed.values())
+        assert not one.deferred, "one planner hands nothing on"
+        assert not one.forwards
+        sent = sum(len(t) for t in world.topic.values())
+        assert dict(apart.forwards) == ({Kind.APPLIED.value: sent} if sent else {})
+        seen.update(step for (_, step), n in apart.deferred.items() if n)
+        seen["erased or rejected"] += any(o in ("erased", "rejected") for *_, o in one.processed)
+
+    counts()
+    assert seen["forwarded"], seen
+    assert seen["erased or rejected"], seen
+
+
+def test_with_forwards_delivered_late_each_source_record_settles_once() -> None:
+    """Forwards relayed only now and then (a customer's records held while its session
+    waits, a guest's event meeting a merge under way): every source record still has
+    exactly one outcome the metrics count, its labels are its event's, and every
+    forward record is counted once among the forwards."""
+    seen: Counter[str] = Counter()
+
+    @settings(max_examples=300, deadline=None)
+    @given(
+        history=histories(),
+        lim=limits(),
+        partitions=st.sampled_from(PARTITIONS),
+        data=st.data(),
+    )
+    def late(history: list[dict[str, Any]], lim: Limits, partitions: int, data: Any) -> None:
+        log = _stamped(routed(history, partitions))
+        world = CountingPartitions(partitions, lim)
+        world.counted = apart = Counted()
+        settled: Counter[tuple[str, int, int]] = Counter()
+        consumed: dict[int, int] = {}
+        for record in log:
+            plan = world.process(record.partition, [record])
+            settled.update(record_id(o.record) for o in plan.outcomes if settles(o))
+            if data.draw(st.booleans(), label="relay now"):
+                before = len(world.plans)
+                world.drain(consumed)
+                for plan in world.plans[before:]:
+                    settled.update(record_id(o.record) for o in plan.outcomes if settles(o))
+        before = len(world.plans)
+        world.drain(consumed)
+        for plan in world.plans[before:]:
+            settled.update(record_id(o.record) for o in plan.outcomes if settles(o))
+        assert settled == Counter(record_id(r) for r in log)
+        assert apart.received == len(log) == sum(apart.processed.values())
+        sent = sum(len(t) for t in world.topic.values())
+        assert sum(apart.forwards.values()) == sent
+        wanted = Counter(
+            (lab.channel, lab.type)
+            for lab in labels_by_record(log, [decode(r.value) for r in log]).values()
+        )
+        assert Counter((c, t) for (c, t, _), n in apart.processed.items() for _ in range(n)) == (
+            wanted
+        )
+        seen.update(step for (_, step), n in apart.deferred.items() if n)
+
+    late()
+    assert seen["forwarded"], seen
+    assert seen["held"], seen

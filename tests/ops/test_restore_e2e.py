@@ -7,10 +7,15 @@ valid against the exported JSON Schema; a restore into an empty prefix after
 the source topics were deleted and created again (their history gone) equals
 the live state, reading no source record; with only a tail not yet on the
 changelog, a restore reads just that tail and still equals the live state,
-applied offsets included; and two relays, each holding the
+applied offsets included; two relays, each holding the
 leases of different partitions, publish a topic that still ends equal to
 Redis, each record on its key's partition and each partition's watermark on
-that partition covering only that partition's source positions.
+that partition covering only that partition's source positions; and in
+forward mode, a restore taken while a login across partitions is half done
+(the customer's session waiting with a record held, the guest's answer not yet
+on ``session-forwards``) puts back the wait, the guest's side and the forward
+to send, so that workers on the restored prefix finish the merge with nothing
+lost.
 """
 
 from __future__ import annotations
@@ -19,17 +24,20 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from schemas.changelog import CONTROL_HEADER, WATERMARK_ADAPTER
-from schemas.topics import SESSION_CHANGELOG, SOURCE_TOPICS
+from schemas.topics import SESSION_CHANGELOG, SESSION_FORWARDS, SOURCE_TOPICS
 from streams.core.changelog import flat
+from streams.core.crossing import Pending
 from streams.dev.simulate import workload
 from streams.kafka import clients
 from streams.kafka.publish import Publisher
 from streams.kafka.topics import ensure_topics
 from streams.store import keys
 from streams.store.changelog import ChangelogOutbox
+from streams.store.forwards import ForwardOutbox
 from streams.store.state import RedisState
 from streams.worker.changelog_relay import run_changelog_relay
 from tests.support.changelog import (
@@ -40,7 +48,7 @@ from tests.support.changelog import (
     restored_families,
 )
 from tests.support.events import added, event
-from tests.support.private_stack import private_stack
+from tests.support.private_stack import PrivateStack, private_stack
 from tests.support.stack import (
     PARTITIONS,
     applied_through,
@@ -51,6 +59,8 @@ from tests.support.stack import (
 )
 
 pytestmark = pytest.mark.e2e
+
+WHERE = space("cont")
 
 
 async def _recreate_sources(bootstrap: str) -> None:
@@ -106,8 +116,16 @@ async def test_downstream_reads_the_state_and_a_restore_needs_no_history(tmp_pat
         assert "then folded 0 source records" in out, out
         assert "logs reset, read from the start" in out, out
         assert await restored_families(st.redis, "cont-restored") == live
-        # The reset partitions start a new epoch: no applied offsets carried into it.
-        assert await RedisState(st.redis, space("cont-restored")).applied_offsets() == {}
+        # The reset partitions start a new epoch: no applied offsets carried into it. The
+        # workers' own session-forwards (forward mode) was not reset: its positions carry
+        # over, as the live ones (nothing of it was in flight, so nothing was folded).
+        restored = await RedisState(st.redis, space("cont-restored")).applied_offsets()
+        live_forwards = {
+            tp: o
+            for tp, o in (await st.state.applied_offsets()).items()
+            if tp.rpartition(":")[0] == SESSION_FORWARDS
+        }
+        assert restored == live_forwards
 
 
 async def test_a_restore_folds_only_the_tail_the_changelog_lacks(tmp_path: Path) -> None:
@@ -211,3 +229,81 @@ async def test_partitions_published_under_different_leases_end_equal_to_redis(
             assert {int(tp.rsplit(":", 1)[1]) for tp in positions} <= {m.partition}
             marks[m.partition] = marks.get(m.partition, 0) + 1
         assert set(marks) == set(where.all_partitions()), "a watermark on every partition"
+
+
+async def test_a_restore_keeps_the_work_in_flight_between_partitions(tmp_path: Path) -> None:
+    forward = {"CONTINUITY_CROSS_PARTITION": "forward"}
+    guest = "g-rs-1"
+    customer = next(
+        c for c in (f"c-rs-{n}" for n in range(99)) if WHERE.partition(c) != WHERE.partition(guest)
+    )
+    home_g, home_c = WHERE.partition(guest), WHERE.partition(customer)
+    async with private_stack(tmp_path) as st:
+        # The guest's partition's forwards stay unsent: the test holds their relay's lease.
+        stuck = ForwardOutbox(st.redis, WHERE, home_g, "test", lease_seconds=600)
+        assert await stuck.hold()
+        worker = st.start_worker("w", **forward)
+        async with Publisher(st.bootstrap, linger_ms=1) as pub:
+            await st.ready(pub)
+            written = await publish(
+                pub,
+                [
+                    event("cart.item_added", added("A-1", 2), anon=guest),
+                    event("session.identified", customer=customer, anon=guest),
+                    event("cart.item_added", added("B-2", 1), customer=customer),
+                ],
+            )
+            await applied_through(st.state, written, timeout=60)
+
+        async def half_done() -> bool:
+            waits = await st.redis.hget(keys.waiting(WHERE, home_c), customer)
+            merge = await st.redis.xlen(keys.forwards(WHERE, home_g))
+            return waits is not None and len(Pending.loads(waits).held) == 1 and merge == 1
+
+        await wait_until(half_done, 60, interval=0.1)
+        # Everything of the customer's partition reaches the changelog; the guest's side
+        # of the login waits there for its forward to be sent.
+        await wait_until(lambda: _published(st, home_c), 30, interval=0.2)
+        await asyncio.sleep(1.0)
+        assert await st.redis.xlen(keys.changelog(WHERE, home_g)) >= 1
+        worker.stop()
+        live = await restored_families(st.redis, "cont")
+        assert by_family(live, b"a:")[guest] == customer.encode()
+
+        # Redis lost: a restore into a fresh prefix, as the workers fold (forward mode).
+        code, out, err = await st.cli("rebuild", "--prefix", "cont-r", timeout=180, env=forward)
+        assert code == 0, out + err
+        assert "then folded 0 source records and 1 session-forwards records" in out, out
+        assert await restored_families(st.redis, "cont-r") == live
+        assert await _unsent(st, "cont-r", home_g) == await _unsent(st, "cont", home_g)
+        restored = RedisState(st.redis, space("cont-r"))
+        assert await restored.applied_offsets() == await st.state.applied_offsets()
+
+        # Workers on the restored prefix finish the merge: nothing folded was lost.
+        st.start_worker(
+            "w-r", CONTINUITY_REDIS_PREFIX="cont-r", CONTINUITY_APP_ID="restored", **forward
+        )
+
+        async def merged() -> Any:
+            session = await restored.get(customer)
+            return session if session is not None and len(session.cart) == 2 else None
+
+        session = await wait_until(merged, 90, interval=0.2)
+        assert [(line.sku, line.quantity) for line in session.cart] == [("A-1", 2), ("B-2", 1)]
+        assert await st.redis.hlen(keys.waiting(space("cont-r"), home_c)) == 0
+
+
+async def _published(st: PrivateStack, partition: int) -> bool:
+    return await st.redis.xlen(keys.changelog(WHERE, partition)) == 0
+
+
+async def _unsent(st: PrivateStack, prefix: str, partition: int) -> list[dict[str, Any]]:
+    """The forwards a partition's outbox holds, as their relay would send them, less the
+    journey a merge carries (journeys are not restored: Operations, Restore)."""
+    rows = await st.redis.xrange(keys.forwards(space(prefix), partition))
+    out = []
+    for _, fields in rows:
+        fwd = orjson.loads(fields[b"v"])
+        fwd.pop("journey", None)
+        out.append({"p": fields[b"p"], "k": fields[b"k"], "v": fwd})
+    return out

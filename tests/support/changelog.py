@@ -10,16 +10,19 @@ import orjson
 from redis.asyncio import Redis
 
 from schemas.changelog import CONTROL_HEADER, SEQ_HEADER, SESSION_STATE_ADAPTER
-from schemas.topics import SESSION_CHANGELOG
+from schemas.topics import SESSION_CHANGELOG, SESSION_FORWARDS
 from streams.core import session_codec
 from streams.core.changelog import seq_order
+from streams.kafka.reader import TopicReader
 from streams.ops.schema_export import SCHEMA_DIR
 from streams.store import keys
 from streams.store.keys import Space
+from streams.store.state import RedisState
 from tests.support.stack import read_topic, space, wait_until
 
-# The families a restore writes, compared value for value (sets and sorted sets as such).
-RESTORED = (b"s:", b"a:", b"l:", b"dv:", b"vf:")
+# The families a restore writes, compared value for value (sets and sorted sets as such);
+# ``w:`` is each partition's hash of sessions waiting for a merge across partitions.
+RESTORED = (b"s:", b"a:", b"l:", b"dv:", b"vf:", b"w:")
 
 
 def _family_and_id(name: bytes) -> tuple[bytes, str]:
@@ -56,12 +59,27 @@ async def restored_families(redis: Redis, prefix: str) -> dict[bytes, Any]:
     return out
 
 
+async def forwards_settled(redis: Redis, bootstrap: str, where: Space) -> bool:
+    """Whether no work is in flight between partitions (forward mode): no session waits
+    for a merge, every forward is published, and every one published is applied."""
+    for n in where.all_partitions():
+        if await redis.xlen(keys.forwards(where, n)) or await redis.hlen(keys.waiting(where, n)):
+            return False
+    async with TopicReader(bootstrap, [SESSION_FORWARDS], missing_ok=True, job="tests") as r:
+        ends = await r.read_ends()
+    applied = await RedisState(redis, where).applied_offsets()
+    return all(applied.get(tp, -1) >= end - 1 for tp, end in ends.items())
+
+
 async def drained(redis: Redis, bootstrap: str, where: Space | None = None) -> None:
-    """Wait until the relays published every partition's entries, and each partition's
-    watermark that says so is on that partition of the topic."""
+    """Wait until no work is in flight between partitions (:func:`forwards_settled`),
+    the relays published every partition's entries, and each partition's watermark
+    that says so is on that partition of the topic."""
     where = where or space("cont")
 
     async def done() -> bool:
+        if not await forwards_settled(redis, bootstrap, where):
+            return False
         cursors: dict[int, str] = {}
         for n in where.all_partitions():
             if await redis.xlen(keys.changelog(where, n)):

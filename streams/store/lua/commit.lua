@@ -31,7 +31,7 @@
 --   waiting: key, pending (pending '' stops the wait)
 --   forward_marks: origin, seq (the last forward applied per origin)
 --   device_renames: anon, customer, name (an erased customer's sign-in)
---   changelog: offsets (0 or 1 row: the batch's applied offsets; none writes no entry)
+--   changelog: offsets (0 or 1 row: the batch's applied offsets as JSON; none writes no entry)
 -- Returns {1} on success, {0, what, name} on a conflict (nothing written).
 -- Every name comes from the layout prelude (streams/store/keys.py): this partition's
 -- keys are tagged {p<partition>}; a session's keys carry its own id's partition.
@@ -263,23 +263,33 @@ for j = 0, n - 1 do touch(ARGV[s + 2 * j]); keep_floor(ARGV[s + 2 * j], ARGV[s +
 local lifetimes_start, lifetimes_n = section(3)
 local devices_start, devices_n = section(2)
 -- Work for other partitions, after the state it follows from, in the same step.
+-- The last id written goes into the changelog entry: its relay publishes the entry
+-- only once the forward relay published this far (a restore never has a state
+-- whose forwards were lost with Redis).
+local last_forward
 s, n = section(3)
 for j = 0, n - 1 do
   local b = s + 3 * j
-  redis.call('XADD', key_forwards(part), '*', 'p', ARGV[b], 'k', ARGV[b + 1], 'v', ARGV[b + 2])
+  last_forward = redis.call(
+    'XADD', key_forwards(part), '*', 'p', ARGV[b], 'k', ARGV[b + 1], 'v', ARGV[b + 2])
 end
+-- A session that starts or stops waiting is touched: its changelog record carries
+-- the wait, so a restore puts it back with the state it goes with.
 s, n = section(2)
 for j = 0, n - 1 do
   local k, pending = ARGV[s + 2 * j], ARGV[s + 2 * j + 1]
+  touch(k)
   if pending == '' then
     redis.call('HDEL', key_waiting(part), k)
   else
     redis.call('HSET', key_waiting(part), k, pending)
   end
 end
+local marks, marked = {}, false
 s, n = section(2)
 for j = 0, n - 1 do
   redis.call('HSET', key_forwards_seen(part), ARGV[s + 2 * j], ARGV[s + 2 * j + 1])
+  marks[ARGV[s + 2 * j]] = ARGV[s + 2 * j + 1]; marked = true
 end
 s, n = section(3)
 for j = 0, n - 1 do
@@ -346,9 +356,19 @@ end
 -- Each key's record goes to the stream of the key's own partition, so one relay
 -- publishes all of a key's records in commit order (an erasure's tombstone among
 -- them: nothing committed before it lands after it). Only this partition's entry
--- carries the batch's offsets; another partition's ('o' empty) moves no cursor.
-if changelog and #touched_list > 0 then
+-- carries the batch's offsets ('o'), the last forward applied per origin ('m') and
+-- the last forward it wrote ('f'); another partition's ('o' empty) moves no cursor.
+-- w<i>: the key's wait for a merge (its held records), '' if none. The entry is
+-- written also when no key changed but offsets moved (records handed on, held, or
+-- skipped), so the watermark covers every applied offset.
+if changelog and (#touched_list > 0 or ARGV[cs] ~= '{}' or marked or last_forward) then
   local entries = {[part] = {'o', ARGV[cs]}}
+  if marked then
+    entries[part][#entries[part] + 1] = 'm'; entries[part][#entries[part] + 1] = cjson.encode(marks)
+  end
+  if last_forward then
+    entries[part][#entries[part] + 1] = 'f'; entries[part][#entries[part] + 1] = last_forward
+  end
   local counts = {[part] = 0}
   for _, k in ipairs(touched_list) do
     local home = partition_of(k)
@@ -378,6 +398,8 @@ if changelog and #touched_list > 0 then
     fields[#fields + 1] = 'x' .. i; fields[#fields + 1] = tostring(x)
     fields[#fields + 1] = 'l' .. i
     fields[#fields + 1] = cjson.encode(redis.call('SMEMBERS', key_links(k)))
+    fields[#fields + 1] = 'w' .. i
+    fields[#fields + 1] = redis.call('HGET', key_waiting(home), k) or ''
   end
   for home, fields in pairs(entries) do
     redis.call('XADD', key_changelog(home), '*', unpack(fields))
