@@ -11,12 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from redis.asyncio import Redis
+from redis.asyncio import RedisCluster
 
 from bench.expect import Expectation, project
 from bench.workload import Workload
 from streams.core.session_codec import decode, json_of
 from streams.store import keys
+from streams.store.client import Client
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class Verdict:
         return f"FAILED ({self.what}): " + "; ".join(self.problems[:3])
 
 
-async def read_sessions(redis: Redis, prefix: str, hashed: bool) -> dict[str, bytes]:
+async def read_sessions(redis: Client, prefix: str, hashed: bool) -> dict[str, bytes]:
     """Every stored session's JSON by session key (hash field ``d``, or a plain string)."""
     names = [k async for k in redis.scan_iter(match=keys.SESSION.glob(prefix), count=2000)]
     pipe = redis.pipeline(transaction=False)
@@ -46,9 +47,14 @@ async def read_sessions(redis: Redis, prefix: str, hashed: bool) -> dict[str, by
     return {_id_of(name, keys.SESSION): blob for name, blob in zip(names, blobs, strict=True)}
 
 
-async def read_aliases(redis: Redis, prefix: str) -> dict[str, str]:
+async def read_aliases(redis: Client, prefix: str) -> dict[str, str]:
     names = [k async for k in redis.scan_iter(match=keys.ALIAS.glob(prefix), count=2000)]
-    values = await redis.mget(names) if names else []
+    if not names:
+        values = []
+    elif isinstance(redis, RedisCluster):  # names of many slots: one MGET per slot
+        values = await redis.mget_nonatomic(names)
+    else:
+        values = await redis.mget(names)
     return {
         _id_of(n, keys.ALIAS): v.decode() if isinstance(v, bytes) else str(v)
         for n, v in zip(names, values, strict=True)
@@ -56,7 +62,7 @@ async def read_aliases(redis: Redis, prefix: str) -> dict[str, str]:
 
 
 async def check_state(
-    redis: Redis, prefix: str, hashed: bool, workload: Workload, expected: Expectation
+    redis: Client, prefix: str, hashed: bool, workload: Workload, expected: Expectation
 ) -> Verdict:
     """Compare every session and alias under ``prefix`` with the expectation."""
     stored = await read_sessions(redis, prefix, hashed)
@@ -93,7 +99,7 @@ async def check_state(
     return Verdict(not problems, what, tuple(problems))
 
 
-async def check_counts(redis: Redis, prefix: str, workload: Workload) -> Verdict:
+async def check_counts(redis: Client, prefix: str, workload: Workload) -> Verdict:
     """The ceiling's invariant: per-customer counts add up to the events sent, every key present."""
     names = [k async for k in redis.scan_iter(match=f"{prefix}:n:*", count=2000)]
     pipe = redis.pipeline(transaction=False)

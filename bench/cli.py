@@ -55,7 +55,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument(
         "--variants",
-        default="ceiling,faust-empty,naive,backbone,backbone-no-changelog,backbone-2",
+        default=(
+            "ceiling,faust-empty,naive,backbone,backbone-no-changelog,backbone-2,"
+            "backbone-forward,backbone-cluster"
+        ),
         help="comma-separated subset, run in this order each round",
     )
     p.add_argument("--orders", type=int, default=5, help="delivery orders the oracle is proven on")

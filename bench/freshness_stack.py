@@ -229,7 +229,7 @@ async def _measure_on(
         "worker": children[0].pid,
         "gateway": gateway.pid,
         "broker": stack.broker.pid,
-        "redis": stack.redis_server.pid,
+        "redis": stack.redis_servers[0].pid,
         "bench client": os.getpid(),
     }
     marks: dict[str, tuple[float, dict[str, float]]] = {}

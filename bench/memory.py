@@ -117,8 +117,8 @@ async def rss_by_customers(
                 if not worker.alive() or time.monotonic() - started > timeout:
                     raise RuntimeError(f"worker did not fold {n} customers (log: {run_dir})")
                 await asyncio.sleep(0.5)
-            info = await stack.redis.info("memory")
-            sessions = await stack.redis.dbsize()
+            info = await stack.nodes[0].info("memory")
+            sessions = await stack.nodes[0].dbsize()
             rows.append(
                 {
                     "customers": n,

@@ -75,14 +75,14 @@ async def run_once(
     """Drain the workload's backlog once with ``variant`` on a fresh broker and Redis."""
     run_dir = logs / f"round{round_no}-{variant.name}"
     result = RunResult(variant.name, round_no, False, "", len(records), str(run_dir))
-    stack = await Stack.start(run_dir)
+    stack = await Stack.start(run_dir, cluster=variant.cluster)
     children: list[loopback.Child] = []
     try:
         backlog = await stack.produce(records)
         result.produce_s = backlog.seconds
         calls_before = await stack.commandstats()
         harness_before = dict(stack.harness_calls)
-        redis_cpu = cpu_seconds(stack.redis_server.pid)
+        redis_cpu = sum(map(cpu_seconds, stack.redis_pids))
         broker_cpu = cpu_seconds(stack.broker.pid)
         started = time.time()
         children = variant.start(stack, run_dir, backlog)
@@ -90,7 +90,7 @@ async def run_once(
         say(f"  round {round_no} {variant.name:<12} pid {pids}; logs {run_dir}")
         obs = await variant.observe(stack, children, started, backlog)
         rss = [peak_rss_bytes(c.pid) / MB for c in children]
-        redis_cpu = cpu_seconds(stack.redis_server.pid) - redis_cpu
+        redis_cpu = sum(map(cpu_seconds, stack.redis_pids)) - redis_cpu
         broker_cpu = cpu_seconds(stack.broker.pid) - broker_cpu
         calls_after = await stack.commandstats()
         mine = {c: n - harness_before.get(c, 0) for c, n in stack.harness_calls.items()}

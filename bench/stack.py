@@ -1,11 +1,14 @@
-"""A fresh embedded broker and redis-server per run, the backlog, and what they can tell us.
+"""A fresh embedded broker and Redis per run, the backlog, and what they can tell us.
 
 Each run gets its own broker (memory only) and Redis, started exactly as
 ``continuity dev`` starts them (``streams.dev.loopback``: Redis with AOF,
-``appendfsync everysec``); Redis's data directory is temporary and removed
-with the stack, the logs are kept. The backlog is written before any consumer
-starts, as pre-encoded records with the keys the wire contract prescribes, so
-every consumer drains the same bytes from the same partitions.
+``appendfsync everysec``): one ``redis-server``, or for the cluster variants a
+three-primary Redis Cluster of the same servers (``streams.dev.cluster``).
+Redis's data directories are temporary and removed with the stack, the logs are
+kept; Redis figures (commands, CPU) are summed over every node. The backlog is
+written before any consumer starts, as pre-encoded records with the keys the wire
+contract prescribes, so every consumer drains the same bytes from the same
+partitions.
 """
 
 from __future__ import annotations
@@ -17,18 +20,23 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 
 from bench.workload import Encoded
+from schemas.topics import SESSION_FORWARDS
 from streams.dev import loopback
+from streams.dev.cluster import LocalCluster, redis_cluster
+from streams.kafka.reader import TopicReader
 from streams.kafka.topics import ensure_topics
 from streams.store import keys
+from streams.store.client import connect
 from streams.store.keys import Space
 from streams.store.scripts import SCRIPTS, source
 
@@ -37,13 +45,17 @@ PARTITIONS = 8
 
 @dataclass
 class Stack:
-    """One run's broker and Redis."""
+    """One run's broker and Redis (one server, or every node of a cluster)."""
 
     broker: loopback.Child
-    redis_server: loopback.Child
-    redis: Redis
+    redis_servers: list[loopback.Child]
+    redis_url: str
+    redis: Redis | RedisCluster
+    nodes: list[Redis]
+    """A plain client of each server, for what a cluster client asks one node of."""
     data_dir: Path
     log_dir: Path
+    closing: AsyncExitStack
     harness_calls: Counter[str] = field(default_factory=Counter)
     """Redis commands the harness itself sent, so they can be left out of the consumer's."""
 
@@ -52,27 +64,37 @@ class Stack:
         return f"127.0.0.1:{self.broker.port}"
 
     @property
-    def redis_url(self) -> str:
-        return f"redis://127.0.0.1:{self.redis_server.port}/0"
+    def redis_pids(self) -> list[int]:
+        return [c.pid for c in self.redis_servers]
 
     @classmethod
-    async def start(cls, log_dir: Path) -> Stack:
-        """Broker and Redis on free loopback ports, with the event topics created."""
+    async def start(cls, log_dir: Path, cluster: bool = False) -> Stack:
+        """Broker and Redis (a three-primary cluster with ``cluster``) on free loopback
+        ports, with the event topics created."""
         await asyncio.to_thread(log_dir.mkdir, parents=True, exist_ok=True)
         data_dir = Path(tempfile.mkdtemp(prefix="continuity-bench-redis-"))
+        closing = AsyncExitStack()
         broker = loopback.start_broker(log_dir)
+        closing.callback(broker.stop)
         try:
-            redis_server = loopback.start_redis(data_dir, log_dir)
+            if cluster:
+                running: LocalCluster = await closing.enter_async_context(redis_cluster(data_dir))
+                servers = [n.child for n in running.nodes]
+                url = running.url
+            else:
+                server = loopback.start_redis(data_dir, log_dir)
+                closing.callback(server.stop)
+                servers = [server]
+                url = f"redis://127.0.0.1:{server.port}/0"
+            client = connect(url)
+            nodes = [Redis(host="127.0.0.1", port=s.port or 0) for s in servers]
+            for c in (client, *nodes):
+                closing.push_async_callback(c.aclose)
         except BaseException:
-            broker.stop()
+            await closing.aclose()
+            shutil.rmtree(data_dir, ignore_errors=True)
             raise
-        stack = cls(
-            broker,
-            redis_server,
-            Redis.from_url(f"redis://127.0.0.1:{redis_server.port}/0"),
-            data_dir,
-            log_dir,
-        )
+        stack = cls(broker, servers, url, client, nodes, data_dir, log_dir, closing)
         try:
             await ensure_topics(stack.bootstrap, PARTITIONS)
         except BaseException:
@@ -122,20 +144,41 @@ class Stack:
             out.update((_text(k), int(v)) for k, v in raw.items())
         return out
 
+    async def in_flight(self, prefix: str) -> bool:
+        """Whether work is still in flight between partitions (forward mode): a session
+        waits for a merge, a forward is not yet published, or one published is not yet
+        applied. Asked only once the source topics are drained."""
+        space = Space(prefix, PARTITIONS)
+        for n in space.all_partitions():
+            self.harness_calls["xlen"] += 1
+            self.harness_calls["hlen"] += 1
+            if await self.redis.xlen(keys.forwards(space, n)):
+                return True
+            if await self.redis.hlen(keys.waiting(space, n)):
+                return True
+        async with TopicReader(self.bootstrap, [SESSION_FORWARDS], missing_ok=True) as reader:
+            ends = await reader.read_ends()
+        applied = await self.applied_offsets(prefix)
+        return any(applied.get(tp, -1) < end - 1 for tp, end in ends.items())
+
     async def commandstats(self) -> dict[str, int]:
-        """Calls per Redis command so far (commands run inside Lua scripts included)."""
-        self.harness_calls["info"] += 1
-        info: dict[str, Any] = await self.redis.info("commandstats")
-        return {
-            name.removeprefix("cmdstat_"): int(stats["calls"])
-            for name, stats in info.items()
-            if isinstance(stats, dict)
-        }
+        """Calls per Redis command so far on every node together (commands run inside
+        Lua scripts included)."""
+        calls: Counter[str] = Counter()
+        for node in self.nodes:
+            self.harness_calls["info"] += 1
+            info: dict[str, Any] = await node.info("commandstats")
+            calls.update(
+                {
+                    name.removeprefix("cmdstat_"): int(stats["calls"])
+                    for name, stats in info.items()
+                    if isinstance(stats, dict)
+                }
+            )
+        return dict(calls)
 
     async def stop(self) -> None:
-        await self.redis.aclose()
-        self.redis_server.stop()
-        self.broker.stop()
+        await self.closing.aclose()
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
 

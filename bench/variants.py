@@ -76,6 +76,8 @@ class Variant(ABC):
 
     name: str
     processes: int = 1
+    cluster: bool = False
+    """Whether it runs on a three-primary Redis Cluster rather than one server."""
 
     @abstractmethod
     def start(self, stack: Stack, run_dir: Path, backlog: Backlog) -> list[loopback.Child]:
@@ -161,12 +163,18 @@ class Backbone(Variant):
     """The real worker (``continuity worker``), one or more processes in one group."""
 
     def __init__(
-        self, name: str, workers: int, timeout: float, env: dict[str, str] | None = None
+        self,
+        name: str,
+        workers: int,
+        timeout: float,
+        env: dict[str, str] | None = None,
+        cluster: bool = False,
     ) -> None:
         self.name = name
         self.processes = workers
         self.timeout = timeout
         self.env = env or {}
+        self.cluster = cluster
 
     def start(self, stack: Stack, run_dir: Path, backlog: Backlog) -> list[loopback.Child]:
         env = stack.worker_env(**self.env)
@@ -200,13 +208,16 @@ class Backbone(Variant):
         while True:
             applied = await stack.applied_offsets(WORKER_PREFIX)
             now = time.time()
-            count = sum(offset + 1 for offset in applied.values())
+            # Source records only: session-forwards records are the worker's own.
+            count = sum(applied.get(tp, -1) + 1 for tp in backlog.last_offsets)
             if count and any_applied is None:
                 any_applied = now
             settled = watch is None or watch.stable_since(self.processes) is not None
             if first is None and count and settled:
                 first = (now, count, _cpu(children))
-            if backlog.drained(applied):
+            # Drained: every source record applied, and (forward mode) every merge
+            # across partitions landed.
+            if backlog.drained(applied) and not await stack.in_flight(WORKER_PREFIX):
                 if first is None:
                     story = watch.story(started_at) if watch else ""
                     raise RunFailed(f"backlog drained before the group settled ({story})")
@@ -239,6 +250,9 @@ class Backbone(Variant):
         return sum(n for cmd, n in redis_calls.items() if cmd not in inner)
 
 
+FORWARD = {"CONTINUITY_CROSS_PARTITION": "forward"}
+
+
 def all_variants(events: int) -> list[Variant]:
     """Every variant, in the order a round runs them."""
     timeout = 120 + events / 400  # generous: the slowest (naive) folds ~2,000+ events/s
@@ -250,6 +264,10 @@ def all_variants(events: int) -> list[Variant]:
         # What the session changelog costs the worker: the same, with it switched off.
         Backbone("backbone-no-changelog", 1, timeout, {"CONTINUITY_CHANGELOG": "false"}),
         Backbone("backbone-2", 2, timeout),
+        # Each commit within its partition's slot, logins across partitions through
+        # session-forwards: on one primary, then on a three-primary cluster.
+        Backbone("backbone-forward", 1, timeout, FORWARD),
+        Backbone("backbone-cluster", 1, timeout, FORWARD, cluster=True),
     ]
 
 

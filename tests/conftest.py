@@ -28,6 +28,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from streams.dev import loopback
+from streams.dev.cluster import LocalCluster, redis_cluster
 from streams.kafka.publish import Publisher
 from streams.kafka.topics import ensure_topics
 from streams.store.client import connect
@@ -38,7 +39,6 @@ from tests.support.fault_report import (  # noqa: F401  (the fault table's hooks
     pytest_terminal_summary,
 )
 from tests.support.gateway import Gateway, start_gateway
-from tests.support.redis_cluster import LocalCluster, redis_cluster
 from tests.support.stack import PARTITIONS, Stack, WorkerGroup, skip_history, space
 
 # Property tests: ``make test`` draws the same examples on every machine and run

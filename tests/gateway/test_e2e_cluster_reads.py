@@ -24,6 +24,7 @@ from schemas.topics import SOURCE_TOPICS
 from streams.core.activity import window
 from streams.core.fold import new_session
 from streams.core.session_codec import encode
+from streams.dev.cluster import slot_of
 from streams.gateway import freshness, kpis
 from streams.gateway.fanout import Fanout
 from streams.gateway.handoff import code_in_partition
@@ -32,7 +33,6 @@ from streams.gateway.sessions import Sessions
 from streams.store import keys
 from streams.store.handoffs import HandoffStore, Taken, Ticket
 from streams.store.keys import Space
-from tests.support.redis_cluster import slot_of
 
 pytestmark = pytest.mark.e2e
 

@@ -32,6 +32,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from schemas.topics import SOURCE_TOPICS
 from streams.dev import loopback
+from streams.dev.cluster import LocalCluster, slot_of
 from streams.kafka.publish import Publisher
 from streams.kafka.topics import ensure_topics
 from streams.ops.erase import erase_customer, read_erasures, restore_lost_erasures
@@ -44,7 +45,6 @@ from streams.store.state import Erased, RedisState
 from tests.support.changelog import restored_families
 from tests.support.events import added, event
 from tests.support.folder import Folder, relay_changelog
-from tests.support.redis_cluster import LocalCluster, slot_of
 from tests.support.stack import PARTITIONS, publish, wait_until
 from tests.system.test_cli import run_cli
 

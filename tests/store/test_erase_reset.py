@@ -32,13 +32,13 @@ from redis.asyncio.cluster import RedisCluster
 from streams.core.decode import decode
 from streams.core.erasure import Erasure
 from streams.core.plan import Record, needs, plan_batch
+from streams.dev.cluster import slot_of
 from streams.store import keys
 from streams.store.keys import Space
 from streams.store.state import Erased, RedisState, Unnamed
 from streams.worker.processor import BatchProcessor
 from tests.support.events import added, event
 from tests.support.forwards import ForwardPump
-from tests.support.redis_cluster import slot_of
 
 pytestmark = pytest.mark.e2e
 

@@ -1,4 +1,4 @@
-"""A real Redis Cluster (tests/support/redis_cluster.py) and ``redis+cluster://`` URLs.
+"""A real Redis Cluster (streams/dev/cluster.py) and ``redis+cluster://`` URLs.
 
 Proves: the fixture forms a cluster of three primaries covering every slot;
 ``connect`` gives a cluster client that reaches every primary; a script over
@@ -22,6 +22,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ClusterCrossSlotError
 
 from streams.core.plan import Kind, Record
+from streams.dev.cluster import SLOTS, LocalCluster, redis_cluster, slot_of
 from streams.store import keys
 from streams.store.client import connect
 from streams.store.keys import Space
@@ -29,7 +30,6 @@ from streams.store.state import RedisState
 from streams.worker.processor import BatchProcessor
 from tests.support.events import added, event
 from tests.support.forwards import ForwardPump
-from tests.support.redis_cluster import SLOTS, LocalCluster, redis_cluster, slot_of
 
 pytestmark = pytest.mark.e2e
 

@@ -27,6 +27,7 @@ from schemas.changelog import CONTROL_HEADER, WATERMARK_ADAPTER
 from schemas.session import Session
 from streams.core import session_codec
 from streams.core.changelog import Cursor, Out
+from streams.dev.cluster import LocalCluster, slot_of
 from streams.store import keys
 from streams.store.changelog import ChangelogOutbox
 from streams.store.forwards import START, ForwardOutbox
@@ -36,7 +37,6 @@ from streams.worker import forward_relay
 from streams.worker.changelog_relay import publish_round
 from streams.worker.relay import relay_once
 from tests.store.test_outbox import Kafka, _session
-from tests.support.redis_cluster import LocalCluster, slot_of
 
 pytestmark = pytest.mark.e2e
 

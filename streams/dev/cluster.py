@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.crc import key_slot
@@ -57,12 +58,12 @@ class Node:
 
     async def cluster_info(self) -> dict[str, str]:
         """``CLUSTER INFO`` as a dict."""
-        text = await self.client.execute_command("CLUSTER", "INFO")
+        text = await _command(self.client, "CLUSTER", "INFO")
         return dict(line.split(":", 1) for line in _text(text).splitlines() if ":" in line)
 
     async def view(self) -> dict[str, NodeView]:
         """This node's ``CLUSTER NODES``: node id -> what it says of that node."""
-        text = _text(await self.client.execute_command("CLUSTER", "NODES"))
+        text = _text(await _command(self.client, "CLUSTER", "NODES"))
         return {v.id: v for v in map(NodeView.parse, text.splitlines()) if v is not None}
 
 
@@ -138,7 +139,7 @@ class LocalCluster:
         old = view[replica.id].primary_id
         if view[replica.id].primary:
             raise ValueError(f"{replica.name} is a primary already")
-        await replica.client.execute_command("CLUSTER", "FAILOVER")
+        await _command(replica.client, "CLUSTER", "FAILOVER")
 
         async def promoted() -> bool:
             for node in self.nodes:
@@ -161,20 +162,18 @@ class LocalCluster:
             source = await self.owner(slot)
             if source is to:
                 continue
-            await to.client.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source.id)
-            await source.client.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", to.id)
-            while keys := await source.client.execute_command(
-                "CLUSTER", "GETKEYSINSLOT", slot, 100
-            ):
-                await source.client.execute_command(
-                    "MIGRATE", "127.0.0.1", to.port, "", 0, 5000, "KEYS", *keys
+            await _command(to.client, "CLUSTER", "SETSLOT", slot, "IMPORTING", source.id)
+            await _command(source.client, "CLUSTER", "SETSLOT", slot, "MIGRATING", to.id)
+            while keys := await _command(source.client, "CLUSTER", "GETKEYSINSLOT", slot, 100):
+                await _command(
+                    source.client, "MIGRATE", "127.0.0.1", to.port, "", 0, 5000, "KEYS", *keys
                 )
             # The destination first, then the source, then the rest (the order
             # Redis's own resharding uses): no node sends a client to a node
             # that does not know it owns the slot yet.
             others = [p for p in primaries if p is not to and p is not source]
             for node in (to, source, *others):
-                await node.client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", to.id)
+                await _command(node.client, "CLUSTER", "SETSLOT", slot, "NODE", to.id)
 
         async def moved() -> bool:
             for node in self.nodes:
@@ -210,7 +209,7 @@ async def redis_cluster(
         cluster = LocalCluster(root, nodes)
         await _create(cli, nodes, replicas, timeout)
         for node in nodes:
-            node.id = _text(await node.client.execute_command("CLUSTER", "MYID"))
+            node.id = _text(await _command(node.client, "CLUSTER", "MYID"))
         await _until(
             lambda: _formed(cluster, primaries, replicas), timeout, "every node seeing the cluster"
         )
@@ -319,6 +318,11 @@ async def _until(check: Callable[[], Awaitable[bool]], timeout: float, what: str
             return
         await asyncio.sleep(0.1)
     raise TimeoutError(f"no {what} after {timeout}s")
+
+
+async def _command(client: Redis, *args: Any) -> Any:
+    """One command by name (redis-py types ``execute_command`` loosely)."""
+    return await client.execute_command(*args)  # type: ignore[no-untyped-call]
 
 
 def _text(reply: object) -> str:
