@@ -1,26 +1,29 @@
 """A worker and a gateway on a real Redis Cluster: a login across partitions, live.
 
 One worker (forward mode) and one gateway, both given the three-primary
-cluster's ``redis+cluster://`` URL, on the shared broker with a consumer group
-and key prefix of their own. A customer follows its session over SSE; a guest
-homed on a partition whose slot another primary owns adds a line, then signs
-in to the customer. Proves, end to end on the cluster: the gateway is ready
-(Redis, Kafka and its fan-out, one SSUBSCRIBE connection per primary), the
-worker's per-partition commits and its forward relay carry the login to the
-guest's partition and the merge back, and the customer's stream shows the
-guest's line merged into its cart, the customer's session holding no wait afterwards.
+cluster's ``redis+cluster://`` URL, on a broker of their own. A customer
+follows its session over SSE; a guest homed on a partition whose slot another
+primary owns adds a line, then signs in to the customer. Proves, end to end on
+the cluster: the gateway is ready (Redis, Kafka and its fan-out, one
+SSUBSCRIBE connection per primary), the worker's per-partition commits and its
+forward relay carry the login to the guest's partition and the merge back, and
+the customer's stream shows the guest's line merged into its cart, the
+customer's session holding no wait afterwards.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import pytest
 from redis.asyncio.cluster import RedisCluster
 
+from streams.dev import loopback
 from streams.kafka.publish import Publisher
+from streams.kafka.topics import ensure_topics
 from streams.store import keys
 from streams.store.keys import Space
 from streams.store.state import RedisState
@@ -35,7 +38,7 @@ from tests.support.gateway import (
     start_gateway,
 )
 from tests.support.redis_cluster import LocalCluster, slot_of
-from tests.support.stack import Stack, WorkerGroup, skip_history, space, wait_until
+from tests.support.stack import PARTITIONS, Stack, WorkerGroup, space, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -53,23 +56,29 @@ async def apart(cluster: LocalCluster, where: Space) -> tuple[str, str]:
 
 @pytest.fixture
 async def on_cluster(
-    stack: Stack, cluster: LocalCluster, cluster_client: RedisCluster, publisher: Publisher
+    cluster: LocalCluster, cluster_client: RedisCluster, tmp_path: Path
 ) -> AsyncIterator[tuple[Gateway, RedisState]]:
-    """A worker and a gateway of their own on the cluster; stopped afterwards."""
-    name = f"cl{uuid.uuid4().hex[:8]}"
-    state = RedisState(cluster_client, space(name))
-    group = WorkerGroup(stack, name, name, state)
-    await skip_history(stack.bootstrap, state, name)
-    started = len(stack.workers)
-    on = {"REDIS_URL": cluster.url}
-    group.start("w", CONTINUITY_CROSS_PARTITION="forward", **on)
-    gateway = start_gateway(stack, f"{name}-gw", prefix=name, **on)
+    """A broker, a worker and a gateway of their own on the cluster; stopped afterwards.
+
+    The broker too: the worker's forwards go to ``session-forwards``, which every
+    worker of a shared broker folds (another group's worker, in direct mode, would
+    meet records it has no use for)."""
+    broker = loopback.start_broker(tmp_path)
+    own = Stack(f"127.0.0.1:{broker.port}", cluster.url, tmp_path)
     try:
-        await group.ready(publisher)
+        await ensure_topics(own.bootstrap, PARTITIONS)
+        name = f"cl{uuid.uuid4().hex[:8]}"
+        state = RedisState(cluster_client, space(name))
+        group = WorkerGroup(own, name, name, state)
+        group.start("w", CONTINUITY_CROSS_PARTITION="forward")
+        gateway = start_gateway(own, f"{name}-gw", prefix=name)
+        async with Publisher(own.bootstrap, linger_ms=1) as publisher:
+            await group.ready(publisher)
         yield gateway, state
     finally:
-        for child in stack.workers[started:]:
+        for child in own.workers:
             child.stop()
+        broker.stop()
 
 
 async def ready(http: aiohttp.ClientSession, gw: Gateway) -> bool:
