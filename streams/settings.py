@@ -61,7 +61,10 @@ class Settings(BaseSettings):
             "Redis URL; may hold a password, never logged. Through Sentinel: "
             "`redis+sentinel://[:password@]host:port[,host:port...]/<service>[/<db>]` "
             "(`rediss+sentinel://` for TLS, `?sentinel_password=` for the sentinels' own "
-            'password; deploy/README.md "Redis"). `rediss://` for TLS; query parameters '
+            'password; deploy/README.md "Redis"). A Redis Cluster (worker and gateway; '
+            "workers with `CONTINUITY_CROSS_PARTITION=forward`): "
+            "`redis+cluster://[:password@]host:port[,host:port...]` (startup nodes; "
+            "`rediss+cluster://` for TLS). `rediss://` for TLS; query parameters "
             "`ssl_ca_certs`, `ssl_cert_reqs` (`required`, `optional`, `none`), "
             "`ssl_check_hostname`, `ssl_certfile`, `ssl_keyfile`, `ssl_password` (mutual TLS)"
         ),
@@ -141,7 +144,9 @@ class Settings(BaseSettings):
             "how a login merges a guest homed on another partition: `direct` (one commit "
             "changes both partitions' keys; one Redis primary only) or `forward` (each "
             "partition's commit changes its own keys, the rest goes through "
-            "`session-forwards`: what Redis Cluster needs; docs/merge-across-partitions.md)"
+            "`session-forwards`: what Redis Cluster needs, and a worker given a "
+            "`redis+cluster://` URL refuses to start in `direct`; "
+            "docs/merge-across-partitions.md)"
         ),
     )
     dedup_window: int = Field(

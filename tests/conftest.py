@@ -11,6 +11,10 @@ consumer group and Redis key prefix, so their state never meets another's.
 
 ``TEST_BACKEND=containers`` swaps the embedded broker and redis-server for
 testcontainers' Kafka and Redis where a Docker engine exists.
+``TEST_REDIS=cluster`` puts the session's Redis (and every private stack's) on a
+three-primary Redis Cluster, with workers in forward mode (``make test-cluster``);
+the ``redis`` fixture is then a cluster client, and tests that need one primary
+skip (``tests.support.stack.single_primary``).
 """
 
 from __future__ import annotations
@@ -24,14 +28,13 @@ from pathlib import Path
 import aiohttp
 import pytest
 from hypothesis import settings as hypothesis_settings
-from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from streams.dev import loopback
-from streams.dev.cluster import LocalCluster, redis_cluster
+from streams.dev.cluster import LocalCluster, redis_cluster, start_cluster_sync
 from streams.kafka.publish import Publisher
 from streams.kafka.topics import ensure_topics
-from streams.store.client import connect
+from streams.store.client import Client, connect
 from streams.store.state import RedisState
 from tests.support.fault_report import (  # noqa: F401  (the fault table's hooks)
     pytest_runtest_logreport,
@@ -39,7 +42,15 @@ from tests.support.fault_report import (  # noqa: F401  (the fault table's hooks
     pytest_terminal_summary,
 )
 from tests.support.gateway import Gateway, start_gateway
-from tests.support.stack import PARTITIONS, Stack, WorkerGroup, skip_history, space
+from tests.support.stack import (
+    PARTITIONS,
+    Stack,
+    WorkerGroup,
+    client,
+    on_cluster,
+    skip_history,
+    space,
+)
 
 # Property tests: ``make test`` draws the same examples on every machine and run
 # (derandomized, so a red run is reproducible and a green one is not luck of the
@@ -96,23 +107,31 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 w.stop()
         return
     broker = loopback.start_broker(log_dir)
-    redis = loopback.start_redis(tmp_path_factory.mktemp("redis"), log_dir)
-    st = Stack(f"127.0.0.1:{broker.port}", f"redis://127.0.0.1:{redis.port}/0", log_dir, redis)
+    if on_cluster():
+        # TEST_REDIS=cluster: three primaries; workers run in forward mode (stack.py).
+        nodes = start_cluster_sync(tmp_path_factory.mktemp("cluster"))
+        st = Stack(f"127.0.0.1:{broker.port}", nodes.url, log_dir)
+        stop_redis: Callable[[], None] = nodes.stop_processes
+    else:
+        redis = loopback.start_redis(tmp_path_factory.mktemp("redis"), log_dir)
+        st = Stack(f"127.0.0.1:{broker.port}", f"redis://127.0.0.1:{redis.port}/0", log_dir, redis)
+        stop_redis = redis.stop
     asyncio.run(ensure_topics(st.bootstrap, PARTITIONS))
     try:
         yield st
     finally:
         for w in st.workers:
             w.stop()
-        redis.stop()
+        stop_redis()
         broker.stop()
 
 
 @pytest.fixture
-async def redis(stack: Stack) -> AsyncIterator[Redis]:
-    client = Redis.from_url(stack.redis_url)
-    yield client
-    await client.aclose()
+async def redis(stack: Stack) -> AsyncIterator[Client]:
+    """A client of the session's Redis: a cluster client (``connect``) on a cluster run."""
+    made = client(stack.redis_url)
+    yield made
+    await made.aclose()
 
 
 @pytest.fixture(scope="session")
@@ -129,7 +148,7 @@ def ids() -> Callable[[str], str]:
 
 
 @pytest.fixture
-async def group(stack: Stack, redis: Redis) -> AsyncIterator[WorkerGroup]:
+async def group(stack: Stack, redis: Client) -> AsyncIterator[WorkerGroup]:
     """A fresh consumer group + Redis prefix starting at the log end; its workers are
     stopped afterwards."""
     name = f"g{uuid.uuid4().hex[:8]}"
@@ -146,13 +165,13 @@ async def group(stack: Stack, redis: Redis) -> AsyncIterator[WorkerGroup]:
 @pytest.fixture(scope="session")
 async def shared_worker(stack: Stack, publisher: Publisher) -> AsyncIterator[RedisState]:
     """One worker (group ``continuity-tests``, prefix ``cont``) shared by read-only e2e tests."""
-    client = Redis.from_url(stack.redis_url)
-    wg = WorkerGroup(stack, "continuity-tests", "cont", RedisState(client, space("cont")))
+    made = client(stack.redis_url)
+    wg = WorkerGroup(stack, "continuity-tests", "cont", RedisState(made, space("cont")))
     await skip_history(stack.bootstrap, wg.state, wg.group)
     wg.start("shared")
     await wg.ready(publisher)
     yield wg.state
-    await client.aclose()
+    await made.aclose()
 
 
 # --- The gateway -----------------------------------------------------------------

@@ -16,12 +16,13 @@ def run(args: argparse.Namespace) -> int:
 
     from streams import logs
     from streams.worker.app import create_app
-    from streams.worker.startup import Refused, check_kafka
+    from streams.worker.startup import Refused, check_kafka, check_redis
 
     settings = load_settings()
     logs.configure(settings.log_level, settings.log_format)
     json_logs = settings.log_format == "json"
     try:
+        check_redis(settings)
         ready = asyncio.run(check_kafka(settings))
     except Refused as refused:
         _say(json_logs, f"continuity worker: {refused.message}", logging.ERROR)

@@ -46,6 +46,7 @@ class Node:
     bus_port: int
     client: Redis
     id: str = ""
+    data: Path = Path()  # its data dir (AOF, nodes.conf)
 
     @property
     def port(self) -> int:
@@ -184,6 +185,35 @@ class LocalCluster:
 
         await _until(moved, timeout, f"slots {wanted[:4]}... owned by {to.name} on every node")
 
+    async def stop(self) -> None:
+        """Close the nodes' clients and stop every node (by its PID)."""
+        for node in self.nodes:
+            await node.client.aclose()
+        self.stop_processes()
+
+    def restart_processes(self, kill: bool = False) -> None:
+        """Stop (SIGTERM, or SIGKILL with ``kill``) every node, then start each again:
+        the cluster forms again as it was (wait with :meth:`wait_ok`)."""
+        self.stop_processes(kill)
+        self.start_processes()
+
+    def stop_processes(self, kill: bool = False) -> None:
+        """Stop every node (by its PID; SIGKILL with ``kill``); the clients are the
+        caller's to close."""
+        for node in self.nodes:
+            if kill:
+                node.child.kill()
+            else:
+                node.child.stop()
+
+    def start_processes(self) -> None:
+        """Start every stopped node again on its ports, data dir and ``nodes.conf``."""
+        for node in self.nodes:
+            if not node.child.alive():
+                node.child = node.child.restart()
+        for node in self.nodes:
+            loopback.wait_port(node.port, proc=node.child.proc)
+
     async def _all_ok(self) -> bool:
         for node in self.nodes:
             if (await node.cluster_info()).get("cluster_state") != "ok":
@@ -197,30 +227,57 @@ async def redis_cluster(
 ) -> AsyncIterator[LocalCluster]:
     """Start ``primaries`` primaries with ``replicas`` replicas each, joined and ok;
     stop every node (by its PID) afterwards."""
+    cluster = await start_cluster(root, primaries, replicas, timeout)
+    try:
+        yield cluster
+    finally:
+        await cluster.stop()
+
+
+async def start_cluster(
+    root: Path,
+    primaries: int = 3,
+    replicas: int = 0,
+    timeout: float = 60.0,
+    appendfsync: str = "everysec",
+) -> LocalCluster:
+    """Start a cluster as :func:`redis_cluster` does (every node's AOF with
+    ``appendfsync``); the caller stops it (``stop``)."""
     if primaries < 3:
         raise ValueError("redis-cli --cluster create needs at least 3 primaries")
     cli = shutil.which("redis-cli")
     if cli is None:
         raise RuntimeError("redis-cli not found on PATH (Debian: apt-get install redis-tools)")
-    nodes: list[Node] = []
+    cluster = LocalCluster(root, [])
     try:
         for i in range(primaries * (1 + replicas)):
-            nodes.append(_start_node(root / f"node-{i}", f"node-{i}"))
-        cluster = LocalCluster(root, nodes)
-        await _create(cli, nodes, replicas, timeout)
-        for node in nodes:
+            cluster.nodes.append(_start_node(root / f"node-{i}", f"node-{i}", appendfsync))
+        await _create(cli, cluster.nodes, replicas, timeout)
+        for node in cluster.nodes:
             node.id = _text(await _command(node.client, "CLUSTER", "MYID"))
         await _until(
             lambda: _formed(cluster, primaries, replicas), timeout, "every node seeing the cluster"
         )
-        yield cluster
-    finally:
-        for node in nodes:
+    except BaseException:
+        await cluster.stop()
+        raise
+    return cluster
+
+
+def start_cluster_sync(root: Path, primaries: int = 3) -> LocalCluster:
+    """A cluster started outside any event loop (a session fixture's), for its URL and
+    processes: the nodes' own clients are closed before the loop that made them ends."""
+
+    async def start() -> LocalCluster:
+        cluster = await start_cluster(root, primaries)
+        for node in cluster.nodes:
             await node.client.aclose()
-            node.child.stop()
+        return cluster
+
+    return asyncio.run(start())
 
 
-def _start_node(home: Path, name: str) -> Node:
+def _start_node(home: Path, name: str, appendfsync: str = "everysec") -> Node:
     """One cluster-mode ``redis-server``; started again on fresh ports when it loses one."""
     data = home / "data"
     data.mkdir(parents=True, exist_ok=True)
@@ -241,7 +298,7 @@ def _start_node(home: Path, name: str) -> Node:
             "--cluster-port",
             str(bus),
         ]
-        argv = loopback.redis_server_argv(port, data, "everysec", extra)
+        argv = loopback.redis_server_argv(port, data, appendfsync, extra)
         child = loopback.spawn(name, argv, home / "redis.log", env=loopback.REDIS_ENV, port=port)
         try:
             loopback.wait_port(port, proc=child.proc)
@@ -261,7 +318,7 @@ def _start_node(home: Path, name: str) -> Node:
             socket_timeout=5,
             socket_connect_timeout=5,
         )
-        return Node(name, child, bus, client)
+        return Node(name, child, bus, client, data=data)
     raise loopback.PortLost(f"{name}: no free port pair in {_START_ATTEMPTS} attempts")
 
 

@@ -39,8 +39,8 @@ from streams.kafka.publish import Publisher, prepare_dict
 from streams.kafka.security import kafka_client_kwargs
 from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
-from streams.store import keys
-from streams.store.client import connect_primary
+from streams.store import keys, sharded
+from streams.store.client import connect
 from streams.store.keys import Space
 from streams.store.state import RedisState
 
@@ -237,7 +237,7 @@ async def _live(
     loop = asyncio.get_running_loop()
     for sig in _STOP_SIGNALS:
         loop.add_signal_handler(sig, stop.set)
-    redis = connect_primary(settings.redis_dsn())
+    redis = connect(settings.redis_dsn())
     space = settings.space()
     state = RedisState(redis, space)
     kafka = kafka_client_kwargs(settings)
@@ -335,11 +335,22 @@ async def _watch(state: RedisState, space: Space) -> None:
 
 
 async def _print_commits(state: RedisState, space: Space) -> None:
-    pubsub = state.redis.pubsub()
+    channels = [keys.updates(space, n) for n in space.all_partitions()]
+    # Sharded channels have no pattern subscription: one SSUBSCRIBE per partition, on
+    # the connection of the primary owning its slot (one, unless REDIS_URL is a cluster).
+    made = await sharded.shards(state.redis, channels)
     try:
-        # Sharded channels have no pattern subscription: one SSUBSCRIBE per partition.
-        for n in space.all_partitions():
-            await pubsub.ssubscribe(keys.updates(space, n))
+        await asyncio.gather(*(_print_shard(state, shard) for shard in made))
+    finally:
+        with contextlib.suppress(RedisError, OSError):
+            await sharded.close(made)
+
+
+async def _print_shard(state: RedisState, shard: sharded.Shard) -> None:
+    pubsub = shard.client.pubsub()
+    try:
+        for channel in shard.channels:
+            await pubsub.ssubscribe(channel)
         async for message in pubsub.listen():
             if message["type"] != "smessage":
                 continue

@@ -7,8 +7,10 @@ Middlewares, outermost first: request metrics, JSON errors, authentication;
 aiohttp's own 417 (sent before any middleware) gets the JSON error body from
 an ``on_response_prepare`` signal.
 
-Shared per process: one Redis client for reads, one Redis connection for
-sharded pub/sub (``Fanout``: every partition's channel), one Kafka producer.
+Shared per process: one Redis client for reads (one primary's, or a Redis
+Cluster's for a ``redis+cluster://`` URL), one Redis connection for sharded
+pub/sub (``Fanout``: every partition's channel; one per primary on a cluster),
+one Kafka producer.
 Nothing else is kept between requests, so gateways scale out behind any load
 balancer.
 """
@@ -61,7 +63,7 @@ from streams.gateway.slots import Slots
 from streams.kafka.security import describe, kafka_client_kwargs
 from streams.kafka.topics import TopicLayoutError, ensure_topics, partition_mismatch
 from streams.settings import Settings
-from streams.store.client import connect_primary, follow_primary
+from streams.store.client import connect, follow_primary
 from streams.store.handoffs import HandoffStore
 
 log = logging.getLogger(__name__)
@@ -123,7 +125,7 @@ async def _connections(app: web.Application) -> AsyncIterator[None]:
     # A blocking pool sized for every open stream plus the other routes: a burst of
     # reads waits for a connection instead of failing (redis-py's default pool of
     # 100 raises at once when exhausted).
-    redis = connect_primary(
+    redis = connect(
         settings.redis_dsn(),
         blocking_pool=settings.sse_max_connections + 100,
         pool_timeout=5,
@@ -131,8 +133,9 @@ async def _connections(app: web.Application) -> AsyncIterator[None]:
         socket_connect_timeout=2,
     )
     # No retries on the pub/sub connection: the fan-out reconnects itself, so it
-    # knows when notices may have been lost.
-    pubsub_client = connect_primary(
+    # knows when notices may have been lost. On a cluster this client only finds the
+    # slots' owners; the fan-out opens its own connection to each.
+    pubsub_client = connect(
         settings.redis_dsn(), socket_connect_timeout=2, retry=Retry(NoBackoff(), 0)
     )
     space = settings.space()

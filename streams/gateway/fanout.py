@@ -1,4 +1,5 @@
-"""One Redis pub/sub connection per gateway process, fanned out to the local streams.
+"""One Redis pub/sub connection per gateway process (one per primary on a cluster), fanned
+out to the local streams.
 
 The commit script announces every committed version of a key with ``SPUBLISH``
 on the sharded channel of the key's partition (``keys.updates(space, n)``,
@@ -20,16 +21,15 @@ published while the connection is down are lost, so after a reconnect (and
 its ``SSUBSCRIBE`` confirmations) every local follower is marked dirty and
 re-reads.
 
-The client is one primary's ``redis.asyncio.Redis``, whose ``PubSub`` sends
-``SSUBSCRIBE`` on its one connection and reads ``smessage`` replies with
-``get_message``. redis-py's ``RedisCluster.pubsub()`` is another animal
-(``ClusterPubSub``): one connection per node, read with
-``get_sharded_message``, and a node that fails is cooled off and reconnected
-inside the library, so notices lost meanwhile reach no one and nothing here
-would know to re-read; its ``ping`` goes to yet another node's connection. A
-cluster fan-out needs one ``PubSub`` per slot owner under the same
-reconnect-then-re-read rule (the gateway connects with ``connect_primary``,
-which refuses a cluster URL until then).
+The client is one primary's ``redis.asyncio.Redis`` or a ``RedisCluster``
+(``streams/store/sharded.py``): on one primary every channel is subscribed on
+one connection; on a cluster, on one connection per primary owning some of
+the partitions' slots, read side by side. Each connection reads ``smessage``
+replies with ``get_message``. The fan-out is up while every one of them is;
+when one fails (a node lost, a failover, a slot moved away and its channel
+``sunsubscribe``d), all are closed, the owners are resolved again from a
+fresh slot map, and after the new ``SSUBSCRIBE`` confirmations every local
+follower re-reads: the same reconnect-then-re-read rule as on one primary.
 """
 
 from __future__ import annotations
@@ -42,14 +42,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from streams.gateway import metrics
-from streams.store import keys
+from streams.store import keys, sharded
+from streams.store.client import Client, transient
 from streams.store.keys import Space
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ class Fanout:
 
     def __init__(
         self,
-        client: Redis,
+        client: Client,
         space: Space,
         *,
         ack_timeout: float = 5.0,
@@ -159,10 +159,17 @@ class Fanout:
         backoff = self._min_backoff
         first = True
         while True:
-            pubsub = self._client.pubsub()
+            made: list[sharded.Shard] = []
+            pubsubs: list[PubSub] = []
             try:
-                await pubsub.connect()  # type: ignore[no-untyped-call]
-                await self._subscribe_all(pubsub)
+                # Resolved on every (re)connect: after a failover or a reshard the
+                # partitions' slots may have other owners.
+                made = await sharded.shards(self._client, self.channels)
+                for shard in made:
+                    pubsub = shard.client.pubsub()
+                    pubsubs.append(pubsub)
+                    await pubsub.connect()  # type: ignore[no-untyped-call]
+                    await self._subscribe_all(pubsub, shard.channels)
                 self._up.set()
                 metrics.PUBSUB_UP.set(1)
                 if not first:
@@ -171,27 +178,31 @@ class Fanout:
                     log.info("pub/sub reconnected; %d streams re-read", self._count())
                 first = False
                 backoff = self._min_backoff
-                await self._read(pubsub)
-            except _LOST as exc:
-                log.warning("pub/sub connection lost (%r); reconnecting", exc)
-            except Exception:
-                # Whatever broke (a refused AUTH, a protocol surprise), keep trying:
-                # a dead fan-out would silently freeze every stream.
-                log.exception("pub/sub connection failed; reconnecting")
+                await self._read_all(pubsubs)
+            except Exception as exc:
+                if isinstance(exc, _LOST) or transient(exc):
+                    log.warning("pub/sub connection lost (%r); reconnecting", exc)
+                else:
+                    # Whatever broke (a refused AUTH, a protocol surprise), keep trying:
+                    # a dead fan-out would silently freeze every stream.
+                    log.exception("pub/sub connection failed; reconnecting")
             finally:
                 self._up.clear()
                 metrics.PUBSUB_UP.set(0)
+                for pubsub in pubsubs:
+                    with contextlib.suppress(RedisError, OSError):
+                        await pubsub.aclose()
                 with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()
+                    await sharded.close(made)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, self._max_backoff)
 
-    async def _subscribe_all(self, pubsub: PubSub) -> None:
-        """SSUBSCRIBE every partition's channel and wait for every confirmation."""
+    async def _subscribe_all(self, pubsub: PubSub, channels: tuple[str, ...]) -> None:
+        """SSUBSCRIBE ``channels`` on one connection and wait for every confirmation."""
         # One command per channel: each names one slot, as a cluster node requires.
-        for name in self._partitions:
+        for name in channels:
             await pubsub.ssubscribe(name)
-        waiting = set(self._partitions)
+        waiting = set(channels)
         async with asyncio.timeout(self._ack_timeout):
             while waiting:
                 msg = await pubsub.get_message(timeout=self._ack_timeout)
@@ -201,6 +212,23 @@ class Fanout:
                     waiting.discard(_str(msg["channel"]))
                 else:
                     self._dispatch(msg)
+
+    async def _read_all(self, pubsubs: list[PubSub]) -> None:
+        """Read every connection side by side until one fails; raise its error."""
+        if len(pubsubs) == 1:
+            await self._read(pubsubs[0])
+            return
+        tasks = [asyncio.create_task(self._read(p)) for p in pubsubs]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        failed = next(iter(done))
+        error = failed.exception()
+        # A reader only ever ends by failing; a clean end is a lost connection too.
+        raise error if error is not None else RedisConnectionError("pub/sub reader ended")
 
     async def _read(self, pubsub: PubSub) -> None:
         """Dispatch messages until the connection fails; a silent connection counts as failed."""

@@ -23,10 +23,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from redis.asyncio import Redis
-
 from schemas.topics import SOURCE_TOPICS
 from streams.store import keys
+from streams.store.client import Client
 from streams.store.keys import Space
 
 APPLIED_HEADER = "X-Continuity-Applied"
@@ -57,7 +56,7 @@ class Freshness:
 
 
 async def read(
-    redis: Redis, space: Space, key: str, topics: Sequence[str] = SOURCE_TOPICS
+    redis: Client, space: Space, key: str, topics: Sequence[str] = SOURCE_TOPICS
 ) -> Freshness:
     """Read the freshness of session ``key`` in one round trip."""
     # The key's partition, in every co-partitioned topic, is applied in that

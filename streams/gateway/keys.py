@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from aiohttp import web
-from redis.asyncio import Redis
 
 from streams.gateway.auth import Principal
 from streams.gateway.fanout import Fanout
@@ -12,11 +11,13 @@ from streams.gateway.rate_limit import RateLimiter
 from streams.gateway.sessions import Sessions
 from streams.gateway.slots import Slots
 from streams.settings import Settings
+from streams.store.client import Client
 from streams.store.handoffs import HandoffStore
 
 SETTINGS = web.AppKey("settings", Settings)
 SECRET = web.AppKey("secret", str)
-REDIS = web.AppKey("redis", Redis)
+# One primary's client or a Redis Cluster's (``streams.store.client.connect``).
+REDIS: web.AppKey[Client] = web.AppKey("redis")
 SESSIONS = web.AppKey("sessions", Sessions)
 FANOUT = web.AppKey("fanout", Fanout)
 PRODUCER = web.AppKey("producer", EventProducer)

@@ -25,14 +25,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
-
 from streams.core.activity import window
 from streams.core.kpi_report import counters, report
 from streams.gateway import metrics
 from streams.gateway.sessions import RedisUnavailable
 from streams.store import keys
+from streams.store.client import UNAVAILABLE, Client
 from streams.store.keys import Space
 
 log = logging.getLogger(__name__)
@@ -54,7 +52,7 @@ class KpiInputs:
         return report(self.fields, self.active, self.multichannel)
 
 
-async def read(redis: Redis, space: Space, now: float | None = None) -> KpiInputs:
+async def read(redis: Client, space: Space, now: float | None = None) -> KpiInputs:
     """The KPI totals and the window's session counts; ``RedisUnavailable`` if Redis fails."""
     # The same buckets for both counts, so their ratio is a share.
     buckets = window(time.time() if now is None else now)
@@ -67,7 +65,7 @@ async def read(redis: Redis, space: Space, now: float | None = None) -> KpiInput
                 pipe.execute_command("PFCOUNT", *[keys.activity(space, n, b) for b in buckets])
                 pipe.execute_command("PFCOUNT", *[keys.multichannel(space, n, b) for b in buckets])
             replies = await pipe.execute()
-    except (RedisError, OSError) as exc:
+    except UNAVAILABLE as exc:
         raise RedisUnavailable(repr(exc)) from None
     fields: dict[str, int] = {}
     active = multichannel = 0
@@ -86,7 +84,7 @@ class ScrapeRefresher:
         self._lock = asyncio.Lock()
         self._last_attempt = -MIN_REFRESH_SECONDS
 
-    async def refresh(self, redis: Redis, space: Space) -> None:
+    async def refresh(self, redis: Client, space: Space) -> None:
         """Read the KPIs into the gauges, unless done within the last second. Never raises."""
         try:
             async with asyncio.timeout(REFRESH_TIMEOUT):

@@ -19,12 +19,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from limits import RateLimitItem, parse_many
-from limits.aio.storage import RedisStorage
+from limits.aio.storage import RedisClusterStorage, RedisStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
-from redis.asyncio import Redis
+from redis.asyncio import RedisCluster
 
 from streams.gateway.auth import Principal
 from streams.store import keys
+from streams.store.client import Client
 from streams.store.keys import Space
 
 
@@ -50,15 +51,17 @@ class Exceeded:
 class RateLimiter:
     """Named limits (``ingest``, ``claim`` ...) checked and consumed in Redis."""
 
-    def __init__(self, redis: Redis, space: Space, limits: dict[str, str]) -> None:
-        # The gateway's own pool (its URL, TLS and credentials); typed narrowly upstream.
-        shared: dict[str, Any] = {"connection_pool": redis.connection_pool}
-        storage = RedisStorage(
-            "async+redis://",
-            implementation="redispy",
-            key_prefix=keys.rate_limits(space),
-            **shared,
-        )
+    def __init__(self, redis: Client, space: Space, limits: dict[str, str]) -> None:
+        prefix = keys.rate_limits(space)
+        storage: RedisStorage
+        if isinstance(redis, RedisCluster):
+            storage = _SharedCluster(redis, prefix)
+        else:
+            # The gateway's own pool (its URL, TLS and credentials).
+            shared: dict[str, Any] = {"connection_pool": redis.connection_pool}
+            storage = RedisStorage(
+                "async+redis://", implementation="redispy", key_prefix=prefix, **shared
+            )
         self._limiter = SlidingWindowCounterRateLimiter(storage)
         self._limits = {name: parse(spec) for name, spec in limits.items()}
 
@@ -77,3 +80,26 @@ class RateLimiter:
         for item in items:
             await self._limiter.hit(item, name, who, cost=cost)
         return None
+
+
+class _SharedCluster(RedisClusterStorage):
+    """``limits``' cluster storage on the gateway's own ``RedisCluster`` client.
+
+    The library would build a second cluster client from a URL of its own (its
+    own pools, without the gateway's TLS and timeouts); its bridge is pointed at
+    the gateway's client instead, before it registers its scripts. A window's
+    two keys share one hash tag (``<prefix>:{<window>}`` and ``.../-1``), so
+    each of its scripts runs in one slot.
+    """
+
+    def __init__(self, client: RedisCluster, key_prefix: str) -> None:
+        self._client = client
+        # The URL only names the scheme: the bridge never connects through it.
+        super().__init__(
+            "async+redis+cluster://shared:1", implementation="redispy", key_prefix=key_prefix
+        )
+
+    def configure_bridge(self) -> None:
+        bridge: Any = self.bridge
+        bridge.storage = self._client
+        bridge.connection_getter = lambda _readonly: self._client

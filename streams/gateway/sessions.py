@@ -20,15 +20,13 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
-
 from schemas.session import Session
 from streams.core.session_codec import decode as decode_session
 from streams.gateway import metrics
 from streams.gateway.fanout import Fanout, FanoutUnavailable, Subscriber
 from streams.gateway.params import Position, ReadWait
 from streams.store import keys
+from streams.store.client import UNAVAILABLE, Client
 from streams.store.keys import Space
 
 
@@ -62,7 +60,7 @@ return {redis.call('HGET', KEYS[1], 'd'), redis.call('GET', KEYS[2])}
 class Sessions:
     """Reads for the routes. Holds no state of its own."""
 
-    def __init__(self, redis: Redis, space: Space, fanout: Fanout, poll: float = 0.25) -> None:
+    def __init__(self, redis: Client, space: Space, fanout: Fanout, poll: float = 0.25) -> None:
         self._redis = redis
         self._space = space
         self._fanout = fanout
@@ -83,7 +81,7 @@ class Sessions:
             # Both tagged with ``key``'s partition: one slot, one script.
             names = [keys.session(self._space, key), keys.alias(self._space, key)]
             blob, alias = await self._view(keys=names)
-        except (RedisError, OSError) as exc:
+        except UNAVAILABLE as exc:
             raise RedisUnavailable(repr(exc)) from None
         if blob is not None:
             return View(key, decode_session(blob))
@@ -102,7 +100,7 @@ class Sessions:
                 for n, group in by_partition.items():
                     pipe.hmget(keys.offsets(self._space, n), [p.tp for p in group])
                 replies = await pipe.execute()
-        except (RedisError, OSError) as exc:
+        except UNAVAILABLE as exc:
             raise RedisUnavailable(repr(exc)) from None
         return all(
             v is not None and int(v) >= p.offset

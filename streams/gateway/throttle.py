@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 
 from aiohttp import web
-from redis.exceptions import RedisError
 
 from streams.gateway import metrics
 from streams.gateway.auth import Principal, Role
@@ -13,6 +12,7 @@ from streams.gateway.errors import RATE_LIMITED, ApiError
 from streams.gateway.keys import LIMITER
 from streams.gateway.rate_limit import identity
 from streams.gateway.sessions import RedisUnavailable
+from streams.store.client import UNAVAILABLE
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ async def throttle(
     """
     try:
         exceeded = await request.app[LIMITER].hit(limit, identity(principal), cost)
-    except (RedisError, OSError) as exc:
+    except UNAVAILABLE as exc:
         metrics.RATE_LIMIT_ERRORS.inc()
         if fail_open:
             log.warning("rate limit %s unchecked: Redis unavailable", limit)

@@ -22,10 +22,11 @@ The hosts are startup nodes: redis-py's ``RedisCluster`` asks them for the
 slot map, follows ``MOVED``/``ASK`` redirections and refreshes the map after a
 failover or a reshard by itself. A cluster has database 0 only; the query
 arguments are ``RedisCluster``'s (a name it does not take is refused). Only
-:func:`connect` returns such a client: the worker, gateway and tools connect
-with :func:`connect_primary`, which refuses a cluster URL, because their
-scripts meet keys of several customers (and slots) in one call and a cluster
-refuses that until the key layout is aligned with the partitions.
+:func:`connect` returns such a client; the worker and the gateway connect with
+it (every command of theirs names one slot, and a worker on a cluster runs in
+``CONTINUITY_CROSS_PARTITION=forward`` mode: ``docs/merge-across-partitions.md``).
+:func:`connect_primary` is for what still needs one primary, and refuses a
+cluster URL.
 
 ``transient`` is the one list of errors worth waiting out: lost connections
 and every reply a failover or a full primary gives while it lasts.
@@ -49,7 +50,9 @@ from redis.exceptions import (
     ConnectionError,
     OutOfMemoryError,
     ReadOnlyError,
+    RedisClusterException,
     RedisClusterUnreachableError,
+    RedisError,
     ResponseError,
     SlotNotCoveredError,
     TimeoutError,
@@ -98,6 +101,12 @@ _TRANSIENT_TYPES = (
     SlotNotCoveredError,
     RedisClusterUnreachableError,
 )
+
+
+# Everything a command may raise when Redis does not answer it: redis-py's own errors,
+# the socket's, and the cluster client's that are no ``RedisError`` (no node reachable,
+# a slot no node serves). A reader that answers "unavailable" catches these.
+UNAVAILABLE: tuple[type[BaseException], ...] = (RedisError, OSError, RedisClusterException)
 
 
 def transient(exc: BaseException) -> bool:
@@ -164,14 +173,13 @@ def connect(url: str, *, blocking_pool: int | None = None, **kwargs: Any) -> Cli
 def connect_primary(url: str, *, blocking_pool: int | None = None, **kwargs: Any) -> Redis:
     """A client of the one primary ``url`` names (plain, TLS or through Sentinel).
 
-    Raises :class:`ClusterUnsupported` for a cluster URL: every caller's scripts
+    Raises :class:`ClusterUnsupported` for a cluster URL: the caller's commands
     meet keys of several slots. Arguments as :func:`connect`'s.
     """
     if is_cluster_url(url):
         raise ClusterUnsupported(
-            "REDIS_URL names a Redis Cluster; the worker, gateway and tools need one "
-            "primary (redis://, rediss:// or redis+sentinel://) until the key layout "
-            "is aligned with the partitions"
+            "REDIS_URL names a Redis Cluster; this command needs one primary "
+            "(redis://, rediss:// or redis+sentinel://)"
         )
     if not is_sentinel_url(url):
         if blocking_pool is None:
@@ -198,14 +206,16 @@ def connect_primary(url: str, *, blocking_pool: int | None = None, **kwargs: Any
     return client
 
 
-async def follow_primary(client: Redis, interval: float = 1.0) -> None:
+async def follow_primary(client: Client, interval: float = 1.0) -> None:
     """Ask the sentinels for the primary every ``interval`` s, until cancelled.
 
     redis-py asks only when it opens a connection, and a pooled connection to a
     demoted primary goes on serving reads (stale ones: it is a replica now)
     until a write fails on it. A changed answer makes the pool drop its idle
     connections and refuse the busy ones back, so reads follow a failover
-    within ``interval``. Returns at once for a client not behind Sentinel.
+    within ``interval``. Returns at once for a client not behind Sentinel (a
+    cluster client follows a failover by itself: ``MOVED`` and a refreshed
+    slot map).
     """
     if not isinstance(client, SentinelRedis):
         return

@@ -27,14 +27,14 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import orjson
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.asyncio import RedisCluster
 
 from streams.gateway.sessions import RedisUnavailable
 from streams.store import keys
+from streams.store.client import UNAVAILABLE, Client
 from streams.store.keys import Space
 
 # How long after its expiry a code is still known as issued or claimed.
@@ -102,7 +102,7 @@ class Unconfirmed:
 class HandoffStore:
     """Redis operations of the handoff routes. Holds no state of its own."""
 
-    def __init__(self, redis: Redis, space: Space) -> None:
+    def __init__(self, redis: Client, space: Space) -> None:
         self._redis = redis
         self._space = space
         self._claim = redis.register_script(_CLAIM)
@@ -124,7 +124,7 @@ class HandoffStore:
                 pipe.sadd(self._by(ticket.key), code)
                 pipe.expire(self._by(ticket.key), ttl)
                 await pipe.execute()
-        except (RedisError, OSError) as exc:
+        except UNAVAILABLE as exc:
             raise RedisUnavailable(repr(exc)) from None
         return True
 
@@ -139,15 +139,17 @@ class HandoffStore:
         keys = [self._code(code), self._seen(code)]
         try:
             if replicas:
-                # WAIT counts the writes of its own connection: one pipeline, one connection.
+                # WAIT counts the writes of its own connection: one pipeline, one connection
+                # (on a cluster, the one to the code's slot owner, which WAIT is sent to).
+                # EVAL, not the registered EVALSHA: a cluster pipeline loads no script.
                 async with self._redis.pipeline(transaction=False) as pipe:
-                    await self._claim(keys=keys, client=pipe)
-                    pipe.execute_command("WAIT", replicas, timeout_ms)
+                    pipe.eval(_CLAIM, len(keys), *keys)
+                    pipe.execute_command("WAIT", replicas, timeout_ms, **self._beside(keys[0]))
                     (found, extra), acked = await pipe.execute()
             else:
                 found, extra = await self._claim(keys=keys)
                 acked = 0
-        except (RedisError, OSError) as exc:
+        except UNAVAILABLE as exc:
             raise RedisUnavailable(repr(exc)) from None
         if found:
             taken = Taken(Ticket.loads(found), int(extra))
@@ -170,7 +172,7 @@ class HandoffStore:
                 pipe.set(self._code(code), taken.ticket.dumps(), px=ttl_ms, nx=True)
                 pipe.set(self._seen(code), ISSUED, keepttl=True)
                 await pipe.execute()
-        except (RedisError, OSError) as exc:
+        except UNAVAILABLE as exc:
             raise RedisUnavailable(repr(exc)) from None
 
     async def failures(self, store: str, address: str) -> list[tuple[int, int]]:
@@ -182,7 +184,7 @@ class HandoffStore:
                     pipe.get(k)
                     pipe.pttl(k)
                 raw = await pipe.execute()
-        except (RedisError, OSError) as exc:
+        except UNAVAILABLE as exc:
             raise RedisUnavailable(repr(exc)) from None
         return [(int(raw[i] or 0), int(raw[i + 1])) for i in range(0, len(raw), 2)]
 
@@ -195,7 +197,7 @@ class HandoffStore:
                 self._count(self._fail("store", store), window),
                 self._count(self._fail("addr", address), window),
             )
-        except (RedisError, OSError) as exc:
+        except UNAVAILABLE as exc:
             raise RedisUnavailable(repr(exc)) from None
 
     async def _count(self, counter: str, window: int) -> None:
@@ -204,6 +206,12 @@ class HandoffStore:
             # NX: the window starts with its first failure and is not extended.
             pipe.expire(counter, window, nx=True)
             await pipe.execute()
+
+    def _beside(self, key: str) -> dict[str, Any]:
+        """Routing for a keyless command that must follow ``key``'s on one connection."""
+        if isinstance(self._redis, RedisCluster):
+            return {"target_nodes": self._redis.get_node_from_key(key)}
+        return {}
 
     def _code(self, code: str) -> str:
         return keys.handoff(self._space, code)

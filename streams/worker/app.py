@@ -13,6 +13,11 @@ holds its result, and stopping at a rebalance (the rest is fetched again by
 the partition's owner). Kafka offsets are only a hint: the applied offsets
 stored with the states in Redis decide what is skipped on redelivery.
 
+Redis is one primary or a Redis Cluster (``streams.store.client.connect``); on
+a cluster the worker runs in forward mode (``startup.check_redis`` refuses
+``direct``), so every command it sends names one slot: a partition's load and
+commit script, a partition's relay stream, a per-partition pipeline.
+
 Redis's applied offsets, not Kafka's committed ones, decide where folding
 goes on: a partition on which Redis has rolled back (a failover to a lagging
 replica, a restore) is found on its next batch or by a timer, and folded
@@ -64,7 +69,7 @@ from streams.ops.erase import restore_lost_erasures
 from streams.settings import Settings
 from streams.store import forwards
 from streams.store.changelog import every_partition
-from streams.store.client import connect_primary, follow_primary, transient
+from streams.store.client import connect, follow_primary, transient
 from streams.store.outbox import Outbox
 from streams.store.state import RedisState
 from streams.worker.batch_delivery import Fetched, batch_topic
@@ -151,7 +156,7 @@ def create_app(settings: Settings) -> faust.App:
     readiness = Readiness(retry_budget=settings.redis_retry_budget)
 
     async def fold_sessions(stream: Any) -> None:
-        redis = connect_primary(
+        redis = connect(
             settings.redis_dsn(),
             socket_timeout=5,
             socket_connect_timeout=5,
@@ -277,13 +282,13 @@ def create_app(settings: Settings) -> faust.App:
     runners: list[Any] = []  # keeps the HTTP server referenced for the process's life
 
     async def serve_health() -> None:
-        redis = connect_primary(settings.redis_dsn(), socket_timeout=2, socket_connect_timeout=2)
+        redis = connect(settings.redis_dsn(), socket_timeout=2, socket_connect_timeout=2)
         app_ = health_app(readiness, redis)
         runners.append(await serve(app_, settings.metrics_host, settings.metrics_port))
 
     async def relay_notifications() -> None:
         # Its own connection: the relay blocks on XREADGROUP between rounds.
-        redis = connect_primary(settings.redis_dsn(), socket_timeout=10, socket_connect_timeout=5)
+        redis = connect(settings.redis_dsn(), socket_timeout=10, socket_connect_timeout=5)
         consumer = f"{socket.gethostname()}-{os.getpid()}"
         claim_after_ms = int(settings.notification_claim_after * 1000)
         outbox = Outbox(redis, settings.space(), consumer, claim_after_ms)
@@ -297,7 +302,7 @@ def create_app(settings: Settings) -> faust.App:
             await redis.aclose()
 
     async def relay_changelog() -> None:
-        redis = connect_primary(settings.redis_dsn(), socket_timeout=10, socket_connect_timeout=5)
+        redis = connect(settings.redis_dsn(), socket_timeout=10, socket_connect_timeout=5)
         holder = f"{socket.gethostname()}-{os.getpid()}"
         outboxes = every_partition(redis, settings.space(), holder)
 
@@ -314,7 +319,7 @@ def create_app(settings: Settings) -> faust.App:
             await redis.aclose()
 
     async def relay_forwards() -> None:
-        redis = connect_primary(settings.redis_dsn(), socket_timeout=10, socket_connect_timeout=5)
+        redis = connect(settings.redis_dsn(), socket_timeout=10, socket_connect_timeout=5)
         holder = f"{socket.gethostname()}-{os.getpid()}"
         outboxes = forwards.every_partition(redis, settings.space(), holder)
 

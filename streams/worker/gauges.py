@@ -21,12 +21,11 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 
-from redis.exceptions import RedisError
-
 from schemas.topics import SOURCE_TOPICS
 from streams.core.activity import WINDOW_LABEL, window
 from streams.core.lag import Partition, consumer_lag, offsets_field, owned
 from streams.store import keys
+from streams.store.client import UNAVAILABLE
 from streams.store.state import RedisState
 from streams.worker import metrics
 
@@ -83,7 +82,7 @@ class GaugeRefresher:
         started = time.perf_counter()
         try:
             replies = await pipe.execute()
-        except (RedisError, OSError) as exc:
+        except UNAVAILABLE as exc:
             metrics.REDIS_ERRORS.labels("refresh").inc()
             metrics.REDIS_UP.set(0)
             log.warning("gauge refresh failed: %s", type(exc).__name__)

@@ -14,14 +14,14 @@ import time
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from redis.asyncio import Redis
 
 from streams.core.readiness import Readiness
+from streams.store.client import Client
 
 PING_TIMEOUT = 2.0
 
 
-def health_app(readiness: Readiness, redis: Redis) -> web.Application:
+def health_app(readiness: Readiness, redis: Client) -> web.Application:
     """The aiohttp application serving the three routes."""
 
     async def metrics_route(_: web.Request) -> web.Response:

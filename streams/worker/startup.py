@@ -1,5 +1,6 @@
-"""What a worker checks before it starts folding: its topics on Kafka, with one clear
-answer for each way that fails (no traceback for a broker that is down or a login refused)."""
+"""What a worker checks before it starts folding: its topics on Kafka, and a Redis Cluster
+only in forward mode, with one clear answer for each way that fails (no traceback for a
+broker that is down or a login refused)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from schemas.topics import SOURCE_TOPICS
 from streams.kafka.security import KafkaSecurityError, describe, kafka_client_kwargs
 from streams.kafka.topics import TopicLayoutError, ensure_topics, partition_mismatch
 from streams.settings import Settings
+from streams.store.client import is_cluster_url
 
 # Exit codes: configuration the worker cannot work with, or a Kafka it cannot reach.
 CONFIGURATION, UNREACHABLE = 2, 1
@@ -70,3 +72,20 @@ async def check_kafka(settings: Settings) -> Ready:
         )
     )
     return ready
+
+
+def check_redis(settings: Settings) -> None:
+    """Refuse a Redis Cluster URL unless the worker runs in ``forward`` mode.
+
+    In ``direct`` mode a login across partitions is one commit over both
+    partitions' keys, which a cluster refuses (two slots). Refused at start
+    rather than switched silently: the mode is a deployment decision with its
+    own consequences (``docs/merge-across-partitions.md``).
+    """
+    if is_cluster_url(settings.redis_dsn()) and settings.cross_partition != "forward":
+        raise Refused(
+            CONFIGURATION,
+            "REDIS_URL names a Redis Cluster: set CONTINUITY_CROSS_PARTITION=forward "
+            "(a commit in direct mode changes keys of two partitions, which a cluster "
+            "refuses; docs/merge-across-partitions.md)",
+        )

@@ -2,7 +2,8 @@
 
 Proves, against the oracle (single-topic workloads, so exact to the byte):
 
-* ``appendfsync always``: Redis SIGKILLed while traffic flows loses nothing;
+* ``appendfsync always``: Redis (on a cluster run, every node) SIGKILLed while
+  traffic flows loses nothing;
   every acknowledged commit was on disk, the worker waits and carries on.
 * ``appendfsync everysec``: a Redis process crash loses nothing (the AOF is
   written before each reply); a machine crash loses what was written since
@@ -12,7 +13,8 @@ Proves, against the oracle (single-topic workloads, so exact to the byte):
   going down too (the loss is at the tail); ``continuity offsets rewind``
   re-reads Kafka, the lost events are above the surviving applied offsets, so
   they are folded again and everything else is skipped.
-* Redis unreachable longer than ``CONTINUITY_REDIS_RETRY_BUDGET``: the worker
+* Redis unreachable longer than ``CONTINUITY_REDIS_RETRY_BUDGET`` (on a cluster
+  run, every node): the worker
   stays alive (``/healthz`` 200), reports ``/readyz`` 503, skips nothing, and
   is ready and caught up once Redis returns.
 """
@@ -30,7 +32,7 @@ from tests.support.fault_report import FaultRow, compare, pick, record
 from tests.support.model import model
 from tests.support.oracle import NO_DEDUP, NO_DEDUP_ENV, cart_workload, oracle
 from tests.support.private_stack import http_get, private_stack, wait_redis
-from tests.support.stack import PARTITIONS, applied_through, publish, wait_until
+from tests.support.stack import PARTITIONS, applied_through, publish, single_primary, wait_until
 
 
 async def test_redis_killed_with_appendfsync_always_loses_nothing(tmp_path: Path) -> None:
@@ -62,6 +64,7 @@ async def test_redis_killed_with_appendfsync_always_loses_nothing(tmp_path: Path
     assert (lost, doubled, wrong) == (0, 0, 0)
 
 
+@single_primary("cuts one redis-server's AOF back to an fsync point")
 async def test_redis_everysec_tail_loss_is_refolded_after_a_rewind(tmp_path: Path) -> None:
     events = cart_workload(seed=42, customers=pick(60, 200), per_customer=10, prefix="evsec")
     expected, carts = oracle(events, NO_DEDUP), model(events)
@@ -120,7 +123,7 @@ async def test_redis_outage_beyond_the_budget_is_not_ready_then_catches_up(
         async with Publisher(st.bootstrap, linger_ms=1) as pub:
             await st.ready(pub)
             assert await http_get(port, "/readyz") == (200, "ready\n")
-            st.redis_child.stop()
+            st.stop_redis()
             written = await publish(pub, events)  # folding must wait for Redis
 
             async def not_ready() -> bool:
@@ -129,7 +132,7 @@ async def test_redis_outage_beyond_the_budget_is_not_ready_then_catches_up(
 
             await wait_until(not_ready, timeout=60, interval=0.5)
             assert (await http_get(port, "/healthz"))[0] == 200
-            st.redis_child = st.redis_child.restart()
+            st.start_redis()
             await wait_redis(st)
 
             async def ready() -> bool:

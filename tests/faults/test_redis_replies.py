@@ -23,7 +23,7 @@ from tests.support.metrics_text import samples, total
 from tests.support.model import model
 from tests.support.oracle import NO_DEDUP, NO_DEDUP_ENV, cart_workload, oracle
 from tests.support.private_stack import PrivateStack, http_get, private_stack
-from tests.support.stack import applied_through, publish, wait_until
+from tests.support.stack import applied_through, publish, single_primary, wait_until
 
 assert GATEWAY_SECRET  # the private gateway signs with the shared test secret
 
@@ -39,6 +39,7 @@ async def _readyz(st: PrivateStack) -> int:
     return status
 
 
+@single_primary("REPLICAOF demotes the one primary (a cluster node refuses it)")
 async def test_readonly_and_oom_replies_are_waited_out(tmp_path: Path) -> None:
     events = cart_workload(seed=77, customers=pick(30, 120), per_customer=9, prefix="ro")
     expected, carts = oracle(events, NO_DEDUP), model(events)

@@ -34,17 +34,21 @@ from tests.support.stack import applied_through, publish, wait_until
 FAST = {"CONTINUITY_COMMIT_INTERVAL": "0.2", "CONTINUITY_POSITION_CHECK_INTERVAL": "0.5"}
 
 
-def _aof(st: PrivateStack) -> Path:
-    return st.root / "redis" / "appendonlydir"
+def _snapshot(st: PrivateStack, into: Path) -> Path:
+    """Copy Redis's AOF directories (every node's, on a cluster) into ``into``."""
+    for n, aof in enumerate(st.aof_dirs()):
+        shutil.copytree(aof, into / str(n))
+    return into
 
 
 def _restore(st: PrivateStack, snapshot: Path | None) -> None:
-    """Kill Redis and start it on ``snapshot`` (None: on nothing at all)."""
-    st.redis_child.kill()
-    shutil.rmtree(_aof(st))
-    if snapshot is not None:
-        shutil.copytree(snapshot, _aof(st))
-    st.restart_redis(kill=True)
+    """Kill Redis (every node) and start it on ``snapshot`` (None: on nothing at all)."""
+    st.stop_redis(kill=True)
+    for n, aof in enumerate(st.aof_dirs()):
+        shutil.rmtree(aof)
+        if snapshot is not None:
+            shutil.copytree(snapshot / str(n), aof)
+    st.start_redis()
 
 
 async def _committed_past(st: PrivateStack, written: dict[str, int]) -> None:
@@ -81,8 +85,7 @@ async def test_a_redis_restored_from_an_older_snapshot_is_folded_again(
         async with Publisher(st.bootstrap, linger_ms=1) as pub:
             await st.ready(pub)
             await applied_through(st.state, await publish(pub, events[:third]), timeout=180)
-            snapshot = tmp_path / "snapshot"
-            shutil.copytree(_aof(st), snapshot)
+            snapshot = _snapshot(st, tmp_path / "snapshot")
             written = await publish(pub, events[third : 2 * third])
             await applied_through(st.state, written, timeout=180)
             await _committed_past(st, written)

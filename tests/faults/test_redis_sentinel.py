@@ -34,7 +34,10 @@ from tests.support.gateway import Gateway, bearer, read_session
 from tests.support.model import model
 from tests.support.oracle import NO_DEDUP, NO_DEDUP_ENV, cart_workload, oracle
 from tests.support.private_stack import PrivateStack, private_stack
-from tests.support.stack import applied_through, publish, space, wait_until
+from tests.support.stack import applied_through, publish, single_primary, space, wait_until
+
+# Sentinel watches one primary and its replicas; a cluster fails over by itself.
+pytestmark = single_primary("Sentinel and a replica of one redis-server")
 
 SERVICE = "continuity"
 

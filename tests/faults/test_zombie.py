@@ -33,7 +33,17 @@ from tests.support.fault_report import FaultRow, compare, record
 from tests.support.model import disagreements, model
 from tests.support.oracle import NO_DEDUP, NO_DEDUP_ENV, cart_workload, mismatches, oracle
 from tests.support.redis_proxy import CommitHoldingProxy
-from tests.support.stack import WorkerGroup, applied_through, balanced, publish, wait_until
+from tests.support.stack import (
+    WorkerGroup,
+    applied_through,
+    balanced,
+    publish,
+    single_primary,
+    wait_until,
+)
+
+# The proxy speaks to one redis-server (a cluster client would follow MOVED around it).
+pytestmark = single_primary("a commit-holding proxy in front of one redis-server")
 
 # Longer than the workers' group session timeout (CONTINUITY_SESSION_TIMEOUT=6 in tests).
 FROZEN_AT_LEAST = 8.0

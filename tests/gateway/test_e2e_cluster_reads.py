@@ -7,32 +7,45 @@ a key's freshness comes from its own partition's offsets and offset times; a
 session, a merged guest's alias and applied positions on several partitions
 are read; a handoff code drawn for a session shares the session's slot, so
 the code, its seen marker and the session's code set are written and claimed
-in one slot each time, while the failed-claim counters are global keys.
+in one slot each time (a claim waiting for replicas sends ``WAIT`` on the
+connection of the code's slot owner), while the failed-claim counters are
+global keys; the rate limiter runs its windows on the cluster client; the
+fan-out subscribes every partition's channel on its slot owner's connection,
+and follows a partition's slot to another primary (a reshard drops the old
+owner's subscription) with every follower re-reading.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 import uuid
-from typing import Any, cast
+from typing import Any
 
+import orjson
 import pytest
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from schemas.topics import SOURCE_TOPICS
 from streams.core.activity import window
 from streams.core.fold import new_session
 from streams.core.session_codec import encode
-from streams.dev.cluster import slot_of
+from streams.dev.cluster import LocalCluster, slot_of
 from streams.gateway import freshness, kpis
 from streams.gateway.fanout import Fanout
 from streams.gateway.handoff import code_in_partition
 from streams.gateway.params import Position
+from streams.gateway.rate_limit import Exceeded, RateLimiter
 from streams.gateway.sessions import Sessions
 from streams.store import keys
-from streams.store.handoffs import HandoffStore, Taken, Ticket
+from streams.store.client import connect
+from streams.store.handoffs import HandoffStore, Taken, Ticket, Unconfirmed
 from streams.store.keys import Space
+from tests.support.stack import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -42,12 +55,6 @@ PARTITIONS = 6
 @pytest.fixture
 def space() -> Space:
     return Space(f"gc{uuid.uuid4().hex[:6]}", PARTITIONS)
-
-
-def as_redis(cluster_client: RedisCluster) -> Redis:
-    # The gateway's modules are typed for one primary; these calls are the ones a
-    # cluster client has too, which is what this test proves.
-    return cast(Redis, cluster_client)
 
 
 def spread(space: Space, count: int, stem: str) -> list[str]:
@@ -79,7 +86,7 @@ async def test_kpi_totals_and_session_counts_sum_every_partition(
             await cluster_client.pfadd(keys.multichannel(space, p, buckets[n % len(buckets)]), key)
         await cluster_client.hincrby(keys.kpis(space, p), "carts_started:web", 1)
         await cluster_client.hincrby(keys.kpis(space, p), "converted:web", n % 2)
-    inputs = await kpis.read(as_redis(cluster_client), space, now)
+    inputs = await kpis.read(cluster_client, space, now)
     assert inputs.active == len(sessions)
     assert inputs.multichannel == len(multichannel)
     assert inputs.fields["carts_started:web"] == len(sessions)
@@ -101,7 +108,7 @@ async def test_a_keys_freshness_comes_from_its_own_partition(
         # Another partition's offsets, under the same field names as a decoy.
         await cluster_client.hset(keys.offsets(space, q), f"{topic}:{p}", 999)
     await cluster_client.zadd(keys.heartbeats(space), {"w-1": 1_700_000_000_500})
-    fresh = await freshness.read(as_redis(cluster_client), space, key)
+    fresh = await freshness.read(cluster_client, space, key)
     assert fresh.applied == tuple((f"{t}:{p}", 41) for t in SOURCE_TOPICS)
     assert fresh.applied_at_ms == 1_700_000_000_000
     assert fresh.heartbeat_ms == 1_700_000_000_500
@@ -116,7 +123,7 @@ async def test_sessions_aliases_and_positions_on_several_partitions(
         mapping={"v": 1, "d": encode(new_session(customer, customer))},
     )
     await cluster_client.set(keys.alias(space, guest), customer)
-    sessions = Sessions(as_redis(cluster_client), space, Fanout(Redis(), space))
+    sessions = Sessions(cluster_client, space, Fanout(Redis(), space))
     view = await sessions.locate(guest)
     assert view.key == customer
     assert view.session is not None
@@ -134,7 +141,7 @@ async def test_sessions_aliases_and_positions_on_several_partitions(
 async def test_a_handoff_code_lives_in_its_sessions_slot(
     cluster_client: RedisCluster, space: Space
 ) -> None:
-    store = HandoffStore(as_redis(cluster_client), space)
+    store = HandoffStore(cluster_client, space)
     for key in spread(space, 12, "h"):
         code = code_in_partition(space.partition(key), space.partitions)
         assert await store.create(code, Ticket(key, key, None), ttl=60)
@@ -154,3 +161,71 @@ async def test_a_handoff_code_lives_in_its_sessions_slot(
         await store.create(wrong, Ticket(key, key, None), ttl=60)
     await store.record_failure("store-1", "10.0.0.1", 60)
     assert [f for f, _ in await store.failures("store-1", "10.0.0.1")] == [1, 1]
+
+
+async def test_a_rate_limit_is_kept_on_the_cluster(
+    cluster_client: RedisCluster, space: Space
+) -> None:
+    limiter = RateLimiter(cluster_client, space, {"ingest": "3/minute"})
+    results = [await limiter.hit("ingest", "service:s:a") for _ in range(4)]
+    assert results[:3] == [None, None, None]
+    assert isinstance(results[3], Exceeded)
+    assert await limiter.hit("ingest", "service:s:b") is None, "another identity's own budget"
+
+
+async def test_a_claim_waiting_for_replicas_is_put_back_when_none_confirms(
+    cluster: LocalCluster, cluster_client: RedisCluster, space: Space
+) -> None:
+    store = HandoffStore(cluster_client, space)
+    key = spread(space, 1, "w")[0]
+    code = code_in_partition(space.partition(key), space.partitions)
+    assert await store.create(code, Ticket(key, key, None), ttl=60)
+    # As a fresh or restarted node: no script loaded (a pipeline's EVALSHA would fail).
+    for node in await cluster.primaries():
+        await node.client.script_flush()
+    # No primary here has a replica: WAIT, on the claim's own connection, counts none.
+    assert await store.claim(code, replicas=1, timeout_ms=50) == Unconfirmed(0)
+    taken = await store.claim(code)
+    assert isinstance(taken, Taken), "put back, claimable again"
+
+
+async def test_the_fanout_follows_a_partitions_slot_to_another_primary(
+    cluster: LocalCluster, cluster_client: RedisCluster, space: Space
+) -> None:
+    fan = Fanout(connect(cluster.url, retry=Retry(NoBackoff(), 0)), space, max_backoff=0.2)
+    await fan.start()
+    try:
+        await wait_until(lambda: _up(fan), timeout=30)
+        owners = {(await cluster.owner(slot_of(c))).name for c in fan.channels}
+        assert len(owners) > 1, "the partitions' channels live on several primaries"
+        followed = spread(space, PARTITIONS, "n")
+        async with contextlib.AsyncExitStack() as stack:
+            subs = [await stack.enter_async_context(fan.subscribe(k)) for k in followed]
+            for key, sub in zip(followed, subs, strict=True):
+                notice = orjson.dumps({"key": key, "version": 1})
+                assert await cluster_client.spublish(fan_channel(space, key), notice) == 1
+                await asyncio.wait_for(sub.dirty.wait(), 10)
+            key, sub = followed[0], subs[0]
+            moved = fan_channel(space, key)
+            source = await cluster.owner(slot_of(moved))
+            to = next(p for p in await cluster.primaries() if p is not source)
+            await cluster.reshard(slot_of(moved), to)
+            sub.dirty.clear()
+
+            async def subscribed_again() -> bool:
+                notice = orjson.dumps({"key": key, "version": 2})
+                return await cluster_client.spublish(moved, notice) == 1
+
+            await wait_until(subscribed_again, timeout=30, interval=0.1)
+            await asyncio.wait_for(sub.dirty.wait(), 10)
+            assert all(s.dirty.is_set() for s in subs), "every follower re-reads"
+    finally:
+        await fan.stop()
+
+
+async def _up(fan: Fanout) -> bool:
+    return fan.up
+
+
+def fan_channel(space: Space, key: str) -> str:
+    return keys.updates(space, space.partition(key))

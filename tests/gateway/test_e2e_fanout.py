@@ -1,4 +1,5 @@
-"""The shared pub/sub fan-out (``streams/gateway/fanout.py``) against the real redis-server.
+"""The shared pub/sub fan-out (``streams/gateway/fanout.py``) against the real redis-server
+(on a cluster run, a three-primary cluster: one connection per primary owning a channel).
 
 Proves: once up, the gateway's one connection is SSUBSCRIBEd to every
 partition's sharded channel and following a key adds no subscription; a
@@ -28,18 +29,28 @@ from redis.backoff import NoBackoff
 from streams.dev import loopback
 from streams.gateway.fanout import Fanout, FanoutUnavailable, Subscriber
 from streams.store import keys
+from streams.store.client import Client, connect
 from streams.store.keys import Space
-from tests.support.stack import Stack, wait_until
+from tests.support.stack import Stack, node_urls, wait_until
 
 pytestmark = pytest.mark.e2e
 
 PARTITIONS = 4
 
 
-def pubsub_client(url: str, name: str) -> Redis:
-    return Redis.from_url(
-        url, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0), client_name=name
-    )
+def pubsub_client(url: str, name: str) -> Client:
+    """The fan-out's client, as the gateway makes it (a cluster client on a cluster run)."""
+    return connect(url, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0), client_name=name)
+
+
+@pytest.fixture
+async def nodes(stack: Stack) -> AsyncIterator[list[Redis]]:
+    """A plain client of every node (one, or each primary of a cluster): a subscription
+    and a client connection are a node's own."""
+    made = [Redis.from_url(url) for url in node_urls(stack.redis_url)]
+    yield made
+    for each in made:
+        await each.aclose()
 
 
 @pytest.fixture
@@ -81,17 +92,21 @@ async def following(fan: Fanout, followed: list[str]) -> AsyncIterator[list[Subs
         yield [await stack.enter_async_context(fan.subscribe(k)) for k in followed]
 
 
-async def shard_subscribers(redis: Redis, name: str) -> int:
-    ((_, count),) = await redis.pubsub_shardnumsub(name)
-    return int(count)
+async def shard_subscribers(nodes: list[Redis], name: str) -> int:
+    """Subscribers of a sharded channel, over every node (each counts its own)."""
+    count = 0
+    for node in nodes:
+        ((_, here),) = await node.pubsub_shardnumsub(name)
+        count += int(here)
+    return count
 
 
-async def every_channel_subscribed_once(redis: Redis, fan: Fanout) -> bool:
-    counts = [await shard_subscribers(redis, c) for c in fan.channels]
+async def every_channel_subscribed_once(nodes: list[Redis], fan: Fanout) -> bool:
+    counts = [await shard_subscribers(nodes, c) for c in fan.channels]
     return counts == [1] * PARTITIONS
 
 
-async def barrier(redis: Redis, space: Space, partition: int, sub: Subscriber) -> None:
+async def barrier(redis: Client, space: Space, partition: int, sub: Subscriber) -> None:
     """Wait for a notice to ``sub`` sent after everything published before: the
     connection delivers in publishing order, so earlier notices were dispatched."""
     sub.dirty.clear()
@@ -101,26 +116,28 @@ async def barrier(redis: Redis, space: Space, partition: int, sub: Subscriber) -
 
 
 async def test_one_connection_follows_every_partition_and_keys_add_no_subscription(
-    fanout: tuple[Fanout, str], redis: Redis
+    fanout: tuple[Fanout, str], redis: Client, nodes: list[Redis]
 ) -> None:
     fan, _ = fanout
     space = space_of(fan)
     assert fan.channels == tuple(keys.updates(space, n) for n in range(PARTITIONS))
-    assert await every_channel_subscribed_once(redis, fan), "subscribed before up"
+    assert await every_channel_subscribed_once(nodes, fan), "subscribed before up"
     key = key_in(space, 1)
     other = key_in(space, 1, "other")
     async with following(fan, [key, key, other]) as (first, second, bystander):
-        assert await every_channel_subscribed_once(redis, fan), "no subscription per key"
+        assert await every_channel_subscribed_once(nodes, fan), "no subscription per key"
         notice = orjson.dumps({"key": key, "version": 3})
         assert await redis.spublish(channel(space, key), notice) == 1
         await asyncio.wait_for(first.dirty.wait(), 10)
         await asyncio.wait_for(second.dirty.wait(), 10)
         assert first.merged_into is None
         assert not bystander.dirty.is_set(), "a notice wakes only its key's followers"
-    assert await every_channel_subscribed_once(redis, fan), "kept with no follower left"
+    assert await every_channel_subscribed_once(nodes, fan), "kept with no follower left"
 
 
-async def test_a_merged_notice_names_the_customer(fanout: tuple[Fanout, str], redis: Redis) -> None:
+async def test_a_merged_notice_names_the_customer(
+    fanout: tuple[Fanout, str], redis: Client
+) -> None:
     fan, _ = fanout
     space = space_of(fan)
     guest = key_in(space, 2, "guest")
@@ -133,7 +150,7 @@ async def test_a_merged_notice_names_the_customer(fanout: tuple[Fanout, str], re
 
 @pytest.mark.parametrize("stem", ["a", "b", "c", "d", "e", "f"])
 async def test_a_notice_reaches_its_key_only_through_its_partitions_channel(
-    fanout: tuple[Fanout, str], redis: Redis, stem: str
+    fanout: tuple[Fanout, str], redis: Client, stem: str
 ) -> None:
     fan, _ = fanout
     space = space_of(fan)
@@ -156,7 +173,7 @@ async def test_a_notice_reaches_its_key_only_through_its_partitions_channel(
 
 
 async def test_a_malformed_notice_wakes_the_followers_of_its_partition(
-    fanout: tuple[Fanout, str], redis: Redis
+    fanout: tuple[Fanout, str], redis: Client
 ) -> None:
     fan, _ = fanout
     space = space_of(fan)
@@ -173,15 +190,16 @@ async def test_a_malformed_notice_wakes_the_followers_of_its_partition(
 
 
 async def test_a_notice_lost_during_a_reconnect_is_made_up_by_a_re_read(
-    fanout: tuple[Fanout, str], redis: Redis
+    fanout: tuple[Fanout, str], redis: Client, nodes: list[Redis]
 ) -> None:
     fan, name = fanout
     space = space_of(fan)
     key = key_in(space, 1)
     async with fan.subscribe(key) as sub:
-        clients = await redis.client_list()
-        (ours,) = [c for c in clients if c.get("name") == name]
-        await redis.client_kill_filter(_id=ours["id"])
+        # The connection subscribed to the key's channel: the one, or its slot owner's.
+        (node,) = [n for n in nodes if await shard_subscribers([n], channel(space, key))]
+        (ours,) = [c for c in await node.client_list(_type="pubsub") if c.get("name") == name]
+        await node.client_kill_filter(_id=ours["id"])
 
         async def lost() -> bool:
             # An SPUBLISH that reaches no subscriber: this notice is gone for good.
@@ -192,7 +210,7 @@ async def test_a_notice_lost_during_a_reconnect_is_made_up_by_a_re_read(
         sub.dirty.clear()
         await asyncio.wait_for(sub.dirty.wait(), 30)  # set by the reconnect, nothing else
         assert fan.up
-        assert await every_channel_subscribed_once(redis, fan), "re-subscribed"
+        assert await every_channel_subscribed_once(nodes, fan), "re-subscribed"
         sub.dirty.clear()
         notice = orjson.dumps({"key": key, "version": 10})
         await redis.spublish(channel(space, key), notice)

@@ -58,17 +58,17 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict
-from redis.asyncio import Redis
 
 from streams.gateway.app import create_app
 from streams.gateway.auth import TokenError, verify
 from streams.settings import Settings
 from streams.store import keys
+from streams.store.client import Client
 from streams.store.state import RedisState
 from tests.support.clock import at as clock_at
 from tests.support.events import added, event
 from tests.support.gateway import GATEWAY_SECRET, Gateway, start_gateway, token
-from tests.support.stack import Stack, WorkerGroup, space
+from tests.support.stack import Stack, WorkerGroup, client, space
 
 pytestmark = pytest.mark.e2e
 
@@ -377,7 +377,7 @@ class Target:
     """A gateway with its own prefix and worker, and the ids and tokens the fuzz uses."""
 
     gateway: Gateway
-    redis: Redis
+    redis: Client
     prefix: str
     customer: str  # has a session; nothing the fuzz publishes names it
     guest: str  # has a session; nothing the fuzz publishes names it
@@ -462,8 +462,8 @@ def route_table() -> list[tuple[str, str]]:
 async def target(stack: Stack) -> AsyncIterator[Target]:
     run = uuid.uuid4().hex[:8]
     prefix = f"fz{run}"
-    client = Redis.from_url(stack.redis_url)
-    group = WorkerGroup(stack, prefix, prefix, RedisState(client, space(prefix)))
+    made = client(stack.redis_url)
+    group = WorkerGroup(stack, prefix, prefix, RedisState(made, space(prefix)))
     worker = group.start("w")
     gateway = start_gateway(
         stack,
@@ -479,7 +479,7 @@ async def target(stack: Stack) -> AsyncIterator[Target]:
         CONTINUITY_HANDOFF_CLAIM_RATE_LIMIT="1000000/minute",
         CONTINUITY_INGEST_RATE_LIMIT="1000000/second",
     )
-    t = Target(gateway, client, prefix, f"{prefix}-c", f"{prefix}-g", f"{prefix}-store")
+    t = Target(gateway, made, prefix, f"{prefix}-c", f"{prefix}-g", f"{prefix}-store")
     t.shopper, t.visitor = f"{prefix}-shopper", f"{prefix}-visitor"
     t.tokens = forge_tokens(t)
     seed = [
@@ -512,7 +512,7 @@ async def target(stack: Stack) -> AsyncIterator[Target]:
     finally:
         gateway.child.stop()
         worker.stop()
-        await client.aclose()
+        await made.aclose()
 
 
 @pytest.fixture
@@ -550,7 +550,7 @@ async def assert_redis_layout(target: Target, before: set[bytes]) -> None:
         assert keys.family_of(text, space(prefix)) is not None, f"undocumented Redis key {key!r}"
 
 
-async def all_keys(redis: Redis) -> set[bytes]:
+async def all_keys(redis: Client) -> set[bytes]:
     return {k async for k in redis.scan_iter(count=1000)}
 
 

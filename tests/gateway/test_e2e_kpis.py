@@ -208,7 +208,7 @@ async def test_the_report_and_the_gauges_match_the_events(
     # Redis down: the scrape still answers, with the last values, and counts the failure.
     errors = "continuity_gateway_kpi_refresh_errors_total"
     before = metric(text, errors)
-    st.redis_child.stop()
+    st.stop_redis()
 
     async def refresh_failed() -> str | None:
         # The first scrape past the gauges' once-a-second refresh tries Redis (and fails).

@@ -42,7 +42,7 @@ from tests.support.gateway import (
     start_gateway,
 )
 from tests.support.metrics_text import metric
-from tests.support.stack import Stack, wait_until
+from tests.support.stack import Stack, node_urls, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -119,18 +119,19 @@ async def test_streams_survive_a_dropped_pubsub_connection(
     stack: Stack,
     shared_worker: RedisState,
     http: aiohttp.ClientSession,
-    redis: Redis,
     ids: Callable[[str], str],
 ) -> None:
     # A gateway of this test's own, whose Redis connections carry a name of their own
-    # (redis-py's client_name, from the URL): the kill below takes its pub/sub
-    # connection and nothing of the shared Redis's other clients.
+    # (redis-py's client_name, from the URL): the kill below takes one of its pub/sub
+    # connections (its only one, or one primary's on a cluster) and nothing of the
+    # shared Redis's other clients.
     name = f"gw-{uuid.uuid4().hex[:10]}"
     a = start_gateway(stack, f"gateway-{name}", REDIS_URL=f"{stack.redis_url}?client_name={name}")
     c = ids("reconnect")
     service = bearer("service")
+    nodes = [Redis.from_url(url) for url in node_urls(stack.redis_url)]
     # Another subscriber on the same Redis, which the kill must leave alone.
-    neighbour = Redis.from_url(stack.redis_url, client_name=f"{name}-neighbour")
+    neighbour = Redis.from_url(node_urls(stack.redis_url)[0], client_name=f"{name}-neighbour")
     listening = neighbour.pubsub()
     await listening.subscribe(f"{name}-neighbour")
     try:
@@ -142,20 +143,26 @@ async def test_streams_survive_a_dropped_pubsub_connection(
         async with http.get(f"{a.url}/v1/sessions/{c}/stream", headers=service) as resp:
             events = sse_events(resp)
             assert (await next_event(events)).id == "1"
-            subscribers = await redis.client_list(_type="pubsub")
-            (ours,) = [cl for cl in subscribers if cl.get("name") == name]
-            others = {cl["id"] for cl in subscribers} - {ours["id"]}
-            assert await redis.client_kill_filter(_id=ours["id"]) == 1
+            found = [
+                (node, cl)
+                for node in nodes
+                for cl in await node.client_list(_type="pubsub")
+                if cl.get("name") == name
+            ]
+            assert found, "the gateway's pub/sub connection is on some node"
+            node, ours = found[0]
+            others = {cl["id"] for cl in await node.client_list(_type="pubsub")} - {ours["id"]}
+            assert await node.client_kill_filter(_id=ours["id"]) == 1
 
             async def reconnected() -> bool:
                 text = await a.metrics()
                 return metric(text, "continuity_gateway_pubsub_reconnects_total") > before
 
             await wait_until(reconnected)
-            still = {cl["id"] for cl in await redis.client_list(_type="pubsub")}
+            still = {cl["id"] for cl in await node.client_list(_type="pubsub")}
             assert ours["id"] not in still
             assert others <= still, "the kill took other subscribers of the shared Redis too"
-            assert await redis.pubsub_numsub(f"{name}-neighbour") == [
+            assert await neighbour.pubsub_numsub(f"{name}-neighbour") == [
                 (f"{name}-neighbour".encode(), 1)
             ]
             status, _ = await post_events(
@@ -167,6 +174,8 @@ async def test_streams_survive_a_dropped_pubsub_connection(
         a.child.stop()
         await listening.aclose()
         await neighbour.aclose()
+        for each in nodes:
+            await each.aclose()
 
 
 async def test_outages_are_answered_with_503_and_named_by_readyz(

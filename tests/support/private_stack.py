@@ -16,19 +16,22 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from redis.asyncio import Redis
-
 from schemas.session import Session
 from streams.dev import loopback
+from streams.dev.cluster import LocalCluster, start_cluster
 from streams.kafka.publish import Publisher
 from streams.kafka.topics import ensure_topics
+from streams.store.client import Client
 from streams.store.state import RedisState
 from tests.support.events import event
 from tests.support.gateway import GATEWAY_SECRET, Gateway
 from tests.support.stack import (
     PARTITIONS,
+    client,
     committed_offsets,
+    on_cluster,
     publish,
+    redis_env,
     space,
     wait_until,
     wait_version,
@@ -37,11 +40,15 @@ from tests.support.stack import (
 
 @dataclass
 class PrivateStack:
+    """One test's broker and Redis: one redis-server, or (``TEST_REDIS=cluster``) a
+    three-primary cluster of its own (``cluster``), its workers in forward mode."""
+
     root: Path
     broker: loopback.Child
-    redis_child: loopback.Child
-    redis: Redis
+    single: loopback.Child | None
+    redis: Client
     state: RedisState
+    cluster: LocalCluster | None = None
     workers: list[loopback.Child] = field(default_factory=list)
     group: str = "faults"
     prefix: str = "cont"
@@ -51,11 +58,32 @@ class PrivateStack:
         return f"127.0.0.1:{self.broker.port}"
 
     @property
+    def redis_child(self) -> loopback.Child:
+        """The one redis-server (a test handling it directly needs one primary)."""
+        if self.single is None:
+            raise RuntimeError("no single redis-server on a cluster: mark the test single_primary")
+        return self.single
+
+    @redis_child.setter
+    def redis_child(self, child: loopback.Child) -> None:
+        self.single = child
+
+    @property
+    def redis_pids(self) -> list[int]:
+        """The process id of every redis-server holding the data (one, or each node)."""
+        if self.cluster is not None:
+            return [node.child.proc.pid for node in self.cluster.nodes]
+        return [self.redis_child.proc.pid]
+
+    @property
     def redis_url(self) -> str:
+        if self.cluster is not None:
+            return self.cluster.url
         return f"redis://127.0.0.1:{self.redis_child.port}/0"
 
     def worker_env(self, **extra: str) -> dict[str, str]:
         return {
+            **redis_env(self.redis_url),
             "KAFKA_BOOTSTRAP": self.bootstrap,
             "REDIS_URL": self.redis_url,
             "CONTINUITY_APP_ID": self.group,
@@ -120,14 +148,34 @@ class PrivateStack:
         loopback.wait_port(self.broker.port or 0, proc=self.broker.proc)
         await ensure_topics(self.bootstrap, PARTITIONS)
 
-    def restart_redis(self, kill: bool = False) -> None:
-        """Stop (SIGTERM, or SIGKILL with ``kill``) and start Redis on its data dir."""
-        if kill:
+    def aof_dirs(self) -> list[Path]:
+        """Where Redis keeps its append-only files: the one server's, or each node's."""
+        if self.cluster is not None:
+            return [node.data / "appendonlydir" for node in self.cluster.nodes]
+        return [self.root / "redis" / "appendonlydir"]
+
+    def stop_redis(self, kill: bool = False) -> None:
+        """Stop Redis (SIGTERM, or SIGKILL with ``kill``; every node of a cluster)."""
+        if self.cluster is not None:
+            self.cluster.stop_processes(kill)
+        elif kill:
             self.redis_child.kill()
         else:
             self.redis_child.stop()
+
+    def start_redis(self) -> None:
+        """Start a stopped Redis again on its data dir (every node of a cluster)."""
+        if self.cluster is not None:
+            self.cluster.start_processes()
+            return
         self.redis_child = self.redis_child.restart()
         loopback.wait_port(self.redis_child.port or 0, proc=self.redis_child.proc)
+
+    def restart_redis(self, kill: bool = False) -> None:
+        """Stop (SIGTERM, or SIGKILL with ``kill``) and start Redis on its data dir
+        (every node of a cluster, each on its own)."""
+        self.stop_redis(kill)
+        self.start_redis()
 
     async def committed(self) -> dict[str, int]:
         """``topic:partition`` -> the group's committed offset (the next record to read)."""
@@ -150,30 +198,46 @@ class PrivateStack:
 
 @asynccontextmanager
 async def private_stack(root: Path, appendfsync: str = "always") -> AsyncIterator[PrivateStack]:
-    """Start a broker and a Redis (AOF with ``appendfsync``); stop everything afterwards."""
+    """Start a broker and a Redis (AOF with ``appendfsync``; a cluster on a cluster run);
+    stop everything afterwards."""
     logs = root / "logs"
     broker = loopback.start_broker(logs)
-    redis_child = loopback.start_redis(root / "redis", logs, appendfsync=appendfsync)
-    client = Redis.from_url(
-        f"redis://127.0.0.1:{redis_child.port}/0", socket_timeout=5, socket_connect_timeout=5
-    )
-    st = PrivateStack(root, broker, redis_child, client, RedisState(client, space("cont")))
-    await ensure_topics(st.bootstrap, PARTITIONS)
+    nodes: LocalCluster | None = None
+    redis_child: loopback.Child | None = None
     try:
+        if on_cluster():
+            nodes = await start_cluster(root / "cluster", appendfsync=appendfsync)
+            url = nodes.url
+        else:
+            redis_child = loopback.start_redis(root / "redis", logs, appendfsync=appendfsync)
+            url = f"redis://127.0.0.1:{redis_child.port}/0"
+    except BaseException:
+        broker.stop()
+        raise
+    made = client(url, socket_timeout=5, socket_connect_timeout=5)
+    st = PrivateStack(root, broker, redis_child, made, RedisState(made, space("cont")), nodes)
+    try:
+        await ensure_topics(st.bootstrap, PARTITIONS)
         yield st
     finally:
         for w in st.workers:
             w.stop()
-        await client.aclose()
-        st.redis_child.stop()
+        await made.aclose()
+        if st.cluster is not None:
+            await st.cluster.stop()
+        else:
+            st.redis_child.stop()
         st.broker.stop()
 
 
 async def wait_redis(st: PrivateStack, timeout: float = 30) -> None:
-    """Wait until the test's Redis client gets an answer again."""
+    """Wait until the test's Redis client gets an answer again (on a cluster: every node,
+    and the cluster formed again)."""
 
     async def up() -> bool:
         try:
+            if st.cluster is not None:
+                await st.cluster.wait_ok(timeout=0.5)
             return bool(await st.redis.ping())
         except Exception:
             return False

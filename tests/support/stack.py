@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -10,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
@@ -19,12 +21,44 @@ from streams.dev import loopback
 from streams.kafka.publish import Publisher, prepare_dict
 from streams.kafka.reader import TopicReader, read_all
 from streams.store import keys
+from streams.store.client import Client, connect, is_cluster_url, parse_cluster_url
 from streams.store.keys import Space
 from streams.store.state import RedisState
 from tests.support.events import event
 from tests.support.metrics_text import samples, scrape
 
 PARTITIONS = 4
+# ``TEST_REDIS=cluster``: the session's stack and the private stacks run on a
+# three-primary Redis Cluster (``make test-cluster``), their workers in forward mode.
+REDIS_BACKEND = os.environ.get("TEST_REDIS", "single")
+
+
+def on_cluster() -> bool:
+    """Whether this run's stacks are on a Redis Cluster."""
+    return REDIS_BACKEND == "cluster"
+
+
+def single_primary(reason: str) -> pytest.MarkDecorator:
+    """Skip a test on a cluster run: it needs one Redis primary, for ``reason``."""
+    return pytest.mark.skipif(on_cluster(), reason=f"needs one Redis primary: {reason}")
+
+
+def redis_env(redis_url: str) -> dict[str, str]:
+    """What a worker needs besides ``REDIS_URL`` for that Redis: forward mode on a cluster."""
+    return {"CONTINUITY_CROSS_PARTITION": "forward"} if is_cluster_url(redis_url) else {}
+
+
+def client(redis_url: str, **kwargs: Any) -> Client:
+    """A test's own client of the stack's Redis: a cluster client on a cluster run."""
+    return connect(redis_url, **kwargs)
+
+
+def node_urls(redis_url: str) -> list[str]:
+    """A plain ``redis://`` URL of every node behind ``redis_url``: itself for one
+    primary, each startup node of a cluster (a test's look at one node's clients)."""
+    if not is_cluster_url(redis_url):
+        return [redis_url]
+    return [f"redis://{host}:{port}/0" for host, port in parse_cluster_url(redis_url).nodes]
 
 
 def space(prefix: str) -> Space:
@@ -44,6 +78,7 @@ class Stack:
 
     def worker_env(self, group: str, prefix: str, **extra: str) -> dict[str, str]:
         return {
+            **redis_env(self.redis_url),
             "KAFKA_BOOTSTRAP": self.bootstrap,
             "REDIS_URL": self.redis_url,
             "CONTINUITY_APP_ID": group,

@@ -49,17 +49,18 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-from redis.asyncio import Redis
 
 from schemas.session import Session
 from streams.kafka.publish import Publisher, prepare_dict
+from streams.store import sharded
+from streams.store.client import Client
 from streams.store.state import RedisState
 from tests.support.fault_report import long_scale, pick
 from tests.support.gateway import start_gateway, token
 from tests.support.metrics_text import metric
 from tests.support.oracle import cart_workload, oracle, oracle_versions
 from tests.support.sse_follower import Follower, percentile, strictly_increasing, versions
-from tests.support.stack import Stack, wait_until
+from tests.support.stack import Stack, client, wait_until
 
 # Bounded: long enough for every subscriber to see many versions; the RSS trend (asserted
 # only in the long run) wants the long run's 300 s.
@@ -139,24 +140,49 @@ async def _produce(
 
 
 async def _listen(
-    redis: Redis,
+    redis: Client,
     state: RedisState,
     keys: list[str],
     into: dict[str, list[tuple[int, float]]],
     ready: asyncio.Event,
 ) -> None:
     """Record (version, arrival) of every notice on the keys' channels: the ground truth."""
-    # The keys' partitions' sharded channels, which also carry other keys' notices.
-    channels, wanted = {state.channel(k) for k in keys}, set(keys)
-    async with redis.pubsub() as ps:
-        for channel in channels:
+    # The keys' partitions' sharded channels, which also carry other keys' notices; on
+    # a cluster, each subscribed on its slot owner's connection.
+    made = await sharded.shards(redis, sorted({state.channel(k) for k in keys}))
+    confirmed = [asyncio.Event() for _ in made]
+
+    async def all_confirmed() -> None:
+        await asyncio.gather(*(c.wait() for c in confirmed))
+        ready.set()
+
+    try:
+        await asyncio.gather(
+            all_confirmed(),
+            *(
+                _listen_shard(shard, set(keys), into, c)
+                for shard, c in zip(made, confirmed, strict=True)
+            ),
+        )
+    finally:
+        await sharded.close(made)
+
+
+async def _listen_shard(
+    shard: sharded.Shard,
+    wanted: set[str],
+    into: dict[str, list[tuple[int, float]]],
+    confirmed: asyncio.Event,
+) -> None:
+    async with shard.client.pubsub() as ps:
+        for channel in shard.channels:
             await ps.ssubscribe(channel)
-        confirmed = 0
-        while confirmed < len(channels):
+        count = 0
+        while count < len(shard.channels):
             msg = await ps.get_message(timeout=5.0)
             if msg is not None and msg["type"] == "ssubscribe":
-                confirmed += 1
-        ready.set()
+                count += 1
+        confirmed.set()
         while True:
             msg = await ps.get_message(ignore_subscribe_messages=True, timeout=1.0)
             if msg is None or msg["type"] != "smessage":
@@ -205,7 +231,7 @@ async def test_hundreds_of_subscribers_under_steady_traffic_miss_nothing_and_mem
 
     notices: dict[str, list[tuple[int, float]]] = defaultdict(list)
     listener_ready = asyncio.Event()
-    listener_client = Redis.from_url(stack.redis_url)
+    listener_client = client(stack.redis_url)
     listener = asyncio.create_task(
         _listen(listener_client, shared_worker, keys, notices, listener_ready)
     )

@@ -59,7 +59,7 @@ from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
 from streams.store.state import RedisState
 from tests.support.events import event
-from tests.support.stack import PARTITIONS, Stack, publish, space, wait_until
+from tests.support.stack import PARTITIONS, Stack, publish, redis_env, space, wait_until
 from tests.support.tls_pki import Pki, make_pki
 
 USER = "continuity"
@@ -481,6 +481,7 @@ async def test_kafka_sasl_against_the_embedded_brokers_scram_fails_fast_and_clea
                 terminator.bootstrap if protocol == "SASL_SSL" else direct,
                 f"sasl{secrets.token_hex(4)}",
                 REDIS_URL=stack.redis_url,
+                **redis_env(stack.redis_url),
                 CONTINUITY_KAFKA_SECURITY_PROTOCOL=protocol,
                 CONTINUITY_KAFKA_SASL_MECHANISM="SCRAM-SHA-512",
                 CONTINUITY_KAFKA_SASL_USERNAME=USER,

@@ -20,10 +20,15 @@ from streams.core.activity import WINDOW_LABEL
 from streams.store import keys
 from streams.store.state import RedisState
 from streams.worker.gauges import SESSIONS_OWNER, GaugeRefresher
-from tests.support.pure import MemoryState, ev, records
+from streams.worker.processor import BatchProcessor
+from tests.support.pure import ev, routed
 from tests.support.stack import space
 
 CART0, CART1, BROWSE0 = ("cart-events", 0), ("cart-events", 1), ("browse-events", 0)
+
+
+async def _no_dead_letters(_: object) -> None:
+    raise AssertionError("nothing here is dead-lettered")
 
 
 def _lag(tp: tuple[str, int]) -> float | None:
@@ -72,18 +77,18 @@ async def test_sessions_active_counts_distinct_keys_committed_in_the_window(
     state: RedisState,
 ) -> None:
     now = time.time()
-    memory = MemoryState()
     events = [
         ev("browse.search", {"query": "q"}, customer=f"c{n % 5}", event_id=f"e{n}")
         for n in range(12)
     ]
-    batch = records(events)
+    # On each key's own partition, committed per partition as a worker does (so on a
+    # cluster each commit is one slot's).
+    batch = routed(events, state.space.partitions)
+    processor = BatchProcessor(state, _no_dead_letters, forward=True)
     for chunk in (batch[:6], batch[6:]):
-        plan = memory.process(chunk)
-        assert await state.commit(plan, now) is None
-    replay = MemoryState(dict(memory.sessions), {}, dict(memory.offsets)).process(batch)
+        await processor.process(chunk)
+    replay = await processor.process(batch)
     assert not replay.writes
-    assert await state.commit(replay, now) is None
 
     gauges = GaugeRefresher()
     gauges.assigned([CART1])

@@ -49,6 +49,7 @@ from tests.support.stack import (
     Stack,
     WorkerGroup,
     applied_through,
+    client,
     skip_history,
     space,
     wait_until,
@@ -162,8 +163,8 @@ class Folded:
 async def folded(stack: Stack, publisher: Publisher) -> AsyncIterator[Folded]:
     """One worker with JSON logs and fast gauges, fed the workload phase by phase."""
     name = f"m{uuid.uuid4().hex[:8]}"
-    client = Redis.from_url(stack.redis_url)
-    group = WorkerGroup(stack, name, name, RedisState(client, space(name)))
+    made = client(stack.redis_url)
+    group = WorkerGroup(stack, name, name, RedisState(made, space(name)))
     port = loopback.free_port()
     await skip_history(stack.bootstrap, group.state, name)
     worker = stack.start_worker(
@@ -203,7 +204,7 @@ async def folded(stack: Stack, publisher: Publisher) -> AsyncIterator[Folded]:
         yield Folded(w, before, after, await scrape(port), worker.log_path, port, name)
     finally:
         worker.stop()
-        await client.aclose()
+        await made.aclose()
 
 
 async def _settled(port: int) -> dict[Series, float]:

@@ -5,7 +5,8 @@ configured count (``cont:{p<partition>}:...``): a worker folding topics of
 another count would write state where the gateway and the other processes do
 not look. Against the embedded broker: topics created with 4 partitions, then
 a worker configured for 8 (refused, in-process and as ``continuity worker``
-with its exit status), and one configured for 4 (ready).
+with its exit status), and one configured for 4 (ready). And a worker given a
+Redis Cluster URL in ``direct`` mode is refused at start, naming the setting.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from schemas.topics import SOURCE_TOPICS
 from streams.dev import loopback
 from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
-from streams.worker.startup import CONFIGURATION, Ready, Refused, check_kafka
+from streams.worker.startup import CONFIGURATION, Ready, Refused, check_kafka, check_redis
 from tests.support.gateway import GATEWAY_SECRET
 
 pytestmark = pytest.mark.e2e
@@ -114,3 +115,36 @@ def test_the_gateway_command_refuses_topics_of_another_count_too(bootstrap: str)
     assert done.returncode == 2, done.stderr
     assert "continuity gateway: the source topics have 4 partitions" in done.stderr
     assert "CONTINUITY_TOPIC_PARTITIONS=4" in done.stderr
+
+
+def test_a_cluster_url_in_direct_mode_is_refused_with_what_to_set() -> None:
+    """A direct commit changes two partitions' keys, which a cluster refuses: the worker
+    says so at start, and starts in forward mode (or on one primary)."""
+    cluster = "redis+cluster://127.0.0.1:7000,127.0.0.1:7001"
+    with pytest.raises(Refused) as refused:
+        check_redis(Settings(REDIS_URL=cluster, cross_partition="direct"))
+    assert refused.value.code == CONFIGURATION
+    assert "CONTINUITY_CROSS_PARTITION=forward" in refused.value.message
+    check_redis(Settings(REDIS_URL=cluster, cross_partition="forward"))
+    check_redis(Settings(REDIS_URL="redis://127.0.0.1:1/0", cross_partition="direct"))
+
+
+def test_the_worker_command_refuses_a_cluster_in_direct_mode_before_kafka() -> None:
+    env = {
+        **os.environ,
+        # No broker and no cluster listen here: the refusal comes first.
+        "KAFKA_BOOTSTRAP": f"127.0.0.1:{loopback.free_port()}",
+        "REDIS_URL": f"redis+cluster://127.0.0.1:{loopback.free_port()}",
+        "CONTINUITY_CROSS_PARTITION": "direct",
+        "CONTINUITY_LOG_FORMAT": "text",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "worker"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == CONFIGURATION, done.stderr
+    assert "REDIS_URL names a Redis Cluster" in done.stderr
+    assert "CONTINUITY_CROSS_PARTITION=forward" in done.stderr

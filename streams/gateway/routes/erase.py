@@ -13,7 +13,6 @@ import logging
 
 from aiohttp import web
 from aiokafka.errors import KafkaError
-from redis.exceptions import RedisError
 
 from streams.gateway import metrics
 from streams.gateway.errors import ERASURE_UNAVAILABLE, ApiError
@@ -24,6 +23,7 @@ from streams.gateway.params import session_id
 from streams.gateway.policy import may_erase
 from streams.kafka.security import kafka_client_kwargs
 from streams.ops.erase import EraseError, erase_customer, report
+from streams.store.client import UNAVAILABLE
 from streams.store.state import RedisState
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ async def delete_session(request: web.Request) -> web.StreamResponse:
         done = await erase_customer(
             state, settings.kafka_bootstrap, customer_id, kafka=kafka_client_kwargs(settings)
         )
-    except (EraseError, KafkaError, RedisError, OSError) as exc:
+    except (EraseError, KafkaError, *UNAVAILABLE) as exc:
         metrics.ERASURES.labels("unavailable").inc()
         log.warning("erasure not completed: %s", type(exc).__name__)
         raise ApiError(

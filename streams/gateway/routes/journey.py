@@ -20,7 +20,6 @@ import logging
 
 import orjson
 from aiohttp import web
-from redis.exceptions import RedisError
 
 from streams.core.journey import decode
 from streams.gateway.errors import NOT_FOUND, ApiError
@@ -31,6 +30,7 @@ from streams.gateway.params import journey_limit, session_id
 from streams.gateway.policy import may_read
 from streams.gateway.sessions import RedisUnavailable
 from streams.store import keys
+from streams.store.client import UNAVAILABLE
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ async def get_journey(request: web.Request) -> web.StreamResponse:
             pipe.zcard(journey_key)
             pipe.zrevrange(journey_key, 0, limit - 1)
             has_session, total, members = await pipe.execute()
-    except (RedisError, OSError) as exc:
+    except UNAVAILABLE as exc:
         raise RedisUnavailable(repr(exc)) from None
     if not has_session and not total:
         raise ApiError(

@@ -28,7 +28,6 @@ import time
 
 from aiohttp import web
 from aiokafka.errors import KafkaError
-from redis.exceptions import RedisError
 
 from streams.gateway import freshness
 from streams.gateway.auth import Role
@@ -41,6 +40,7 @@ from streams.gateway.policy import FORBIDDEN, Denied, may_read
 from streams.gateway.sessions import RedisUnavailable, View
 from streams.kafka.security import kafka_client_kwargs
 from streams.ops.time_travel import TimeTravel, session_as_of
+from streams.store.client import UNAVAILABLE
 from streams.store.state import RedisState
 
 VERSION_HEADER = "X-Continuity-Version"
@@ -101,7 +101,7 @@ async def get_session_as_of(request: web.Request, sid: str, moment_ms: int) -> w
         if not timer.expired():
             raise _kafka_unavailable("Kafka did not answer in time") from None
         raise _too_slow(settings.as_of_timeout) from None
-    except (RedisError, OSError) as exc:
+    except UNAVAILABLE as exc:
         raise RedisUnavailable(repr(exc)) from None
     except KafkaError as exc:  # LogUnreadable included
         raise _kafka_unavailable(str(exc) or type(exc).__name__) from None
@@ -155,7 +155,7 @@ async def freshness_headers(request: web.Request, key: str) -> dict[str, str]:
     settings = request.app[SETTINGS]
     try:
         fresh = await freshness.read(request.app[REDIS], settings.space(), key)
-    except (RedisError, OSError):
+    except UNAVAILABLE:
         return {}
     return fresh.headers(int(time.time() * 1000), settings.worker_stale_after)
 
