@@ -86,14 +86,14 @@ def test_the_layout_page_keeps_its_prose_and_lists_every_family() -> None:
     page = REDIS_LAYOUT.path.read_text()
     assert page.startswith("# Redis layout")
     prose = page.split(docs_pages.END)[1]
-    # The tag, the count every process must share, and what runs on a cluster (workers
-    # in forward mode and gateways) and what still needs one primary.
+    # The tag, the count every process must share, and how a cluster is run (workers in
+    # forward mode, gateways and the operator commands).
     assert "**The partition tag.**" in prose
     assert "`cont:{p7}:s:c-1`" in prose
     assert "CONTINUITY_TOPIC_PARTITIONS" in prose
-    assert "**Redis Cluster: workers and gateways.**" in prose
+    assert "**Redis Cluster.**" in prose
     assert "CONTINUITY_CROSS_PARTITION=forward" in prose
-    assert "need one Redis primary" in prose
+    assert "redis+cluster://" in prose
     for f in keys.FAMILIES:
         assert f"| `{f.shown()}` | {f.type.value} |" in page
         assert f.scope == "global" or "{p<partition>}" in f.shown()
