@@ -248,7 +248,11 @@ async def test_rebuild_command_on_a_cluster(
     target = fresh_space()
     cli_env = env(bootstrap, cluster, space)
     code, _, err = await run_cli(
-        "rebuild", "--from-history", "--prefix", target.prefix, env=cli_env
+        "rebuild",
+        "--from-history",
+        "--prefix",
+        target.prefix,
+        env={**cli_env, "CONTINUITY_CROSS_PARTITION": "direct"},
     )
     assert code == 2
     assert "CONTINUITY_CROSS_PARTITION=forward" in err

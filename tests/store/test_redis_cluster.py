@@ -19,12 +19,14 @@ from pathlib import Path
 import orjson
 import pytest
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import ClusterCrossSlotError
+from redis.exceptions import ClusterCrossSlotError, ClusterError
 
-from streams.core.plan import Kind, Record
+from streams.core.decode import decode
+from streams.core.fold import Limits
+from streams.core.plan import Kind, Record, needs, plan_batch
 from streams.dev.cluster import SLOTS, LocalCluster, redis_cluster, slot_of
 from streams.store import keys
-from streams.store.client import connect
+from streams.store.client import connect, transient
 from streams.store.keys import Space
 from streams.store.state import RedisState
 from streams.worker.processor import BatchProcessor
@@ -186,3 +188,46 @@ async def test_a_key_follows_its_slot_to_another_primary(
     assert await target.client.get(key) == "kept", "the key itself moved"
     # The client's slot map still names the source: it follows the MOVED reply.
     assert await cluster_client.get(key) == b"kept"
+
+
+async def test_a_commit_meeting_its_slot_mid_move_waits_instead_of_half_applying(
+    cluster: LocalCluster, cluster_client: RedisCluster
+) -> None:
+    """A partition's slot being moved, with the customer's journey already on the new
+    primary and its session still on the old: the next commit (planned before) is
+    answered TRYAGAIN and writes nothing; once the move ends it commits. Without the
+    declared keys (streams/store/declared.py) the script ran on the old primary, wrote
+    the session, and failed at the journey: a half-applied batch."""
+    space = Space(unique("t"), 12)
+    customer = unique("c")
+    part = space.partition(customer)
+    state = RedisState(cluster_client, space)
+    first = on_home([event("cart.item_added", added("A-1"), customer=customer)], space)
+    assert await BatchProcessor(state, _no_dead_letters).process(first)
+    second = Record("cart-events", part, 1, customer.encode(), orjson.dumps(
+        event("cart.item_added", added("B-2"), customer=customer)))  # fmt: skip
+    decoded = [decode(second.value)]
+    plan = plan_batch([second], decoded, await state.load(needs([second], decoded)), Limits())
+
+    slot = slot_of(keys.offsets(space, part))
+    source = await cluster.owner(slot)
+    target = next(p for p in await cluster.primaries() if p is not source)
+    await target.client.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source.id)
+    await source.client.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target.id)
+    journey = keys.journey(space, customer)
+    moved = await source.client.execute_command(
+        "MIGRATE", "127.0.0.1", target.port, journey, 0, 5000
+    )
+    assert moved == "OK"
+    # TRYAGAIN, retried by the client until its attempts ran out (the worker goes on).
+    with pytest.raises(ClusterError) as refused:
+        await state.commit(plan)
+    assert transient(refused.value)
+    assert (await state.get(customer)).version == 1  # type: ignore[union-attr]
+
+    await cluster.reshard(slot, target)
+    assert await state.commit(plan) is None
+    stored = await state.get(customer)
+    assert stored is not None
+    assert [line.sku for line in stored.cart] == ["A-1", "B-2"]
+    assert await cluster_client.zcard(journey) == 2
