@@ -149,9 +149,24 @@ class Sessions:
         reads made a stale session pass for read-your-writes.
         """
         applied = await self.applied(want.after)
+        # A login applied on the customer's partition may still wait for its guest's
+        # half (docs/merge-across-partitions.md): the write is not readable until the
+        # merge lands, which clears the wait and writes the session in one commit.
+        if applied and want.after:
+            applied = not await self.waiting(some_id)
         view = await self.locate(some_id)
         fresh = want.min_version is None or view.version >= want.min_version
         return view, applied and fresh
+
+    async def waiting(self, some_id: str) -> bool:
+        """Whether ``some_id``'s session waits for a merge across partitions."""
+        try:
+            held = await self._redis.hexists(
+                keys.waiting(self._space, self._space.partition(some_id)), some_id
+            )
+        except UNAVAILABLE as exc:
+            raise RedisUnavailable(repr(exc)) from None
+        return bool(held)
 
     @contextlib.asynccontextmanager
     async def _notices(self, key: str) -> AsyncIterator[Subscriber]:

@@ -38,7 +38,7 @@ from streams.dev.cluster import LocalCluster, slot_of
 from streams.gateway import freshness, kpis
 from streams.gateway.fanout import Fanout
 from streams.gateway.handoff import code_in_partition
-from streams.gateway.params import Position
+from streams.gateway.params import Position, ReadWait
 from streams.gateway.rate_limit import Exceeded, RateLimiter
 from streams.gateway.sessions import Sessions
 from streams.store import keys
@@ -229,3 +229,28 @@ async def _up(fan: Fanout) -> bool:
 
 def fan_channel(space: Space, key: str) -> str:
     return keys.updates(space, space.partition(key))
+
+
+async def test_a_read_after_a_login_waits_while_the_customer_waits_for_its_merge(
+    cluster_client: RedisCluster, space: Space
+) -> None:
+    """The login's offset is applied while the customer's session still waits for its
+    guest's half on another partition: read-your-writes is not satisfied until the wait
+    is cleared (with the merged session, in one commit)."""
+    customer = spread(space, 1, "w")[0]
+    part = space.partition(customer)
+    login = Position(SOURCE_TOPICS[0], part, 7)
+    await cluster_client.hset(keys.offsets(space, part), login.tp, login.offset)
+    await cluster_client.hset(keys.waiting(space, part), customer, b"{}")
+    sessions = Sessions(cluster_client, space, Fanout(Redis(), space))
+    assert await sessions.applied((login,))
+    _, satisfied = await sessions.wait(customer, ReadWait(after=(login,), timeout=0.3))
+    assert not satisfied, "the merge has not landed"
+    await cluster_client.hdel(keys.waiting(space, part), customer)
+    await cluster_client.hset(
+        keys.session(space, customer),
+        mapping={"v": 2, "d": encode(new_session(customer, customer))},
+    )
+    view, satisfied = await sessions.wait(customer, ReadWait(after=(login,), timeout=0.3))
+    assert satisfied
+    assert view.session is not None

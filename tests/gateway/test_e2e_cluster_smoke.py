@@ -119,3 +119,22 @@ async def test_a_login_across_primaries_reaches_the_customers_stream(
     assert await state.redis.get(keys.alias(state.space, guest)) == customer.encode()
     waiting = keys.waiting(state.space, state.space.partition(customer))
     assert await state.redis.hget(waiting, customer) is None
+
+
+async def test_a_read_after_a_login_across_primaries_holds_the_merge(
+    cluster: LocalCluster,
+    on_cluster: tuple[Gateway, RedisState],
+    http: aiohttp.ClientSession,
+) -> None:
+    """Read-your-writes: a read ``after`` a login whose guest lives on another primary
+    answers once the merge landed, not when the customer's side began to wait for it
+    (its offset moved then, with the session not yet merged or even there)."""
+    gw, state = on_cluster
+    guest, customer = await apart(cluster, state.space)
+    await wait_until(lambda: ready(http, gw), timeout=30, interval=0.2)
+    first = await post(http, gw, event("cart.item_added", added("G-2"), anon=guest))
+    await read_session(http, gw, guest, bearer("service"), after=first)
+    login = await post(http, gw, event("session.identified", customer=customer, anon=guest))
+    status, body, _ = await read_session(http, gw, customer, bearer("service"), after=login)
+    assert status == 200, body
+    assert [line["sku"] for line in body["cart"]] == ["G-2"]
