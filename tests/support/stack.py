@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
 from schemas.session import Session
-from schemas.topics import FOLDED_TOPICS, SOURCE_TOPICS
+from schemas.topics import FOLDED_TOPICS, SESSION_FORWARDS, SOURCE_TOPICS
 from streams.dev import loopback
 from streams.kafka.publish import Publisher, prepare_dict
 from streams.kafka.reader import TopicReader, read_all
@@ -164,6 +164,30 @@ async def applied_through(state: RedisState, written: dict[str, int], timeout: f
     async def done() -> bool:
         applied = await state.applied_offsets()
         return all(applied.get(tp, -1) >= off for tp, off in written.items())
+
+    await wait_until(done, timeout, interval=0.25)
+
+
+async def settled(state: RedisState, bootstrap: str, timeout: float = 90) -> None:
+    """Wait until no forward is in flight for the group behind ``state``.
+
+    In forward mode the source offsets applied are not the end of a login across
+    partitions: its forwards (and the merge they carry) come after. Settled means
+    every partition's forwards outbox is empty (published and acknowledged), no
+    session waits for one, and every ``session-forwards`` record on the topic is
+    applied. On one primary in direct mode it holds at once.
+    """
+
+    async def done() -> bool:
+        for n in state.space.all_partitions():
+            if await state.redis.xlen(keys.forwards(state.space, n)):
+                return False
+            if await state.redis.hlen(keys.waiting(state.space, n)):
+                return False
+        async with TopicReader(bootstrap, [SESSION_FORWARDS], job="tests") as reader:
+            ends = await reader.read_ends()
+        applied = await state.applied_offsets()
+        return all(applied.get(tp, -1) >= end - 1 for tp, end in ends.items() if end > 0)
 
     await wait_until(done, timeout, interval=0.25)
 
