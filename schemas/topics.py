@@ -37,6 +37,9 @@ SESSION_FORWARDS = "session-forwards"
 # name the record once, whatever times the relay sends it again.
 FORWARD_ORIGIN_HEADER = "continuity.forward.origin"
 FORWARD_SEQ_HEADER = "continuity.forward.seq"
+# The key prefix (deployment) whose relay sent a forward: another group folding the
+# same topics into another prefix leaves it alone.
+FORWARD_SPACE_HEADER = "continuity.forward.space"
 
 SOURCE_TOPICS: tuple[str, ...] = (CART_EVENTS, BROWSE_EVENTS, CHECKOUT_EVENTS)
 # What the worker consumes and folds, one partition number of each to one worker:

@@ -36,6 +36,10 @@ class Record:
     # A ``session-forwards`` record's origin partition and outbox entry id, from its
     # headers: re-sends after a relay crash carry ids already applied.
     forwarded: tuple[int, str] | None = None
+    # The key prefix that sent a ``session-forwards`` record (its header), and whether
+    # it is another deployment's (set by the worker, which knows its own prefix).
+    sender: str | None = None
+    foreign: bool = False
 
     @property
     def tp(self) -> str:

@@ -53,6 +53,12 @@ from streams.core.steps import (
 def _forwarded(b: _Batch, record: Record) -> None:
     """Plan one record of ``session-forwards``: work another partition handed here."""
     plan = b.plan
+    if record.foreign:
+        # Another deployment's (another key prefix folding the same topics): not ours.
+        plan.outcomes.append(
+            RecordOutcome(record, Kind.ALREADY_APPLIED, detail="another deployment's forward")
+        )
+        return
     fwd = read_forward(record.value)
     if fwd is None:
         plan.outcomes.append(

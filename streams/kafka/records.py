@@ -7,7 +7,7 @@ from typing import Any
 
 from schemas.topics import SESSION_FORWARDS
 from streams.core.dead_letter import replayed_from
-from streams.core.forward_marks import forwarded
+from streams.core.forward_marks import forwarded, sender
 from streams.core.plan import Record
 from streams.kafka.reader import Message
 
@@ -34,4 +34,5 @@ def _record(msg: Any, timestamp_ms: int | None) -> Record:
         timestamp_ms=timestamp_ms,
         replayed_from=replayed_from(headers),
         forwarded=forwarded(headers) if msg.topic == SESSION_FORWARDS else None,
+        sender=sender(headers) if msg.topic == SESSION_FORWARDS else None,
     )

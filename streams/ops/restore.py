@@ -155,7 +155,9 @@ async def restore(
         for k, held in found.reflected().items()
     }
     tail = _TailState(state, reflected)
-    processor = BatchProcessor(tail, no_dead_letters, limits, forward=forward)
+    # The topic's forwards are the restored deployment's whatever prefix it is
+    # restored into (one deployment per Kafka: the changelog is shared the same way).
+    processor = BatchProcessor(tail, no_dead_letters, limits, forward=forward, any_sender=True)
     first = {_partition(tp): o + 1 for tp, o in kept.items()}
     forwards = 0
     reader = TopicReader(

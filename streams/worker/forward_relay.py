@@ -68,7 +68,10 @@ async def publish_round(outbox: ForwardOutbox, publish: Publish, count: int) -> 
             metrics.FORWARD_RELAY_ERRORS.inc()
             continue
         by_destination.setdefault(entry.partition, []).append(entry)
-    sends = [_send_in_order(outbox.partition, rows, publish) for rows in by_destination.values()]
+    sends = [
+        _send_in_order(outbox.partition, outbox.space.prefix, rows, publish)
+        for rows in by_destination.values()
+    ]
     # Every destination runs to its end or its first failure: nothing is left in flight.
     failures = [r for r in await asyncio.gather(*sends, return_exceptions=True) if r is not None]
     if failures:
@@ -79,11 +82,13 @@ async def publish_round(outbox: ForwardOutbox, publish: Publish, count: int) -> 
     return len(entries)
 
 
-async def _send_in_order(origin: int, rows: Sequence[ForwardEntry], publish: Publish) -> None:
+async def _send_in_order(
+    origin: int, space: str, rows: Sequence[ForwardEntry], publish: Publish
+) -> None:
     """Send one destination's records, each once Kafka acknowledged the one before."""
     for entry in rows:
         acked = await publish(
-            entry.partition, entry.key, entry.value, forward_headers(origin, entry.id)
+            entry.partition, entry.key, entry.value, forward_headers(origin, entry.id, space)
         )
         await acked
 

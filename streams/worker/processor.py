@@ -43,6 +43,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from schemas.events import AnyEvent
@@ -90,12 +91,17 @@ class BatchProcessor:
         floors: Floors | None = None,
         rewind: Rewinder | None = None,
         forward: bool = False,
+        any_sender: bool = False,
     ) -> None:
         """``forward``: each partition's commit changes its own keys only, and work for
         another partition goes out as forwards (``docs/merge-across-partitions.md``);
-        otherwise one commit may change any key (one Redis primary only)."""
+        otherwise one commit may change any key (one Redis primary only).
+        ``any_sender``: fold every ``session-forwards`` record, whatever key prefix sent
+        it (a restore, which takes the topic's deployment for its own); otherwise
+        another prefix's are skipped (a rebuild beside the live state, blue/green)."""
         self.state = state
         self.forward = forward
+        self.any_sender = any_sender
         self.dead_letter = dead_letter
         self.limits = limits
         self.retry_max_delay = retry_max_delay
@@ -103,6 +109,12 @@ class BatchProcessor:
         self.readiness = readiness
         self.floors = floors
         self.rewind = rewind
+
+    def _mark_foreign(self, record: Record) -> Record:
+        """``record``, marked when another deployment's relay sent it."""
+        if record.sender is None or record.sender == self.state.space.prefix:
+            return record
+        return replace(record, foreign=True)
 
     async def process(self, records: Sequence[Record]) -> Plan:
         """Apply ``records`` (in arrival order); return only once they are committed.
@@ -114,6 +126,8 @@ class BatchProcessor:
         never skipped, so the partition waits in place. The plan returned joins
         the partitions' plans, outcomes in arrival order.
         """
+        if not self.any_sender:
+            records = [self._mark_foreign(r) for r in records]
         decoded = [_decode(r) for r in records]
         # Counted as received on arrival, before any Redis round trip: a batch
         # waiting out an outage shows up here (a rewind's records count again

@@ -12,14 +12,26 @@ from types import SimpleNamespace
 
 import pytest
 
-from schemas.topics import CART_EVENTS, FORWARD_ORIGIN_HEADER, FORWARD_SEQ_HEADER, SESSION_FORWARDS
-from streams.core.forward_marks import forward_headers, forwarded
+from schemas.topics import (
+    CART_EVENTS,
+    FORWARD_ORIGIN_HEADER,
+    FORWARD_SEQ_HEADER,
+    FORWARD_SPACE_HEADER,
+    SESSION_FORWARDS,
+)
+from streams.core.forward_marks import forward_headers, forwarded, sender
 from streams.kafka.records import from_faust, from_kafka
 
 
-def test_the_headers_read_back_as_origin_and_id() -> None:
-    headers = forward_headers(11, "1700000000000-3")
-    assert headers == [(FORWARD_ORIGIN_HEADER, b"11"), (FORWARD_SEQ_HEADER, b"1700000000000-3")]
+def test_the_headers_read_back_as_origin_id_and_sender() -> None:
+    headers = forward_headers(11, "1700000000000-3", "cont")
+    assert headers == [
+        (FORWARD_ORIGIN_HEADER, b"11"),
+        (FORWARD_SEQ_HEADER, b"1700000000000-3"),
+        (FORWARD_SPACE_HEADER, b"cont"),
+    ]
+    assert sender(headers) == sender(dict(headers)) == "cont"
+    assert sender(headers[:2]) is None, "a record from before the header: no sender"
     assert forwarded(headers) == (11, "1700000000000-3")
     assert forwarded(tuple(headers)) == (11, "1700000000000-3")
     assert forwarded(dict(headers)) == (11, "1700000000000-3")
@@ -57,8 +69,10 @@ def _message(topic: str, headers: object, timestamp: float) -> SimpleNamespace:
 
 
 def test_records_carry_the_marks_on_the_forwards_topic_only() -> None:
-    marks = forward_headers(3, "9-0")
+    marks = forward_headers(3, "9-0", "blue")
     assert from_kafka(_message(SESSION_FORWARDS, marks, 1000)).forwarded == (3, "9-0")  # type: ignore[arg-type]
+    assert from_faust(_message(SESSION_FORWARDS, marks, 1.0)).sender == "blue"
+    assert from_faust(_message(CART_EVENTS, marks, 1.0)).sender is None
     assert from_faust(_message(SESSION_FORWARDS, marks, 1.0)).forwarded == (3, "9-0")
     assert from_faust(_message(CART_EVENTS, marks, 1.0)).forwarded is None
     assert from_faust(_message(SESSION_FORWARDS, None, 1.0)).forwarded is None

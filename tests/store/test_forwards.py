@@ -17,9 +17,16 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from schemas.topics import SESSION_FORWARDS
+from streams.core.plan import Kind
 from streams.store import keys
 from streams.store.forwards import START, ForwardEntry, ForwardOutbox, Unreadable, parse_entry
 from streams.store.keys import Space
+from streams.store.state import RedisState
+from streams.worker.processor import BatchProcessor
+from tests.support.forwards import ForwardPump, homed
+from tests.support.pure import add, ev
+from tests.support.pure import records as records_of
 
 pytestmark = pytest.mark.e2e
 
@@ -104,3 +111,41 @@ def test_an_entry_that_is_no_forward_record_is_reported() -> None:
 def test_a_partition_outside_the_space_is_refused(client: Redis) -> None:
     with pytest.raises(ValueError, match="partition 4"):
         ForwardOutbox(client, SPACE, 4)
+
+
+async def test_another_deployments_forwards_are_skipped(client: Redis) -> None:
+    """Two key prefixes folding the same topics (a rebuild beside the live state, a
+    blue/green switch) share ``session-forwards``: a forward the blue relay sent is
+    skipped by green's worker (its position taken, nothing changed)."""
+    blue, green = Space("blue", 4), Space("green", 4)
+    guest, customer = "g-1", "c-1"
+    while blue.partition(guest) == blue.partition(customer):
+        customer += "x"
+
+    async def fail(_: object) -> None:
+        raise AssertionError("nothing here is dead-lettered")
+
+    folding = BatchProcessor(RedisState(client, blue), fail, forward=True)
+    other = BatchProcessor(RedisState(client, green), fail, forward=True)
+    records = homed(
+        records_of(
+            [
+                ev("cart.item_added", add("A-1"), anon=guest),
+                ev("session.identified", customer=customer, anon=guest),
+            ]
+        ),
+        blue,
+    )
+    for record in records:
+        await folding.process([record])
+    astray = ForwardPump(client, blue, other, sender="blue")
+    assert await astray.drain() == 1, "blue's login forward, handed to green's worker"
+    (skipped,) = [o for plan in astray.plans for o in plan.outcomes]
+    assert (skipped.kind, skipped.detail) == (Kind.ALREADY_APPLIED, "another deployment's forward")
+    assert await RedisState(client, green).applied_offsets() == {
+        f"{SESSION_FORWARDS}:{blue.partition(guest)}": 0
+    }
+    assert await client.keys("green:*:s:*") == []
+    # Blue's customer still waits for that merge: it is blue's, not green's, to finish
+    # (blue's own forwards fold: every other test's pump names its own prefix).
+    assert await client.hlen(keys.waiting(blue, blue.partition(customer))) == 1

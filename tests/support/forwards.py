@@ -34,6 +34,8 @@ class ForwardPump:
     # destination partition -> the next session-forwards offset there
     offsets: Counter[int] = field(default_factory=Counter)
     plans: list[Plan] = field(default_factory=list)
+    # The key prefix named as the sender (the relay names its own; a test may lie).
+    sender: str | None = None
 
     async def drain(self, rounds: int = 100) -> int:
         """Deliver forwards until none is left; return how many were delivered."""
@@ -49,6 +51,7 @@ class ForwardPump:
                     record = Record(
                         SESSION_FORWARDS, entry.partition, self.offsets[entry.partition],
                         entry.key, entry.value, forwarded=(origin, entry.id),
+                        sender=self.sender or self.space.prefix,
                     )  # fmt: skip
                     self.offsets[entry.partition] += 1
                     self.plans.append(await self.processor.process([record]))

@@ -27,7 +27,12 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
-from schemas.topics import FORWARD_ORIGIN_HEADER, FORWARD_SEQ_HEADER, SESSION_FORWARDS
+from schemas.topics import (
+    FORWARD_ORIGIN_HEADER,
+    FORWARD_SEQ_HEADER,
+    FORWARD_SPACE_HEADER,
+    SESSION_FORWARDS,
+)
 from streams.core.plan import Record
 from streams.dev import loopback
 from streams.kafka import clients
@@ -176,7 +181,11 @@ async def test_headers_are_the_origin_and_the_id_in_ascii(
     assert await publish_round(outbox, Relayed(producer), 10) == 1
     found = await read_all(bootstrap, [SESSION_FORWARDS], stall_timeout=10, job="tests")
     (mine,) = [m for m in found if m.key == f"{space.prefix}-h".encode()]
-    assert dict(mine.headers) == {FORWARD_ORIGIN_HEADER: b"3", FORWARD_SEQ_HEADER: sent.encode()}
+    assert dict(mine.headers) == {
+        FORWARD_ORIGIN_HEADER: b"3",
+        FORWARD_SEQ_HEADER: sent.encode(),
+        FORWARD_SPACE_HEADER: space.prefix.encode(),
+    }
     assert mine.partition == 2
 
 
