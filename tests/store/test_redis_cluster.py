@@ -8,7 +8,9 @@ client. With the partition-aligned layout the worker's own path (per-partition
 load and commit, ``BatchProcessor``) runs on the cluster for customers spread
 over every primary, exactly once; and a login whose guest is on another
 partition (another primary's slot) merges through forwards, each partition's
-script touching its own slot only.
+script touching its own slot only. A script starting with the settled-slot
+probe is refused (TRYAGAIN) on a slot half moved, on either side, before it
+writes anything.
 """
 
 from __future__ import annotations
@@ -19,13 +21,14 @@ from pathlib import Path
 import orjson
 import pytest
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import ClusterCrossSlotError
+from redis.exceptions import ClusterCrossSlotError, ClusterError, TryAgainError
 
 from streams.core.plan import Kind, Record
 from streams.dev.cluster import SLOTS, LocalCluster, redis_cluster, slot_of
 from streams.store import keys
 from streams.store.client import connect
 from streams.store.keys import Space
+from streams.store.scripts import SETTLED_SLOT_PROBE
 from streams.store.state import RedisState
 from streams.worker.processor import BatchProcessor
 from tests.support.events import added, event
@@ -186,3 +189,33 @@ async def test_a_key_follows_its_slot_to_another_primary(
     assert await target.client.get(key) == "kept", "the key itself moved"
     # The client's slot map still names the source: it follows the MOVED reply.
     assert await cluster_client.get(key) == b"kept"
+
+
+async def test_a_script_on_a_slot_being_moved_stops_before_it_writes(
+    cluster: LocalCluster, cluster_client: RedisCluster
+) -> None:
+    tag = "{" + unique("moving") + "}"
+    here, moved = f"{tag}:here", f"{tag}:moved"  # one on the old primary, one not there
+    await cluster_client.set(here, "1")
+    slot = slot_of(here)
+    source = await cluster.owner(slot)
+    target = next(p for p in await cluster.primaries() if p is not source)
+    writes = SETTLED_SLOT_PROBE + "redis.call('SET', KEYS[1] .. ':w', 'x') return 1"
+    script = cluster_client.register_script(writes)
+    await target.client.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source.id)
+    await source.client.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target.id)
+    try:
+        # Run on the old primary (its key is there), then on the new one (sent by ASK).
+        for key in (here, moved):
+            with pytest.raises((TryAgainError, ClusterError)):  # TRYAGAIN, till the TTL
+                await script(keys=[key])
+        # Each node's keys of the slot, asked so that no node redirects: nothing written.
+        held = [
+            await n.client.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 10)
+            for n in (source, target)
+        ]
+        assert held == [[here], []], "refused before writing"
+    finally:
+        for node in (target, source):
+            await node.client.execute_command("CLUSTER", "SETSLOT", slot, "STABLE")
+    assert await script(keys=[here]) == 1, "a settled slot runs it"
