@@ -57,7 +57,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "--variants",
         default=(
             "ceiling,faust-empty,naive,backbone,backbone-no-changelog,backbone-2,"
-            "backbone-forward,backbone-cluster"
+            "backbone-direct,backbone-cluster"
         ),
         help="comma-separated subset, run in this order each round",
     )

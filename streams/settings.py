@@ -139,14 +139,14 @@ class Settings(BaseSettings):
         ),
     )
     cross_partition: Literal["direct", "forward"] = Field(
-        default="direct",
+        default="forward",
         description=(
-            "how a login merges a guest homed on another partition: `direct` (one commit "
-            "changes both partitions' keys, a login merged without a hop through Kafka; "
-            "one Redis primary only) or `forward` (each partition's commit changes its "
-            "own keys, the rest goes through `session-forwards`; one Redis primary or a "
-            "Redis Cluster alike: a worker given a `redis+cluster://` URL refuses to start "
-            "in `direct`; docs/merge-across-partitions.md)"
+            "how a login merges a guest homed on another partition: `forward` (each "
+            "partition's commit changes its own keys, the rest goes through "
+            "`session-forwards`; one Redis primary or a Redis Cluster alike) or `direct` "
+            "(one commit changes both partitions' keys, a login merged without a hop "
+            "through Kafka; one Redis primary only: a worker given a `redis+cluster://` "
+            "URL refuses to start in `direct`; docs/merge-across-partitions.md)"
         ),
     )
     dedup_window: int = Field(

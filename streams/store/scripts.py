@@ -53,9 +53,31 @@ def source(name: ScriptName) -> str:
     return resources.files("streams.store").joinpath("lua", name).read_text(encoding="utf-8")
 
 
+# First call of every script: two keys of KEYS[1]'s slot that never exist. On a slot
+# being moved (MIGRATING on its old primary, IMPORTING on the new one, even for a
+# client sent there by ASK) Redis refuses a command over missing keys of it, inside a
+# script too ("Script attempted to access a non local key"). The scripts reach most
+# of their keys by name inside Lua, not through KEYS, so without this the refusal
+# could come halfway through: after some writes (a script is never rolled back), or
+# not at all on the importing side, which would read keys not moved yet as absent.
+# With it a script either runs on a settled slot from start to end (a slot cannot
+# start moving during a script) or stops before it reads or writes anything with
+# TRYAGAIN, which callers wait out (``client.transient``) until the move is over. A
+# script touching another slot's key by mistake still gets the plain refusal, no
+# retry. On a settled slot or a single primary it is one read of two absent keys.
+SETTLED_SLOT_PROBE = """if #KEYS > 0 then
+  local probe = redis.pcall('EXISTS', KEYS[1] .. ':settled?a', KEYS[1] .. ':settled?b')
+  if type(probe) == 'table' and probe.err then
+    return redis.error_reply('TRYAGAIN the slot of ' .. KEYS[1] .. ' is being moved')
+  end
+end
+"""
+
+
 def loaded(name: ScriptName) -> str:
-    """What Redis runs: the key layout's prelude (``keys.lua_prelude``), then the script."""
-    return lua_prelude() + source(name)
+    """What Redis runs: the key layout's prelude (``keys.lua_prelude``), the settled-slot
+    probe (:data:`SETTLED_SLOT_PROBE`), then the script."""
+    return lua_prelude() + SETTLED_SLOT_PROBE + source(name)
 
 
 def register(redis: Redis | RedisCluster, name: ScriptName) -> AsyncScript:

@@ -39,7 +39,6 @@ from streams.core.journey import DEFAULT_JOURNEY, JourneyLimits
 from streams.core.log_reset import Applied
 from streams.core.plan import Needs, Plan, Snapshot
 from streams.store import keys
-from streams.store.declared import commit_ids, declared, load_ids
 from streams.store.keys import Space
 from streams.store.partitioned import Fill, ScriptCall, run_scripts, run_transactions
 from streams.store.scripts import Arg, Row, commit_args, register
@@ -118,9 +117,7 @@ class RedisState:
         # Applied positions belong to the state, not to a consumer group: a second
         # group (a blue/green deploy, a rewound group) folding into the same state
         # must skip what the state already holds.
-        # Every key it names declared: a load never reads a partition mid-move (declared.py).
-        names = declared(self.space, part, load_ids(needs))
-        reply = await self._load(keys=names, args=args)
+        reply = await self._load(keys=[keys.offsets(self.space, part)], args=args)
         (
             aliases_raw, offsets_raw, sessions_raw, erasures_raw, epoch, devices_raw, floors_raw,
             waiting_raw, journeys_raw, links_raw, marks_raw,
@@ -221,10 +218,9 @@ class RedisState:
                 if len(s.channels) > 1
             ]
         self._effect_rows(rows, plan, active_at)
-        # Every key it names declared: a commit never half-applies while its
-        # partition's slot moves between primaries (declared.py).
-        names = declared(self.space, part, commit_ids(plan))
-        result = await self._commit(keys=names, args=commit_args(head, rows))
+        result = await self._commit(
+            keys=[keys.offsets(self.space, part)], args=commit_args(head, rows)
+        )
         if int(result[0]) == 1:
             return None
         return Conflict(_s(result[1]), _s(result[2]))

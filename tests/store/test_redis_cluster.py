@@ -8,7 +8,9 @@ client. With the partition-aligned layout the worker's own path (per-partition
 load and commit, ``BatchProcessor``) runs on the cluster for customers spread
 over every primary, exactly once; and a login whose guest is on another
 partition (another primary's slot) merges through forwards, each partition's
-script touching its own slot only.
+script touching its own slot only. A script starting with the settled-slot
+probe is refused (TRYAGAIN) on a slot half moved, on either side, before it
+writes anything.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 import orjson
 import pytest
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import ClusterCrossSlotError, ClusterError
+from redis.exceptions import ClusterCrossSlotError, ClusterError, TryAgainError
 
 from streams.core.decode import decode
 from streams.core.fold import Limits
@@ -28,6 +30,7 @@ from streams.dev.cluster import SLOTS, LocalCluster, redis_cluster, slot_of
 from streams.store import keys
 from streams.store.client import connect, transient
 from streams.store.keys import Space
+from streams.store.scripts import SETTLED_SLOT_PROBE
 from streams.store.state import RedisState
 from streams.worker.processor import BatchProcessor
 from tests.support.events import added, event
@@ -196,8 +199,8 @@ async def test_a_commit_meeting_its_slot_mid_move_waits_instead_of_half_applying
     """A partition's slot being moved, with the customer's journey already on the new
     primary and its session still on the old: the next commit (planned before) is
     answered TRYAGAIN and writes nothing; once the move ends it commits. Without the
-    declared keys (streams/store/declared.py) the script ran on the old primary, wrote
-    the session, and failed at the journey: a half-applied batch."""
+    settled-slot probe (streams/store/scripts.py) the script ran on the old primary,
+    wrote the session, and failed at the journey: a half-applied batch."""
     space = Space(unique("t"), 12)
     customer = unique("c")
     part = space.partition(customer)
@@ -231,3 +234,33 @@ async def test_a_commit_meeting_its_slot_mid_move_waits_instead_of_half_applying
     assert stored is not None
     assert [line.sku for line in stored.cart] == ["A-1", "B-2"]
     assert await cluster_client.zcard(journey) == 2
+
+
+async def test_a_script_on_a_slot_being_moved_stops_before_it_writes(
+    cluster: LocalCluster, cluster_client: RedisCluster
+) -> None:
+    tag = "{" + unique("moving") + "}"
+    here, moved = f"{tag}:here", f"{tag}:moved"  # one on the old primary, one not there
+    await cluster_client.set(here, "1")
+    slot = slot_of(here)
+    source = await cluster.owner(slot)
+    target = next(p for p in await cluster.primaries() if p is not source)
+    writes = SETTLED_SLOT_PROBE + "redis.call('SET', KEYS[1] .. ':w', 'x') return 1"
+    script = cluster_client.register_script(writes)
+    await target.client.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source.id)
+    await source.client.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target.id)
+    try:
+        # Run on the old primary (its key is there), then on the new one (sent by ASK).
+        for key in (here, moved):
+            with pytest.raises((TryAgainError, ClusterError)):  # TRYAGAIN, till the TTL
+                await script(keys=[key])
+        # Each node's keys of the slot, asked so that no node redirects: nothing written.
+        held = [
+            await n.client.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 10)
+            for n in (source, target)
+        ]
+        assert held == [[here], []], "refused before writing"
+    finally:
+        for node in (target, source):
+            await node.client.execute_command("CLUSTER", "SETSLOT", slot, "STABLE")
+    assert await script(keys=[here]) == 1, "a settled slot runs it"

@@ -197,16 +197,21 @@ class PrivateStack:
 
 
 @asynccontextmanager
-async def private_stack(root: Path, appendfsync: str = "always") -> AsyncIterator[PrivateStack]:
-    """Start a broker and a Redis (AOF with ``appendfsync``; a cluster on a cluster run);
-    stop everything afterwards."""
+async def private_stack(
+    root: Path, appendfsync: str = "always", cluster_replicas: int | None = None
+) -> AsyncIterator[PrivateStack]:
+    """Start a broker and a Redis (AOF with ``appendfsync``; a cluster on a cluster run,
+    or, given ``cluster_replicas``, a three-primary cluster with that many replicas per
+    primary whatever the run); stop everything afterwards."""
     logs = root / "logs"
     broker = loopback.start_broker(logs)
     nodes: LocalCluster | None = None
     redis_child: loopback.Child | None = None
     try:
-        if on_cluster():
-            nodes = await start_cluster(root / "cluster", appendfsync=appendfsync)
+        if on_cluster() or cluster_replicas is not None:
+            nodes = await start_cluster(
+                root / "cluster", replicas=cluster_replicas or 0, appendfsync=appendfsync
+            )
             url = nodes.url
         else:
             redis_child = loopback.start_redis(root / "redis", logs, appendfsync=appendfsync)

@@ -1,8 +1,5 @@
 -- Apply one batch plan atomically, if and only if nothing it read has changed.
--- KEYS[1]: the partition's offsets hash (it routes the script to the partition's slot);
--- KEYS[2..]: every other key the arguments name, declared only so that Redis Cluster
--- runs the script nowhere but on the node holding them all while the slot moves
--- (streams/store/declared.py); the script names its keys through the layout prelude.
+-- KEYS[1]: the partition's offsets hash (it routes the script to the partition's slot).
 -- ARGV head: prefix, partitions, partition, erasure_epoch, local
 -- (the partition's erasure epoch as read with the snapshot), then counted sections, each a
 -- row count n and n rows of its columns, in this order. Declared once in Python

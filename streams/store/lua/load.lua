@@ -1,8 +1,5 @@
 -- Read everything one batch depends on, in one round trip.
--- KEYS[1]: the partition's offsets hash (it routes the script to the partition's slot);
--- KEYS[2..]: every other key the arguments name, declared only so that Redis Cluster
--- runs the script nowhere but on the node holding them all while the slot moves
--- (streams/store/declared.py); the script names its keys through the layout prelude.
+-- KEYS[1]: the partition's offsets hash (it routes the script to the partition's slot).
 -- ARGV: prefix, partitions, partition, local ('1': only this partition's keys), n_anon, anon..., n_keys, key..., n_tp, tp...,
 -- n_journeys, guest..., n_links, customer... (the tps all of that partition; every id
 -- one of this partition's: another partition's keys are that partition's to read).
