@@ -12,7 +12,7 @@ help:
 	@echo "make run    - set up and run the whole stack on loopback with simulated traffic"
 	@echo "make test   - set up and run lint and every test"
 	@echo "make lint   - ruff and mypy"
-	@echo "make test-faults - the fault suite, long versions (FAULT_SCALE=long)"
+	@echo "make test-faults - the fault suite, long versions (FAULT_SCALE=long), then test-cluster"
 	@echo "make test-cluster - the end-to-end suites again on a three-primary Redis Cluster"
 	@echo "make test-order - every test, in a shuffled order"
 	@echo "make bench  - the worker against a ceiling, an empty Faust agent and a naive agent"
@@ -107,18 +107,16 @@ test-order: setup
 test-faults: setup
 	FAULT_SCALE=long HYPOTHESIS_PROFILE=search $(BIN)/pytest -m "faults or load or limits" -q
 	HYPOTHESIS_PROFILE=search $(BIN)/pytest -q -m "not e2e"
+	@$(MAKE) --no-print-directory test-cluster
 
 # The end-to-end, merge, fault and rebuild suites again with every stack's Redis on a
 # three-primary Redis Cluster (TEST_REDIS=cluster: the session's stack and each private
 # stack start one, workers run with CONTINUITY_CROSS_PARTITION=forward, tests needing
-# one primary skip). One folder at a time, each to its end; fails if any folder did.
-# Not part of make test (its time budget): make test runs one cluster smoke test.
+# one primary skip), in two processes like make test. Part of make test-faults, not of
+# make test (its time budget): make test runs the cluster smoke, reads, ops and faults.
 CLUSTER_SUITES ?= tests/system tests/worker tests/gateway tests/ops tests/faults
 test-cluster: setup
-	@failed=""; for suite in $(CLUSTER_SUITES); do \
-	  echo "== $$suite on a Redis Cluster"; \
-	  TEST_REDIS=cluster $(BIN)/pytest -q -m "not limits" $$suite || failed="$$failed $$suite"; \
-	done; [ -z "$$failed" ] || { echo "failed on a Redis Cluster:$$failed"; exit 1; }
+	TEST_REDIS=cluster $(BIN)/pytest -q -n $(TEST_WORKERS) -m "not limits" $(CLUSTER_SUITES)
 
 # Seeded backlog drained by a plain-aiokafka ceiling, an empty Faust agent, a naive
 # GET/fold/SET agent, the worker and two workers; medians of 3 rounds, each run on a
