@@ -11,15 +11,13 @@ processes would start with validate (a cluster runs in forward mode).
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from typing import Any
 
 import pytest
 
 from streams.settings import Settings
 from streams.store.client import is_cluster_url, parse_cluster_url
-from tests.support.deploy_files import COMPOSE, DEPLOY, ROOT, documents, resource
+from tests.support.deploy_files import COMPOSE, DEPLOY, compose_config, documents, resource
 
 OVERRIDE = DEPLOY / "compose.redis-cluster.yml"
 
@@ -115,16 +113,7 @@ def test_the_kubernetes_example_forms_one_cluster_from_every_pod() -> None:
 
 
 def test_the_cluster_override_passes_docker_compose_config() -> None:
-    docker = shutil.which("docker")
-    if docker is None or subprocess.run([docker, "compose", "version"]).returncode != 0:
+    result = compose_config(COMPOSE, OVERRIDE)
+    if result is None:
         pytest.skip("the docker compose plugin is not installed; structure checked above")
-    result = subprocess.run(
-        [docker, "compose", "-f", str(COMPOSE), "-f", str(OVERRIDE), "config", "--quiet"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env={"PATH": "/usr/bin:/bin", "CONTINUITY_AUTH_SECRET": "x" * 32},
-    )
     assert result.returncode == 0, result.stderr
