@@ -33,6 +33,14 @@ def run(args: argparse.Namespace) -> int:
     from streams.store.state import RedisState
 
     settings = load_settings()
+    if is_cluster_url(settings.redis_dsn()) and args.from_history:
+        # One planner over every key commits a login's two partitions at once.
+        print(
+            "continuity rebuild: --from-history needs one Redis primary; on a Redis "
+            "Cluster rebuild from the changelog (without --from-history)",
+            file=sys.stderr,
+        )
+        return 2
     if is_cluster_url(settings.redis_dsn()) and settings.cross_partition != "forward":
         # A direct fold commits a login's two partitions at once: one primary only.
         print(

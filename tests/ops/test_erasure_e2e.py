@@ -27,7 +27,7 @@ from streams.store import keys
 from streams.store.state import RedisState
 from tests.support.events import added, event
 from tests.support.gateway import Gateway, bearer, read_session
-from tests.support.stack import Stack, applied_through, publish, space, wait_version
+from tests.support.stack import Stack, applied_through, publish, single_primary, space, wait_version
 from tests.system.test_cli import cli_env, run_cli
 
 pytestmark = pytest.mark.e2e
@@ -42,6 +42,7 @@ async def call(
         return resp.status, orjson.loads(await resp.read())
 
 
+@single_primary("a rebuild from the topics plans every key at once")
 async def test_an_erased_customer_stays_erased_through_a_rebuild(
     stack: Stack,
     shared_worker: RedisState,
