@@ -22,6 +22,7 @@ def run(args: argparse.Namespace) -> int:
     from streams.ops.rebuild import (
         LivePrefix,
         PrefixInUse,
+        Rebuilt,
         ensure_fresh,
         rebuild,
         target_prefix,
@@ -33,14 +34,6 @@ def run(args: argparse.Namespace) -> int:
     from streams.store.state import RedisState
 
     settings = load_settings()
-    if is_cluster_url(settings.redis_dsn()) and args.from_history:
-        # One planner over every key commits a login's two partitions at once.
-        print(
-            "continuity rebuild: --from-history needs one Redis primary; on a Redis "
-            "Cluster rebuild from the changelog (without --from-history)",
-            file=sys.stderr,
-        )
-        return 2
     if is_cluster_url(settings.redis_dsn()) and settings.cross_partition != "forward":
         # A direct fold commits a login's two partitions at once: one primary only.
         print(
@@ -60,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     def report(p: ReadProgress) -> None:
         print(f"  {p.line()}", flush=True)
 
-    async def run() -> ReadProgress | Restored:
+    async def run() -> Rebuilt | Restored:
         kafka = kafka_client_kwargs(settings)
         layout = await ensure_topics(
             settings.kafka_bootstrap,
@@ -114,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
                 report=report,
                 kafka=kafka,
                 limits=settings.fold_limits(),
+                forward=settings.cross_partition == "forward",
             )
 
     try:
@@ -140,8 +134,11 @@ def run(args: argparse.Namespace) -> int:
             f"into prefix {prefix!r}{reset if done.reset_partitions else ''}"
         )
         return 0
-    print(f"  {done.line()}")
-    print(f"rebuilt {done.records} records into prefix {prefix!r}")
+    print(f"  {done.progress.line()}")
+    delivered = (
+        f" and delivered {done.forwards} forwards between partitions" if done.forwards else ""
+    )
+    print(f"rebuilt {done.progress.records} records{delivered} into prefix {prefix!r}")
     return 0
 
 

@@ -14,6 +14,11 @@ batch, so no record an erasure covers is ever folded, even into a Redis
 that lost everything (``streams/core/erasure.py``). The fold does the work
 of every forward on ``session-forwards`` itself, so the prefix then takes
 that topic's positions as applied (``streams/ops/forward_positions.py``).
+With ``forward`` (the workers' ``CONTINUITY_CROSS_PARTITION=forward``, and the only
+way on a Redis Cluster) each partition's batch commits its own keys only, and
+the forwards those commits write are delivered in-process after every batch
+(``streams/ops/inline_forwards.py``), so a login's merge is done, and no session
+waits for one, before the next batch is read.
 
 Arrival order across topics is the consumer's, not the live run's, so the
 fields that depend on it may differ from the live state (README: Rebuild).
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis, RedisCluster
@@ -34,6 +40,7 @@ from streams.kafka.reader import TopicReader
 from streams.kafka.records import from_kafka
 from streams.ops.erase import read_erasures
 from streams.ops.forward_positions import skip_forwards
+from streams.ops.inline_forwards import InlineForwards, clear_positions
 from streams.store import keys
 from streams.store.keys import Space
 from streams.store.state import RedisState
@@ -53,16 +60,19 @@ async def rebuild(
     report_every: float = 2.0,
     kafka: dict[str, Any] | None = None,
     limits: Limits = DEFAULT_LIMITS,
-) -> ReadProgress:
+    forward: bool = False,
+) -> Rebuilt:
     """Fold every record of ``topics`` (up to their ends at the start) into ``state``.
 
     ``kafka``: the clients' security arguments (``streams.kafka.security``);
-    ``limits``: the fold's definition, the workers' (``Settings.fold_limits``).
+    ``limits``: the fold's definition, the workers' (``Settings.fold_limits``);
+    ``forward``: plan per partition and deliver the forwards in-process, as above.
     Raises ``LogUnreadable`` when a topic cannot be read to its end (a broker
     silent for the reader's stall timeout); what was folded stays in the prefix.
     """
     await state.restore_erasures(await read_erasures(bootstrap, kafka=kafka))
-    processor = BatchProcessor(state, no_dead_letters, limits)
+    processor = BatchProcessor(state, no_dead_letters, limits, forward=forward)
+    forwards = InlineForwards(state.redis, state.space, processor)
     reader = TopicReader(
         bootstrap,
         topics,
@@ -75,9 +85,23 @@ async def rebuild(
     async with reader:
         async for batch in reader:
             await processor.process([from_kafka(m) for m in batch])
+            if forward:
+                await forwards.drain()
+    if forward:
+        await clear_positions(state.redis, state.space)
     # The fold did the forwards' work: workers on this prefix go on after them.
     await skip_forwards(bootstrap, state, kafka)
-    return reader.progress
+    return Rebuilt(reader.progress, forwards.delivered)
+
+
+@dataclass(frozen=True)
+class Rebuilt:
+    """What a rebuild folded."""
+
+    progress: ReadProgress
+    """The source records read."""
+    forwards: int
+    """Forwards its own commits wrote and it delivered in-process (``forward`` only)."""
 
 
 class LivePrefix(ValueError):

@@ -27,7 +27,7 @@ from streams.store import keys
 from streams.store.state import RedisState
 from tests.support.events import added, event
 from tests.support.gateway import Gateway, bearer, read_session
-from tests.support.stack import Stack, applied_through, publish, single_primary, space, wait_version
+from tests.support.stack import Stack, applied_through, publish, space, wait_version
 from tests.system.test_cli import cli_env, run_cli
 
 pytestmark = pytest.mark.e2e
@@ -42,7 +42,6 @@ async def call(
         return resp.status, orjson.loads(await resp.read())
 
 
-@single_primary("a rebuild from the topics plans every key at once")
 async def test_an_erased_customer_stays_erased_through_a_rebuild(
     stack: Stack,
     shared_worker: RedisState,
@@ -103,7 +102,7 @@ async def test_an_erased_customer_stays_erased_through_a_rebuild(
     prefix = f"rb{uuid.uuid4().hex[:8]}"
     target = RedisState(redis, space(prefix))
     try:
-        await rebuild(stack.bootstrap, target, SOURCE_TOPICS)
+        await rebuild(stack.bootstrap, target, SOURCE_TOPICS, forward=True)
         rebuilt = await target.get(c)
         assert rebuilt is not None
         assert rebuilt.model_dump() == fresh.model_dump()

@@ -26,7 +26,7 @@ from streams.store import keys
 from streams.store.state import RedisState
 from tests.support.oracle import cart_workload, dump_prefix
 from tests.support.private_stack import PrivateStack, private_stack
-from tests.support.stack import applied_through, publish, single_primary, space
+from tests.support.stack import applied_through, publish, space
 
 pytestmark = pytest.mark.e2e
 
@@ -117,7 +117,6 @@ def _order_free(s: Session) -> dict[str, Any]:
     }
 
 
-@single_primary("rebuild --from-history plans every key at once")
 async def test_rebuild_of_a_single_topic_workload_is_byte_identical(tmp_path: Path) -> None:
     async with private_stack(tmp_path) as st:
         worker = st.start_worker("w")
@@ -143,7 +142,6 @@ async def test_rebuild_of_a_single_topic_workload_is_byte_identical(tmp_path: Pa
         assert await _state(st, "cont") == live
 
 
-@single_primary("rebuild --from-history plans every key at once")
 async def test_rebuild_of_a_mixed_workload_agrees_on_order_free_fields(tmp_path: Path) -> None:
     async with private_stack(tmp_path) as st:
         st.start_worker("w")

@@ -33,12 +33,12 @@ from streams.core.decode import decode
 from streams.core.erasure import Erasure
 from streams.core.plan import Record, needs, plan_batch
 from streams.dev.cluster import slot_of
+from streams.ops.inline_forwards import InlineForwards
 from streams.store import keys
 from streams.store.keys import Space
 from streams.store.state import Erased, RedisState, Unnamed
 from streams.worker.processor import BatchProcessor
 from tests.support.events import added, event
-from tests.support.forwards import ForwardPump
 
 pytestmark = pytest.mark.e2e
 
@@ -90,7 +90,7 @@ async def fold(d: Deployment, topic: str, offset: int, body: dict[str, object]) 
     if d.forward:
         processor = BatchProcessor(state, _no_dead_letters, forward=True)
         await processor.process(batch)
-        await ForwardPump(d.redis, d.space, processor).drain()
+        await InlineForwards(d.redis, d.space, processor).drain()
         return
     decoded = [decode(r.value) for r in batch]
     plan = plan_batch(batch, decoded, await state.load(needs(batch, decoded)))

@@ -19,12 +19,13 @@ from redis.asyncio import Redis
 
 from schemas.topics import SESSION_FORWARDS
 from streams.core.plan import Kind
+from streams.ops.inline_forwards import InlineForwards
 from streams.store import keys
 from streams.store.forwards import START, ForwardEntry, ForwardOutbox, Unreadable, parse_entry
 from streams.store.keys import Space
 from streams.store.state import RedisState
 from streams.worker.processor import BatchProcessor
-from tests.support.forwards import ForwardPump, homed
+from tests.support.forwards import homed
 from tests.support.pure import add, ev
 from tests.support.pure import records as records_of
 
@@ -138,7 +139,7 @@ async def test_another_deployments_forwards_are_skipped(client: Redis) -> None:
     )
     for record in records:
         await folding.process([record])
-    astray = ForwardPump(client, blue, other, sender="blue")
+    astray = InlineForwards(client, blue, other, sender="blue")
     assert await astray.drain() == 1, "blue's login forward, handed to green's worker"
     (skipped,) = [o for plan in astray.plans for o in plan.outcomes]
     assert (skipped.kind, skipped.detail) == (Kind.ALREADY_APPLIED, "another deployment's forward")

@@ -2,7 +2,7 @@
 redis-server (``commit.lua``): the work in flight between partitions, for a restore.
 
 Proves, over a login whose guest and customer live on different partitions (driven
-by ``ForwardPump`` instead of the relay and the topic): the customer's entry names
+by ``InlineForwards`` instead of the relay and the topic): the customer's entry names
 the last forward it wrote (``f``) and carries its session's wait for the merge with
 the record held meanwhile (``w<i>``), also while the customer has no session yet;
 the guest's entry names the forward it applied (``m``) and the merge it wrote back;
@@ -25,12 +25,13 @@ from redis.asyncio import Redis
 from streams.core.changelog import parse_entry, sent
 from streams.core.crossing import Pending
 from streams.core.plan import Kind, RecordOutcome
+from streams.ops.inline_forwards import InlineForwards
 from streams.store import keys
 from streams.store.keys import Space
 from streams.store.state import RedisState
 from streams.worker.processor import BatchProcessor
 from tests.support.events import added, event
-from tests.support.forwards import ForwardPump, homed
+from tests.support.forwards import homed
 from tests.support.pure import records
 
 pytestmark = pytest.mark.e2e
@@ -59,7 +60,7 @@ async def test_a_commit_writes_its_work_in_flight_into_its_changelog_entry(clien
     guest, customer = _apart()
     home_g, home_c = SPACE.partition(guest), SPACE.partition(customer)
     processor = BatchProcessor(RedisState(client, SPACE), _no_dead_letters, forward=True)
-    pump = ForwardPump(client, SPACE, processor)
+    pump = InlineForwards(client, SPACE, processor)
     log = homed(
         records(
             [

@@ -27,6 +27,7 @@ from streams.core.decode import decode
 from streams.core.fold import Limits
 from streams.core.plan import Kind, Record, needs, plan_batch
 from streams.dev.cluster import SLOTS, LocalCluster, redis_cluster, slot_of
+from streams.ops.inline_forwards import InlineForwards
 from streams.store import keys
 from streams.store.client import connect, transient
 from streams.store.keys import Space
@@ -34,7 +35,6 @@ from streams.store.scripts import SETTLED_SLOT_PROBE
 from streams.store.state import RedisState
 from streams.worker.processor import BatchProcessor
 from tests.support.events import added, event
-from tests.support.forwards import ForwardPump
 
 pytestmark = pytest.mark.e2e
 
@@ -144,7 +144,7 @@ async def test_a_login_across_partitions_runs_on_a_cluster(cluster_client: Redis
     ):
         customer = unique("c")
     processor = BatchProcessor(RedisState(cluster_client, space), _no_dead_letters, forward=True)
-    pump = ForwardPump(cluster_client, space, processor)
+    pump = InlineForwards(cluster_client, space, processor)
     await processor.process(on_home([event("cart.item_added", added("A-1"), anon=guest)], space))
     login = event("session.identified", customer=customer, anon=guest)
     first = await processor.process(on_home([login], space))

@@ -21,10 +21,11 @@ from redis.asyncio import Redis
 from streams.core.erasure import Erasure
 from streams.core.session_codec import decode
 from streams.core.shared_device import is_shared
+from streams.ops.inline_forwards import InlineForwards
 from streams.store import keys
 from streams.store.state import Erased, RedisState
 from streams.worker.processor import BatchProcessor
-from tests.support.forwards import ForwardPump, homed
+from tests.support.forwards import homed
 from tests.support.pure import MemoryState, add, ev, records
 from tests.support.stack import space
 
@@ -115,7 +116,7 @@ async def test_redis_decides_as_the_model_batch_by_batch(client: Redis) -> None:
         raise AssertionError(outcomes)
 
     processor = BatchProcessor(state, no_dead_letters, forward=True)
-    pump = ForwardPump(client, space("t"), processor)
+    pump = InlineForwards(client, space("t"), processor)
     model = MemoryState()
     day = records(kiosk_day())
     for rec, homed_rec in zip(day, homed(day, space("t")), strict=True):

@@ -3,7 +3,7 @@
 ``Folder`` reads what a real broker holds since its last round and applies it
 with the workers' own batch step (``BatchProcessor`` in ``forward`` mode, every
 commit on its partition's slot), then carries the forwards between partitions
-(``ForwardPump``); ``relay_changelog`` publishes each partition's changelog
+(``InlineForwards``); ``relay_changelog`` publishes each partition's changelog
 stream to ``session-changelog`` with the workers' relay step. The worker
 process, its relays and the ``session-forwards`` topic are proven with real
 processes elsewhere (``tests/worker``); here what is under test is the
@@ -22,11 +22,11 @@ from streams.core.plan import RecordOutcome
 from streams.kafka import clients
 from streams.kafka.reader import TopicReader
 from streams.kafka.records import from_kafka
+from streams.ops.inline_forwards import InlineForwards
 from streams.store.changelog import ChangelogOutbox
 from streams.store.state import RedisState
 from streams.worker.changelog_relay import publish_round
 from streams.worker.processor import BatchProcessor
-from tests.support.forwards import ForwardPump
 
 
 @dataclass
@@ -42,7 +42,7 @@ class Folder:
 
     def __post_init__(self) -> None:
         self.processor = BatchProcessor(self.state, self._dead_letters, forward=True)
-        self.pump = ForwardPump(self.state.redis, self.state.space, self.processor)
+        self.pump = InlineForwards(self.state.redis, self.state.space, self.processor)
 
     async def _dead_letters(self, outcomes: Sequence[RecordOutcome]) -> None:
         self.dead.extend(outcomes)
