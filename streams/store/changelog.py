@@ -77,9 +77,16 @@ class ChangelogOutbox:
         raw: Any = await self.redis.get(keys.forwards_cursor(self.space, self.partition))
         return None if raw is None else raw.decode() if isinstance(raw, bytes) else str(raw)
 
-    async def read(self, after: str, count: int) -> list[Entry]:
-        """Up to ``count`` entries after the id ``after``, in order."""
-        rows: Any = await self.redis.xrange(self.stream, f"({after}", "+", count=count)
+    async def read(self, after: str, count: int, wait_ms: int = 0) -> list[Entry]:
+        """Up to ``count`` entries after the id ``after``, in order; with ``wait_ms``, a
+        read that finds none waits that long for the first to be written."""
+        rows: Any
+        if wait_ms > 0:
+            # A blocked read instead of a poll: no load on Redis while idle.
+            found: Any = await self.redis.xread({self.stream: after}, count=count, block=wait_ms)
+            rows = found[0][1] if found else ()
+        else:
+            rows = await self.redis.xrange(self.stream, f"({after}", "+", count=count)
         return [Entry(i.decode() if isinstance(i, bytes) else i, f) for i, f in rows or ()]
 
     async def advance(self, cursor: Cursor) -> bool:

@@ -99,9 +99,19 @@ class ForwardOutbox:
         raw: Any = await self.redis.get(keys.forwards_cursor(self.space, self.partition))
         return START if raw is None else _text(raw)
 
-    async def read(self, after: str, count: int) -> list[ForwardEntry | Unreadable]:
-        """Up to ``count`` entries after the id ``after``, in order."""
-        rows: Any = await self.redis.xrange(self.stream, f"({after}", "+", count=count)
+    async def read(
+        self, after: str, count: int, wait_ms: int = 0
+    ) -> list[ForwardEntry | Unreadable]:
+        """Up to ``count`` entries after the id ``after``, in order; with ``wait_ms``, a
+        read that finds none waits that long for the first to be written."""
+        rows: Any
+        if wait_ms > 0:
+            # One blocked read per partition instead of a poll: no load while idle,
+            # and a forward goes out as soon as its commit wrote it.
+            found: Any = await self.redis.xread({self.stream: after}, count=count, block=wait_ms)
+            rows = found[0][1] if found else ()
+        else:
+            rows = await self.redis.xrange(self.stream, f"({after}", "+", count=count)
         partitions = self.space.partitions
         return [parse_entry(_text(i), f, partitions) for i, f in rows or ()]
 

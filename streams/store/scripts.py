@@ -64,7 +64,8 @@ def source(name: ScriptName) -> str:
 # start moving during a script) or stops before it reads or writes anything with
 # TRYAGAIN, which callers wait out (``client.transient``) until the move is over. A
 # script touching another slot's key by mistake still gets the plain refusal, no
-# retry. On a settled slot or a single primary it is one read of two absent keys.
+# retry. On a settled slot it is one read of two absent keys; a single primary, whose
+# slots never move, runs the scripts without it.
 SETTLED_SLOT_PROBE = """if #KEYS > 0 then
   local probe = redis.pcall('EXISTS', KEYS[1] .. ':settled?a', KEYS[1] .. ':settled?b')
   if type(probe) == 'table' and probe.err then
@@ -74,10 +75,11 @@ end
 """
 
 
-def loaded(name: ScriptName) -> str:
+def loaded(name: ScriptName, cluster: bool = True) -> str:
     """What Redis runs: the key layout's prelude (``keys.lua_prelude``), the settled-slot
-    probe (:data:`SETTLED_SLOT_PROBE`), then the script."""
-    return lua_prelude() + SETTLED_SLOT_PROBE + source(name)
+    probe (:data:`SETTLED_SLOT_PROBE`; on a Redis Cluster only, where slots move),
+    then the script."""
+    return lua_prelude() + (SETTLED_SLOT_PROBE if cluster else "") + source(name)
 
 
 def register(redis: Redis | RedisCluster, name: ScriptName) -> AsyncScript:
@@ -86,7 +88,7 @@ def register(redis: Redis | RedisCluster, name: ScriptName) -> AsyncScript:
     Call it with ``keys=[...]`` naming at least one key of the slot it works in: a
     cluster client routes the script by its keys.
     """
-    return redis.register_script(loaded(name))
+    return redis.register_script(loaded(name, cluster=isinstance(redis, RedisCluster)))
 
 
 @dataclass(frozen=True)

@@ -329,10 +329,10 @@ def create_app(settings: Settings) -> faust.App:
             return await app.producer.send(SESSION_FORWARDS, key, value, partition, None, headers)
 
         try:
-            # In direct mode no commit writes forwards: a slow poll only drains what a
-            # worker in forward mode left (a switch back), without load on Redis.
-            idle = 0.025 if settings.cross_partition == "forward" else 1.0
-            await run_forward_relays(outboxes, publish, idle)
+            # Each partition's relay blocks on its own read of the stream: a connection
+            # each, none idle-polling Redis (in direct mode the reads only drain what a
+            # worker in forward mode left, a switch back).
+            await run_forward_relays(outboxes, publish)
         finally:
             await redis.aclose()
 

@@ -44,17 +44,27 @@ log = logging.getLogger(__name__)
 Publish = Callable[[str, bytes | None, list[tuple[str, bytes]], int], Awaitable[Awaitable[object]]]
 
 
-async def publish_round(outbox: ChangelogOutbox, publish: Publish, count: int) -> int:
+# How long a round whose first entry waits for its forwards pauses before looking
+# again (the forward relay publishes within milliseconds).
+HELD_BACK_PAUSE = 0.02
+
+
+async def publish_round(
+    outbox: ChangelogOutbox, publish: Publish, count: int, wait_ms: int = 0
+) -> int:
     """Publish the partition's entries after its cursor (at most ``count``); return how
-    many."""
+    many. With ``wait_ms``, an empty stream is waited on that long, and a first entry
+    still waiting for its forwards pauses the round briefly (the caller loops at once)."""
     cursor = await outbox.cursor()
-    entries = await outbox.read(cursor.seq, count)
+    entries = await outbox.read(cursor.seq, count, wait_ms)
     forwards = [sent(entry.fields) for entry in entries]
     lasts = [f.last_written for f in forwards]
     if any(lasts):
         # A commit's states wait for the forwards it sent to be on session-forwards:
         # a restore must never hold a state whose work for another partition is lost.
         ready = publishable(lasts, await outbox.forwards_published())
+        if not ready and wait_ms:
+            await asyncio.sleep(HELD_BACK_PAUSE)
         entries, forwards = entries[:ready], forwards[:ready]
     if not entries:
         return 0
@@ -113,35 +123,45 @@ async def run_changelog_relay(
     publish: Publish,
     sweep_interval: float,
     count: int = 500,
-    idle: float = 0.05,
+    idle: float = 1.0,
     max_delay: float = 5.0,
     pending: Pending | None = None,
 ) -> None:
-    """Publish one partition's changelog while holding its lease, until cancelled."""
+    """Publish one partition's changelog while holding its lease, until cancelled.
+
+    The lease is taken or renewed every third of its time, not every round; a round
+    waits up to ``idle`` seconds (at most that third) for an entry, so an idle
+    partition costs two reads per wait, not a poll.
+    """
     gauge = pending or Pending()
     next_sweep = 0.0
+    timeout = outbox.lease.timeout or 3.0
+    wait_ms = max(1, int(min(idle, timeout / 3) * 1000))
+    renew_at = 0.0
     backoff = Backoff(f"changelog relay {outbox.partition}", log, most=max_delay)
     try:
         while True:
             stop_if_cancelled()
             try:
-                if not await outbox.hold():
-                    # Another worker's relay publishes it; be ready to take over.
-                    gauge.set(outbox.partition, None)
-                    await asyncio.sleep(outbox.lease.timeout / 3 if outbox.lease.timeout else 1)
-                    continue
+                if time.monotonic() >= renew_at:
+                    if not await outbox.hold():
+                        # Another worker's relay publishes it; be ready to take over.
+                        gauge.set(outbox.partition, None)
+                        await asyncio.sleep(timeout / 3)
+                        continue
+                    renew_at = time.monotonic() + timeout / 3
                 if time.monotonic() >= next_sweep:
                     ended = await outbox.sweep(int(time.time() * 1000))
                     if ended:
                         log.info("%d keys of partition %d ended", ended, outbox.partition)
                     next_sweep = time.monotonic() + sweep_interval
                     gauge.set(outbox.partition, await outbox.pending())
-                if not await publish_round(outbox, publish, count):
-                    await asyncio.sleep(idle)
+                await publish_round(outbox, publish, count, wait_ms)
                 backoff.worked()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                renew_at = 0.0  # the lease is checked before the round is sent again
                 await backoff.failed(exc)
     finally:
         gauge.set(outbox.partition, None)

@@ -46,13 +46,16 @@ class LeaseLost(RuntimeError):
     """The lease was gone when the round was to advance: its holder sends the round again."""
 
 
-async def publish_round(outbox: ForwardOutbox, publish: Publish, count: int) -> int:
+async def publish_round(
+    outbox: ForwardOutbox, publish: Publish, count: int, wait_ms: int = 0
+) -> int:
     """Publish the partition's entries after its cursor (at most ``count``) and advance;
-    return how many entries the round took (0: none waited).
+    return how many entries the round took (0: none waited, or none came within
+    ``wait_ms``).
 
     Raises what a send raised, or ``LeaseLost``, leaving the cursor where it was.
     """
-    entries = await outbox.read(await outbox.cursor(), count)
+    entries = await outbox.read(await outbox.cursor(), count, wait_ms)
     if not entries:
         return 0
     by_destination: dict[int, list[ForwardEntry]] = {}
@@ -107,16 +110,19 @@ async def run_forward_relay(
     outbox: ForwardOutbox,
     publish: Publish,
     count: int = 200,
-    idle: float = 0.025,
+    idle: float = 1.0,
     max_delay: float = 5.0,
 ) -> None:
     """Publish one partition's forwards while holding its lease, until cancelled.
 
-    The lease is taken or renewed every third of its time, not every round: an
-    idle round is two reads (the cursor and the entries after it). A full round
-    is followed at once by the next.
+    The lease is taken or renewed every third of its time, not every round. A
+    round reads the cursor, then waits up to ``idle`` seconds (at most that third)
+    for an entry after it, so a forward is sent as soon as it is written and an
+    idle partition costs two reads per wait. A full round is followed at once
+    by the next.
     """
     timeout = outbox.lease.timeout or 3.0
+    wait_ms = max(1, int(min(idle, timeout / 3) * 1000))
     renew_at = 0.0
     backoff = Backoff(f"forward relay {outbox.partition}", log, most=max_delay)
     try:
@@ -131,8 +137,7 @@ async def run_forward_relay(
                         continue
                     renew_at = time.monotonic() + timeout / 3
                     _pending(outbox.partition, await outbox.pending())
-                if not await publish_round(outbox, publish, count):
-                    await asyncio.sleep(idle)
+                await publish_round(outbox, publish, count, wait_ms)
                 backoff.worked()
             except asyncio.CancelledError:
                 raise
@@ -149,8 +154,8 @@ async def run_forward_relay(
 
 
 async def run_forward_relays(
-    outboxes: Sequence[ForwardOutbox], publish: Publish, idle: float = 0.025
+    outboxes: Sequence[ForwardOutbox], publish: Publish, idle: float = 1.0
 ) -> None:
-    """One :func:`run_forward_relay` per partition, until cancelled (``idle``: seconds
-    between the polls of an empty stream)."""
+    """One :func:`run_forward_relay` per partition, until cancelled (``idle``: the longest
+    a read of an empty stream waits for an entry)."""
     await asyncio.gather(*(run_forward_relay(o, publish, idle=idle) for o in outboxes))

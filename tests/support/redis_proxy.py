@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from streams.store.scripts import loaded
 
-COMMIT_SHA = hashlib.sha1(loaded("commit.lua").encode()).hexdigest().encode()
+COMMIT_SHA = hashlib.sha1(loaded("commit.lua", cluster=False).encode()).hexdigest().encode()
 
 
 @dataclass
