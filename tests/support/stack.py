@@ -174,13 +174,17 @@ async def settled(state: RedisState, bootstrap: str, timeout: float = 90) -> Non
     In forward mode the source offsets applied are not the end of a login across
     partitions: its forwards (and the merge they carry) come after. Settled means
     every partition's forwards outbox is empty (published and acknowledged), no
-    session waits for one, and every ``session-forwards`` record on the topic is
-    applied. On one primary in direct mode it holds at once.
+    session waits for one, every ``session-forwards`` record on the topic is
+    applied, and every changelog outbox is published (its entries wait for their
+    commits' forwards, so they trail them). On one primary in direct mode it holds
+    once the changelog relay has caught up.
     """
 
     async def done() -> bool:
         for n in state.space.all_partitions():
             if await state.redis.xlen(keys.forwards(state.space, n)):
+                return False
+            if await state.redis.xlen(keys.changelog(state.space, n)):
                 return False
             if await state.redis.hlen(keys.waiting(state.space, n)):
                 return False
