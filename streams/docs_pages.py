@@ -63,9 +63,24 @@ def _redis_layout() -> str:
     )
 
 
+def _gateway_routes() -> str:
+    from streams.gateway.openapi import document
+
+    rows = ["| route | token | what | answers |", "|---|---|---|---|"]
+    for path, ops in document()["paths"].items():
+        for method, op in ops.items():
+            roles = ", ".join(op["x-continuity-roles"]) or "none"
+            if any("access_token" in s for s in op["security"]):
+                roles += "; or `?access_token=`"
+            statuses = ", ".join(s for s in op["responses"] if s not in ("405", "500"))
+            rows.append(f"| `{method.upper()} {path}` | {roles} | {op['summary']} | {statuses} |")
+    return "\n".join(rows) + "\n"
+
+
 PAGES = (
     GeneratedPage("configuration.md", "streams/settings.py", _configuration),
     GeneratedPage("redis-layout.md", "streams/store/keys.py", _redis_layout),
+    GeneratedPage("gateway-api.md", "streams/gateway/contract.py", _gateway_routes),
 )
 
 

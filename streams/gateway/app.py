@@ -55,6 +55,7 @@ from streams.gateway.routes import (
     ingest,
     journey,
     kpis,
+    openapi,
     sessions,
     stream,
 )
@@ -78,6 +79,7 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     ingest,
     kpis,
     handoff,
+    openapi,
     # Last: in development it takes ``GET /`` over from the index.
     demo,
 )

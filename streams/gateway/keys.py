@@ -16,6 +16,8 @@ from streams.store.handoffs import HandoffStore
 
 SETTINGS = web.AppKey("settings", Settings)
 SECRET = web.AppKey("secret", str)
+# The OpenAPI document, rendered once (streams/gateway/routes/openapi.py).
+OPENAPI = web.AppKey("openapi", bytes)
 # One primary's client or a Redis Cluster's (``streams.store.client.connect``).
 REDIS: web.AppKey[Client] = web.AppKey("redis")
 SESSIONS = web.AppKey("sessions", Sessions)

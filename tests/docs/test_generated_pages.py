@@ -12,7 +12,7 @@ from streams.docs_pages import PAGES, GeneratedPage
 from streams.settings import Settings
 from streams.store import keys
 
-CONFIGURATION, REDIS_LAYOUT = PAGES
+CONFIGURATION, REDIS_LAYOUT, GATEWAY_ROUTES = PAGES
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
@@ -37,6 +37,7 @@ def test_make_docs_rewrites_only_the_table(tmp_path: Path, monkeypatch: pytest.M
     stale = f"{head}{CONFIGURATION.begin}\n| old | table |\n{docs_pages.END}{tail}"
     (tmp_path / CONFIGURATION.name).write_text(stale)
     (tmp_path / REDIS_LAYOUT.name).write_text(REDIS_LAYOUT.path.read_text())
+    (tmp_path / GATEWAY_ROUTES.name).write_text(GATEWAY_ROUTES.path.read_text())
     monkeypatch.setattr(docs_pages, "DOCS", tmp_path)
     assert docs_pages.main(["--check"]) == 1
     assert docs_pages.main([]) == 0
@@ -97,3 +98,19 @@ def test_the_layout_page_keeps_its_prose_and_lists_every_family() -> None:
     for f in keys.FAMILIES:
         assert f"| `{f.shown()}` | {f.type.value} |" in page
         assert f.scope == "global" or "{p<partition>}" in f.shown()
+
+
+# --- Gateway routes --------------------------------------------------------------------
+
+
+def test_the_route_table_is_the_openapi_documents(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every operation has a row; a changed summary in the contract makes the page stale."""
+    from streams.gateway import contract
+
+    table = GATEWAY_ROUTES.table()
+    for route in contract.ROUTES:
+        assert f"| `{route.method.upper()} {route.path}` |" in table
+    first = replace(contract.ROUTES[0], summary="something else")
+    monkeypatch.setattr(contract, "ROUTES", (first, *contract.ROUTES[1:]))
+    monkeypatch.setattr("streams.gateway.openapi.ROUTES", contract.ROUTES)
+    assert GATEWAY_ROUTES.stale()

@@ -1,0 +1,101 @@
+"""The OpenAPI document: valid, complete against the router, and honest about errors. Pure.
+
+Proves: the document ``streams/gateway/openapi.py`` renders passes
+``openapi-spec-validator`` (OpenAPI 3.1); every route of the gateway's own router
+(development routes aside) has an operation and every operation a route, with
+the path parameters the route template names; every error code the gateway
+defines is documented on some answer, and every code an answer names is one
+the gateway defines; error answers point at the error body, and the event
+body at the wire contract's union; the session schema is the served view
+(no ``recent_event_ids``). The live gateway is held to it by Schemathesis in
+``tests/gateway/test_e2e_openapi.py``; the exported file's staleness is
+``tests/ops/test_schema_export.py``.
+"""
+
+from __future__ import annotations
+
+import re
+
+from openapi_spec_validator import validate
+
+from streams.gateway import errors, policy
+from streams.gateway.app import create_app
+from streams.gateway.contract import AS_OF_TIMEOUT, COMMON, DEVELOPMENT_ONLY, ROUTES
+from streams.gateway.openapi import document
+from streams.settings import Settings
+from tests.support.gateway import GATEWAY_SECRET
+
+
+def test_the_document_is_valid_openapi_3_1() -> None:
+    doc = document()
+    validate(doc)
+    assert doc["openapi"] == "3.1.0"
+
+
+def test_every_route_has_an_operation_and_every_operation_a_route() -> None:
+    app = create_app(Settings(), GATEWAY_SECRET)
+    routed = {
+        (r.method.lower(), r.resource.canonical)
+        for r in app.router.routes()
+        if r.resource is not None and r.name not in DEVELOPMENT_ONLY and r.method != "HEAD"
+    }
+    documented = {(method, path) for path, ops in document()["paths"].items() for method in ops}
+    assert routed == documented
+
+
+def test_path_parameters_are_the_templates_names() -> None:
+    for path, ops in document()["paths"].items():
+        named = set(re.findall(r"{(\w+)}", path))
+        for method, op in ops.items():
+            given = {p["name"] for p in op.get("parameters", ()) if p["in"] == "path"}
+            assert given == named, (method, path)
+
+
+def _defined_codes() -> set[str]:
+    constants = {v for k, v in vars(errors).items() if k.isupper() and isinstance(v, str)}
+    return constants | {policy.FORBIDDEN, policy.SIGN_IN_REQUIRED, AS_OF_TIMEOUT}
+
+
+def test_every_error_code_is_documented_and_every_documented_code_exists() -> None:
+    documented = {
+        code
+        for route in ROUTES
+        for answer in (*route.answers.values(), *COMMON.values())
+        for code in answer.codes
+    }
+    defined = _defined_codes()
+    assert documented <= defined, documented - defined
+    # 404 not_found for an unknown path has no operation; it is the reads' code too.
+    assert defined <= documented, defined - documented
+
+
+def test_errors_point_at_the_error_body_and_the_body_at_the_wire_contract() -> None:
+    doc = document()
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            for status, answer in op["responses"].items():
+                if int(status) >= 400:
+                    schema = answer["content"]["application/json"]["schema"]
+                    assert schema["$ref"].rsplit("/", 1)[1] in {"ErrorBody", "IngestRefusal"}, (
+                        method,
+                        path,
+                        status,
+                    )
+                    assert answer["x-continuity-errors"], (method, path, status)
+    body = doc["paths"]["/v1/events"]["post"]["requestBody"]["content"]["application/json"]
+    assert body["schema"]["oneOf"][0] == {"$ref": "#/components/schemas/Event"}
+    assert body["schema"]["oneOf"][1]["maxItems"] == 500
+    assert body["schema"]["oneOf"][1]["items"]["anyOf"][0] == {"$ref": "#/components/schemas/Event"}
+    assert "recent_event_ids" not in doc["components"]["schemas"]["Session"]["properties"]
+
+
+def test_the_limits_are_the_gateways() -> None:
+    doc = document(max_events=20, journey_max=7)
+    body = doc["paths"]["/v1/events"]["post"]["requestBody"]["content"]["application/json"]
+    assert body["schema"]["oneOf"][1]["maxItems"] == 20
+    (limit,) = (
+        p
+        for p in doc["paths"]["/v1/sessions/{id}/journey"]["get"]["parameters"]
+        if p["name"] == "limit"
+    )
+    assert limit["schema"]["maximum"] == 7
