@@ -67,7 +67,7 @@ def _schema_accepts(price: Any) -> bool:
     # The event's schema, narrowed to its payload definition (same $defs).
     payload = {**schema["$defs"]["ItemAdded"], "$defs": schema["$defs"]}
     validator = jsonschema.Draft202012Validator(payload)
-    return validator.is_valid(_payload(price))
+    return bool(validator.is_valid(_payload(price)))
 
 
 @pytest.mark.parametrize(("price", "valid"), CASES, ids=[repr(c[0]) for c in CASES])
