@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -503,6 +503,18 @@ class Settings(BaseSettings):
         if spec.strip():
             parse_many(spec)  # ValueError names what is wrong
         return spec
+
+    @model_validator(mode="after")
+    def _event_time_within_the_device_window(self) -> Settings:
+        # A back-dated sign-in is brought to at most event_time_max_behind before its
+        # record; shorter than the shared-device window, that still meets the device's
+        # recent sign-ins (docs/security.md, Time). As long or longer, it may not.
+        if self.event_time_max_behind >= self.shared_device_window:
+            raise ValueError(
+                f"CONTINUITY_EVENT_TIME_MAX_BEHIND ({self.event_time_max_behind} s) must be "
+                f"shorter than CONTINUITY_SHARED_DEVICE_WINDOW ({self.shared_device_window} s)"
+            )
+        return self
 
     def fold_limits(self) -> Limits:
         """The fold's definition as configured (bounds at their defaults, the merge policy,

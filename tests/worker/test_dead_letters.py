@@ -14,7 +14,10 @@ is delivered once the cause is gone.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -74,6 +77,31 @@ async def test_a_record_just_under_the_brokers_limit_does_not_stall_its_partitio
     source = await read_source(stack.bootstrap, ref)
     assert source is not None
     assert source.value == huge, "read back whole by its position"
+    # The operator's view: `continuity dlq show` names the record and reads it back.
+    code, out, err = await _dlq("show", f"{letter.partition}:{letter.offset}", stack=stack)
+    assert code == 0, err
+    assert f"source record: {CART_EVENTS}:{at.partition}@{at.offset}, value {len(huge)}" in out
+    assert f"{CART_EVENTS}:{at.partition}@{at.offset}, read back from Kafka:" in out
+    assert f"value ({len(huge)} bytes, shown in part)" in out
+    assert len(out) < 400_000, "64 KiB of the record, not all of it"
+
+
+async def _dlq(*args: str, stack: Stack) -> tuple[int, str, str]:
+    """``continuity dlq ARGS`` as a process: (exit status, stdout, stderr)."""
+    env = {**os.environ, "KAFKA_BOOTSTRAP": stack.bootstrap, "REDIS_URL": stack.redis_url}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "streams.cli",
+        "dlq",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
 
 
 def _raw(key: bytes, value: bytes) -> Outgoing:
