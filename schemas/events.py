@@ -11,6 +11,7 @@ without breaking older workers; missing or malformed required fields are not.
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -39,15 +40,27 @@ ShortText = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 MAX_LINE_QUANTITY = 999
 
 
+# ``(?!\n)`` before ``$``: Python's ``$`` (and so Python JSON Schema validators)
+# also matches before a final newline, ECMA-262's does not; with it, "5\n" is
+# refused in both dialects, so every validator of the exported schema agrees.
+MONEY_PATTERN = r"^[0-9]{1,8}(\.[0-9]{1,4})?(?!\n)$"
+_MONEY = re.compile(MONEY_PATTERN)
+
+
 def _decimal_from_string(value: Any) -> Any:
     # Floats lose cents on the way (19.99 is not representable), so the
     # contract demands a decimal string and refuses JSON numbers outright.
-    if not isinstance(value, str):
-        raise ValueError('unit_price must be a decimal string such as "19.99"')
+    # The string itself must match the exported pattern: Decimal() alone would
+    # also take "1e3", "-0", "1_000", " 5 " and "NaN", which the JSON Schema
+    # refuses, and a producer validating against the schema must get the same
+    # answer as the worker.
+    if not isinstance(value, str) or _MONEY.fullmatch(value) is None:
+        raise ValueError(
+            'unit_price must be a decimal string such as "19.99": digits, '
+            "at most 8 before an optional point and 4 after it"
+        )
     return value
 
-
-MONEY_PATTERN = r"^[0-9]{1,8}(\.[0-9]{1,4})?$"
 
 Money = Annotated[
     Decimal,

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -15,6 +15,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from streams.core.dead_letter import DEFAULT_MAX_BYTES as DEFAULT_DLQ_MAX_BYTES
 from streams.core.expiry import DAY, DEFAULT_GUEST_TTL, DEFAULT_SESSION_TTL
 from streams.core.fold import Limits, MergePolicy
 from streams.core.journey import JourneyLimits
@@ -169,6 +170,36 @@ class Settings(BaseSettings):
     )
     shared_device_window: int = Field(
         default=30 * 86400, ge=60, description="the shared-device window (s)"
+    )
+    dead_letter_max_bytes: int = Field(
+        default=DEFAULT_DLQ_MAX_BYTES,
+        ge=16 * 1024,
+        description=(
+            "the largest dead letter the worker sends as a copy of its record (key, value "
+            "and headers); a larger one goes to `events-dlq` as a reference to the record's "
+            "position (Security: Dead letters). Keep it at or below `events-dlq`'s "
+            "`max.message.bytes`; the producer's own limit (1,000,000) caps it"
+        ),
+    )
+    event_time_max_ahead: int = Field(
+        default=300,
+        ge=0,
+        description=(
+            "seconds an event's `occurred_at` may lie after its Kafka record's timestamp; "
+            "a later claim is set to that bound before the fold (a future-dated event would "
+            'keep its session alive, win every "newer wins" merge and escape the '
+            "shared-device window). Client clock skew; part of the fold (Security: Time)"
+        ),
+    )
+    event_time_max_behind: int = Field(
+        default=7 * DAY,
+        ge=0,
+        description=(
+            "seconds an event's `occurred_at` may lie before its Kafka record's timestamp "
+            "(an offline till's or app's queue); an earlier claim is set to that bound "
+            "(a back-dated sign-in would hide the device's other sign-ins from the "
+            "shared-device guard). A repaired dead letter keeps its time; part of the fold"
+        ),
     )
     guest_ttl: int = Field(
         default=DEFAULT_GUEST_TTL,
@@ -473,6 +504,18 @@ class Settings(BaseSettings):
             parse_many(spec)  # ValueError names what is wrong
         return spec
 
+    @model_validator(mode="after")
+    def _event_time_within_the_device_window(self) -> Settings:
+        # A back-dated sign-in is brought to at most event_time_max_behind before its
+        # record; shorter than the shared-device window, that still meets the device's
+        # recent sign-ins (docs/security.md, Time). As long or longer, it may not.
+        if self.event_time_max_behind >= self.shared_device_window:
+            raise ValueError(
+                f"CONTINUITY_EVENT_TIME_MAX_BEHIND ({self.event_time_max_behind} s) must be "
+                f"shorter than CONTINUITY_SHARED_DEVICE_WINDOW ({self.shared_device_window} s)"
+            )
+        return self
+
     def fold_limits(self) -> Limits:
         """The fold's definition as configured (bounds at their defaults, the merge policy,
         the shared-device guard)."""
@@ -483,6 +526,8 @@ class Settings(BaseSettings):
             shared_device_window=self.shared_device_window,
             guest_ttl=self.guest_ttl,
             session_ttl=self.session_ttl,
+            event_time_max_ahead=self.event_time_max_ahead,
+            event_time_max_behind=self.event_time_max_behind,
         )
 
     def effects(self, notify: bool = True) -> Effects:

@@ -43,6 +43,7 @@ from streams.core.dlq_repair import (
     replay_of,
     safe,
     show_lines,
+    source_lines,
     state_of,
     summary,
 )
@@ -54,6 +55,7 @@ from streams.ops.dlq import (
     read_ledger,
     read_letters,
     read_letters_at,
+    read_source,
 )
 
 OK, FAILED, USAGE = 0, 1, 2
@@ -191,6 +193,13 @@ def _show(args: argparse.Namespace, bootstrap: str, kafka: Mapping[str, Any]) ->
     state = repair.state if repair is not None else State.PENDING
     for line in show_lines(letter, state, repair):
         print(line)
+    if letter.reference is not None:
+        # The record was too large to copy: read it where it is, while retention keeps it.
+        source = asyncio.run(read_source(bootstrap, letter.reference, kafka=kafka))
+        key = source.key if source is not None else None
+        value = source.value if source is not None else None
+        for line in source_lines(letter.reference, source is not None, key, value):
+            print(line)
     return OK
 
 

@@ -178,6 +178,9 @@ class Plan:
     device_links: list[tuple[str, str, int]] = field(default_factory=list)
     # What the shared-device guard kept apart: "sign_in" or "guest_event" -> count.
     kept_apart: Counter[str] = field(default_factory=Counter)
+    # Source records whose ``occurred_at`` was brought within the bounds of their
+    # Kafka timestamp (streams/core/event_time.py), counted where they came in.
+    clamped: int = 0
     # Sessions that ended (streams/core/expiry.py) -> their last version, in the order
     # the batch ended them: what a changelog of sessions would publish as tombstones.
     expired: dict[str, int] = field(default_factory=dict)
@@ -286,6 +289,7 @@ def joined(plans: Sequence[Plan], records: Sequence[Record]) -> Plan:
         out.kept_apart.update(part.kept_apart)
         out.kpis.add(part.kpis)
         out.misplaced += part.misplaced
+        out.clamped += part.clamped
         out.forwards_taken += part.forwards_taken
         for name in (
             "writes", "deletes", "aliases", "offsets", "fingerprints", "expected_versions",

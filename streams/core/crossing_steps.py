@@ -91,6 +91,8 @@ def _forwarded(b: _Batch, record: Record) -> None:
     if isinstance(event, Rejected):  # never sent so: it was valid where it came in
         plan.outcomes.append(_rejected(origin, event))
         return
+    if event is not None:
+        event = planning.in_time(origin, event, b.limits)
     if fwd.kind == "alias_end":
         _alias_end(b, origin, event, fwd)
     elif event is None:
@@ -419,6 +421,7 @@ def _release_held(b: _Batch, waiting: Pending) -> None:
         record = _from_origin(held.origin, held.value, held.replayed_from)
         again = decode(held.value)
         assert not isinstance(again, Rejected), "only valid events are held"
+        again = planning.in_time(record, again, b.limits)
         planning._source(b, record, again, held.key, held.seen, Via(held.via))
 
 

@@ -32,7 +32,9 @@ from enum import StrEnum
 from typing import Any
 
 import orjson
+from pydantic import ValidationError
 
+from schemas.dead_letter import REFERENCE_ADAPTER, DeadLetterReference
 from schemas.topics import DEAD_LETTERS, DLQ_REPAIRS, REPLAYED_FROM_HEADER
 from streams.core import dead_letter as dlq
 from streams.core.fold import Rejected
@@ -93,8 +95,12 @@ class DeadLetter:
     key: bytes | None
     value: bytes | None
     headers: tuple[tuple[str, bytes], ...]
-    # The value parsed as a JSON object, when it is one (whatever the contract says).
+    # The value parsed as a JSON object, when it is one (whatever the contract says);
+    # None for a reference, whose value describes the record rather than being it.
     event: dict[str, Any] | None
+    # The source record's position, size and reason, when the dead letter is a
+    # reference to it (a record too large to copy: ``schemas/dead_letter.py``).
+    reference: DeadLetterReference | None = None
 
     @property
     def described(self) -> dict[str, str]:
@@ -149,14 +155,27 @@ def dead_letter(
     headers: Iterable[tuple[str, bytes]] | None,
 ) -> DeadLetter:
     """A ``DeadLetter`` from a consumed record's fields; never raises on any bytes."""
+    pairs = tuple((str(k), bytes(v or b"")) for k, v in headers or ())
+    reference = _reference(value) if dlq.is_reference(pairs) else None
     return DeadLetter(
         Position(partition, offset),
         timestamp_ms,
         key,
         value,
-        tuple((str(k), bytes(v or b"")) for k, v in headers or ()),
-        _json_object(value),
+        pairs,
+        None if reference is not None else _json_object(value),
+        reference,
     )
+
+
+def _reference(value: bytes | None) -> DeadLetterReference | None:
+    """A reference's value, or None if it is not one (a record the worker did not write)."""
+    if value is None:
+        return None
+    try:
+        return REFERENCE_ADAPTER.validate_json(value)
+    except ValidationError:
+        return None
 
 
 def _json_object(value: bytes | None) -> dict[str, Any] | None:
@@ -309,6 +328,8 @@ def list_line(entry: Entry, state: State, replayed_from: str | None = None) -> s
     """One ``continuity dlq list`` line."""
     d = entry.letter
     extra = f"  ({len(entry.copies)} copies)" if len(entry.copies) > 1 else ""
+    if d.reference is not None:
+        extra += f"  (reference: {d.reference.size} bytes left in {d.reference.topic})"
     if replayed_from:
         extra += f"  (replay of {DEAD_LETTERS} {replayed_from})"
     return (
@@ -332,6 +353,7 @@ def list_json(entry: Entry, state: State, replayed_from: str | None = None) -> d
         "detail": d.detail,
         "dead_lettered_at": _iso(d.timestamp_ms),
         "replay_of": replayed_from,
+        "reference": None if d.reference is None else d.reference.model_dump(mode="json"),
     }
 
 
@@ -369,17 +391,58 @@ def show_lines(letter: DeadLetter, state: State, repair: Repair | None) -> list[
     lines.extend(
         f"  {safe(k, 100)}: {safe(v.decode('utf-8', 'replace'), 1000)}" for k, v in letter.headers
     )
-    value = letter.value
+    if letter.reference is not None:
+        lines.extend(reference_lines(letter.reference))
+        return lines
+    lines.extend(value_lines(letter.value, letter.event is not None))
+    return lines
+
+
+def reference_lines(ref: DeadLetterReference) -> list[str]:
+    """What a reference says, and where the record it names is."""
+    return [
+        f"a reference: the record was too large to copy ({safe(ref.why_reference, 200)})",
+        f"source record: {safe(ref.topic)}:{ref.partition}@{ref.offset}, value {ref.size} bytes"
+        f", key {ref.key_bytes} bytes",
+        f"reason: {safe(ref.reason)}: {safe(ref.detail, 500)}",
+    ]
+
+
+def source_lines(
+    ref: DeadLetterReference, found: bool, key: bytes | None, value: bytes | None
+) -> list[str]:
+    """``continuity dlq show`` of a reference: the source record read back by position
+    (``found``), or why it is not there."""
+    where = f"{safe(ref.topic)}:{ref.partition}@{ref.offset}"
+    if not found:
+        return [
+            f"source record {where}: no longer in the log (its topic's retention removed it, "
+            "or the log was reset); only the reference is left: drop it "
+            "(continuity dlq drop) or replay an event rewritten by hand"
+        ]
+    return [
+        f"source record {where}, read back from Kafka:",
+        f"key: {_bytes_text(key)}",
+        *value_lines(value, False, cap_json=True),
+    ]
+
+
+def value_lines(value: bytes | None, is_event: bool, cap_json: bool = False) -> list[str]:
+    """A value for a terminal: JSON pretty-printed (``cap_json``: only up to 64 KiB),
+    anything else escaped and cut at 64 KiB."""
+    lines: list[str] = []
+    fits = not cap_json or (value is not None and len(value) <= _MAX_SHOWN_BYTES)
     if value is None:
         lines.append("value: (none)")
-    elif letter.event is not None or _is_json(value):
+    elif fits and (is_event or _is_json(value)):
         pretty = orjson.dumps(orjson.loads(value), option=orjson.OPT_INDENT_2).decode()
         lines.append(f"value ({len(value)} bytes, JSON):")
         lines.append(safe(pretty, None, keep_newlines=True))
     else:
         cut = value[:_MAX_SHOWN_BYTES]
         more = f" ... {len(value) - len(cut)} more bytes" if len(cut) < len(value) else ""
-        lines.append(f"value ({len(value)} bytes, not JSON): {cut!r}{more}")
+        kind = "not JSON" if fits else "shown in part"
+        lines.append(f"value ({len(value)} bytes, {kind}): {cut!r}{more}")
     return lines
 
 
@@ -423,6 +486,17 @@ def export_line(entry: Entry, state: State) -> dict[str, Any]:
         "action": Action.REPLAY.value,
         "event": d.event,
     }
+    if d.reference is not None:
+        # The record is not here: it stays in its topic, too large to copy (and, at
+        # that size, no event the contract accepts). Its repair is an event rewritten
+        # by hand, or a drop.
+        line["reference"] = d.reference.model_dump(mode="json")
+        line["hint"] = (
+            f"continuity dlq show {d.position} reads the {d.reference.size}-byte record "
+            f"from {d.reference.topic} while its retention keeps it; write the event to "
+            'replay in "event", or set "action": "drop"'
+        )
+        return line
     if d.event is None:
         line["raw"] = None if d.value is None else d.value.decode("utf-8", "backslashreplace")
     return line

@@ -142,6 +142,8 @@ class BatchFacts:
     ``duplicate`` (a relay's re-send), ``already_applied``, ``rejected``."""
     misplaced: int = 0
     """Records that came on another partition than their key's (sent on to it)."""
+    clamped: int = 0
+    """Source records whose ``occurred_at`` was brought within their timestamp's bounds."""
 
 
 def batch_facts(
@@ -164,6 +166,7 @@ def batch_facts(
         kpis=plan.kpis,
         kept_apart=plan.kept_apart,
         misplaced=plan.misplaced,
+        clamped=plan.clamped,
     )
     if plan.forwards_taken:
         facts.forwards[Kind.APPLIED.value] += plan.forwards_taken

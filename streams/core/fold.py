@@ -85,6 +85,11 @@ class Limits:
     # ended (streams/core/expiry.py); the next event starts a fresh one.
     guest_ttl: int = DEFAULT_GUEST_TTL
     session_ttl: int = DEFAULT_SESSION_TTL
+    # Seconds ``occurred_at`` may lie after / before its record's Kafka timestamp before
+    # the planner brings it to that bound (streams/core/event_time.py); None: unbounded.
+    # The worker's settings bound both (CONTINUITY_EVENT_TIME_MAX_AHEAD / _BEHIND).
+    event_time_max_ahead: int | None = None
+    event_time_max_behind: int | None = None
 
 
 DEFAULT_LIMITS = Limits()

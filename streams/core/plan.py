@@ -37,6 +37,7 @@ from streams.core.batch import (
 from streams.core.crossing import Pending, Placement, read_forward
 from streams.core.decode import decode
 from streams.core.erasure import covering
+from streams.core.event_time import bounded, clamped
 from streams.core.expiry import end_ms, ttl_seconds
 from streams.core.fold import (
     DEFAULT_LIMITS,
@@ -76,6 +77,7 @@ __all__ = [
     "RecordOutcome",
     "Snapshot",
     "Via",
+    "in_time",
     "joined",
     "needs",
     "plan_batch",
@@ -175,7 +177,9 @@ def plan_batch(
         elif isinstance(event, Rejected):
             plan.outcomes.append(_rejected(record, event))
         else:
-            _source(b, record, event)
+            timed = in_time(record, event, limits)
+            plan.clamped += clamped(event, timed)
+            _source(b, record, timed)
     plan.pending = {k: b.pending.get(k) for k in b.pending_changed}
     _record_expectations(plan, records, decoded, snapshot, b.here)
     for key, written in plan.writes.items():
@@ -186,6 +190,18 @@ def plan_batch(
         until = at_ms + limits.shared_device_window * 1000
         plan.device_ends[anon] = max(plan.device_ends.get(anon, until), until)
     return plan
+
+
+def in_time(record: Record, event: AnyEvent, limits: Limits) -> AnyEvent:
+    """``event`` with its time bounded by its source record's timestamp: where it came in,
+    and again wherever a forward or a held entry brings it (they carry the timestamp)."""
+    return bounded(
+        event,
+        record.timestamp_ms,
+        limits.event_time_max_ahead,
+        limits.event_time_max_behind,
+        replayed=record.replayed_from is not None,
+    )
 
 
 def _source(

@@ -8,8 +8,8 @@ sign-in follows the alias into the last customer's session.
 Every sign-in records (device, customer, time) (``P:dv:{<anonymous_id>}``,
 written by the commit). A device linked to more than
 ``Limits.shared_device_customers`` distinct customers within
-``Limits.shared_device_window`` seconds (counted at the event's
-``occurred_at``, the new customer included) is shared:
+``Limits.shared_device_window`` seconds of the event's ``occurred_at``, before
+or after it (the new customer included), is shared:
 
 * a sign-in on it never pulls its guest session into the customer (the guest
   session stays the device's);
@@ -17,7 +17,9 @@ written by the commit). A device linked to more than
   whoever signed in last.
 
 Events that name a customer are never affected. Times are event times, so a
-replay decides as the live run did. An erasure keeps its customer's sign-ins
+replay decides as the live run did; they are bounded by their records' Kafka
+timestamps first (``streams/core/event_time.py``), so a sign-in dated years
+away cannot fall outside every window. An erasure keeps its customer's sign-ins
 under an anonymous name (:func:`erased`): the device stays as shared as it
 was, so a rebuild routes its guest activity as the live run did (and an event
 the erasure deleted from the device's session does not come back elsewhere).
@@ -42,9 +44,15 @@ def erased(erased_at_ms: int) -> str:
 def is_shared(
     links: Links, at_ms: int, customers: int, window_s: int, signing_in: str | None = None
 ) -> bool:
-    """Whether a device with ``links`` is shared at ``at_ms`` (``signing_in`` counted too)."""
-    since = at_ms - window_s * 1000
-    recent = {c for c, t in links.items() if since <= t <= at_ms}
+    """Whether a device with ``links`` is shared at ``at_ms`` (``signing_in`` counted too).
+
+    Sign-ins within the window on either side of ``at_ms`` count: a sign-in recorded
+    with a later time than the event's (an event back-dated, or late from another
+    topic) is a customer of the device all the same. Counting only earlier ones let
+    a sign-in back-dated before the device's other sign-ins take its guest cart.
+    """
+    window_ms = window_s * 1000
+    recent = {c for c, t in links.items() if abs(t - at_ms) <= window_ms}
     if signing_in is not None:
         recent.add(signing_in)
     return len(recent) > customers

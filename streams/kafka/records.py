@@ -20,7 +20,9 @@ def from_kafka(msg: Message) -> Record:
 
 def from_faust(message: Any) -> Record:
     """A record delivered by Faust, whose timestamp is in seconds (0 or None: none)."""
-    return _record(message, int(message.timestamp * 1000) if message.timestamp else None)
+    # Faust divides aiokafka's milliseconds by 1000.0: rounding gets them back exactly
+    # (truncating can lose one, and the planner bounds event time by this stamp).
+    return _record(message, round(message.timestamp * 1000) if message.timestamp else None)
 
 
 def _record(msg: Any, timestamp_ms: int | None) -> Record:

@@ -23,6 +23,7 @@ from typing import Any
 
 from aiokafka.admin import NewTopic
 
+from schemas.dead_letter import DeadLetterReference
 from schemas.topics import DEAD_LETTERS
 from streams.core.dlq_repair import (
     REPAIRS,
@@ -109,6 +110,28 @@ async def read_letters_at(
     wanted = set(positions)
     found = (_letter(m) for m in records)
     return {d.position: d for d in found if d.position in wanted}
+
+
+async def read_source(
+    bootstrap: str, ref: DeadLetterReference, *, kafka: Mapping[str, Any] | None = None
+) -> Message | None:
+    """The record a reference dead letter names, read by its position; None once the
+    topic's retention (or a log reset) removed it."""
+    tp = (ref.topic, ref.partition)
+    records = await read_all(
+        bootstrap,
+        [ref.topic],
+        partitions={tp: ref.offset + 1},
+        start={tp: ref.offset},
+        until={tp: ref.offset + 1},
+        missing_ok=True,
+        job="dlq",
+        kafka=kafka,
+        # Room for the one record, however large it was (it is why it was not copied).
+        max_partition_fetch_bytes=max(1 << 20, ref.size + (1 << 16)),
+        fetch_max_bytes=max(50 << 20, ref.size + (1 << 16)),
+    )
+    return next((m for m in records if m.offset == ref.offset), None)
 
 
 async def read_ledger(

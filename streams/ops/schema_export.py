@@ -9,6 +9,7 @@ from pydantic import TypeAdapter
 
 import schemas
 from schemas.changelog import SESSION_STATE_ADAPTER, WATERMARK_ADAPTER
+from schemas.dead_letter import REFERENCE_ADAPTER
 from schemas.events import EVENT_ADAPTER, EVENT_MODELS
 from schemas.notifications import NOTIFICATION_ADAPTER
 from schemas.session import Session
@@ -18,8 +19,9 @@ SCHEMA_DIR = Path(schemas.__file__).resolve().parent / "json"
 
 
 def rendered() -> dict[str, str]:
-    """File name -> JSON Schema text: every event type, the event union, the session and
-    the notifications; and the gateway's OpenAPI document."""
+    """File name -> JSON Schema text: every event type, the event union, the session,
+    the notifications, the changelog and the dead-letter reference; and the gateway's
+    OpenAPI document."""
     files: dict[str, str] = {}
     for model in EVENT_MODELS:
         event_type = model.model_fields["type"].annotation.__args__[0]  # type: ignore[union-attr]
@@ -38,6 +40,10 @@ def rendered() -> dict[str, str]:
     )
     files["session-changelog-watermark.schema.json"] = _dump(
         WATERMARK_ADAPTER.json_schema(mode="serialization")
+    )
+    # The value of a dead letter that references its record instead of copying it.
+    files["dead-letter-reference.schema.json"] = _dump(
+        REFERENCE_ADAPTER.json_schema(mode="serialization")
     )
     # The gateway's routes and answers (OpenAPI 3.1), with the default event limit.
     files["gateway.openapi.json"] = _dump(document())

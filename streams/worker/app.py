@@ -44,7 +44,6 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import faust
@@ -58,8 +57,7 @@ from schemas.topics import (
     SESSION_FORWARDS,
     SOURCE_TOPICS,
 )
-from streams.core.dead_letter import dead_letter
-from streams.core.plan import RecordOutcome
+from streams.core.dead_letter import DeadLetter
 from streams.core.positions import Floors
 from streams.core.readiness import Readiness
 from streams.kafka.records import from_faust
@@ -74,6 +72,7 @@ from streams.store.outbox import Outbox
 from streams.store.state import RedisState
 from streams.worker.batch_delivery import Fetched, batch_topic
 from streams.worker.changelog_relay import run_changelog_relays
+from streams.worker.dead_letters import DeadLetterSender
 from streams.worker.forward_relay import run_forward_relays
 from streams.worker.gauges import GaugeRefresher
 from streams.worker.health import health_app, serve
@@ -184,7 +183,7 @@ def create_app(settings: Settings) -> faust.App:
         rewinders.append(rewinder)
         processor = BatchProcessor(
             state,
-            _dead_letter_sink(app, settings.retry_max_delay),
+            _dead_letter_sink(app, settings),
             limits=settings.fold_limits(),
             retry_max_delay=settings.retry_max_delay,
             guard=guard.check,
@@ -360,32 +359,10 @@ def _highwater(app: faust.App, tp: tuple[str, int]) -> int | None:
     return int(mark) if mark is not None else None
 
 
-def _dead_letter_sink(app: faust.App, max_delay: float) -> Any:
-    async def send_once(outcomes: Sequence[RecordOutcome]) -> None:
-        pending = []
-        for outcome in outcomes:
-            dl = dead_letter(outcome)
-            pending.append(
-                await app.producer.send(DEAD_LETTERS, dl.key, dl.value, None, None, dl.headers)
-            )
-        await asyncio.gather(*pending)
+def _dead_letter_sink(app: faust.App, settings: Settings) -> DeadLetterSender:
+    async def send(dl: DeadLetter) -> Any:
+        return await app.producer.send(DEAD_LETTERS, dl.key, dl.value, None, None, dl.headers)
 
-    async def send(outcomes: Sequence[RecordOutcome]) -> None:
-        # A dead letter is the only copy of a bad event's fate: never drop it,
-        # hold the partition until the DLQ accepts it.
-        delay = 0.1
-        while True:
-            try:
-                await send_once(outcomes)
-                return
-            except Exception as exc:
-                log.warning(
-                    "dead-letter send failed (%r); retrying in %.1fs",
-                    exc,
-                    delay,
-                    extra=batch_fields([o.record for o in outcomes]),
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, max_delay)
-
-    return send
+    # Faust's producer refuses a record above its request limit before the broker sees it.
+    limit = min(settings.dead_letter_max_bytes, app.conf.producer_max_request_size)
+    return DeadLetterSender(send, limit, settings.retry_max_delay)

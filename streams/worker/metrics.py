@@ -63,6 +63,18 @@ DEAD_LETTERS = Counter(
     "Records sent to the dead-letter topic, by reason.",
     ["topic", "reason"],
 )
+DEAD_LETTER_REFERENCES = Counter(
+    "continuity_dead_letter_references_total",
+    "Records dead-lettered as a reference to their position: too large to copy within "
+    "CONTINUITY_DEAD_LETTER_MAX_BYTES, or refused as too large by the broker.",
+    ["topic", "reason"],
+)
+DEAD_LETTER_SEND_FAILURES = Counter(
+    "continuity_dead_letter_send_failures_total",
+    "Failed sends of a dead letter (each retried: its partition waits), by error and "
+    "whether Kafka calls the error retriable.",
+    ["error", "retriable"],
+)
 COMMIT_CONFLICTS = Counter(
     "continuity_commit_conflicts_total",
     "Batch commits refused because another writer changed what the batch read.",
@@ -172,6 +184,11 @@ SHARED_DEVICE = Counter(
     "cart (sign_in), a guest event kept out of the last signed-in customer (guest_event).",
     ["what"],
 )
+EVENT_TIME_CLAMPED = Counter(
+    "continuity_event_time_clamped_total",
+    "Events whose occurred_at lay beyond CONTINUITY_EVENT_TIME_MAX_AHEAD / _MAX_BEHIND of "
+    "their Kafka record's timestamp and were folded at that bound.",
+)
 NOTIFICATIONS = Counter(
     "continuity_notifications_sent_total",
     "Notifications published to session-notifications, by type.",
@@ -279,6 +296,8 @@ def record_batch(facts: BatchFacts) -> None:
     record_kpis(facts.kpis)
     for what, n in facts.kept_apart.items():
         SHARED_DEVICE.labels(what).inc(n)
+    if facts.clamped:
+        EVENT_TIME_CLAMPED.inc(facts.clamped)
 
 
 def record_kpis(kpis: KpiDelta) -> None:

@@ -437,3 +437,33 @@ def test_the_gateway_series_list_names_only_gateway_series() -> None:
         "continuity_ingest_events_total",
         "continuity_handoffs_total",
     }
+
+
+# The gateway is the one front door (authenticated HTTP); everything else a compose
+# file publishes is for the operator on the host.
+PUBLIC_SERVICES = {"gateway"}
+
+
+def _published(entry: object) -> tuple[str | None, str]:
+    """(host address or None for every interface, the rest) of one ``ports`` entry."""
+    if isinstance(entry, dict):
+        return entry.get("host_ip"), str(entry.get("target"))
+    text = str(entry)
+    # "C", "H:C", "IP:H:C", "IP::C"; H may be "${VAR:-6379}" (IPv6 would be bracketed).
+    first = text.split(":", 1)[0]
+    return (first if re.fullmatch(r"[0-9.]+", first) and "." in first else None), text
+
+
+def test_compose_publishes_kafka_and_every_internal_port_on_loopback_only() -> None:
+    for path in (COMPOSE, *sorted(DEPLOY.glob("compose.*.yml"))):
+        services = documents(path)[0].get("services", {})
+        for name, service in services.items():
+            if name in PUBLIC_SERVICES:
+                continue
+            for entry in service.get("ports", []):
+                host, text = _published(entry)
+                assert host == "127.0.0.1", f"{path.name}: {name} publishes {text} beyond loopback"
+    kafka = documents(COMPOSE)[0]["services"]["kafka"]
+    assert kafka["ports"] == ["127.0.0.1:9092:9092"], "the plaintext listener stays on the host"
+    advertised = kafka["environment"]["KAFKA_ADVERTISED_LISTENERS"]
+    assert "PLAINTEXT_HOST://localhost:9092" in advertised

@@ -84,7 +84,10 @@ def test_sign_ins_older_than_the_window_do_not_make_a_device_shared() -> None:
     assert is_shared({"c-1": 0}, 10 * day, 1, month, signing_in="c-2")
     assert not is_shared({"c-1": 0}, 31 * day, 1, month, signing_in="c-2")
     assert not is_shared({"c-1": 0}, 10 * day, 1, month, signing_in="c-1")
-    assert not is_shared({"c-1": 20 * day}, 10 * day, 1, month), "a later sign-in is no past"
+    assert not is_shared({"c-1": 20 * day}, 10 * day, 1, month), "one customer is no crowd"
+    # A sign-in dated before the device's others still meets them within the window.
+    assert is_shared({"c-1": 20 * day}, 10 * day, 1, month, signing_in="c-2")
+    assert not is_shared({"c-1": 50 * day}, 10 * day, 1, month, signing_in="c-2")
     events = [
         ev("session.identified", customer="c-1", anon="laptop", at=at(1, 0), event_id="in-1"),
         ev("cart.item_added", add("A"), anon="laptop", at=at(1, 1), event_id="a"),

@@ -24,3 +24,11 @@ def test_faust_environment_variables_do_not_override_the_worker(
 
 def test_a_publish_fails_within_seconds_by_default_not_twenty_minutes() -> None:
     assert create_app(Settings()).conf.producer_request_timeout == 30.0
+
+
+def test_event_time_and_dead_letter_bounds_reach_the_fold_and_are_checked() -> None:
+    limits = Settings().fold_limits()
+    assert (limits.event_time_max_ahead, limits.event_time_max_behind) == (300, 7 * 86400)
+    assert Settings().dead_letter_max_bytes == 1_000_000
+    with pytest.raises(ValueError, match="must be shorter than CONTINUITY_SHARED_DEVICE_WINDOW"):
+        Settings(event_time_max_behind=30 * 86400, shared_device_window=30 * 86400)
