@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,11 @@ from streams.gateway.auth import Role, issue
 from tests.support.metrics_text import scrape
 from tests.support.stack import PARTITIONS, Stack
 
-GATEWAY_SECRET = "gateway-tests-secret-0123456789abcdef"
+# Drawn per run: a key written in the repository is public, and gateways refuse one.
+GATEWAY_SECRET = secrets.token_urlsafe(32)
+# A second, named key every test gateway accepts too (rotation: tokens with ``kid``).
+GATEWAY_KID = "next"
+GATEWAY_NEXT_SECRET = secrets.token_urlsafe(32)
 
 
 def token(role: str, **claims: Any) -> str:
@@ -52,6 +57,7 @@ def start_gateway(stack: Stack, name: str, prefix: str = "cont", **extra: str) -
         "CONTINUITY_REDIS_PREFIX": prefix,
         "CONTINUITY_TOPIC_PARTITIONS": str(PARTITIONS),
         "CONTINUITY_AUTH_SECRET": GATEWAY_SECRET,
+        "CONTINUITY_AUTH_KEYS": f"{GATEWAY_KID}={GATEWAY_NEXT_SECRET}",
         "CONTINUITY_STATE_DIR": "/nonexistent",
         "CONTINUITY_LOG_LEVEL": "info",
         **extra,
