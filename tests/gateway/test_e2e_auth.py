@@ -7,9 +7,11 @@ read nor follow nor write another customer's session, however the id is
 dressed up (encoded slashes, dot segments, braces, NULs, overlong ids) and
 whether or not that session exists; a guest whose session was merged is
 told to sign in, while its customer reads the session through the old guest
-id; a customer links only the guest its token names; pos tokens read
-anything and publish only pos events of their store; service tokens do
-everything.
+id, and its writes are refused the same way; a customer links only the
+guest its token names and asserts no store, associate, pos channel, completed
+order or handoff claim; pos tokens read anything and publish only pos events
+of their store (a completed in-store order included, a claim never); service
+tokens do everything.
 """
 
 from __future__ import annotations
@@ -142,6 +144,19 @@ async def test_a_merged_guest_must_sign_in_and_aliases_lead_nowhere_else(
     async with http.get(f"{b.url}/v1/sessions/{guest}/stream", headers=guest_auth) as resp:
         assert (resp.status, (await resp.json())["error"]) == (403, "sign_in_required")
 
+    # Its writes would follow the alias into the customer's cart: refused the same way.
+    for gw in (a, b):
+        for write in (
+            event("cart.cleared", anon=guest),
+            event("cart.item_added", added("G-2"), anon=guest),
+            [event("browse.search", {"query": "q"}, anon=guest)],
+        ):
+            status, err = await post_events(http, gw, write, guest_auth)
+            assert (status, err["error"]) == (403, "sign_in_required"), write
+            assert "sign in" in err["message"]
+    status, session, _ = await read_session(http, b, customer, unlinked)
+    assert [line["sku"] for line in session["cart"]] == ["G-1"], "the customer's cart is intact"
+
     status, session, _ = await read_session(http, b, guest, unlinked)
     assert (status, session["key"]) == (200, customer), "the customer may use the old guest id"
     status, err, _ = await read_session(http, b, guest, bearer("customer", subject=stranger))
@@ -182,6 +197,25 @@ async def test_guest_and_customer_write_rules(
     )
     assert [r["status"] for r in body["results"]] == ["accepted", "rejected"]
 
+    # A device asserts no store, associate, pos channel, completed order or claim.
+    store_only = [
+        event("checkout.started", customer=customer, channel="pos", store_id="store-7"),
+        event("checkout.started", customer=customer, channel="pos"),
+        event("checkout.started", customer=customer, channel="kiosk", store_id="store-7"),
+        event("cart.item_added", added("X-1"), customer=customer, associate_id="ann"),
+        event("checkout.completed", {"order_id": ids("o")}, customer=customer),
+        event("checkout.handoff_claimed", customer=customer, channel="pos", store_id="store-7"),
+    ]
+    for auth, who in ((customer_auth, customer), (guest_auth, guest)):
+        batch = [{**e, "customer_id": who} for e in store_only]
+        status, body = await post_events(http, a, batch, auth)
+        assert (status, body["error"], body["rejected"]) == (403, "forbidden", len(batch))
+        assert {r["reason"] for r in body["results"]} == {"forbidden"}
+    status, body = await post_events(
+        http, a, event("cart.item_added", added("X-1"), customer=customer), customer_auth
+    )
+    assert status == 202, "a customer still adds with the price it shows (advisory)"
+
 
 async def test_pos_and_service_tokens(
     gateways: list[Gateway], http: aiohttp.ClientSession, ids: Callable[[str], str]
@@ -216,6 +250,26 @@ async def test_pos_and_service_tokens(
     ]
     assert {r["reason"] for r in body["results"][1:]} == {"forbidden"}
 
+    # The till checks out the resumed cart; a claim is never posted, only made by code.
+    status, body = await post_events(
+        http,
+        a,
+        [
+            event(
+                "checkout.completed",
+                {"order_id": ids("order")},
+                customer=c,
+                channel="pos",
+                store_id="store-7",
+                associate_id="ann",
+            ),
+            event("checkout.handoff_claimed", customer=c, channel="pos", store_id="store-7"),
+        ],
+        pos,
+    )
+    assert [r["status"] for r in body["results"]] == ["accepted", "rejected"]
+    assert "claim route" in body["results"][1]["detail"]
+
     service = bearer("service", subject="crm")
     status, body = await post_events(
         http,
@@ -224,9 +278,10 @@ async def test_pos_and_service_tokens(
             event("browse.search", {"query": "q"}, customer=ids("any")),
             event("browse.search", {"query": "q"}, anon=ids("anon"), channel="voice"),
             event("checkout.started", customer=c, channel="pos", store_id="store-99"),
+            event("checkout.completed", {"order_id": ids("o")}, customer=ids("any")),
         ],
         service,
     )
-    assert (status, body["accepted"]) == (202, 3)
+    assert (status, body["accepted"]) == (202, 4)
     status, _, _ = await read_session(http, a, c, service)
     assert status == 200
