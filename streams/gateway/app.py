@@ -103,6 +103,8 @@ def create_app(settings: Settings, keys: Keyring | str) -> web.Application:
     app[LIFETIMES] = settings.token_max_lifetimes()
     app[STREAM_SLOTS] = Slots(settings.sse_max_connections)
     app.cleanup_ctx.append(_connections)
+    # After the connections (a scrape reads Redis); before the API's port opens.
+    app.cleanup_ctx.append(health.metrics_listener)
     app.on_shutdown.append(_end_streams)
     app.on_response_prepare.append(json_escaped_errors)
     for module in ROUTE_MODULES:

@@ -2,7 +2,8 @@
 
 Proves: requests without a valid token are 401 with a JSON body and a
 ``WWW-Authenticate`` challenge (missing, garbage, expired, foreign secret);
-a token in the URL counts only on the stream route; a customer can neither
+a token in the URL counts only on the stream route; the API's port
+serves no ``/metrics`` (its KPIs are on a listener of their own); a customer can neither
 read nor follow nor write another customer's session, however the id is
 dressed up (encoded slashes, dot segments, braces, NULs, overlong ids) and
 whether or not that session exists; a guest whose session was merged is
@@ -68,10 +69,19 @@ async def test_requests_without_a_valid_token_are_401(
                 assert body["message"]
     async with http.get(f"{a.url}/v1/sessions/c-1?access_token=whatever") as resp:
         assert (resp.status, (await resp.json())["error"]) == (401, "missing_token")
-    for public in ("/healthz", "/readyz", "/metrics", "/"):
+    for public in ("/healthz", "/readyz", "/"):
         async with http.get(f"{a.url}{public}") as resp:
             assert resp.status == 200, public
-    assert GATEWAY_SECRET not in (await a.metrics())
+    # /metrics carries the business KPIs, which GET /v1/kpis gives service tokens only:
+    # the API's port serves it to no one, the metrics listener (never exposed) does.
+    for headers in ({}, bearer("customer", subject="c-1"), bearer("pos", store="s-1")):
+        async with http.get(f"{a.url}/metrics", headers=headers) as resp:
+            text = await resp.text()
+            assert resp.status == 404, text[:200]
+            assert "continuity_kpi" not in text
+    scraped = await a.metrics()
+    assert "continuity_gateway_http_requests_total" in scraped
+    assert GATEWAY_SECRET not in scraped
 
 
 async def test_a_customer_cannot_reach_another_customers_session(

@@ -44,9 +44,13 @@ class Gateway:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.child.port}"
 
+    @property
+    def metrics_port(self) -> int:
+        """Where its ``/metrics`` is: a listener of its own, not the API's port."""
+        return loopback.gateway_metrics_port(self.child)
+
     async def metrics(self) -> str:
-        assert self.child.port is not None
-        return await scrape(self.child.port)
+        return await scrape(self.metrics_port)
 
 
 def start_gateway(stack: Stack, name: str, prefix: str = "cont", **extra: str) -> Gateway:
