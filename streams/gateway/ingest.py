@@ -11,7 +11,7 @@ A rejection's ``reason`` is a dead-letter reason of the wire contract
 may still find it does not fit the session (``currency_mismatch`` and the
 like) and dead-letter it, as for any producer.
 
-Every record the gateway publishes for a request carries the header
+Every record published for an ingest request carries the header
 ``continuity-role``: the role of the token that asserted it (``customer``,
 ``pos``, ``service``). The fold ignores it; whoever reads the topics (the
 order system, an audit) can tell a price a device showed from one a till or
