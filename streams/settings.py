@@ -365,15 +365,61 @@ class Settings(BaseSettings):
     # The gateway (``continuity gateway``, docs/gateway-api.md).
     gateway_host: str = Field(default="127.0.0.1", description="address the gateway binds")
     gateway_port: int = Field(default=8080, ge=0, le=65535, description="gateway HTTP port")
+    gateway_metrics_host: str = Field(
+        default="127.0.0.1",
+        description="address the gateway's `/metrics` listener binds (never the API's port)",
+    )
+    gateway_metrics_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description=(
+            "port of the gateway's `/metrics` listener (process metrics and the business KPIs);"
+            " keep it off the public ingress"
+        ),
+        json_schema_extra={"shown_default": "`0` (off)"},
+    )
     auth_secret: SecretStr | None = Field(
         default=None,
         description=(
-            "HS256 key of the gateway's tokens, 32+ characters; never logged; the gateway "
-            "refuses to start without it"
+            "HS256 key of tokens without a `kid` header, 32+ characters, neither an example "
+            "key nor predictable; never logged; the gateway refuses to start without it or "
+            "`CONTINUITY_AUTH_KEYS`"
+        ),
+    )
+    auth_keys: SecretStr | None = Field(
+        default=None,
+        description=(
+            "more accepted keys, `kid=key` entries separated by commas or white space: a "
+            "token with a `kid` header is checked with the key of that name (key rotation); "
+            "each key checked like `CONTINUITY_AUTH_SECRET`"
+        ),
+    )
+    auth_signing_kid: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+        description=(
+            "kid of the `CONTINUITY_AUTH_KEYS` key `continuity token` signs with "
+            "(`--kid` wins); unset: `CONTINUITY_AUTH_SECRET`, no `kid` header"
         ),
     )
     token_ttl: int = Field(
         default=3600, ge=1, description="lifetime (s) of tokens `continuity token` issues"
+    )
+    token_max_ttl_customer: int = Field(
+        default=86_400,
+        ge=1,
+        description="longest lifetime (`exp - iat`, s) of a customer token the gateway accepts",
+    )
+    token_max_ttl_pos: int = Field(
+        default=57_600,
+        ge=1,
+        description="longest lifetime (`exp - iat`, s) of a pos token the gateway accepts",
+    )
+    token_max_ttl_service: int = Field(
+        default=43_200,
+        ge=1,
+        description="longest lifetime (`exp - iat`, s) of a service token the gateway accepts",
     )
     gateway_max_body_bytes: int = Field(
         default=256 * 1024, ge=1024, description="largest ingest body (256 KiB)"
@@ -540,6 +586,14 @@ class Settings(BaseSettings):
             expiry_grace=self.expiry_grace,
             changelog=self.changelog,
         )
+
+    def token_max_lifetimes(self) -> dict[str, int]:
+        """The longest ``exp - iat`` (s) the gateway accepts, by token role."""
+        return {
+            "customer": self.token_max_ttl_customer,
+            "pos": self.token_max_ttl_pos,
+            "service": self.token_max_ttl_service,
+        }
 
     def space(self) -> Space:
         """Where the state's keys live: the prefix and the partition count placing them."""

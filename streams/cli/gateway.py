@@ -1,4 +1,4 @@
-"""``continuity gateway``: the HTTP/SSE gateway, after checking its secret and Kafka settings."""
+"""``continuity gateway``: the HTTP/SSE gateway, after checking its keys and Kafka settings."""
 
 from __future__ import annotations
 
@@ -9,20 +9,21 @@ from streams.cli.common import Subcommands, load_settings
 
 
 def run(args: argparse.Namespace) -> int:
-    """Check the secret and Kafka settings, then serve until stopped."""
+    """Check the token keys and Kafka settings, then serve until stopped."""
     from aiokafka.errors import KafkaError
 
     from streams import logs
     from streams.gateway.app import run
-    from streams.gateway.auth import check_secret
+    from streams.gateway.auth import keyring
     from streams.kafka.security import KafkaSecurityError, check
     from streams.kafka.topics import TopicLayoutError
 
     settings = load_settings()
     logs.configure(settings.log_level, settings.log_format)
     try:
-        secret = check_secret(
-            settings.auth_secret.get_secret_value() if settings.auth_secret else None
+        keys = keyring(
+            settings.auth_secret.get_secret_value() if settings.auth_secret else None,
+            settings.auth_keys.get_secret_value() if settings.auth_keys else None,
         )
     except ValueError as exc:
         print(f"continuity gateway: {exc}; refusing to start", file=sys.stderr)
@@ -33,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"continuity gateway: {exc}; refusing to start", file=sys.stderr)
         return 2
     try:
-        run(settings, secret)
+        run(settings, keys)
     except TopicLayoutError as exc:
         print(f"continuity gateway: {exc}", file=sys.stderr)
         return 2

@@ -132,6 +132,7 @@ def run(state_dir: Path, workers: int, demo: bool, rate: float, seed: int) -> in
             "redis_url": redis_url,
             "gateway": f"http://127.0.0.1:{gateway.port}",
             "worker_metrics": metrics,
+            "gateway_metrics": f"http://127.0.0.1:{loopback.gateway_metrics_port(gateway)}/metrics",
             "logs": str(logs.resolve()),
             "pids": {c.name: c.pid for c in children},
         }
@@ -189,7 +190,7 @@ def _banner(info: dict[str, Any], state_dir: Path, demo: bool, secret: str, who:
   Redis              {info["redis_url"]}
   gateway            {gw}
   worker metrics     {", ".join(info["worker_metrics"])}
-  gateway metrics    {gw}/metrics
+  gateway metrics    {info["gateway_metrics"]}
   addresses          {state_dir / DEV_FILE}
   logs               {info["logs"]}/
 
@@ -207,7 +208,7 @@ def _banner(info: dict[str, Any], state_dir: Path, demo: bool, secret: str, who:
   Omnichannel KPIs (SERVICE=<the service token above>):
               curl -H "Authorization: Bearer $SERVICE" {gw}/v1/kpis
               curl -H "Authorization: Bearer $SERVICE" {gw}/v1/sessions/{who}/journey
-              curl -s {gw}/metrics | grep continuity_kpi_
+              curl -s {info["gateway_metrics"]} | grep continuity_kpi_
   Notifications: topic {NOTIFICATIONS}, printed below as NOTIFY lines; carts idle
               {DEV_ABANDON_AFTER} s count as abandoned (CONTINUITY_ABANDON_AFTER).
   {"Simulated shoppers start once a worker is ready (about 10 s)." if demo else "No demo traffic."}

@@ -274,14 +274,30 @@ def start_worker(name: str, env: Mapping[str, str], log_dir: Path) -> Child:
 def start_gateway(
     name: str, env: Mapping[str, str], log_dir: Path, port: int | None = None
 ) -> Child:
-    """One ``continuity gateway`` process on 127.0.0.1:``port``, waited for until it listens."""
+    """One ``continuity gateway`` process on 127.0.0.1:``port``, waited for until it listens.
+
+    Its ``/metrics`` listener is on 127.0.0.1 too, on the port ``env`` names
+    (``CONTINUITY_GATEWAY_METRICS_PORT``) or a free one (``gateway_metrics_port``).
+    """
     argv = [sys.executable, "-m", "streams.cli", "gateway"]
 
     def start(port: int) -> Child:
-        where = {"CONTINUITY_GATEWAY_HOST": "127.0.0.1", "CONTINUITY_GATEWAY_PORT": str(port)}
+        where = {
+            "CONTINUITY_GATEWAY_HOST": "127.0.0.1",
+            "CONTINUITY_GATEWAY_PORT": str(port),
+            "CONTINUITY_GATEWAY_METRICS_HOST": "127.0.0.1",
+            "CONTINUITY_GATEWAY_METRICS_PORT": env.get(
+                "CONTINUITY_GATEWAY_METRICS_PORT", str(free_port())
+            ),
+        }
         return spawn(name, argv, log_dir / f"{name}.log", env={**env, **where}, port=port)
 
     return _start_listening(start, port, timeout=60.0)
+
+
+def gateway_metrics_port(child: Child) -> int:
+    """The port of a gateway's ``/metrics`` listener (``start_gateway``)."""
+    return int(child.env["CONTINUITY_GATEWAY_METRICS_PORT"])
 
 
 def write_secret(path: Path) -> str:

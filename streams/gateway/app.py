@@ -30,15 +30,17 @@ from redis.backoff import NoBackoff
 
 from schemas.topics import SOURCE_TOPICS
 from streams.gateway.access_log import PathOnlyAccessLogger, ScrubBadRequests
+from streams.gateway.auth import Keyring
 from streams.gateway.fanout import Fanout
 from streams.gateway.guard import authenticate
 from streams.gateway.keys import (
     FANOUT,
     HANDOFFS,
+    KEYS,
+    LIFETIMES,
     LIMITER,
     PRODUCER,
     REDIS,
-    SECRET,
     SESSIONS,
     SETTINGS,
     STREAM_SLOTS,
@@ -89,16 +91,22 @@ STARTUP_TIMEOUT = 30.0
 SHUTDOWN_TIMEOUT = 5.0
 
 
-def create_app(settings: Settings, secret: str) -> web.Application:
-    """The application with every route; connections open when it starts."""
+def create_app(settings: Settings, keys: Keyring | str) -> web.Application:
+    """The application with every route; connections open when it starts.
+
+    ``keys``: the accepted token keys (``auth.keyring``; a string is one unnamed key).
+    """
     app = web.Application(
         client_max_size=settings.gateway_max_body_bytes,
         middlewares=[count_requests, json_errors, authenticate],
     )
     app[SETTINGS] = settings
-    app[SECRET] = secret
+    app[KEYS] = Keyring(keys) if isinstance(keys, str) else keys
+    app[LIFETIMES] = settings.token_max_lifetimes()
     app[STREAM_SLOTS] = Slots(settings.sse_max_connections)
     app.cleanup_ctx.append(_connections)
+    # After the connections (a scrape reads Redis); before the API's port opens.
+    app.cleanup_ctx.append(health.metrics_listener)
     app.on_shutdown.append(_end_streams)
     app.on_response_prepare.append(json_escaped_errors)
     for module in ROUTE_MODULES:
@@ -106,11 +114,11 @@ def create_app(settings: Settings, secret: str) -> web.Application:
     return app
 
 
-def run(settings: Settings, secret: str) -> None:
+def run(settings: Settings, keys: Keyring) -> None:
     """Serve until SIGINT or SIGTERM."""
     logging.getLogger("aiohttp.server").addFilter(ScrubBadRequests())
     web.run_app(
-        create_app(settings, secret),
+        create_app(settings, keys),
         host=settings.gateway_host,
         port=settings.gateway_port,
         access_log_class=PathOnlyAccessLogger,

@@ -153,11 +153,6 @@ ROUTES: tuple[Route, ...] = (
         tag="service",
     ),
     Route(
-        "get", "/metrics", "metrics", "Prometheus metrics",
-        "The process's metrics in the Prometheus text format (docs/observability.md).",
-        answers={200: Answer("the metrics", media="text/plain")}, tag="service",
-    ),
-    Route(
         "get", "/openapi.json", "openapi", "This document",
         "The OpenAPI 3.1 document of every route, generated from the route table.",
         answers={200: Answer("the document")}, tag="service",

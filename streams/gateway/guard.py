@@ -17,7 +17,7 @@ from aiohttp import web
 from streams.gateway import metrics
 from streams.gateway.auth import Principal, TokenError, bearer_token, verify
 from streams.gateway.errors import INVALID_TOKEN, MISSING_TOKEN, ApiError
-from streams.gateway.keys import PRINCIPAL, SECRET
+from streams.gateway.keys import KEYS, LIFETIMES, PRINCIPAL
 from streams.gateway.policy import Denied
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -67,7 +67,8 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
             headers={"WWW-Authenticate": _CHALLENGE},
         )
     try:
-        request[PRINCIPAL] = verify(request.app[SECRET], token)
+        lifetimes: dict[str, int] = request.app[LIFETIMES]
+        request[PRINCIPAL] = verify(request.app[KEYS], token, lifetimes)
     except TokenError as exc:
         raise _invalid(exc) from None
     return await handler(request)

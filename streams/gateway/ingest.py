@@ -10,6 +10,12 @@ A rejection's ``reason`` is a dead-letter reason of the wire contract
 ``forbidden``. Acceptance means the broker acknowledged the record; the worker
 may still find it does not fit the session (``currency_mismatch`` and the
 like) and dead-letter it, as for any producer.
+
+Every record published for an ingest request carries the header
+``continuity-role``: the role of the token that asserted it (``customer``,
+``pos``, ``service``). The fold ignores it; whoever reads the topics (the
+order system, an audit) can tell a price a device showed from one a till or
+the platform set (docs/security.md, Who may say what).
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ from streams.gateway.params import Position, newest_per_partition
 from streams.gateway.policy import FORBIDDEN, may_ingest
 
 _MAX_ECHOED_ID = 128
+# The Kafka record header naming the role of the token that asserted the event.
+ROLE_HEADER = "continuity-role"
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,7 @@ class Accepted:
     topic: str
     key: bytes
     value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,7 @@ Verdict = Accepted | Refused
 def triage(items: Sequence[Any], principal: Principal) -> list[Verdict]:
     """Judge every element of a request body on its own."""
     verdicts: list[Verdict] = []
+    headers = ((ROLE_HEADER, principal.role.value.encode()),)
     for index, item in enumerate(items):
         try:
             raw = orjson.dumps(item)
@@ -80,6 +90,7 @@ def triage(items: Sequence[Any], principal: Principal) -> list[Verdict]:
                 topic_for(event.type),  # type: ignore[attr-defined]
                 event.routing_key.encode(),
                 raw,
+                headers,
             )
         )
     return verdicts

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from streams.gateway.auth import Principal
+from streams.gateway.auth import Keyring, Principal
 from streams.gateway.fanout import Fanout
 from streams.gateway.producer import EventProducer
 from streams.gateway.rate_limit import RateLimiter
@@ -15,7 +15,9 @@ from streams.store.client import Client
 from streams.store.handoffs import HandoffStore
 
 SETTINGS = web.AppKey("settings", Settings)
-SECRET = web.AppKey("secret", str)
+# The accepted token keys, and the longest lifetime accepted per role.
+KEYS = web.AppKey("keys", Keyring)
+LIFETIMES: web.AppKey[dict[str, int]] = web.AppKey("lifetimes")
 # The OpenAPI document, rendered once (streams/gateway/routes/openapi.py).
 OPENAPI = web.AppKey("openapi", bytes)
 # One primary's client or a Redis Cluster's (``streams.store.client.connect``).

@@ -11,14 +11,29 @@ role       may read                               may publish
 customer   the session whose key is its ``sub``   events with ``customer_id == sub`` (carrying an
                                                   ``anonymous_id`` only when it is ``sub`` or the
                                                   token's ``anon``), or with no ``customer_id``
-                                                  and ``anonymous_id == sub``
+                                                  and ``anonymous_id == sub``; never channel
+                                                  ``pos``, a ``store_id`` or an ``associate_id``,
+                                                  never ``checkout.completed`` or
+                                                  ``checkout.handoff_claimed``; nothing once its
+                                                  ``sub`` (a guest) was merged into a customer
 pos        any session                            events with ``channel == "pos"`` and
                                                   ``store_id`` equal to the token's ``store``,
-                                                  never linking a guest to a customer
+                                                  never linking a guest to a customer, never
+                                                  ``checkout.handoff_claimed`` (the claim route
+                                                  publishes it, after the shopper's code)
 service    any session                            any event
 =========  =====================================  ================================================
 
 Only ``service`` may publish ``session.unmerged`` (an operator's undo of a merge).
+
+Who may assert what, field by field: a store (``store_id``), an associate
+(``associate_id``) and the ``pos`` channel come from a till, a ``pos`` token
+whose ``store`` is that store, or from the platform (``service``); a device
+has no say in them. A completed order (``checkout.completed``) comes from the
+order system (``service``) or, for an in-store order of its own store, from
+the till that checked it out (``pos``): a till checks out resumed carts. A
+customer may assert ``device_id`` and ``unit_price``; prices in a cart are
+advisory (docs/security.md, Who may say what).
 
 A session's journey (``GET /v1/sessions/{id}/journey``) is read under the
 same rule as the session (``may_read``). The KPI report (``GET /v1/kpis``)
@@ -29,13 +44,26 @@ into the customer's and points the guest id at the customer for good. If a
 customer token could name any guest id, knowing someone's device id would be
 enough to take over their guest cart; so linking a guest needs a token issued
 for that sign-in (claim ``anon``), or a ``service`` token.
+
+Why guest tokens stop writing at sign-in: the worker routes a merged guest's
+events along its alias into the customer's session. A guest token (a customer
+token whose ``sub`` is an ``anonymous_id``) is refused reading that session
+(``sign_in_required``); its writes are refused the same way
+(``may_write_as``), or a device left signed out could still clear, add to or
+check out the customer's cart for the token's lifetime.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from schemas.events import AnyEvent, Channel, SessionUnmerged
+from schemas.events import (
+    AnyEvent,
+    Channel,
+    CheckoutCompletedEvent,
+    CheckoutHandoffClaimed,
+    SessionUnmerged,
+)
 from streams.gateway.auth import Principal, Role
 
 FORBIDDEN = "forbidden"
@@ -66,12 +94,33 @@ def may_read(principal: Principal, requested: str, key: str) -> Denied | None:
     return Denied(FORBIDDEN, "a customer token may read only its own session")
 
 
+def may_write_as(principal: Principal, merged_into: str | None) -> Denied | None:
+    """May ``principal`` still publish under its ``sub``, which Redis says is now an
+    alias of ``merged_into`` (``None``: not merged)?"""
+    if principal.role is not Role.CUSTOMER or merged_into is None:
+        return None
+    if merged_into == principal.subject:
+        return None
+    return Denied(
+        SIGN_IN_REQUIRED,
+        "this guest session was merged into a customer account; sign in to change it",
+    )
+
+
 def may_ingest(principal: Principal, event: AnyEvent) -> Denied | None:
     """May ``principal`` publish ``event`` (already valid under the wire contract)?"""
     if principal.role is Role.SERVICE:
         return None
     if isinstance(event, SessionUnmerged):
         return Denied(FORBIDDEN, "only a service token may undo a merge (session.unmerged)")
+    if isinstance(event, CheckoutHandoffClaimed):
+        # A till posting the claim itself would take a session over without the
+        # shopper's code; POST /v1/handoffs/{code}/claim publishes it.
+        return Denied(
+            FORBIDDEN,
+            "checkout.handoff_claimed is published by the claim route "
+            "(POST /v1/handoffs/{code}/claim), never posted",
+        )
     if principal.role is Role.POS:
         if event.channel is not Channel.POS:
             return Denied(FORBIDDEN, 'a pos token may publish only events with channel "pos"')
@@ -97,6 +146,19 @@ def _links(event: AnyEvent) -> bool:
 
 
 def _customer_may_ingest(principal: Principal, event: AnyEvent) -> Denied | None:
+    asserted = _store_fields(event)
+    if asserted is not None:
+        return Denied(
+            FORBIDDEN,
+            f"a customer token may not assert {asserted}: only a store's pos token "
+            "(or a service token) does",
+        )
+    if isinstance(event, CheckoutCompletedEvent):
+        return Denied(
+            FORBIDDEN,
+            "a customer token may not complete a checkout: the order system (a service "
+            "token) or the store's till (a pos token) does",
+        )
     sub = principal.subject
     if event.customer_id is None:
         if event.anonymous_id == sub:
@@ -111,6 +173,17 @@ def _customer_may_ingest(principal: Principal, event: AnyEvent) -> Denied | None
         "an event carrying an anonymous_id links that guest to the customer; "
         "the token must name the guest (claim anon)",
     )
+
+
+def _store_fields(event: AnyEvent) -> str | None:
+    """The first store-only field ``event`` sets, named as the error says it."""
+    if event.channel is Channel.POS:
+        return 'channel "pos"'
+    if event.store_id is not None:
+        return "a store_id"
+    if event.associate_id is not None:
+        return "an associate_id"
+    return None
 
 
 def may_erase(principal: Principal) -> Denied | None:

@@ -68,7 +68,9 @@ class EventProducer:
         try:
             async with asyncio.timeout(self._timeout):
                 for r in records:
-                    fut = await self._producer.send(r.topic, r.value, key=r.key)
+                    fut = await self._producer.send(
+                        r.topic, r.value, key=r.key, headers=list(r.headers) or None
+                    )
                     # Retrieved even if this request gives up on it (timeout, client gone).
                     fut.add_done_callback(_retrieve)
                     futures.append(fut)

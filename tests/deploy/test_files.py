@@ -264,13 +264,14 @@ def test_operator_monitors_select_the_pods_and_ports_that_exist() -> None:
     ports = {p["name"] for c in worker["spec"]["containers"] for p in c["ports"]}
     assert {e["port"] for e in pod_monitor["podMetricsEndpoints"]} <= ports
 
-    service = resource("Service", "continuity-gateway")["spec"]
-    monitor = resource("ServiceMonitor", "continuity-gateway")["spec"]
-    assert monitor["selector"]["matchLabels"].items() <= service["selector"].items()
-    assert {e["port"] for e in monitor["endpoints"]} <= {p["name"] for p in service["ports"]}
+    gateway = resource("Deployment", "continuity-gateway")["spec"]["template"]
+    monitor = resource("PodMonitor", "continuity-gateway")["spec"]
+    assert monitor["selector"]["matchLabels"].items() <= gateway["metadata"]["labels"].items()
+    ports = {p["name"] for c in gateway["spec"]["containers"] for p in c["ports"]}
+    assert {e["port"] for e in monitor["podMetricsEndpoints"]} == {"metrics"} <= ports
     jobs = {
         r["replacement"]
-        for e in (*pod_monitor["podMetricsEndpoints"], *monitor["endpoints"])
+        for e in (*pod_monitor["podMetricsEndpoints"], *monitor["podMetricsEndpoints"])
         for r in e["relabelings"]
         if r["targetLabel"] == "job"
     }
@@ -286,8 +287,15 @@ def test_the_gateway_deployment_has_probes_resources_and_production_settings() -
     assert container["args"] == ["gateway"]
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    assert {p["containerPort"] for p in container["ports"]} == {8080}
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {
+        "http": 8080,
+        "metrics": 9465,
+    }
+    # The Service fronts the API only: /metrics, with the business KPIs, is not behind it.
+    assert [p["targetPort"] for p in service["ports"]] == ["http"]
+    assert gateway["metadata"]["annotations"]["prometheus.io/port"] == "9465"
     config = resource("ConfigMap", "continuity-gateway")["data"]
+    assert config["CONTINUITY_GATEWAY_METRICS_PORT"] == "9465"
     assert config["CONTINUITY_PRODUCER_IDEMPOTENCE"] == "true"
     assert config["CONTINUITY_GATEWAY_HOST"] == "0.0.0.0"
     secret = {e["name"]: e.get("valueFrom", {}) for e in container["env"]}
@@ -396,6 +404,13 @@ def test_compose_runs_kraft_kafka_aof_redis_workers_gateways_and_monitoring() ->
                 assert (ROOT / source).exists(), f"{name} mounts {source}"
     scrape = documents(PROMETHEUS_CONFIG)[0]["scrape_configs"]
     assert {j["job_name"] for j in scrape} == {"continuity-worker", "continuity-gateway"}
+    # Prometheus scrapes the gateways' metrics listener, which compose does not publish.
+    environment = gateway["environment"]
+    (job,) = [j for j in scrape if j["job_name"] == "continuity-gateway"]
+    assert job["dns_sd_configs"][0]["port"] == int(environment["CONTINUITY_GATEWAY_METRICS_PORT"])
+    assert str(environment["CONTINUITY_GATEWAY_METRICS_PORT"]) not in " ".join(
+        str(p) for p in gateway["ports"]
+    )
 
 
 def test_compose_file_passes_docker_compose_config() -> None:

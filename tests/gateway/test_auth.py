@@ -4,13 +4,20 @@ Proves: every role's token round-trips to the same principal; an expired,
 forged, re-signed, unsigned, wrongly scoped or malformed token is refused
 with ``invalid_token`` or ``token_expired`` and never with another
 exception; claims that could smuggle a key pattern are refused; weak
-secrets are refused before anything is signed.
+secrets, example keys shipped in the repository and predictable keys are
+refused before anything is signed; several keys are accepted by ``kid``;
+a token living longer than its role's cap, or without ``iat``, is refused.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
+import re
+import secrets
 import time
+from pathlib import Path
 
 import jwt
 import orjson
@@ -20,23 +27,33 @@ from hypothesis import strategies as st
 
 from streams.gateway.auth import (
     AUDIENCE,
+    DEFAULT_MAX_LIFETIMES,
+    KNOWN_EXAMPLE_KEYS,
     LEEWAY_SECONDS,
+    MIN_SECRET_BITS,
+    MIN_SECRET_LENGTH,
+    Keyring,
     Principal,
     Role,
     TokenError,
     bearer_token,
     check_secret,
+    estimated_bits,
     issue,
+    keyring,
     verify,
 )
+from streams.settings import Settings
 
-SECRET = "unit-test-secret-0123456789abcdefghij"
-OTHER_SECRET = "another-secret-0123456789abcdefghijkl"
+# Drawn per run: a key written in the repository is public (and refused).
+SECRET = secrets.token_urlsafe(32)
+OTHER_SECRET = secrets.token_urlsafe(32)
 ids = st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9._:@+\-]{0,127}\Z")
 
 
 def signed(claims: dict[str, object], algorithm: str = "HS256", secret: str = SECRET) -> str:
-    base: dict[str, object] = {"aud": AUDIENCE, "exp": int(time.time()) + 60}
+    now = int(time.time())
+    base: dict[str, object] = {"aud": AUDIENCE, "iat": now, "exp": now + 60}
     return jwt.encode({**base, **claims}, secret, algorithm=algorithm)
 
 
@@ -109,6 +126,8 @@ _DROP = object()
     "claims",
     [
         {"role": "service", "exp": _DROP},  # no expiry
+        {"role": "service", "iat": _DROP},  # no issue time: its lifetime is unknown
+        {"role": "service", "iat": int(time.time()) + 3600},  # issued in the future
         {"role": "service", "aud": _DROP},  # no audience
         {"role": "service", "aud": "someone-else"},
         {"role": _DROP},
@@ -125,7 +144,8 @@ _DROP = object()
     ],
 )
 def test_malformed_claims_are_refused(claims: dict[str, object]) -> None:
-    payload: dict[str, object] = {"aud": AUDIENCE, "exp": int(time.time()) + 60, **claims}
+    now = int(time.time())
+    payload: dict[str, object] = {"aud": AUDIENCE, "iat": now, "exp": now + 60, **claims}
     token = jwt.encode({k: v for k, v in payload.items() if v is not _DROP}, SECRET)
     assert refused(token) == "invalid_token"
 
@@ -174,3 +194,168 @@ def test_weak_or_missing_secrets_are_refused() -> None:
 )
 def test_bearer_header_parsing(header: str | None, expected: str | None) -> None:
     assert bearer_token(header) == expected
+
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE_SECRET_FILE = REPO / "deploy" / "kubernetes" / "gateway-secret.example.yaml"
+
+
+def test_the_example_key_of_the_deploy_files_is_refused() -> None:
+    example = re.search(r'auth-secret:\s*"([^"]+)"', EXAMPLE_SECRET_FILE.read_text())
+    assert example is not None
+    # Long enough for the length check: only the example rule stops it.
+    assert len(example[1]) >= MIN_SECRET_LENGTH
+    with pytest.raises(ValueError, match="example key shipped with Continuity") as info:
+        check_secret(example[1])
+    assert example[1] not in str(info.value), "the key itself is never printed"
+    with pytest.raises(ValueError, match="example key"):
+        issue(example[1], Role.SERVICE)
+    for known in KNOWN_EXAMPLE_KEYS:
+        with pytest.raises(ValueError, match="example key"):
+            check_secret(known)
+        with pytest.raises(ValueError, match="example key"):
+            check_secret(f"  {known.upper()} ")  # spelled differently, the same key
+
+
+# A literal value given to something named like a key or a secret (`auth-secret: "..."`,
+# `SECRET = "..."`), or to the key settings in a shell or an env file.
+_KEY_LITERAL = re.compile(
+    r"""(?ix) (?:secret|key)[\w-]* ["']? \s* [:=] \s* (["']) ([^"'\s$`{}()]{16,}) \1
+        | AUTH_(?:SECRET|KEYS) = ([^"'\s$`{}()]{16,})"""
+)
+_SCANNED = ("*.py", "*.md", "*.yml", "*.yaml", "*.sh", "*.toml", "*.json", "*.html", "*.js")
+
+
+def test_every_key_written_in_the_repository_is_refused() -> None:
+    """Whatever value the repository offers as a token key (deploy examples, docs,
+    tests) is public: it is refused as an example, as too short or as predictable."""
+    found: set[str] = set()
+    for pattern in _SCANNED:
+        for path in REPO.rglob(pattern):
+            parts = path.relative_to(REPO).parts
+            if parts[0].startswith(".") or parts[0].endswith(".egg-info"):
+                continue
+            for match in _KEY_LITERAL.finditer(path.read_text(errors="replace")):
+                found.add(match[2] or match[3])
+    assert "CHANGE-ME-to-32-or-more-random-characters" in found, "the scan reads the deploy files"
+    usable = []
+    for value in found:
+        try:
+            check_secret(value)
+        except ValueError:
+            continue
+        usable.append(value)
+    assert usable == [], "keys written in the repository must be refused (KNOWN_EXAMPLE_KEYS)"
+
+
+@pytest.mark.parametrize(
+    "weak",
+    [
+        "x" * 40,
+        "token-key-" + "k" * 40,
+        "Password1" * 4,
+        "0123456789" * 4,
+        "abcdefghijklmnopqrstuvwxyz0123456789",
+        "12345678901234567890123456789012",
+        "aAaAaAaAaAaAaAaAaAaAaAaAaAaAaAaAaA",
+    ],
+)
+def test_predictable_keys_are_refused(weak: str) -> None:
+    assert len(weak) >= MIN_SECRET_LENGTH
+    with pytest.raises(ValueError, match="too predictable") as info:
+        check_secret(weak)
+    assert weak not in str(info.value)
+
+
+def test_generated_keys_pass() -> None:
+    for _ in range(200):
+        for key in (secrets.token_hex(32), secrets.token_urlsafe(32), secrets.token_hex(16)):
+            assert check_secret(key) == key
+            assert estimated_bits(key) >= MIN_SECRET_BITS
+
+
+NEXT = secrets.token_urlsafe(32)
+RING = Keyring(SECRET, {"2026-12": NEXT})
+
+
+def test_keys_rotate_by_kid() -> None:
+    # A token without kid is checked with the unnamed key, one with a kid with that key.
+    assert verify(RING, issue(SECRET, Role.SERVICE)).role is Role.SERVICE
+    assert verify(RING, issue(NEXT, Role.SERVICE, kid="2026-12")).role is Role.SERVICE
+    header = jwt.get_unverified_header(issue(NEXT, Role.SERVICE, kid="2026-12"))
+    assert header["kid"] == "2026-12"
+    cases = [
+        issue(SECRET, Role.SERVICE, kid="2026-12"),  # named, signed with another key
+        issue(NEXT, Role.SERVICE),  # the new key, but no kid: checked with the unnamed one
+        issue(NEXT, Role.SERVICE, kid="2027-01"),  # a key id nobody configured
+    ]
+    for token in cases:
+        with pytest.raises(TokenError) as info:
+            verify(RING, token)
+        assert info.value.code == "invalid_token"
+    only_named = Keyring(None, {"2026-12": NEXT})
+    with pytest.raises(TokenError, match="names no key"):
+        verify(only_named, issue(SECRET, Role.SERVICE))
+    assert verify(only_named, issue(NEXT, Role.POS, store="s-1", kid="2026-12")).store == "s-1"
+    header = _b64(orjson.dumps({"alg": "HS256", "typ": "JWT", "kid": 7}))
+    now = int(time.time())
+    body = _b64(orjson.dumps({"role": "service", "aud": AUDIENCE, "iat": now, "exp": now + 60}))
+    mac = hmac.new(SECRET.encode(), f"{header}.{body}".encode(), hashlib.sha256).digest()
+    with pytest.raises(TokenError):
+        verify(RING, f"{header}.{body}.{_b64(mac)}")  # a kid that is not a string
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def test_the_keyring_comes_from_the_settings_and_every_key_is_checked() -> None:
+    ring = keyring(SECRET, f"2026-12={NEXT}, 2027-01={OTHER_SECRET}")
+    assert ring.default == SECRET
+    assert dict(ring.named) == {"2026-12": NEXT, "2027-01": OTHER_SECRET}
+    assert dict(keyring(None, f"a={NEXT}\nb={OTHER_SECRET}\n").named) == {
+        "a": NEXT,
+        "b": OTHER_SECRET,
+    }
+    with pytest.raises(ValueError, match="not set"):
+        keyring(None, " ")
+    example = next(iter(KNOWN_EXAMPLE_KEYS))
+    with pytest.raises(ValueError, match="key '2026-12' is an example") as info:
+        keyring(SECRET, f"2026-12={example}")
+    assert example not in str(info.value)
+    with pytest.raises(ValueError, match="key 'old' is too predictable"):
+        keyring(SECRET, "old=" + "ab" * 20)
+    for bad in (f"{NEXT}", f"=k{NEXT}", f"a b={NEXT}", f"a/b={NEXT}"):
+        with pytest.raises(ValueError, match="kid=key") as info:
+            keyring(SECRET, bad)
+        assert NEXT not in str(info.value)
+    with pytest.raises(ValueError, match="twice"):
+        keyring(SECRET, f"a={NEXT},a={OTHER_SECRET}")
+
+
+def test_a_token_living_longer_than_its_roles_cap_is_refused() -> None:
+    for role, claims in (
+        (Role.CUSTOMER, {"subject": "c-1"}),
+        (Role.POS, {"store": "s-1"}),
+        (Role.SERVICE, {}),
+    ):
+        cap = DEFAULT_MAX_LIFETIMES[role.value]
+        at_cap = issue(SECRET, role, ttl=cap, **claims)  # type: ignore[arg-type]
+        assert verify(SECRET, at_cap).role is role
+        over = issue(SECRET, role, ttl=cap + 1, **claims)  # type: ignore[arg-type]
+        with pytest.raises(TokenError, match=f"over the cap of {cap} s") as info:
+            verify(SECRET, over)
+        assert info.value.code == "invalid_token"
+    caps = {"customer": 60, "pos": 60, "service": 600}
+    with pytest.raises(TokenError, match="cap of 60 s"):
+        verify(SECRET, issue(SECRET, Role.CUSTOMER, subject="c-1", ttl=61), caps)
+    assert verify(SECRET, issue(SECRET, Role.SERVICE, ttl=600), caps).role is Role.SERVICE
+    # A far-off expiry with an issue time just before it is not a short token: it is
+    # refused as issued in the future.
+    far = time.time() + 10 * 365 * 86400
+    with pytest.raises(TokenError):
+        verify(SECRET, issue(SECRET, Role.SERVICE, ttl=60, now=far))
+
+
+def test_the_settings_caps_default_to_the_documented_ones() -> None:
+    assert Settings().token_max_lifetimes() == dict(DEFAULT_MAX_LIFETIMES)

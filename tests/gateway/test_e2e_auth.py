@@ -2,14 +2,17 @@
 
 Proves: requests without a valid token are 401 with a JSON body and a
 ``WWW-Authenticate`` challenge (missing, garbage, expired, foreign secret);
-a token in the URL counts only on the stream route; a customer can neither
+a token in the URL counts only on the stream route; the API's port
+serves no ``/metrics`` (its KPIs are on a listener of their own); a customer can neither
 read nor follow nor write another customer's session, however the id is
 dressed up (encoded slashes, dot segments, braces, NULs, overlong ids) and
 whether or not that session exists; a guest whose session was merged is
 told to sign in, while its customer reads the session through the old guest
-id; a customer links only the guest its token names; pos tokens read
-anything and publish only pos events of their store; service tokens do
-everything.
+id, and its writes are refused the same way; a customer links only the
+guest its token names and asserts no store, associate, pos channel, completed
+order or handoff claim; pos tokens read anything and publish only pos events
+of their store (a completed in-store order included, a claim never); service
+tokens do everything.
 """
 
 from __future__ import annotations
@@ -66,10 +69,19 @@ async def test_requests_without_a_valid_token_are_401(
                 assert body["message"]
     async with http.get(f"{a.url}/v1/sessions/c-1?access_token=whatever") as resp:
         assert (resp.status, (await resp.json())["error"]) == (401, "missing_token")
-    for public in ("/healthz", "/readyz", "/metrics", "/"):
+    for public in ("/healthz", "/readyz", "/"):
         async with http.get(f"{a.url}{public}") as resp:
             assert resp.status == 200, public
-    assert GATEWAY_SECRET not in (await a.metrics())
+    # /metrics carries the business KPIs, which GET /v1/kpis gives service tokens only:
+    # the API's port serves it to no one, the metrics listener (never exposed) does.
+    for headers in ({}, bearer("customer", subject="c-1"), bearer("pos", store="s-1")):
+        async with http.get(f"{a.url}/metrics", headers=headers) as resp:
+            text = await resp.text()
+            assert resp.status == 404, text[:200]
+            assert "continuity_kpi" not in text
+    scraped = await a.metrics()
+    assert "continuity_gateway_http_requests_total" in scraped
+    assert GATEWAY_SECRET not in scraped
 
 
 async def test_a_customer_cannot_reach_another_customers_session(
@@ -142,6 +154,19 @@ async def test_a_merged_guest_must_sign_in_and_aliases_lead_nowhere_else(
     async with http.get(f"{b.url}/v1/sessions/{guest}/stream", headers=guest_auth) as resp:
         assert (resp.status, (await resp.json())["error"]) == (403, "sign_in_required")
 
+    # Its writes would follow the alias into the customer's cart: refused the same way.
+    for gw in (a, b):
+        for write in (
+            event("cart.cleared", anon=guest),
+            event("cart.item_added", added("G-2"), anon=guest),
+            [event("browse.search", {"query": "q"}, anon=guest)],
+        ):
+            status, err = await post_events(http, gw, write, guest_auth)
+            assert (status, err["error"]) == (403, "sign_in_required"), write
+            assert "sign in" in err["message"]
+    status, session, _ = await read_session(http, b, customer, unlinked)
+    assert [line["sku"] for line in session["cart"]] == ["G-1"], "the customer's cart is intact"
+
     status, session, _ = await read_session(http, b, guest, unlinked)
     assert (status, session["key"]) == (200, customer), "the customer may use the old guest id"
     status, err, _ = await read_session(http, b, guest, bearer("customer", subject=stranger))
@@ -182,6 +207,25 @@ async def test_guest_and_customer_write_rules(
     )
     assert [r["status"] for r in body["results"]] == ["accepted", "rejected"]
 
+    # A device asserts no store, associate, pos channel, completed order or claim.
+    store_only = [
+        event("checkout.started", customer=customer, channel="pos", store_id="store-7"),
+        event("checkout.started", customer=customer, channel="pos"),
+        event("checkout.started", customer=customer, channel="kiosk", store_id="store-7"),
+        event("cart.item_added", added("X-1"), customer=customer, associate_id="ann"),
+        event("checkout.completed", {"order_id": ids("o")}, customer=customer),
+        event("checkout.handoff_claimed", customer=customer, channel="pos", store_id="store-7"),
+    ]
+    for auth, who in ((customer_auth, customer), (guest_auth, guest)):
+        batch = [{**e, "customer_id": who} for e in store_only]
+        status, body = await post_events(http, a, batch, auth)
+        assert (status, body["error"], body["rejected"]) == (403, "forbidden", len(batch))
+        assert {r["reason"] for r in body["results"]} == {"forbidden"}
+    status, body = await post_events(
+        http, a, event("cart.item_added", added("X-1"), customer=customer), customer_auth
+    )
+    assert status == 202, "a customer still adds with the price it shows (advisory)"
+
 
 async def test_pos_and_service_tokens(
     gateways: list[Gateway], http: aiohttp.ClientSession, ids: Callable[[str], str]
@@ -216,6 +260,26 @@ async def test_pos_and_service_tokens(
     ]
     assert {r["reason"] for r in body["results"][1:]} == {"forbidden"}
 
+    # The till checks out the resumed cart; a claim is never posted, only made by code.
+    status, body = await post_events(
+        http,
+        a,
+        [
+            event(
+                "checkout.completed",
+                {"order_id": ids("order")},
+                customer=c,
+                channel="pos",
+                store_id="store-7",
+                associate_id="ann",
+            ),
+            event("checkout.handoff_claimed", customer=c, channel="pos", store_id="store-7"),
+        ],
+        pos,
+    )
+    assert [r["status"] for r in body["results"]] == ["accepted", "rejected"]
+    assert "claim route" in body["results"][1]["detail"]
+
     service = bearer("service", subject="crm")
     status, body = await post_events(
         http,
@@ -224,9 +288,10 @@ async def test_pos_and_service_tokens(
             event("browse.search", {"query": "q"}, customer=ids("any")),
             event("browse.search", {"query": "q"}, anon=ids("anon"), channel="voice"),
             event("checkout.started", customer=c, channel="pos", store_id="store-99"),
+            event("checkout.completed", {"order_id": ids("o")}, customer=ids("any")),
         ],
         service,
     )
-    assert (status, body["accepted"]) == (202, 3)
+    assert (status, body["accepted"]) == (202, 4)
     status, _, _ = await read_session(http, a, c, service)
     assert status == 200

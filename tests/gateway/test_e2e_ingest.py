@@ -74,6 +74,36 @@ async def test_an_accepted_event_is_in_kafka_where_the_answer_says(
         await consumer.stop()
     assert record.key == c.encode(), "keyed by the customer, like every producer"
     assert orjson.loads(record.value) == sent
+    assert list(record.headers) == [("continuity-role", b"service")]
+
+
+async def test_each_record_names_the_role_that_asserted_it(
+    stack: Stack, gateways: list[Gateway], http: aiohttp.ClientSession, ids: Callable[[str], str]
+) -> None:
+    """Prices are advisory: a line's price is what the device or till that sent it
+    showed. The record says which kind of token asserted it, for the order system."""
+    a, _ = gateways
+    c = ids("priced")
+    cases = [
+        (bearer("customer", subject=c), {}, b"customer"),
+        (bearer("pos", store="s-9"), {"channel": "pos", "store_id": "s-9"}, b"pos"),
+    ]
+    for auth, where, role in cases:
+        sent = event("cart.item_added", added("P-1", 1, "0.01"), customer=c, **where)
+        status, body = await post_events(http, a, sent, auth)
+        assert status == 202, body
+        topic, partition, offset = body["results"][0]["position"].split(":")
+        consumer = AIOKafkaConsumer(bootstrap_servers=stack.bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            tp = TopicPartition(topic, int(partition))
+            consumer.assign([tp])
+            consumer.seek(tp, int(offset))
+            record = await consumer.getone()
+        finally:
+            await consumer.stop()
+        assert orjson.loads(record.value) == sent
+        assert list(record.headers) == [("continuity-role", role)]
 
 
 async def test_a_mixed_batch_is_answered_per_event(

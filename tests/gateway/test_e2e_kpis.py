@@ -7,9 +7,10 @@ events gives exactly the report they must: carts started, converted and
 abandoned per start channel with their rates, resumes by channel pair,
 conversion by channel path, checkouts by channel, first touch -> checkout
 (count, mean, interpolated median) and the multichannel share of active
-sessions; ``/metrics`` carries the same values as gauges and passes
-``promtool check metrics``; with Redis down a scrape still answers with the
-last values and counts the failure, while ``/v1/kpis`` is a 503.
+sessions; ``/metrics``, on the gateway's metrics listener and not on its API
+port, carries the same values as gauges and passes ``promtool check
+metrics``; with Redis down a scrape still answers with the last values and
+counts the failure, while ``/v1/kpis`` is a 503.
 """
 
 from __future__ import annotations
@@ -204,6 +205,12 @@ async def test_the_report_and_the_gauges_match_the_events(
         )
         out, _ = await lint.communicate(text.encode())
         assert lint.returncode == 0, out.decode()
+    # Only on the metrics listener: the API's port, which devices and tills reach,
+    # serves the gauges to nobody (GET /v1/kpis is for service tokens).
+    for headers in ({}, bearer("customer", subject=bought), bearer("pos", store="s-1")):
+        async with http.get(f"{gw.url}/metrics", headers=headers) as resp:
+            assert resp.status == 404
+            assert "continuity_kpi" not in await resp.text()
 
     # Redis down: the scrape still answers, with the last values, and counts the failure.
     errors = "continuity_gateway_kpi_refresh_errors_total"

@@ -24,14 +24,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
+import jwt
 import pytest
 from redis.asyncio import Redis
 
 from streams.dev import loopback
-from streams.gateway.auth import Principal, Role, verify
+from streams.gateway.auth import Keyring, Principal, Role, issue, verify
 from streams.store.state import RedisState
 from tests.support.events import added, event
 from tests.support.gateway import (
+    GATEWAY_KID,
+    GATEWAY_NEXT_SECRET,
     GATEWAY_SECRET,
     Gateway,
     bearer,
@@ -284,6 +287,62 @@ async def test_token_command_and_the_secret_rules(
     code, _, err = await cli("gateway", env={"CONTINUITY_AUTH_SECRET": "too-short"})
     assert (code, "at least 32" in err) == (2, True)
     assert "too-short" not in err, "the secret itself is never printed"
+
+
+EXAMPLE_KEY = "CHANGE-ME-to-32-or-more-random-characters"  # gateway-secret.example.yaml
+
+
+async def test_the_gateway_refuses_example_and_predictable_keys_at_start() -> None:
+    for env, says in (
+        ({"CONTINUITY_AUTH_SECRET": EXAMPLE_KEY}, "example key shipped with Continuity"),
+        ({"CONTINUITY_AUTH_SECRET": "Password1" * 4}, "too predictable"),
+        (
+            {
+                "CONTINUITY_AUTH_SECRET": GATEWAY_SECRET,
+                "CONTINUITY_AUTH_KEYS": f"old={EXAMPLE_KEY}",
+            },
+            "CONTINUITY_AUTH_KEYS key 'old' is an example key",
+        ),
+    ):
+        code, _, err = await cli("gateway", env=env, timeout=90)
+        assert (code, says in err, "refusing to start" in err) == (2, True, True), err
+        assert EXAMPLE_KEY not in err, "a key is never printed"
+        assert "Password1" not in err
+
+
+async def test_keys_rotate_by_kid_and_lifetimes_are_capped(
+    gateways: list[Gateway], http: aiohttp.ClientSession
+) -> None:
+    gw = gateways[0]
+    env = {
+        "CONTINUITY_AUTH_SECRET": GATEWAY_SECRET,
+        "CONTINUITY_AUTH_KEYS": f"{GATEWAY_KID}={GATEWAY_NEXT_SECRET}",
+    }
+    code, out, err = await cli("token", "--role", "service", "--kid", GATEWAY_KID, env=env)
+    assert code == 0, err
+    assert jwt.get_unverified_header(out.strip())["kid"] == GATEWAY_KID
+    ring = Keyring(None, {GATEWAY_KID: GATEWAY_NEXT_SECRET})
+    assert verify(ring, out.strip()).role is Role.SERVICE
+    signed_by_default = {**env, "CONTINUITY_AUTH_SIGNING_KID": GATEWAY_KID}
+    code, second, _ = await cli("token", "--role", "pos", "--store", "s-1", env=signed_by_default)
+    assert jwt.get_unverified_header(second.strip())["kid"] == GATEWAY_KID
+    url = f"{gw.url}/v1/sessions/nobody-here"
+    for token in (out.strip(), second.strip()):
+        status, _ = await get_json(http, url, headers={"Authorization": f"Bearer {token}"})
+        assert status == 404, "the gateway accepts the named key"
+    code, _, err = await cli("token", "--role", "service", "--kid", "gone", env=env)
+    assert (code, "no key named 'gone'" in err) == (2, True)
+    code, _, err = await cli("token", "--role", "pos", "--store", "s-1", "--ttl", "90000", env=env)
+    assert (code, "over the 57600 s" in err) == (2, True), err
+
+    refused = {
+        "unknown kid": issue(GATEWAY_NEXT_SECRET, Role.SERVICE, kid="retired"),
+        "over the cap": issue(GATEWAY_SECRET, Role.SERVICE, ttl=43_201),
+        "kid, wrong key": issue(GATEWAY_SECRET, Role.SERVICE, kid=GATEWAY_KID),
+    }
+    for why, token in refused.items():
+        status, body = await get_json(http, url, headers={"Authorization": f"Bearer {token}"})
+        assert (status, body["error"]) == (401, "invalid_token"), why
 
 
 async def test_dev_runs_a_gateway_with_a_private_key(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,11 @@ from streams.gateway.auth import Role, issue
 from tests.support.metrics_text import scrape
 from tests.support.stack import PARTITIONS, Stack
 
-GATEWAY_SECRET = "gateway-tests-secret-0123456789abcdef"
+# Drawn per run: a key written in the repository is public, and gateways refuse one.
+GATEWAY_SECRET = secrets.token_urlsafe(32)
+# A second, named key every test gateway accepts too (rotation: tokens with ``kid``).
+GATEWAY_KID = "next"
+GATEWAY_NEXT_SECRET = secrets.token_urlsafe(32)
 
 
 def token(role: str, **claims: Any) -> str:
@@ -39,9 +44,13 @@ class Gateway:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.child.port}"
 
+    @property
+    def metrics_port(self) -> int:
+        """Where its ``/metrics`` is: a listener of its own, not the API's port."""
+        return loopback.gateway_metrics_port(self.child)
+
     async def metrics(self) -> str:
-        assert self.child.port is not None
-        return await scrape(self.child.port)
+        return await scrape(self.metrics_port)
 
 
 def start_gateway(stack: Stack, name: str, prefix: str = "cont", **extra: str) -> Gateway:
@@ -52,6 +61,7 @@ def start_gateway(stack: Stack, name: str, prefix: str = "cont", **extra: str) -
         "CONTINUITY_REDIS_PREFIX": prefix,
         "CONTINUITY_TOPIC_PARTITIONS": str(PARTITIONS),
         "CONTINUITY_AUTH_SECRET": GATEWAY_SECRET,
+        "CONTINUITY_AUTH_KEYS": f"{GATEWAY_KID}={GATEWAY_NEXT_SECRET}",
         "CONTINUITY_STATE_DIR": "/nonexistent",
         "CONTINUITY_LOG_LEVEL": "info",
         **extra,

@@ -23,7 +23,6 @@ ROUTES = {
     "kpis": "GET /v1/kpis",
     "health": "GET /healthz",
     "ready": "GET /readyz",
-    "metrics": "GET /metrics",
 }
 
 

@@ -11,6 +11,12 @@ over it, the whole request is a 429 with ``Retry-After`` and nothing is
 published. If Kafka does not acknowledge in time the answer is a 503
 with ``Retry-After`` and no event is reported accepted; retrying the same
 request is safe, the fold skips event ids it already applied.
+
+A customer token whose ``sub`` is a guest that has since signed in (its id is
+an alias of a customer's session in Redis) is refused as a whole, ``403
+sign_in_required``, as its reads are: its events would follow the alias into
+the customer's cart. That takes one Redis read; while Redis cannot answer,
+customer tokens get a ``503 redis_unavailable`` rather than an unchecked write.
 """
 
 from __future__ import annotations
@@ -18,13 +24,15 @@ from __future__ import annotations
 from aiohttp import web
 
 from streams.gateway import metrics
+from streams.gateway.auth import Principal, Role
 from streams.gateway.body import check_media_type, parse_batch
 from streams.gateway.errors import KAFKA_UNAVAILABLE, PAYLOAD_TOO_LARGE, ApiError
-from streams.gateway.guard import principal_of
+from streams.gateway.guard import forbidden, principal_of
 from streams.gateway.ingest import Accepted, Refused, answer, triage
-from streams.gateway.keys import PRODUCER, SETTINGS
+from streams.gateway.keys import PRODUCER, SESSIONS, SETTINGS
 from streams.gateway.middleware import json_response
 from streams.gateway.params import Position
+from streams.gateway.policy import may_write_as
 from streams.gateway.producer import KafkaUnavailable
 from streams.gateway.request_body import read_body
 from streams.gateway.throttle import ingest_limit, throttle
@@ -42,6 +50,7 @@ async def post_events(request: web.Request) -> web.StreamResponse:
     except web.HTTPRequestEntityTooLarge:
         raise _too_large(limit) from None
     principal = principal_of(request)
+    await _refuse_merged_guest(request, principal)
     verdicts = triage(parse_batch(raw, settings.gateway_max_events), principal)
     accepted = [v for v in verdicts if isinstance(v, Accepted)]
     if accepted:
@@ -71,6 +80,16 @@ async def post_events(request: web.Request) -> web.StreamResponse:
             metrics.INGEST_EVENTS.labels("rejected", v.reason).inc()
     status, body = answer(verdicts, positions)
     return json_response(body, status)
+
+
+async def _refuse_merged_guest(request: web.Request, principal: Principal) -> None:
+    """403 ``sign_in_required`` when this customer token's ``sub`` was merged away."""
+    if principal.role is not Role.CUSTOMER or principal.subject is None:
+        return
+    view = await request.app[SESSIONS].view(principal.subject)
+    denied = may_write_as(principal, view.merged_into)
+    if denied is not None:
+        raise forbidden(denied)
 
 
 def _too_large(limit: int) -> ApiError:
