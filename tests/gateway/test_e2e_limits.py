@@ -3,8 +3,9 @@
 Proves: a token over its ingest limit gets a 429 ``rate_limited`` with
 ``Retry-After`` and nothing of that request is published; the budget is per
 token identity (another customer is unaffected) and shared by every gateway
-(the second gateway refuses the same token too); a POS token over its claim
-limit is refused before any code is tried; the refusals are counted.
+(the second gateway refuses the same token too); rejected events count
+against the budget as accepted ones do; a POS token over its claim limit is
+refused before any code is tried; the refusals are counted.
 Limit syntax and identities are checked purely.
 """
 
@@ -102,3 +103,24 @@ async def test_claims_over_the_limit_are_refused_before_any_code_is_tried(
     assert answers[2] == (429, "rate_limited"), answers
     after = [metric(await gw.metrics(), name, **claim) for gw in (a, b)]
     assert [n - was for n, was in zip(after, before, strict=True)] == [1, 0], "the third claim"
+
+
+@pytest.mark.e2e
+async def test_rejected_events_count_against_the_budget_too(
+    limited: list[Gateway], http: aiohttp.ClientSession, ids: Callable[[str], str]
+) -> None:
+    a, b = limited
+    c = ids("invalid")
+    me = bearer("customer", subject=c)
+    broken = {**event("cart.item_added", added("A"), customer=c), "type": "cart.nonsense"}
+    status, body = await post_events(http, a, [broken, broken], me)
+    assert (status, body["error"]) == (422, "no_event_accepted"), body
+    status, body = await post_events(http, b, [broken, broken], me)
+    assert (status, body["error"]) == (429, "rate_limited"), (
+        "2 + 2 events exceed 3/minute though none was valid"
+    )
+    assert body["limit"] == "3 per 1 minute"
+    status, body = await post_events(http, a, event("cart.item_added", added("B"), customer=c), me)
+    assert status == 202, "the refused request consumed nothing; one more still fits"
+    status, body = await post_events(http, a, event("cart.item_added", added("C"), customer=c), me)
+    assert (status, body["error"]) == (429, "rate_limited"), body
