@@ -153,6 +153,8 @@ async def _connections(app: web.Application) -> AsyncIterator[None]:
             "ingest": settings.ingest_rate_limit,
             "ingest-service": settings.service_ingest_rate_limit,
             "claim": settings.handoff_claim_rate_limit,
+            "handoff": settings.handoff_create_rate_limit,
+            "handoff-service": settings.service_handoff_create_rate_limit,
         },
     )
     log.info(

@@ -91,7 +91,8 @@ HANDOFFS = Counter(
     "POS handoffs by outcome: created (a code issued), claimed (a POS took the session), "
     "expired_or_unknown (a claim of a code that is unknown, expired or already claimed), "
     "refused (a claim refused by the failed-claim lockout), unconfirmed (a claim no Redis "
-    "replica confirmed in time, undone: CONTINUITY_HANDOFF_MIN_REPLICAS).",
+    "replica confirmed in time, undone: CONTINUITY_HANDOFF_MIN_REPLICAS), revoked (a pending "
+    "code revoked by a newer one past CONTINUITY_HANDOFF_MAX_PENDING).",
     ["outcome"],
 )
 ERASURES = Counter(
@@ -102,7 +103,8 @@ ERASURES = Counter(
 )
 RATE_LIMITED = Counter(
     "continuity_gateway_rate_limited_total",
-    "Requests refused by a per-token rate limit, by limit: ingest, ingest-service, claim.",
+    "Requests refused by a per-token rate limit, by limit: ingest, ingest-service, claim, "
+    "handoff, handoff-service.",
     ["limit"],
 )
 RATE_LIMIT_ERRORS = Counter(

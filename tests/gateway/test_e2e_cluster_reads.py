@@ -9,10 +9,11 @@ are read; a handoff code drawn for a session shares the session's slot, so
 the code, its seen marker and the session's code set are written and claimed
 in one slot each time (a claim waiting for replicas sends ``WAIT`` on the
 connection of the code's slot owner), while the failed-claim counters are
-global keys; the rate limiter runs its windows on the cluster client; the
-fan-out subscribes every partition's channel on its slot owner's connection,
-and follows a partition's slot to another primary (a reshard drops the old
-owner's subscription) with every follower re-reading.
+global keys, each reserved and given back by a script of its own; the rate
+limiter runs its windows on the cluster client; the fan-out subscribes every
+partition's channel on its slot owner's connection, and follows a partition's
+slot to another primary (a reshard drops the old owner's subscription) with
+every follower re-reading.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from streams.gateway.rate_limit import Exceeded, RateLimiter
 from streams.gateway.sessions import Sessions
 from streams.store import keys
 from streams.store.client import connect
-from streams.store.handoffs import HandoffStore, Taken, Ticket, Unconfirmed
+from streams.store.handoffs import Guess, HandoffStore, Taken, Ticket, Unconfirmed
 from streams.store.keys import Space
 from tests.support.stack import wait_until
 
@@ -159,8 +160,20 @@ async def test_a_handoff_code_lives_in_its_sessions_slot(
     wrong = code_in_partition((space.partition(key) + 1) % PARTITIONS, PARTITIONS)
     with pytest.raises(ValueError, match="not in the partition"):
         await store.create(wrong, Ticket(key, key, None), ttl=60)
-    await store.record_failure("store-1", "10.0.0.1", 60)
-    assert [f for f, _ in await store.failures("store-1", "10.0.0.1")] == [1, 1]
+    # Global counters in three slots, each compared and counted in a script of its own.
+    counters = [
+        store.token_counter("store-1", "till-1", 2),
+        store.store_counter("store-1", 5),
+        store.address_counter("10.0.0.1", 5),
+    ]
+    assert len({slot_of(c.key) for c in counters}) == 3
+    guesses = [await store.reserve_guess(counters, 60) for _ in range(3)]
+    assert [isinstance(g, Guess) for g in guesses] == [True, True, False]
+    locked: Any = guesses[2]
+    assert 0 < locked.ttl_ms <= 60_000
+    assert [int(await cluster_client.get(c.key)) for c in counters] == [2, 2, 2]
+    await store.release_guess(guesses[0])
+    assert [int(await cluster_client.get(c.key)) for c in counters] == [1, 1, 1]
 
 
 async def test_a_rate_limit_is_kept_on_the_cluster(

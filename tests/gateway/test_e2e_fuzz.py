@@ -476,8 +476,12 @@ async def target(stack: Stack) -> AsyncIterator[Target]:
         # Thousands of failed claims and posted events must not lock the fuzz out of the
         # routes it fuzzes (the limits are still checked, so their keys are in Redis).
         CONTINUITY_HANDOFF_MAX_FAILURES="1000000",
+        CONTINUITY_HANDOFF_STORE_MAX_FAILURES="1000000",
         CONTINUITY_HANDOFF_CLAIM_RATE_LIMIT="1000000/minute",
+        CONTINUITY_HANDOFF_CREATE_RATE_LIMIT="1000000/minute",
         CONTINUITY_INGEST_RATE_LIMIT="1000000/second",
+        # Every code the fuzz issues stays pending, so its claims find them.
+        CONTINUITY_HANDOFF_MAX_PENDING="1000000",
     )
     t = Target(gateway, made, prefix, f"{prefix}-c", f"{prefix}-g", f"{prefix}-store")
     t.shopper, t.visitor = f"{prefix}-shopper", f"{prefix}-visitor"
