@@ -42,6 +42,7 @@ from streams.gateway.keys import (
     SESSIONS,
     SETTINGS,
     STREAM_SLOTS,
+    TOKEN_STREAM_SLOTS,
 )
 from streams.gateway.middleware import count_requests, json_errors, json_escaped_errors
 from streams.gateway.producer import EventProducer
@@ -59,7 +60,7 @@ from streams.gateway.routes import (
     stream,
 )
 from streams.gateway.sessions import Sessions
-from streams.gateway.slots import Slots
+from streams.gateway.slots import Slots, TokenSlots
 from streams.kafka.security import describe, kafka_client_kwargs
 from streams.kafka.topics import TopicLayoutError, ensure_topics, partition_mismatch
 from streams.settings import Settings
@@ -96,6 +97,7 @@ def create_app(settings: Settings, secret: str) -> web.Application:
     app[SETTINGS] = settings
     app[SECRET] = secret
     app[STREAM_SLOTS] = Slots(settings.sse_max_connections)
+    app[TOKEN_STREAM_SLOTS] = TokenSlots(settings.sse_max_streams_per_token)
     app.cleanup_ctx.append(_connections)
     app.on_shutdown.append(_end_streams)
     app.on_response_prepare.append(json_escaped_errors)

@@ -19,7 +19,7 @@ Redis.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -51,6 +51,9 @@ class Principal:
     subject: str | None = None
     store: str | None = None
     anon: str | None = None
+    # The token's ``exp`` (Unix seconds): a stream ends there (routes/stream.py). Not part
+    # of who the principal is: two tokens of one identity are equal.
+    expires_at: float | None = field(default=None, compare=False)
 
 
 class TokenError(Exception):
@@ -155,7 +158,14 @@ def verify(secret: str, token: str) -> Principal:
     except ValidationError as exc:
         message = f"the token's claims are not valid: {_first_error(exc)}"
         raise TokenError("invalid_token", message) from None
-    return Principal(claims.role, claims.sub, claims.store, claims.anon)
+    expires_at = payload.get("exp")
+    return Principal(
+        claims.role,
+        claims.sub,
+        claims.store,
+        claims.anon,
+        float(expires_at) if isinstance(expires_at, int | float) else None,
+    )
 
 
 def _pyjwt_reason(exc: Exception) -> str:

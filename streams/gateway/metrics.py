@@ -68,7 +68,8 @@ SSE_RESUMES = Counter(
 )
 SSE_DROPS = Counter(
     "continuity_sse_drops_total",
-    "Streams ended by the gateway: slow (a write timed out) or closed (the client was gone).",
+    "Streams ended by the gateway: slow (a write timed out), closed (the client was gone) or "
+    "token_expired (the stream's token passed its exp).",
     ["reason"],
 )
 SSE_REFUSED = Counter(
@@ -104,7 +105,7 @@ ERASURES = Counter(
 RATE_LIMITED = Counter(
     "continuity_gateway_rate_limited_total",
     "Requests refused by a per-token rate limit, by limit: ingest, ingest-service, claim, "
-    "handoff, handoff-service.",
+    "handoff, handoff-service, streams (CONTINUITY_SSE_MAX_STREAMS_PER_TOKEN open).",
     ["limit"],
 )
 RATE_LIMIT_ERRORS = Counter(
