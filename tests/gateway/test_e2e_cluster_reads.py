@@ -9,7 +9,9 @@ are read; a handoff code drawn for a session shares the session's slot, so
 the code, its seen marker and the session's code set are written and claimed
 in one slot each time (a claim waiting for replicas sends ``WAIT`` on the
 connection of the code's slot owner), while the failed-claim counters are
-global keys, each reserved and given back by a script of its own; the rate
+global keys, each reserved and given back by a script of its own; a code
+held for the claimer whose publish failed is theirs alone, and issuing past a
+session's bound revokes its oldest code, in the session's slot; the rate
 limiter runs its windows on the cluster client; the fan-out subscribes every
 partition's channel on its slot owner's connection, and follows a partition's
 slot to another primary (a reshard drops the old owner's subscription) with
@@ -200,6 +202,29 @@ async def test_a_claim_waiting_for_replicas_is_put_back_when_none_confirms(
     assert await store.claim(code, replicas=1, timeout_ms=50) == Unconfirmed(0)
     taken = await store.claim(code)
     assert isinstance(taken, Taken), "put back, claimable again"
+
+
+async def test_a_code_held_for_its_claimer_is_only_theirs_and_revoked_past_the_bound(
+    cluster_client: RedisCluster, space: Space
+) -> None:
+    store = HandoffStore(cluster_client, space)
+    key = spread(space, 1, "held")[0]
+    codes = [code_in_partition(space.partition(key), space.partitions) for _ in range(3)]
+    for code in codes:
+        assert await store.create(code, Ticket(key, key, None, nonce="n1"), ttl=60, max_pending=2)
+        # The oldest is the one with the least life left, told apart to the millisecond.
+        await asyncio.sleep(0.005)
+    assert await cluster_client.smembers(keys.handoff_by(space, key)) == {
+        c.encode() for c in codes[1:]
+    }, "the oldest was revoked, in the session's slot"
+    taken = await store.claim(codes[2], "pos:s-1:till-1")
+    assert isinstance(taken, Taken)
+    await store.hold(codes[2], taken, "pos:s-1:till-1")
+    gone: Any = await store.claim(codes[2], "pos:s-2:")
+    assert gone.why == "claimed", "held for another claimer"
+    again = await store.claim(codes[2], "pos:s-1:till-1")
+    assert isinstance(again, Taken)
+    assert (again.ticket.key, again.ticket.nonce) == (key, "n1"), "the same claim event id"
 
 
 async def test_the_fanout_follows_a_partitions_slot_to_another_primary(
