@@ -455,6 +455,15 @@ class Settings(BaseSettings):
     sse_max_connections: int = Field(
         default=1000, ge=1, description="open streams per gateway process"
     )
+    sse_max_streams_per_token: int = Field(
+        default=16,
+        ge=1,
+        description=(
+            "open streams per customer or pos token (its role, store and `sub`) on one gateway"
+            " process; past it `429 too_many_token_streams` (service tokens: only the"
+            " gateway's limit)"
+        ),
+    )
     handoff_ttl: int = Field(
         default=300, ge=1, le=86400, description="lifetime (s) of a POS handoff code"
     )
@@ -471,10 +480,41 @@ class Settings(BaseSettings):
         default=500, ge=1, description="how long a claim waits for those replicas (ms)"
     )
     handoff_max_failures: int = Field(
-        default=5, ge=1, description="failed claims per store (and per address) before a lockout"
+        default=5, ge=1, description="failed claims per pos token before that token is locked out"
+    )
+    handoff_store_max_failures: int = Field(
+        default=20,
+        ge=1,
+        description=(
+            "failed claims per store (all its tokens), and per client address where a trusted"
+            " proxy names one, before that store or address is locked out"
+        ),
     )
     handoff_failure_window: int = Field(
-        default=300, ge=1, description="window (s) of that count, and so the longest lockout"
+        default=300, ge=1, description="window (s) of those counts, and so the longest lockout"
+    )
+    handoff_max_pending: int = Field(
+        default=3,
+        ge=1,
+        description=(
+            "pending handoff codes per session; issuing one more revokes the oldest (its claim"
+            " is then `410 handoff_expired`)"
+        ),
+    )
+    handoff_create_rate_limit: str = Field(
+        default="5/minute;30/hour",
+        description="handoff codes a customer token may issue (`limits` syntax, empty = off)",
+    )
+    service_handoff_create_rate_limit: str = Field(
+        default="100/second", description="handoff codes a service token may issue"
+    )
+    trusted_proxies: str = Field(
+        default="",
+        description=(
+            "comma-separated addresses or CIDR networks of the proxies in front of the gateway"
+            " whose `X-Forwarded-For` is believed; only then is a client address counted for"
+            " the handoff lockout (empty: never, the store and the token are)"
+        ),
     )
     ingest_rate_limit: str = Field(
         default="50/second;2000/minute",
@@ -541,7 +581,13 @@ class Settings(BaseSettings):
             parse_cluster_url(raw)
         return url
 
-    @field_validator("ingest_rate_limit", "service_ingest_rate_limit", "handoff_claim_rate_limit")
+    @field_validator(
+        "ingest_rate_limit",
+        "service_ingest_rate_limit",
+        "handoff_claim_rate_limit",
+        "handoff_create_rate_limit",
+        "service_handoff_create_rate_limit",
+    )
     @classmethod
     def _rate_limit(cls, spec: str) -> str:
         from limits import parse_many
@@ -561,6 +607,14 @@ class Settings(BaseSettings):
                 f"shorter than CONTINUITY_SHARED_DEVICE_WINDOW ({self.shared_device_window} s)"
             )
         return self
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _trusted_proxies(cls, spec: str) -> str:
+        from streams.gateway.handoff import parse_networks
+
+        parse_networks(spec)  # ValueError names the entry that is no address or network
+        return spec
 
     def fold_limits(self) -> Limits:
         """The fold's definition as configured (bounds at their defaults, the merge policy,

@@ -44,6 +44,7 @@ from streams.gateway.keys import (
     SESSIONS,
     SETTINGS,
     STREAM_SLOTS,
+    TOKEN_STREAM_SLOTS,
 )
 from streams.gateway.middleware import count_requests, json_errors, json_escaped_errors
 from streams.gateway.producer import EventProducer
@@ -62,7 +63,7 @@ from streams.gateway.routes import (
     stream,
 )
 from streams.gateway.sessions import Sessions
-from streams.gateway.slots import Slots
+from streams.gateway.slots import Slots, TokenSlots
 from streams.kafka.security import describe, kafka_client_kwargs
 from streams.kafka.topics import TopicLayoutError, ensure_topics, partition_mismatch
 from streams.settings import Settings
@@ -104,6 +105,7 @@ def create_app(settings: Settings, keys: Keyring | str) -> web.Application:
     app[KEYS] = Keyring(keys) if isinstance(keys, str) else keys
     app[LIFETIMES] = settings.token_max_lifetimes()
     app[STREAM_SLOTS] = Slots(settings.sse_max_connections)
+    app[TOKEN_STREAM_SLOTS] = TokenSlots(settings.sse_max_streams_per_token)
     app.cleanup_ctx.append(_connections)
     # After the connections (a scrape reads Redis); before the API's port opens.
     app.cleanup_ctx.append(health.metrics_listener)
@@ -163,6 +165,8 @@ async def _connections(app: web.Application) -> AsyncIterator[None]:
             "ingest": settings.ingest_rate_limit,
             "ingest-service": settings.service_ingest_rate_limit,
             "claim": settings.handoff_claim_rate_limit,
+            "handoff": settings.handoff_create_rate_limit,
+            "handoff-service": settings.service_handoff_create_rate_limit,
         },
     )
     log.info(

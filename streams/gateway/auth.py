@@ -88,6 +88,9 @@ class Principal:
     subject: str | None = None
     store: str | None = None
     anon: str | None = None
+    # The token's ``exp`` (Unix seconds): a stream ends there (routes/stream.py). Not part
+    # of who the principal is: two tokens of one identity are equal.
+    expires_at: float | None = field(default=None, compare=False)
 
 
 class TokenError(Exception):
@@ -331,7 +334,14 @@ def verify(
             f"the token is not valid: it lives {lifetime} s (exp - iat), over the cap of "
             f"{cap} s for {claims.role.value} tokens",
         )
-    return Principal(claims.role, claims.sub, claims.store, claims.anon)
+    expires_at = payload.get("exp")
+    return Principal(
+        claims.role,
+        claims.sub,
+        claims.store,
+        claims.anon,
+        float(expires_at) if isinstance(expires_at, int | float) else None,
+    )
 
 
 def _pyjwt_reason(exc: Exception) -> str:

@@ -45,8 +45,9 @@ class Answer:
     type of its own) and the headers worth naming."""
 
     description: str
-    # A model of schemas/api.py, or the name of another component ("Session").
-    model: type[BaseModel] | str | None = None
+    # A model of schemas/api.py, the name of another component ("Session"), or several
+    # (the body is one of them).
+    model: type[BaseModel] | str | tuple[type[BaseModel], ...] | None = None
     codes: tuple[str, ...] = ()
     media: str = "application/json"
     headers: tuple[str, ...] = ()
@@ -207,7 +208,9 @@ ROUTES: tuple[Route, ...] = (
         "Server-Sent Events: `session` (id = version, data = the session JSON) for the "
         "current state unless Last-Event-ID covers it, then every newer version; "
         "`merged` (data: {key, merged_into}) when the guest signs in, and the stream "
-        "ends; `: ping` comments. The token may come as ?access_token= here only.",
+        "ends; `token_expired` when the token's exp passes, and the stream ends (reconnect "
+        "with a fresh token and last_event_id); `: ping` comments. The token may come as "
+        "?access_token= here only.",
         roles=ALL_ROLES,
         params=(
             ID,
@@ -221,6 +224,8 @@ ROUTES: tuple[Route, ...] = (
             400: Answer("a malformed id or Last-Event-ID", codes=(e.INVALID_ID,
                                                                e.INVALID_PARAMETER)),
             401: _TOKEN, 403: _READ_SCOPE,
+            429: Answer("this token's streams are all open on this gateway",
+                        codes=(e.TOO_MANY_TOKEN_STREAMS,), headers=("Retry-After",)),
             503: Answer("the gateway is full or live updates are down; retry",
                         codes=(e.TOO_MANY_STREAMS, e.REDIS_UNAVAILABLE),
                         headers=("Retry-After",)),
@@ -238,15 +243,19 @@ ROUTES: tuple[Route, ...] = (
                         codes=(e.MALFORMED_JSON, e.INVALID_BODY, e.EMPTY_BATCH,
                                e.TOO_MANY_EVENTS)),
             401: _TOKEN,
-            403: Answer("the token may publish none of the events", api.IngestRefusal,
-                        codes=(FORBIDDEN,)),
+            403: Answer("the token may publish none of the events (with results), or a "
+                        "guest token whose guest has signed in",
+                        (api.IngestRefusal, api.ErrorBody),
+                        codes=(FORBIDDEN, SIGN_IN_REQUIRED)),
             **_BODY_LIMITS,
             415: Answer("not sent as application/json", codes=(e.UNSUPPORTED_MEDIA_TYPE,)),
             422: Answer("no event was valid", api.IngestRefusal, codes=(e.NO_EVENT_ACCEPTED,)),
             429: Answer("the token is over its rate limit", codes=(e.RATE_LIMITED,),
                         headers=("Retry-After",)),
-            503: Answer("Kafka did not acknowledge in time; retry the same request",
-                        codes=(e.KAFKA_UNAVAILABLE,), headers=("Retry-After",)),
+            503: Answer("Kafka did not acknowledge in time, or Redis cannot tell whether a "
+                        "customer token's guest signed in; retry the same request",
+                        codes=(e.KAFKA_UNAVAILABLE, e.REDIS_UNAVAILABLE),
+                        headers=("Retry-After",)),
         },
     ),
     Route(
@@ -257,6 +266,8 @@ ROUTES: tuple[Route, ...] = (
             201: Answer("the code", api.HandoffCreated),
             400: _BAD_ID, 401: _TOKEN, 403: _READ_SCOPE,
             404: Answer("no session to hand off (yet)", codes=(e.NOT_FOUND,)),
+            429: Answer("the token is over its rate limit for new codes",
+                        codes=(e.RATE_LIMITED,), headers=("Retry-After",)),
             503: _REDIS,
         },
     ),

@@ -34,6 +34,7 @@ EXPECTATION_FAILED = "expectation_failed"  # 417
 NO_EVENT_ACCEPTED = "no_event_accepted"  # 422
 TOO_MANY_FAILED_CLAIMS = "too_many_failed_claims"  # 429
 RATE_LIMITED = "rate_limited"  # 429
+TOO_MANY_TOKEN_STREAMS = "too_many_token_streams"  # 429: this token's streams are all open
 INTERNAL = "internal"  # 500
 KAFKA_UNAVAILABLE = "kafka_unavailable"  # 503
 REDIS_UNAVAILABLE = "redis_unavailable"  # 503

@@ -18,17 +18,35 @@ takes the session over (docs/gateway-api.md, Handing a session to a POS).
   URL: a phone camera scanning it must not open a page, and a POS scanner
   reads it as text and claims the code it carries.
 * Failed claims (unknown, expired or already claimed codes) are counted per
-  store and per client address in fixed windows; at the limit, every claim
-  from that store or address is refused with the window's remaining time as
-  ``Retry-After``, even with a valid code, so a lockout cannot be probed.
+  pos token (its store and terminal), per store, and per client address only
+  where a trusted proxy names it (``client_address``): one ingress or NAT
+  address is shared by many stores, and counting it would let five typos at
+  one till lock every till behind it out. A claim reserves its guess on every
+  counter before it tries the code, each counter comparing and incrementing in
+  one step, so a concurrent burst gets exactly the allowed number of guesses;
+  a claim that was no failed guess gives its reservation back. At a limit,
+  every claim of that token, store or address is refused with the window's
+  remaining time as ``Retry-After``, even with a valid code, so a lockout
+  cannot be probed.
+* Pending codes per session are bounded (the oldest are revoked when a newer
+  one is issued), and issuing is rate-limited per token, so a token cannot
+  fill Redis with codes.
 """
 
 from __future__ import annotations
 
 import math
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from ipaddress import (
+    IPv4Address,
+    IPv4Network,
+    IPv6Address,
+    IPv6Network,
+    ip_address,
+    ip_network,
+)
 
 from streams.core.placement import partition_of
 
@@ -95,21 +113,73 @@ def qr_payload(code: str) -> str:
 
 @dataclass(frozen=True)
 class ClaimLimit:
-    """At most ``max_failures`` failed claims per ``window`` seconds per store and address."""
+    """Failed claims allowed per ``window`` seconds: ``max_failures`` per pos token,
+    ``store_max_failures`` per store (all its tokens) and per trusted client address."""
 
     max_failures: int = 5
+    store_max_failures: int = 20
     window: int = 300
 
-    def retry_after(self, counters: list[tuple[int, int]]) -> int | None:
-        """Seconds until claims are allowed again, or ``None`` when they are now.
+    def retry_after(self, ttl_ms: int) -> int:
+        """Seconds until a locked counter's window (``ttl_ms`` left) ends; never 0.
 
-        ``counters`` holds (failures in the current window, milliseconds that
-        window has left) for each counter that applies (store, address); a
-        counter with no expiry left is treated as a full window.
+        A counter with no expiry left is treated as a full window.
         """
-        waits = [
-            max(1, math.ceil(ttl_ms / 1000)) if ttl_ms > 0 else self.window
-            for failures, ttl_ms in counters
-            if failures >= self.max_failures
-        ]
-        return max(waits) if waits else None
+        return max(1, math.ceil(ttl_ms / 1000)) if ttl_ms > 0 else self.window
+
+
+def client_address(
+    remote: str | None,
+    forwarded_for: Sequence[str],
+    trusted: Sequence[IPv4Network | IPv6Network],
+) -> str | None:
+    """The client address a failed claim may be counted on, or ``None`` for none.
+
+    Only with trusted proxies configured: a peer that is not one of them is the
+    client itself; a trusted peer's ``X-Forwarded-For`` is read from the right
+    (each proxy appends the address it saw), skipping trusted hops, and the first
+    other address is the client. Anything that is not an IP address ends the
+    search: a client can put anything on the left of the header, never on the
+    right of what a trusted proxy appended.
+    """
+    if not trusted:
+        return None
+    peer = _address(remote)
+    if peer is None:
+        return None
+    if not _within(peer, trusted):
+        return str(peer)
+    hops = [h.strip() for header in forwarded_for for h in header.split(",")]
+    for hop in reversed(hops):
+        found = _address(hop)
+        if found is None:
+            return None
+        if not _within(found, trusted):
+            return str(found)
+    return None
+
+
+def _address(text: str | None) -> IPv4Address | IPv6Address | None:
+    if not text:
+        return None
+    try:
+        found = ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(found, IPv6Address):
+        if found.ipv4_mapped is not None:
+            return found.ipv4_mapped
+        if found.scope_id:
+            return IPv6Address(str(found).split("%", 1)[0])
+    return found
+
+
+def _within(
+    address: IPv4Address | IPv6Address, networks: Sequence[IPv4Network | IPv6Network]
+) -> bool:
+    return any(address.version == n.version and address in n for n in networks)
+
+
+def parse_networks(spec: str) -> list[IPv4Network | IPv6Network]:
+    """``CONTINUITY_TRUSTED_PROXIES``: comma-separated addresses or CIDR networks."""
+    return [ip_network(part.strip(), strict=False) for part in spec.split(",") if part.strip()]

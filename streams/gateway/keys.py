@@ -9,7 +9,7 @@ from streams.gateway.fanout import Fanout
 from streams.gateway.producer import EventProducer
 from streams.gateway.rate_limit import RateLimiter
 from streams.gateway.sessions import Sessions
-from streams.gateway.slots import Slots
+from streams.gateway.slots import Slots, TokenSlots
 from streams.settings import Settings
 from streams.store.client import Client
 from streams.store.handoffs import HandoffStore
@@ -26,6 +26,7 @@ SESSIONS = web.AppKey("sessions", Sessions)
 FANOUT = web.AppKey("fanout", Fanout)
 PRODUCER = web.AppKey("producer", EventProducer)
 STREAM_SLOTS = web.AppKey("stream_slots", Slots)
+TOKEN_STREAM_SLOTS = web.AppKey("token_stream_slots", TokenSlots)
 HANDOFFS = web.AppKey("handoffs", HandoffStore)
 LIMITER = web.AppKey("limiter", RateLimiter)
 

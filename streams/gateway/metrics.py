@@ -68,7 +68,8 @@ SSE_RESUMES = Counter(
 )
 SSE_DROPS = Counter(
     "continuity_sse_drops_total",
-    "Streams ended by the gateway: slow (a write timed out) or closed (the client was gone).",
+    "Streams ended by the gateway: slow (a write timed out), closed (the client was gone) or "
+    "token_expired (the stream's token passed its exp).",
     ["reason"],
 )
 SSE_REFUSED = Counter(
@@ -91,7 +92,8 @@ HANDOFFS = Counter(
     "POS handoffs by outcome: created (a code issued), claimed (a POS took the session), "
     "expired_or_unknown (a claim of a code that is unknown, expired or already claimed), "
     "refused (a claim refused by the failed-claim lockout), unconfirmed (a claim no Redis "
-    "replica confirmed in time, undone: CONTINUITY_HANDOFF_MIN_REPLICAS).",
+    "replica confirmed in time, undone: CONTINUITY_HANDOFF_MIN_REPLICAS), revoked (a pending "
+    "code revoked by a newer one past CONTINUITY_HANDOFF_MAX_PENDING).",
     ["outcome"],
 )
 ERASURES = Counter(
@@ -102,7 +104,8 @@ ERASURES = Counter(
 )
 RATE_LIMITED = Counter(
     "continuity_gateway_rate_limited_total",
-    "Requests refused by a per-token rate limit, by limit: ingest, ingest-service, claim.",
+    "Requests refused by a per-token rate limit, by limit: ingest, ingest-service, claim, "
+    "handoff, handoff-service, streams (CONTINUITY_SSE_MAX_STREAMS_PER_TOKEN open).",
     ["limit"],
 )
 RATE_LIMIT_ERRORS = Counter(

@@ -193,7 +193,9 @@ def _response(status: int, answer: Answer) -> dict[str, Any]:
     if answer.codes:
         out["x-continuity-errors"] = list(answer.codes)
     schema: dict[str, Any] | None
-    if answer.model is not None:
+    if isinstance(answer.model, tuple):
+        schema = {"anyOf": [{"$ref": REF.format(model=m.__name__)} for m in answer.model]}
+    elif answer.model is not None:
         name = answer.model if isinstance(answer.model, str) else answer.model.__name__
         schema = {"$ref": REF.format(model=name)}
     elif answer.codes:

@@ -14,6 +14,10 @@ Events:
 * ``merged``: ``data`` = ``{"key": <guest key>, "merged_into": <customer>}``;
   the guest session is gone and the stream ends (sign in, then follow the
   customer's session).
+* ``token_expired``: ``data`` = ``{"error": "token_expired", "message": ...}``
+  when the stream's token passes its ``exp``; the stream ends. A browser would
+  reconnect with the same, now refused, URL: the client closes its
+  ``EventSource`` and opens a new one with a fresh token (and its last id).
 
 Comments (``: ping``) every ``CONTINUITY_SSE_HEARTBEAT`` seconds keep proxies
 from closing an idle stream, and a ``retry:`` field sent first tells the
@@ -30,6 +34,7 @@ import orjson
 RETRY_MS = 2000
 SESSION = "session"
 MERGED = "merged"
+TOKEN_EXPIRED = "token_expired"
 _VERSION = re.compile(r"^[0-9]{1,18}$")
 
 
@@ -79,6 +84,15 @@ def session_frame(public: dict[str, object], version: int) -> Frame:
 def merged_frame(key: str, merged_into: str) -> Frame:
     """The last event of a guest's stream when the guest signed in."""
     return Frame(MERGED, orjson.dumps({"key": key, "merged_into": merged_into}).decode())
+
+
+def expired_frame() -> Frame:
+    """The last event of a stream whose token expired."""
+    body = {
+        "error": TOKEN_EXPIRED,
+        "message": "the token has expired; reconnect with a fresh one (send the last event id)",
+    }
+    return Frame(TOKEN_EXPIRED, orjson.dumps(body).decode())
 
 
 def retry_field(ms: int = RETRY_MS) -> bytes:

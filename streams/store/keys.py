@@ -93,10 +93,11 @@ PLACEHOLDERS: dict[str, Placeholder] = {
         Placeholder("bucket", r"[0-9]+", f"a time bucket: Unix seconds // {BUCKET_SECONDS}"),
         Placeholder("code", _CODE, "a handoff code, 8 characters of Crockford base32"),
         Placeholder("store", ID_PATTERN, "the store id of a POS token"),
+        Placeholder("subject", ID_PATTERN, "the `sub` of a POS token (its terminal)"),
         Placeholder(
             "address",
             r"[0-9A-Fa-f.:]+|unknown",
-            "the client's IP address (`unknown` when the server has none)",
+            "the client's IP address, as a trusted proxy names it (`CONTINUITY_TRUSTED_PROXIES`)",
         ),
         Placeholder(
             "window",
@@ -122,6 +123,7 @@ _FORWARDS = "store/forwards.py"
 _STATE = "store/state.py"
 _OUTBOX = "store/outbox.py"
 _HANDOFFS = "store/handoffs.py"
+_ISSUE = "store/lua/handoff.lua"
 _WIPE = "ops/rebuild.py (wipe)"
 # A session's key TTL (streams/core/expiry.py), as the page says it.
 _ENDS = (
@@ -599,19 +601,19 @@ HANDOFF = Family(
     "handoff",
     "handoff:<code>",
     RedisType.STRING,
-    writers=(_HANDOFFS, _ERASE, _COMMIT),
-    readers=(_HANDOFFS,),
+    writers=(_HANDOFFS, _ERASE, _COMMIT, _ISSUE),
+    readers=(_HANDOFFS, _ISSUE),
     lifetime="`CONTINUITY_HANDOFF_TTL`; taken (GETDEL) by its one claim; deleted when its "
-    "session ends",
+    "session ends, or revoked past `CONTINUITY_HANDOFF_MAX_PENDING` of its session's",
     meaning="a pending POS handoff code: JSON of its ticket (session key and ids)",
-    lua=("commit.lua", "erase.lua"),
+    lua=("commit.lua", "erase.lua", "handoff.lua"),
 )
 
 HANDOFF_SEEN = Family(
     "handoff_seen",
     "handoff-seen:<code>",
     RedisType.STRING,
-    writers=(_HANDOFFS, _ERASE),
+    writers=(_ISSUE, _HANDOFFS, _ERASE),
     readers=(_HANDOFFS,),
     lifetime="the code's TTL plus an hour",
     meaning="`issued` or `claimed`: a late or repeated claim gets 410, not 404",
@@ -622,10 +624,12 @@ HANDOFF_BY = Family(
     "handoff_by",
     "handoff-by:<key>",
     RedisType.SET,
-    writers=(_HANDOFFS, _ERASE, _COMMIT),
-    readers=(_ERASE, _COMMIT),
+    writers=(_ISSUE, _ERASE, _COMMIT),
+    readers=(_ISSUE, _ERASE, _COMMIT),
     lifetime="expires with the session's newest code; deleted when the session ends",
-    meaning="a session's handoff codes, so an erasure or the session's end can delete them",
+    meaning="a session's handoff codes (those no longer pending leave it when the next is "
+    "issued), so an erasure or the session's end can delete them, and at most "
+    "`CONTINUITY_HANDOFF_MAX_PENDING` are pending",
     lua=("commit.lua", "erase.lua"),
 )
 
@@ -643,6 +647,18 @@ VERSION_FLOOR = Family(
     lua=("clsweep.lua", "commit.lua", "erase.lua", "load.lua"),
 )
 
+CLAIM_FAILURES_TOKEN = Family(
+    "claim_failures_token",
+    "handoff-fail:token:<store>[:<subject>]",
+    RedisType.STRING,
+    writers=(_HANDOFFS,),
+    readers=(_HANDOFFS,),
+    lifetime="`CONTINUITY_HANDOFF_FAILURE_WINDOW`, from the window's first failure",
+    meaning="failed handoff claims of one pos token (its store and terminal) in the current "
+    "window; a claim in flight counts until it is known not to be a failed one",
+    scope="global",
+)
+
 CLAIM_FAILURES_STORE = Family(
     "claim_failures_store",
     "handoff-fail:store:<store>",
@@ -650,7 +666,7 @@ CLAIM_FAILURES_STORE = Family(
     writers=(_HANDOFFS,),
     readers=(_HANDOFFS,),
     lifetime="`CONTINUITY_HANDOFF_FAILURE_WINDOW`, from the window's first failure",
-    meaning="failed handoff claims of one store in the current window",
+    meaning="failed handoff claims of one store (all its tokens) in the current window",
     scope="global",
 )
 
@@ -661,7 +677,8 @@ CLAIM_FAILURES_ADDRESS = Family(
     writers=(_HANDOFFS,),
     readers=(_HANDOFFS,),
     lifetime="`CONTINUITY_HANDOFF_FAILURE_WINDOW`, from the window's first failure",
-    meaning="failed handoff claims from one client address in the current window",
+    meaning="failed handoff claims from one client address in the current window, kept only "
+    "with `CONTINUITY_TRUSTED_PROXIES` (the address a trusted proxy names)",
     scope="global",
 )
 
@@ -710,6 +727,7 @@ FAMILIES: tuple[Family, ...] = (
     HANDOFF_SEEN,
     HANDOFF_BY,
     VERSION_FLOOR,
+    CLAIM_FAILURES_TOKEN,
     CLAIM_FAILURES_STORE,
     CLAIM_FAILURES_ADDRESS,
     RATE_LIMITS,
@@ -874,6 +892,12 @@ def handoff_seen(space: Space, code: str) -> str:
 def handoff_by(space: Space, key: str) -> str:
     """The handoff codes of one session."""
     return f"{space.at(key)}:handoff-by:{key}"
+
+
+def claim_failures_token(space: Space, store: str, subject: str | None) -> str:
+    """Failed handoff claims of one pos token (store, and terminal if it names one)."""
+    tail = f":{subject}" if subject else ""
+    return f"{space.prefix}:handoff-fail:token:{store}{tail}"
 
 
 def claim_failures_store(space: Space, store: str) -> str:

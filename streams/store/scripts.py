@@ -37,6 +37,7 @@ ScriptName = Literal[
     "commit.lua",
     "erase.lua",
     "fwack.lua",
+    "handoff.lua",
     "load.lua",
     "reset.lua",
     "sweep.lua",

@@ -9,10 +9,13 @@ are read; a handoff code drawn for a session shares the session's slot, so
 the code, its seen marker and the session's code set are written and claimed
 in one slot each time (a claim waiting for replicas sends ``WAIT`` on the
 connection of the code's slot owner), while the failed-claim counters are
-global keys; the rate limiter runs its windows on the cluster client; the
-fan-out subscribes every partition's channel on its slot owner's connection,
-and follows a partition's slot to another primary (a reshard drops the old
-owner's subscription) with every follower re-reading.
+global keys, each reserved and given back by a script of its own; a code
+held for the claimer whose publish failed is theirs alone, and issuing past a
+session's bound revokes its oldest code, in the session's slot; the rate
+limiter runs its windows on the cluster client; the fan-out subscribes every
+partition's channel on its slot owner's connection, and follows a partition's
+slot to another primary (a reshard drops the old owner's subscription) with
+every follower re-reading.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from streams.gateway.rate_limit import Exceeded, RateLimiter
 from streams.gateway.sessions import Sessions
 from streams.store import keys
 from streams.store.client import connect
-from streams.store.handoffs import HandoffStore, Taken, Ticket, Unconfirmed
+from streams.store.handoffs import Guess, HandoffStore, Taken, Ticket, Unconfirmed
 from streams.store.keys import Space
 from tests.support.stack import wait_until
 
@@ -159,8 +162,20 @@ async def test_a_handoff_code_lives_in_its_sessions_slot(
     wrong = code_in_partition((space.partition(key) + 1) % PARTITIONS, PARTITIONS)
     with pytest.raises(ValueError, match="not in the partition"):
         await store.create(wrong, Ticket(key, key, None), ttl=60)
-    await store.record_failure("store-1", "10.0.0.1", 60)
-    assert [f for f, _ in await store.failures("store-1", "10.0.0.1")] == [1, 1]
+    # Global counters in three slots, each compared and counted in a script of its own.
+    counters = [
+        store.token_counter("store-1", "till-1", 2),
+        store.store_counter("store-1", 5),
+        store.address_counter("10.0.0.1", 5),
+    ]
+    assert len({slot_of(c.key) for c in counters}) == 3
+    guesses = [await store.reserve_guess(counters, 60) for _ in range(3)]
+    assert [isinstance(g, Guess) for g in guesses] == [True, True, False]
+    locked: Any = guesses[2]
+    assert 0 < locked.ttl_ms <= 60_000
+    assert [int(await cluster_client.get(c.key)) for c in counters] == [2, 2, 2]
+    await store.release_guess(guesses[0])
+    assert [int(await cluster_client.get(c.key)) for c in counters] == [1, 1, 1]
 
 
 async def test_a_rate_limit_is_kept_on_the_cluster(
@@ -187,6 +202,29 @@ async def test_a_claim_waiting_for_replicas_is_put_back_when_none_confirms(
     assert await store.claim(code, replicas=1, timeout_ms=50) == Unconfirmed(0)
     taken = await store.claim(code)
     assert isinstance(taken, Taken), "put back, claimable again"
+
+
+async def test_a_code_held_for_its_claimer_is_only_theirs_and_revoked_past_the_bound(
+    cluster_client: RedisCluster, space: Space
+) -> None:
+    store = HandoffStore(cluster_client, space)
+    key = spread(space, 1, "held")[0]
+    codes = [code_in_partition(space.partition(key), space.partitions) for _ in range(3)]
+    for code in codes:
+        assert await store.create(code, Ticket(key, key, None, nonce="n1"), ttl=60, max_pending=2)
+        # The oldest is the one with the least life left, told apart to the millisecond.
+        await asyncio.sleep(0.005)
+    assert await cluster_client.smembers(keys.handoff_by(space, key)) == {
+        c.encode() for c in codes[1:]
+    }, "the oldest was revoked, in the session's slot"
+    taken = await store.claim(codes[2], "pos:s-1:till-1")
+    assert isinstance(taken, Taken)
+    await store.hold(codes[2], taken, "pos:s-1:till-1")
+    gone: Any = await store.claim(codes[2], "pos:s-2:")
+    assert gone.why == "claimed", "held for another claimer"
+    again = await store.claim(codes[2], "pos:s-1:till-1")
+    assert isinstance(again, Taken)
+    assert (again.ticket.key, again.ticket.nonce) == (key, "n1"), "the same claim event id"
 
 
 async def test_the_fanout_follows_a_partitions_slot_to_another_primary(

@@ -112,7 +112,7 @@ CODES: dict[int, set[str]] = {
     415: {"unsupported_media_type"},
     417: {"expectation_failed"},
     422: {"no_event_accepted"},
-    429: {"too_many_failed_claims", "rate_limited"},
+    429: {"too_many_failed_claims", "rate_limited", "too_many_token_streams"},
 }
 SUCCESS = {200, 201, 202}
 REJECTION_REASONS = {"oversized", "malformed_json", "unknown_type", "invalid_event", "forbidden"}
@@ -476,8 +476,13 @@ async def target(stack: Stack) -> AsyncIterator[Target]:
         # Thousands of failed claims and posted events must not lock the fuzz out of the
         # routes it fuzzes (the limits are still checked, so their keys are in Redis).
         CONTINUITY_HANDOFF_MAX_FAILURES="1000000",
+        CONTINUITY_HANDOFF_STORE_MAX_FAILURES="1000000",
         CONTINUITY_HANDOFF_CLAIM_RATE_LIMIT="1000000/minute",
+        CONTINUITY_HANDOFF_CREATE_RATE_LIMIT="1000000/minute",
         CONTINUITY_INGEST_RATE_LIMIT="1000000/second",
+        # Every code the fuzz issues stays pending, so its claims find them.
+        CONTINUITY_HANDOFF_MAX_PENDING="1000000",
+        CONTINUITY_SSE_MAX_STREAMS_PER_TOKEN="1000000",
     )
     t = Target(gateway, made, prefix, f"{prefix}-c", f"{prefix}-g", f"{prefix}-store")
     t.shopper, t.visitor = f"{prefix}-shopper", f"{prefix}-visitor"

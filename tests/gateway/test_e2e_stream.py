@@ -9,7 +9,10 @@ reconnecting with the current version sends nothing until the next change;
 two gateways both deliver a write made through one of them; a guest's
 stream ends with ``merged`` when the guest signs in; a browser-style stream
 (token and resume point in the query) works, and its token never reaches
-the log.
+the log; one token holds at most ``CONTINUITY_SSE_MAX_STREAMS_PER_TOKEN``
+streams of a gateway (429 past it, other tokens unaffected, a closed stream's
+slot returned); a stream ends with ``token_expired`` when its token's ``exp``
+passes.
 """
 
 from __future__ import annotations
@@ -33,9 +36,10 @@ from tests.support.gateway import (
     post_events,
     read_session,
     sse_events,
+    start_gateway,
     token,
 )
-from tests.support.stack import wait_until, wait_version
+from tests.support.stack import Stack, wait_until, wait_version
 
 pytestmark = pytest.mark.e2e
 
@@ -245,7 +249,8 @@ async def test_a_crowd_of_streams_woken_at_once_all_get_the_new_state(
     a, _ = gateways
     c = ids("crowd")
     crowd = 160
-    auth = bearer("customer", subject=c)
+    # A service token: a customer's may hold only CONTINUITY_SSE_MAX_STREAMS_PER_TOKEN.
+    auth = bearer("service")
     # No connection limit in this client (aiohttp's default of 100 would queue the rest).
     async with (
         aiohttp.ClientSession(
@@ -272,3 +277,63 @@ async def _dispatched(events: AsyncIterator[SseEvent]) -> AsyncIterator[SseEvent
     async for ev in events:
         if ev.comment is None:
             yield ev
+
+
+PER_TOKEN = 2
+
+
+@pytest.fixture(scope="module")
+def capped(stack: Stack, shared_worker: RedisState) -> Gateway:
+    """A gateway that lets one token hold two streams."""
+    return start_gateway(
+        stack, "gateway-capped", CONTINUITY_SSE_MAX_STREAMS_PER_TOKEN=str(PER_TOKEN)
+    )
+
+
+async def test_one_token_holds_only_so_many_streams(
+    capped: Gateway, http: aiohttp.ClientSession, ids: Callable[[str], str]
+) -> None:
+    c, other = ids("greedy"), ids("modest")
+    await read_session(http, capped, c, bearer("service"), after=await add(http, capped, c, "A"))
+    url = f"{capped.url}/v1/sessions/{c}/stream"
+    async with contextlib.AsyncExitStack() as open_streams:
+        for _ in range(PER_TOKEN):
+            # A fresh token of the same customer is the same token identity.
+            events = await open_streams.enter_async_context(
+                stream(http, capped, c, bearer("customer", subject=c))
+            )
+            assert (await next_event(events)).event == "session"
+        async with http.get(url, headers=bearer("customer", subject=c)) as resp:
+            assert resp.status == 429, f"stream {PER_TOKEN + 1} of one token opened"
+            body = await resp.json()
+            assert body["error"] == "too_many_token_streams", body
+            assert (body["limit"], resp.headers["Retry-After"]) == (PER_TOKEN, "5")
+        async with stream(http, capped, other, bearer("customer", subject=other)):
+            pass  # another token has slots of its own
+        async with stream(http, capped, c, bearer("service")):
+            pass  # a service token is bounded by the gateway's total only
+
+    async def reopens() -> bool:
+        async with http.get(url, headers=bearer("customer", subject=c)) as resp:
+            return resp.status == 200
+
+    await wait_until(reopens, timeout=10, interval=0.2)
+
+
+async def test_a_stream_ends_when_its_token_expires(
+    gateways: list[Gateway], http: aiohttp.ClientSession, ids: Callable[[str], str]
+) -> None:
+    a, _ = gateways
+    c = ids("expiring")
+    await read_session(http, a, c, bearer("service"), after=await add(http, a, c, "A"))
+    async with http.get(
+        f"{a.url}/v1/sessions/{c}/stream", headers=bearer("customer", subject=c, ttl=3)
+    ) as resp:
+        assert resp.status == 200
+        events = sse_events(resp)
+        assert (await next_event(events)).event == "session"
+        last = await next_event(events, timeout=15)
+        assert last.event == "token_expired", last
+        assert last.json()["error"] == "token_expired"
+        rest = [ev async for ev in events if ev.comment is None]
+        assert rest == [], "the stream ended"

@@ -18,10 +18,12 @@ from streams.gateway.handoff import (
     DRAWS_PER_PARTITION,
     ClaimLimit,
     NoCodeDrawn,
+    client_address,
     code_in_partition,
     display,
     new_code,
     normalize_code,
+    parse_networks,
     qr_payload,
 )
 from streams.store import keys
@@ -108,14 +110,48 @@ def test_display_and_qr_forms() -> None:
     assert normalize_code(display("7K3MQ9TX")) == "7K3MQ9TX"
 
 
-def test_the_lockout_starts_at_the_limit_and_lasts_the_window_left() -> None:
-    limit = ClaimLimit(max_failures=5, window=300)
-    assert limit.retry_after([]) is None
-    assert limit.retry_after([(4, 100_000), (0, -2)]) is None
-    assert limit.retry_after([(5, 100_000), (0, -2)]) == 100
-    assert limit.retry_after([(5, 1_500), (9, 42_001)]) == 43, "the longer wait wins"
-    assert limit.retry_after([(5, 1)]) == 1, "never Retry-After: 0"
-    assert limit.retry_after([(6, -1)]) == 300, "a counter without expiry counts as a full window"
+def test_a_lockout_lasts_the_window_left() -> None:
+    limit = ClaimLimit(max_failures=5, store_max_failures=20, window=300)
+    assert limit.retry_after(100_000) == 100
+    assert limit.retry_after(42_001) == 43
+    assert limit.retry_after(1) == 1, "never Retry-After: 0"
+    assert limit.retry_after(-1) == 300, "a counter without expiry counts as a full window"
+
+
+PROXIES = parse_networks("10.0.0.0/8, 192.0.2.1,2001:db8::/32")
+
+
+@pytest.mark.parametrize(
+    ("remote", "forwarded", "address"),
+    [
+        # A peer that is no trusted proxy is the client itself; what it forwards is ignored.
+        ("198.51.100.4", ["203.0.113.9"], "198.51.100.4"),
+        # A trusted proxy's header is read from the right, past trusted hops.
+        ("10.1.2.3", ["203.0.113.9"], "203.0.113.9"),
+        ("10.1.2.3", ["1.1.1.1, 203.0.113.9, 10.9.9.9"], "203.0.113.9"),
+        ("192.0.2.1", ["1.1.1.1", "203.0.113.9"], "203.0.113.9"),
+        ("10.1.2.3", ["2001:db8::1, 2001:0db9::5"], "2001:db9::5"),
+        ("10.1.2.3", ["::ffff:203.0.113.9"], "203.0.113.9"),
+        # What a client wrote on the left cannot pass a hop that is no address.
+        ("10.1.2.3", ["203.0.113.9, garbage"], None),
+        # Only trusted hops, or no header: no client address to count.
+        ("10.1.2.3", ["10.0.0.7"], None),
+        ("10.1.2.3", [], None),
+        (None, ["203.0.113.9"], None),
+    ],
+)
+def test_the_client_address_comes_from_trusted_proxies_only(
+    remote: str | None, forwarded: list[str], address: str | None
+) -> None:
+    assert client_address(remote, forwarded, PROXIES) == address
+
+
+def test_without_trusted_proxies_no_address_is_counted() -> None:
+    assert client_address("198.51.100.4", [], []) is None
+    assert client_address("10.1.2.3", ["203.0.113.9"], []) is None
+    assert parse_networks("") == []
+    with pytest.raises(ValueError, match=r"proxy\.example"):
+        parse_networks("10.0.0.0/8, proxy.example")
 
 
 def claimed(**extra: object) -> dict[str, object]:

@@ -4,19 +4,29 @@ Proves: the resume point comes from ``Last-Event-ID`` (header first, then the
 query parameter) and garbage is ignored; the cursor never lets through a
 version at or below what the client has, so whatever order reads arrive in,
 a client sees strictly increasing versions ending at the newest; frames carry
-the version as id; the stream bound holds.
+the version as id; the stream bound holds, and the bound per token; a
+stream's last event when its token expires says so.
 """
 
 from __future__ import annotations
 
 import itertools
+import time
 
 import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.gateway.slots import Slots
-from streams.gateway.sse import Cursor, merged_frame, resume_from, retry_field, session_frame
+from streams.gateway.auth import Role, issue, verify
+from streams.gateway.slots import Slots, TokenSlots
+from streams.gateway.sse import (
+    Cursor,
+    expired_frame,
+    merged_frame,
+    resume_from,
+    retry_field,
+    session_frame,
+)
 
 
 def test_resume_point() -> None:
@@ -72,3 +82,24 @@ def test_stream_slots() -> None:
     slots.give_back()
     slots.give_back()
     assert slots.used == 0
+
+
+def test_one_token_holds_at_most_its_share_of_streams() -> None:
+    slots = TokenSlots(2)
+    assert [slots.take("customer::c-1") for _ in range(3)] == [True, True, False]
+    assert slots.take("customer::c-2"), "another token has its own"
+    slots.give_back("customer::c-1")
+    assert slots.take("customer::c-1")
+    for who in ("customer::c-1", "customer::c-1", "customer::c-2", "customer::c-2"):
+        slots.give_back(who)
+    assert slots.used == {}, "identities holding nothing are forgotten"
+
+
+def test_a_stream_knows_its_tokens_expiry_and_says_when_it_passed() -> None:
+    secret = "sse-tests-secret-0123456789abcdefgh"
+    now = int(time.time())
+    principal = verify(secret, issue(secret, Role.CUSTOMER, subject="c-1", ttl=60, now=now))
+    assert principal.expires_at == now + 60
+    frame = expired_frame()
+    assert (frame.event, frame.id) == ("token_expired", None)
+    assert orjson.loads(frame.data)["error"] == "token_expired"

@@ -37,7 +37,7 @@ from streams.gateway.rate_limit import RateLimiter
 from streams.store import keys
 from streams.store.changelog import ChangelogOutbox
 from streams.store.forwards import ForwardOutbox
-from streams.store.handoffs import HandoffStore, Ticket
+from streams.store.handoffs import HandoffStore, LockedOut, Ticket
 from streams.store.keys import FAMILIES, PLACEHOLDERS, Family, RedisType, Space
 from streams.store.outbox import Outbox
 from streams.store.scripts import SCRIPTS, ScriptName, source
@@ -62,6 +62,7 @@ SAMPLES: dict[str, str | int] = {
     "bucket": 5_999_999,
     "code": "ABCD2345",
     "store": "store-9",
+    "subject": "till-1",
     "address": "127.0.0.1",
     "window": "LIMITER/ingest/customer::c-1/50/1/second",
 }
@@ -101,6 +102,7 @@ CONTRACT = {
     "handoff_seen": "cont:{p2}:handoff-seen:ABCD2345",
     "handoff_by": "cont:{p7}:handoff-by:c-1",
     "version_floor": "cont:{p7}:vf:c-1",
+    "claim_failures_token": "cont:handoff-fail:token:store-9:till-1",
     "claim_failures_store": "cont:handoff-fail:store:store-9",
     "claim_failures_address": "cont:handoff-fail:addr:127.0.0.1",
     "rate_limits": "cont:rl",  # the limits library's key_prefix; it appends ":{<window>}"
@@ -148,6 +150,10 @@ def test_each_builder_names_its_pattern_and_the_matcher_takes_it(family: Family)
     if family is keys.RATE_LIMITS:
         assert name == f"{built(family)}:{{{SAMPLES['window']}}}"
         assert keys.family_of(name + "/-1", SPACE) is family, "the previous window's key"
+    elif family is keys.CLAIM_FAILURES_TOKEN:
+        assert keys.claim_failures_token(SPACE, "store-9", None) == name, "a token of no terminal"
+        assert built(family) == f"{name}:{SAMPLES['subject']}"
+        assert keys.family_of(built(family), SPACE) is family
     else:
         assert built(family) == name
     assert keys.family_of(name, SPACE) is family
@@ -456,7 +462,13 @@ async def test_every_key_the_writers_leave_is_declared_with_its_type(client: Red
     store = HandoffStore(client, where)
     code = handoff.code_in_partition(where.partition("c-1"), where.partitions)
     assert await store.create(code, Ticket("c-1", "c-1", None), 60)
-    await store.record_failure("store-9", "127.0.0.1", 60)
+    counters = [
+        store.token_counter("store-9", "till-1", 5),
+        store.token_counter("store-9", None, 5),
+        store.store_counter("store-9", 20),
+        store.address_counter("127.0.0.1", 20),
+    ]
+    assert not isinstance(await store.reserve_guess(counters, 60), LockedOut)
     limiter = RateLimiter(client, where, {"ingest": "50/second"})
     assert await limiter.hit("ingest", "customer::c-1") is None
     changelog = ChangelogOutbox(client, where, where.partition("c-1"))

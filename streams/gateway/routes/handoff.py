@@ -1,16 +1,26 @@
 """POS handoff: a shopper's code lets a store's POS take the session over.
 
-``POST /v1/sessions/{id}/handoff`` (the customer's own token, or ``service``)
-issues a single-use code that lives ``CONTINUITY_HANDOFF_TTL`` seconds in
-Redis. ``POST /v1/handoffs/{code}/claim`` (``pos`` only) takes it with one
-atomic ``GETDEL``, publishes ``checkout.handoff_claimed`` (channel ``pos``,
-the token's store) and answers with the session. Failed claims count
-against the store and the client address; past the limit every claim from
-them is a 429 for the rest of the window (``streams.gateway.handoff``).
+``POST /v1/sessions/{id}/handoff`` (the customer's own token, or ``service``;
+rate-limited per token) issues a single-use code that lives
+``CONTINUITY_HANDOFF_TTL`` seconds in Redis, revoking the session's oldest
+pending codes past ``CONTINUITY_HANDOFF_MAX_PENDING``.
+``POST /v1/handoffs/{code}/claim`` (``pos`` only) takes it atomically,
+publishes ``checkout.handoff_claimed`` (channel ``pos``, the token's store)
+and answers with the session. Failed claims count against the token, the
+store and (behind a trusted proxy only) the client address; past a limit
+every claim of them is a 429 for the rest of the window
+(``streams.gateway.handoff``).
+
+A claim whose event Kafka did not acknowledge may have landed all the same.
+The code is then held for that claimer: its retry (same store and terminal)
+publishes the claim again under the same event id, so the session applies one
+claim whether the first landed or not, and the till gets its 200; any other
+claimer is told the code is claimed. The code is never free to claim again.
 """
 
 from __future__ import annotations
 
+import secrets
 import time
 import uuid
 from datetime import UTC, datetime
@@ -47,9 +57,10 @@ from streams.gateway.middleware import json_response
 from streams.gateway.params import Position, session_id
 from streams.gateway.policy import FORBIDDEN, Denied, may_read
 from streams.gateway.producer import KafkaUnavailable
+from streams.gateway.rate_limit import identity
 from streams.gateway.request_body import read_body
 from streams.gateway.throttle import throttle
-from streams.store.handoffs import Gone, Taken, Ticket, Unconfirmed
+from streams.store.handoffs import Gone, LockedOut, Taken, Ticket, Unconfirmed
 
 CLAIMED_TYPE = "checkout.handoff_claimed"
 # A fresh 40-bit code colliding with a pending one is rare; five in a row is a bug.
@@ -75,8 +86,12 @@ async def create_handoff(request: web.Request) -> web.StreamResponse:
         raise forbidden(denied)
     if view.session is None:
         raise ApiError(404, NOT_FOUND, "no session to hand off (yet)")
+    limit = "handoff-service" if principal.role is Role.SERVICE else "handoff"
+    await throttle(request, principal, limit, 1, fail_open=False)
     customer_id = view.session.customer_id
-    ticket = Ticket(view.key, customer_id, None if customer_id else view.key)
+    ticket = Ticket(
+        view.key, customer_id, None if customer_id else view.key, nonce=secrets.token_hex(6)
+    )
     settings = app[SETTINGS]
     ttl = settings.handoff_ttl
     # In the session's partition: the code's keys share the session's slot.
@@ -84,11 +99,14 @@ async def create_handoff(request: web.Request) -> web.StreamResponse:
     partition = space.partition(view.key)
     for _ in range(_DRAWS):
         code = handoff.code_in_partition(partition, space.partitions)
-        if await app[HANDOFFS].create(code, ticket, ttl):
+        issued = await app[HANDOFFS].create(code, ticket, ttl, settings.handoff_max_pending)
+        if issued is not None:
             break
     else:
         raise RuntimeError("could not draw an unused handoff code")
     metrics.HANDOFFS.labels("created").inc()
+    if issued.revoked:
+        metrics.HANDOFFS.labels("revoked").inc(len(issued.revoked))
     expires_at = datetime.fromtimestamp(time.time() + ttl, UTC)
     body = {
         "code": code,
@@ -120,35 +138,57 @@ async def claim_handoff(request: web.Request) -> web.StreamResponse:
     app = request.app
     settings = app[SETTINGS]
     store = app[HANDOFFS]
-    address = request.remote or "unknown"
-    limit = handoff.ClaimLimit(settings.handoff_max_failures, settings.handoff_failure_window)
-    wait = limit.retry_after(await store.failures(principal.store, address))
-    if wait is not None:
+    limit = handoff.ClaimLimit(
+        settings.handoff_max_failures,
+        settings.handoff_store_max_failures,
+        settings.handoff_failure_window,
+    )
+    counters = [
+        store.token_counter(principal.store, principal.subject, limit.max_failures),
+        store.store_counter(principal.store, limit.store_max_failures),
+    ]
+    address = handoff.client_address(
+        request.remote,
+        request.headers.getall("X-Forwarded-For", []),
+        handoff.parse_networks(settings.trusted_proxies),
+    )
+    if address is not None:
+        counters.append(store.address_counter(address, limit.store_max_failures))
+    guess = await store.reserve_guess(counters, limit.window)
+    if isinstance(guess, LockedOut):
+        wait = limit.retry_after(guess.ttl_ms)
         metrics.HANDOFFS.labels("refused").inc()
         raise ApiError(
             429,
             TOO_MANY_FAILED_CLAIMS,
-            f"too many failed claims from this store or address; retry in {wait} s",
+            f"too many failed claims from this token, store or address; retry in {wait} s",
             headers={"Retry-After": str(wait)},
             extra={"retry_after": wait},
         )
-    taken = await store.claim(
-        code, settings.handoff_min_replicas, settings.handoff_replica_timeout_ms
-    )
-    if isinstance(taken, Unconfirmed):
-        metrics.HANDOFFS.labels("unconfirmed").inc()
-        raise ApiError(
-            503,
-            HANDOFF_UNCONFIRMED,
-            f"the claim reached {taken.acked} of {settings.handoff_min_replicas} Redis "
-            "replicas in time and was undone; retry shortly",
-            headers={"Retry-After": "1"},
+    claimer = identity(principal)
+    failed = False
+    try:
+        taken = await store.claim(
+            code, claimer, settings.handoff_min_replicas, settings.handoff_replica_timeout_ms
         )
-    if isinstance(taken, Gone):
-        await store.record_failure(principal.store, address, limit.window)
-        metrics.HANDOFFS.labels("expired_or_unknown").inc()
-        status, error, message = _GONE[taken.why]
-        raise ApiError(status, error, message)
+        if isinstance(taken, Unconfirmed):
+            metrics.HANDOFFS.labels("unconfirmed").inc()
+            raise ApiError(
+                503,
+                HANDOFF_UNCONFIRMED,
+                f"the claim reached {taken.acked} of {settings.handoff_min_replicas} Redis "
+                "replicas in time and was undone; retry shortly",
+                headers={"Retry-After": "1"},
+            )
+        if isinstance(taken, Gone):
+            # The reservation stands: it was a failed guess.
+            failed = True
+            metrics.HANDOFFS.labels("expired_or_unknown").inc()
+            status, error, message = _GONE[taken.why]
+            raise ApiError(status, error, message)
+    finally:
+        if not failed:
+            await store.release_guess(guess)
     position = await _publish_claim(request, principal, taken, code, terminal_id)
     view = await app[SESSIONS].locate(taken.ticket.key)
     metrics.HANDOFFS.labels("claimed").inc()
@@ -199,8 +239,10 @@ async def _publish_claim(
 ) -> Position:
     """Publish ``checkout.handoff_claimed``; on a Kafka failure the code is pending again."""
     ticket = taken.ticket
+    # Every attempt at one code's claim carries one event id: the fold applies it once.
+    nonce = ticket.nonce or uuid.uuid4().hex[:12]
     event: dict[str, Any] = {
-        "event_id": f"handoff-{code}-{uuid.uuid4().hex[:12]}",
+        "event_id": f"handoff-{code}-{nonce}",
         "type": CLAIMED_TYPE,
         "occurred_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
         "channel": "pos",
@@ -222,11 +264,13 @@ async def _publish_claim(
     try:
         positions = await request.app[PRODUCER].send([record])
     except KafkaUnavailable:
-        await request.app[HANDOFFS].put_back(code, taken)
+        # The event may have landed: only this claimer may retry, under the same id.
+        await request.app[HANDOFFS].hold(code, taken, identity(principal))
         raise ApiError(
             503,
             KAFKA_UNAVAILABLE,
-            "Kafka did not acknowledge the claim; the code is still valid, retry",
+            "Kafka did not acknowledge the claim; the code is held for this store and "
+            "terminal: retry the claim with the same token",
             headers={"Retry-After": "2"},
         ) from None
     return positions[0]

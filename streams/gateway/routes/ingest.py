@@ -5,10 +5,12 @@ The body is one event object or an array of up to
 bytes, sent as ``application/json``. Each event is judged on its own
 (``streams.gateway.ingest``); the valid ones this token may publish are sent
 to Kafka and reported accepted with their position only after the broker
-acknowledged them. The valid events count against the token's rate limit
-(``CONTINUITY_INGEST_RATE_LIMIT``, or ``..._SERVICE_...`` for service tokens);
-over it, the whole request is a 429 with ``Retry-After`` and nothing is
-published. If Kafka does not acknowledge in time the answer is a 503
+acknowledged them. Every event of the request, valid or not, counts
+against the token's rate limit (``CONTINUITY_INGEST_RATE_LIMIT``, or
+``..._SERVICE_...`` for service tokens), and is counted before any is judged:
+judging is where the CPU goes, so a batch of invalid events is not free. Over
+the limit, the whole request is a 429 with ``Retry-After``, nothing is judged
+or published. If Kafka does not acknowledge in time the answer is a 503
 with ``Retry-After`` and no event is reported accepted; retrying the same
 request is safe, the fold skips event ids it already applied.
 
@@ -51,16 +53,14 @@ async def post_events(request: web.Request) -> web.StreamResponse:
         raise _too_large(limit) from None
     principal = principal_of(request)
     await _refuse_merged_guest(request, principal)
-    verdicts = triage(parse_batch(raw, settings.gateway_max_events), principal)
+    items = parse_batch(raw, settings.gateway_max_events)
+    try:
+        await throttle(request, principal, ingest_limit(principal), len(items), fail_open=True)
+    except ApiError:
+        metrics.INGEST_EVENTS.labels("rejected", "rate_limited").inc(len(items))
+        raise
+    verdicts = triage(items, principal)
     accepted = [v for v in verdicts if isinstance(v, Accepted)]
-    if accepted:
-        try:
-            await throttle(
-                request, principal, ingest_limit(principal), len(accepted), fail_open=True
-            )
-        except ApiError:
-            metrics.INGEST_EVENTS.labels("rejected", "rate_limited").inc(len(accepted))
-            raise
     positions: dict[int, Position] = {}
     if accepted:
         try:

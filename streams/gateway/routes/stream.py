@@ -8,6 +8,12 @@ sent when). A slow client whose write times out
 (``CONTINUITY_SSE_SEND_TIMEOUT``) is dropped; it reconnects with its
 ``Last-Event-ID`` and gets the newest state.
 
+A stream lasts no longer than its token: at the token's ``exp`` it sends a
+``token_expired`` event and ends, and the client reconnects with a fresh
+token. One customer or pos token holds at most
+``CONTINUITY_SSE_MAX_STREAMS_PER_TOKEN`` streams of a gateway (429 past it),
+so no token takes every slot of ``CONTINUITY_SSE_MAX_CONNECTIONS``.
+
 Stream reads go through a gate of ``STREAM_READS`` at a time. One commit
 wakes every stream of its session at once, a pub/sub reconnect wakes every
 stream of the gateway, a restarted gateway is reconnected to by all its
@@ -29,12 +35,26 @@ from aiohttp import web
 from aiohttp_sse import EventSourceResponse, sse_response
 
 from streams.gateway import metrics, sse
-from streams.gateway.errors import REDIS_UNAVAILABLE, TOO_MANY_STREAMS, ApiError
+from streams.gateway.auth import Role
+from streams.gateway.errors import (
+    REDIS_UNAVAILABLE,
+    TOO_MANY_STREAMS,
+    TOO_MANY_TOKEN_STREAMS,
+    ApiError,
+)
 from streams.gateway.fanout import FanoutUnavailable, Subscriber
 from streams.gateway.guard import forbidden, principal_of, query_token
-from streams.gateway.keys import FANOUT, SESSIONS, SETTINGS, STREAM_SLOTS, STREAMING
+from streams.gateway.keys import (
+    FANOUT,
+    SESSIONS,
+    SETTINGS,
+    STREAM_SLOTS,
+    STREAMING,
+    TOKEN_STREAM_SLOTS,
+)
 from streams.gateway.params import session_id
 from streams.gateway.policy import may_read
+from streams.gateway.rate_limit import identity
 from streams.gateway.sessions import RedisUnavailable, Sessions, View
 from streams.settings import Settings
 
@@ -43,6 +63,8 @@ log = logging.getLogger(__name__)
 # Concurrent Redis reads of all streams on a gateway: well below the read client's
 # pool (100), and plenty for one event loop (a read is one round trip on loopback).
 STREAM_READS = 32
+# Seconds a token at its stream limit is told to wait: long enough to close one.
+TOKEN_STREAMS_RETRY = 5
 READ_GATE = web.AppKey("stream_read_gate", asyncio.Semaphore)
 
 
@@ -56,11 +78,27 @@ async def stream_session(request: web.Request) -> web.StreamResponse:
     app = request.app
     async with app[READ_GATE]:
         view = await app[SESSIONS].locate(sid)
-    denied = may_read(principal_of(request), sid, view.key)
+    principal = principal_of(request)
+    denied = may_read(principal, sid, view.key)
     if denied is not None:
         raise forbidden(denied)
+    # A service token is the platform's own backend, bounded by the gateway's total only.
+    who = None if principal.role is Role.SERVICE else identity(principal)
+    mine = app[TOKEN_STREAM_SLOTS]
+    if who is not None and not mine.take(who):
+        metrics.RATE_LIMITED.labels("streams").inc()
+        raise ApiError(
+            429,
+            TOO_MANY_TOKEN_STREAMS,
+            f"this token has {mine.limit} streams open on this gateway already; "
+            "close one, then retry",
+            headers={"Retry-After": str(TOKEN_STREAMS_RETRY)},
+            extra={"retry_after": TOKEN_STREAMS_RETRY, "limit": mine.limit},
+        )
     slots = app[STREAM_SLOTS]
     if not slots.take():
+        if who is not None:
+            mine.give_back(who)
         metrics.SSE_REFUSED.inc()
         raise ApiError(
             503,
@@ -80,9 +118,11 @@ async def stream_session(request: web.Request) -> web.StreamResponse:
                     headers={"Retry-After": "1"},
                 ) from None
             reads = _Reads(app[SESSIONS], app[READ_GATE])
-            return await _follow(request, app[SETTINGS], reads, sub, resume)
+            return await _follow(request, app[SETTINGS], reads, sub, resume, principal.expires_at)
     finally:
         slots.give_back()
+        if who is not None:
+            mine.give_back(who)
 
 
 class _Reads:
@@ -103,6 +143,7 @@ async def _follow(
     sessions: _Reads,
     sub: Subscriber,
     resume: int | None,
+    expires_at: float | None,
 ) -> web.StreamResponse:
     cursor = sse.Cursor(resume)
     if resume is not None:
@@ -118,7 +159,7 @@ async def _follow(
             headers={"Cache-Control": "no-store"},
         ) as resp:
             request[STREAMING] = resp.status
-            ending = await _pump(resp, sessions, sub, cursor)
+            ending = await _pump(resp, sessions, sub, cursor, expires_at)
     finally:
         metrics.SSE_SUBSCRIBERS.dec()
         # The access log has no line for a stream the client closed (its handler is
@@ -134,13 +175,22 @@ async def _follow(
 
 
 async def _pump(
-    resp: EventSourceResponse, sessions: _Reads, sub: Subscriber, cursor: sse.Cursor
+    resp: EventSourceResponse,
+    sessions: _Reads,
+    sub: Subscriber,
+    cursor: sse.Cursor,
+    expires_at: float | None = None,
 ) -> str:
-    """Send states until the session is merged away, the gateway stops or the client goes.
+    """Send states until the session is merged away, the token expires (at ``expires_at``,
+    Unix seconds), the gateway stops or the client goes.
 
     Returns how the stream ended.
     """
     closed = asyncio.ensure_future(resp.wait())
+    # A token checked once at the start must not keep a stream open past its exp.
+    expired = asyncio.ensure_future(
+        asyncio.sleep(max(0.0, expires_at - time.time())) if expires_at is not None else _never()
+    )
     try:
         await resp.write(sse.retry_field())
         while not sub.closing:
@@ -153,7 +203,7 @@ async def _pump(
                 return "merged"
             dirty = asyncio.ensure_future(sub.dirty.wait())
             try:
-                await asyncio.wait({closed, dirty}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait({closed, dirty, expired}, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 # Also when the handler is cancelled right here (its client left): a
                 # task left waiting on the flag is destroyed pending by the garbage
@@ -162,6 +212,11 @@ async def _pump(
             if closed.done():
                 metrics.SSE_DROPS.labels("closed").inc()
                 return "client gone"
+            if expired.done():
+                frame = sse.expired_frame()
+                await resp.send(frame.data, event=frame.event)
+                metrics.SSE_DROPS.labels("token_expired").inc()
+                return "token expired"
         return "gateway stopping"
     except TimeoutError:
         metrics.SSE_DROPS.labels("slow").inc()
@@ -181,6 +236,11 @@ async def _pump(
         return "unexpected error"
     finally:
         closed.cancel()
+        expired.cancel()
+
+
+async def _never() -> None:
+    await asyncio.Event().wait()
 
 
 async def _next_frame(

@@ -67,6 +67,12 @@ function follow(pane, token) {
     renderCart(cart, JSON.parse(ev.data));
     status.textContent = `live, version ${ev.lastEventId}`;
   });
+  // The stream ends at the token's exp; reconnecting with the same URL would be refused.
+  // A real client opens a new stream with a fresh token here; the demo has only its own.
+  source.addEventListener("token_expired", () => {
+    source.close();
+    status.textContent = "token expired: reload the page with a fresh token";
+  });
   cart.append(el("p", { class: "empty" }, "No session yet: add an item."));
 }
 
