@@ -13,14 +13,21 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from schemas.records import (
+    DLQ_DETAIL_HEADER,
+    DLQ_OFFSET_HEADER,
+    DLQ_PARTITION_HEADER,
+    DLQ_REASON_HEADER,
+    DLQ_TOPIC_HEADER,
+)
 from schemas.topics import REPLAYED_FROM_HEADER
 from streams.core.plan import RecordOutcome
 
-REASON = "continuity.dlq.reason"
-DETAIL = "continuity.dlq.detail"
-TOPIC = "continuity.dlq.topic"
-PARTITION = "continuity.dlq.partition"
-OFFSET = "continuity.dlq.offset"
+REASON = DLQ_REASON_HEADER
+DETAIL = DLQ_DETAIL_HEADER
+TOPIC = DLQ_TOPIC_HEADER
+PARTITION = DLQ_PARTITION_HEADER
+OFFSET = DLQ_OFFSET_HEADER
 
 
 @dataclass(frozen=True)

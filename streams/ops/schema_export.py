@@ -12,13 +12,15 @@ from schemas.changelog import SESSION_STATE_ADAPTER, WATERMARK_ADAPTER
 from schemas.events import EVENT_ADAPTER, EVENT_MODELS
 from schemas.notifications import NOTIFICATION_ADAPTER
 from schemas.session import Session
+from streams.ops import asyncapi
 
 SCHEMA_DIR = Path(schemas.__file__).resolve().parent / "json"
+ASYNCAPI_FILE = "asyncapi.json"
 
 
 def rendered() -> dict[str, str]:
-    """File name -> JSON Schema text: every event type, the event union, the session and
-    the notifications."""
+    """File name -> text: the JSON Schema of every event type, the event union, the
+    session, the notifications and the changelog, and the topics' AsyncAPI document."""
     files: dict[str, str] = {}
     for model in EVENT_MODELS:
         event_type = model.model_fields["type"].annotation.__args__[0]  # type: ignore[union-attr]
@@ -38,6 +40,9 @@ def rendered() -> dict[str, str]:
     files["session-changelog-watermark.schema.json"] = _dump(
         WATERMARK_ADAPTER.json_schema(mode="serialization")
     )
+    # Every topic in one AsyncAPI 3 document: keys, partitioning, retention, headers, and
+    # these same models' schemas as its messages' payloads.
+    files[ASYNCAPI_FILE] = _dump(asyncapi.document())
     return files
 
 
