@@ -50,7 +50,8 @@ function renderCart(container, session) {
       el("tbody", {}, ...rows)));
   }
   container.append(el("p", { class: "meta" },
-    `${session.item_count} item(s), subtotal ${session.subtotal} ${session.currency || ""}. ` +
+    // An empty cart has no currency: no dangling space before the full stop.
+    `${session.item_count} item(s), subtotal ${[session.subtotal, session.currency].filter(Boolean).join(" ")}. ` +
     `Version ${session.version}, last channel ${session.last_channel || "-"}` +
     (session.last_store_id ? `, last store ${session.last_store_id}` : "") + "."));
 }
