@@ -274,7 +274,8 @@ async def test_kpi_tables_stay_inside_their_panels_and_an_empty_cart_reads_well(
             meta = page.locator("#desktop .cart .meta")
             await pw.expect(meta).to_contain_text("0 item(s)", timeout=UI_TIMEOUT_MS)
             text = await meta.inner_text()
-            assert " ." not in text and "subtotal 0." in text, text
+            assert " ." not in text, text
+            assert "subtotal 0." in text, text
             layout = await page.evaluate(_KPI_LAYOUT)
             await page.screenshot(path=str(tmp_path / f"kpis-{width}.png"), full_page=True)
             problems = _overflows(layout)
