@@ -63,11 +63,15 @@ async def test_the_page_is_served_only_in_demo_mode(
         assert resp.headers["Content-Type"].startswith("text/html")
         assert "default-src 'self'" in resp.headers["Content-Security-Policy"]
         assert "In-store POS" in await resp.text()
-    for name, kind in (("demo.js", "text/javascript"), ("demo.css", "text/css")):
+    for name, kind in (
+        ("demo.js", "text/javascript"),
+        ("demo.css", "text/css"),
+        ("continuity.js", "text/javascript"),
+    ):
         async with http.get(f"{demo_gateway.url}/static/{name}") as resp:
             assert resp.status == 200
             assert resp.headers["Content-Type"].startswith(kind)
-    for name in ("demo.py", "..%2Froutes_demo.py", "missing.js"):
+    for name in ("demo.py", "..%2Froutes_demo.py", "missing.js", "package.json", "client"):
         async with http.get(f"{demo_gateway.url}/static/{name}") as resp:
             assert resp.status == 404
             assert (await resp.json())["error"] == "not_found"
