@@ -44,7 +44,8 @@ const h = { sessions: [], merges: [], statuses: [], errors: [] };
 h.client = new ContinuityClient({ getToken: (request) => window.mintToken(request) });
 h.follow = (id) => {
   h.follower = h.client.follow(id, {
-    onSession: (s, v) => h.sessions.push({ key: s.key, version: v, skus: s.cart.map((l) => l.sku) }),
+    onSession: (s, v) =>
+      h.sessions.push({ key: s.key, version: v, skus: s.cart.map((l) => l.sku) }),
     onMerged: (m) => h.merges.push(m),
     onStatus: (st) => h.statuses.push(st),
     onError: (e) => h.errors.push(e.code || String(e)),
