@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PIP_QUIET := --quiet --disable-pip-version-check
 
-.PHONY: run test test-clock test-order lint unit e2e bench docs schemas setup system-deps clean help test-faults test-cluster lock
+.PHONY: node-deps run test test-clock test-order lint unit e2e bench docs schemas setup system-deps clean help test-faults test-cluster lock
 
 help:
 	@echo "make run    - set up and run the whole stack on loopback with simulated traffic"
@@ -20,7 +20,7 @@ help:
 	@echo "make docs   - regenerate the manual's tables that mirror code"
 	@echo "make lock   - move uv.lock to the newest versions pyproject.toml allows"
 
-setup: $(STAMP) system-deps
+setup: $(STAMP) system-deps node-deps
 
 # Every install comes from uv.lock: the same versions on every machine and day.
 # uv itself is locked too (a dev dependency); the first install bootstraps that
@@ -60,6 +60,20 @@ system-deps:
 	  { $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive \
 	    apt-get install -y -qq --no-install-recommends $$missing; } >"$$log" 2>&1 \
 	    || { cat "$$log"; rm -f "$$log"; exit 1; }; rm -f "$$log"; }
+
+# The contract validators (@asyncapi/parser, @redocly/cli) from package-lock.json
+# into ./node_modules: `npm ci`, only when the lock changed since the last install.
+# No install scripts run (.npmrc), so nothing downloads a browser or phones home.
+# Without node the step is skipped, and the tests needing it skip with that reason.
+NODE_STAMP := node_modules/.installed-stamp
+
+node-deps:
+	@if command -v npm >/dev/null; then $(MAKE) -s --no-print-directory $(NODE_STAMP); \
+	else echo "npm not found: the contract validators are not installed (their tests skip)"; fi
+
+$(NODE_STAMP): package.json package-lock.json .npmrc
+	npm ci --silent
+	@touch $(NODE_STAMP)
 
 run: setup
 	$(BIN)/continuity dev
@@ -135,4 +149,4 @@ schemas: $(STAMP)
 	$(BIN)/continuity schema
 
 clean:
-	rm -rf $(VENV) .continuity .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules .continuity .pytest_cache .mypy_cache .ruff_cache

@@ -14,14 +14,16 @@ from schemas.events import EVENT_ADAPTER, EVENT_MODELS
 from schemas.notifications import NOTIFICATION_ADAPTER
 from schemas.session import Session
 from streams.gateway.openapi import document
+from streams.ops import asyncapi
 
 SCHEMA_DIR = Path(schemas.__file__).resolve().parent / "json"
+ASYNCAPI_FILE = "asyncapi.json"
 
 
 def rendered() -> dict[str, str]:
-    """File name -> JSON Schema text: every event type, the event union, the session,
-    the notifications, the changelog and the dead-letter reference; and the gateway's
-    OpenAPI document."""
+    """File name -> text: the JSON Schema of every event type, the event union, the
+    session, the notifications, the changelog and the dead-letter reference; the
+    topics' AsyncAPI document and the gateway's OpenAPI document."""
     files: dict[str, str] = {}
     for model in EVENT_MODELS:
         event_type = model.model_fields["type"].annotation.__args__[0]  # type: ignore[union-attr]
@@ -47,6 +49,9 @@ def rendered() -> dict[str, str]:
     )
     # The gateway's routes and answers (OpenAPI 3.1), with the default event limit.
     files["gateway.openapi.json"] = _dump(document())
+    # Every topic in one AsyncAPI 3 document: keys, partitioning, retention, headers, and
+    # these same models' schemas as its messages' payloads.
+    files[ASYNCAPI_FILE] = _dump(asyncapi.document())
     return files
 
 

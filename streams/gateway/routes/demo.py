@@ -2,7 +2,8 @@
 
 Served only when ``CONTINUITY_GATEWAY_DEMO`` is on (``continuity dev`` turns
 it on); otherwise ``GET /`` stays the JSON index. Plain HTML, CSS and
-JavaScript from ``streams/gateway/static/``, no build step. The page takes
+JavaScript from ``streams/gateway/static/``, no build step; the page uses the
+browser client every frontend may vendor (``static/client/continuity.js``). The page takes
 its tokens from the URL fragment (``/#customer=...&token=...&pos=...``,
 and ``&service=...`` for the live KPIs of ``GET /v1/kpis``), which browsers
 never send to a server, so they stay out of every log; it talks to the same
@@ -26,7 +27,11 @@ FILES: dict[str, str] = {
     "demo.html": "text/html",
     "demo.css": "text/css",
     "demo.js": "text/javascript",
+    "continuity.js": "text/javascript",
 }
+# Files kept below static/: the browser client is a package of its own (client/, with
+# its package.json and types), which the page imports as /static/continuity.js.
+_PATHS = {"continuity.js": "client/continuity.js"}
 _HEADERS = {
     "Cache-Control": "no-store",
     # Scripts and connections to this origin only; no framing, no referrer.
@@ -63,7 +68,7 @@ def _serve(request: web.Request, name: str) -> web.StreamResponse:
 def load() -> dict[str, bytes]:
     """The demo's files, read once from the installed package."""
     folder = resources.files("streams.gateway").joinpath("static")
-    return {name: folder.joinpath(name).read_bytes() for name in FILES}
+    return {name: folder.joinpath(_PATHS.get(name, name)).read_bytes() for name in FILES}
 
 
 def register(app: web.Application) -> None:

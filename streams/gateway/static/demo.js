@@ -2,7 +2,8 @@
 // Tokens come from the URL fragment (never sent to the server, so never logged):
 //   /#customer=<id>&token=<customer token>&pos=<pos token>&store=<store id>&service=<token>
 // The service token (development only: continuity dev puts it there) reads GET /v1/kpis.
-"use strict";
+// Every call goes through the browser client a frontend vendors (client/continuity.js).
+import { ContinuityClient, ContinuityError } from "/static/continuity.js";
 
 const PRODUCTS = [
   { sku: "SHOE-RUN-42", name: "Running shoes", price: "89.90" },
@@ -18,6 +19,13 @@ const customerToken = params.get("token") || "";
 const posToken = params.get("pos") || "";
 const serviceToken = params.get("service") || "";
 const KPI_REFRESH_MS = 3000;
+
+// The demo has no token issuer: each client keeps the one token from the fragment.
+const customerClient = new ContinuityClient({ getToken: () => customerToken });
+const posClient = new ContinuityClient({ getToken: () => posToken });
+const serviceClient = new ContinuityClient({ getToken: () => serviceToken });
+
+const failure = (err) => (err instanceof ContinuityError ? err.body.message || err.code : String(err));
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -50,40 +58,30 @@ function renderCart(container, session) {
       el("tbody", {}, ...rows)));
   }
   container.append(el("p", { class: "meta" },
-    `${session.item_count} item(s), subtotal ${session.subtotal} ${session.currency || ""}. ` +
+    // An empty cart has no currency: no dangling space before the full stop.
+    `${session.item_count} item(s), subtotal ${[session.subtotal, session.currency].filter(Boolean).join(" ")}. ` +
     `Version ${session.version}, last channel ${session.last_channel || "-"}` +
     (session.last_store_id ? `, last store ${session.last_store_id}` : "") + "."));
 }
 
-// Follow the session live; EventSource reconnects by itself with Last-Event-ID.
-function follow(pane, token) {
+// Follow the session live: the client resumes after a drop (Last-Event-ID) with backoff.
+function follow(pane, client) {
   const status = pane.querySelector(".status");
   const cart = pane.querySelector(".cart");
-  const url = `/v1/sessions/${encodeURIComponent(customer)}/stream?access_token=${encodeURIComponent(token)}`;
-  const source = new EventSource(url);
-  source.onopen = () => { status.textContent = "live"; };
-  source.onerror = () => { status.textContent = "reconnecting..."; };
-  source.addEventListener("session", (ev) => {
-    renderCart(cart, JSON.parse(ev.data));
-    status.textContent = `live, version ${ev.lastEventId}`;
-  });
-  // The stream ends at the token's exp; reconnecting with the same URL would be refused.
-  // A real client opens a new stream with a fresh token here; the demo has only its own.
-  source.addEventListener("token_expired", () => {
-    source.close();
-    status.textContent = "token expired: reload the page with a fresh token";
-  });
   cart.append(el("p", { class: "empty" }, "No session yet: add an item."));
-}
-
-async function api(method, path, token, body) {
-  const headers = { Authorization: `Bearer ${token}` };
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  const resp = await fetch(path, {
-    method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+  client.follow(customer, {
+    onStatus: (state) => {
+      if (state === "live") status.textContent = "live";
+      else if (state === "reconnecting") status.textContent = "reconnecting...";
+    },
+    onSession: (session, version) => {
+      renderCart(cart, session);
+      status.textContent = `live, version ${version}`;
+    },
+    onError: (err) => {
+      if (err instanceof ContinuityError && err.status < 500) status.textContent = `stopped: ${failure(err)}`;
+    },
   });
-  const data = await resp.json().catch(() => ({}));
-  return { ok: resp.ok, status: resp.status, data };
 }
 
 function setupAdd(pane) {
@@ -105,24 +103,30 @@ function setupAdd(pane) {
       },
     };
     const status = pane.querySelector(".status");
-    const r = await api("POST", "/v1/events", customerToken, event);
-    if (!r.ok) status.textContent = `not added: ${r.data.message || r.status}`;
+    try {
+      const r = await customerClient.publish(event);
+      if (!r.accepted) status.textContent = `not added: ${r.results[0].detail || r.results[0].reason}`;
+    } catch (err) {
+      status.textContent = `not added: ${failure(err)}`;
+    }
   });
 }
 
 function setupHandoff() {
   const out = document.getElementById("handoff");
   document.getElementById("handoff-create").addEventListener("click", async () => {
-    const r = await api("POST", `/v1/sessions/${encodeURIComponent(customer)}/handoff`, customerToken);
     out.replaceChildren();
-    if (!r.ok) {
-      out.append(el("p", { class: "error", role: "alert" }, r.data.message || `error ${r.status}`));
+    let handoff;
+    try {
+      handoff = await customerClient.createHandoff(customer);
+    } catch (err) {
+      out.append(el("p", { class: "error", role: "alert" }, failure(err)));
       return;
     }
-    const expires = new Date(r.data.expires_at).toLocaleTimeString();
+    const expires = new Date(handoff.expires_at).toLocaleTimeString();
     out.append(
-      el("p", {}, "Show this code at the till: ", el("span", { class: "code", id: "handoff-code" }, r.data.display)),
-      el("p", { class: "meta" }, `QR payload: ${r.data.qr}. Valid until ${expires}, single use.`));
+      el("p", {}, "Show this code at the till: ", el("span", { class: "code", id: "handoff-code" }, handoff.display)),
+      el("p", { class: "meta" }, `QR payload: ${handoff.qr}. Valid until ${expires}, single use.`));
   });
 }
 
@@ -132,16 +136,19 @@ function setupClaim() {
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     const code = form.elements.code.value.trim();
-    const r = await api("POST", `/v1/handoffs/${encodeURIComponent(code)}/claim`, posToken, {});
     out.replaceChildren();
-    if (!r.ok) {
-      out.append(el("p", { class: "error", role: "alert" }, `${r.data.error || r.status}: ${r.data.message || ""}`));
+    let claim;
+    try {
+      claim = await posClient.claimHandoff(code);
+    } catch (err) {
+      const what = err instanceof ContinuityError ? `${err.code}: ${err.body.message || ""}` : String(err);
+      out.append(el("p", { class: "error", role: "alert" }, what));
       return;
     }
-    const who = r.data.customer_id || r.data.key;
+    const who = claim.customer_id || claim.key;
     const cart = el("div", { class: "claimed-cart" });
-    if (r.data.session) renderCart(cart, r.data.session);
-    out.append(el("p", { id: "claimed", class: "meta" }, `Claimed for store ${r.data.store_id}: customer ${who}.`), cart);
+    if (claim.session) renderCart(cart, claim.session);
+    out.append(el("p", { id: "claimed", class: "meta" }, `Claimed for store ${claim.store_id}: customer ${who}.`), cart);
   });
 }
 
@@ -195,12 +202,13 @@ function followKpis() {
   }
   const poll = async () => {
     try {
-      const r = await api("GET", "/v1/kpis", serviceToken);
-      if (r.ok) {
-        renderKpis(r.data);
+      const resp = await serviceClient.request("GET", "/v1/kpis");
+      const data = await resp.json().catch(() => ({}));
+      if (resp.ok) {
+        renderKpis(data);
         status.textContent = `updated ${new Date().toLocaleTimeString()}, every ${KPI_REFRESH_MS / 1000} s`;
       } else {
-        status.textContent = `not updated: ${r.data.error || r.status}`;
+        status.textContent = `not updated: ${data.error || resp.status}`;
       }
     } catch (err) {
       status.textContent = "not updated: the gateway did not answer";
@@ -220,9 +228,9 @@ function main() {
   for (const id of ["mobile", "desktop"]) {
     const pane = document.getElementById(id);
     setupAdd(pane);
-    follow(pane, customerToken);
+    follow(pane, customerClient);
   }
-  follow(document.getElementById("pos"), posToken);
+  follow(document.getElementById("pos"), posClient);
   setupHandoff();
   setupClaim();
 }
