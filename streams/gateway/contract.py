@@ -51,6 +51,8 @@ class Answer:
     codes: tuple[str, ...] = ()
     media: str = "application/json"
     headers: tuple[str, ...] = ()
+    # Server-Sent Events: event name -> the component its data is.
+    events: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -220,7 +222,9 @@ ROUTES: tuple[Route, ...] = (
                   {"type": "string", "pattern": "^[0-9]+$"}),
         ),
         answers={
-            200: Answer("the event stream", media="text/event-stream"),
+            200: Answer("the event stream", media="text/event-stream",
+                        events=(("session", "Session"), ("merged", "Merged"),
+                                ("token_expired", "ErrorBody"))),
             400: Answer("a malformed id or Last-Event-ID", codes=(e.INVALID_ID,
                                                                e.INVALID_PARAMETER)),
             401: _TOKEN, 403: _READ_SCOPE,

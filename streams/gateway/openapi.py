@@ -202,6 +202,16 @@ def _response(status: int, answer: Answer) -> dict[str, Any]:
         schema = {"$ref": REF.format(model="ErrorBody")}
     elif answer.media == "application/json":
         schema = {"type": "object"}
+    elif answer.events:
+        # Each event's data is one JSON document of these schemas, by event name.
+        schema = {
+            "type": "string",
+            "description": "Server-Sent Events; each event's `data` is JSON: "
+            + ", ".join(f"`{name}`: {model}" for name, model in answer.events),
+            "x-continuity-events": {
+                name: {"$ref": REF.format(model=model)} for name, model in answer.events
+            },
+        }
     else:
         schema = {"type": "string"}
     out["content"] = {answer.media: {"schema": schema}}

@@ -14,16 +14,25 @@ body at the wire contract's union; the session schema is the served view
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import shutil
+import subprocess
+from pathlib import Path
 
+import pytest
 from openapi_spec_validator import validate
 
 from streams.gateway import errors, policy
 from streams.gateway.app import create_app
 from streams.gateway.contract import AS_OF_TIMEOUT, COMMON, DEVELOPMENT_ONLY, ROUTES
 from streams.gateway.openapi import document
+from streams.ops.schema_export import SCHEMA_DIR
 from streams.settings import Settings
 from tests.support.gateway import GATEWAY_SECRET
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_document_is_valid_openapi_3_1() -> None:
@@ -97,3 +106,39 @@ def test_the_limits_are_the_gateways() -> None:
         if p["name"] == "limit"
     )
     assert limit["schema"]["maximum"] == 7
+
+
+def _redocly(path: Path) -> subprocess.CompletedProcess[str]:
+    """``redocly lint`` on ``path`` with the project's ``redocly.yaml`` (node's tool)."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed: @redocly/cli cannot run")
+    cli = ROOT / "node_modules" / ".bin" / "redocly"
+    if not cli.exists():
+        pytest.fail("@redocly/cli is not installed: run `make setup` (npm ci)")
+    return subprocess.run(
+        [str(cli), "lint", "--config", str(ROOT / "redocly.yaml"), str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={**os.environ, "REDOCLY_TELEMETRY": "off", "REDOCLY_SUPPRESS_UPDATE_NOTICE": "true"},
+    )
+
+
+def test_redocly_lints_the_exported_document_clean() -> None:
+    done = _redocly(SCHEMA_DIR / "gateway.openapi.json")
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out
+    assert "Your API description is valid" in out, out
+    assert "warning" not in out.replace("Deprecation warning", ""), out
+
+
+def test_redocly_refuses_a_broken_document(tmp_path: Path) -> None:
+    """The lint can fail: an operation answering a status without a description."""
+    doc = document()
+    del doc["paths"]["/v1/kpis"]["get"]["responses"]["200"]["description"]
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps(doc))
+    done = _redocly(broken)
+    assert done.returncode != 0, done.stdout + done.stderr
