@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import subprocess
 import time
 from pathlib import Path
 
@@ -230,13 +231,20 @@ def test_every_key_written_in_the_repository_is_refused() -> None:
     """Whatever value the repository offers as a token key (deploy examples, docs,
     tests) is public: it is refused as an example, as too short or as predictable."""
     found: set[str] = set()
-    for pattern in _SCANNED:
-        for path in REPO.rglob(pattern):
-            parts = path.relative_to(REPO).parts
-            if parts[0].startswith(".") or parts[0].endswith(".egg-info"):
-                continue
-            for match in _KEY_LITERAL.finditer(path.read_text(errors="replace")):
-                found.add(match[2] or match[3])
+    # The repository's own files (what git tracks), not what an install put beside them
+    # (node_modules, .venv): those are other projects' strings.
+    tracked = subprocess.run(
+        ["git", "ls-files", "-z", "--", *_SCANNED],
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+    ).stdout.split(b"\0")
+    for name in filter(None, tracked):
+        path = REPO / name.decode()
+        if not path.is_file():
+            continue
+        for match in _KEY_LITERAL.finditer(path.read_text(errors="replace")):
+            found.add(match[2] or match[3])
     assert "CHANGE-ME-to-32-or-more-random-characters" in found, "the scan reads the deploy files"
     usable = []
     for value in found:

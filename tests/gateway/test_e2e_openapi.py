@@ -45,10 +45,10 @@ from tests.support.gateway import Gateway, token
 from tests.support.private_stack import PrivateStack, private_stack
 from tests.support.stack import publish, wait_version
 
-pytestmark = pytest.mark.e2e
-
 EXAMPLES = 60 if long_scale() else 12
 MAX_TIME = 600 if long_scale() else 45
+# A load test too: make test-faults runs it again at FAULT_SCALE=long.
+pytestmark = [pytest.mark.e2e, pytest.mark.load, pytest.mark.timeout(MAX_TIME * 3 + 300)]
 CHECKS = ",".join(
     (
         "not_a_server_error",

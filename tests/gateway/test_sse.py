@@ -11,6 +11,7 @@ stream's last event when its token expires says so.
 from __future__ import annotations
 
 import itertools
+import secrets
 import time
 
 import orjson
@@ -96,7 +97,7 @@ def test_one_token_holds_at_most_its_share_of_streams() -> None:
 
 
 def test_a_stream_knows_its_tokens_expiry_and_says_when_it_passed() -> None:
-    secret = "sse-tests-secret-0123456789abcdefgh"
+    secret = secrets.token_urlsafe(32)
     now = int(time.time())
     principal = verify(secret, issue(secret, Role.CUSTOMER, subject="c-1", ttl=60, now=now))
     assert principal.expires_at == now + 60
