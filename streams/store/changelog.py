@@ -25,6 +25,7 @@ from streams.core.changelog import Cursor
 from streams.store import keys
 from streams.store.keys import Space
 from streams.store.scripts import register
+from streams.store.stream_reads import entries_after
 
 
 @dataclass(frozen=True)
@@ -80,14 +81,8 @@ class ChangelogOutbox:
     async def read(self, after: str, count: int, wait_ms: int = 0) -> list[Entry]:
         """Up to ``count`` entries after the id ``after``, in order; with ``wait_ms``, a
         read that finds none waits that long for the first to be written."""
-        rows: Any
-        if wait_ms > 0:
-            # A blocked read instead of a poll: no load on Redis while idle.
-            found: Any = await self.redis.xread({self.stream: after}, count=count, block=wait_ms)
-            rows = found[0][1] if found else ()
-        else:
-            rows = await self.redis.xrange(self.stream, f"({after}", "+", count=count)
-        return [Entry(i.decode() if isinstance(i, bytes) else i, f) for i, f in rows or ()]
+        rows = await entries_after(self.redis, self.stream, after, count, wait_ms)
+        return [Entry(i.decode() if isinstance(i, bytes) else i, f) for i, f in rows]
 
     async def advance(self, cursor: Cursor) -> bool:
         """Store the cursor and drop the entries up to it; False if the lease was lost."""

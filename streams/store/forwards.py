@@ -27,6 +27,7 @@ from schemas.topics import SESSION_FORWARDS
 from streams.store import keys
 from streams.store.keys import Space
 from streams.store.scripts import register
+from streams.store.stream_reads import entries_after
 
 # The cursor before anything was published: every entry comes after it.
 START = "0-0"
@@ -104,16 +105,9 @@ class ForwardOutbox:
     ) -> list[ForwardEntry | Unreadable]:
         """Up to ``count`` entries after the id ``after``, in order; with ``wait_ms``, a
         read that finds none waits that long for the first to be written."""
-        rows: Any
-        if wait_ms > 0:
-            # One blocked read per partition instead of a poll: no load while idle,
-            # and a forward goes out as soon as its commit wrote it.
-            found: Any = await self.redis.xread({self.stream: after}, count=count, block=wait_ms)
-            rows = found[0][1] if found else ()
-        else:
-            rows = await self.redis.xrange(self.stream, f"({after}", "+", count=count)
+        rows = await entries_after(self.redis, self.stream, after, count, wait_ms)
         partitions = self.space.partitions
-        return [parse_entry(_text(i), f, partitions) for i, f in rows or ()]
+        return [parse_entry(_text(i), f, partitions) for i, f in rows]
 
     async def advance(self, entry_id: str) -> bool:
         """Store ``entry_id`` as the cursor and drop the entries up to it, in one step;
