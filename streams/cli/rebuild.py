@@ -19,6 +19,7 @@ def run(args: argparse.Namespace) -> int:
     from streams.kafka.reader import LogUnreadable
     from streams.kafka.security import kafka_client_kwargs
     from streams.kafka.topics import ensure_topics, partition_mismatch
+    from streams.ops.inline_forwards import OutboxBusy
     from streams.ops.rebuild import (
         LivePrefix,
         PrefixInUse,
@@ -123,6 +124,13 @@ def run(args: argparse.Namespace) -> int:
         return 2
     except LogUnreadable as exc:
         print(f"continuity rebuild: {exc}; prefix {prefix!r} is incomplete", file=sys.stderr)
+        return 1
+    except OutboxBusy as exc:
+        print(
+            f"continuity rebuild: {exc}; stop the workers of prefix {prefix!r} first "
+            "(it is incomplete: rebuild into it again with --into-live)",
+            file=sys.stderr,
+        )
         return 1
     if isinstance(done, Restored):
         print(f"  {done.tail.line()}")

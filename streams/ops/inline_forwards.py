@@ -18,7 +18,9 @@ as applied (``streams/ops/forward_positions.py``).
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -47,6 +49,8 @@ class InlineForwards:
     processor: BatchProcessor
     # The key prefix named as the sender (a relay names its own; a test may name another).
     sender: str | None = None
+    # The relays' lease time: a lease found held is waited for this long (plus a second).
+    lease_seconds: float = 10.0
     # destination partition -> the next offset this delivery numbers a record with
     offsets: Counter[int] = field(default_factory=Counter)
     plans: list[Plan] = field(default_factory=list)
@@ -73,9 +77,10 @@ class InlineForwards:
         raise RuntimeError(f"forwards still flowing after {rounds} rounds")
 
     async def _deliver(self, origin: int) -> int:
-        outbox = ForwardOutbox(self.redis, self.space, origin, holder="rebuild")
-        if not await outbox.hold():
-            raise OutboxBusy(f"partition {origin}'s forwards are held by another relay")
+        outbox = ForwardOutbox(
+            self.redis, self.space, origin, holder="rebuild", lease_seconds=self.lease_seconds
+        )
+        await _hold(outbox)
         try:
             entries = await outbox.read(await outbox.cursor(), 10_000)
             if not entries:
@@ -106,6 +111,22 @@ class InlineForwards:
             return len(records)
         finally:
             await outbox.release()
+
+
+async def _hold(outbox: ForwardOutbox, poll: float = 0.2) -> None:
+    """Take the partition's lease, waiting out one held by a worker that is gone.
+
+    A worker killed (not stopped) leaves its lease until the lease time runs
+    out; one still running renews it, and then this raises ``OutboxBusy``.
+    """
+    deadline = time.monotonic() + (outbox.lease.timeout or 10.0) + 1.0
+    while not await outbox.hold():
+        if time.monotonic() >= deadline:
+            raise OutboxBusy(
+                f"partition {outbox.partition}'s forwards are held by another relay "
+                "(a worker still runs on this prefix)"
+            )
+        await asyncio.sleep(poll)
 
 
 async def clear_positions(redis: Redis | RedisCluster, space: Space) -> None:

@@ -177,6 +177,8 @@ async def run_changelog_relays(
     """One :func:`run_changelog_relay` per partition, sharing the pending gauge, until
     cancelled."""
     pending = Pending()
-    await asyncio.gather(
-        *(run_changelog_relay(o, publish, sweep_interval, pending=pending) for o in outboxes)
-    )
+    # A task group: cancelled, it returns once every lease is released (as the
+    # forward relays', ``run_forward_relays``).
+    async with asyncio.TaskGroup() as group:
+        for o in outboxes:
+            group.create_task(run_changelog_relay(o, publish, sweep_interval, pending=pending))

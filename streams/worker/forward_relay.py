@@ -157,5 +157,13 @@ async def run_forward_relays(
     outboxes: Sequence[ForwardOutbox], publish: Publish, idle: float = 1.0
 ) -> None:
     """One :func:`run_forward_relay` per partition, until cancelled (``idle``: the longest
-    a read of an empty stream waits for an entry)."""
-    await asyncio.gather(*(run_forward_relay(o, publish, idle=idle) for o in outboxes))
+    a read of an empty stream waits for an entry).
+
+    A task group, not ``gather``: a stopping worker cancels this task twice (the
+    app, then its sweep of every task left), and a cancelled ``gather`` passes
+    the second cancellation on into the relays' releases, so the leases stayed
+    for their whole time; a task group cancels its relays once and waits.
+    """
+    async with asyncio.TaskGroup() as group:
+        for o in outboxes:
+            group.create_task(run_forward_relay(o, publish, idle=idle))

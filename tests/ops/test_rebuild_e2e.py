@@ -137,6 +137,10 @@ async def test_rebuild_of_a_single_topic_workload_is_byte_identical(tmp_path: Pa
         assert code == 1, "refused while a worker is in the group"
         assert "stop the workers" in out
         worker.stop()
+        # A stopped worker gives its relays' leases up (a killed one's time out).
+        where = space("cont")
+        leases = [keys.forwards_lease(where, n) for n in where.all_partitions()]
+        assert await st.redis.exists(*leases) == 0
         code, out = await _cli(st, "--into-live", "--timeout", "60")
         assert code == 0, out
         assert await _state(st, "cont") == live

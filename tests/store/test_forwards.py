@@ -6,7 +6,8 @@ bytes, and an entry that is no forward record is reported, not raised; the
 holder's advance stores the cursor and trims the stream up to it in one step;
 a relay without the lease cannot take it while it is held, and its advance
 changes nothing; once the lease expired another relay takes it, and the old
-holder's advance is refused.
+holder's advance is refused. A rebuild's in-process delivery waits out the
+lease a killed worker left, and refuses (``OutboxBusy``) one a relay renews.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from redis.asyncio import Redis
 
 from schemas.topics import SESSION_FORWARDS
 from streams.core.plan import Kind
-from streams.ops.inline_forwards import InlineForwards
+from streams.ops.inline_forwards import InlineForwards, OutboxBusy
 from streams.store import keys
 from streams.store.forwards import START, ForwardEntry, ForwardOutbox, Unreadable, parse_entry
 from streams.store.keys import Space
@@ -150,3 +151,34 @@ async def test_another_deployments_forwards_are_skipped(client: Redis) -> None:
     # Blue's customer still waits for that merge: it is blue's, not green's, to finish
     # (blue's own forwards fold: every other test's pump names its own prefix).
     assert await client.hlen(keys.waiting(blue, blue.partition(customer))) == 1
+
+
+async def test_a_rebuild_waits_out_a_dead_holders_lease_and_refuses_a_live_one(
+    client: Redis,
+) -> None:
+    space = Space("wait", 4)
+
+    async def fail(_: object) -> None:
+        raise AssertionError("nothing here is dead-lettered")
+
+    rebuild = InlineForwards(
+        client, space, BatchProcessor(RedisState(client, space), fail), lease_seconds=1.0
+    )
+    # A worker killed while it held partition 2's lease: nobody renews it.
+    assert await ForwardOutbox(client, space, 2, "killed", lease_seconds=1.0).hold()
+    assert await rebuild.drain() == 0, "delivered once the lease ran out"
+    assert await client.get(keys.forwards_lease(space, 2)) is None, "and released"
+
+    live = ForwardOutbox(client, space, 3, "running", lease_seconds=1.0)
+
+    async def renew() -> None:
+        while True:
+            assert await live.hold()
+            await asyncio.sleep(0.2)
+
+    renewing = asyncio.create_task(renew())
+    try:
+        with pytest.raises(OutboxBusy, match="partition 3"):
+            await rebuild.drain()
+    finally:
+        renewing.cancel()
