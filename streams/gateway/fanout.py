@@ -9,7 +9,10 @@ is dispatched by its ``key`` to the local followers of that key (a gateway
 with no follower of a key drops its notices). Following a key costs no round
 trip to Redis: the partition's channel is subscribed already.
 
-A notice carries no state: it only marks each follower of that key *dirty*
+A notice carries no state (the key, the version and the Kafka timestamp of the
+oldest record the commit applied to it: ``streams/core/notice.py``; the stream
+times its next write from that, ``continuity_freshness_seconds``): it only
+marks each follower of that key *dirty*
 (an ``asyncio.Event``), and the follower re-reads the session from Redis. A
 follower holds a flag, not a queue, so a slow client costs the same memory as
 a fast one and always catches up to the newest state.
@@ -69,6 +72,14 @@ class Subscriber:
     dirty: asyncio.Event = field(default_factory=asyncio.Event)
     merged_into: str | None = None
     closing: bool = False
+    # The Kafka timestamp (ms) of the oldest record announced since the last state
+    # written: what the next state written is news of (``continuity_freshness_seconds``).
+    appended_ms: int | None = None
+
+    def take_appended(self) -> int | None:
+        """The oldest announced record's timestamp since the last call, and forget it."""
+        taken, self.appended_ms = self.appended_ms, None
+        return taken
 
 
 class Fanout:
@@ -254,48 +265,54 @@ class Fanout:
         partition = self._partitions.get(_str(msg["channel"]))
         if partition is None:
             return
-        key, merged_into = _notice(msg["data"])
+        key, merged_into, appended_ms = _notice(msg["data"])
         if key is None:
             # Malformed: it may have been about any key of the partition, so
             # every follower there re-reads (a spare read costs less than a miss).
             for followed, followers in self._followers.items():
                 if self._space.partition(followed) == partition:
-                    _wake(followers, None)
+                    _wake(followers, None, None)
             return
         if self._space.partition(key) != partition:
             # Only the key's own partition announces it (a cluster runs the commit
             # there); anything else is a misplaced publisher, not a notice.
             log.warning("notice for %r on the channel of partition %d ignored", key, partition)
             return
-        _wake(self._followers.get(key, ()), merged_into)
+        _wake(self._followers.get(key, ()), merged_into, appended_ms)
 
     def _mark_all_dirty(self) -> None:
         for followers in self._followers.values():
-            _wake(followers, None)
+            _wake(followers, None, None)
 
     def _count(self) -> int:
         return sum(len(f) for f in self._followers.values())
 
 
-def _wake(followers: set[Subscriber] | tuple[()], merged_into: str | None) -> None:
+def _wake(
+    followers: set[Subscriber] | tuple[()], merged_into: str | None, appended_ms: int | None
+) -> None:
     for sub in followers:
         if merged_into is not None:
             sub.merged_into = merged_into
+        if appended_ms is not None and (sub.appended_ms is None or appended_ms < sub.appended_ms):
+            sub.appended_ms = appended_ms
         sub.dirty.set()
 
 
-def _notice(data: bytes | str) -> tuple[str | None, str | None]:
-    """The notice's key and, for a merged guest, its customer (``None`` where unreadable)."""
+def _notice(data: bytes | str) -> tuple[str | None, str | None, int | None]:
+    """The notice's key, for a merged guest its customer, and the oldest applied record's
+    Kafka timestamp in ms (``streams/core/notice.py``); ``None`` where unreadable."""
     try:
         notice = orjson.loads(data)
     except orjson.JSONDecodeError:
-        return None, None
+        return None, None, None
     if not isinstance(notice, dict):
-        return None, None
-    key, target = notice.get("key"), notice.get("merged_into")
+        return None, None, None
+    key, target, appended = notice.get("key"), notice.get("merged_into"), notice.get("t")
     return (
         key if isinstance(key, str) else None,
         target if isinstance(target, str) else None,
+        appended if isinstance(appended, int) and not isinstance(appended, bool) else None,
     )
 
 

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from threading import Lock
 from typing import Any
 
-from prometheus_client import REGISTRY, Counter, Gauge
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -61,6 +61,12 @@ SSE_SUBSCRIBERS = Gauge(
 SSE_MESSAGES = Counter(
     "continuity_sse_messages_total",
     "Events (session states and merge notices) written to streams.",
+)
+FRESHNESS = Histogram(
+    "continuity_freshness_seconds",
+    "Kafka record timestamp of the oldest event a written session state carries news of "
+    "-> that state written to a stream (KIP-613's end-to-end latency, at the subscriber).",
+    buckets=(0.005, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 SSE_RESUMES = Counter(
     "continuity_sse_resumes_total",

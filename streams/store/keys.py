@@ -308,9 +308,11 @@ UPDATES = Family(
     writers=(_COMMIT, _ERASE),
     readers=("gateway/fanout.py", "dev/live.py"),
     lifetime="sharded pub/sub (`SPUBLISH`): nothing is stored",
-    meaning='`{"key", "version"}` after each committed version of a key of the partition; '
-    '`{"key", "merged_into"}` when a guest merges; `{"key", "erased": true}` after an '
-    "erasure. Gateways `SSUBSCRIBE` per partition, so a notice stays on its shard",
+    meaning='`{"key", "version", "t"}` after each committed version of a key of the partition '
+    "(`t`: the Kafka timestamp in ms of the oldest record the commit applied to the key, "
+    '`streams/core/notice.py`); `{"key", "merged_into"}` when a guest merges; '
+    '`{"key", "erased": true}` after an erasure. Gateways `SSUBSCRIBE` per partition, so a '
+    "notice stays on its shard",
     lua=("commit.lua", "erase.lua"),
     scope="partition",
 )

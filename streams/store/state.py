@@ -37,6 +37,7 @@ from streams.core.erasure import Erasure, latest
 from streams.core.erasure import loads as load_erasure
 from streams.core.journey import DEFAULT_JOURNEY, JourneyLimits
 from streams.core.log_reset import Applied
+from streams.core.notice import notice, oldest_appends
 from streams.core.plan import Needs, Plan, Snapshot
 from streams.store import keys
 from streams.store.keys import Space
@@ -177,12 +178,18 @@ class RedisState:
             "1" if plan.local else "0",
         )  # fmt: skip
         compress = self.effects.compress
+        appended = oldest_appends(plan.outcomes)
         rows: dict[str, list[Row]] = {
             "expected_versions": list(plan.expected_versions.items()),
             "expected_aliases": [(k, v or "") for k, v in plan.expected_aliases.items()],
             "expected_offsets": list(plan.expected_offsets.items()),
             "writes": [
-                (k, s.version, session_codec.encode(s, compress), _notice(k, s.version))
+                (
+                    k,
+                    s.version,
+                    session_codec.encode(s, compress),
+                    notice(k, s.version, appended_ms=appended.get(k)),
+                )
                 for k, s in plan.writes.items()
             ],
             # The notice names where the guest is now: a later merge in the batch may
@@ -195,7 +202,7 @@ class RedisState:
                     ""
                     if k in plan.handed or (plan.local and self.space.partition(c) != part)
                     else c,
-                    _notice(k, None, merged_into=plan.aliases.get(k, c)),
+                    notice(k, None, merged_into=plan.aliases.get(k, c)),
                 )
                 for k, c in plan.deletes.items()
             ],
@@ -480,13 +487,6 @@ def _counted(raw: list[Any], width: int = 1) -> dict[str, list[Any]]:
         out[name] = list(raw[i + 2 : i + 2 + width * n])
         i += 2 + width * n
     return out
-
-
-def _notice(key: str, version: int | None, merged_into: str | None = None) -> bytes:
-    body: dict[str, object] = {"key": key, "version": version}
-    if merged_into is not None:
-        body["merged_into"] = merged_into
-    return orjson.dumps(body)
 
 
 def _partition(tps: list[str]) -> int:

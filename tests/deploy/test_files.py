@@ -47,6 +47,7 @@ needs_promtool = pytest.mark.skipif(
 KUBERNETES_VERSIONS = ("1.29.0", kubernetes_validate.latest_version())
 OPERATOR_KINDS = {"PodMonitor", "ServiceMonitor", "PrometheusRule"}
 W = 'job="continuity-worker",instance="w1"'
+G = 'job="continuity-gateway",instance="g1"'
 
 
 def _run(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -81,6 +82,7 @@ def test_every_alert_has_a_for_duration_severity_summary_and_runbook() -> None:
         "ContinuityConsumerLagGrowing",
         "ContinuityFoldingStalled",
         "ContinuityFreshnessP99High",
+        "ContinuityStreamFreshnessP99High",
         "ContinuityDeadLetterSpike",
         "ContinuityRedisDown",
         "ContinuityRedisErrors",
@@ -171,6 +173,22 @@ SCENARIOS: list[dict[str, Any]] = [
             (f'continuity_kafka_age_at_commit_seconds_bucket{{{W},le="+Inf"}}', "0+100x30"),
         ],
         "expect": [("25m", "ContinuityFreshnessP99High", [])],
+    },
+    {
+        "input": [
+            (f'continuity_freshness_seconds_bucket{{{G},le="0.5"}}', "0+10x30"),
+            (f'continuity_freshness_seconds_bucket{{{G},le="1"}}', "0+10x30"),
+            (f'continuity_freshness_seconds_bucket{{{G},le="2.5"}}', "0+100x30"),
+            (f'continuity_freshness_seconds_bucket{{{G},le="+Inf"}}', "0+100x30"),
+        ],
+        "expect": [("25m", "ContinuityStreamFreshnessP99High", [{}])],
+    },
+    {
+        "input": [
+            (f'continuity_freshness_seconds_bucket{{{G},le="0.03"}}', "0+100x30"),
+            (f'continuity_freshness_seconds_bucket{{{G},le="+Inf"}}', "0+100x30"),
+        ],
+        "expect": [("25m", "ContinuityStreamFreshnessP99High", [])],
     },
     {
         "input": [(f'continuity_redis_rollbacks_total{{{W},topic="cart-events"}}', "0x10 1x20")],
@@ -448,6 +466,7 @@ def test_the_gateway_series_list_names_only_gateway_series() -> None:
     assert names == {
         "continuity_sse_subscribers",
         "continuity_sse_messages_total",
+        "continuity_freshness_seconds_bucket",
         "continuity_sse_drops_total",
         "continuity_ingest_events_total",
         "continuity_handoffs_total",

@@ -12,13 +12,16 @@ stream ends with ``merged`` when the guest signs in; a browser-style stream
 the log; one token holds at most ``CONTINUITY_SSE_MAX_STREAMS_PER_TOKEN``
 streams of a gateway (429 past it, other tokens unaffected, a closed stream's
 slot returned); a stream ends with ``token_expired`` when its token's ``exp``
-passes.
+passes. Each state a stream writes after a commit notice is timed from the
+Kafka timestamp of the oldest record it carries news of
+(``continuity_freshness_seconds``); the state a stream starts with is not.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -39,6 +42,7 @@ from tests.support.gateway import (
     start_gateway,
     token,
 )
+from tests.support.metrics_text import metric
 from tests.support.stack import Stack, wait_until, wait_version
 
 pytestmark = pytest.mark.e2e
@@ -337,3 +341,27 @@ async def test_a_stream_ends_when_its_token_expires(
         assert last.json()["error"] == "token_expired"
         rest = [ev async for ev in events if ev.comment is None]
         assert rest == [], "the stream ended"
+
+
+async def test_a_state_written_after_a_notice_is_timed_from_its_records_kafka_timestamp(
+    gateways: list[Gateway], http: aiohttp.ClientSession, ids: Callable[[str], str]
+) -> None:
+    a, b = gateways
+    c = ids("fresh")
+    await read_session(http, b, c, bearer("service"), after=await add(http, b, c, "F-1"))
+    count, total = "continuity_freshness_seconds_count", "continuity_freshness_seconds_sum"
+    # The gateway is this test's alone (one test at a time per process): exact deltas.
+    opened = await a.metrics()
+    async with stream(http, a, c, bearer("customer", subject=c)) as events:
+        assert (await next_event(events)).id == "1"
+        before = await a.metrics()
+        assert metric(before, count) == metric(opened, count), "the first state: no sample"
+        posted = time.time()
+        await add(http, b, c, "F-2")
+        assert (await next_event(events)).id == "2"
+        received = time.time()
+        after = await a.metrics()
+    assert metric(after, count) - metric(before, count) == 1
+    # From the record's timestamp (the producing gateway's clock, set after ``posted``)
+    # to the write, which came before the client read it.
+    assert 0 <= metric(after, total) - metric(before, total) <= received - posted

@@ -195,10 +195,14 @@ async def _pump(
         await resp.write(sse.retry_field())
         while not sub.closing:
             sub.dirty.clear()
+            # Taken before the read: a notice landing during it is the next round's news.
+            appended_ms = sub.take_appended()
             frame, last = await _next_frame(sessions, sub, cursor)
             if frame is not None:
                 await resp.send(frame.data, id=frame.id, event=frame.event)
                 metrics.SSE_MESSAGES.inc()
+                if appended_ms is not None and frame.event == sse.SESSION:
+                    metrics.FRESHNESS.observe(max(0.0, time.time() - appended_ms / 1000))
             if last:
                 return "merged"
             dirty = asyncio.ensure_future(sub.dirty.wait())
