@@ -87,6 +87,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     f.add_argument("--freshness-subscribers", type=int, default=100)
     f.add_argument("--freshness-seconds", type=float, default=30.0, help="counted, after warm-up")
     f.add_argument("--freshness-warmup", type=float, default=5.0, help="seconds not counted")
+    f.add_argument(
+        "--freshness-sweep",
+        default="1500,2000,2500,3000,4000",
+        help="rates tried after it, in order, until p99 >= 100 ms ('' to skip)",
+    )
+    f.add_argument("--freshness-sweep-seconds", type=float, default=10.0)
     f.add_argument("--no-freshness", action="store_true", help="skip it in the benchmark")
     f.add_argument("--freshness", metavar="URL", help="SSE URL of a session with {key}")
     f.add_argument("--freshness-header", action="append", default=[], help="'Name: value'")
@@ -101,6 +107,8 @@ def freshness_plan(args: argparse.Namespace) -> FreshnessPlan:
         subscribers=args.freshness_subscribers,
         seconds=args.freshness_seconds,
         warmup=args.freshness_warmup,
+        sweep=tuple(float(r) for r in args.freshness_sweep.split(",") if r.strip()),
+        sweep_seconds=args.freshness_sweep_seconds,
     )
 
 

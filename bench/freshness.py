@@ -1,4 +1,4 @@
-"""Freshness through the gateway: Kafka append -> Server-Sent Event at a subscriber.
+"""Freshness through the gateway: Kafka record timestamp -> Server-Sent Event at a subscriber.
 
 ``make bench`` measures it on a fresh stack of its own after the variants
 (``bench.freshness_stack``: broker, Redis, one worker, one gateway); against
@@ -12,18 +12,22 @@ How it measures:
   or a header such as ``Authorization: Bearer ...``);
 * a producer appends ``browse.product_viewed`` events at a fixed total
   ``rate``, round robin over those customers; one customer's events share a
-  topic and a key, so the n-th becomes version n; the moment the broker
-  acknowledges an append is its append time (at most one loopback round trip
-  after the append itself, so freshness is if anything understated by that);
+  topic and a key, so the n-th becomes version n; each record's timestamp is
+  set by the producer when it sends it (``CreateTime``), and freshness is
+  measured from it, as Kafka's KIP-613 defines end-to-end latency (the
+  record's timestamp to the moment its effect is seen); an append the broker
+  did not acknowledge is not counted;
 * a ``session`` event carries the version as its SSE ``id``; the first event of
   a customer with an id at or above n delivers version n (the gateway may
-  coalesce versions under a burst); freshness = its arrival - the append;
+  coalesce versions under a burst); freshness = its arrival - the record's
+  timestamp (the gateway wrote it at most one loopback read earlier: its own
+  ``continuity_freshness_seconds`` times the write, ``bench.freshness_stack``);
 * after ``warmup`` seconds, every append counts: p50, p99, p99.9 and max, and
   the appends no event ever covered (``lost``);
 * with ``notices_redis`` (the worker's Redis), the worker's pub/sub notices
   (one per committed version, on the sharded channel of the key's partition,
   ``<prefix>:{p<n>}:u``) are timed the same way:
-  append -> commit notice is the worker's share, the rest the gateway's.
+  record timestamp -> commit notice is the worker's share, the rest the gateway's.
 
 The subscribers and the producer run in the measuring process, so its own
 scheduling delays are in the figures: a stream read late inflates a sample,
@@ -194,8 +198,9 @@ async def _produce(
             versions[key] += 1
             event = product_viewed(key, versions[key])
             topic = topic_for(str(event["type"]))
-            fut = await producer.send(topic, orjson.dumps(event), key=key.encode())
-            fut.add_done_callback(_stamp(appended, (key, versions[key])))
+            ms = int(time.time() * 1000)
+            fut = await producer.send(topic, orjson.dumps(event), key=key.encode(), timestamp_ms=ms)
+            fut.add_done_callback(_stamp(appended, (key, versions[key]), ms / 1000))
             pending.append(fut)
             i += 1
             tick += interval
@@ -205,10 +210,10 @@ async def _produce(
         await producer.stop()
 
 
-def _stamp(appended: dict[tuple[str, int], float], kv: tuple[str, int]) -> object:
+def _stamp(appended: dict[tuple[str, int], float], kv: tuple[str, int], at: float) -> object:
     def done(fut: asyncio.Future[object]) -> None:
         if not fut.exception():
-            appended[kv] = time.time()
+            appended[kv] = at
 
     return done
 
