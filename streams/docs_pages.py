@@ -1,7 +1,8 @@
 """The manual's pages that mirror code: hand-written prose around one generated table.
 
 Each table is rendered from the code it describes (the settings model, the
-key module), between two markers, so the page cannot disagree with the code:
+key module, the route contract, the error codes), between two markers, so the
+page cannot disagree with the code:
 ``make docs`` (``python -m streams.docs_pages``) rewrites the tables, and
 ``tests/docs/test_generated_pages.py`` fails while one is stale.
 """
@@ -77,10 +78,18 @@ def _gateway_routes() -> str:
     return "\n".join(rows) + "\n"
 
 
+def _gateway_errors() -> str:
+    from streams.gateway.errors import markdown_table
+
+    return markdown_table()
+
+
+# A page may hold several tables: each has its own markers, named by its source.
 PAGES = (
     GeneratedPage("configuration.md", "streams/settings.py", _configuration),
     GeneratedPage("redis-layout.md", "streams/store/keys.py", _redis_layout),
     GeneratedPage("gateway-api.md", "streams/gateway/contract.py", _gateway_routes),
+    GeneratedPage("gateway-api.md", "streams/gateway/errors.py", _gateway_errors),
 )
 
 

@@ -18,9 +18,7 @@ from pydantic import BaseModel
 from schemas import api
 from schemas.events import ID_PATTERN
 from streams.gateway import errors as e
-from streams.gateway.policy import FORBIDDEN, SIGN_IN_REQUIRED
-
-AS_OF_TIMEOUT = "as_of_timeout"  # streams/gateway/routes/sessions.py
+from streams.gateway.errors import AS_OF_TIMEOUT, FORBIDDEN, SIGN_IN_REQUIRED
 
 Role = Literal["customer", "pos", "service"]
 ALL_ROLES: tuple[Role, ...] = ("customer", "pos", "service")

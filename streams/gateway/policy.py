@@ -66,8 +66,9 @@ from schemas.events import (
 )
 from streams.gateway.auth import Principal, Role
 
-FORBIDDEN = "forbidden"
-SIGN_IN_REQUIRED = "sign_in_required"
+# The codes a ``Denied`` carries (re-exported: the rules name them here).
+from streams.gateway.errors import FORBIDDEN as FORBIDDEN
+from streams.gateway.errors import SIGN_IN_REQUIRED as SIGN_IN_REQUIRED
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from streams.docs_pages import PAGES, GeneratedPage
 from streams.settings import Settings
 from streams.store import keys
 
-CONFIGURATION, REDIS_LAYOUT, GATEWAY_ROUTES = PAGES
+CONFIGURATION, REDIS_LAYOUT, GATEWAY_ROUTES, GATEWAY_ERRORS = PAGES
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
@@ -37,7 +37,7 @@ def test_make_docs_rewrites_only_the_table(tmp_path: Path, monkeypatch: pytest.M
     stale = f"{head}{CONFIGURATION.begin}\n| old | table |\n{docs_pages.END}{tail}"
     (tmp_path / CONFIGURATION.name).write_text(stale)
     (tmp_path / REDIS_LAYOUT.name).write_text(REDIS_LAYOUT.path.read_text())
-    (tmp_path / GATEWAY_ROUTES.name).write_text(GATEWAY_ROUTES.path.read_text())
+    (tmp_path / GATEWAY_ROUTES.name).write_text(GATEWAY_ROUTES.path.read_text())  # both tables
     monkeypatch.setattr(docs_pages, "DOCS", tmp_path)
     assert docs_pages.main(["--check"]) == 1
     assert docs_pages.main([]) == 0
@@ -114,3 +114,20 @@ def test_the_route_table_is_the_openapi_documents(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(contract, "ROUTES", (first, *contract.ROUTES[1:]))
     monkeypatch.setattr("streams.gateway.openapi.ROUTES", contract.ROUTES)
     assert GATEWAY_ROUTES.stale()
+
+
+# --- Gateway errors --------------------------------------------------------------------
+
+
+def test_the_error_table_is_the_error_registrys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every code has a row; a changed meaning in ``errors.ERRORS`` makes the page stale,
+    and the route table beside it on the same page is left as it is."""
+    from streams.gateway import errors
+
+    table = GATEWAY_ERRORS.table()
+    for row in errors.ERRORS:
+        assert f"| {row.status} | {', '.join(f'`{c}`' for c in row.codes)} |" in table
+    first = replace(errors.ERRORS[0], when="something else")
+    monkeypatch.setattr(errors, "ERRORS", (first, *errors.ERRORS[1:]))
+    assert GATEWAY_ERRORS.stale()
+    assert not GATEWAY_ROUTES.stale()

@@ -5,8 +5,10 @@ Proves: the document ``streams/gateway/openapi.py`` renders passes
 (development routes aside) has an operation and every operation a route, with
 the path parameters the route template names; every error code the gateway
 defines is documented on some answer, and every code an answer names is one
-the gateway defines; error answers point at the error body, and the event
-body at the wire contract's union; the session schema is the served view
+the gateway defines, in the error table (``errors.ERRORS``, which the manual's
+table is rendered from) once, with the status the answer gives it; error
+answers point at the error body, and the event body at the wire contract's
+union; the session schema is the served view
 (no ``recent_event_ids``). The live gateway is held to it by Schemathesis in
 ``tests/gateway/test_e2e_openapi.py``; the exported file's staleness is
 ``tests/ops/test_schema_export.py``.
@@ -24,9 +26,9 @@ from pathlib import Path
 import pytest
 from openapi_spec_validator import validate
 
-from streams.gateway import errors, policy
+from streams.gateway import errors
 from streams.gateway.app import create_app
-from streams.gateway.contract import AS_OF_TIMEOUT, COMMON, DEVELOPMENT_ONLY, ROUTES
+from streams.gateway.contract import COMMON, DEVELOPMENT_ONLY, ROUTES
 from streams.gateway.openapi import document
 from streams.ops.schema_export import SCHEMA_DIR
 from streams.settings import Settings
@@ -61,8 +63,17 @@ def test_path_parameters_are_the_templates_names() -> None:
 
 
 def _defined_codes() -> set[str]:
-    constants = {v for k, v in vars(errors).items() if k.isupper() and isinstance(v, str)}
-    return constants | {policy.FORBIDDEN, policy.SIGN_IN_REQUIRED, AS_OF_TIMEOUT}
+    return {v for k, v in vars(errors).items() if k.isupper() and isinstance(v, str)}
+
+
+def test_the_error_table_holds_every_code_once_with_the_status_the_contract_gives_it() -> None:
+    tabled = [code for row in errors.ERRORS for code in row.codes]
+    assert sorted(tabled) == sorted(set(tabled)), "a code in two rows"
+    assert set(tabled) == _defined_codes()
+    for route in ROUTES:
+        for status, answer in (*route.answers.items(), *COMMON.items()):
+            for code in answer.codes:
+                assert errors.status_of(code) == status, (route.path, code, status)
 
 
 def test_every_error_code_is_documented_and_every_documented_code_exists() -> None:

@@ -31,7 +31,7 @@ from aiokafka.errors import KafkaError
 
 from streams.gateway import freshness
 from streams.gateway.auth import Role
-from streams.gateway.errors import KAFKA_UNAVAILABLE, NOT_FOUND, ApiError
+from streams.gateway.errors import AS_OF_TIMEOUT, KAFKA_UNAVAILABLE, NOT_FOUND, ApiError
 from streams.gateway.guard import forbidden, principal_of
 from streams.gateway.keys import REDIS, SESSIONS, SETTINGS
 from streams.gateway.middleware import json_response
@@ -45,8 +45,6 @@ from streams.store.state import RedisState
 
 VERSION_HEADER = "X-Continuity-Version"
 WAIT_HEADER = "X-Continuity-Wait"
-# 503: an as_of refold did not finish within CONTINUITY_AS_OF_TIMEOUT (README: Errors).
-AS_OF_TIMEOUT = "as_of_timeout"
 # Refolds at once per gateway: each reads the topics from their start.
 MAX_AS_OF_READS = 2
 AS_OF_SLOTS = web.AppKey("as_of_slots", asyncio.Semaphore)
