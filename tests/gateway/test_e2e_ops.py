@@ -31,6 +31,7 @@ from redis.asyncio import Redis
 from streams.dev import loopback
 from streams.gateway.auth import Keyring, Principal, Role, issue, verify
 from streams.store.state import RedisState
+from tests.support.cli import run_cli
 from tests.support.events import added, event
 from tests.support.gateway import (
     GATEWAY_KID,
@@ -60,18 +61,7 @@ async def get_json(
 async def cli(*args: str, env: dict[str, str], timeout: float = 60) -> tuple[int, str, str]:
     """``continuity ...`` with exactly ``env`` on top of a clean PATH (no inherited settings)."""
     base = {"PATH": os.environ["PATH"], "CONTINUITY_STATE_DIR": "/nonexistent"}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "streams.cli",
-        *args,
-        env={**base, **env},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    return await run_cli(*args, env={**base, **env}, timeout=timeout)
 
 
 def log_texts(directory: Path) -> dict[str, str]:

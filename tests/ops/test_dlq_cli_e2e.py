@@ -13,10 +13,8 @@ arguments and an unreachable broker end with documented exit codes.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
-import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ from streams.core.dead_letter import describe
 from streams.core.dlq_repair import REPLAYED_FROM
 from streams.kafka.publish import Publisher
 from streams.store import keys
+from tests.support.cli import run_cli
 from tests.support.events import added, event
 from tests.support.private_stack import PrivateStack, private_stack
 from tests.support.stack import applied_through, publish, read_topic, space, wait_until
@@ -61,19 +60,7 @@ async def dlq_cli(
         "REDIS_URL": st.redis_url,
         "CONTINUITY_STATE_DIR": "/nonexistent",
     }
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "streams.cli",
-        "dlq",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    return await run_cli("dlq", *args, env=env)
 
 
 async def topic_records(st: PrivateStack, topic: str, key: bytes) -> list[Any]:

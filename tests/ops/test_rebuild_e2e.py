@@ -11,9 +11,7 @@ then wipes and rebuilds the live prefix to the same bytes once it stopped.
 
 from __future__ import annotations
 
-import asyncio
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ from streams.dev.simulate import workload
 from streams.kafka.publish import Publisher
 from streams.store import keys
 from streams.store.state import RedisState
+from tests.support.cli import run_cli
 from tests.support.oracle import cart_workload, dump_prefix
 from tests.support.private_stack import PrivateStack, private_stack
 from tests.support.stack import applied_through, publish, space
@@ -53,21 +52,17 @@ LEFT_OUT = frozenset(
 
 
 async def _cli(st: PrivateStack, *args: str) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "streams.cli",
+    code, out, _ = await run_cli(
         "rebuild",
         # The fold of the whole retained history; tests/ops/test_restore_e2e.py covers the
         # default, the restore from the changelog.
         "--from-history",
         *args,
         env={**os.environ, **st.worker_env(), "CONTINUITY_LOG_LEVEL": "info"},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
+        timeout=180,
+        merge_stderr=True,
     )
-    out, _ = await asyncio.wait_for(proc.communicate(), 180)
-    return proc.returncode or 0, out.decode()
+    return code, out
 
 
 async def _state(st: PrivateStack, prefix: str) -> dict[bytes, Any]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,6 +22,7 @@ from streams.kafka.publish import Publisher
 from streams.kafka.topics import ensure_topics
 from streams.store.client import Client
 from streams.store.state import RedisState
+from tests.support.cli import run_cli
 from tests.support.events import event
 from tests.support.gateway import GATEWAY_SECRET, Gateway
 from tests.support.stack import (
@@ -123,18 +123,8 @@ class PrivateStack:
         self, *args: str, timeout: float = 120, env: dict[str, str] | None = None
     ) -> tuple[int, str, str]:
         """``continuity ARGS`` against this stack, as a process: (status, stdout, stderr)."""
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "streams.cli",
-            *args,
-            env={**os.environ, **self.worker_env(), **(env or {})},
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await asyncio.wait_for(proc.communicate(), timeout=timeout)
-        assert proc.returncode is not None
-        return proc.returncode, out.decode(), err.decode()
+        environment = {**os.environ, **self.worker_env(), **(env or {})}
+        return await run_cli(*args, env=environment, timeout=timeout)
 
     def restart(self, child: loopback.Child) -> loopback.Child:
         new = child.restart()

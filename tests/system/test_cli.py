@@ -24,6 +24,7 @@ import orjson
 import pytest
 
 from streams.store.state import RedisState
+from tests.support.cli import run_cli as cli
 from tests.support.events import added, event
 from tests.support.stack import PARTITIONS, Stack, wait_version
 
@@ -31,20 +32,8 @@ from tests.support.stack import PARTITIONS, Stack, wait_version
 async def run_cli(
     *args: str, env: dict[str, str], stdin: bytes | None = None, cwd: Path | None = None
 ) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "streams.cli",
-        *args,
-        env={**os.environ, **env},
-        cwd=cwd,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(stdin), timeout=60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    """``continuity ARGS`` with the test's environment plus ``env``."""
+    return await cli(*args, env={**os.environ, **env}, stdin=stdin, cwd=cwd, timeout=60)
 
 
 def cli_env(stack: Stack) -> dict[str, str]:

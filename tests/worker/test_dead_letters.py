@@ -14,10 +14,8 @@ is delivered once the cause is gone.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -34,6 +32,7 @@ from streams.kafka import clients
 from streams.kafka.publish import Publisher
 from streams.ops.dlq import read_source
 from streams.worker.dead_letters import DeadLetterSender
+from tests.support.cli import run_cli
 from tests.support.events import added, event
 from tests.support.stack import Stack, WorkerGroup, publish, read_topic, wait_until, wait_version
 
@@ -97,19 +96,7 @@ async def test_a_record_just_under_the_brokers_limit_does_not_stall_its_partitio
 async def _dlq(*args: str, stack: Stack) -> tuple[int, str, str]:
     """``continuity dlq ARGS`` as a process: (exit status, stdout, stderr)."""
     env = {**os.environ, "KAFKA_BOOTSTRAP": stack.bootstrap, "REDIS_URL": stack.redis_url}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "streams.cli",
-        "dlq",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    return await run_cli("dlq", *args, env=env)
 
 
 def _raw(key: bytes, value: bytes) -> Outgoing:
