@@ -5,7 +5,8 @@ partition's keys only and hands the rest of a login's work to the other
 partition as a forward in its outbox (``cont:{pN}:fw``); live, the relay puts
 it on ``session-forwards`` and a worker applies it. A rebuild from history has
 no workers: ``InlineForwards`` reads every partition's outbox as the relay does
-(``ForwardOutbox``: under the partition's lease, in stream order), numbers the
+(``ForwardOutbox.round``: under the partition's lease, in stream order, the
+cursor moved once the round is folded), numbers the
 records per destination partition as the topic would, with the relay's origin
 and entry-id marks, and folds them with the rebuild's own processor, round after
 round until no partition has any left. The outboxes end empty, their cursors at
@@ -22,6 +23,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from redis.asyncio import Redis, RedisCluster
@@ -29,7 +31,7 @@ from redis.asyncio import Redis, RedisCluster
 from schemas.topics import SESSION_FORWARDS
 from streams.core.plan import Plan, Record
 from streams.store import keys
-from streams.store.forwards import ForwardEntry, ForwardOutbox
+from streams.store.forwards import ForwardEntry, ForwardOutbox, LeaseLost, Unreadable
 from streams.store.keys import Space
 from streams.worker.processor import BatchProcessor
 
@@ -81,10 +83,10 @@ class InlineForwards:
             self.redis, self.space, origin, holder="rebuild", lease_seconds=self.lease_seconds
         )
         await _hold(outbox)
-        try:
-            entries = await outbox.read(await outbox.cursor(), 10_000)
-            if not entries:
-                return 0
+        folded = 0
+
+        async def fold(entries: Sequence[ForwardEntry | Unreadable]) -> None:
+            nonlocal folded
             records = []
             for entry in entries:
                 if not isinstance(entry, ForwardEntry):
@@ -106,11 +108,15 @@ class InlineForwards:
                 self.offsets[entry.partition] += 1
             if records:
                 self.plans.append(await self.processor.process(records))
-            if not await outbox.advance(entries[-1].id):
-                raise OutboxBusy(f"partition {origin}'s forwards lease was lost")
-            return len(records)
+            folded = len(records)
+
+        try:
+            await outbox.round(10_000, fold)
+        except LeaseLost:
+            raise OutboxBusy(f"partition {origin}'s forwards lease was lost") from None
         finally:
             await outbox.release()
+        return folded
 
 
 async def _hold(outbox: ForwardOutbox, poll: float = 0.2) -> None:

@@ -16,7 +16,7 @@ leaves the rest to the next holder, which sends again from the cursor.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +31,10 @@ from streams.store.stream_reads import entries_after
 
 # The cursor before anything was published: every entry comes after it.
 START = "0-0"
+
+
+class LeaseLost(RuntimeError):
+    """The lease was gone when a round was to advance: its holder delivers the round again."""
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,28 @@ class ForwardOutbox:
             return False
         args = [*self._head, token, entry_id]
         return int(await self._ack(keys=[self.stream], args=args)) == 1
+
+    async def round(
+        self,
+        count: int,
+        deliver: Callable[[Sequence[ForwardEntry | Unreadable]], Awaitable[None]],
+        wait_ms: int = 0,
+    ) -> int:
+        """One round under the lease: the entries after the cursor (at most ``count``;
+        with ``wait_ms``, waiting that long for the first), handed to ``deliver``, then
+        the cursor moved past them; how many the round took (0: none).
+
+        The relay publishes them, a rebuild folds them in-process: both hold the
+        lease, and the cursor moves only once ``deliver`` returned. Raises what
+        ``deliver`` raised, or ``LeaseLost``, leaving the cursor where it was.
+        """
+        entries = await self.read(await self.cursor(), count, wait_ms)
+        if not entries:
+            return 0
+        await deliver(entries)
+        if not await self.advance(entries[-1].id):
+            raise LeaseLost(f"lost partition {self.partition}'s lease mid-round")
+        return len(entries)
 
     async def pending(self) -> int:
         """Entries not yet published."""

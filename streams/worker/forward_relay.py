@@ -42,10 +42,6 @@ log = logging.getLogger(__name__)
 Publish = Callable[[int, bytes, bytes, list[tuple[str, bytes]]], Awaitable[Awaitable[object]]]
 
 
-class LeaseLost(RuntimeError):
-    """The lease was gone when the round was to advance: its holder sends the round again."""
-
-
 async def publish_round(
     outbox: ForwardOutbox, publish: Publish, count: int, wait_ms: int = 0
 ) -> int:
@@ -55,9 +51,17 @@ async def publish_round(
 
     Raises what a send raised, or ``LeaseLost``, leaving the cursor where it was.
     """
-    entries = await outbox.read(await outbox.cursor(), count, wait_ms)
-    if not entries:
-        return 0
+
+    async def deliver(entries: Sequence[ForwardEntry | Unreadable]) -> None:
+        await _publish(outbox, entries, publish)
+
+    return await outbox.round(count, deliver, wait_ms)
+
+
+async def _publish(
+    outbox: ForwardOutbox, entries: Sequence[ForwardEntry | Unreadable], publish: Publish
+) -> None:
+    """Send ``entries``, each destination's in order, waiting for every acknowledgement."""
     by_destination: dict[int, list[ForwardEntry]] = {}
     for entry in entries:
         if isinstance(entry, Unreadable):
@@ -79,10 +83,8 @@ async def publish_round(
     failures = [r for r in await asyncio.gather(*sends, return_exceptions=True) if r is not None]
     if failures:
         raise failures[0]
-    if not await outbox.advance(entries[-1].id):
-        raise LeaseLost(f"lost partition {outbox.partition}'s lease mid-round")
+    # Counted once sent: a round whose advance then fails is sent again, and counted again.
     metrics.FORWARDS_PUBLISHED.inc(sum(len(rows) for rows in by_destination.values()))
-    return len(entries)
 
 
 async def _send_in_order(

@@ -40,9 +40,9 @@ from streams.kafka.reader import read_all
 from streams.kafka.records import from_kafka
 from streams.kafka.topics import ensure_topics
 from streams.store import keys
-from streams.store.forwards import START, ForwardOutbox
+from streams.store.forwards import START, ForwardOutbox, LeaseLost
 from streams.store.keys import Space
-from streams.worker.forward_relay import LeaseLost, publish_round, run_forward_relay
+from streams.worker.forward_relay import publish_round, run_forward_relay
 from tests.support.stack import PARTITIONS, wait_until
 
 pytestmark = pytest.mark.e2e
