@@ -76,9 +76,9 @@ class Cursor:
         return True
 
 
-def session_frame(public: dict[str, object], version: int) -> Frame:
-    """The ``session`` event for one state."""
-    return Frame(SESSION, orjson.dumps(public).decode(), str(version))
+def session_frame(public_json: bytes, version: int) -> Frame:
+    """The ``session`` event for one state (``public_json``: ``streams/gateway/public_json.py``)."""
+    return Frame(SESSION, public_json.decode(), str(version))
 
 
 def merged_frame(key: str, merged_into: str) -> Frame:

@@ -61,7 +61,7 @@ def test_a_client_sees_strictly_increasing_versions_ending_at_the_newest(
 
 
 def test_frames() -> None:
-    frame = session_frame({"key": "c-1", "version": 4}, 4)
+    frame = session_frame(orjson.dumps({"key": "c-1", "version": 4}), 4)
     assert (frame.event, frame.id) == ("session", "4")
     assert orjson.loads(frame.data) == {"key": "c-1", "version": 4}
     assert "\n" not in frame.data
