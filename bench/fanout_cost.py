@@ -146,6 +146,8 @@ class FanoutCostRun:
     log_dir: str
     cases: list[CaseResult] = field(default_factory=list)
     failure: str = ""
+    load_average: dict[str, list[float]] = field(default_factory=dict)
+    """Before and after: on a small machine the figures depend on who else needs a core."""
 
     @property
     def ok(self) -> bool:
@@ -159,6 +161,7 @@ class FanoutCostRun:
                 for c in self.cases
             ],
             "failure": self.failure,
+            "load_average": self.load_average,
             "logs": self.log_dir,
         }
 
@@ -169,6 +172,11 @@ class FanoutCostRun:
             f"worker's commit path at {p.rate:g} notices/s for {p.seconds:g} s per case)"
         ]
         out += [c.line() for c in self.cases]
+        if self.load_average:
+            loads = "; ".join(
+                f"{when} {' '.join(f'{x:.2f}' for x in v)}" for when, v in self.load_average.items()
+            )
+            out.append(f"  load average (1, 5, 15 min): {loads}")
         if self.failure:
             out.append(f"  FAILED: {self.failure} (logs: {self.log_dir})")
         return out
@@ -274,12 +282,14 @@ async def measure(plan: FanoutCostPlan, log_dir: Path, say: Say) -> FanoutCostRu
         # One committer for the run: its offsets go on rising, as a topic's do.
         committer = _Committer(RedisState(stack.redis, Space(DEFAULT_PREFIX, PARTITIONS)))
         pids = {"gateway": gateway.pid, "redis": stack.redis_pids[0], "bench": os.getpid()}
+        run.load_average["before"] = _load()
         for subscribers, per_key in plan.cases():
             case = await _case(plan, subscribers, per_key, committer, gateway, headers, pids)
             run.cases.append(case)
             say(case.line())
             if not gateway.alive():
                 raise RuntimeError(f"the gateway exited (log: {gateway.log_path})")
+        run.load_average["after"] = _load()
     except Exception as exc:
         run.failure = f"{type(exc).__name__}: {exc}"
     finally:
@@ -390,6 +400,10 @@ async def _until(
                 raise RuntimeError(f"not done after {timeout:g} s ({len(tasks)} streams open)")
             return
         await asyncio.sleep(0.05)
+
+
+def _load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:

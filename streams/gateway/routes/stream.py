@@ -137,6 +137,12 @@ async def stream_session(request: web.Request) -> web.StreamResponse:
             mine.give_back(who)
 
 
+class _Response(EventSourceResponse):
+    """The library's stream response with a cheaper line splitter (``sse.LineBreaks``)."""
+
+    LINE_SEP_EXPR = sse.LineBreaks()  # type: ignore[assignment]
+
+
 @dataclass(frozen=True)
 class _State:
     """One read of a followed key, ready to send to each of its local streams."""
@@ -196,6 +202,7 @@ async def _follow(
             ping_interval=settings.sse_heartbeat,
             send_timeout=settings.sse_send_timeout,
             headers={"Cache-Control": "no-store"},
+            response_cls=_Response,
         ) as resp:
             request[STREAMING] = resp.status
             ending = await _pump(resp, reads, sub, cursor, expires_at)
