@@ -62,6 +62,10 @@ SSE_MESSAGES = Counter(
     "continuity_sse_messages_total",
     "Events (session states and merge notices) written to streams.",
 )
+SSE_READS = Counter(
+    "continuity_sse_reads_total",
+    "Redis reads of sessions for streams: one per notice per followed key, shared by its streams.",
+)
 SSE_RESUMES = Counter(
     "continuity_sse_resumes_total",
     "Streams opened with a Last-Event-ID (a reconnect).",

@@ -25,9 +25,10 @@ flag too (a callback and a timer), so a round costs no task and no
 ``asyncio.wait``.
 
 Stream reads go through a gate of ``STREAM_READS`` at a time. One commit
-wakes every stream of its session at once, a pub/sub reconnect wakes every
-stream of the gateway, a restarted gateway is reconnected to by all its
-clients at once; each wants a Redis read. The read client's connection pool
+wakes every stream of its session at once (one read for all of them), a
+pub/sub reconnect wakes every stream of the gateway (one read per followed
+key), a restarted gateway is reconnected to by all its clients at once; each
+wants a Redis read. The read client's connection pool
 (shared with every route) holds 100 connections, redis-py's default, and a
 read that finds it exhausted fails at once (``MaxConnectionsError``), which
 ended the stream. Through the gate a burst queues instead, and the pool keeps
@@ -172,6 +173,7 @@ class _Reads:
         return state
 
     async def _read(self, key: str) -> _State:
+        metrics.SSE_READS.inc()
         async with self._gate:
             stored = await self._sessions.stored(key)
         if stored.blob is not None:
