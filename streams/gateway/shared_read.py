@@ -15,7 +15,10 @@ while in flight or reused once done (a follower that wakes late gets the
 cached result if nothing newer was announced); otherwise a new read starts,
 tagged with the count at its start. A read started earlier is never
 reused for a later notice, so sharing cannot show anyone an older state than
-reading alone would have.
+reading alone would have. That holds for a stream's first read too: it may
+take a read that started before the stream subscribed only if no notice of
+the key was dispatched since that read started, and a commit the read missed
+is announced later, to the new stream as well.
 
 The follower that starts a read runs it itself (no task per read); others
 wait on a shielded future, so a joiner that leaves cannot cancel the read.
