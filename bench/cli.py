@@ -8,7 +8,9 @@
    fresh broker and Redis (``bench.run``); one progress line per run.
 4. Freshness through the gateway on a fresh stack with one worker and one
    gateway (``bench.freshness_stack``).
-5. Print the medians as a table with the ratios and the freshness figures, and
+5. The gateway's CPU per commit notice at 100, 1,000 and 5,000 streams on a
+   fresh stack with one gateway (``bench.fanout_cost``).
+6. Print the medians as a table with the ratios and the freshness figures, and
    write everything to ``bench/results/bench-<time>.json`` (``bench.report``).
 
 Flags make bigger runs (``--events``, ``--customers``, ``--runs``), the worker
@@ -17,7 +19,8 @@ of compressed event time (``--lifecycle-days 200``, ``bench.lifecycle``; off by
 default: a simulated day lasts a second), change the freshness load
 (``--freshness-rate``, ``--freshness-subscribers``, ``--freshness-seconds``)
 or measure freshness alone against a running stack with a gateway
-(``--freshness URL``).
+(``--freshness URL``), and change or skip the fan-out cost
+(``--fanout-cost-subscribers``, ``--fanout-cost-rate``, ``--no-fanout-cost``).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import freshness_stack, lifecycle, lifecycle_report, memory, report
+from bench import fanout_cost, freshness_stack, lifecycle, lifecycle_report, memory, report
 from bench.expect import PROJECTION_NOTE, expect
 from bench.freshness import measure_freshness
 from bench.freshness_stack import FreshnessPlan
@@ -97,6 +100,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     f.add_argument("--freshness", metavar="URL", help="SSE URL of a session with {key}")
     f.add_argument("--freshness-header", action="append", default=[], help="'Name: value'")
     f.add_argument("--freshness-bootstrap", help="broker (default: KAFKA_BOOTSTRAP or dev.json)")
+    fanout_cost.add_flags(p)
+    p.add_argument("--no-fanout-cost", action="store_true", help="skip the fan-out cost")
     return p.parse_args(argv)
 
 
@@ -169,6 +174,9 @@ async def benchmark(args: argparse.Namespace) -> int:
     fresh = None
     if not args.no_freshness:
         fresh = await freshness_stack.measure(freshness_plan(args), logs / "freshness", say)
+    fan = None
+    if not args.no_fanout_cost:
+        fan = await fanout_cost.measure(fanout_cost.plan_of(args), logs / "fanout-cost", say)
     med = report.medians(results)
     rat = report.ratios(med)
     if results:
@@ -192,6 +200,10 @@ async def benchmark(args: argparse.Namespace) -> int:
     if fresh is not None:
         say("")
         for line in fresh.lines():
+            say(line)
+    if fan is not None:
+        say("")
+        for line in fan.lines():
             say(line)
     rss_rows: list[dict[str, Any]] = []
     if args.memory_customers:
@@ -226,6 +238,7 @@ async def benchmark(args: argparse.Namespace) -> int:
             "medians": med,
             "ratios": rat,
             "freshness": fresh.as_json() if fresh is not None else None,
+            "fanout_cost": fan.as_json() if fan is not None else None,
             "worker_rss_by_customers": rss_rows,
             "lifecycle": aging,
             "legend": report.LEGEND,
@@ -237,7 +250,8 @@ async def benchmark(args: argparse.Namespace) -> int:
     )
     say(f"\nresults: {path} ({time.monotonic() - began:.0f} s in all)")
     fresh_ok = fresh is None or fresh.result is not None
-    return 0 if all(r.ok for r in results) and fresh_ok else 1
+    fan_ok = fan is None or fan.ok
+    return 0 if all(r.ok for r in results) and fresh_ok and fan_ok else 1
 
 
 async def freshness(args: argparse.Namespace) -> int:

@@ -10,19 +10,25 @@ with no follower of a key drops its notices). Following a key costs no round
 trip to Redis: the partition's channel is subscribed already.
 
 A notice carries no state (the key, the version and the Kafka timestamp of the
-oldest record the commit applied to it: ``streams/core/notice.py``; the stream
+oldest record the commit applied to it: ``streams/core/notice.py``; a stream
 times its next write from that, ``continuity_freshness_seconds``): it only
-marks each follower of that key *dirty*
-(an ``asyncio.Event``), and the follower re-reads the session from Redis. A
+raises its key's announcement count (``Followed.announced``) and marks each
+follower of that key *dirty* (an ``asyncio.Event``), and the follower re-reads
+the session from Redis. A
 follower holds a flag, not a queue, so a slow client costs the same memory as
-a fast one and always catches up to the newest state.
+a fast one and always catches up to the newest state. The followers of one
+key share their reads (``Followed.shared``, ``streams/gateway/shared_read.py``):
+a read started once the count had reached the one a follower woke with
+serves it, so one notice costs one Redis read and one serialised frame
+however many local streams follow the key.
 
 Ordering guarantee: ``subscribe`` returns only while every partition channel
 is confirmed subscribed, with the follower registered, so a client that reads
 the state afterwards misses no later version. Pub/sub is at-most-once: notices
 published while the connection is down are lost, so after a reconnect (and
-its ``SSUBSCRIBE`` confirmations) every local follower is marked dirty and
-re-reads.
+its ``SSUBSCRIBE`` confirmations) every followed key's count is raised and
+every local follower is marked dirty and re-reads (no read from before the
+reconnect is reused).
 
 The client is one primary's ``redis.asyncio.Redis`` or a ``RedisCluster``
 (``streams/store/sharded.py``): on one primary every channel is subscribed on
@@ -51,6 +57,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from streams.gateway import metrics
+from streams.gateway.shared_read import SharedRead
 from streams.store import keys, sharded
 from streams.store.client import Client, transient
 from streams.store.keys import Space
@@ -65,6 +72,18 @@ class FanoutUnavailable(Exception):
 
 
 @dataclass(eq=False)
+class Followed:
+    """One key followed locally: its followers, its announcements, their shared read."""
+
+    key: str
+    followers: set[Subscriber] = field(default_factory=set)
+    announced: int = 0
+    """Notices (and reconnects) dispatched for the key since it was first followed."""
+    shared: SharedRead[Any] = field(default_factory=SharedRead)
+    """The followers' reads of the key (``routes/stream.py`` decides what they hold)."""
+
+
+@dataclass(eq=False)
 class Subscriber:
     """One local follower of a session key."""
 
@@ -72,8 +91,10 @@ class Subscriber:
     dirty: asyncio.Event = field(default_factory=asyncio.Event)
     merged_into: str | None = None
     closing: bool = False
-    # The Kafka timestamp (ms) of the oldest record announced since the last state
-    # written: what the next state written is news of (``continuity_freshness_seconds``).
+    followed: Followed | None = None
+    """Its key's local record while subscribed through ``Fanout.subscribe``."""
+    # The Kafka timestamp (ms) of the oldest record announced since this stream last
+    # wrote: what its next write is news of (``continuity_freshness_seconds``).
     appended_ms: int | None = None
 
     def take_appended(self) -> int | None:
@@ -105,7 +126,7 @@ class Fanout:
         self._liveness = liveness
         self._min_backoff = min_backoff
         self._max_backoff = max_backoff
-        self._followers: dict[str, set[Subscriber]] = {}
+        self._followers: dict[str, Followed] = {}
         self._up = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -134,8 +155,8 @@ class Fanout:
 
     def close_all(self) -> None:
         """Tell every subscriber to end (gateway shutdown: clients reconnect elsewhere)."""
-        for followers in self._followers.values():
-            for sub in followers:
+        for followed in self._followers.values():
+            for sub in followed.followers:
                 sub.closing = True
                 sub.dirty.set()
 
@@ -153,17 +174,19 @@ class Fanout:
         # No await between the check above and the registration: the connection
         # that was up then is the one that will wake this follower (or, if it
         # fails, its reconnect marks every follower dirty).
-        sub = Subscriber(key)
-        self._followers.setdefault(key, set()).add(sub)
+        followed = self._followers.get(key)
+        if followed is None:
+            followed = self._followers[key] = Followed(key)
+        sub = Subscriber(key, followed=followed)
+        followed.followers.add(sub)
         metrics.PUBSUB_CHANNELS.set(len(self._followers))
         try:
             yield sub
         finally:
-            followers = self._followers.get(key)
-            if followers is not None:
-                followers.discard(sub)
-                if not followers:
-                    del self._followers[key]
+            followed.followers.discard(sub)
+            # The record (and its cached read) goes with the key's last follower.
+            if not followed.followers and self._followers.get(key) is followed:
+                del self._followers[key]
             metrics.PUBSUB_CHANNELS.set(len(self._followers))
 
     async def _run(self) -> None:
@@ -269,29 +292,31 @@ class Fanout:
         if key is None:
             # Malformed: it may have been about any key of the partition, so
             # every follower there re-reads (a spare read costs less than a miss).
-            for followed, followers in self._followers.items():
-                if self._space.partition(followed) == partition:
-                    _wake(followers, None, None)
+            for name, followed in self._followers.items():
+                if self._space.partition(name) == partition:
+                    _wake(followed, None, None)
             return
         if self._space.partition(key) != partition:
             # Only the key's own partition announces it (a cluster runs the commit
             # there); anything else is a misplaced publisher, not a notice.
             log.warning("notice for %r on the channel of partition %d ignored", key, partition)
             return
-        _wake(self._followers.get(key, ()), merged_into, appended_ms)
+        target = self._followers.get(key)
+        if target is not None:
+            _wake(target, merged_into, appended_ms)
 
     def _mark_all_dirty(self) -> None:
-        for followers in self._followers.values():
-            _wake(followers, None, None)
+        for followed in self._followers.values():
+            _wake(followed, None, None)
 
     def _count(self) -> int:
-        return sum(len(f) for f in self._followers.values())
+        return sum(len(f.followers) for f in self._followers.values())
 
 
-def _wake(
-    followers: set[Subscriber] | tuple[()], merged_into: str | None, appended_ms: int | None
-) -> None:
-    for sub in followers:
+def _wake(followed: Followed, merged_into: str | None, appended_ms: int | None) -> None:
+    # Counted before anyone wakes: a follower reads the count once awake.
+    followed.announced += 1
+    for sub in followed.followers:
         if merged_into is not None:
             sub.merged_into = merged_into
         if appended_ms is not None and (sub.appended_ms is None or appended_ms < sub.appended_ms):

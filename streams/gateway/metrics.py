@@ -68,6 +68,10 @@ FRESHNESS = Histogram(
     "-> that state written to a stream (KIP-613's end-to-end latency, at the subscriber).",
     buckets=(0.005, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+SSE_READS = Counter(
+    "continuity_sse_reads_total",
+    "Redis reads of sessions for streams: one per notice per followed key, shared by its streams.",
+)
 SSE_RESUMES = Counter(
     "continuity_sse_resumes_total",
     "Streams opened with a Last-Event-ID (a reconnect).",

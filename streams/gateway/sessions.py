@@ -4,6 +4,8 @@
 session; ``view`` reads one key as it is (a stream follows one key and must
 notice when a guest key was merged away, rather than silently follow the
 alias to a customer's session the client may not be allowed to read).
+``stored`` is the same read without the parse: a stream sends the stored
+JSON on (``streams/gateway/public_json.py``) and needs no ``Session``.
 
 ``wait`` implements blocking reads (Consul's blocking-query style): it
 subscribes to the session's notices *first*, then re-checks the condition
@@ -48,6 +50,15 @@ class View:
         return self.session.version if self.session is not None else 0
 
 
+@dataclass(frozen=True)
+class Stored:
+    """A session key as Redis stores it: the session's stored value, or its merge target."""
+
+    key: str
+    blob: bytes | None
+    merged_into: str | None = None
+
+
 # A session and its alias in one atomic read. A script declared ``no-writes`` runs
 # where a MULTI/EXEC read does not: on a read-only replica during a failover and
 # on a primary at its maxmemory (Redis refuses every queued command of a
@@ -77,6 +88,13 @@ class Sessions:
 
     async def view(self, key: str) -> View:
         """Exactly key ``key``: its session, or the customer it was merged into, or nothing."""
+        stored = await self.stored(key)
+        if stored.blob is not None:
+            return View(key, decode_session(stored.blob))
+        return View(key, None, stored.merged_into)
+
+    async def stored(self, key: str) -> Stored:
+        """``view`` unparsed: the stored session of ``key``, or its merge target, or nothing."""
         try:
             # Both tagged with ``key``'s partition: one slot, one script.
             names = [keys.session(self._space, key), keys.alias(self._space, key)]
@@ -84,8 +102,8 @@ class Sessions:
         except UNAVAILABLE as exc:
             raise RedisUnavailable(repr(exc)) from None
         if blob is not None:
-            return View(key, decode_session(blob))
-        return View(key, None, _s(alias) if alias is not None else None)
+            return Stored(key, blob)
+        return Stored(key, None, _s(alias) if alias is not None else None)
 
     async def applied(self, positions: tuple[Position, ...]) -> bool:
         """Has the worker applied (or dead-lettered) every one of ``positions``?"""

@@ -76,9 +76,32 @@ class Cursor:
         return True
 
 
-def session_frame(public: dict[str, object], version: int) -> Frame:
-    """The ``session`` event for one state."""
-    return Frame(SESSION, orjson.dumps(public).decode(), str(version))
+class LineBreaks:
+    """aiohttp_sse's line splitter for ``data`` fields, without the regex where no line breaks.
+
+    ``EventSourceResponse.send`` splits every event's data with a regex
+    (``\\r\\n|\\r|\\n``): about 60 us for a 4 KB session, a large share of a
+    stream's cost per notice. Our frames are orjson, which escapes every line
+    break, so a ``str.__contains__`` (a memchr) settles it; the regex still runs
+    where a break is present, so the output is the library's in every case.
+    """
+
+    _BREAK = re.compile(r"\r\n|\r|\n")
+
+    def search(self, text: str) -> re.Match[str] | None:
+        """The first line break in ``text``, if any."""
+        return self._BREAK.search(text)
+
+    def split(self, text: str) -> list[str]:
+        """``text``'s lines, as the library's regex splits them."""
+        if "\n" not in text and "\r" not in text:
+            return [text]
+        return self._BREAK.split(text)
+
+
+def session_frame(public_json: bytes, version: int) -> Frame:
+    """The ``session`` event for one state (``public_json``: ``streams/gateway/public_json.py``)."""
+    return Frame(SESSION, public_json.decode(), str(version))
 
 
 def merged_frame(key: str, merged_into: str) -> Frame:

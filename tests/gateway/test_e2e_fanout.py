@@ -7,9 +7,11 @@ notice (``SPUBLISH`` on the key's partition's channel, naming the key) marks
 every follower of that key dirty and no one else, and a merged-guest notice
 carries its customer; a notice for a key reaches it only through its own
 partition's channel (not another partition's, not classic ``PUBLISH``); a
-malformed notice wakes the followers of its partition; a notice lost while the
-connection was down (SPUBLISH reached no one) is made up for: after the
-reconnect every follower is marked dirty and re-reads; with no Redis at all,
+malformed notice wakes the followers of its partition; one key's followers
+share one record whose announcement count rises once per notice, before they
+wake; a notice lost while the connection was down (SPUBLISH reached no one) is
+made up for: after the reconnect every key's count rises and every follower is
+marked dirty and re-reads; with no Redis at all,
 following fails cleanly instead of hanging.
 """
 
@@ -126,12 +128,18 @@ async def test_one_connection_follows_every_partition_and_keys_add_no_subscripti
     other = key_in(space, 1, "other")
     async with following(fan, [key, key, other]) as (first, second, bystander):
         assert await every_channel_subscribed_once(nodes, fan), "no subscription per key"
+        assert first.followed is second.followed, "one key's followers share its record"
+        assert first.followed is not None
+        assert first.followed.announced == 0
         notice = orjson.dumps({"key": key, "version": 3})
         assert await redis.spublish(channel(space, key), notice) == 1
         await asyncio.wait_for(first.dirty.wait(), 10)
         await asyncio.wait_for(second.dirty.wait(), 10)
+        assert first.followed.announced == 1, "counted once per notice, before the wake-up"
         assert first.merged_into is None
         assert not bystander.dirty.is_set(), "a notice wakes only its key's followers"
+        assert bystander.followed is not None
+        assert bystander.followed.announced == 0
     assert await every_channel_subscribed_once(nodes, fan), "kept with no follower left"
 
 
@@ -207,8 +215,12 @@ async def test_a_notice_lost_during_a_reconnect_is_made_up_by_a_re_read(
             return await redis.spublish(channel(space, key), notice) == 0
 
         await wait_until(lost, timeout=10, interval=0.01)
+        assert sub.followed is not None
+        counted = sub.followed.announced
         sub.dirty.clear()
         await asyncio.wait_for(sub.dirty.wait(), 30)  # set by the reconnect, nothing else
+        # Counted too: no read started before the reconnect serves the re-read.
+        assert sub.followed.announced == counted + 1
         assert fan.up
         assert await every_channel_subscribed_once(nodes, fan), "re-subscribed"
         sub.dirty.clear()

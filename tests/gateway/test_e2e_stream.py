@@ -12,8 +12,9 @@ stream ends with ``merged`` when the guest signs in; a browser-style stream
 the log; one token holds at most ``CONTINUITY_SSE_MAX_STREAMS_PER_TOKEN``
 streams of a gateway (429 past it, other tokens unaffected, a closed stream's
 slot returned); a stream ends with ``token_expired`` when its token's ``exp``
-passes. Each state a stream writes after a commit notice is timed from the
-Kafka timestamp of the oldest record it carries news of
+passes; a crowd of streams of one session woken by one notice all get the new
+state from one Redis read. Each state a stream writes after a commit notice is
+timed from the Kafka timestamp of the oldest record it carries news of
 (``continuity_freshness_seconds``); the state a stream starts with is not.
 """
 
@@ -270,11 +271,15 @@ async def test_a_crowd_of_streams_woken_at_once_all_get_the_new_state(
         ]
         firsts = await asyncio.gather(*(next_event(f) for f in followers))
         assert {ev.id for ev in firsts} == {"1"}
+        before = metric(await a.metrics(), "continuity_sse_reads_total")
         await add(http, a, c, "C-2")
         seconds = await asyncio.gather(*(next_event(f) for f in followers), return_exceptions=True)
         ended = [r for r in seconds if not isinstance(r, SseEvent)]
         assert ended == [], f"{len(ended)} of {crowd} streams ended instead of sending v2"
         assert {r.id for r in seconds if isinstance(r, SseEvent)} == {"2"}
+        # One notice, one read for the whole crowd (two if a pub/sub reconnect came between).
+        reads = metric(await a.metrics(), "continuity_sse_reads_total") - before
+        assert 1 <= reads <= 2, f"{reads:g} Redis reads for one notice to {crowd} streams"
 
 
 async def _dispatched(events: AsyncIterator[SseEvent]) -> AsyncIterator[SseEvent]:

@@ -16,7 +16,6 @@ import pytest
 
 from streams.gateway.fanout import Subscriber
 from streams.gateway.routes import stream as routes_stream
-from streams.gateway.sessions import View
 from streams.gateway.sse import Cursor
 
 
@@ -40,8 +39,8 @@ class _Response:
 class _NoSession:
     """Reads of a session that does not exist (yet): the stream sends nothing and waits."""
 
-    async def view(self, key: str) -> View:
-        return View(key, None)
+    async def state(self, sub: Subscriber, need: int) -> routes_stream._State:
+        return routes_stream._State(None)
 
 
 async def test_a_stream_cancelled_while_waiting_leaves_no_task_on_its_flag() -> None:

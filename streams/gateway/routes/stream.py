@@ -14,10 +14,21 @@ token. One customer or pos token holds at most
 ``CONTINUITY_SSE_MAX_STREAMS_PER_TOKEN`` streams of a gateway (429 past it),
 so no token takes every slot of ``CONTINUITY_SSE_MAX_CONNECTIONS``.
 
+A wake-up costs one Redis read per key, not per stream: the streams of one
+key on this gateway share their reads and the frame made from them
+(``streams/gateway/shared_read.py``: a stream takes a read that started
+after the notice that woke it, joining it in flight or reusing the last one;
+``fanout.py`` says how). The frame is the stored JSON sent on without a
+parse (``streams/gateway/public_json.py``). A stream waits on its
+subscriber's flag alone: the client leaving and the token expiring set that
+flag too (a callback and a timer), so a round costs no task and no
+``asyncio.wait``.
+
 Stream reads go through a gate of ``STREAM_READS`` at a time. One commit
-wakes every stream of its session at once, a pub/sub reconnect wakes every
-stream of the gateway, a restarted gateway is reconnected to by all its
-clients at once; each wants a Redis read. The read client's connection pool
+wakes every stream of its session at once (one read for all of them), a
+pub/sub reconnect wakes every stream of the gateway (one read per followed
+key), a restarted gateway is reconnected to by all its clients at once; each
+wants a Redis read. The read client's connection pool
 (shared with every route) holds 100 connections, redis-py's default, and a
 read that finds it exhausted fails at once (``MaxConnectionsError``), which
 ended the stream. Through the gate a burst queues instead, and the pool keeps
@@ -30,6 +41,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from dataclasses import dataclass
 
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse, sse_response
@@ -54,8 +66,9 @@ from streams.gateway.keys import (
 )
 from streams.gateway.params import session_id
 from streams.gateway.policy import may_read
+from streams.gateway.public_json import public_json
 from streams.gateway.rate_limit import identity
-from streams.gateway.sessions import RedisUnavailable, Sessions, View
+from streams.gateway.sessions import RedisUnavailable, Sessions
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -125,22 +138,56 @@ async def stream_session(request: web.Request) -> web.StreamResponse:
             mine.give_back(who)
 
 
+class _Response(EventSourceResponse):
+    """The library's stream response with a cheaper line splitter (``sse.LineBreaks``)."""
+
+    LINE_SEP_EXPR = sse.LineBreaks()  # type: ignore[assignment]
+
+
+@dataclass(frozen=True)
+class _State:
+    """One read of a followed key, ready to send to each of its local streams."""
+
+    frame: sse.Frame | None
+    """The ``session`` or ``merged`` event; ``None`` while the key has no session."""
+    version: int = 0
+    merged: bool = False
+
+
 class _Reads:
-    """A stream's reads of its session, through the gateway's read gate."""
+    """The streams' reads of their sessions, through the gateway's read gate, shared by
+    the streams of one key."""
 
     def __init__(self, sessions: Sessions, gate: asyncio.Semaphore) -> None:
         self._sessions = sessions
         self._gate = gate
 
-    async def view(self, key: str) -> View:
+    async def state(self, sub: Subscriber, need: int) -> _State:
+        """``sub``'s key as read after announcement ``need`` (see ``shared_read``)."""
+        followed = sub.followed
+        if followed is None:  # not subscribed through the fan-out: nothing to share with
+            return await self._read(sub.key)
+        state: _State = await followed.shared.get(
+            need, lambda: followed.announced, lambda: self._read(sub.key)
+        )
+        return state
+
+    async def _read(self, key: str) -> _State:
+        metrics.SSE_READS.inc()
         async with self._gate:
-            return await self._sessions.view(key)
+            stored = await self._sessions.stored(key)
+        if stored.blob is not None:
+            body, version = public_json(stored.blob)
+            return _State(sse.session_frame(body, version), version)
+        if stored.merged_into is not None:
+            return _State(sse.merged_frame(key, stored.merged_into), merged=True)
+        return _State(None)
 
 
 async def _follow(
     request: web.Request,
     settings: Settings,
-    sessions: _Reads,
+    reads: _Reads,
     sub: Subscriber,
     resume: int | None,
     expires_at: float | None,
@@ -157,9 +204,10 @@ async def _follow(
             ping_interval=settings.sse_heartbeat,
             send_timeout=settings.sse_send_timeout,
             headers={"Cache-Control": "no-store"},
+            response_cls=_Response,
         ) as resp:
             request[STREAMING] = resp.status
-            ending = await _pump(resp, sessions, sub, cursor, expires_at)
+            ending = await _pump(resp, reads, sub, cursor, expires_at)
     finally:
         metrics.SSE_SUBSCRIBERS.dec()
         # The access log has no line for a stream the client closed (its handler is
@@ -176,7 +224,7 @@ async def _follow(
 
 async def _pump(
     resp: EventSourceResponse,
-    sessions: _Reads,
+    reads: _Reads,
     sub: Subscriber,
     cursor: sse.Cursor,
     expires_at: float | None = None,
@@ -186,18 +234,19 @@ async def _pump(
 
     Returns how the stream ended.
     """
+    # Whatever ends the stream wakes it through the subscriber's flag, as a notice does.
     closed = asyncio.ensure_future(resp.wait())
-    # A token checked once at the start must not keep a stream open past its exp.
-    expired = asyncio.ensure_future(
-        asyncio.sleep(max(0.0, expires_at - time.time())) if expires_at is not None else _never()
-    )
+    closed.add_done_callback(lambda _: sub.dirty.set())
+    expiry = _Expiry(sub, expires_at)
     try:
         await resp.write(sse.retry_field())
         while not sub.closing:
+            # Cleared before the read: a notice landing during it wakes the next round.
             sub.dirty.clear()
-            # Taken before the read: a notice landing during it is the next round's news.
+            # Taken before the read too: a notice landing during it is the next round's news.
             appended_ms = sub.take_appended()
-            frame, last = await _next_frame(sessions, sub, cursor)
+            need = sub.followed.announced if sub.followed is not None else 0
+            frame, last = await _next_frame(reads, sub, cursor, need)
             if frame is not None:
                 await resp.send(frame.data, id=frame.id, event=frame.event)
                 metrics.SSE_MESSAGES.inc()
@@ -205,18 +254,13 @@ async def _pump(
                     metrics.FRESHNESS.observe(max(0.0, time.time() - appended_ms / 1000))
             if last:
                 return "merged"
-            dirty = asyncio.ensure_future(sub.dirty.wait())
-            try:
-                await asyncio.wait({closed, dirty, expired}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                # Also when the handler is cancelled right here (its client left): a
-                # task left waiting on the flag is destroyed pending by the garbage
-                # collector, which asyncio logs at ERROR.
-                dirty.cancel()
+            # Event.wait drops its waiter when cancelled (the client left): nothing
+            # is left pending on the flag.
+            await sub.dirty.wait()
             if closed.done():
                 metrics.SSE_DROPS.labels("closed").inc()
                 return "client gone"
-            if expired.done():
+            if expiry.passed:
                 frame = sse.expired_frame()
                 await resp.send(frame.data, event=frame.event)
                 metrics.SSE_DROPS.labels("token_expired").inc()
@@ -240,24 +284,45 @@ async def _pump(
         return "unexpected error"
     finally:
         closed.cancel()
-        expired.cancel()
+        expiry.cancel()
 
 
-async def _never() -> None:
-    await asyncio.Event().wait()
+class _Expiry:
+    """The token's end: at ``expires_at`` (Unix seconds) it marks itself passed and wakes
+    the stream. A token checked once at the start must not keep a stream open past its exp."""
+
+    def __init__(self, sub: Subscriber, expires_at: float | None) -> None:
+        self.passed = False
+        self._sub = sub
+        self._timer = (
+            None
+            if expires_at is None
+            else asyncio.get_running_loop().call_later(
+                max(0.0, expires_at - time.time()), self._pass
+            )
+        )
+
+    def _pass(self) -> None:
+        self.passed = True
+        self._sub.dirty.set()
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
 
 
 async def _next_frame(
-    sessions: _Reads, sub: Subscriber, cursor: sse.Cursor
+    reads: _Reads, sub: Subscriber, cursor: sse.Cursor, need: int
 ) -> tuple[sse.Frame | None, bool]:
-    """What to send after a wake-up, and whether it ends the stream."""
+    """What to send after a wake-up (``need``: the announcement it woke with), and whether
+    it ends the stream."""
     if sub.merged_into is not None:
         return sse.merged_frame(sub.key, sub.merged_into), True
-    view = await sessions.view(sub.key)
-    if view.merged_into is not None:
-        return sse.merged_frame(view.key, view.merged_into), True
-    if view.session is not None and cursor.offer(view.session.version):
-        return sse.session_frame(view.session.public(), view.session.version), False
+    state = await reads.state(sub, need)
+    if state.merged:
+        return state.frame, True
+    if state.frame is not None and cursor.offer(state.version):
+        return state.frame, False
     return None, False
 
 
