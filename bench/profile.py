@@ -69,6 +69,8 @@ FETCH_LOOP = "Faust: fetch loop, wait_first(callback, flow, stopped, crashed) pe
 CONDUCTOR = "Faust: conductor per message (Event object, channel queue)"
 STREAM_ITER = "Faust: stream iteration (StreamIterator, sensors, take() buffering)"
 CONSUMER_THREAD = "Faust consumer thread: aiokafka fetch, record parsing, heartbeats"
+RELAY_CHANGELOG = "relays: session changelog (read the stream, publish, advance)"
+RELAY_FORWARDS = "relays: session-forwards and notifications"
 REDIS_IO = "redis-py socket callbacks outside load/commit"
 FAUST_OTHER = "Faust/mode: other (offset commits, timers, services)"
 LOOP = "asyncio: event loop, selector, socket callbacks"
@@ -88,6 +90,8 @@ CATEGORIES = (
     CONDUCTOR,
     STREAM_ITER,
     CONSUMER_THREAD,
+    RELAY_CHANGELOG,
+    RELAY_FORWARDS,
     REDIS_IO,
     FAUST_OTHER,
     LOOP,
@@ -159,8 +163,17 @@ def classify(thread: str, frames: Sequence[Frame]) -> str:
         return CONSUMER_THREAD
     names = [f.name for f in frames]
     files = [f.file for f in frames]
-    if any(n.startswith("create_app.<locals>.fold_sessions") for n in names):
+    # A batch's partitions are folded in tasks of their own (BatchProcessor's task
+    # group): their stacks start at the task, not at the agent.
+    if any(
+        n.startswith("create_app.<locals>.fold_sessions") or n.startswith("BatchProcessor.")
+        for n in names
+    ):
         return _agent_category(names, files)
+    if "run_changelog_relay" in names or "run_changelog_relays" in names:
+        return RELAY_CHANGELOG
+    if any(n in ("run_forward_relay", "run_forward_relays", "run_relay") for n in names):
+        return RELAY_FORWARDS
     # What runs on the main loop: the frames of one callback or task step. Every
     # stack starts in mode's Worker (it runs the loop), so only these tell whose work it is.
     if "Handle._run" not in names:
