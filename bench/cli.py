@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import freshness_stack, lifecycle, lifecycle_report, memory, report
+from bench import freshness_stack, lifecycle, lifecycle_report, memory, mixes, report
 from bench.expect import PROJECTION_NOTE, expect
 from bench.freshness import measure_freshness
 from bench.freshness_stack import FreshnessPlan
@@ -62,6 +62,15 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         help="comma-separated subset, run in this order each round",
     )
     p.add_argument("--orders", type=int, default=5, help="delivery orders the oracle is proven on")
+    p.add_argument(
+        "--mix-events",
+        type=int,
+        default=40_000,
+        help="events of the one-type mixes (bench.mixes: the worker against a plain GET+SET "
+        "agent on cart events, and its CPU per cart event against per view)",
+    )
+    p.add_argument("--mix-customers", type=int, default=4_000, help="members of the mixes")
+    p.add_argument("--no-mixes", action="store_true", help="skip the one-type mixes")
     p.add_argument("--out", type=Path, default=RESULTS, help="where results and logs go")
     p.add_argument(
         "--memory-customers",
@@ -158,6 +167,11 @@ async def benchmark(args: argparse.Namespace) -> int:
             results.append(
                 await run_once(variant, workload, records, expected, round_no, logs, say)
             )
+    mixed: mixes.MixResults | None = None
+    if not args.no_mixes:
+        mixed = await mixes.run_mixes(
+            args.mix_events, args.mix_customers, args.seed, args.runs, args.orders, logs, say
+        )
     fresh = None
     if not args.no_freshness:
         fresh = await freshness_stack.measure(freshness_plan(args), logs / "freshness", say)
@@ -181,6 +195,15 @@ async def benchmark(args: argparse.Namespace) -> int:
         say("")
         say(report.LEGEND)
         say(f"check: {PROJECTION_NOTE}")
+    if mixed is not None:
+        say("")
+        say(report.table(mixed.medians.get("cart", {}), args.mix_events, "cart events"))
+        say(report.table(mixed.medians.get("browse", {}), args.mix_events, "views"))
+        for line in mixed.lines():
+            say(line)
+        for r in mixed.runs:
+            if not r.ok:
+                say(f"FAILED: {r.variant} on a one-type mix, round {r.round}: {r.verdict}")
     if fresh is not None:
         say("")
         for line in fresh.lines():
@@ -218,6 +241,7 @@ async def benchmark(args: argparse.Namespace) -> int:
             "medians": med,
             "ratios": rat,
             "freshness": fresh.as_json() if fresh is not None else None,
+            "mixes": mixed.as_json() if mixed is not None else None,
             "worker_rss_by_customers": rss_rows,
             "lifecycle": aging,
             "legend": report.LEGEND,
@@ -225,11 +249,12 @@ async def benchmark(args: argparse.Namespace) -> int:
             "logs": str(logs),
             "seconds": round(time.monotonic() - began, 1),
         },
-        results,
+        [*results, *(mixed.runs if mixed is not None else [])],
     )
     say(f"\nresults: {path} ({time.monotonic() - began:.0f} s in all)")
     fresh_ok = fresh is None or fresh.result is not None
-    return 0 if all(r.ok for r in results) and fresh_ok else 1
+    mixed_ok = mixed is None or all(r.ok for r in mixed.runs)
+    return 0 if all(r.ok for r in results) and fresh_ok and mixed_ok else 1
 
 
 async def freshness(args: argparse.Namespace) -> int:
