@@ -190,6 +190,10 @@ async def benchmark(args: argparse.Namespace) -> int:
             if r.variant == "backbone-2" and r.note:
                 say(f"two workers, round {r.round}: {r.note}")
         for r in results:
+            if r.variant in ("backbone", "backbone-2") and r.window_cpu_s_per_m:
+                shares = ", ".join(f"{k} {v:,.0f}" for k, v in r.window_cpu_s_per_m.items())
+                say(f"CPU s / M events over the window, {r.variant}, round {r.round}: {shares}")
+        for r in results:
             if not r.ok:
                 say(f"FAILED: {r.variant}, round {r.round}: {r.verdict}")
         say("")

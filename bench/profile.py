@@ -45,7 +45,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench.procstat import cpu_seconds, machine
 from bench.stack import Backlog, Stack
-from bench.workload import Encoded, WorkloadSpec, encode, generate
+from bench.workload import MIXES, Encoded, WorkloadSpec, encode, generate
 from streams.dev import loopback
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -490,6 +490,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--events", type=int, default=30_000, help="events in the backlog")
     p.add_argument("--customers", type=int, default=3_000)
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--mix", choices=MIXES, default="shop", help="the workload (bench.workload)")
     p.add_argument("--rounds", type=int, default=3, help="each: one plain drain, one profiled")
     p.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     p.add_argument("--py-spy", default=shutil.which("py-spy") or _venv_py_spy())
@@ -510,7 +511,8 @@ async def profile(args: argparse.Namespace) -> int:
         f"machine: {host['cpu_count']} CPUs, Python {host['python']}, "
         f"load average {host.get('load_average_at_start')}; output {out}"
     )
-    workload = generate(WorkloadSpec(events=args.events, customers=args.customers, seed=args.seed))
+    spec = WorkloadSpec(events=args.events, customers=args.customers, seed=args.seed, mix=args.mix)
+    workload = generate(spec)
     records = encode(workload.events)
     spy = [args.py_spy, "record", "--gil", "--threads", "--rate", str(args.rate)]
     rounds: list[Round] = []
@@ -539,7 +541,7 @@ async def profile(args: argparse.Namespace) -> int:
     say(f"load average at the end: {load}")
     body = {
         "machine": host,
-        "workload": {"events": args.events, "customers": args.customers, "seed": args.seed},
+        "workload": asdict(spec),
         "py_spy": " ".join(spy),
         "rounds": [
             {
