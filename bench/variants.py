@@ -219,6 +219,8 @@ class Backbone(Variant):
             settled = watch is None or watch.stable_since(self.processes) is not None
             if first is None and count and settled:
                 first = (now, count, _cpu(children))
+                if watch is not None:
+                    watch.interval = 1.0  # a rebalance from now on is still seen
             # Drained: every source record applied, and (forward mode) every merge
             # across partitions landed.
             if backlog.drained(applied) and not await stack.in_flight(WORKER_PREFIX):
