@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import orjson
 from redis.asyncio import RedisCluster
 
 from bench.expect import Expectation, project
@@ -113,6 +114,24 @@ async def check_counts(redis: Client, prefix: str, workload: Workload) -> Verdic
     if {_braced(n) for n in names} != keys:
         problems.append(f"{len(names)} customer keys stored, {len(keys)} in the workload")
     return Verdict(not problems, f"{len(keys)} customer counts sum to events sent", tuple(problems))
+
+
+async def check_json_counts(redis: Client, prefix: str, workload: Workload) -> Verdict:
+    """The getset runner's invariant: its JSON documents' counts add up to the events sent,
+    one document per customer key."""
+    names = [k async for k in redis.scan_iter(match=f"{prefix}:j:*", count=2000)]
+    pipe = redis.pipeline(transaction=False)
+    for name in names:
+        pipe.get(name)
+    counts = [int(orjson.loads(v)["n"]) for v in await pipe.execute()]
+    keys = {e.get("customer_id") or e["anonymous_id"] for e in workload.events}
+    problems = []
+    if sum(counts) != len(workload.events):
+        problems.append(f"counts add up to {sum(counts)}, {len(workload.events)} sent")
+    if {_braced(n) for n in names} != keys:
+        problems.append(f"{len(names)} customer keys stored, {len(keys)} in the workload")
+    said = f"{len(keys)} customer documents count the events sent"
+    return Verdict(not problems, said, tuple(problems))
 
 
 def check_count(count: int, sent: int) -> Verdict:

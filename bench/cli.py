@@ -6,11 +6,13 @@
 2. Measure Redis bytes per session (``bench.memory``).
 3. For each round, each variant (``bench.variants``) drains the backlog on a
    fresh broker and Redis (``bench.run``); one progress line per run.
-4. Freshness through the gateway on a fresh stack with one worker and one
-   gateway (``bench.freshness_stack``).
-5. The gateway's CPU per commit notice at 100, 1,000 and 5,000 streams on a
+4. The one-type mixes (``bench.mixes``): cart events only and views only, the
+   worker against a plain GET+SET Faust agent, each round on a fresh stack.
+5. Freshness through the gateway on a fresh stack with one worker and one
+   gateway (``bench.freshness_stack``), then its rate sweep.
+6. The gateway's CPU per commit notice at 100, 1,000 and 5,000 streams on a
    fresh stack with one gateway (``bench.fanout_cost``).
-6. Print the medians as a table with the ratios and the freshness figures, and
+7. Print the medians as a table with the ratios and the freshness figures, and
    write everything to ``bench/results/bench-<time>.json`` (``bench.report``).
 
 Flags make bigger runs (``--events``, ``--customers``, ``--runs``), the worker
@@ -20,7 +22,8 @@ default: a simulated day lasts a second), change the freshness load
 (``--freshness-rate``, ``--freshness-subscribers``, ``--freshness-seconds``)
 or measure freshness alone against a running stack with a gateway
 (``--freshness URL``), and change or skip the fan-out cost
-(``--fanout-cost-subscribers``, ``--fanout-cost-rate``, ``--no-fanout-cost``).
+(``--fanout-cost-subscribers``, ``--fanout-cost-rate``, ``--no-fanout-cost``)
+and of the mixes (``--mix-events``, ``--mix-customers``, ``--no-mixes``).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import fanout_cost, freshness_stack, lifecycle, lifecycle_report, memory, report
+from bench import fanout_cost, freshness_stack, lifecycle, lifecycle_report, memory, mixes, report
 from bench.expect import PROJECTION_NOTE, expect
 from bench.freshness import measure_freshness
 from bench.freshness_stack import FreshnessPlan
@@ -65,6 +68,15 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         help="comma-separated subset, run in this order each round",
     )
     p.add_argument("--orders", type=int, default=5, help="delivery orders the oracle is proven on")
+    p.add_argument(
+        "--mix-events",
+        type=int,
+        default=40_000,
+        help="events of the one-type mixes (bench.mixes: the worker against a plain GET+SET "
+        "agent on cart events, and its CPU per cart event against per view)",
+    )
+    p.add_argument("--mix-customers", type=int, default=4_000, help="members of the mixes")
+    p.add_argument("--no-mixes", action="store_true", help="skip the one-type mixes")
     p.add_argument("--out", type=Path, default=RESULTS, help="where results and logs go")
     p.add_argument(
         "--memory-customers",
@@ -171,6 +183,11 @@ async def benchmark(args: argparse.Namespace) -> int:
             results.append(
                 await run_once(variant, workload, records, expected, round_no, logs, say)
             )
+    mixed: mixes.MixResults | None = None
+    if not args.no_mixes:
+        mixed = await mixes.run_mixes(
+            args.mix_events, args.mix_customers, args.seed, args.runs, args.orders, logs, say
+        )
     fresh = None
     if not args.no_freshness:
         fresh = await freshness_stack.measure(freshness_plan(args), logs / "freshness", say)
@@ -192,11 +209,24 @@ async def benchmark(args: argparse.Namespace) -> int:
             if r.variant == "backbone-2" and r.note:
                 say(f"two workers, round {r.round}: {r.note}")
         for r in results:
+            if r.variant in ("backbone", "backbone-2") and r.window_cpu_s_per_m:
+                shares = ", ".join(f"{k} {v:,.0f}" for k, v in r.window_cpu_s_per_m.items())
+                say(f"CPU s / M events over the window, {r.variant}, round {r.round}: {shares}")
+        for r in results:
             if not r.ok:
                 say(f"FAILED: {r.variant}, round {r.round}: {r.verdict}")
         say("")
         say(report.LEGEND)
         say(f"check: {PROJECTION_NOTE}")
+    if mixed is not None:
+        say("")
+        say(report.table(mixed.medians.get("cart", {}), args.mix_events, "cart events"))
+        say(report.table(mixed.medians.get("browse", {}), args.mix_events, "views"))
+        for line in mixed.lines():
+            say(line)
+        for r in mixed.runs:
+            if not r.ok:
+                say(f"FAILED: {r.variant} on a one-type mix, round {r.round}: {r.verdict}")
     if fresh is not None:
         say("")
         for line in fresh.lines():
@@ -239,6 +269,7 @@ async def benchmark(args: argparse.Namespace) -> int:
             "ratios": rat,
             "freshness": fresh.as_json() if fresh is not None else None,
             "fanout_cost": fan.as_json() if fan is not None else None,
+            "mixes": mixed.as_json() if mixed is not None else None,
             "worker_rss_by_customers": rss_rows,
             "lifecycle": aging,
             "legend": report.LEGEND,
@@ -246,12 +277,13 @@ async def benchmark(args: argparse.Namespace) -> int:
             "logs": str(logs),
             "seconds": round(time.monotonic() - began, 1),
         },
-        results,
+        [*results, *(mixed.runs if mixed is not None else [])],
     )
     say(f"\nresults: {path} ({time.monotonic() - began:.0f} s in all)")
     fresh_ok = fresh is None or fresh.result is not None
     fan_ok = fan is None or fan.ok
-    return 0 if all(r.ok for r in results) and fresh_ok and fan_ok else 1
+    mixed_ok = mixed is None or all(r.ok for r in mixed.runs)
+    return 0 if all(r.ok for r in results) and fresh_ok and fan_ok and mixed_ok else 1
 
 
 async def freshness(args: argparse.Namespace) -> int:

@@ -45,7 +45,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench.procstat import cpu_seconds, machine
 from bench.stack import Backlog, Stack
-from bench.workload import Encoded, WorkloadSpec, encode, generate
+from bench.workload import MIXES, Encoded, WorkloadSpec, encode, generate
 from streams.dev import loopback
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -69,6 +69,8 @@ FETCH_LOOP = "Faust: fetch loop, wait_first(callback, flow, stopped, crashed) pe
 CONDUCTOR = "Faust: conductor per message (Event object, channel queue)"
 STREAM_ITER = "Faust: stream iteration (StreamIterator, sensors, take() buffering)"
 CONSUMER_THREAD = "Faust consumer thread: aiokafka fetch, record parsing, heartbeats"
+RELAY_CHANGELOG = "relays: session changelog (read the stream, publish, advance)"
+RELAY_FORWARDS = "relays: session-forwards and notifications"
 REDIS_IO = "redis-py socket callbacks outside load/commit"
 FAUST_OTHER = "Faust/mode: other (offset commits, timers, services)"
 LOOP = "asyncio: event loop, selector, socket callbacks"
@@ -88,6 +90,8 @@ CATEGORIES = (
     CONDUCTOR,
     STREAM_ITER,
     CONSUMER_THREAD,
+    RELAY_CHANGELOG,
+    RELAY_FORWARDS,
     REDIS_IO,
     FAUST_OTHER,
     LOOP,
@@ -159,8 +163,17 @@ def classify(thread: str, frames: Sequence[Frame]) -> str:
         return CONSUMER_THREAD
     names = [f.name for f in frames]
     files = [f.file for f in frames]
-    if any(n.startswith("create_app.<locals>.fold_sessions") for n in names):
+    # A batch's partitions are folded in tasks of their own (BatchProcessor's task
+    # group): their stacks start at the task, not at the agent.
+    if any(
+        n.startswith("create_app.<locals>.fold_sessions") or n.startswith("BatchProcessor.")
+        for n in names
+    ):
         return _agent_category(names, files)
+    if "run_changelog_relay" in names or "run_changelog_relays" in names:
+        return RELAY_CHANGELOG
+    if any(n in ("run_forward_relay", "run_forward_relays", "run_relay") for n in names):
+        return RELAY_FORWARDS
     # What runs on the main loop: the frames of one callback or task step. Every
     # stack starts in mode's Worker (it runs the loop), so only these tell whose work it is.
     if "Handle._run" not in names:
@@ -477,6 +490,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--events", type=int, default=30_000, help="events in the backlog")
     p.add_argument("--customers", type=int, default=3_000)
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--mix", choices=MIXES, default="shop", help="the workload (bench.workload)")
     p.add_argument("--rounds", type=int, default=3, help="each: one plain drain, one profiled")
     p.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     p.add_argument("--py-spy", default=shutil.which("py-spy") or _venv_py_spy())
@@ -497,7 +511,8 @@ async def profile(args: argparse.Namespace) -> int:
         f"machine: {host['cpu_count']} CPUs, Python {host['python']}, "
         f"load average {host.get('load_average_at_start')}; output {out}"
     )
-    workload = generate(WorkloadSpec(events=args.events, customers=args.customers, seed=args.seed))
+    spec = WorkloadSpec(events=args.events, customers=args.customers, seed=args.seed, mix=args.mix)
+    workload = generate(spec)
     records = encode(workload.events)
     spy = [args.py_spy, "record", "--gil", "--threads", "--rate", str(args.rate)]
     rounds: list[Round] = []
@@ -526,7 +541,7 @@ async def profile(args: argparse.Namespace) -> int:
     say(f"load average at the end: {load}")
     body = {
         "machine": host,
-        "workload": {"events": args.events, "customers": args.customers, "seed": args.seed},
+        "workload": asdict(spec),
         "py_spy": " ".join(spy),
         "rounds": [
             {

@@ -16,6 +16,7 @@ TITLES = {
     "ceiling": "ceiling (aiokafka getmany + decode + Redis pipeline)",
     "faust-empty": "faust-empty (Faust agent, take(2000), no work)",
     "naive": "naive (Faust agent, GET + fold + SET per event)",
+    "getset": "getset (Faust agent, one GET and one SET of JSON per event)",
     "backbone": "backbone (continuity worker, 1 process)",
     "backbone-no-changelog": "backbone with CONTINUITY_CHANGELOG=false (no session changelog)",
     "backbone-2": "backbone, 2 worker processes (one group)",
@@ -35,6 +36,7 @@ RATIOS = (
     ("backbone / ceiling", "backbone", "ceiling"),
     ("backbone / faust-empty", "backbone", "faust-empty"),
     ("backbone / naive", "backbone", "naive"),
+    ("backbone / getset", "backbone", "getset"),
     ("changelog on / off", "backbone", "backbone-no-changelog"),
     ("two workers / one worker", "backbone-2", "backbone"),
 )
@@ -49,7 +51,9 @@ Redis round trips: requests the consumer waited for (a pipeline counts once): co
   commandstats minus the commands its Lua scripts run inside Redis.
 Redis cmds: every command Redis executed for the consumer (INFO commandstats delta, commands
   run inside Lua scripts included, the harness's own polls excluded), per event.
-Redis CPU: redis-server user+sys seconds from consumer start to the last event, per million."""
+Redis CPU: redis-server user+sys seconds from consumer start to the last event, per million.
+broker CPU: the broker's, over the same time (it serves the consumer's fetches and commits, and
+  the worker's relays' produce requests)."""
 
 
 def medians(results: Sequence[RunResult]) -> dict[str, dict[str, Any]]:
@@ -76,27 +80,27 @@ def ratios(med: dict[str, dict[str, Any]]) -> dict[str, float | None]:
     return out
 
 
-def table(med: dict[str, dict[str, Any]], events: int) -> str:
+def table(med: dict[str, dict[str, Any]], events: int, what: str = "events") -> str:
     """The results as a Markdown table (what the README's Benchmark section shows)."""
     runs = max((row["runs"] for row in med.values()), default=0)
     lines = [
-        f"| consumer (median of {runs} runs, {events:,} events) | events/s | start s "
+        f"| consumer (median of {runs} runs, {events:,} {what}) | events/s | start s "
         "| CPU s / M events | peak RSS MB | Redis round trips / event | Redis cmds / event "
-        "| Redis CPU s / M events | state check |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| Redis CPU s / M events | broker CPU s / M events | state check |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for name, row in med.items():
         check = f"ok {row['passed']}/{row['runs']}"
         if row["passed"] < row["runs"]:
             check = f"FAILED {row['runs'] - row['passed']}/{row['runs']}"
         if not row["passed"]:
-            lines.append(f"| {TITLES.get(name, name)} | FAILED | | | | | | | {check} |")
+            lines.append(f"| {TITLES.get(name, name)} | FAILED | | | | | | | | {check} |")
             continue
         lines.append(
             f"| {TITLES.get(name, name)} | {_n(row['events_per_s'], 0)} | {_n(row['start_s'], 1)} "
             f"| {_n(row['cpu_s_per_m'], 0)} | {_n(row['peak_rss_mb'], 0)} "
             f"| {_n(row['redis_round_trips_per_event'], 4)} | {_n(row['redis_cmds_per_event'], 2)} "
-            f"| {_n(row['redis_cpu_s_per_m'], 0)} | {check} |"
+            f"| {_n(row['redis_cpu_s_per_m'], 0)} | {_n(row['broker_cpu_s_per_m'], 0)} | {check} |"
         )
     return "\n".join(lines)
 

@@ -9,6 +9,8 @@ up to the last applied event and are divided by all events of the backlog.
 
 from __future__ import annotations
 
+import asyncio
+import os
 import signal
 import time
 from collections.abc import Callable, Sequence
@@ -18,7 +20,7 @@ from pathlib import Path
 from bench.expect import Expectation
 from bench.procstat import cpu_seconds, peak_rss_bytes
 from bench.stack import Stack
-from bench.variants import RunFailed, Variant
+from bench.variants import Observation, RunFailed, Variant
 from bench.workload import Encoded, Workload
 from streams.dev import loopback
 
@@ -48,6 +50,12 @@ class RunResult:
     redis_round_trips_per_event: float | None = None
     redis_cpu_s_per_m: float | None = None
     broker_cpu_s_per_m: float | None = None
+    harness_cpu_s_per_m: float | None = None
+    """This process's own (the polls, the group watch), over the same time as Redis's."""
+    window_cpu_s_per_m: dict[str, float] = field(default_factory=dict)
+    """CPU per million events over the counted window only (sampled every 0.1 s):
+    ``consumer``, ``redis``, ``broker``, ``harness`` (this process: its polls, the group
+    watch), and ``idle``: the cores' time nobody used."""
     note: str = ""
 
     def line(self) -> str:
@@ -84,14 +92,21 @@ async def run_once(
         harness_before = dict(stack.harness_calls)
         redis_cpu = sum(map(cpu_seconds, stack.redis_pids))
         broker_cpu = cpu_seconds(stack.broker.pid)
+        harness_cpu = cpu_seconds(os.getpid())
+        samples: list[tuple[float, float, float, float]] = []
+        sampling = asyncio.create_task(_sample(stack, samples))
         started = time.time()
         children = variant.start(stack, run_dir, backlog)
         pids = ", ".join(str(c.pid) for c in children)
         say(f"  round {round_no} {variant.name:<12} pid {pids}; logs {run_dir}")
-        obs = await variant.observe(stack, children, started, backlog)
+        try:
+            obs = await variant.observe(stack, children, started, backlog)
+        finally:
+            sampling.cancel()
         rss = [peak_rss_bytes(c.pid) / MB for c in children]
         redis_cpu = sum(map(cpu_seconds, stack.redis_pids)) - redis_cpu
         broker_cpu = cpu_seconds(stack.broker.pid) - broker_cpu
+        harness_cpu = cpu_seconds(os.getpid()) - harness_cpu
         calls_after = await stack.commandstats()
         mine = {c: n - harness_before.get(c, 0) for c, n in stack.harness_calls.items()}
         calls = {
@@ -111,6 +126,8 @@ async def run_once(
         result.redis_round_trips_per_event = variant.round_trips(obs, calls) / n
         result.redis_cpu_s_per_m = redis_cpu / n * 1e6
         result.broker_cpu_s_per_m = broker_cpu / n * 1e6
+        result.harness_cpu_s_per_m = harness_cpu / n * 1e6
+        result.window_cpu_s_per_m = _window(samples, obs)
         result.note = obs.note
         verdict = await variant.check(stack, workload, expected, obs)
         result.ok = verdict.ok
@@ -122,6 +139,41 @@ async def run_once(
         await stack.stop()
     say(result.line())
     return result
+
+
+async def _sample(stack: Stack, into: list[tuple[float, float, float, float]]) -> None:
+    """Every 0.1 s: the time, and Redis's, the broker's and this process's CPU."""
+    while True:
+        into.append(
+            (
+                time.time(),
+                sum(map(cpu_seconds, stack.redis_pids)),
+                cpu_seconds(stack.broker.pid),
+                cpu_seconds(os.getpid()),
+            )
+        )
+        await asyncio.sleep(0.1)
+
+
+def _window(samples: list[tuple[float, float, float, float]], obs: Observation) -> dict[str, float]:
+    """Each process's CPU per million events between the samples nearest the counted
+    window's ends, and what was left idle of every core over it."""
+    if obs.counted <= 0 or obs.drain_s <= 0 or len(samples) < 2:
+        return {}
+    a = min(samples, key=lambda s: abs(s[0] - obs.first_at))
+    b = min(samples, key=lambda s: abs(s[0] - obs.last_at))
+    if b[0] <= a[0]:
+        return {}
+    per = 1e6 / obs.counted
+    out = {
+        "consumer": (obs.last_cpu - obs.first_cpu) * per,
+        "redis": (b[1] - a[1]) * per,
+        "broker": (b[2] - a[2]) * per,
+        "harness": (b[3] - a[3]) * per,
+    }
+    cores = (os.cpu_count() or 1) * (b[0] - a[0]) * per
+    out["idle"] = max(0.0, cores - sum(out.values()))
+    return {k: round(v, 1) for k, v in out.items()}
 
 
 def _stop(children: list[loopback.Child]) -> None:

@@ -220,6 +220,9 @@ class GroupWatch:
     bootstrap: str
     group: str
     changes: list[tuple[float, str, int]] = field(default_factory=list)
+    interval: float = 0.1
+    """Seconds between two looks; the harness slows it once counting starts (each look
+    is a broker request, and the broker shares the cores with the workers)."""
     _task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -252,7 +255,7 @@ class GroupWatch:
                     state, n = "?", 0
                 if not self.changes or self.changes[-1][1:] != (state, n):
                     self.changes.append((time.time(), state, n))
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(self.interval)
         finally:
             await admin.close()
 

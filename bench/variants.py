@@ -5,6 +5,8 @@
 * ``faust-empty``: a Faust agent that only counts (``bench.runners.faust_empty``):
   the framework's floor.
 * ``naive``: a Faust agent doing GET, fold, SET per event (``bench.runners.naive``).
+* ``getset``: a Faust agent doing one GET and one SET of plain JSON per event
+  (``bench.runners.getset``): no planner, no effects.
 * ``backbone``: the real worker, ``python -m streams.cli worker``, untouched.
 * ``backbone-2``: two real workers in one consumer group, on the same backlog.
 
@@ -25,7 +27,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.check import Verdict, check_count, check_counts, check_state
+from bench.check import Verdict, check_count, check_counts, check_json_counts, check_state
 from bench.expect import Expectation
 from bench.procstat import cpu_seconds
 from bench.runners.tracker import Report
@@ -154,6 +156,8 @@ class Runner(Variant):
     ) -> Verdict:
         if self.module == "ceiling":
             return await check_counts(stack.redis, self.prefix, workload)
+        if self.module == "getset":
+            return await check_json_counts(stack.redis, self.prefix, workload)
         if self.module == "naive":
             return await check_state(stack.redis, self.prefix, False, workload, expected)
         return check_count(obs.count, len(workload.events))
@@ -215,6 +219,8 @@ class Backbone(Variant):
             settled = watch is None or watch.stable_since(self.processes) is not None
             if first is None and count and settled:
                 first = (now, count, _cpu(children))
+                if watch is not None:
+                    watch.interval = 1.0  # a rebalance from now on is still seen
             # Drained: every source record applied, and (forward mode) every merge
             # across partitions landed.
             if backlog.drained(applied) and not await stack.in_flight(WORKER_PREFIX):
@@ -257,6 +263,7 @@ def all_variants(events: int) -> list[Variant]:
         Runner("ceiling", "ceiling", "ceil", timeout),
         Runner("faust-empty", "faust_empty", "empty", timeout),
         Runner("naive", "naive", "naive", timeout),
+        Runner("getset", "getset", "getset", timeout),
         Backbone("backbone", 1, timeout),
         # What the session changelog costs the worker: the same, with it switched off.
         Backbone("backbone-no-changelog", 1, timeout, {"CONTINUITY_CHANGELOG": "false"}),

@@ -30,6 +30,13 @@ orders):
   list keeps 20, and guest views delivered after the login are newest).
 
 Every event is valid under the wire contract (``self_check`` decodes them all).
+
+``WorkloadSpec.mix`` ``"cart"`` and ``"browse"`` write one-type workloads:
+every shopper a member, every event a ``cart.item_added`` (resp. a
+``browse.product_viewed``) on one topic, so one key's records arrive in order,
+with the same Zipf skew. Side by side they measure what a cart event costs
+(an abandonment timer, a journey entry and KPI increments in each commit)
+against a view.
 """
 
 from __future__ import annotations
@@ -100,6 +107,7 @@ START = (datetime.now(UTC) - timedelta(days=1)).replace(hour=7, minute=0, second
 MAX_EVENTS_PER_JOURNEY = 250
 MAX_VIEWED_WHEN_MERGED = 20
 MAX_DISTINCT_SKUS = 60
+MIXES = ("shop", "cart", "browse")
 
 
 class Kind(StrEnum):
@@ -117,8 +125,13 @@ class WorkloadSpec:
     seed: int = 7
     zipf_s: float = 1.1
     prefix: str = "bench"
+    mix: str = "shop"
+    """``shop``: browse, carts, logins and checkouts; ``cart``: only ``cart.item_added``;
+    ``browse``: only ``browse.product_viewed``."""
 
     def __post_init__(self) -> None:
+        if self.mix not in MIXES:
+            raise ValueError(f"mix must be one of {', '.join(MIXES)}")
         if self.customers < 1 or self.events < self.customers:
             raise ValueError("need at least one customer and one event per customer")
         if self.events > self.customers * MAX_EVENTS_PER_JOURNEY:
@@ -347,6 +360,8 @@ class _Shopper:
 
 
 def _journey(spec: WorkloadSpec, n: int, budget: int, rng: random.Random) -> Journey:
+    if spec.mix != "shop":
+        return _one_type_journey(spec, n, budget, rng)
     kind = _kind(budget, rng)
     merged = kind is Kind.GUEST_LOGIN
     may_checkout = kind is not Kind.GUEST and rng.random() < (0.9 if budget > 40 else 0.45)
@@ -378,6 +393,32 @@ def _journey(spec: WorkloadSpec, n: int, budget: int, rng: random.Random) -> Jou
             s.emit("session.identified", rng.choice(("web", "mobile_app")), {}, login=True)
             continue
         _visit(s, left if not merged or s.signed_in else guest_part - len(s.events), may_checkout)
+    return _done(s)
+
+
+def _one_type_journey(spec: WorkloadSpec, n: int, budget: int, rng: random.Random) -> Journey:
+    """A member who only adds to the cart (never buying), or only views, over a few visits.
+
+    At most ``MAX_DISTINCT_SKUS`` lines of at most 3 x 250 each: the cart never fills.
+    """
+    action = "add" if spec.mix == "cart" else "view"
+    s = _Shopper(
+        spec=spec,
+        n=n,
+        rng=rng,
+        kind=Kind.MEMBER,
+        can_set_quantity=False,
+        interests=rng.sample(CATALOG, k=min(MAX_DISTINCT_SKUS, 4 + budget // 4)),
+        clock=START + timedelta(seconds=rng.randint(0, 10 * 3600)),
+        customer_id=f"{spec.prefix}-c{n:06d}",
+        signed_in=True,
+    )
+    while len(s.events) < budget:
+        channels = list(_VISIT_CHANNELS)
+        channel = rng.choices(channels, weights=[_VISIT_CHANNELS[c] for c in channels])[0]
+        for _ in range(min(budget - len(s.events), rng.randint(2, 12))):
+            _act(s, channel, action, False, budget - len(s.events))
+        s.clock += timedelta(hours=rng.randint(2, 30))
     return _done(s)
 
 

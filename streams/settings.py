@@ -270,6 +270,16 @@ class Settings(BaseSettings):
             "from); one worker's relay at a time publishes it"
         ),
     )
+    changelog_linger: float = Field(
+        default=0.1,
+        ge=0,
+        le=5,
+        description=(
+            "seconds the changelog relay lets a busy partition's commits gather after a "
+            "round, so one round (cursor read, advance, watermark) carries several commits: "
+            "the changelog may lag Redis this much more; 0 publishes each commit at once"
+        ),
+    )
     session_compression: bool = Field(
         default=True,
         description=(

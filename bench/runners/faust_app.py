@@ -15,6 +15,7 @@ import faust
 
 from streams.settings import Settings
 from streams.worker.app import base_app
+from streams.worker.faust_worker import Worker
 
 
 def bench_app(settings: Settings) -> tuple[faust.App, Any]:
@@ -25,4 +26,6 @@ def bench_app(settings: Settings) -> tuple[faust.App, Any]:
 def run(app: faust.App, settings: Settings) -> None:
     """Run the app's worker in this process until it is stopped (as ``continuity worker`` does)."""
     asyncio.set_event_loop(asyncio.new_event_loop())
-    faust.Worker(app, loglevel=settings.log_level).execute_from_commandline()
+    # The worker's runner (no spinner keeping the root logger at DEBUG): the bench's Faust
+    # agents differ from the worker in their agent only.
+    Worker(app, loglevel=settings.log_level).execute_from_commandline()

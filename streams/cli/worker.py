@@ -12,10 +12,10 @@ from streams.cli.common import Subcommands, load_settings
 
 def run(args: argparse.Namespace) -> int:
     """Check Kafka, then run one Faust worker until it is stopped."""
-    import faust
 
     from streams import logs
     from streams.worker.app import create_app
+    from streams.worker.faust_worker import Worker
     from streams.worker.startup import Refused, check_kafka, check_redis
 
     settings = load_settings()
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     app = create_app(settings)
     # Faust's worker installs its own loop; the one asyncio.run used above is closed.
     asyncio.set_event_loop(asyncio.new_event_loop())
-    faust.Worker(
+    Worker(
         app,
         loglevel=settings.log_level,
         # JSON: Faust's own records too, and no banner (it is not a JSON line).

@@ -14,6 +14,8 @@ against the Java vectors and against aiokafka's function on random keys.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 _SEED = 0x9747B28C
 _M = 0x5BD1E995
 _MASK = 0xFFFFFFFF
@@ -44,6 +46,11 @@ def murmur2(data: bytes) -> int:
     return h
 
 
+# The same keys are placed again and again (every batch places each record's key,
+# the planner each key it touches): the pure-Python hash was about 2% of the
+# worker's CPU at a steady 1,000 events/s. Bounded, so memory stays flat however
+# many customers pass through.
+@lru_cache(maxsize=16_384)
 def partition_of(key: str | bytes, partitions: int) -> int:
     """The partition Kafka's default partitioner gives ``key`` among ``partitions``."""
     raw = key.encode() if isinstance(key, str) else key

@@ -59,6 +59,11 @@ from redis.exceptions import (
     TryAgainError,
 )
 
+from streams.store import packing
+
+# Every client of this process packs commands straight with hiredis (streams/store/packing.py).
+packing.install()
+
 SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
 CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 DEFAULT_SENTINEL_PORT = 26379

@@ -313,7 +313,9 @@ def create_app(settings: Settings) -> faust.App:
             )
 
         try:
-            await run_changelog_relays(outboxes, publish, settings.abandon_sweep_interval)
+            await run_changelog_relays(
+                outboxes, publish, settings.abandon_sweep_interval, settings.changelog_linger
+            )
         finally:
             await redis.aclose()
 

@@ -12,8 +12,10 @@ once), per-partition gauges to the worker assigned the partition
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
 
 from schemas.events import Channel
 from schemas.topics import FOLDED_TOPICS, SOURCE_TOPICS
@@ -249,6 +251,22 @@ for _outcome in ("applied", "duplicate", "already_applied", "rejected"):
     FORWARDS_CONSUMED.labels(_outcome)
 
 
+# Labelled children, looked up once per metric and label values for the process's
+# life: ``.labels()`` takes a lock and builds a key on every call, which a steady
+# trickle of small batches paid per batch and label. Label values are bounded
+# (above), so this is too; only metrics whose series are never removed come here.
+_CHILDREN: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+
+def child(metric: MetricWrapperBase, *values: str) -> Any:
+    """``metric.labels(*values)``, looked up once."""
+    key = (id(metric), values)
+    found = _CHILDREN.get(key)
+    if found is None:
+        found = _CHILDREN[key] = metric.labels(*values)
+    return found
+
+
 def record_received(labels: Iterable[RecordLabels]) -> None:
     """Count records as they arrive, before the batch is folded."""
     # One labelled child lookup per distinct (channel, type), not per record:
@@ -258,44 +276,35 @@ def record_received(labels: Iterable[RecordLabels]) -> None:
         key = (lab.channel, lab.type)
         counts[key] = counts.get(key, 0) + 1
     for (channel, type_), n in counts.items():
-        RECEIVED.labels(channel, type_).inc(n)
+        child(RECEIVED, channel, type_).inc(n)
 
 
 def record_batch(facts: BatchFacts) -> None:
     """Count the facts of one committed batch."""
     BATCH_SIZE.observe(facts.size)
     for (topic, outcome), n in facts.by_topic.items():
-        EVENTS.labels(topic, outcome).inc(n)
+        child(EVENTS, topic, outcome).inc(n)
     for (topic, reason), n in facts.dead_letters.items():
-        DEAD_LETTERS.labels(topic, reason).inc(n)
+        child(DEAD_LETTERS, topic, reason).inc(n)
     for (topic, step), n in facts.deferred.items():
-        DEFERRED.labels(topic, step).inc(n)
+        child(DEFERRED, topic, step).inc(n)
     for outcome, n in facts.forwards.items():
-        FORWARDS_CONSUMED.labels(outcome).inc(n)
+        child(FORWARDS_CONSUMED, outcome).inc(n)
     if facts.misplaced:
         MISPLACED.inc(facts.misplaced)
     if facts.dropped_lines:
         MERGE_DROPPED_LINES.inc(facts.dropped_lines)
     for (channel, type_, outcome), n in facts.processed.items():
-        PROCESSED.labels(channel, type_, outcome).inc(n)
-    # The labelled children looked up once per label value of the batch, not per event.
-    event_age: dict[str, Histogram] = {}
+        child(PROCESSED, channel, type_, outcome).inc(n)
     for channel, seconds in facts.event_ages:
-        child = event_age.get(channel)
-        if child is None:
-            child = event_age[channel] = EVENT_AGE.labels(channel)
-        child.observe(seconds)
-    append_age: dict[str, Histogram] = {}
+        child(EVENT_AGE, channel).observe(seconds)
     for topic, seconds in facts.append_ages:
-        child = append_age.get(topic)
-        if child is None:
-            child = append_age[topic] = APPEND_AGE.labels(topic)
-        child.observe(seconds)
+        child(APPEND_AGE, topic).observe(seconds)
     if facts.multichannel_sessions:
         MULTICHANNEL_SESSIONS.inc(facts.multichannel_sessions)
     record_kpis(facts.kpis)
     for what, n in facts.kept_apart.items():
-        SHARED_DEVICE.labels(what).inc(n)
+        child(SHARED_DEVICE, what).inc(n)
     if facts.clamped:
         EVENT_TIME_CLAMPED.inc(facts.clamped)
 
@@ -303,14 +312,14 @@ def record_batch(facts: BatchFacts) -> None:
 def record_kpis(kpis: KpiDelta) -> None:
     """Count KPI increments: of a committed batch, or of acknowledged abandonments."""
     for (before, after), n in kpis.resumes.items():
-        CROSS_CHANNEL_RESUMES.labels(before.value, after.value).inc(n)
+        child(CROSS_CHANNEL_RESUMES, before.value, after.value).inc(n)
     for channel, n in kpis.checkouts.items():
-        CHECKOUTS_COMPLETED.labels(channel.value).inc(n)
+        child(CHECKOUTS_COMPLETED, channel.value).inc(n)
     for channel, n in kpis.carts_started.items():
-        CARTS_STARTED.labels(channel.value).inc(n)
+        child(CARTS_STARTED, channel.value).inc(n)
     for (start, path), n in kpis.converted.items():
-        CARTS_CONVERTED.labels(start.value, path).inc(n)
+        child(CARTS_CONVERTED, start.value, path).inc(n)
     for (start, path), n in kpis.abandoned.items():
-        CARTS_ABANDONED.labels(start.value, path).inc(n)
+        child(CARTS_ABANDONED, start.value, path).inc(n)
     for seconds in kpis.first_touch_to_checkout:
         FIRST_TOUCH_TO_CHECKOUT.observe(seconds)

@@ -286,7 +286,7 @@ async def _timed(operation: str, call: Awaitable[T]) -> T:
         metrics.REDIS_ERRORS.labels(operation).inc()
         raise
     finally:
-        metrics.REDIS_SECONDS.labels(operation).observe(time.perf_counter() - started)
+        metrics.child(metrics.REDIS_SECONDS, operation).observe(time.perf_counter() - started)
 
 
 def _log_dead_letters(plan: Plan, labels: Mapping[RecordId, RecordLabels]) -> None:
