@@ -106,9 +106,7 @@ async def steady_round(
     try:
         port = loopback.free_port()
         env = stack.worker_env(
-            CONTINUITY_METRICS_PORT=str(port),
-            CONTINUITY_METRICS_HOST="127.0.0.1",
-            **dict(kv.split("=", 1) for kv in args.env),
+            CONTINUITY_METRICS_PORT=str(port), CONTINUITY_METRICS_HOST="127.0.0.1"
         )
         worker = loopback.start_worker("worker", env, run_dir)
         producer = AIOKafkaProducer(
@@ -237,13 +235,6 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--py-spy", default=shutil.which("py-spy") or profile._venv_py_spy())
     p.add_argument("--top", type=int, default=0, help="also print each category's top functions")
     p.add_argument("--out", type=Path, default=profile.RESULTS)
-    p.add_argument(
-        "--env",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="a setting of the worker, e.g. CONTINUITY_FETCH_MAX_WAIT_MS=50 (repeatable)",
-    )
     return p.parse_args(argv)
 
 

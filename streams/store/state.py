@@ -40,7 +40,6 @@ from streams.core.log_reset import Applied
 from streams.core.notice import notice, oldest_appends
 from streams.core.plan import Needs, Plan, Snapshot
 from streams.store import keys
-from streams.store.coalesce import Coalescer
 from streams.store.keys import Space
 from streams.store.partitioned import Fill, ScriptCall, run_scripts, run_transactions
 from streams.store.scripts import Arg, Row, commit_args, register
@@ -91,8 +90,6 @@ class RedisState:
         self._commit = register(redis, "commit.lua")
         self._reset = register(redis, "reset.lua")
         self._erase = register(redis, "erase.lua")
-        # The loads and commits of a batch's partitions, one pipeline per loop turn.
-        self._calls = Coalescer(redis)
 
     def session_key(self, key: str) -> str:
         """The session hash of ``key`` in this space."""
@@ -121,7 +118,7 @@ class RedisState:
         # Applied positions belong to the state, not to a consumer group: a second
         # group (a blue/green deploy, a rewound group) folding into the same state
         # must skip what the state already holds.
-        reply = await self._calls.call(self._load, [keys.offsets(self.space, part)], args)
+        reply = await self._load(keys=[keys.offsets(self.space, part)], args=args)
         (
             aliases_raw, offsets_raw, sessions_raw, erasures_raw, epoch, devices_raw, floors_raw,
             waiting_raw, journeys_raw, links_raw, marks_raw,
@@ -228,8 +225,8 @@ class RedisState:
                 if len(s.channels) > 1
             ]
         self._effect_rows(rows, plan, active_at)
-        result = await self._calls.call(
-            self._commit, [keys.offsets(self.space, part)], commit_args(head, rows)
+        result = await self._commit(
+            keys=[keys.offsets(self.space, part)], args=commit_args(head, rows)
         )
         if int(result[0]) == 1:
             return None
