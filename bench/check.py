@@ -107,13 +107,7 @@ async def check_counts(redis: Client, prefix: str, workload: Workload) -> Verdic
     for name in names:
         pipe.hget(name, "n")
     counts = [int(v) for v in await pipe.execute()]
-    keys = {e.get("customer_id") or e["anonymous_id"] for e in workload.events}
-    problems = []
-    if sum(counts) != len(workload.events):
-        problems.append(f"counts add up to {sum(counts)}, {len(workload.events)} sent")
-    if {_braced(n) for n in names} != keys:
-        problems.append(f"{len(names)} customer keys stored, {len(keys)} in the workload")
-    return Verdict(not problems, f"{len(keys)} customer counts sum to events sent", tuple(problems))
+    return _counted(names, counts, workload, "customer counts sum to events sent")
 
 
 async def check_json_counts(redis: Client, prefix: str, workload: Workload) -> Verdict:
@@ -124,14 +118,19 @@ async def check_json_counts(redis: Client, prefix: str, workload: Workload) -> V
     for name in names:
         pipe.get(name)
     counts = [int(orjson.loads(v)["n"]) for v in await pipe.execute()]
+    return _counted(names, counts, workload, "customer documents count the events sent")
+
+
+def _counted(names: list[bytes], counts: list[int], workload: Workload, what: str) -> Verdict:
+    """Per-customer counts (one stored key each) against the workload: they add up to
+    the events sent, and the keys are the workload's customers."""
     keys = {e.get("customer_id") or e["anonymous_id"] for e in workload.events}
     problems = []
     if sum(counts) != len(workload.events):
         problems.append(f"counts add up to {sum(counts)}, {len(workload.events)} sent")
     if {_braced(n) for n in names} != keys:
         problems.append(f"{len(names)} customer keys stored, {len(keys)} in the workload")
-    said = f"{len(keys)} customer documents count the events sent"
-    return Verdict(not problems, said, tuple(problems))
+    return Verdict(not problems, f"{len(keys)} {what}", tuple(problems))
 
 
 def check_count(count: int, sent: int) -> Verdict:
