@@ -44,8 +44,9 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.procstat import cpu_seconds, machine
-from bench.stack import Backlog, Stack
+from bench.stack import Stack
 from bench.workload import MIXES, Encoded, WorkloadSpec, encode, generate
+from schemas.topics import SESSION_FORWARDS
 from streams.dev import loopback
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -264,13 +265,13 @@ async def drain(
             CONTINUITY_METRICS_PORT=str(port), CONTINUITY_METRICS_HOST="127.0.0.1"
         )
         worker = loopback.start_worker("worker", env, run_dir)
-        await _first_applied(stack, worker)
+        await wait_applied(stack, worker, bool, "the worker's first applied event")
         before = await _mark(stack, worker, port)
         if spy is not None:
             result.raw = str(run_dir / "py-spy.raw.txt")
             argv = [*spy, "--pid", str(worker.pid), "--format", "raw", "-o", result.raw]
             profiler = loopback.spawn("py-spy", argv, run_dir / "py-spy.log")
-        await _drained(stack, worker, backlog)
+        await wait_applied(stack, worker, backlog.drained, "the backlog drained")
         after = await _mark(stack, worker, port)
         if profiler is not None:
             profiler.proc.send_signal(signal.SIGINT)  # py-spy writes its output on Ctrl-C
@@ -357,8 +358,28 @@ class Mark:
 
 
 async def _mark(stack: Stack, worker: loopback.Child, port: int) -> Mark:
-    applied = sum(o + 1 for o in (await stack.applied_offsets(PREFIX)).values())
+    applied = await applied_events(stack)
     return Mark(time.monotonic(), applied, cpu_seconds(worker.pid), await _scrape(port))
+
+
+async def applied_events(stack: Stack) -> int:
+    """Source records the worker applied: its positions past the source topics' starts
+    (``session-forwards`` positions are hops of events already counted, not events)."""
+    offsets = await stack.applied_offsets(PREFIX)
+    return sum(o + 1 for tp, o in offsets.items() if not tp.startswith(f"{SESSION_FORWARDS}:"))
+
+
+async def wait_applied(
+    stack: Stack, worker: loopback.Child, done: Callable[[dict[str, int]], bool], what: str
+) -> None:
+    """Poll the applied positions until ``done`` holds; fail if the worker exits or
+    ``TIMEOUT`` passes first (``what`` names what was awaited)."""
+    deadline = time.monotonic() + TIMEOUT
+    while not done(await stack.applied_offsets(PREFIX)):
+        _alive(worker)
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} not in {TIMEOUT:.0f} s")
+        await asyncio.sleep(POLL)
 
 
 async def _scrape(port: int) -> dict[str, float]:
@@ -398,24 +419,6 @@ def _figures(r: Round, a: Mark, b: Mark) -> None:
     hist = "continuity_redis_command_duration_seconds_sum"
     r.redis_load_us_per_event = delta(f"{hist}:load") * per_event
     r.redis_commit_us_per_event = delta(f"{hist}:commit") * per_event
-
-
-async def _first_applied(stack: Stack, worker: loopback.Child) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while not await stack.applied_offsets(PREFIX):
-        _alive(worker)
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the worker applied nothing in {TIMEOUT:.0f} s")
-        await asyncio.sleep(POLL)
-
-
-async def _drained(stack: Stack, worker: loopback.Child, backlog: Backlog) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while not backlog.drained(await stack.applied_offsets(PREFIX)):
-        _alive(worker)
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the backlog was not drained in {TIMEOUT:.0f} s")
-        await asyncio.sleep(POLL)
 
 
 def _alive(worker: loopback.Child) -> None:

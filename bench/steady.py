@@ -46,12 +46,10 @@ from bench import profile
 from bench.procstat import cpu_seconds, machine
 from bench.stack import Stack
 from bench.workload import MIXES, Encoded, WorkloadSpec, encode, generate
-from schemas.topics import SESSION_FORWARDS
 from streams.dev import loopback
 
 Say = Callable[[str], None]
 TICK = 0.01
-TIMEOUT = 120.0
 
 
 @dataclass
@@ -116,7 +114,7 @@ async def steady_round(
         try:
             first = records[0]
             await (await producer.send(first.topic, first.value, key=first.key))
-            await _applied_at_least(stack, worker, 1)
+            await profile.wait_applied(stack, worker, bool, "the worker's first applied event")
             sent = [1]
             producing = asyncio.create_task(_paced(producer, records[1:], args.rate, sent))
             await asyncio.sleep(args.warmup)
@@ -176,27 +174,12 @@ async def _paced(
     return sent[0]
 
 
-async def _applied_at_least(stack: Stack, worker: loopback.Child, n: int) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while await _applied(stack) < n:
-        if not worker.alive():
-            raise RuntimeError(f"the worker exited ({worker.log_path})")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the worker applied nothing in {TIMEOUT:.0f} s")
-        await asyncio.sleep(0.05)
-
-
-async def _applied(stack: Stack) -> int:
-    offsets = await stack.applied_offsets(profile.PREFIX)
-    return sum(o + 1 for tp, o in offsets.items() if not tp.startswith(f"{SESSION_FORWARDS}:"))
-
-
 async def _mark(stack: Stack, worker: loopback.Child, port: int) -> _Mark:
     metrics = await profile._scrape(port)
     calls = await stack.commandstats()
     return _Mark(
         time.monotonic(),
-        await _applied(stack),
+        await profile.applied_events(stack),
         cpu_seconds(worker.pid),
         cpu_seconds(stack.broker.pid),
         sum(map(cpu_seconds, stack.redis_pids)),
