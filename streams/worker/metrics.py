@@ -118,6 +118,10 @@ BATCH_SIZE = Histogram(
     "Records per folded batch.",
     buckets=(1, 5, 10, 50, 100, 250, 500, 1000, 2000),
 )
+FETCHES_JOINED = Counter(
+    "continuity_fetches_joined_total",
+    "Fetches that arrived while the agent was folding and joined the one waiting for it.",
+)
 BATCH_SECONDS = Histogram(
     "continuity_batch_duration_seconds",
     "Time to decode, fold and commit one batch.",

@@ -27,7 +27,8 @@ from typing import Any
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, Message
 
-from streams.worker.batch_delivery import BatchTopic, Fetched, batch_channel
+from streams.worker import metrics
+from streams.worker.batch_delivery import BatchTopic, Fetched, batch_channel, join_waiting
 
 Positioned = Callable[[Mapping[str, int | None]], None]
 
@@ -101,6 +102,9 @@ class BatchDrainMixin:
         # fetched before a partition's seek are from its old position.
         self.seeks = 0
         self._sought: dict[TP, int] = {}
+        # A fetch waiting for the agent grows to at most one fetch's worth (the worker's
+        # batch_max): joined fetches are still folded as one batch each.
+        self._join_most = self.app.conf.broker_max_poll_records or 500
 
     async def seek(self, partition: TP, offset: int) -> None:
         """Faust's seek, remembered: fetches made before it are stale for ``partition``."""
@@ -232,4 +236,8 @@ class BatchDrainMixin:
         # Tracked as Faust's conductor tracks each message: a graceful stop with
         # stream_wait_empty waits for them to be acked.
         self._unacked_messages.update(fetched.messages)
+        # No await between this check and the join: the agent cannot take it meanwhile.
+        if join_waiting(channel.queue, fetched, self._join_most):
+            metrics.FETCHES_JOINED.inc()
+            return
         await channel.queue.put(fetched.event())

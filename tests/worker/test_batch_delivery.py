@@ -11,7 +11,13 @@ from __future__ import annotations
 import faust
 from faust.types import TP, Message
 
-from streams.worker.batch_delivery import BatchTopic, Fetched, batch_channel, batch_topic
+from streams.worker.batch_delivery import (
+    BatchTopic,
+    Fetched,
+    batch_channel,
+    batch_topic,
+    join_waiting,
+)
 
 
 def _app() -> faust.App:
@@ -87,3 +93,53 @@ def test_the_carrying_event_holds_the_fetch_and_its_last_message() -> None:
     event = fetched.event()
     assert event.value is fetched
     assert event.message is messages[-1]
+
+
+def _queued(app: faust.App, *fetches: Fetched) -> object:
+    """The batch topic's own queue (as the agent's clone has it), holding ``fetches``."""
+    queue = batch_topic(app, "cart-events").clone(is_iterator=True).queue
+    for fetched in fetches:
+        queue.put_nowait(fetched.event())
+    return queue
+
+
+def test_a_fetch_joins_the_one_waiting_last_and_keeps_the_order() -> None:
+    app = _app()
+    first, second = Fetched(app, _messages(3), 1), Fetched(app, _messages(2), 1)
+    own = list(second.messages)
+    queue = _queued(app, first, second)
+    late = Fetched(app, _messages(4), 1)
+    assert join_waiting(queue, late, most=10)
+    assert queue.qsize() == 2  # no third entry: the agent takes it with the second
+    assert len(first.messages) == 3
+    assert second.messages == own + late.messages
+
+
+def test_nothing_joins_an_empty_queue_so_an_idle_agent_gets_the_fetch_at_once() -> None:
+    app = _app()
+    assert not join_waiting(_queued(app), Fetched(app, _messages(1), 1), most=10)
+
+
+def test_a_fetch_joins_only_one_of_its_generation_and_seek_count_within_the_bound() -> None:
+    app = _app()
+    waiting = Fetched(app, _messages(3), 1, seeks=5)
+    queue = _queued(app, waiting)
+    # Another generation: Faust drops the older one's event when the agent takes it.
+    assert not join_waiting(queue, Fetched(app, _messages(1, 2), 2, seeks=5), most=10)
+    # A rewind sought since: the waiting fetch's records of that partition are stale,
+    # the new ones are not; joined, ``positioned`` could not tell them apart.
+    assert not join_waiting(queue, Fetched(app, _messages(1), 1, seeks=6), most=10)
+    # Past the bound: a queued fetch stays at most one batch.
+    assert not join_waiting(queue, Fetched(app, _messages(8), 1, seeks=5), most=10)
+    assert len(waiting.messages) == 3
+    assert join_waiting(queue, Fetched(app, _messages(7), 1, seeks=5), most=10)
+    assert len(waiting.messages) == 10
+
+
+def test_nothing_joins_a_fetch_a_rebalance_cleared_from_the_queue() -> None:
+    app = _app()
+    waiting = Fetched(app, _messages(3), 1)
+    queue = _queued(app, waiting)
+    queue.clear()  # what Faust does to a channel's queue when the flow resumes
+    assert not join_waiting(queue, Fetched(app, _messages(1), 1), most=10)
+    assert len(waiting.messages) == 3
