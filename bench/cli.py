@@ -104,8 +104,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     f.add_argument("--freshness-warmup", type=float, default=5.0, help="seconds not counted")
     f.add_argument(
         "--freshness-sweep",
-        default="1500,2000,2500,3000,4000",
-        help="rates tried after it, in order, until p99 >= 100 ms ('' to skip)",
+        default="250,500,750,1000,1500,2000,3000",
+        help="rates tried after it, lowest first, until p99 >= 100 ms ('' to skip)",
     )
     f.add_argument("--freshness-sweep-seconds", type=float, default=10.0)
     f.add_argument("--no-freshness", action="store_true", help="skip it in the benchmark")
