@@ -104,7 +104,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     f.add_argument("--freshness-warmup", type=float, default=5.0, help="seconds not counted")
     f.add_argument(
         "--freshness-sweep",
-        default="250,500,750,1000,1500,2000,3000",
+        default="100,250,500,750,1000,1500,2000,3000",
         help="rates tried after it, lowest first, until p99 >= 100 ms ('' to skip)",
     )
     f.add_argument("--freshness-sweep-seconds", type=float, default=10.0)

@@ -92,7 +92,7 @@ class FreshnessPlan:
     seconds: float = 30.0
     """Counted seconds, after the warm-up."""
     warmup: float = 5.0
-    sweep: tuple[float, ...] = (250.0, 500.0, 750.0, 1_000.0, 1_500.0, 2_000.0, 3_000.0)
+    sweep: tuple[float, ...] = (100.0, 250.0, 500.0, 750.0, 1_000.0, 1_500.0, 2_000.0, 3_000.0)
     """Rates tried after the main measurement, lowest first, until one does not hold: the
     last that held is the highest this machine sustains (from below, as load rises)."""
     sweep_seconds: float = 10.0

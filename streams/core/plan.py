@@ -165,13 +165,14 @@ def plan_batch(
         pending=dict(snapshot.pending),
     )
     applied_upto = dict(snapshot.offsets)
+    last: dict[str, Record] = {}
     for record, event in zip(records, decoded, strict=True):
         if record.offset <= applied_upto.get(record.tp, -1):
             plan.outcomes.append(RecordOutcome(record, Kind.ALREADY_APPLIED))
             continue
         applied_upto[record.tp] = record.offset
         plan.offsets[record.tp] = record.offset
-        plan.fingerprints[record.tp] = fingerprint(record.key, record.value)
+        last[record.tp] = record
         if record.topic == SESSION_FORWARDS:
             across._forwarded(b, record)
         elif isinstance(event, Rejected):
@@ -180,6 +181,8 @@ def plan_batch(
             timed = in_time(record, event, limits)
             plan.clamped += clamped(event, timed)
             _source(b, record, timed)
+    # Only each partition's last applied record is fingerprinted: the commit stores that one.
+    plan.fingerprints = {tp: fingerprint(r.key, r.value) for tp, r in last.items()}
     plan.pending = {k: b.pending.get(k) for k in b.pending_changed}
     _record_expectations(plan, records, decoded, snapshot, b.here)
     for key, written in plan.writes.items():
