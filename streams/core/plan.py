@@ -171,7 +171,6 @@ def plan_batch(
             plan.outcomes.append(RecordOutcome(record, Kind.ALREADY_APPLIED))
             continue
         applied_upto[record.tp] = record.offset
-        plan.offsets[record.tp] = record.offset
         last[record.tp] = record
         if record.topic == SESSION_FORWARDS:
             across._forwarded(b, record)
@@ -181,7 +180,8 @@ def plan_batch(
             timed = in_time(record, event, limits)
             plan.clamped += clamped(event, timed)
             _source(b, record, timed)
-    # Only each partition's last applied record is fingerprinted: the commit stores that one.
+    # Each partition's last applied record: the commit stores its offset and fingerprint.
+    plan.offsets = {tp: r.offset for tp, r in last.items()}
     plan.fingerprints = {tp: fingerprint(r.key, r.value) for tp, r in last.items()}
     plan.pending = {k: b.pending.get(k) for k in b.pending_changed}
     _record_expectations(plan, records, decoded, snapshot, b.here)

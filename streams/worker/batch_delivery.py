@@ -122,6 +122,8 @@ class Fetched:
 
         Its message is the fetch's last one: Faust's stream iterator checks its
         generation and the flow control before handing the fetch to the agent.
+        Fetches joined to it later (``join_waiting``) are of the same generation,
+        so the check holds for their records too.
         """
         return self.app.create_event(None, self, None, self.messages[-1])
 
