@@ -51,6 +51,7 @@ from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
 from schemas.topics import topic_for
+from streams.core import notice
 from streams.store import keys as redis_keys
 from streams.store.keys import Space
 
@@ -247,9 +248,9 @@ async def _notices(url: str, channels: list[str], into: dict[str, list[tuple[int
         async for message in pubsub.listen():
             if message["type"] != "smessage":
                 continue
-            body = orjson.loads(message["data"])
-            if body.get("version") is not None and body.get("key") in into:
-                into[body["key"]].append((int(body["version"]), time.time()))
+            heard = notice.read(message["data"])
+            if heard.version is not None and heard.key in into:
+                into[heard.key].append((heard.version, time.time()))
     finally:
         await pubsub.aclose()
         await redis.aclose()

@@ -2,7 +2,9 @@
 
 The commit script publishes it on the sharded channel of the key's partition
 (``keys.updates``); gateways wake the key's followers with it
-(``streams/gateway/fanout.py``). A notice carries no state, only:
+(``streams/gateway/fanout.py``). On the wire a notice is a JSON header,
+optionally followed by a line break and the key's stored session (``read``
+splits them):
 
 * ``key`` and ``version``: a committed version of the key's session;
 * ``merged_into``: the guest key was merged into that customer (no version);
@@ -12,11 +14,20 @@ The commit script publishes it on the sharded channel of the key's partition
   moment its effect is written to a subscriber
   (``continuity_freshness_seconds``). Absent where no applied record of the
   key has a timestamp (a merge's guest side, a re-fold without timestamps).
+
+The state after the header: the commit script appends the stored value it
+wrote (``streams/core/session_codec.py``, ~1 KB compressed for a typical
+session) to the notice of every session write, so a gateway serves that
+version to the key's streams without reading it back from Redis. orjson
+escapes every line break inside a JSON document, so the first ``\n`` ends
+the header. A notice without one (a merge, an erasure, an older worker) is
+news only: its followers read the key.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import NamedTuple
 
 import orjson
 
@@ -49,3 +60,43 @@ def oldest_appends(outcomes: Iterable[RecordOutcome]) -> dict[str, int]:
         if seen is None or ts < seen:
             oldest[o.session_key] = ts
     return oldest
+
+
+class Heard(NamedTuple):
+    """A notice as a gateway reads it; ``None`` where a field is absent or unreadable."""
+
+    key: str | None
+    version: int | None = None
+    merged_into: str | None = None
+    appended_ms: int | None = None
+    state: bytes | None = None
+    """The stored session of ``key`` at the announced version, if the notice carries it."""
+
+
+def read(data: bytes | str) -> Heard:
+    """A notice from the wire: its header's fields and the state after it, if any.
+
+    Anything unreadable gives ``Heard(None)``: a notice about an unknown key.
+    """
+    raw = data.encode() if isinstance(data, str) else data
+    header, newline, state = raw.partition(b"\n")
+    try:
+        body = orjson.loads(header)
+    except orjson.JSONDecodeError:
+        return Heard(None)
+    if not isinstance(body, dict):
+        return Heard(None)
+    key, target = body.get("key"), body.get("merged_into")
+    if not isinstance(key, str):
+        return Heard(None)
+    return Heard(
+        key,
+        _int(body.get("version")),
+        target if isinstance(target, str) else None,
+        _int(body.get("t")),
+        state if newline and state else None,
+    )
+
+
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

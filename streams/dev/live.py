@@ -29,7 +29,9 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from schemas.topics import CART_EVENTS, DEAD_LETTERS, NOTIFICATIONS
+from streams.core import notice
 from streams.core.dead_letter import describe
+from streams.core.session_codec import decode as decode_session
 from streams.dev import loopback
 from streams.dev.files import DEV_FILE, DEV_SECRET_FILE
 from streams.dev.simulate import endless, journey
@@ -355,16 +357,22 @@ async def _print_shard(state: RedisState, shard: sharded.Shard) -> None:
         async for message in pubsub.listen():
             if message["type"] != "smessage":
                 continue
-            notice = orjson.loads(message["data"])
-            if notice.get("merged_into"):
+            heard = notice.read(message["data"])
+            if heard.key is None:
+                continue
+            if heard.merged_into is not None:
                 print(
-                    f"{_now()}  {notice['key']:<24} guest session merged into "
-                    f"{notice['merged_into']}",
+                    f"{_now()}  {heard.key:<24} guest session merged into {heard.merged_into}",
                     flush=True,
                 )
                 continue
-            session = await state.get(notice["key"])
-            if session is None or session.version != notice["version"]:
+            # A session write's notice carries the state it announces; others are news only.
+            session = (
+                decode_session(heard.state)
+                if heard.state is not None
+                else await state.get(heard.key)
+            )
+            if session is None or session.version != heard.version:
                 continue  # a newer version is already on its way
             cart = (
                 ", ".join(f"{ln.quantity}x {ln.name or ln.sku}" for ln in session.cart) or "empty"

@@ -9,18 +9,22 @@ is dispatched by its ``key`` to the local followers of that key (a gateway
 with no follower of a key drops its notices). Following a key costs no round
 trip to Redis: the partition's channel is subscribed already.
 
-A notice carries no state (the key, the version and the Kafka timestamp of the
-oldest record the commit applied to it: ``streams/core/notice.py``; a stream
-times its next write from that, ``continuity_freshness_seconds``): it only
-raises its key's announcement count (``Followed.announced``) and marks each
-follower of that key *dirty* (an ``asyncio.Event``), and the follower re-reads
-the session from Redis. A
-follower holds a flag, not a queue, so a slow client costs the same memory as
-a fast one and always catches up to the newest state. The followers of one
-key share their reads (``Followed.shared``, ``streams/gateway/shared_read.py``):
-a read started once the count had reached the one a follower woke with
-serves it, so one notice costs one Redis read and one serialised frame
-however many local streams follow the key.
+A notice raises its key's announcement count (``Followed.announced``) and
+marks each follower of that key *dirty* (an ``asyncio.Event``); it also
+carries the Kafka timestamp of the oldest record the commit applied to the
+key (``streams/core/notice.py``; a stream times its next write from that,
+``continuity_freshness_seconds``). A notice of a session write carries the
+stored state it announces too, kept as the key's ``Followed.carried`` with
+its announcement count: a follower woken by it sends that state without a
+Redis read. Otherwise (a merge, an erasure, a reconnect, a malformed notice)
+the follower re-reads the session from Redis. A follower holds a flag, not a
+queue, so a slow client costs the same memory as a fast one and always
+catches up to the newest state. The followers of one key share their reads
+and what a carried state becomes (``Followed.shared``,
+``streams/gateway/shared_read.py``): a read started once the count had
+reached the one a follower woke with serves it, so one notice costs at most
+one Redis read and one serialised frame however many local streams follow
+the key.
 
 Ordering guarantee: ``subscribe`` returns only while every partition channel
 is confirmed subscribed, with the follower registered, so a client that reads
@@ -50,12 +54,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 from redis.asyncio.client import PubSub
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from streams.core import notice
 from streams.gateway import metrics
 from streams.gateway.shared_read import SharedRead
 from streams.store import keys, sharded
@@ -71,6 +75,14 @@ class FanoutUnavailable(Exception):
     """The shared pub/sub connection is down; a stream cannot start safely."""
 
 
+@dataclass(frozen=True)
+class Carried:
+    """A key's stored state as a notice carried it: the one its ``at``-th announcement named."""
+
+    at: int
+    stored: bytes
+
+
 @dataclass(eq=False)
 class Followed:
     """One key followed locally: its followers, its announcements, their shared read."""
@@ -81,6 +93,8 @@ class Followed:
     """Notices (and reconnects) dispatched for the key since it was first followed."""
     shared: SharedRead[Any] = field(default_factory=SharedRead)
     """The followers' reads of the key (``routes/stream.py`` decides what they hold)."""
+    carried: Carried | None = None
+    """The state the newest notice that carried one carried."""
 
 
 @dataclass(eq=False)
@@ -288,57 +302,50 @@ class Fanout:
         partition = self._partitions.get(_str(msg["channel"]))
         if partition is None:
             return
-        key, merged_into, appended_ms = _notice(msg["data"])
-        if key is None:
+        heard = notice.read(msg["data"])
+        if heard.key is None:
             # Malformed: it may have been about any key of the partition, so
             # every follower there re-reads (a spare read costs less than a miss).
             for name, followed in self._followers.items():
                 if self._space.partition(name) == partition:
-                    _wake(followed, None, None)
+                    _wake(followed)
             return
-        if self._space.partition(key) != partition:
+        if self._space.partition(heard.key) != partition:
             # Only the key's own partition announces it (a cluster runs the commit
             # there); anything else is a misplaced publisher, not a notice.
-            log.warning("notice for %r on the channel of partition %d ignored", key, partition)
+            log.warning(
+                "notice for %r on the channel of partition %d ignored", heard.key, partition
+            )
             return
-        target = self._followers.get(key)
+        target = self._followers.get(heard.key)
         if target is not None:
-            _wake(target, merged_into, appended_ms)
+            _wake(target, heard)
 
     def _mark_all_dirty(self) -> None:
         for followed in self._followers.values():
-            _wake(followed, None, None)
+            _wake(followed)
 
     def _count(self) -> int:
         return sum(len(f.followers) for f in self._followers.values())
 
 
-def _wake(followed: Followed, merged_into: str | None, appended_ms: int | None) -> None:
+def _wake(followed: Followed, heard: notice.Heard | None = None) -> None:
+    """Announce ``heard`` (``None``: something unknown) to the key's followers."""
     # Counted before anyone wakes: a follower reads the count once awake.
     followed.announced += 1
+    if heard is None:
+        for sub in followed.followers:
+            sub.dirty.set()
+        return
+    if heard.state is not None:
+        followed.carried = Carried(followed.announced, heard.state)
+    merged_into, appended_ms = heard.merged_into, heard.appended_ms
     for sub in followed.followers:
         if merged_into is not None:
             sub.merged_into = merged_into
         if appended_ms is not None and (sub.appended_ms is None or appended_ms < sub.appended_ms):
             sub.appended_ms = appended_ms
         sub.dirty.set()
-
-
-def _notice(data: bytes | str) -> tuple[str | None, str | None, int | None]:
-    """The notice's key, for a merged guest its customer, and the oldest applied record's
-    Kafka timestamp in ms (``streams/core/notice.py``); ``None`` where unreadable."""
-    try:
-        notice = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return None, None, None
-    if not isinstance(notice, dict):
-        return None, None, None
-    key, target, appended = notice.get("key"), notice.get("merged_into"), notice.get("t")
-    return (
-        key if isinstance(key, str) else None,
-        target if isinstance(target, str) else None,
-        appended if isinstance(appended, int) and not isinstance(appended, bool) else None,
-    )
 
 
 def _str(value: bytes | str) -> str:

@@ -70,7 +70,8 @@ FRESHNESS = Histogram(
 )
 SSE_READS = Counter(
     "continuity_sse_reads_total",
-    "Redis reads of sessions for streams: one per notice per followed key, shared by its streams.",
+    "Redis reads of sessions for streams: a stream's first, and one per followed key after a "
+    "notice that carries no state (a merge, an erasure, a reconnect), shared by its streams.",
 )
 SSE_RESUMES = Counter(
     "continuity_sse_resumes_total",

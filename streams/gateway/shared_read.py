@@ -20,6 +20,11 @@ take a read that started before the stream subscribed only if no notice of
 the key was dispatched since that read started, and a commit the read missed
 is announced later, to the new stream as well.
 
+A notice may carry the state it announces (``fanout.Carried``): that state is
+what a read started at its announcement count would at least have seen, so
+``settle`` keeps it as a result of that count, made once for all followers,
+with no read at all.
+
 The follower that starts a read runs it itself (no task per read); others
 wait on a shielded future, so a joiner that leaves cannot cancel the read.
 If the reader leaves (cancelled) or the read fails, its joiners get the
@@ -64,6 +69,18 @@ class SharedRead(Generic[T]):
                 if not pending.cancelled() or (task is not None and task.cancelling()):
                     raise  # this follower was cancelled, not (only) the read
                 # Its reader left before the read ended: read again.
+
+    def settle(self, at: int, make: Callable[[], T]) -> T:
+        """A result as of announcement ``at`` known without a read (a notice carried it).
+
+        ``make`` turns it into a result, once: a result already kept from count ``at``
+        or later (a read, or this state settled before) is returned instead.
+        """
+        if self._done_at >= at:
+            return self._done  # type: ignore[return-value]
+        result = make()
+        self._done, self._done_at = result, at
+        return result
 
     async def _lead(self, at: int, read: Callable[[], Awaitable[T]]) -> T:
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()

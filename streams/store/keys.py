@@ -310,9 +310,10 @@ UPDATES = Family(
     lifetime="sharded pub/sub (`SPUBLISH`): nothing is stored",
     meaning='`{"key", "version", "t"}` after each committed version of a key of the partition '
     "(`t`: the Kafka timestamp in ms of the oldest record the commit applied to the key, "
-    '`streams/core/notice.py`); `{"key", "merged_into"}` when a guest merges; '
-    '`{"key", "erased": true}` after an erasure. Gateways `SSUBSCRIBE` per partition, so a '
-    "notice stays on its shard",
+    "`streams/core/notice.py`), then a line break and the session's stored value (`d`) at "
+    'that version, which streams are served from without a read; `{"key", "merged_into"}` '
+    'when a guest merges; `{"key", "erased": true}` after an erasure. Gateways `SSUBSCRIBE` '
+    "per partition, so a notice stays on its shard",
     lua=("commit.lua", "erase.lua"),
     scope="partition",
 )

@@ -5,7 +5,10 @@ into) and, when given, ``t``; the oldest applied record's Kafka timestamp is
 found per session key, a guest's events folded into its customer counted
 under the customer, and records that were not applied (duplicates, rejected)
 or carry no timestamp are left out; the key's ``t`` never postdates any
-record its new state applied.
+record its new state applied. Read back from the wire, a notice gives its
+fields and the state after the header's line break byte for byte (any bytes,
+line breaks included), none without one, and an unreadable or keyless
+header is a notice about no known key.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.core.notice import notice, oldest_appends
+from streams.core.notice import Heard, notice, oldest_appends, read
 from streams.core.plan import Kind
 from tests.support.pure import MemoryState, add, ev, records
 
@@ -75,3 +78,26 @@ def test_a_keys_time_is_the_minimum_of_its_applied_records(times: list[int]) -> 
         [replace(r, timestamp_ms=t) for r, t in zip(batch, times, strict=True)]
     )
     assert oldest_appends(plan.outcomes) == {"c": min(times)}
+
+
+@given(
+    st.text(min_size=1, max_size=40),
+    st.none() | st.integers(min_value=0, max_value=10**13),
+    st.binary(max_size=300),
+)
+def test_a_notice_reads_back_with_the_state_after_it(key: str, t: int | None, state: bytes) -> None:
+    # As the commit script sends it: the header, a line break, the stored value.
+    wire = notice(key, 7, appended_ms=t) + b"\n" + state
+    assert read(wire) == Heard(key, 7, None, t, state or None)
+    assert read(notice(key, 7, appended_ms=t)) == Heard(key, 7, None, t, None)
+
+
+def test_a_merge_notice_reads_back_with_its_customer() -> None:
+    assert read(notice("g-1", None, merged_into="c-1")) == Heard("g-1", None, "c-1")
+    assert read(notice("g-1", None, merged_into="c-1").decode()) == Heard("g-1", None, "c-1")
+
+
+def test_an_unreadable_notice_is_about_no_known_key() -> None:
+    for wire in (b"", b"not json", b"[1]", b'{"version": 2}', b'{"key": 5}', b"\n{}"):
+        assert read(wire) == Heard(None), wire
+    assert read(b'{"key": "k", "version": "2", "t": true, "merged_into": 3}') == Heard("k")

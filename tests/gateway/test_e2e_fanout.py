@@ -11,7 +11,9 @@ malformed notice wakes the followers of its partition; one key's followers
 share one record whose announcement count rises once per notice, before they
 wake; a notice lost while the connection was down (SPUBLISH reached no one) is
 made up for: after the reconnect every key's count rises and every follower is
-marked dirty and re-reads; with no Redis at all,
+marked dirty and re-reads; a notice that carries its state (as a session
+write's does) leaves it with the count it raised, byte for byte, and a
+notice without one leaves the last carried state behind its count; with no Redis at all,
 following fails cleanly instead of hanging.
 """
 
@@ -29,7 +31,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from streams.dev import loopback
-from streams.gateway.fanout import Fanout, FanoutUnavailable, Subscriber
+from streams.gateway.fanout import Carried, Fanout, FanoutUnavailable, Subscriber
 from streams.store import keys
 from streams.store.client import Client, connect
 from streams.store.keys import Space
@@ -154,6 +156,29 @@ async def test_a_merged_notice_names_the_customer(
         await redis.spublish(channel(space, guest), orjson.dumps(notice))
         await asyncio.wait_for(sub.dirty.wait(), 10)
         assert sub.merged_into == "cust-1"
+
+
+async def test_a_notice_leaves_the_state_it_carries_with_its_count(
+    fanout: tuple[Fanout, str], redis: Client
+) -> None:
+    fan, _ = fanout
+    space = space_of(fan)
+    key = key_in(space, 1)
+    # Stored values are zlib streams: any bytes, line breaks among them.
+    stored = bytes(range(256)) + b"\n\r\n{"
+    async with fan.subscribe(key) as sub:
+        assert sub.followed is not None
+        assert sub.followed.carried is None
+        header = orjson.dumps({"key": key, "version": 3, "t": 1})
+        await redis.spublish(channel(space, key), header + b"\n" + stored)
+        await asyncio.wait_for(sub.dirty.wait(), 10)
+        assert sub.followed.carried == Carried(1, stored)
+        assert sub.appended_ms == 1
+        sub.dirty.clear()
+        await redis.spublish(channel(space, key), orjson.dumps({"key": key, "version": 4}))
+        await asyncio.wait_for(sub.dirty.wait(), 10)
+        assert sub.followed.announced == 2
+        assert sub.followed.carried == Carried(1, stored), "news only: the follower reads"
 
 
 @pytest.mark.parametrize("stem", ["a", "b", "c", "d", "e", "f"])

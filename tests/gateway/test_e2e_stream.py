@@ -13,7 +13,9 @@ the log; one token holds at most ``CONTINUITY_SSE_MAX_STREAMS_PER_TOKEN``
 streams of a gateway (429 past it, other tokens unaffected, a closed stream's
 slot returned); a stream ends with ``token_expired`` when its token's ``exp``
 passes; a crowd of streams of one session woken by one notice all get the new
-state from one Redis read. Each state a stream writes after a commit notice is
+state without a Redis read (the notice carried it); a stream sends the state
+its notice carried, not Redis's; a notice without a state (an older worker's)
+makes its streams read the key, once. Each state a stream writes after a commit notice is
 timed from the Kafka timestamp of the oldest record it carries news of
 (``continuity_freshness_seconds``); the state a stream starts with is not.
 """
@@ -30,6 +32,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from streams.core.notice import notice
+from streams.core.session_codec import decode, encode
+from streams.store.keys import updates
 from streams.store.state import RedisState
 from tests.support.events import added, event
 from tests.support.gateway import (
@@ -277,9 +282,66 @@ async def test_a_crowd_of_streams_woken_at_once_all_get_the_new_state(
         ended = [r for r in seconds if not isinstance(r, SseEvent)]
         assert ended == [], f"{len(ended)} of {crowd} streams ended instead of sending v2"
         assert {r.id for r in seconds if isinstance(r, SseEvent)} == {"2"}
-        # One notice, one read for the whole crowd (two if a pub/sub reconnect came between).
+        # The notice carried the state: no read for the whole crowd (one if a pub/sub
+        # reconnect came between and every stream re-read, together).
         reads = metric(await a.metrics(), "continuity_sse_reads_total") - before
-        assert 1 <= reads <= 2, f"{reads:g} Redis reads for one notice to {crowd} streams"
+        assert reads <= 1, f"{reads:g} Redis reads for one notice to {crowd} streams"
+
+
+async def test_a_stream_sends_the_state_its_notice_carried_without_reading_redis(
+    gateways: list[Gateway],
+    shared_worker: RedisState,
+    http: aiohttp.ClientSession,
+    ids: Callable[[str], str],
+) -> None:
+    # A notice whose state differs from what Redis holds tells which one a stream sent:
+    # version 2 is announced with a state of its own while Redis keeps version 1.
+    a, _ = gateways
+    c = ids("carried")
+    await add(http, a, c, "K-1")
+    await wait_version(shared_worker, c, 1)
+    async with stream(http, a, c, bearer("service")) as events:
+        assert (await next_event(events)).id == "1"
+        before = metric(await a.metrics(), "continuity_sse_reads_total")
+        stored = await shared_worker.redis.hget(shared_worker.session_key(c), "d")
+        carried = decode(stored).model_copy(update={"version": 2, "currency": "NOK"})
+        await shared_worker.redis.spublish(
+            updates(shared_worker.space, shared_worker.space.partition(c)),
+            notice(c, 2) + b"\n" + encode(carried),
+        )
+        got = await next_event(events)
+        assert (got.id, got.json()["version"], got.json()["currency"]) == ("2", 2, "NOK")
+        assert metric(await a.metrics(), "continuity_sse_reads_total") == before
+        assert (
+            decode(await shared_worker.redis.hget(shared_worker.session_key(c), "d")).version == 1
+        )
+
+
+async def test_a_notice_without_the_state_makes_its_streams_read_it(
+    gateways: list[Gateway],
+    shared_worker: RedisState,
+    http: aiohttp.ClientSession,
+    ids: Callable[[str], str],
+) -> None:
+    # As an older worker announces (or a merge, or an erasure): the key and version only.
+    a, _ = gateways
+    c = ids("header-only")
+    await add(http, a, c, "H-1")
+    await wait_version(shared_worker, c, 1)
+    async with stream(http, a, c, bearer("service")) as events:
+        assert (await next_event(events)).id == "1"
+        before = metric(await a.metrics(), "continuity_sse_reads_total")
+        key = shared_worker.session_key(c)
+        newer = decode(await shared_worker.redis.hget(key, "d")).model_copy(
+            update={"version": 2, "currency": "SEK"}
+        )
+        await shared_worker.redis.hset(key, mapping={"v": 2, "d": encode(newer)})
+        await shared_worker.redis.spublish(
+            updates(shared_worker.space, shared_worker.space.partition(c)), notice(c, 2)
+        )
+        got = await next_event(events)
+        assert (got.id, got.json()["currency"]) == ("2", "SEK")
+        assert metric(await a.metrics(), "continuity_sse_reads_total") == before + 1
 
 
 async def _dispatched(events: AsyncIterator[SseEvent]) -> AsyncIterator[SseEvent]:

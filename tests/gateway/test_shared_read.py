@@ -5,7 +5,10 @@ that wakes late reuses it unless something newer was announced; a read that
 started before an announcement never serves a follower woken by it; a
 follower leaving does not cancel a read others wait for, and the read of one
 that left is done again; a failed read fails its joiners and is not cached;
-of two reads ending out of order, the one started later is kept.
+of two reads ending out of order, the one started later is kept. A state a
+notice carried is made into a result once and serves every follower woken by
+that notice or earlier, never a later one, and never replaces a result kept
+from a later count.
 """
 
 from __future__ import annotations
@@ -120,3 +123,34 @@ async def test_a_failed_read_fails_its_joiners_and_is_not_kept() -> None:
     assert len(key.reads) == 2
     key.reads[1].set_result("")
     assert await again == "v0"
+
+
+async def test_a_carried_state_is_made_once_and_serves_up_to_its_count() -> None:
+    key, shared = _Key(announced=2, value="read"), SharedRead[str]()
+    made: list[int] = []
+
+    def make() -> str:
+        made.append(2)
+        return "carried-2"
+
+    assert [shared.settle(2, make) for _ in range(3)] == ["carried-2"] * 3
+    assert made == [2], "made once, whatever the number of followers"
+    assert await shared.get(1, key.now, key.read) == "carried-2"
+    assert await shared.get(2, key.now, key.read) == "carried-2"
+    assert key.reads == []
+    key.announced = 3  # something newer, not carried: a follower woken by it reads
+    later = asyncio.create_task(shared.get(3, key.now, key.read))
+    await _settle()
+    assert len(key.reads) == 1
+    key.reads[0].set_result("")
+    assert await later == "read"
+
+
+async def test_a_carried_state_never_replaces_a_result_of_a_later_count() -> None:
+    key, shared = _Key(announced=5, value="read-5"), SharedRead[str]()
+    first = asyncio.create_task(shared.get(5, key.now, key.read))
+    await _settle()
+    key.reads[0].set_result("")
+    assert await first == "read-5"
+    assert shared.settle(4, lambda: "carried-4") == "read-5"
+    assert shared.settle(6, lambda: "carried-6") == "carried-6"

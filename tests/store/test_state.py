@@ -99,7 +99,10 @@ async def test_notice_is_published_with_the_committed_version(
     await processor.process(records([event("cart.item_added", added("A-1"), customer="c2")]))
     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=2)
     assert message is not None
-    assert orjson.loads(message["data"]) == {"key": "c2", "version": 1}
+    header, _, carried = message["data"].partition(b"\n")
+    assert orjson.loads(header) == {"key": "c2", "version": 1}
+    # The notice carries the state it announces, as stored.
+    assert carried == await client.hget(state.session_key("c2"), "d")
     stored = await state.get("c2")
     assert stored is not None
     assert stored.version == 1

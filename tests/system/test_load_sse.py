@@ -51,6 +51,7 @@ import orjson
 import pytest
 
 from schemas.session import Session
+from streams.core import notice
 from streams.kafka.publish import Publisher, prepare_dict
 from streams.store import sharded
 from streams.store.client import Client
@@ -187,9 +188,9 @@ async def _listen_shard(
             msg = await ps.get_message(ignore_subscribe_messages=True, timeout=1.0)
             if msg is None or msg["type"] != "smessage":
                 continue
-            notice = orjson.loads(msg["data"])
-            if notice.get("key") in wanted and notice.get("version") is not None:
-                into[notice["key"]].append((int(notice["version"]), time.monotonic()))
+            heard = notice.read(msg["data"])
+            if heard.key in wanted and heard.version is not None:
+                into[heard.key].append((heard.version, time.monotonic()))
 
 
 @pytest.fixture

@@ -14,12 +14,14 @@ token. One customer or pos token holds at most
 ``CONTINUITY_SSE_MAX_STREAMS_PER_TOKEN`` streams of a gateway (429 past it),
 so no token takes every slot of ``CONTINUITY_SSE_MAX_CONNECTIONS``.
 
-A wake-up costs one Redis read per key, not per stream: the streams of one
-key on this gateway share their reads and the frame made from them
-(``streams/gateway/shared_read.py``: a stream takes a read that started
-after the notice that woke it, joining it in flight or reusing the last one;
-``fanout.py`` says how). The frame is the stored JSON sent on without a
-parse (``streams/gateway/public_json.py``). A stream waits on its
+A wake-up by a notice that carries the state it announces (every session
+write's, ``streams/core/notice.py``) costs no Redis read: the stream sends
+that state. Any other wake-up costs one Redis read per key, not per stream:
+the streams of one key on this gateway share their reads, the carried states
+and the frame made from them (``streams/gateway/shared_read.py``: a stream
+takes a state at least as new as the notice that woke it, joining a read in
+flight or reusing the last result; ``fanout.py`` says how). The frame is the
+stored JSON made public without a model (``streams/gateway/public_json.py``). A stream waits on its
 subscriber's flag alone: the client leaving and the token expiring set that
 flag too (a callback and a timer), so a round costs no task and no
 ``asyncio.wait``.
@@ -167,6 +169,10 @@ class _Reads:
         followed = sub.followed
         if followed is None:  # not subscribed through the fan-out: nothing to share with
             return await self._read(sub.key)
+        carried = followed.carried
+        if carried is not None and carried.at >= need:
+            settled: _State = followed.shared.settle(carried.at, lambda: _stored(carried.stored))
+            return settled
         state: _State = await followed.shared.get(
             need, lambda: followed.announced, lambda: self._read(sub.key)
         )
@@ -177,11 +183,16 @@ class _Reads:
         async with self._gate:
             stored = await self._sessions.stored(key)
         if stored.blob is not None:
-            body, version = public_json(stored.blob)
-            return _State(sse.session_frame(body, version), version)
+            return _stored(stored.blob)
         if stored.merged_into is not None:
             return _State(sse.merged_frame(key, stored.merged_into), merged=True)
         return _State(None)
+
+
+def _stored(blob: bytes) -> _State:
+    """The ``session`` event of a stored session value."""
+    body, version = public_json(blob)
+    return _State(sse.session_frame(body, version), version)
 
 
 async def _follow(

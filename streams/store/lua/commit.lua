@@ -163,7 +163,9 @@ for j = 0, wn - 1 do
   touch(ARGV[b])
   wrote[ARGV[b]] = {d = ARGV[b + 2]}
   redis.call('HSET', skey(ARGV[b]), 'v', ARGV[b + 1], 'd', ARGV[b + 2])
-  notify(ARGV[b], ARGV[b + 3])
+  -- The notice carries the state it announces (streams/core/notice.py): a gateway
+  -- serves it to the key's streams without reading it back.
+  notify(ARGV[b], ARGV[b + 3] .. '\n' .. ARGV[b + 2])
 end
 for j = 0, aln - 1 do
   local anon, target = ARGV[als + 2 * j], ARGV[als + 2 * j + 1]
