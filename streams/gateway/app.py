@@ -29,6 +29,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from schemas.topics import SOURCE_TOPICS
+from streams import heap
 from streams.gateway.access_log import PathOnlyAccessLogger, ScrubBadRequests
 from streams.gateway.auth import Keyring
 from streams.gateway.fanout import Fanout
@@ -180,6 +181,8 @@ async def _connections(app: web.Application) -> AsyncIterator[None]:
     )
     # Behind Sentinel: reads follow a failover instead of a demoted primary.
     following = asyncio.create_task(follow_primary(redis))
+    # Up: what exists now lives as long as the process (streams/heap.py).
+    log.info(heap.settle(settings.gc_freeze, settings.gc_young_threshold).describe())
     try:
         yield
     finally:

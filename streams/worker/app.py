@@ -57,6 +57,7 @@ from schemas.topics import (
     SESSION_FORWARDS,
     SOURCE_TOPICS,
 )
+from streams import heap
 from streams.core.dead_letter import DeadLetter
 from streams.core.positions import Floors
 from streams.core.readiness import Readiness
@@ -265,6 +266,8 @@ def create_app(settings: Settings) -> faust.App:
             if not transient(exc):  # an outage is the batch path's to report
                 log.exception("position check failed")
 
+    settled: list[heap.Settled] = []
+
     def on_assigned(sender: Any, /, *partitions: Any, **_: Any) -> None:
         assigned = [(tp.topic, tp.partition) for tp in partitions[0]]
         names = {f"{t}:{p}" for t, p in assigned}
@@ -277,6 +280,10 @@ def create_app(settings: Settings) -> faust.App:
         for guard in guards:
             guard.revoked(assigned)
         readiness.on_assigned()
+        if not settled:
+            # The first assignment: Faust, its consumer and the app are up by now.
+            settled.append(heap.settle(settings.gc_freeze, settings.gc_young_threshold))
+            log.info(settled[0].describe())
 
     runners: list[Any] = []  # keeps the HTTP server referenced for the process's life
 

@@ -15,9 +15,11 @@ slot returned); a stream ends with ``token_expired`` when its token's ``exp``
 passes; a crowd of streams of one session woken by one notice all get the new
 state without a Redis read (the notice carried it); a stream sends the state
 its notice carried, not Redis's; a notice without a state (an older worker's)
-makes its streams read the key, once. Each state a stream writes after a commit notice is
-timed from the Kafka timestamp of the oldest record it carries news of
-(``continuity_freshness_seconds``); the state a stream starts with is not.
+makes its streams read the key, once. A started gateway froze its startup
+objects out of garbage collection (``streams/heap.py``). Each state a stream
+writes after a commit notice is timed from the Kafka timestamp of the oldest
+record it carries news of (``continuity_freshness_seconds``); the state a
+stream starts with is not.
 """
 
 from __future__ import annotations
@@ -432,3 +434,12 @@ async def test_a_state_written_after_a_notice_is_timed_from_its_records_kafka_ti
     # From the record's timestamp (the producing gateway's clock, set after ``posted``)
     # to the write, which came before the client read it.
     assert 0 <= metric(after, total) - metric(before, total) <= received - posted
+
+
+async def test_a_started_gateway_froze_its_startup_objects(gateways: list[Gateway]) -> None:
+    a, _ = gateways
+    settled = [ln for ln in a.child.log_path.read_text().splitlines() if "garbage collector:" in ln]
+    assert len(settled) == 1, settled
+    frozen = int(settled[0].split("garbage collector: ")[1].split()[0])
+    assert frozen > 10_000, settled[0]
+    assert "thresholds 10000, " in settled[0]

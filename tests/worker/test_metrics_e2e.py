@@ -10,7 +10,9 @@ functions; the sessions estimate counts the sessions written; the exposition
 passes ``promtool check metrics``; every series the dashboard and the alert
 rules query is exported (or is on the gateway's list); and with
 ``CONTINUITY_LOG_FORMAT=json`` every log line is JSON and every dead letter's
-line names its record.
+line names its record; once assigned its partitions, the worker froze its
+startup objects out of garbage collection and raised the young threshold
+(``streams/heap.py``), once.
 """
 
 from __future__ import annotations
@@ -432,3 +434,13 @@ async def test_two_workers_split_the_partition_series_between_them(
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+async def test_the_started_worker_froze_its_startup_objects_once(folded: Folded) -> None:
+    lines = [orjson.loads(ln) for ln in folded.log_path.read_text().splitlines() if ln.strip()]
+    settled = [r["message"] for r in lines if r["message"].startswith("garbage collector:")]
+    assert len(settled) == 1, settled
+    frozen = int(settled[0].split()[2])
+    # Faust, aiokafka, redis-py and the app: tens of thousands of objects at least.
+    assert frozen > 10_000, settled[0]
+    assert "thresholds 10000, " in settled[0]
