@@ -290,60 +290,39 @@ async def test_a_crowd_of_streams_woken_at_once_all_get_the_new_state(
         assert reads <= 1, f"{reads:g} Redis reads for one notice to {crowd} streams"
 
 
-async def test_a_stream_sends_the_state_its_notice_carried_without_reading_redis(
+@pytest.mark.parametrize("carried", [True, False], ids=["state-carried", "header-only"])
+async def test_a_stream_sends_the_state_its_notice_carried_or_reads_one_that_carried_none(
     gateways: list[Gateway],
     shared_worker: RedisState,
     http: aiohttp.ClientSession,
     ids: Callable[[str], str],
+    carried: bool,
 ) -> None:
-    # A notice whose state differs from what Redis holds tells which one a stream sent:
-    # version 2 is announced with a state of its own while Redis keeps version 1.
+    # Version 2 is announced with a state unlike Redis's (Redis keeps version 1), so the
+    # event tells which one a stream sent; or, as an older worker announces (and a merge,
+    # an erasure), the key and version only, with version 2 written to Redis first.
     a, _ = gateways
-    c = ids("carried")
+    c = ids("carried" if carried else "header-only")
     await add(http, a, c, "K-1")
     await wait_version(shared_worker, c, 1)
+    key, redis = shared_worker.session_key(c), shared_worker.redis
+    channel = updates(shared_worker.space, shared_worker.space.partition(c))
     async with stream(http, a, c, bearer("service")) as events:
         assert (await next_event(events)).id == "1"
         before = metric(await a.metrics(), "continuity_sse_reads_total")
-        stored = await shared_worker.redis.hget(shared_worker.session_key(c), "d")
-        carried = decode(stored).model_copy(update={"version": 2, "currency": "NOK"})
-        await shared_worker.redis.spublish(
-            updates(shared_worker.space, shared_worker.space.partition(c)),
-            notice(c, 2) + b"\n" + encode(carried),
+        newer = decode(await redis.hget(key, "d")).model_copy(
+            update={"version": 2, "currency": "NOK"}
         )
+        if carried:
+            await redis.spublish(channel, notice(c, 2) + b"\n" + encode(newer))
+        else:
+            await redis.hset(key, mapping={"v": 2, "d": encode(newer)})
+            await redis.spublish(channel, notice(c, 2))
         got = await next_event(events)
         assert (got.id, got.json()["version"], got.json()["currency"]) == ("2", 2, "NOK")
-        assert metric(await a.metrics(), "continuity_sse_reads_total") == before
-        assert (
-            decode(await shared_worker.redis.hget(shared_worker.session_key(c), "d")).version == 1
-        )
-
-
-async def test_a_notice_without_the_state_makes_its_streams_read_it(
-    gateways: list[Gateway],
-    shared_worker: RedisState,
-    http: aiohttp.ClientSession,
-    ids: Callable[[str], str],
-) -> None:
-    # As an older worker announces (or a merge, or an erasure): the key and version only.
-    a, _ = gateways
-    c = ids("header-only")
-    await add(http, a, c, "H-1")
-    await wait_version(shared_worker, c, 1)
-    async with stream(http, a, c, bearer("service")) as events:
-        assert (await next_event(events)).id == "1"
-        before = metric(await a.metrics(), "continuity_sse_reads_total")
-        key = shared_worker.session_key(c)
-        newer = decode(await shared_worker.redis.hget(key, "d")).model_copy(
-            update={"version": 2, "currency": "SEK"}
-        )
-        await shared_worker.redis.hset(key, mapping={"v": 2, "d": encode(newer)})
-        await shared_worker.redis.spublish(
-            updates(shared_worker.space, shared_worker.space.partition(c)), notice(c, 2)
-        )
-        got = await next_event(events)
-        assert (got.id, got.json()["currency"]) == ("2", "SEK")
-        assert metric(await a.metrics(), "continuity_sse_reads_total") == before + 1
+        reads = metric(await a.metrics(), "continuity_sse_reads_total") - before
+        assert reads == (0 if carried else 1)
+        assert decode(await redis.hget(key, "d")).version == (1 if carried else 2)
 
 
 async def _dispatched(events: AsyncIterator[SseEvent]) -> AsyncIterator[SseEvent]:
