@@ -52,6 +52,9 @@ from tests.support.stack import (
     space,
 )
 
+# A failed test shows the tails of the process logs written while it ran.
+pytest_plugins = ["tests.support.child_logs"]
+
 # Property tests: ``make test`` draws the same examples on every machine and run
 # (derandomized, so a red run is reproducible and a green one is not luck of the
 # draw) with no deadline (a loaded 2-core machine is slow, not wrong);
