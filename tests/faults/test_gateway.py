@@ -40,11 +40,13 @@ from tests.support.stack import Stack, WorkerGroup, publish, wait_until
 pytestmark = pytest.mark.timeout(pick(300, 900))
 
 # Each chunk of the workload is sent over this long; the gateway goes down 0.5-1.5 s
-# into it, so every fault happens while events flow. Restarted at once, it listens
-# again within about a second and the clients (retrying every 2 s) are back while
-# the chunk still flows; on odd faults it stays down until the chunk is sent, so the
-# clients resume onto sessions that moved on and then stay quiet: only a stream that
-# sends the newest state at once, without waiting for another change, settles them.
+# into it, so every fault happens while events flow. On even faults it is restarted
+# at once and the chunk's last quarter waits until a client is back to a session
+# that moved on: the clients (retrying every 2 s) resume while events still flow,
+# however long a loaded machine takes to start the gateway. On odd faults it stays
+# down until the chunk is sent, so the clients resume onto sessions that moved on
+# and then stay quiet: only a stream that sends the newest state at once, without
+# waiting for another change, settles them.
 CHUNK_SECONDS = 6.0
 
 
@@ -65,14 +67,38 @@ class _Sent:
     count: int = 0
 
 
-async def _paced(pub: Publisher, events: list[dict[str, Any]], seconds: float, sent: _Sent) -> None:
-    """Publish ``events`` in order, spread evenly over about ``seconds``."""
+async def _paced(
+    pub: Publisher,
+    events: list[dict[str, Any]],
+    seconds: float,
+    sent: _Sent,
+    hold: asyncio.Event | None = None,
+) -> None:
+    """Publish ``events`` in order, spread evenly over about ``seconds``; with ``hold``,
+    the last quarter waits until it is set."""
     ticks = max(1, int(seconds / 0.05))
     size = max(1, -(-len(events) // ticks))
+    held_from = len(events) * 3 // 4
     for i in range(0, len(events), size):
+        if hold is not None and i >= held_from:
+            await hold.wait()
         await publish(pub, events[i : i + size])
         sent.count = i + size
         await asyncio.sleep(0.05)
+
+
+async def _one_back_to_news(followers: list[Follower], connections: int) -> None:
+    """Wait until some client has reconnected (its ``connections``-th) to a session
+    that moved on while it was away."""
+
+    async def back() -> bool:
+        return any(
+            len(f.connections) >= connections
+            and f.connections[-1].stored > (f.connections[-1].sent_last or 0)
+            for f in followers
+        )
+
+    await wait_until(back, timeout=60, interval=0.05)
 
 
 async def _stop(gw: Gateway, *, term: bool) -> float:
@@ -201,15 +227,22 @@ async def test_gateway_restarted_under_sse_clients_resumes_every_client_with_no_
         for n in range(restarts):
             sent = _Sent()
             chunk = events[n * step : (n + 1) * step]
-            sending = asyncio.create_task(_paced(publisher, chunk, CHUNK_SECONDS, sent))
+            flowing = not n % 2  # clients come back while the chunk still flows
+            resumed = asyncio.Event()
+            sending = asyncio.create_task(
+                _paced(publisher, chunk, CHUNK_SECONDS, sent, resumed if flowing else None)
+            )
             await asyncio.sleep(rng.uniform(0.5, 1.5))
             # What this test is about: the gateway goes down while events flow.
             assert 0 < sent.count < len(chunk)
             assert not sending.done()
             stop_seconds.append(await _stop(gw, term=n == 1))
-            if n % 2:
+            if not flowing:
                 await sending  # down for the rest of the chunk: resumes onto a quiet stream
             gw = await _start_again(group.stack, gw)
+            if flowing:
+                await _one_back_to_news(followers, n + 2)
+                resumed.set()
             await sending
             calm = time.monotonic()
             # Every client is back (and shown the newest state) before the next fault,
