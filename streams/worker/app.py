@@ -135,7 +135,22 @@ def base_app(
     # for the consumer's fetch wait, and the default 1.5 s is latency on some brokers.
     transport = transport_class(settings.fetch_max_wait_ms, positioned)
     app.transport = transport(app.conf.broker_consumer, app)
+    _settle_heap_once(app, settings)
     return app, app.topic(*SOURCE_TOPICS, key_type=bytes, value_type=bytes)
+
+
+def _settle_heap_once(app: faust.App, settings: Settings) -> None:
+    """Set the garbage collector (``streams/heap.py``) at the first partition assignment:
+    Faust, its consumer and the app are up by then. In ``base_app``, so the
+    benchmark's Faust agents run with the worker's collector settings too."""
+    settled: list[heap.Settled] = []
+
+    def settle(sender: Any, /, *partitions: Any, **_: Any) -> None:
+        if not settled:
+            settled.append(heap.settle(settings.gc_freeze, settings.gc_young_threshold))
+            log.info(settled[0].describe())
+
+    app.on_partitions_assigned.connect(settle)
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -266,8 +281,6 @@ def create_app(settings: Settings) -> faust.App:
             if not transient(exc):  # an outage is the batch path's to report
                 log.exception("position check failed")
 
-    settled: list[heap.Settled] = []
-
     def on_assigned(sender: Any, /, *partitions: Any, **_: Any) -> None:
         assigned = [(tp.topic, tp.partition) for tp in partitions[0]]
         names = {f"{t}:{p}" for t, p in assigned}
@@ -280,10 +293,6 @@ def create_app(settings: Settings) -> faust.App:
         for guard in guards:
             guard.revoked(assigned)
         readiness.on_assigned()
-        if not settled:
-            # The first assignment: Faust, its consumer and the app are up by now.
-            settled.append(heap.settle(settings.gc_freeze, settings.gc_young_threshold))
-            log.info(settled[0].describe())
 
     runners: list[Any] = []  # keeps the HTTP server referenced for the process's life
 
