@@ -34,7 +34,13 @@ from streams.kafka.publish import Publisher
 from tests.support.fault_report import FaultRow, compare, pick, record
 from tests.support.gateway import Gateway, start_gateway, token
 from tests.support.oracle import cart_workload, mismatches, oracle, oracle_versions
-from tests.support.sse_follower import Follower, listening, strictly_increasing, versions
+from tests.support.sse_follower import (
+    Connection,
+    Follower,
+    listening,
+    strictly_increasing,
+    versions,
+)
 from tests.support.stack import Stack, WorkerGroup, publish, wait_until
 
 pytestmark = pytest.mark.timeout(pick(300, 900))
@@ -87,14 +93,18 @@ async def _paced(
         await asyncio.sleep(0.05)
 
 
+def _news_waiting(conn: Connection) -> bool:
+    """Redis held a newer version than the client had when it (re)connected."""
+    return conn.stored > (conn.sent_last or 0)
+
+
 async def _one_back_to_news(followers: list[Follower], connections: int) -> None:
     """Wait until some client has reconnected (its ``connections``-th) to a session
     that moved on while it was away."""
 
     async def back() -> bool:
         return any(
-            len(f.connections) >= connections
-            and f.connections[-1].stored > (f.connections[-1].sent_last or 0)
+            len(f.connections) >= connections and _news_waiting(f.connections[-1])
             for f in followers
         )
 
@@ -126,7 +136,7 @@ def _settled(f: Follower, connections: int) -> bool:
     if not f.open or len(f.connections) < connections:
         return False
     conn = f.connections[-1]
-    return conn.first is not None or conn.stored <= (conn.sent_last or 0)
+    return conn.first is not None or not _news_waiting(conn)
 
 
 async def _all_settled(followers: list[Follower], connections: int, timeout: float) -> None:
@@ -278,7 +288,7 @@ async def test_gateway_restarted_under_sse_clients_resumes_every_client_with_no_
                 wrong_keys.add(f.key)
                 problems.append(f"{f.key}: v{d.version} is not the fold's state at that version")
         for c in f.connections:
-            if c.stored <= (c.sent_last or 0):
+            if not _news_waiting(c):
                 continue  # nothing newer waiting: the stream owes nothing at once
             if c.sent_last is not None:
                 gap_resumes += 1

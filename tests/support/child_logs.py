@@ -9,6 +9,7 @@ with its last lines.
 
 from __future__ import annotations
 
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,9 +31,17 @@ def _child_log_root(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 
 def written_since(root: Path, since: float) -> list[Path]:
-    """Log files under ``root`` modified at or after ``since``, newest first."""
-    logs = [p for p in root.rglob("*.log") if p.is_file() and p.stat().st_mtime >= since]
-    return sorted(logs, key=lambda p: p.stat().st_mtime, reverse=True)
+    """Log files under ``root`` modified at or after ``since``, newest first (a file
+    gone while looking is left out: the report must not fail on it)."""
+    found: list[tuple[float, Path]] = []
+    for p in root.rglob("*.log"):
+        try:
+            st = p.stat()
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode) and st.st_mtime >= since:
+            found.append((st.st_mtime, p))
+    return [p for _, p in sorted(found, reverse=True)]
 
 
 def tail(path: Path, lines: int = TAIL_LINES) -> str:
